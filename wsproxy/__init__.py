@@ -1,0 +1,1 @@
+"""wsproxy: a man-in-the-middle proxy for WebSocket traffic."""
