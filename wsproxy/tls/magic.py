@@ -1,0 +1,53 @@
+"""The magic page: ``http://wsproxy.invalid/`` through the proxy hands out the CA certificate.
+
+``.invalid`` is reserved (RFC 6761 section 6.4) and never resolves, so a request for it can only
+reach us because the browser uses the proxy; that also proves the proxy setting works before
+the user trusts the CA. Only the certificate is served here, never the private key.
+"""
+
+from __future__ import annotations
+
+import html
+
+from wsproxy.tls.ca import CertAuthority
+
+MAGIC_HOST = "wsproxy.invalid"
+
+HTML = "text/html; charset=utf-8"
+TEXT = "text/plain; charset=utf-8"
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>wsproxy CA certificate</title></head>
+<body>
+<h1>wsproxy CA certificate</h1>
+<p>Your traffic goes through wsproxy. To let it open <code>wss://</code> connections, trust
+its certificate authority once on this device.</p>
+<ul>
+<li><a href="/cert/pem">PEM</a> (<code>.pem</code>): Linux, Firefox, Python, Node, macOS</li>
+<li><a href="/cert/cer">DER</a> (<code>.cer</code>): Windows, Android</li>
+<li><a href="/cert/p12">PKCS#12</a> (<code>.p12</code>): Windows and macOS import dialogs</li>
+</ul>
+<p>SHA-256 fingerprint, to compare with what your system shows:<br><code>{fingerprint}</code></p>
+<p>Step-by-step instructions for each system: <code>certs/README.md</code> in the wsproxy
+sources. Only trust this certificate on devices you control: whoever holds its key can read
+your TLS traffic.</p>
+</body>
+</html>
+"""
+
+
+def render(path: str, ca: CertAuthority) -> tuple[int, str, bytes]:
+    """Answer a GET for ``path`` on the magic host: (status, content type, body)."""
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    if path in ("/", "/index.html"):
+        page = _PAGE.format(fingerprint=html.escape(ca.fingerprint))
+        return 200, HTML, page.encode()
+    if path == "/cert/pem":
+        return 200, "application/x-pem-file", ca.cert_pem()
+    if path == "/cert/cer":
+        # DER: what Windows' certificate import wizard opens on a double click.
+        return 200, "application/pkix-cert", ca.cert_der()
+    if path == "/cert/p12":
+        return 200, "application/x-pkcs12", ca.cert_p12()
+    return 404, TEXT, b"Not found. The CA certificate is at /cert/pem, /cert/cer and /cert/p12.\n"
