@@ -1,0 +1,386 @@
+"""One leg of a proxied WebSocket: the frames one peer sends us, and the frames we send it.
+
+The proxy is the server towards its client and the client towards the upstream, so each leg
+knows which way masking goes (RFC 6455 section 5.1: client frames masked, server frames not).
+
+Reading is incremental and streaming (the wsproto way): ``receive_data`` takes whatever bytes
+arrived and returns events right away. A data frame comes out as one or more ``DataChunk``
+events as its payload arrives, so a 100 MiB frame is never held whole; control frames, at most
+125 bytes, come out whole as ``ControlFrame``. Every rule of RFC 6455 section 5 is checked
+here; a violation stops the reader and comes out as a ``Violation`` event with its close code,
+never as an exception.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+from typing import Protocol
+
+from wsproxy.exceptions import ProtocolError
+from wsproxy.sansio.frames import (
+    FIN,
+    KNOWN_OPCODES,
+    MASK,
+    MAX_CONTROL_PAYLOAD,
+    RSV1,
+    RSV2,
+    RSV3,
+    CloseCode,
+    Opcode,
+    apply_mask,
+    new_mask_key,
+    parse_close,
+    serialize_close,
+    serialize_header,
+)
+
+
+class MessageInflater(Protocol):
+    """What the reader needs from permessage-deflate (see ``deflate.Inflater``)."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def end_message(self) -> bytes: ...
+
+
+@dataclass(slots=True)
+class DataChunk:
+    """A piece of a data frame's payload, as it arrived.
+
+    ``data`` is the unmasked payload as on the wire (still compressed if the message is);
+    ``content`` is the same piece decompressed (the same object when not compressed).
+    A frame that arrived whole is a single chunk with ``frame_start`` and ``frame_end`` set.
+    """
+
+    opcode: int
+    message_opcode: int
+    fin: bool
+    rsv: int
+    frame_length: int
+    data: bytes
+    content: bytes
+    frame_start: bool
+    frame_end: bool
+    compressed: bool
+
+    @property
+    def message_end(self) -> bool:
+        return self.fin and self.frame_end
+
+
+@dataclass(slots=True)
+class ControlFrame:
+    """A whole close, ping or pong frame; a close carries its parsed code and reason."""
+
+    opcode: int
+    payload: bytes
+    close_code: int | None = None
+    close_reason: str = ""
+
+
+@dataclass(slots=True)
+class Violation:
+    """The peer broke the protocol; it must be closed with ``code``."""
+
+    code: int
+    reason: str
+
+
+Event = DataChunk | ControlFrame | Violation
+
+_OPCODE_NAMES = {int(op): op.name for op in Opcode}
+
+
+class FrameReader:
+    """Parses the frames one peer sends, with all the state RFC 6455 section 5 needs.
+
+    ``masked`` says whether this peer must mask (it is a client). Limits follow the flags
+    ``--max-frame-size`` and ``--max-message-size``; for a compressed message the message
+    limit applies to the decompressed size, which the inflater enforces as it goes.
+    """
+
+    def __init__(self, *, masked: bool, max_frame_size: int, max_message_size: int) -> None:
+        self.masked = masked
+        self.max_frame_size = max_frame_size
+        self.max_message_size = max_message_size
+        self.inflater: MessageInflater | None = None
+        self.failed: Violation | None = None
+        self.bytes_received = 0
+        self._buffer = bytearray()
+        # The frame being read: its header fields, and how much payload is still to come.
+        self._in_frame = False
+        self._opcode = 0
+        self._fin = False
+        self._rsv = 0
+        self._length = 0
+        self._remaining = 0
+        self._mask_key = b""
+        self._offset = 0
+        self._header_size = 0
+        # The message being read, if any (between its first frame and its final one).
+        self._message_opcode: int | None = None
+        self._message_size = 0
+        self._compressed = False
+        self._utf8: codecs.IncrementalDecoder | None = None
+
+    @property
+    def in_message(self) -> bool:
+        return self._message_opcode is not None
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes from the peer; returns every event they complete."""
+        if self.failed is not None:
+            return []
+        self.bytes_received += len(data)
+        buffer = self._buffer
+        buffer += data
+        events: list[Event] = []
+        position = 0
+        try:
+            while True:
+                if not self._in_frame:
+                    header_end = self._parse_header(buffer, position)
+                    if header_end < 0:
+                        break
+                    position = header_end
+                    if self._opcode >= 0x8:
+                        # Control frames come out whole (at most 125 bytes, RFC 6455 5.5).
+                        end = position + self._length
+                        if len(buffer) < end:
+                            self._in_frame = False
+                            position -= self._header_size
+                            break
+                        events.append(self._control(bytes(buffer[position:end])))
+                        position = end
+                        continue
+                    self._in_frame = True
+                    if self._length == 0:
+                        events.append(self._chunk(b"", True, True))
+                        self._in_frame = False
+                        continue
+                available = len(buffer) - position
+                if available == 0:
+                    break
+                take = min(available, self._remaining)
+                piece = bytes(buffer[position : position + take])
+                position += take
+                frame_start = self._remaining == self._length
+                self._remaining -= take
+                frame_end = self._remaining == 0
+                events.append(self._chunk(piece, frame_start, frame_end))
+                if frame_end:
+                    self._in_frame = False
+        except ProtocolError as error:
+            self.failed = Violation(error.code, error.reason)
+            events.append(self.failed)
+            buffer.clear()
+            return events
+        del buffer[:position]
+        return events
+
+    def _parse_header(self, buffer: bytearray, position: int) -> int:
+        """Read and check a header at ``position``; returns where its payload starts, or -1."""
+        available = len(buffer) - position
+        if available < 2:
+            return -1
+        first = buffer[position]
+        second = buffer[position + 1]
+        opcode = first & 0x0F
+        if opcode not in KNOWN_OPCODES:
+            raise ProtocolError(f"reserved opcode {opcode:#x}", CloseCode.PROTOCOL_ERROR)
+        rsv = first & (RSV1 | RSV2 | RSV3)
+        if rsv & (RSV2 | RSV3):
+            raise ProtocolError("RSV2/RSV3 set without an extension", CloseCode.PROTOCOL_ERROR)
+        if bool(second & MASK) != self.masked:
+            if self.masked:
+                raise ProtocolError("unmasked frame from the client", CloseCode.PROTOCOL_ERROR)
+            raise ProtocolError("masked frame from the server", CloseCode.PROTOCOL_ERROR)
+        length = second & 0x7F
+        size = 2
+        if length == 126:
+            size = 4
+            if available < size:
+                return -1
+            length = int.from_bytes(buffer[position + 2 : position + 4], "big")
+            if length < 126:
+                raise ProtocolError("length not in its shortest form", CloseCode.PROTOCOL_ERROR)
+        elif length == 127:
+            size = 10
+            if available < size:
+                return -1
+            length = int.from_bytes(buffer[position + 2 : position + 10], "big")
+            if length >> 63:
+                raise ProtocolError("64-bit length with its top bit set", CloseCode.PROTOCOL_ERROR)
+            if length < 65536:
+                raise ProtocolError("length not in its shortest form", CloseCode.PROTOCOL_ERROR)
+        if self.masked:
+            if available < size + 4:
+                return -1
+            self._mask_key = bytes(buffer[position + size : position + size + 4])
+            size += 4
+        fin = bool(first & FIN)
+        if opcode >= 0x8:
+            if not fin:
+                raise ProtocolError("fragmented control frame", CloseCode.PROTOCOL_ERROR)
+            if length > MAX_CONTROL_PAYLOAD:
+                raise ProtocolError(
+                    f"control frame of {length} bytes (max 125)", CloseCode.PROTOCOL_ERROR
+                )
+            if rsv:
+                raise ProtocolError("RSV1 set on a control frame", CloseCode.PROTOCOL_ERROR)
+        else:
+            self._start_data_frame(opcode, fin, rsv, length)
+        self._opcode = opcode
+        self._fin = fin
+        self._rsv = rsv
+        self._length = length
+        self._remaining = length
+        self._offset = 0
+        self._header_size = size
+        return position + size
+
+    def _start_data_frame(self, opcode: int, fin: bool, rsv: int, length: int) -> None:
+        if opcode == Opcode.CONTINUATION:
+            if self._message_opcode is None:
+                raise ProtocolError("continuation frame without a message", 1002)
+            if rsv:
+                raise ProtocolError("RSV1 set on a continuation frame", 1002)
+        else:
+            if self._message_opcode is not None:
+                raise ProtocolError("new data frame inside a fragmented message", 1002)
+            if rsv and self.inflater is None:
+                raise ProtocolError("RSV1 set without permessage-deflate", 1002)
+            self._message_opcode = opcode
+            self._message_size = 0
+            self._compressed = bool(rsv)
+            self._utf8 = _new_utf8_decoder() if opcode == Opcode.TEXT else None
+        if length > self.max_frame_size:
+            raise ProtocolError(
+                f"frame of {length} bytes over the limit of {self.max_frame_size}",
+                CloseCode.MESSAGE_TOO_BIG,
+            )
+        if not self._compressed:
+            self._message_size += length
+            if self._message_size > self.max_message_size:
+                raise ProtocolError(
+                    f"message over the limit of {self.max_message_size} bytes",
+                    CloseCode.MESSAGE_TOO_BIG,
+                )
+
+    def _chunk(self, piece: bytes, frame_start: bool, frame_end: bool) -> DataChunk:
+        if self.masked and piece:
+            piece = apply_mask(piece, self._mask_key, self._offset)
+            self._offset += len(piece)
+        message_opcode = self._message_opcode
+        assert message_opcode is not None
+        message_end = frame_end and self._fin
+        content = piece
+        if self._compressed:
+            assert self.inflater is not None
+            content = self.inflater.feed(piece) if piece else b""
+            if message_end:
+                content += self.inflater.end_message()
+        if self._utf8 is not None:
+            _check_utf8(self._utf8, content, message_end)
+        chunk = DataChunk(
+            self._opcode,
+            message_opcode,
+            self._fin,
+            self._rsv,
+            self._length,
+            piece,
+            content,
+            frame_start,
+            frame_end,
+            self._compressed,
+        )
+        if message_end:
+            self._message_opcode = None
+            self._utf8 = None
+        return chunk
+
+    def _control(self, payload: bytes) -> ControlFrame:
+        if self.masked and payload:
+            payload = apply_mask(payload, self._mask_key)
+        if self._opcode == Opcode.CLOSE:
+            code, reason = parse_close(payload)
+            return ControlFrame(self._opcode, payload, code, reason)
+        return ControlFrame(self._opcode, payload)
+
+
+def _new_utf8_decoder() -> codecs.IncrementalDecoder:
+    return codecs.getincrementaldecoder("utf-8")("strict")
+
+
+def _check_utf8(decoder: codecs.IncrementalDecoder, content: bytes, final: bool) -> None:
+    """Fail on the first invalid byte, even when a code point is split across fragments.
+
+    CPython's decoder already rejects most impossible prefixes at once (``F4 90``, ``E0 80``),
+    but holds ``ED A0``-``ED BF`` (a UTF-16 surrogate, never valid) until a third byte comes;
+    that one case is checked by hand so the connection fails as early as RFC 6455 8.1 wants.
+    """
+    try:
+        decoder.decode(content, final)
+    except UnicodeDecodeError:
+        raise ProtocolError("invalid UTF-8 in a text message", CloseCode.INVALID_PAYLOAD) from None
+    pending = decoder.getstate()[0]
+    if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
+        raise ProtocolError("invalid UTF-8 in a text message", CloseCode.INVALID_PAYLOAD)
+
+
+def opcode_name(opcode: int) -> str:
+    return _OPCODE_NAMES.get(opcode, hex(opcode))
+
+
+class FrameWriter:
+    """Serializes the frames we send one peer; masks with a fresh key when the peer is a server.
+
+    Output accumulates until ``data_to_send`` takes it, so one event loop turn becomes one write.
+    """
+
+    def __init__(self, *, mask: bool) -> None:
+        self.mask = mask
+        self.bytes_sent = 0
+        self._output: list[bytes] = []
+        self._key = b""
+        self._offset = 0
+
+    def send_frame(self, opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> None:
+        """A whole frame."""
+        if self.mask:
+            key = new_mask_key()
+            self._output.append(serialize_header(opcode, fin, rsv, len(payload), key))
+            if payload:
+                self._output.append(apply_mask(payload, key))
+        else:
+            self._output.append(serialize_header(opcode, fin, rsv, len(payload)))
+            if payload:
+                self._output.append(payload)
+
+    def start_frame(self, opcode: int, fin: bool, rsv: int, length: int) -> None:
+        """The header of a frame whose payload follows in pieces (``send_payload``)."""
+        key = new_mask_key() if self.mask else None
+        self._output.append(serialize_header(opcode, fin, rsv, length, key))
+        self._key = key or b""
+        self._offset = 0
+
+    def send_payload(self, piece: bytes) -> None:
+        if not piece:
+            return
+        if self.mask:
+            self._output.append(apply_mask(piece, self._key, self._offset))
+            self._offset += len(piece)
+        else:
+            self._output.append(piece)
+
+    def send_close(self, code: int | None, reason: str = "") -> None:
+        self.send_frame(Opcode.CLOSE, serialize_close(code, reason))
+
+    def data_to_send(self) -> bytes:
+        if not self._output:
+            return b""
+        data = b"".join(self._output)
+        self._output.clear()
+        self.bytes_sent += len(data)
+        return data

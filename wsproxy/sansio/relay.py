@@ -1,0 +1,331 @@
+"""Two legs of a proxied WebSocket and what passes between them.
+
+The relay reads frames from one leg and writes them to the other, streaming: a data frame goes
+out with the same opcode, flags and length as it came in (a fragmented message stays
+fragmented), client frames re-masked with a fresh key. Small frames are held until whole so
+they go out in one piece; a frame over ``STREAM_THRESHOLD`` bytes streams through as its
+payload arrives, so memory does not grow with message size.
+
+The close handshake is relayed end to end: a close from one peer goes to the other, and the
+answer comes back. When a peer breaks the protocol (RFC 6455 7.1.7), it gets the RFC's close
+code and the other peer a clean close: 1001 when the client failed, 1014 when the upstream
+did. When the client is at fault the proxy first lets the upstream finish its side of the close
+handshake and delivers whatever the upstream had already sent, then closes the client; so a
+client that sends a valid message and then a bad frame still gets the echo of the first.
+
+Nothing here knows about sockets or time: the asyncio shell feeds bytes in with ``receive``,
+takes ``data_to_send``, and acts on each leg's ``close_transport`` / ``abort_transport``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from wsproxy.sansio.endpoint import ControlFrame, DataChunk, FrameReader, FrameWriter, Violation
+from wsproxy.sansio.frames import CloseCode, Opcode, serialize_close
+
+STREAM_THRESHOLD = 64 * 1024
+
+
+class Side(enum.Enum):
+    """Which peer a leg talks to; also names the direction of the frames that peer sends."""
+
+    CLIENT = "client"
+    SERVER = "server"
+
+    @property
+    def other(self) -> Side:
+        return Side.SERVER if self is Side.CLIENT else Side.CLIENT
+
+
+@dataclass(slots=True)
+class FrameRecord:
+    """What the log needs of a relayed frame, built only when someone listens."""
+
+    side: Side
+    opcode: int
+    fin: bool
+    rsv: int
+    length: int
+    preview: bytes
+    compressed: bool
+    message_opcode: int
+
+
+@dataclass
+class Leg:
+    """One peer's connection state, as the relay sees it."""
+
+    side: Side
+    reader: FrameReader
+    writer: FrameWriter
+    close_sent: bool = False
+    close_received: bool = False
+    received_code: int | None = None
+    received_reason: str = ""
+    sent_code: int | None = None
+    sent_reason: str = ""
+    eof: bool = False
+    # A frame header went out whose payload has not all followed: no control frame fits now.
+    mid_frame_out: bool = False
+    # The close we owe this peer once the other peer's close handshake is over.
+    pending_close: tuple[int, str] | None = None
+    # What the shell must do with the transport.
+    close_transport: bool = False
+    abort_transport: bool = False
+    violation: Violation | None = None
+    messages: int = 0
+    frames: int = 0
+    _held: list[bytes] = field(default_factory=list)
+    _preview: bytes = b""
+
+    @property
+    def closed_cleanly(self) -> bool:
+        return self.close_sent and self.close_received
+
+
+class Relay:
+    """The sans-I/O heart of one proxied WebSocket."""
+
+    def __init__(
+        self,
+        *,
+        max_frame_size: int,
+        max_message_size: int,
+        on_frame: Callable[[FrameRecord], None] | None = None,
+        on_event: Callable[[Side, str], None] | None = None,
+    ) -> None:
+        self.client = Leg(
+            Side.CLIENT,
+            FrameReader(
+                masked=True, max_frame_size=max_frame_size, max_message_size=max_message_size
+            ),
+            FrameWriter(mask=False),
+        )
+        self.server = Leg(
+            Side.SERVER,
+            FrameReader(
+                masked=False, max_frame_size=max_frame_size, max_message_size=max_message_size
+            ),
+            FrameWriter(mask=True),
+        )
+        self.on_frame = on_frame
+        self.on_event = on_event
+
+    def leg(self, side: Side) -> Leg:
+        return self.client if side is Side.CLIENT else self.server
+
+    # -- input ------------------------------------------------------------------------------
+
+    def receive(self, side: Side, data: bytes) -> None:
+        """Bytes arrived from ``side``'s peer."""
+        source = self.leg(side)
+        if source.eof:
+            return
+        target = self.leg(side.other)
+        for event in source.reader.receive_data(data):
+            if source.close_received:
+                break  # RFC 6455 5.5.1: nothing counts after a peer's close frame
+            if type(event) is DataChunk:
+                self._forward_chunk(source, target, event)
+            elif type(event) is ControlFrame:
+                self._on_control(source, target, event)
+            else:
+                assert isinstance(event, Violation)
+                self._on_violation(source, target, event)
+
+    def receive_eof(self, side: Side, reason: str = "") -> None:
+        """``side``'s peer closed or reset its TCP connection."""
+        source = self.leg(side)
+        if source.eof:
+            return
+        source.eof = True
+        source.close_transport = True
+        target = self.leg(side.other)
+        if not source.close_received and not source.violation:
+            why = reason or "connection closed without a close frame"
+            self._note(side, f"{why} (1006)")
+            if side is Side.CLIENT:
+                self._close(target, CloseCode.GOING_AWAY, "client went away")
+            else:
+                self._close(target, CloseCode.BAD_GATEWAY, "upstream connection lost")
+        if target.pending_close is not None:
+            self._send_pending(target)
+        self._settle(target)
+
+    def close_both(self, code: int, reason: str) -> None:
+        """The proxy itself ends the WebSocket (shutdown, idle timeout): both peers get ``code``."""
+        for leg in (self.client, self.server):
+            if leg.pending_close is not None:
+                self._send_pending(leg)
+            self._close(leg, code, reason)
+            self._settle(leg)
+
+    def close_timeout(self, side: Side) -> None:
+        """The shell waited too long for ``side``'s close answer or TCP close."""
+        leg = self.leg(side)
+        other = self.leg(side.other)
+        if other.pending_close is not None:
+            self._send_pending(other)
+            self._settle(other)
+        if not leg.eof:
+            leg.close_transport = True
+
+    # -- output -----------------------------------------------------------------------------
+
+    def data_to_send(self, side: Side) -> bytes:
+        return self.leg(side).writer.data_to_send()
+
+    @property
+    def finished(self) -> bool:
+        return (self.client.eof or self.client.close_transport or self.client.abort_transport) and (
+            self.server.eof or self.server.close_transport or self.server.abort_transport
+        )
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _forward_chunk(self, source: Leg, target: Leg, chunk: DataChunk) -> None:
+        if chunk.frame_start:
+            source.frames += 1
+            if self.on_frame is not None:
+                source._preview = chunk.content[:64]
+        if target.close_sent or target.eof or target.abort_transport:
+            # The target is closing: RFC 6455 5.5.1 forbids data after our close frame.
+            if chunk.message_end:
+                self._note(source.side, "message dropped: the other side is closing")
+            return
+        writer = target.writer
+        if chunk.frame_start and chunk.frame_end:
+            writer.send_frame(chunk.opcode, chunk.data, chunk.fin, chunk.rsv)
+        elif chunk.frame_length <= STREAM_THRESHOLD:
+            source._held.append(chunk.data)
+            if chunk.frame_end:
+                writer.send_frame(chunk.opcode, b"".join(source._held), chunk.fin, chunk.rsv)
+                source._held.clear()
+        else:
+            if chunk.frame_start:
+                writer.start_frame(chunk.opcode, chunk.fin, chunk.rsv, chunk.frame_length)
+                target.mid_frame_out = True
+            writer.send_payload(chunk.data)
+            if chunk.frame_end:
+                target.mid_frame_out = False
+        if chunk.frame_end:
+            if chunk.fin:
+                source.messages += 1
+            if self.on_frame is not None:
+                self.on_frame(
+                    FrameRecord(
+                        source.side,
+                        chunk.opcode,
+                        chunk.fin,
+                        chunk.rsv,
+                        chunk.frame_length,
+                        source._preview,
+                        chunk.compressed,
+                        chunk.message_opcode,
+                    )
+                )
+
+    def _on_control(self, source: Leg, target: Leg, frame: ControlFrame) -> None:
+        source.frames += 1
+        if self.on_frame is not None:
+            self.on_frame(
+                FrameRecord(
+                    source.side,
+                    frame.opcode,
+                    True,
+                    0,
+                    len(frame.payload),
+                    frame.payload,
+                    False,
+                    frame.opcode,
+                )
+            )
+        if frame.opcode != Opcode.CLOSE:
+            # Pings and pongs are the peers' business: relayed unchanged, never answered here.
+            if not (target.close_sent or target.eof or target.abort_transport):
+                target.writer.send_frame(frame.opcode, frame.payload)
+            return
+        source.close_received = True
+        source.received_code = frame.close_code
+        source.received_reason = frame.close_reason
+        source._held.clear()
+        if target.pending_close is not None:
+            # This close answers the one we sent on behalf of a failed peer: that peer now gets
+            # its protocol error code, after everything this source had sent before.
+            self._send_pending(target)
+        elif not (target.close_sent or target.eof or target.abort_transport):
+            if target.mid_frame_out:
+                target.abort_transport = True
+            else:
+                target.writer.send_frame(Opcode.CLOSE, frame.payload)
+                target.close_sent = True
+                target.sent_code = frame.close_code
+                target.sent_reason = frame.close_reason
+        self._settle(source)
+        self._settle(target)
+
+    def _on_violation(self, source: Leg, target: Leg, violation: Violation) -> None:
+        source.violation = violation
+        source._held.clear()
+        self._note(source.side, f"protocol error: {violation.reason} ({violation.code})")
+        if source.side is Side.CLIENT and not (target.eof or target.close_received):
+            # Let the upstream finish its close handshake first (see the module docstring).
+            self._close(target, CloseCode.GOING_AWAY, "client protocol error")
+            if not source.close_sent and not target.abort_transport:
+                source.pending_close = (violation.code, violation.reason)
+            else:
+                self._close(source, violation.code, violation.reason)
+        else:
+            if source.side is Side.SERVER:
+                self._close(target, CloseCode.BAD_GATEWAY, "upstream protocol error")
+            else:
+                self._close(target, CloseCode.GOING_AWAY, "client protocol error")
+            self._close(source, violation.code, violation.reason)
+        self._settle(source)
+        self._settle(target)
+
+    def _close(self, leg: Leg, code: int, reason: str) -> None:
+        """Send ``leg`` a close frame, or cut it if a frame to it is half-written."""
+        if leg.close_sent or leg.eof or leg.abort_transport:
+            return
+        if leg.mid_frame_out:
+            # A close frame cannot go inside a frame's payload: the only way out is to cut.
+            self._note(leg.side, f"aborted: a frame to it was half-sent when it had to get {code}")
+            leg.abort_transport = True
+            return
+        leg.writer.send_frame(Opcode.CLOSE, serialize_close(code, reason))
+        leg.close_sent = True
+        leg.sent_code = code
+        leg.sent_reason = reason
+
+    def _send_pending(self, leg: Leg) -> None:
+        assert leg.pending_close is not None
+        code, reason = leg.pending_close
+        leg.pending_close = None
+        self._close(leg, code, reason)
+
+    def _settle(self, leg: Leg) -> None:
+        """Decide what the shell does with ``leg``'s transport once its close is done.
+
+        The proxy is the server towards its client, so it closes that TCP connection first
+        (RFC 6455 7.1.1); towards the upstream it is the client and waits for the server to
+        close (the shell bounds the wait). A peer that broke the protocol is closed right after
+        its close frame went out.
+        """
+        if leg.eof or leg.abort_transport or leg.pending_close is not None:
+            return
+        if leg.side is Side.CLIENT:
+            if leg.close_sent and (leg.close_received or leg.violation is not None):
+                leg.close_transport = True
+        elif leg.close_sent and leg.violation is not None:
+            leg.close_transport = True
+
+    def _note(self, side: Side, message: str) -> None:
+        if self.on_event is not None:
+            self.on_event(side, message)
+
+
+__all__ = ["STREAM_THRESHOLD", "FrameRecord", "Leg", "Relay", "Side", "serialize_close"]
