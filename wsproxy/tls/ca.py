@@ -174,6 +174,10 @@ class CertAuthority:
         """A server context presenting a leaf for ``host``; built once, then served from an LRU."""
         return self._leaf(host)[1]
 
+    def leaf_certificate(self, host: str) -> x509.Certificate:
+        """The leaf that ``leaf_context(host)`` presents, for display and tests."""
+        return x509.load_pem_x509_certificates(self._leaf(host)[0])[0]
+
     def client_facing_context(self, default_host: str) -> ssl.SSLContext:
         """The context for ``start_tls(server_side=True)`` towards a client.
 
@@ -191,10 +195,9 @@ class CertAuthority:
 
     def _sni_callback(self, default_host: str) -> _SniCallback:
         def on_sni(sslobj: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> int | None:
-            if not server_name or _normalize_host(server_name) == default_host:
-                return None
             try:
-                sslobj.context = self.leaf_context(server_name)
+                if server_name and _normalize_host(server_name) != default_host:
+                    sslobj.context = self.leaf_context(server_name)
             except Exception as e:
                 # An exception escaping here would be printed as "unraisable" by CPython; we
                 # refuse the handshake with an alert instead and say why on one line.

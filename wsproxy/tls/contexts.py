@@ -79,11 +79,12 @@ def describe_verify_error(exc: BaseException) -> str:
     chains it), so the cause chain is searched for the most specific one.
     """
     found = _find_ssl_error(exc)
+    # The ssl module sets verify_message and reason only on errors it raised itself.
+    reason = getattr(found, "reason", None) or getattr(found, "strerror", None) or str(found)
     if isinstance(found, ssl.SSLCertVerificationError):
-        reason = found.verify_message or found.reason or "unknown reason"
+        reason = getattr(found, "verify_message", None) or reason
         return f"certificate verify failed: {reason}".rstrip(".")
     if isinstance(found, ssl.SSLError):
-        reason = found.reason or found.strerror or str(found)
         return f"TLS error: {reason}"
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
