@@ -210,7 +210,7 @@ class HeadParser:
         self._buf = bytearray()
         self._scan = 0  # where to look for the next LF in _buf
         self._size = 0  # bytes of the head consumed so far (complete lines)
-        self._start_line: bytes | None = None
+        self._start: tuple[str, str, str] | None = None
         self._fields: list[tuple[str, str]] = []
         self._result: Request | Response | None = None
         self._leftover = b""
@@ -255,21 +255,36 @@ class HeadParser:
                 return self._result
 
     def _check_partial(self) -> None:
-        """Refuse a line that is already too long, without waiting for its end."""
+        """Refuse a line that is already too long or wrong, without waiting for its end.
+
+        Checking the start of the first line early matters: a TLS ClientHello or another
+        protocol sent to a plain HTTP port has no line end, and would otherwise leave the
+        connection waiting until a timeout instead of being refused at once.
+        """
         pending = len(self._buf)
-        if self._start_line is None and not self.is_response and pending > self.limits.max_line:
-            raise HttpError(414, "request line too long")
+        if self._start is None:
+            if self.is_response:
+                if not b"HTTP/".startswith(bytes(self._buf[:5])):
+                    raise self._error(f"malformed status line: {bytes(self._buf[:20])!r}")
+            else:
+                if pending > self.limits.max_line:
+                    raise HttpError(414, "request line too long")
+                method = bytes(self._buf[:64]).split(b" ", 1)[0]
+                if method == self._buf and method.endswith(b"\r"):
+                    method = method[:-1]  # the CR of a CRLF still on its way
+                if method and _TOKEN_RE.fullmatch(method) is None:
+                    raise self._error(f"malformed request line: {method[:20]!r}")
         if self._size + pending > self.limits.max_head_size:
             raise self._too_large("request head too large")
 
     def _line(self, line: bytes) -> bool:
         """Take one line without its line end; True when it ends the head."""
-        if self._start_line is None:
+        if self._start is None:
             if not line and not self.is_response:
                 return False  # RFC 7230 3.5: ignore empty lines before a request line
             if not self.is_response and len(line) > self.limits.max_line:
                 raise HttpError(414, "request line too long")
-            self._start_line = line
+            self._start = self._parse_start_line(line)
             return False
         if not line:
             return True
@@ -292,19 +307,15 @@ class HeadParser:
         self._fields.append((name.decode("ascii"), value.decode("latin-1")))
         return False
 
-    def _build(self) -> Request | Response:
-        assert self._start_line is not None
-        line = self._start_line
-        headers = Headers()
-        headers._items = self._fields
+    def _parse_start_line(self, line: bytes) -> tuple[str, str, str]:
+        """Check the start line as soon as it is complete; (method, target, version) or
+        (version, status, reason)."""
         if self.is_response:
             match = _STATUS_LINE_RE.fullmatch(line)
             if match is None:
                 raise self._error(f"malformed status line: {line[:60]!r}")
             version, status, reason = match.groups()
-            return Response(
-                version.decode(), int(status), (reason or b"").decode("latin-1"), headers
-            )
+            return version.decode(), status.decode(), (reason or b"").decode("latin-1")
         match = _REQUEST_LINE_RE.fullmatch(line)
         if match is None:
             parts = line.split(b" ")
@@ -312,7 +323,16 @@ class HeadParser:
                 raise self._error(f"unknown HTTP version: {parts[2][:20]!r}")
             raise self._error(f"malformed request line: {line[:60]!r}")
         method, target, version = match.groups()
-        return Request(method.decode(), target.decode("latin-1"), version.decode(), headers)
+        return method.decode(), target.decode("latin-1"), version.decode()
+
+    def _build(self) -> Request | Response:
+        assert self._start is not None
+        first, second, third = self._start
+        headers = Headers()
+        headers._items = self._fields
+        if self.is_response:
+            return Response(first, int(second), third, headers)
+        return Request(first, second, third, headers)
 
 
 # -- request targets ---------------------------------------------------------------------------

@@ -1,0 +1,7 @@
+"""``python -m wsproxy``."""
+
+import sys
+
+from wsproxy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,249 @@
+"""Command line: flags become Options; subcommands run the proxy or its tools.
+
+Flags follow mitmproxy's where they overlap (``--listen-host``, ``-p/--listen-port``,
+``--mode``, ``--confdir``, ``-k/--ssl-insecure``, ``--ignore-hosts``, ``-s``, ``--set``,
+``-w``, ``-v/-q``) so users' habits carry over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from wsproxy.exceptions import ConfigError, WsproxyError
+from wsproxy.options import MiB, Options, ReverseTarget
+
+log = logging.getLogger("wsproxy")
+
+_SIZE_RE = re.compile(r"(\d+)\s*([kmg]i?b?|b)?", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": MiB, "g": 1024 * MiB}
+
+
+def parse_size(text: str) -> int:
+    """``65536``, ``64k``, ``16MiB``, ``1g``: binary units, as the README says."""
+    match = _SIZE_RE.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 65536, 64KiB, 16MiB)")
+    unit = (match.group(2) or "").lower()[:1]
+    return int(match.group(1)) * _UNITS[unit]
+
+
+def parse_mode(text: str) -> ReverseTarget | None:
+    if text == "regular":
+        return None
+    match = re.fullmatch(r"reverse:(wss?)://(\[[^\]]+\]|[^:/]+)(?::(\d+))?/?", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"unknown mode {text!r}: use 'regular' or 'reverse:ws://HOST:PORT' (or wss://)"
+        )
+    scheme, host, port = match.group(1), match.group(2).strip("[]"), match.group(3)
+    return ReverseTarget(scheme, host, int(port) if port else (443 if scheme == "wss" else 80))
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = Options()
+    parser = argparse.ArgumentParser(
+        prog="wsproxy",
+        description="A man-in-the-middle proxy to see, log, rewrite and block WebSocket traffic.",
+        epilog="Subcommands: 'wsproxy ca --path' prints where the CA certificate is.",
+    )
+    add = parser.add_argument
+    add("--listen-host", default=defaults.listen_host, help="address to listen on (127.0.0.1)")
+    add("-p", "--listen-port", type=int, default=defaults.listen_port, help="port (8080)")
+    add(
+        "--mode",
+        type=parse_mode,
+        default=None,
+        metavar="MODE",
+        help="'regular' (an HTTP proxy, the default) or 'reverse:ws://HOST:PORT' (or wss://): "
+        "act as the server and send every upgrade to that upstream",
+    )
+    add("--confdir", type=Path, default=defaults.confdir, help="CA and settings (~/.wsproxy)")
+    add("-v", "--verbose", action="count", default=0, help="-v logs every frame, -vv debug")
+    add("-q", "--quiet", action="store_true", help="warnings and errors only")
+    add(
+        "--max-frame-size",
+        type=parse_size,
+        default=defaults.max_frame_size,
+        help="largest frame accepted, else close 1009 (64MiB)",
+    )
+    add(
+        "--max-message-size",
+        type=parse_size,
+        default=defaults.max_message_size,
+        help="largest message accepted (decompressed), else close 1009 (64MiB)",
+    )
+    add(
+        "--max-head-size",
+        type=parse_size,
+        default=defaults.max_head_size,
+        help="largest HTTP head, else 431 (64KiB)",
+    )
+    add(
+        "--max-headers",
+        type=int,
+        default=defaults.max_headers,
+        help="most header lines in a head, else 431 (100)",
+    )
+    add(
+        "--max-request-line",
+        type=parse_size,
+        default=defaults.max_request_line,
+        help="longest request line, else 414 (8KiB)",
+    )
+    add(
+        "--max-connections",
+        type=int,
+        default=defaults.max_connections,
+        help="concurrent client connections, else 503 (10000)",
+    )
+    add(
+        "--handshake-timeout",
+        type=_positive_float,
+        default=defaults.handshake_timeout,
+        help="seconds for a request head, TLS or upgrade handshake (10)",
+    )
+    add(
+        "--idle-timeout",
+        type=_positive_float,
+        default=defaults.idle_timeout,
+        help="seconds without traffic before a WebSocket is closed with 1001; 0 = never (600)",
+    )
+    add(
+        "--close-timeout",
+        type=_positive_float,
+        default=defaults.close_timeout,
+        help="seconds to wait for a peer's close answer (5)",
+    )
+    add(
+        "--connect-timeout",
+        type=_positive_float,
+        default=defaults.connect_timeout,
+        help="seconds to open a TCP connection upstream, else 504 (10)",
+    )
+    add("--upstream-ca", type=Path, default=None, help="extra CA file to trust upstream")
+    add("-k", "--ssl-insecure", action="store_true", help="do not verify upstream certificates")
+    add(
+        "--ignore-hosts",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="tunnel CONNECTs to matching host:port untouched (repeatable)",
+    )
+    add(
+        "--no-compression",
+        action="store_true",
+        help="strip permessage-deflate from offers: frames on the wire stay readable",
+    )
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> Options:
+    for pattern in args.ignore_hosts:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ConfigError(f"--ignore-hosts {pattern!r}: {error}") from None
+    verbosity = -1 if args.quiet else args.verbose
+    return Options(
+        listen_host=args.listen_host,
+        listen_port=args.listen_port,
+        reverse=args.mode,
+        confdir=args.confdir.expanduser(),
+        verbosity=verbosity,
+        max_frame_size=args.max_frame_size,
+        max_message_size=args.max_message_size,
+        max_head_size=args.max_head_size,
+        max_headers=args.max_headers,
+        max_request_line=args.max_request_line,
+        max_connections=args.max_connections,
+        handshake_timeout=args.handshake_timeout,
+        idle_timeout=args.idle_timeout,
+        close_timeout=args.close_timeout,
+        connect_timeout=args.connect_timeout,
+        upstream_ca=args.upstream_ca,
+        ssl_insecure=args.ssl_insecure,
+        ignore_hosts=tuple(args.ignore_hosts),
+        no_compression=args.no_compression,
+    )
+
+
+def setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 1 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("wsproxy")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    # asyncio's own "Task exception was never retrieved" and friends stay quiet unless debugging.
+    logging.getLogger("asyncio").setLevel(logging.DEBUG if verbosity > 1 else logging.CRITICAL)
+
+
+async def run_proxy(options: Options) -> None:
+    from wsproxy.proxy.server import ProxyServer
+    from wsproxy.tls import CertAuthority
+
+    ca = CertAuthority.load_or_create(options.confdir)
+    server = ProxyServer(options, ca)
+    await server.start()
+    where = f"{options.listen_host}:{server.port}"
+    log.warning("wsproxy listening on %s (%s mode)", where, options.mode)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.warning("shutting down: closing %d WebSocket(s) with 1001", len(server.sessions))
+    await server.shutdown()
+
+
+def cmd_ca(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="wsproxy ca", description="wsproxy's CA certificate")
+    parser.add_argument("--confdir", type=Path, default=Options().confdir)
+    parser.add_argument("--path", action="store_true", help="print the CA certificate's path")
+    args = parser.parse_args(argv)
+    from wsproxy.tls import CertAuthority
+
+    ca = CertAuthority.load_or_create(args.confdir.expanduser())
+    if args.path:
+        print(ca.cert_pem_path)
+    else:
+        print(f"certificate: {ca.cert_pem_path}\nSHA-256 fingerprint: {ca.fingerprint}")
+    return 0
+
+
+SUBCOMMANDS = {"ca": cmd_ca}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return SUBCOMMANDS[argv[0]](argv[1:])
+        args = build_parser().parse_args(argv)
+        options = options_from_args(args)
+        setup_logging(options.verbosity)
+        asyncio.run(run_proxy(options))
+    except WsproxyError as error:
+        print(f"wsproxy: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"wsproxy: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,57 @@
+"""Every setting of a proxy run, in one frozen dataclass: the CLI fills it, the rest reads it.
+
+Limits and their precedents: 64 MiB frames and messages (generous, because the proxy
+stands in front of other people's applications and streams large frames without holding them;
+websockets defaults to 1 MiB and aiohttp to 4 MiB for endpoints that buffer), 64 KiB heads with
+at most 100 header lines and an 8 KiB request line (as nginx's large_client_header_buffers),
+10 s for a handshake, 10 minutes of silence before an idle WebSocket is closed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ReverseTarget:
+    """The fixed upstream of ``--mode reverse:ws://HOST:PORT``."""
+
+    scheme: str  # "ws" or "wss"
+    host: str
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "wss"
+
+
+@dataclass(frozen=True)
+class Options:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    reverse: ReverseTarget | None = None
+    confdir: Path = field(default_factory=lambda: Path.home() / ".wsproxy")
+    verbosity: int = 0  # -1 quiet, 0 normal, 1 frames, 2 debug
+    max_frame_size: int = 64 * MiB
+    max_message_size: int = 64 * MiB
+    max_head_size: int = 64 * 1024
+    max_headers: int = 100
+    max_request_line: int = 8192
+    handshake_timeout: float = 10.0
+    idle_timeout: float = 600.0
+    close_timeout: float = 5.0
+    connect_timeout: float = 10.0
+    max_connections: int = 10_000
+    upstream_ca: Path | None = None
+    ssl_insecure: bool = False
+    ignore_hosts: tuple[str, ...] = ()
+    no_compression: bool = False
+
+    @property
+    def mode(self) -> str:
+        if self.reverse is None:
+            return "regular"
+        return f"reverse:{self.reverse.scheme}://{self.reverse.host}:{self.reverse.port}"

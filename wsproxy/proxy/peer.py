@@ -1,0 +1,265 @@
+"""One TCP connection of the proxy, client or upstream, as an asyncio protocol.
+
+A peer has two modes. During the HTTP phase the handshake code awaits ``read()``; once a
+WebSocket is established, ``on_data`` is set and every chunk goes straight to the relay from
+``data_received``, with no task switch per frame (this is the hot path).
+
+TLS is done here over memory BIOs rather than with ``loop.start_tls``: after a CONNECT the
+proxy must look at the first bytes to tell a TLS ClientHello from plain HTTP, and bytes it has
+read cannot be handed back to asyncio's own TLS layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable
+
+READ_SIZE = 256 * 1024
+
+
+class TLSLayer:
+    """TLS over memory BIOs: ciphertext in, plaintext out, and the other way round."""
+
+    def __init__(
+        self, context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None = None
+    ) -> None:
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.sslobj = context.wrap_bio(
+            self.incoming, self.outgoing, server_side=server_side, server_hostname=server_hostname
+        )
+        self.handshake_done = False
+        self.closed = False
+
+    def feed(self, data: bytes) -> bytes:
+        """Take ciphertext; return the plaintext it completes. Raises ssl.SSLError."""
+        if data:
+            self.incoming.write(data)
+        if not self.handshake_done:
+            try:
+                self.sslobj.do_handshake()
+            except ssl.SSLWantReadError:
+                return b""
+            self.handshake_done = True
+        chunks = []
+        while True:
+            try:
+                chunk = self.sslobj.read(READ_SIZE)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                self.closed = True
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def encrypt(self, data: bytes) -> bytes:
+        self.sslobj.write(data)
+        return self.outgoing.read()
+
+    def pending(self) -> bytes:
+        return self.outgoing.read() if self.outgoing.pending else b""
+
+
+class Peer(asyncio.Protocol):
+    """A TCP connection with a read buffer for the HTTP phase and callbacks for the relay."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.tls: TLSLayer | None = None
+        self.address: tuple[str, int] = ("", 0)
+        self._buffer = bytearray()
+        self._eof = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.error: BaseException | None = None
+        self.write_paused = False
+        self.reading_paused = False
+        # Relay mode callbacks.
+        self.on_data: Callable[[bytes], None] | None = None
+        self.on_eof: Callable[[str], None] | None = None
+        self.on_pause_writing: Callable[[], None] | None = None
+        self.on_resume_writing: Callable[[], None] | None = None
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peername = transport.get_extra_info("peername")
+        if peername:
+            self.address = (str(peername[0]), int(peername[1]))
+
+    def data_received(self, data: bytes) -> None:
+        if self.tls is not None:
+            try:
+                data = self.tls.feed(data)
+            except ssl.SSLError as error:
+                self._fail(error)
+                return
+            out = self.tls.pending()
+            if out and self.transport is not None:
+                self.transport.write(out)
+            if self.tls.closed:
+                self.eof_received()
+            if not data:
+                return
+        if self.on_data is not None:
+            self.on_data(data)
+            return
+        self._buffer += data
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        if self.on_eof is not None:
+            callback, self.on_eof = self.on_eof, None
+            callback("connection closed")
+        return True  # keep the transport open for writing; we close it ourselves
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self.error is None:
+            self.error = exc
+        self._eof = True
+        self._wake()
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+        if self.on_eof is not None:
+            callback, self.on_eof = self.on_eof, None
+            callback(f"connection lost: {exc}" if exc else "connection closed")
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.on_pause_writing is not None:
+            self.on_pause_writing()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+        if self.on_resume_writing is not None:
+            self.on_resume_writing()
+
+    # -- HTTP phase -------------------------------------------------------------------------
+
+    async def read(self) -> bytes:
+        """The bytes buffered so far, waiting for some if there are none; b"" at EOF."""
+        while not self._buffer:
+            if self._eof:
+                if self.error is not None and not isinstance(self.error, ConnectionError):
+                    raise self.error
+                return b""
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
+
+    def unread(self, data: bytes) -> None:
+        """Put bytes back in front of the buffer (what a parser read past its end)."""
+        if data:
+            self._buffer[:0] = data
+
+    def take_buffer(self) -> bytes:
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
+
+    @property
+    def at_eof(self) -> bool:
+        return self._eof and not self._buffer
+
+    def start_tls(
+        self, context: ssl.SSLContext, *, server_side: bool, hostname: str | None
+    ) -> None:
+        """Switch to TLS; bytes already buffered are the start of the handshake."""
+        self.tls = TLSLayer(context, server_side=server_side, server_hostname=hostname)
+        pending = self.take_buffer()
+        if pending or not server_side:
+            self.data_received(pending)
+
+    async def handshake_tls(self) -> None:
+        """Wait until the TLS handshake finished (``start_tls`` began it)."""
+        assert self.tls is not None
+        while not self.tls.handshake_done:
+            if self.error is not None:
+                raise self.error
+            if self._eof:
+                raise ConnectionResetError("connection closed during the TLS handshake")
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.tls is not None:
+            try:
+                data = self.tls.encrypt(data)
+            except ssl.SSLError as error:
+                self._fail(error)
+                return
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.write_paused and not self.closed.done():
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            await self._drain_waiter
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and self.reading_paused:
+            self.reading_paused = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def write_eof(self) -> None:
+        """Half-close: the peer reads EOF after what was written, and can still send to us."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.tls is not None:
+            with contextlib.suppress(ssl.SSLError):
+                self.tls.sslobj.unwrap()
+            out = self.tls.pending()
+            if out:
+                self.transport.write(out)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _fail(self, error: BaseException) -> None:
+        self.error = error
+        self._eof = True
+        self._wake()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)

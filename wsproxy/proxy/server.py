@@ -1,0 +1,507 @@
+"""The proxy's front end: accepts connections, speaks HTTP/1.1, and starts WebSocket sessions.
+
+Regular mode takes every way a client asks an HTTP proxy for a WebSocket: ``CONNECT`` and then
+the upgrade inside the tunnel (TLS intercepted when the first bytes are a ClientHello), or an
+absolute-form ``GET http://`` / ``ws://`` / ``https://`` / ``wss://``. Requests that are not
+upgrades are relayed as plain HTTP, bodies streamed. Reverse mode sends everything to one
+upstream. All protocol decisions come from ``wsproxy.sansio``; this module only does the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import re
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from wsproxy.exceptions import HandshakeError, HttpError, UpstreamError, WsproxyError
+from wsproxy.options import Options
+from wsproxy.proxy.peer import Peer
+from wsproxy.proxy.session import WebSocketSession
+from wsproxy.sansio import deflate
+from wsproxy.sansio.extensions import parse_extension_header, serialize_extension_header
+from wsproxy.sansio.handshake import (
+    check_client_request,
+    check_upstream_response,
+    is_upgrade_request,
+    response_to_client,
+    strip_hop_by_hop,
+    upstream_request_headers,
+)
+from wsproxy.sansio.http11 import (
+    BodyReader,
+    Framing,
+    HeadParser,
+    Limits,
+    Request,
+    Response,
+    body_framing,
+    check_request,
+    parse_target,
+    serialize_request,
+    serialize_response,
+    simple_response,
+)
+from wsproxy.tls import MAGIC_HOST, CertAuthority, describe_verify_error, render, upstream_context
+
+log = logging.getLogger("wsproxy")
+
+TLS_HANDSHAKE_RECORD = 0x16  # the first byte of a TLS ClientHello (RFC 8446 5.1)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where a request goes: scheme decides TLS, host and port the TCP connection."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme in ("https", "wss")
+
+    @property
+    def authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.tls else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    """A CONNECT tunnel: requests inside it go to this host and port."""
+
+    host: str
+    port: int
+    tls: bool
+
+
+class ProxyServer:
+    """Listens, and runs one handler task per client connection."""
+
+    def __init__(self, options: Options, ca: CertAuthority | None = None) -> None:
+        self.options = options
+        self.ca = ca
+        self.limits = Limits(
+            max_line=options.max_request_line,
+            max_head_size=options.max_head_size,
+            max_headers=options.max_headers,
+        )
+        self._ids = itertools.count(1)
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self.sessions: set[WebSocketSession] = set()
+        self._connecting: dict[tuple[str, str, int], asyncio.Lock] = {}
+        self._ignore = [re.compile(pattern) for pattern in options.ignore_hosts]
+        self._tls_failures_logged: set[str] = set()
+        self._upstream_ssl: ssl.SSLContext | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._new_peer, self.options.listen_host, self.options.listen_port
+        )
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def shutdown(self) -> None:
+        """Stop listening; every open WebSocket gets close 1001 on both sides."""
+        if self._server is not None:
+            self._server.close()
+        for session in list(self.sessions):
+            session.shutdown(1001, "proxy shutting down")
+        if self.sessions:
+            await asyncio.wait(
+                [asyncio.ensure_future(s.run()) for s in self.sessions],
+                timeout=self.options.close_timeout + 1,
+            )
+        for task in list(self._handlers):
+            task.cancel()
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=2)
+
+    def _new_peer(self) -> Peer:
+        peer = Peer()
+        task = asyncio.get_running_loop().create_task(self._handle(peer))
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+        return peer
+
+    # -- one client connection ----------------------------------------------------------------
+
+    async def _handle(self, peer: Peer) -> None:
+        await asyncio.sleep(0)  # let connection_made run
+        conn_id = f"c{next(self._ids)}"
+        try:
+            if len(self._handlers) > self.options.max_connections:
+                raise HttpError(503, f"over --max-connections {self.options.max_connections}")
+            await self._serve(peer, conn_id, None)
+        except HttpError as error:
+            log.warning("[%s] %s %s: %s", conn_id, peer.address[0], error.status, error.reason)
+            peer.write(simple_response(error.status, error.reason, headers=error.headers))
+        except UpstreamError as error:
+            log.warning("[%s] upstream: %s (%s)", conn_id, error.reason, error.status)
+            peer.write(simple_response(error.status, error.reason))
+        except TimeoutError:
+            log.info("[%s] %s: timed out", conn_id, peer.address[0])
+        except (ConnectionError, ssl.SSLError) as error:
+            log.info("[%s] %s: connection ended: %s", conn_id, peer.address[0], error)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.error("[%s] internal error", conn_id, exc_info=log.isEnabledFor(logging.DEBUG))
+            peer.write(simple_response(500, "internal proxy error"))
+        finally:
+            peer.close()
+
+    async def _read_head(
+        self, peer: Peer, *, response: bool = False, timeout: float | None = None
+    ) -> Request | Response | None:
+        """One head from ``peer``; None when it closes before sending a byte."""
+        parser = HeadParser(self.limits, is_response=response)
+        seen = False
+        async with asyncio.timeout(timeout or self.options.handshake_timeout):
+            while True:
+                data = await peer.read()
+                if not data:
+                    if seen:
+                        raise HttpError(502 if response else 400, "connection closed mid-head")
+                    return None
+                seen = True
+                head = parser.feed(data)
+                if head is not None:
+                    peer.unread(parser.leftover)
+                    return head
+
+    async def _serve(self, peer: Peer, conn_id: str, tunnel: Tunnel | None) -> None:
+        """Requests of one client connection (or tunnel), until it closes or upgrades."""
+        first = True
+        while True:
+            timeout = self.options.handshake_timeout if first else self.options.idle_timeout
+            try:
+                head = await self._read_head(peer, timeout=timeout)
+            except TimeoutError:
+                if first:
+                    raise HttpError(408, "no complete request head in time") from None
+                return
+            if head is None:
+                return
+            first = False
+            assert isinstance(head, Request)
+            check_request(head)
+            target = parse_target(head, default_port=443 if tunnel and tunnel.tls else 80)
+            if head.method == "CONNECT":
+                if tunnel is not None or self.options.reverse is not None:
+                    raise HttpError(405, "CONNECT is only accepted by a regular-mode proxy")
+                assert target.host is not None and target.port is not None
+                await self._connect(peer, conn_id, target.host, target.port)
+                return
+            if target.host == MAGIC_HOST and self.ca is not None:
+                status, ctype, body = render(target.path, self.ca)
+                peer.write(simple_response(status, "", body, headers=[("Content-Type", ctype)]))
+                return
+            upstream, path = self._route(head, tunnel)
+            log.info(
+                "[%s] %s %s %s://%s%s",
+                conn_id,
+                peer.address[0],
+                head.method,
+                upstream.scheme,
+                upstream.authority,
+                path,
+            )
+            if is_upgrade_request(head):
+                await self._websocket(peer, conn_id, head, upstream, path)
+                return
+            if not await self._http(peer, conn_id, head, upstream, path):
+                return
+
+    def _route(self, req: Request, tunnel: Tunnel | None) -> tuple[Upstream, str]:
+        target = parse_target(req, default_port=443 if tunnel and tunnel.tls else 80)
+        upgrade = is_upgrade_request(req)
+        if target.form == "absolute":
+            assert target.scheme and target.host and target.port
+            scheme = target.scheme
+            if upgrade:
+                scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
+            elif scheme in ("ws", "wss"):
+                scheme = "http" if scheme == "ws" else "https"
+            return Upstream(scheme, target.host, target.port), target.path
+        reverse = self.options.reverse
+        if reverse is not None:
+            scheme = reverse.scheme if upgrade else ("https" if reverse.tls else "http")
+            return Upstream(scheme, reverse.host, reverse.port), target.path
+        if tunnel is not None:
+            scheme = ("wss" if upgrade else "https") if tunnel.tls else "ws" if upgrade else "http"
+            return Upstream(scheme, tunnel.host, tunnel.port), target.path
+        raise HttpError(
+            400, "a proxy request needs an absolute URL (GET http://host/...) or CONNECT"
+        )
+
+    # -- CONNECT -----------------------------------------------------------------------------
+
+    async def _connect(self, peer: Peer, conn_id: str, host: str, port: int) -> None:
+        log.info("[%s] %s CONNECT %s:%d", conn_id, peer.address[0], host, port)
+        if any(pattern.search(f"{host}:{port}") for pattern in self._ignore):
+            upstream = await self._open(Upstream("tcp", host, port))
+            peer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await self._pipe(peer, upstream)
+            return
+        peer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        async with asyncio.timeout(self.options.handshake_timeout):
+            first = await peer.read()
+        if not first:
+            return
+        peer.unread(first)
+        if first[0] != TLS_HANDSHAKE_RECORD:
+            await self._serve(peer, conn_id, Tunnel(host, port, tls=False))
+            return
+        if self.ca is None:
+            raise ConnectionResetError("TLS inside CONNECT but no CA is loaded")
+        peer.start_tls(self.ca.client_facing_context(host), server_side=True, hostname=None)
+        try:
+            async with asyncio.timeout(self.options.handshake_timeout):
+                await peer.handshake_tls()
+        except (ssl.SSLError, ConnectionError) as error:
+            if host not in self._tls_failures_logged:
+                self._tls_failures_logged.add(host)
+                log.warning(
+                    "[%s] client TLS handshake for %s failed: %s. If the client does not "
+                    "trust wsproxy's CA, install %s (see certs/README.md, or browse "
+                    "http://%s/ through the proxy)",
+                    conn_id,
+                    host,
+                    error,
+                    self.ca.cert_pem_path,
+                    MAGIC_HOST,
+                )
+            return
+        await self._serve(peer, conn_id, Tunnel(host, port, tls=True))
+
+    async def _pipe(self, a: Peer, b: Peer) -> None:
+        """Copy bytes both ways unchanged (ignored hosts), with backpressure, until both end."""
+        for src, dst in ((a, b), (b, a)):
+            src.on_data = dst.write
+            src.on_eof = lambda _reason, dst=dst: dst.write_eof()
+            dst.on_pause_writing = src.pause_reading
+            dst.on_resume_writing = src.resume_reading
+            pending = src.take_buffer()
+            if pending:
+                dst.write(pending)
+            if src.at_eof:
+                dst.write_eof()
+        await asyncio.wait([a.closed, b.closed], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([a.closed, b.closed], timeout=self.options.close_timeout)
+        a.close()
+        b.close()
+
+    # -- upstream connections ----------------------------------------------------------------
+
+    async def _open(self, upstream: Upstream) -> Peer:
+        loop = asyncio.get_running_loop()
+        where = f"{upstream.host}:{upstream.port}"
+        try:
+            async with asyncio.timeout(self.options.connect_timeout):
+                _, peer = await loop.create_connection(Peer, upstream.host, upstream.port)
+        except TimeoutError:
+            raise UpstreamError(f"timed out connecting to {where}", 504) from None
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise UpstreamError(f"cannot connect to {where}: {reason}", 502) from None
+        if upstream.tls:
+            peer.start_tls(self._upstream_context(), server_side=False, hostname=upstream.host)
+            try:
+                async with asyncio.timeout(self.options.handshake_timeout):
+                    await peer.handshake_tls()
+            except TimeoutError:
+                peer.abort()
+                raise UpstreamError(f"TLS handshake with {where} timed out", 504) from None
+            except (ssl.SSLError, ConnectionError) as error:
+                peer.abort()
+                raise UpstreamError(
+                    f"TLS with {where} failed: {describe_verify_error(error)}", 502
+                ) from None
+        return peer
+
+    def _upstream_context(self) -> ssl.SSLContext:
+        if self._upstream_ssl is None:
+            self._upstream_ssl = upstream_context(
+                self.options.upstream_ca, insecure=self.options.ssl_insecure
+            )
+        return self._upstream_ssl
+
+    @contextlib.asynccontextmanager
+    async def _one_connecting(self, client: str, upstream: Upstream) -> AsyncIterator[None]:
+        """RFC 6455 4.1: one connection per (client, host, port) in CONNECTING at a time."""
+        key = (client, upstream.host, upstream.port)
+        lock = self._connecting.setdefault(key, asyncio.Lock())
+        try:
+            async with asyncio.timeout(self.options.handshake_timeout):
+                await lock.acquire()
+        except TimeoutError:
+            raise UpstreamError(
+                f"another handshake to {upstream.authority} is still in progress", 504
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+            if not lock.locked() and self._connecting.get(key) is lock and not lock._waiters:
+                del self._connecting[key]
+
+    # -- WebSocket ---------------------------------------------------------------------------
+
+    async def _websocket(
+        self, peer: Peer, conn_id: str, req: Request, upstream: Upstream, path: str
+    ) -> None:
+        handshake = check_client_request(req)
+        # Only extensions the proxy can decode may be negotiated: anything else would leave it
+        # unable to read the frames. Today that is permessage-deflate alone, and not even that
+        # with --no-compression.
+        offer: list[str] = []
+        if not self.options.no_compression:
+            deflate.validate_offer(handshake.extensions)
+            offer = _permessage_deflate_only(handshake.extensions)
+        headers = upstream_request_headers(req, extensions=offer)
+        headers.set("Host", upstream.authority)
+        upstream_req = Request("GET", path, "HTTP/1.1", headers)
+        async with self._one_connecting(peer.address[0], upstream):
+            server = await self._open(upstream)
+            try:
+                server.write(serialize_request(upstream_req))
+                try:
+                    resp = await self._read_head(server, response=True)
+                except TimeoutError:
+                    raise UpstreamError(
+                        f"{upstream.authority} did not answer the upgrade in time", 504
+                    ) from None
+                if resp is None:
+                    raise UpstreamError(f"{upstream.authority} closed without answering", 502)
+            except BaseException:
+                server.abort()
+                raise
+        assert isinstance(resp, Response)
+        if resp.status != 101:
+            log.info("[%s] upstream answered %d: relayed", conn_id, resp.status)
+            await self._relay_response(peer, server, resp, "GET")
+            server.close()
+            return
+        try:
+            _, extensions = check_upstream_response(resp, handshake.key, handshake.protocols, offer)
+            params = deflate.negotiate(offer, extensions)
+        except HandshakeError as error:
+            server.abort()
+            raise HandshakeError(502, f"upstream handshake failed: {error.reason}") from None
+        peer.write(serialize_response(response_to_client(resp, handshake.key)))
+        session = WebSocketSession(conn_id, peer, server, self.options)
+        if params is not None:
+            limit = self.options.max_message_size
+            session.relay.client.reader.inflater = deflate.Inflater(params, True, limit)
+            session.relay.server.reader.inflater = deflate.Inflater(params, False, limit)
+        log.info(
+            "[%s] WebSocket open %s%s",
+            conn_id,
+            upstream.authority,
+            path,
+        )
+        self.sessions.add(session)
+        try:
+            session.start(peer.take_buffer(), server.take_buffer())
+            await session.run()
+        finally:
+            self.sessions.discard(session)
+            relay = session.relay
+            log.info(
+                "[%s] WebSocket closed: client %s, server %s; %d/%d messages",
+                conn_id,
+                _close_summary(relay.client.received_code, relay.client.close_received),
+                _close_summary(relay.server.received_code, relay.server.close_received),
+                relay.client.messages,
+                relay.server.messages,
+            )
+
+    # -- plain HTTP --------------------------------------------------------------------------
+
+    async def _http(
+        self, peer: Peer, conn_id: str, req: Request, upstream: Upstream, path: str
+    ) -> bool:
+        """Relay one plain HTTP exchange; returns whether the client connection stays open."""
+        framing = body_framing(req)
+        headers = strip_hop_by_hop(req.headers)
+        headers.set("Host", upstream.authority)
+        server = await self._open(upstream)
+        try:
+            server.write(serialize_request(Request(req.method, path, "HTTP/1.1", headers)))
+            upload = asyncio.ensure_future(self._stream_body(peer, server, framing, 400))
+            try:
+                while True:
+                    try:
+                        resp = await self._read_head(
+                            server, response=True, timeout=self.options.idle_timeout
+                        )
+                    except TimeoutError:
+                        raise UpstreamError(f"{upstream.authority} did not answer", 504) from None
+                    if resp is None:
+                        raise UpstreamError(f"{upstream.authority} closed without answering", 502)
+                    assert isinstance(resp, Response)
+                    if 100 <= resp.status < 200:
+                        peer.write(serialize_response(resp))
+                        continue
+                    break
+                keep = await self._relay_response(peer, server, resp, req.method)
+                await upload
+            finally:
+                upload.cancel()
+        finally:
+            server.close()
+        client_close = "close" in (req.headers.get("Connection") or "").lower()
+        return keep and not client_close and req.version == "HTTP/1.1"
+
+    async def _relay_response(self, peer: Peer, server: Peer, resp: Response, method: str) -> bool:
+        """Send ``resp`` and its body to the client; returns whether the framing allows more."""
+        framing = body_framing(resp, request_method=method)
+        headers = strip_hop_by_hop(resp.headers)
+        if framing.kind == "close":
+            headers.set("Connection", "close")
+        peer.write(serialize_response(Response("HTTP/1.1", resp.status, resp.reason, headers)))
+        await self._stream_body(server, peer, framing, 502)
+        return framing.kind != "close"
+
+    async def _stream_body(self, src: Peer, dst: Peer, framing: Framing, status: int) -> None:
+        """Copy one body as it arrives; memory stays at one read however large it is."""
+        reader = BodyReader(framing, error_status=status)
+        while not reader.finished:
+            async with asyncio.timeout(self.options.idle_timeout):
+                data = await src.read()
+            if not data:
+                reader.feed_eof()
+                break
+            body, _ = reader.feed(data)
+            if body:
+                dst.write(body)
+                await dst.drain()
+        src.unread(reader.leftover)
+
+
+def _permessage_deflate_only(values: list[str]) -> list[str]:
+    offers = [ext for ext in parse_extension_header(values) if ext[0] == "permessage-deflate"]
+    return [serialize_extension_header(offers)] if offers else []
+
+
+def _close_summary(code: int | None, received: bool) -> str:
+    if not received:
+        return "no close frame"
+    return f"close {code}" if code is not None else "close (no code)"
+
+
+__all__ = ["ProxyServer", "Upstream", "WsproxyError"]

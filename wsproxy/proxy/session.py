@@ -1,0 +1,228 @@
+"""The asyncio side of one proxied WebSocket: feeds the relay, writes what it says, keeps time.
+
+Backpressure: when a peer's transport buffer is full (asyncio's ``pause_writing``), the proxy
+stops reading from the other peer until it drains, so a slow reader slows its sender through
+TCP flow control and the proxy's memory stays bounded by the transports' buffers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from wsproxy.options import Options
+from wsproxy.proxy.peer import Peer
+from wsproxy.sansio.endpoint import opcode_name
+from wsproxy.sansio.frames import Opcode
+from wsproxy.sansio.relay import FrameRecord, Relay, Side
+
+log = logging.getLogger("wsproxy")
+
+LINGER = 2.0  # seconds to let a failed peer read our close frame before the socket goes
+
+
+class WebSocketSession:
+    """Runs one relay between two connected peers until both are closed."""
+
+    def __init__(
+        self,
+        conn_id: str,
+        client: Peer,
+        server: Peer,
+        options: Options,
+        *,
+        on_frame: Callable[[FrameRecord], None] | None = None,
+    ) -> None:
+        self.conn_id = conn_id
+        self.client = client
+        self.server = server
+        self.options = options
+        self.loop = asyncio.get_running_loop()
+        if (
+            on_frame is None
+            and log.isEnabledFor(logging.DEBUG - 1) is False
+            and options.verbosity > 0
+        ):
+            on_frame = self._log_frame
+        self.relay = Relay(
+            max_frame_size=options.max_frame_size,
+            max_message_size=options.max_message_size,
+            on_frame=on_frame,
+            on_event=self._log_event,
+        )
+        self.done: asyncio.Future[None] = self.loop.create_future()
+        self._last_activity = self.loop.time()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._closing: set[Side] = set()
+
+    def peer(self, side: Side) -> Peer:
+        return self.client if side is Side.CLIENT else self.server
+
+    def start(self, client_leftover: bytes, server_leftover: bytes) -> None:
+        """Switch both peers into relay mode; the leftovers are frames read with the heads."""
+        for side in (Side.CLIENT, Side.SERVER):
+            peer = self.peer(side)
+            other = self.peer(side.other)
+            peer.on_data = self._make_receiver(side)
+            peer.on_eof = self._make_eof(side)
+            peer.on_pause_writing = other.pause_reading
+            peer.on_resume_writing = other.resume_reading
+        for side, leftover in ((Side.CLIENT, client_leftover), (Side.SERVER, server_leftover)):
+            peer = self.peer(side)
+            buffered = leftover + peer.take_buffer()
+            if buffered:
+                self._receive(side, buffered)
+            if peer.at_eof or peer.closed.done():
+                self._eof(side, "connection closed")
+        self._schedule_idle_check()
+
+    async def run(self) -> None:
+        await self.done
+
+    def shutdown(self, code: int, reason: str) -> None:
+        """The proxy ends this WebSocket: both peers get a close frame with ``code``."""
+        self.relay.close_both(code, reason)
+        self._flush()
+
+    # -- callbacks from the peers ------------------------------------------------------------
+
+    def _make_receiver(self, side: Side) -> Callable[[bytes], None]:
+        def receive(data: bytes) -> None:
+            self._receive(side, data)
+
+        return receive
+
+    def _make_eof(self, side: Side) -> Callable[[str], None]:
+        def eof(reason: str) -> None:
+            self._eof(side, reason)
+
+        return eof
+
+    def _receive(self, side: Side, data: bytes) -> None:
+        self._last_activity = self.loop.time()
+        self.relay.receive(side, data)
+        self._flush()
+
+    def _eof(self, side: Side, reason: str) -> None:
+        self.relay.receive_eof(side, reason)
+        self._flush()
+
+    # -- acting on the relay -----------------------------------------------------------------
+
+    def _flush(self) -> None:
+        relay = self.relay
+        for side in (Side.CLIENT, Side.SERVER):
+            leg = relay.leg(side)
+            peer = self.peer(side)
+            data = relay.data_to_send(side)
+            if data:
+                peer.write(data)
+            if leg.abort_transport and side not in self._closing:
+                self._closing.add(side)
+                peer.abort()
+            elif leg.close_transport and side not in self._closing:
+                self._closing.add(side)
+                self._close_peer(side)
+            elif (
+                leg.close_sent
+                and side not in self._closing
+                and f"close-{side.value}" not in self._timers
+            ):
+                # We sent a close: its answer (or the server's TCP close) must come in time.
+                self._timers[f"close-{side.value}"] = self.loop.call_later(
+                    self.options.close_timeout, self._close_timeout, side
+                )
+            elif leg.pending_close is not None and not self._timed(side.other):
+                self._timers[f"close-{side.other.value}"] = self.loop.call_later(
+                    self.options.close_timeout, self._close_timeout, side.other
+                )
+        if self._closing == {Side.CLIENT, Side.SERVER} and not self.done.done():
+            self.loop.create_task(self._finish())
+
+    def _timed(self, side: Side) -> bool:
+        return f"close-{side.value}" in self._timers
+
+    def _close_peer(self, side: Side) -> None:
+        peer = self.peer(side)
+        leg = self.relay.leg(side)
+        if leg.eof:
+            peer.close()
+        elif leg.violation is not None or not leg.close_received:
+            # Half-close and read on for a moment, so the peer gets our close frame instead of
+            # a reset caused by the bytes it still had in flight.
+            peer.on_data = None
+            peer.write_eof()
+            self.loop.call_later(LINGER, peer.close)
+        else:
+            peer.close()
+
+    def _close_timeout(self, side: Side) -> None:
+        self._timers.pop(f"close-{side.value}", None)
+        if self.done.done():
+            return
+        self._log_event(side, "no close answer in time")
+        self.relay.close_timeout(side)
+        self._flush()
+
+    def _schedule_idle_check(self) -> None:
+        timeout = self.options.idle_timeout
+        if timeout <= 0:
+            return
+        due = self._last_activity + timeout
+        self._timers["idle"] = self.loop.call_at(due, self._idle_check)
+
+    def _idle_check(self) -> None:
+        if self.done.done():
+            return
+        if self.loop.time() - self._last_activity >= self.options.idle_timeout:
+            self._log_event(Side.CLIENT, f"idle for {self.options.idle_timeout:g} s: closing")
+            self.shutdown(1001, "idle timeout")
+        self._schedule_idle_check()
+
+    async def _finish(self) -> None:
+        await asyncio.wait(
+            [self.client.closed, self.server.closed], timeout=LINGER + self.options.close_timeout
+        )
+        for peer in (self.client, self.server):
+            if not peer.closed.done():
+                peer.abort()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    # -- logging -----------------------------------------------------------------------------
+
+    def _log_frame(self, record: FrameRecord) -> None:
+        arrow = "client -> server" if record.side is Side.CLIENT else "server -> client"
+        flags = "".join(
+            flag
+            for flag, on in (("F", record.fin), ("1", record.rsv & 0x40), ("z", record.compressed))
+            if on
+        )
+        log.info(
+            "[%s] %s %s %s len=%d %s",
+            self.conn_id,
+            arrow,
+            opcode_name(record.opcode),
+            flags or "-",
+            record.length,
+            preview(record),
+        )
+
+    def _log_event(self, side: Side, message: str) -> None:
+        log.info("[%s] %s: %s", self.conn_id, side.value, message)
+
+
+def preview(record: FrameRecord, width: int = 40) -> str:
+    """A short, printable view of a payload for one log line."""
+    data = record.preview
+    if record.opcode == Opcode.CLOSE and len(data) >= 2:
+        code = int.from_bytes(data[:2], "big")
+        return f"code={code} {data[2:].decode('utf-8', 'replace')!r}"
+    if record.message_opcode == Opcode.TEXT or record.opcode in (Opcode.PING, Opcode.PONG):
+        text = data.decode("utf-8", "replace")
+        return repr(text[:width] + ("…" if len(text) > width or record.length > len(data) else ""))
+    return data[: width // 2].hex(" ") + (" …" if record.length > width // 2 else "")
