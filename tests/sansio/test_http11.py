@@ -613,3 +613,19 @@ def test_request_round_trip(
     data = serialize_request(request)
     assert HeadParser().feed(data) == request
     assert parse_bytewise(data)[0] == request
+
+
+def test_other_protocols_are_refused_before_a_line_end() -> None:
+    client_hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+    with pytest.raises(HttpError) as exc:
+        HeadParser().feed(client_hello)
+    assert exc.value.status == 400
+    with pytest.raises(HttpError) as exc:
+        HeadParser(is_response=True).feed(b"SSH-2.0-OpenSSH")
+    assert exc.value.status == 502
+    parser = HeadParser()
+    assert parser.feed(b"\r") is None
+    assert parser.feed(b"\nGET\r") is None  # a CR may be the start of a CRLF
+    assert HeadParser(is_response=True).feed(b"HTTP/1") is None
+    with pytest.raises(HttpError):
+        parser.feed(b"\n")  # but a request line is more than a method
