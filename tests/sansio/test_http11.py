@@ -546,6 +546,10 @@ def test_simple_response() -> None:
     assert simple_response(599, "x", b"custom").startswith(b"HTTP/1.1 599 Unknown\r\n")
     assert simple_response(599, "x", b"custom").endswith(b"\r\n\r\ncustom")
     assert STATUS_REASONS[502] == "Bad Gateway"
+    page = simple_response(200, "", b"<p>hi</p>", headers=[("Content-Type", "text/html")])
+    head = HeadParser(is_response=True).feed(page)
+    assert isinstance(head, Response)
+    assert head.headers.get_all("content-type") == ["text/html"]
 
 
 # -- properties --------------------------------------------------------------------------------

@@ -679,12 +679,14 @@ def simple_response(
 
     The status line carries the standard phrase; ``reason_text`` is the one-line explanation
     sent as the body unless ``body`` is given. ``headers`` come first (for example
-    ``Sec-WebSocket-Version: 13`` with a 426).
+    ``Sec-WebSocket-Version: 13`` with a 426); a Content-Type among them replaces the
+    default text/plain, while Content-Length and Connection are always the proxy's.
     """
     if not body:
         body = (" ".join(reason_text.splitlines()) + "\n").encode("utf-8")
     head = Headers(headers or ())
-    head.set("Content-Type", "text/plain; charset=utf-8")
+    if "Content-Type" not in head:  # a caller's own type wins (for example an HTML page)
+        head.add("Content-Type", "text/plain; charset=utf-8")
     head.set("Content-Length", str(len(body)))
     head.set("Connection", "close")
     resp = Response("HTTP/1.1", status, STATUS_REASONS.get(status, "Unknown"), head)
