@@ -87,7 +87,7 @@ def test_ca_certificate_properties(confdir: Path) -> None:
     assert ku.critical and ku.value.key_cert_sign and ku.value.crl_sign
     assert not ku.value.digital_signature
     ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    assert ski == x509.SubjectKeyIdentifier.from_public_key(cert.public_key())  # type: ignore[arg-type]
+    assert ski == x509.SubjectKeyIdentifier.from_public_key(cert.public_key())
     now = datetime.datetime.now(datetime.UTC)
     backdate = now - cert.not_valid_before_utc
     assert datetime.timedelta(days=1) < backdate <= datetime.timedelta(days=2, minutes=1)
@@ -132,7 +132,7 @@ def test_key_files_are_never_readable_by_others(
         created.append((path, stat.S_IMODE(os.fstat(fd).st_mode)))
         return fd, path
 
-    monkeypatch.setattr(ca_module.tempfile, "mkstemp", spy)
+    monkeypatch.setattr(tempfile, "mkstemp", spy)
     old_umask = os.umask(0)  # the most permissive umask must not matter
     try:
         CertAuthority.load_or_create(confdir)
@@ -152,7 +152,7 @@ def test_a_failed_write_leaves_no_ca_and_no_temp_file(
     def broken_fsync(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ca_module.os, "fsync", broken_fsync)
+    monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(TLSError, match="No space left"):
         CertAuthority.load_or_create(confdir)
     assert os.listdir(confdir) == []

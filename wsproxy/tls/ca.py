@@ -255,8 +255,9 @@ class CertAuthority:
 class _Cache(Generic[_V]):
     """An LRU that also forgets entries older than ``LEAF_MAX_AGE``."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.size = size
+        self._clock = clock
         self._items: OrderedDict[str, tuple[float, _V]] = OrderedDict()
 
     def get(self, key: str, lock: threading.Lock) -> _V | None:
@@ -264,7 +265,7 @@ class _Cache(Generic[_V]):
             item = self._items.get(key)
             if item is None:
                 return None
-            if time.monotonic() - item[0] > LEAF_MAX_AGE:
+            if self._clock() - item[0] > LEAF_MAX_AGE:
                 del self._items[key]
                 return None
             self._items.move_to_end(key)
@@ -272,7 +273,7 @@ class _Cache(Generic[_V]):
 
     def put(self, key: str, value: _V, lock: threading.Lock) -> None:
         with lock:
-            self._items[key] = (time.monotonic(), value)
+            self._items[key] = (self._clock(), value)
             self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
