@@ -15,6 +15,7 @@ from websockets.frames import Frame, Opcode
 
 from wsproxy.exceptions import HandshakeError, ProtocolError
 from wsproxy.sansio.deflate import (
+    MAX_BFINAL_PER_MESSAGE,
     DeflateParams,
     Deflater,
     Inflater,
@@ -102,6 +103,24 @@ def test_rfc_7_2_3_4_bfinal_block_and_the_window_after_it() -> None:
     # zlib ends its stream at BFINAL; the next message still shares the LZ77 window.
     assert inflater.decompress(bytes.fromhex("f200110000")) == b"Hello"
     assert inflater.decompress(HELLO) == b"Hello"
+
+
+def test_bfinal_empty_first_message() -> None:
+    inflater = Inflater(DEFAULT, False, MIB)
+    assert inflater.decompress(bytes.fromhex("030000")) == b""  # fixed block, BFINAL, no data
+    assert inflater.decompress(HELLO) == b"Hello"
+
+
+def test_bfinal_blocks_per_message_are_capped() -> None:
+    empty_final = bytes.fromhex("0300")  # a fixed block with BFINAL and no data
+    inflater = Inflater(DEFAULT, False, MIB)
+    ok = empty_final * MAX_BFINAL_PER_MESSAGE + b"\x00"
+    assert inflater.decompress(ok) == b""
+    assert inflater.decompress(ok) == b""  # the count is per message
+    with pytest.raises(ProtocolError) as info:
+        inflater.feed(empty_final * MAX_BFINAL_PER_MESSAGE)
+        inflater.feed(empty_final)
+    assert info.value.code == 1009
 
 
 def test_bfinal_mid_message_then_back_references() -> None:

@@ -37,6 +37,7 @@ from wsproxy.sansio.extensions import (
 
 __all__ = [
     "EXTENSION_NAME",
+    "MAX_BFINAL_PER_MESSAGE",
     "DeflateParams",
     "Deflater",
     "Inflater",
@@ -82,6 +83,13 @@ _INFLATE_WBITS = -15
 # an implementation detail other builds (zlib-ng) need not share. RFC 7692 section 7.1.2.1
 # lets a sender use a smaller window than negotiated, never a larger one; this respects it.
 _MIN_ZLIB_WBITS = 9
+
+# A block with BFINAL ends zlib's stream and the inflater must start a new decoder, primed
+# with 32 KiB of history, plus a copy of the rest of the input (unused_data). A message of
+# tiny BFINAL blocks (2 bytes each) would turn that into a CPU amplifier, so the restarts per
+# message are capped. Senders use one BFINAL per message (RFC 7692 section 7.2.3.4), or one
+# per fragment at most. Precedent: aiohttp's MAX_DECOMPRESS_MEMBERS (1024 per call).
+MAX_BFINAL_PER_MESSAGE = 64
 
 
 @dataclass(frozen=True)
@@ -273,11 +281,13 @@ class Inflater:
 
     * 1009 (message too big) as soon as the inflated size of the current message exceeds
       ``max_message_size`` (None: no limit). zlib is never asked for more than one byte
-      beyond the remaining budget, so a bomb costs at most the limit plus one byte of
-      output, whatever its ratio.
+      beyond the remaining budget, so a bomb yields at most the limit plus one byte, whatever
+      its ratio (the transient peak is about twice that: CPython's zlib gathers output in
+      blocks, then joins them). Also 1009 for more than ``MAX_BFINAL_PER_MESSAGE`` DEFLATE
+      streams in one message, like aiohttp's "too many deflate members".
     * 1007 (invalid payload data) for corrupt DEFLATE data. RFC 7692 section 8 only says to
       fail the connection; 1007 is RFC 6455's code for data inconsistent with the message
-      type, and websockets uses 1002 and aiohttp 1007 for the same case.
+      type (websockets sends 1002 here; the payload, not the framing, is what is wrong).
 
     Context takeover: when the sender kept its LZ77 window (no ``*_no_context_takeover`` for
     that side), so do we; otherwise the decoder starts afresh with every message.
@@ -288,13 +298,16 @@ class Inflater:
     find the shared window. That is why the output tail is remembered.
     """
 
-    def __init__(self, params: DeflateParams, from_client: bool, max_message_size: int | None):
+    def __init__(
+        self, params: DeflateParams, from_client: bool, max_message_size: int | None
+    ) -> None:
         self._reset_each_message = params.no_context_takeover(from_client)
         self._limit = max_message_size
         self._decoder = zlib.decompressobj(wbits=_INFLATE_WBITS)
         self._window = bytearray()  # the last output, up to 2 * 32 KiB, for a BFINAL restart
         self._size = 0  # inflated bytes of the current message
         self._fed = False  # whether the current message had any compressed bytes
+        self._restarts = 0  # BFINAL blocks in the current message
 
     def feed(self, data: bytes) -> bytes:
         """Inflate one more piece of the current message; return what it yields so far."""
@@ -332,6 +345,7 @@ class Inflater:
     def _finish(self) -> None:
         self._size = 0
         self._fed = False
+        self._restarts = 0
         if self._reset_each_message:
             self._decoder = zlib.decompressobj(wbits=_INFLATE_WBITS)
             self._window.clear()
@@ -342,12 +356,12 @@ class Inflater:
         # message (at least the 0x00 header of an empty stored block) goes to a new decoder.
         # Rare, so it costs a loop test on the common path and nothing more.
         while self._decoder.eof:
+            self._restarts += 1
+            if self._restarts > MAX_BFINAL_PER_MESSAGE:
+                raise ProtocolError("too many DEFLATE streams in one message", 1009)
             rest = self._decoder.unused_data
-            self._decoder = (
-                zlib.decompressobj(wbits=_INFLATE_WBITS, zdict=bytes(self._window[-32768:]))
-                if self._window
-                else zlib.decompressobj(wbits=_INFLATE_WBITS)
-            )
+            window = bytes(self._window[-32768:])
+            self._decoder = zlib.decompressobj(wbits=_INFLATE_WBITS, zdict=window)
             if not rest:
                 break
             out += self._step(rest)
