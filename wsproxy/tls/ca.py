@@ -73,7 +73,7 @@ def ca_cert_path(confdir: Path) -> Path:
 
 
 def _new_leaf_key() -> ec.EllipticCurvePrivateKey:
-    """P-256: a thousand times faster to make than RSA, and accepted by every browser."""
+    """P-256: far faster to make than RSA 2048, and accepted by every current browser."""
     return ec.generate_private_key(ec.SECP256R1())
 
 
@@ -86,7 +86,8 @@ class CertAuthority:
         self.confdir = confdir
         self.key = key
         self.cert = cert
-        # A mitmproxy pem may hold intermediates after the CA; clients get them all, as there.
+        # ``chain`` is what follows each leaf on the wire: the CA first, then any intermediates
+        # a mitmproxy pem holds after it (mitmproxy sends them all too).
         self._chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
         self._aki = _authority_key_id(cert, key)
         self._lock = threading.Lock()
