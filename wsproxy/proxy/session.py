@@ -15,7 +15,7 @@ from wsproxy.options import Options
 from wsproxy.proxy.peer import Peer
 from wsproxy.sansio.endpoint import opcode_name
 from wsproxy.sansio.frames import Opcode
-from wsproxy.sansio.relay import FrameRecord, Relay, Side
+from wsproxy.sansio.relay import ERROR_GRACE, FrameRecord, Relay, Side
 
 log = logging.getLogger("wsproxy")
 
@@ -133,6 +133,8 @@ class WebSocketSession:
                 self._timers[f"close-{side.value}"] = self.loop.call_later(
                     self.options.close_timeout, self._close_timeout, side
                 )
+            elif leg.deferred_close is not None and "grace" not in self._timers:
+                self._timers["grace"] = self.loop.call_later(ERROR_GRACE, self._send_deferred, side)
             elif leg.pending_close is not None and not self._timed(side.other):
                 self._timers[f"close-{side.other.value}"] = self.loop.call_later(
                     self.options.close_timeout, self._close_timeout, side.other
@@ -156,6 +158,12 @@ class WebSocketSession:
             self.loop.call_later(LINGER, peer.close)
         else:
             peer.close()
+
+    def _send_deferred(self, side: Side) -> None:
+        self._timers.pop("grace", None)
+        if not self.done.done():
+            self.relay.send_deferred_close(side)
+            self._flush()
 
     def _close_timeout(self, side: Side) -> None:
         self._timers.pop(f"close-{side.value}", None)

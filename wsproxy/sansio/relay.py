@@ -6,12 +6,21 @@ fragmented), client frames re-masked with a fresh key. Small frames are held unt
 they go out in one piece; a frame over ``STREAM_THRESHOLD`` bytes streams through as its
 payload arrives, so memory does not grow with message size.
 
-The close handshake is relayed end to end: a close from one peer goes to the other, and the
-answer comes back. When a peer breaks the protocol (RFC 6455 7.1.7), it gets the RFC's close
-code and the other peer a clean close: 1001 when the client failed, 1014 when the upstream
-did. When the client is at fault the proxy first lets the upstream finish its side of the close
-handshake and delivers whatever the upstream had already sent, then closes the client; so a
-client that sends a valid message and then a bad frame still gets the echo of the first.
+The close handshake is relayed end to end: the close frame of the peer that starts it goes to
+the other peer unchanged, and when that peer answers, the initiator gets its own close frame
+back (RFC 6455 5.5.1: the answer typically echoes the code). The answer is sent only once the
+other peer has answered, so every message that peer sent before still arrives first; what the
+other peer actually answered is recorded on its leg for logs and plugins. Echoing rather than
+relaying the answer keeps one peer's quirks from reaching the other: a server that answers a
+close sent between two fragments with 1002 does not make the client's clean close look failed.
+
+When a peer breaks the protocol (RFC 6455 7.1.7), it gets the RFC's close code and the other
+peer a clean close: 1001 when the client failed, 1014 when the upstream did. When the client
+is at fault the proxy first lets the upstream answer what it already received (it waits
+``ERROR_GRACE`` seconds before sending its close, a delay the shell times), finishes the
+upstream's close handshake, delivers all the upstream sent meanwhile, and only then closes the
+client with 1002; so a client that sends a valid message and then a bad frame still gets the
+echo of the first, as a direct connection to the server would have given it.
 
 Nothing here knows about sockets or time: the asyncio shell feeds bytes in with ``receive``,
 takes ``data_to_send``, and acts on each leg's ``close_transport`` / ``abort_transport``.
@@ -27,6 +36,9 @@ from wsproxy.sansio.endpoint import ControlFrame, DataChunk, FrameReader, FrameW
 from wsproxy.sansio.frames import CloseCode, Opcode, serialize_close
 
 STREAM_THRESHOLD = 64 * 1024
+# How long the upstream may go on answering a failed client before the proxy closes it: an
+# echo server answers on loopback within milliseconds; the delay only runs after an error.
+ERROR_GRACE = 0.25
 
 
 class Side(enum.Enum):
@@ -65,6 +77,7 @@ class Leg:
     close_received: bool = False
     received_code: int | None = None
     received_reason: str = ""
+    received_payload: bytes = b""
     sent_code: int | None = None
     sent_reason: str = ""
     eof: bool = False
@@ -72,6 +85,8 @@ class Leg:
     mid_frame_out: bool = False
     # The close we owe this peer once the other peer's close handshake is over.
     pending_close: tuple[int, str] | None = None
+    # A close the shell sends after ERROR_GRACE (the upstream, when the client failed).
+    deferred_close: tuple[int, str] | None = None
     # What the shell must do with the transport.
     close_transport: bool = False
     abort_transport: bool = False
@@ -158,10 +173,19 @@ class Relay:
     def close_both(self, code: int, reason: str) -> None:
         """The proxy itself ends the WebSocket (shutdown, idle timeout): both peers get ``code``."""
         for leg in (self.client, self.server):
+            leg.deferred_close = None
             if leg.pending_close is not None:
                 self._send_pending(leg)
             self._close(leg, code, reason)
             self._settle(leg)
+
+    def send_deferred_close(self, side: Side) -> None:
+        """ERROR_GRACE has passed: send the close that was held back."""
+        leg = self.leg(side)
+        if leg.deferred_close is not None:
+            code, reason = leg.deferred_close
+            leg.deferred_close = None
+            self._close(leg, code, reason)
 
     def close_timeout(self, side: Side) -> None:
         """The shell waited too long for ``side``'s close answer or TCP close."""
@@ -251,32 +275,47 @@ class Relay:
         source.close_received = True
         source.received_code = frame.close_code
         source.received_reason = frame.close_reason
+        source.received_payload = frame.payload
         source._held.clear()
         if target.pending_close is not None:
-            # This close answers the one we sent on behalf of a failed peer: that peer now gets
-            # its protocol error code, after everything this source had sent before.
+            # The target failed earlier and waits for this peer to finish: it now gets its
+            # protocol error code, after everything this source had sent before; the source
+            # gets the echo of its own close.
             self._send_pending(target)
-        elif not (target.close_sent or target.eof or target.abort_transport):
-            if target.mid_frame_out:
-                target.abort_transport = True
-            else:
-                target.writer.send_frame(Opcode.CLOSE, frame.payload)
-                target.close_sent = True
-                target.sent_code = frame.close_code
-                target.sent_reason = frame.close_reason
+            source.deferred_close = None
+            self._send_close_frame(source, frame.payload, frame.close_code, frame.close_reason)
+        elif target.close_received:
+            # The answer to a close the target started: the target gets its own frame back.
+            self._send_close_frame(
+                target, target.received_payload, target.received_code, target.received_reason
+            )
+        else:
+            self._send_close_frame(target, frame.payload, frame.close_code, frame.close_reason)
         self._settle(source)
         self._settle(target)
+
+    def _send_close_frame(self, leg: Leg, payload: bytes, code: int | None, reason: str) -> None:
+        if leg.close_sent or leg.eof or leg.abort_transport:
+            return
+        if leg.mid_frame_out:
+            leg.abort_transport = True
+            return
+        leg.writer.send_frame(Opcode.CLOSE, payload)
+        leg.close_sent = True
+        leg.sent_code = code
+        leg.sent_reason = reason
 
     def _on_violation(self, source: Leg, target: Leg, violation: Violation) -> None:
         source.violation = violation
         source._held.clear()
         self._note(source.side, f"protocol error: {violation.reason} ({violation.code})")
         if source.side is Side.CLIENT and not (target.eof or target.close_received):
-            # Let the upstream finish its close handshake first (see the module docstring).
-            self._close(target, CloseCode.GOING_AWAY, "client protocol error")
-            if not source.close_sent and not target.abort_transport:
+            # Let the upstream answer and finish its close handshake first (module docstring).
+            if not (source.close_sent or target.close_sent or target.mid_frame_out):
+                target.deferred_close = (CloseCode.GOING_AWAY, "client protocol error")
                 source.pending_close = (violation.code, violation.reason)
             else:
+                self._close(target, CloseCode.GOING_AWAY, "client protocol error")
                 self._close(source, violation.code, violation.reason)
         else:
             if source.side is Side.SERVER:
