@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs the Autobahn|Testsuite fuzzing client through wsproxy in front of a websockets echo
+# server, in reverse mode and in regular (HTTP proxy) mode, and fails unless every case is OK
+# or INFORMATIONAL: no FAILED and no NON-STRICT.
+# CASES defaults to the CI set; run everything by hand with CASES='*'.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT="$PWD"
+AUTOBAHN="${AUTOBAHN:-$ROOT/../shared/autobahn/setup_and_run.sh}"
+CASES="${CASES:-1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*}"
+PY="$ROOT/.venv/bin/python"
+OUT="$(mktemp -d)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do "$PY" -c "import socket; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+
+ECHO=$(free_port); REV=$(free_port); REG=$(free_port)
+"$PY" tests/conformance/echo_server.py "$ECHO" > "$OUT/echo.log" 2>&1 & pids+=($!)
+"$PY" -m wsproxy -q --confdir "$OUT/conf" -p "$REV" --mode "reverse:ws://127.0.0.1:$ECHO" > "$OUT/reverse.log" 2>&1 & pids+=($!)
+"$PY" -m wsproxy -q --confdir "$OUT/conf" -p "$REG" > "$OUT/regular.log" 2>&1 & pids+=($!)
+wait_port "$ECHO"; wait_port "$REV"; wait_port "$REG"
+
+status=0
+check() {  # name, summary-file
+  local line; line=$(tail -n 1 "$2")
+  echo "autobahn $1: $line"
+  grep -q "NON-STRICT=0 .*FAILED=0" <<<"$line" || { status=1; tail -n 2 "$2"; }
+}
+bash "$AUTOBAHN" run "ws://127.0.0.1:$REV" "$CASES" "$OUT/ab-reverse" > "$OUT/reverse.txt" 2>&1 || status=1
+check "reverse mode" "$OUT/reverse.txt"
+PROXY="127.0.0.1:$REG" bash "$AUTOBAHN" run "ws://127.0.0.1:$ECHO" "$CASES" "$OUT/ab-regular" > "$OUT/regular.txt" 2>&1 || status=1
+check "regular mode" "$OUT/regular.txt"
+if grep -l Traceback "$OUT"/reverse.log "$OUT"/regular.log; then echo "a traceback reached the proxy's console"; status=1; fi
+exit $status

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh machine, then runs all of it:
+# the pytest suite (unit, integration, TLS, browser) and the Autobahn|Testsuite through wsproxy.
+# Usage (from the repository root): bash tests/run.sh [extra pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+PY="${PYTHON:-python3}"
+
+# System packages: Chromium and certutil for the browser test (Debian package names).
+if ! command -v chromium >/dev/null || ! command -v certutil >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== apt-get install chromium libnss3-tools"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium libnss3-tools >/dev/null
+  else
+    echo "!! chromium/certutil missing and cannot apt-get: the browser test will skip (outside CI)"
+  fi
+fi
+
+echo "== Python environment (.venv): pip install '.[test]'"
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/pip install -q --disable-pip-version-check '.[test]'
+
+echo "== static checks: ruff, mypy"
+.venv/bin/ruff check wsproxy plugins tests bench
+.venv/bin/mypy
+
+echo "== pytest"
+.venv/bin/python -m pytest -p no:cacheprovider "$@"
+
+echo "== Autobahn|Testsuite through wsproxy"
+bash "$ROOT/tests/conformance/autobahn.sh"
