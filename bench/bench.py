@@ -1,0 +1,1043 @@
+"""Benchmark driver: wsproxy against a direct connection, a plain asyncio relay and mitmproxy.
+
+Run by hand (never as a test), from the repository root:
+
+    npm install --prefix bench            # once: ws + bufferutil for bench/loadgen.mjs
+    .venv/bin/python bench/bench.py --quick
+    .venv/bin/python bench/bench.py --targets direct,relay,wsproxy --scenarios pipe1,large1m
+
+Everything runs on 127.0.0.1. A Node echo server (bench/loadgen.mjs echo) is the
+upstream of every target; a Node load generator (bench/loadgen.mjs MODE) is started
+for every measurement. Targets are measured round-robin inside each scenario,
+repeated R times, and the table shows medians. CPU and RSS figures are those of the
+proxy process (and any children it has), read from /proc. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import platform
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+LOADGEN = BENCH_DIR / "loadgen.mjs"
+RELAY = BENCH_DIR / "relay.py"
+HOST = "127.0.0.1"
+MIB = 1024 * 1024
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+ALL_TARGETS = ("direct", "relay", "relay-streams", "mitmproxy", "wsproxy")
+RATIO_TARGETS = ("wsproxy", "mitmproxy")  # ratio columns X/relay, for the CPU rows
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- /proc
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def proc_tree(pid: int) -> list[int]:
+    """pid and all its live descendants."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        stat = _read(f"/proc/{name}/stat")
+        if stat is None:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        if os.path.exists(f"/proc/{p}"):
+            out.append(p)
+            todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """user + system CPU seconds of the given processes (all their threads, dead ones too)."""
+    total = 0
+    for p in pids:
+        stat = _read(f"/proc/{p}/stat")
+        if stat is None:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / CLK_TCK
+
+
+def _status_kib(pids: list[int], key: str) -> int:
+    total = 0
+    for p in pids:
+        status = _read(f"/proc/{p}/status")
+        if status is None:
+            continue
+        for line in status.splitlines():
+            if line.startswith(key + ":"):
+                total += int(line.split()[1])
+                break
+    return total
+
+
+def rss_kib(pids: list[int]) -> int:
+    return _status_kib(pids, "VmRSS")
+
+
+def hwm_kib(pids: list[int]) -> int:
+    return _status_kib(pids, "VmHWM")
+
+
+def reset_hwm(pids: list[int]) -> bool:
+    """Reset VmHWM (peak RSS) to the current RSS: 'echo 5 > /proc/PID/clear_refs'."""
+    ok = bool(pids)
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            ok = False
+    return ok
+
+
+class RssSampler:
+    """Samples the summed VmRSS of some processes every `interval` seconds."""
+
+    def __init__(self, pids: list[int], interval: float = 0.05) -> None:
+        self.pids = pids
+        self.interval = interval
+        self.peak_kib = rss_kib(pids) if pids else 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            self.peak_kib = max(self.peak_kib, rss_kib(self.pids))
+            await asyncio.sleep(self.interval)
+
+    def start(self) -> None:
+        if self.pids:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.pids:
+            self.peak_kib = max(self.peak_kib, rss_kib(self.pids))
+
+
+# ----------------------------------------------------------------------------- processes
+
+_CHILDREN: dict[int, asyncio.subprocess.Process] = {}
+
+
+def _child_setup() -> None:
+    """In the child, before exec: die with the driver even if it is SIGKILLed."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+async def spawn(
+    args: list[str],
+    *,
+    stdout: Any,
+    stderr: Any,
+    stdin: Any = subprocess.DEVNULL,
+    cwd: Path | None = None,
+) -> asyncio.subprocess.Process:
+    """Start a child in its own process group (so Ctrl-C reaches only the driver)."""
+    proc = await asyncio.create_subprocess_exec(
+        *args,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        cwd=str(cwd) if cwd else None,
+        start_new_session=True,
+        preexec_fn=_child_setup,
+    )
+    _CHILDREN[proc.pid] = proc
+    return proc
+
+
+async def terminate(proc: asyncio.subprocess.Process, grace: float = 3.0) -> None:
+    """SIGTERM the child's process group, then SIGKILL it if it lingers."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), grace)
+    else:
+        # The leader is gone; make sure nothing of its group is left behind.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    if proc.stdin is not None:
+        proc.stdin.close()
+    _CHILDREN.pop(proc.pid, None)
+
+
+async def terminate_all() -> None:
+    await asyncio.gather(*(terminate(p) for p in list(_CHILDREN.values())))
+
+
+def kill_all_sync() -> None:
+    """Last resort (atexit / after the loop is gone): SIGKILL every group still listed."""
+    for pid in list(_CHILDREN):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    _CHILDREN.clear()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_port(port: int, timeout: float, proc: asyncio.subprocess.Process | None) -> None:
+    """Poll-connect until the port accepts; fail early if the process died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.returncode is not None:
+            raise RuntimeError(f"process exited with status {proc.returncode}")
+        try:
+            _, w = await asyncio.wait_for(asyncio.open_connection(HOST, port), 1.0)
+            w.close()
+            with contextlib.suppress(OSError):
+                await w.wait_closed()
+            return
+        except (OSError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing accepts on {HOST}:{port} after {timeout:.0f} s")
+        await asyncio.sleep(0.05)
+
+
+def tail(path: Path, n: int = 15) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+@dataclass
+class Target:
+    name: str
+    cmd: list[str] | None  # None: direct (no proxy process)
+    port: int
+    logdir: Path
+    cwd: Path | None = None
+    proc: asyncio.subprocess.Process | None = None
+    available: bool = True
+    reason: str = ""
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"ws://{HOST}:{self.port}/"
+
+    @property
+    def logfile(self) -> Path:
+        return self.logdir / f"{self.name}.log"
+
+    def pids(self) -> list[int]:
+        if self.proc is None or self.proc.returncode is not None:
+            return []
+        return proc_tree(self.proc.pid)
+
+    def alive(self) -> bool:
+        return self.cmd is None or (self.proc is not None and self.proc.returncode is None)
+
+    async def start(self, opts: Options) -> None:
+        if self.cmd is None:
+            return
+        self.starts += 1
+        with open(self.logfile, "ab") as lf:
+            lf.write(f"\n=== start #{self.starts}: {shlex.join(self.cmd)}\n".encode())
+            lf.flush()
+            self.proc = await spawn(self.cmd, stdout=lf, stderr=lf, cwd=self.cwd)
+        try:
+            await wait_port(self.port, opts.start_timeout, self.proc)
+            await check_echo(self, opts)
+        except Exception as e:
+            await self.stop()
+            raise RuntimeError(f"{e}\n{tail(self.logfile)}".rstrip()) from None
+
+    async def stop(self) -> None:
+        if self.proc is not None:
+            await terminate(self.proc)
+            self.proc = None
+
+
+def find_mitmdump() -> str | None:
+    here = Path(sys.executable).parent / "mitmdump"
+    if here.exists() and os.access(here, os.X_OK):
+        return str(here)
+    return shutil.which("mitmdump")
+
+
+def make_targets(names: list[str], echo_port: int, opts: Options) -> list[Target]:
+    targets = []
+    for name in names:
+        if name == "direct":
+            targets.append(Target("direct", None, echo_port, opts.logdir))
+            continue
+        port = free_port()
+        if name in ("relay", "relay-streams"):
+            cmd = [sys.executable, str(RELAY), "-p", str(port), "--upstream", f"{HOST}:{echo_port}"]
+            cmd += ["--impl", "streams" if name == "relay-streams" else "protocol"]
+            targets.append(Target(name, cmd, port, opts.logdir))
+        elif name == "mitmproxy":
+            mitmdump = find_mitmdump()
+            t = Target(name, None, port, opts.logdir)
+            if mitmdump is None:
+                t.available, t.reason = False, "mitmdump not found next to python or on PATH"
+            else:
+                t.cmd = [
+                    mitmdump,
+                    "--mode",
+                    f"reverse:http://{HOST}:{echo_port}",
+                    "-p",
+                    str(port),
+                    "-q",
+                    "--listen-host",
+                    HOST,
+                    "--set",
+                    f"confdir={opts.logdir / 'mitmproxy-conf'}",
+                ]
+            targets.append(t)
+        elif name == "wsproxy":
+            cmd = [sys.executable, "-m", "wsproxy", "--mode", f"reverse:ws://{HOST}:{echo_port}"]
+            cmd += ["-p", str(port), "-q", *shlex.split(opts.wsproxy_args)]
+            targets.append(Target(name, cmd, port, opts.logdir, cwd=REPO_DIR))
+        else:
+            raise SystemExit(f"unknown target {name!r}; choose from {','.join(ALL_TARGETS)}")
+    return targets
+
+
+# ----------------------------------------------------------------------------- scenarios
+
+
+@dataclass
+class Scenario:
+    name: str
+    title: str
+    mode: str  # loadgen mode: pipeline, connect, idle
+    cfg: dict[str, Any]
+    duration: float  # seconds measured per run (full mode)
+    quick_duration: float
+    # (metric key, label, is a CPU figure → ratio columns)
+    rows: list[tuple[str, str, bool]] = field(default_factory=list)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario(
+            "pipe1",
+            "64 B text, 1 conn, 100 in flight",
+            "pipeline",
+            {"conns": 1, "inflight": 100, "size": 64, "binary": False},
+            4,
+            1,
+            [
+                ("msgs_per_s", "round trips/s", False),
+                ("cpu_us_per_rt", "proxy CPU µs/round trip", True),
+            ],
+        ),
+        Scenario(
+            "pipe32",
+            "64 B text, 32 conns x 8 in flight",
+            "pipeline",
+            {"conns": 32, "inflight": 8, "size": 64, "binary": False},
+            4,
+            1,
+            [
+                ("msgs_per_s", "round trips/s", False),
+                ("cpu_us_per_rt", "proxy CPU µs/round trip", True),
+            ],
+        ),
+        Scenario(
+            "large1m",
+            "1 MiB binary, 1 conn, 4 in flight",
+            "pipeline",
+            {"conns": 1, "inflight": 4, "size": MIB, "binary": True},
+            4,
+            1.5,
+            [
+                ("mib_per_s", "MiB/s echoed", False),
+                ("cpu_ms_per_mib", "proxy CPU ms/MiB echoed", True),
+                ("peak_rss_mib", "proxy peak RSS MiB", False),
+            ],
+        ),
+        Scenario(
+            "large16m",
+            "16 MiB binary, 1 conn, 2 in flight",
+            "pipeline",
+            {"conns": 1, "inflight": 2, "size": 16 * MIB, "binary": True},
+            5,
+            2,
+            [
+                ("mib_per_s", "MiB/s echoed", False),
+                ("cpu_ms_per_mib", "proxy CPU ms/MiB echoed", True),
+                ("peak_rss_mib", "proxy peak RSS MiB", False),
+            ],
+        ),
+        Scenario(
+            "latency",
+            "64 B text, 1 conn, 1 in flight",
+            "pipeline",
+            {"conns": 1, "inflight": 1, "size": 64, "binary": False, "latency": True},
+            4,
+            1,
+            [
+                ("p50_us", "RTT p50 µs", False),
+                ("p99_us", "RTT p99 µs", False),
+                ("cpu_us_per_rt", "proxy CPU µs/round trip", True),
+            ],
+        ),
+        Scenario(
+            "connect",
+            "open, one 64 B echo, close; 4 at a time",
+            "connect",
+            {"concurrency": 4},
+            3,
+            1,
+            [
+                ("conns_per_s", "connections/s", False),
+                ("cpu_us_per_conn", "proxy CPU µs/connection", True),
+            ],
+        ),
+        Scenario(
+            "idle",
+            "N idle WebSockets (fresh proxy)",
+            "idle",
+            {"concurrency": 50},
+            0,
+            0,
+            [("kib_per_conn", "proxy RSS KiB/idle conn", False)],
+        ),
+    ]
+}
+
+
+@dataclass
+class Options:
+    quick: bool
+    repeats: int
+    duration: float | None
+    compress: bool
+    wsproxy_args: str
+    idle_conns: int
+    node: str
+    logdir: Path
+    start_timeout: float
+    verbose: bool
+
+    def duration_of(self, s: Scenario) -> float:
+        if self.duration is not None:
+            return self.duration
+        return s.quick_duration if self.quick else s.duration
+
+    @property
+    def warmup(self) -> float:
+        return 0.3 if self.quick else 1.0
+
+
+class LoadgenError(RuntimeError):
+    pass
+
+
+class Loadgen:
+    """One run of bench/loadgen.mjs: JSON lines on stdout, "go" on stdin."""
+
+    def __init__(self, opts: Options, mode: str, cfg: dict[str, Any]) -> None:
+        self.opts, self.mode, self.cfg = opts, mode, cfg
+        self.proc: asyncio.subprocess.Process | None = None
+        self.errfile = opts.logdir / "loadgen.stderr"
+
+    async def __aenter__(self) -> Loadgen:
+        with open(self.errfile, "ab") as ef:
+            self.proc = await spawn(
+                [self.opts.node, str(LOADGEN), self.mode, json.dumps(self.cfg)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=ef,
+                cwd=BENCH_DIR,
+            )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(TimeoutError):
+                if self.proc.returncode is None and exc[0] is None:
+                    await asyncio.wait_for(self.proc.wait(), 15)
+            await terminate(self.proc)
+
+    async def event(self, want: str, timeout: float) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LoadgenError(f"loadgen {self.mode}: no {want!r} within {timeout:.0f} s")
+            try:
+                line = await asyncio.wait_for(self.proc.stdout.readline(), left)
+            except TimeoutError:
+                continue
+            if not line:
+                await asyncio.wait_for(self.proc.wait(), 5)
+                raise LoadgenError(
+                    f"loadgen {self.mode} exited ({self.proc.returncode}) before {want!r}\n"
+                    + tail(self.errfile, 8)
+                )
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if ev.get("event") == "error":
+                raise LoadgenError(f"loadgen {self.mode}: {ev.get('error')}")
+            if ev.get("event") == want:
+                return dict(ev)
+
+    async def go(self) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(b"go\n")
+        await asyncio.wait_for(self.proc.stdin.drain(), 5)
+
+    def cpu(self) -> float:
+        assert self.proc is not None
+        return cpu_seconds([self.proc.pid])
+
+
+async def check_echo(target: Target, opts: Options) -> None:
+    cfg = {"url": target.url, "compress": opts.compress, "timeout": 20}
+    async with Loadgen(opts, "check", cfg) as lg:
+        await lg.event("done", 25)
+
+
+async def run_pipeline(
+    target: Target, scen: Scenario, opts: Options, echo_pid: int
+) -> dict[str, Any]:
+    duration = opts.duration_of(scen)
+    drain = 90.0
+    cfg = dict(scen.cfg)
+    cfg.update(
+        url=target.url,
+        compress=opts.compress,
+        duration=duration,
+        warmup=opts.warmup,
+        drainTimeout=drain,
+        timeout=opts.warmup + duration + 2 * drain + 60,
+    )
+    async with Loadgen(opts, scen.mode, cfg) as lg:
+        await lg.event("ready", 60 + opts.warmup + drain)
+        pids = target.pids()
+        if target.cmd is not None and not pids:
+            raise RuntimeError(f"{target.name} is not running")
+        hwm_ok = reset_hwm(pids)
+        sampler = RssSampler(pids)
+        sampler.start()
+        cpu0, lg0, echo0 = cpu_seconds(pids), lg.cpu(), cpu_seconds([echo_pid])
+        t0 = time.monotonic()
+        await lg.go()
+        try:
+            res = await lg.event("done", duration + drain + 30)
+        finally:
+            await sampler.stop()
+        wall = time.monotonic() - t0
+        cpu1, lg1, echo1 = cpu_seconds(pids), lg.cpu(), cpu_seconds([echo_pid])
+        peak_kib = max(sampler.peak_kib, hwm_kib(pids) if hwm_ok else 0)
+
+    rts = res["roundTrips"]
+    if rts <= 0:
+        raise RuntimeError("no round trip completed")
+    mib = res["bytesEchoed"] / MIB
+    cpu = cpu1 - cpu0
+    out: dict[str, Any] = {
+        "round_trips": rts,
+        "elapsed_s": res["elapsed"],
+        "msgs_per_s": res["msgsPerSec"],
+        "mib_per_s": res["mibPerSec"],
+        "loadgen_cpu_pct": 100 * (lg1 - lg0) / wall,
+        "echo_cpu_pct": 100 * (echo1 - echo0) / wall,
+    }
+    if pids:
+        out.update(
+            proxy_cpu_s=cpu,
+            proxy_cpu_pct=100 * cpu / wall,
+            cpu_us_per_rt=cpu / rts * 1e6,
+            cpu_ms_per_mib=cpu / mib * 1e3,
+            peak_rss_mib=peak_kib / 1024,
+        )
+    if "latency" in res:
+        lat = res["latency"]
+        out.update(p50_us=lat["p50"], p99_us=lat["p99"], mean_us=lat["mean"], max_us=lat["max"])
+    return out
+
+
+async def run_connect(
+    target: Target, scen: Scenario, opts: Options, echo_pid: int
+) -> dict[str, Any]:
+    duration = opts.duration_of(scen)
+    cfg = dict(scen.cfg)
+    cfg.update(
+        url=target.url,
+        compress=opts.compress,
+        duration=duration,
+        warmup=opts.warmup,
+        timeout=opts.warmup + duration + 90,
+    )
+    async with Loadgen(opts, "connect", cfg) as lg:
+        await lg.event("ready", 60 + opts.warmup)
+        pids = target.pids()
+        if target.cmd is not None and not pids:
+            raise RuntimeError(f"{target.name} is not running")
+        cpu0, lg0, echo0 = cpu_seconds(pids), lg.cpu(), cpu_seconds([echo_pid])
+        t0 = time.monotonic()
+        await lg.go()
+        res = await lg.event("done", duration + 60)
+        wall = time.monotonic() - t0
+        cpu1, lg1, echo1 = cpu_seconds(pids), lg.cpu(), cpu_seconds([echo_pid])
+    n = res["connections"]
+    if n <= 0:
+        raise RuntimeError(f"no connection completed: {res.get('lastError')}")
+    out: dict[str, Any] = {
+        "connections": n,
+        "errors": res["errors"],
+        "conns_per_s": res["connsPerSec"],
+        "conn_p50_us": res["p50"],
+        "conn_p99_us": res["p99"],
+        "loadgen_cpu_pct": 100 * (lg1 - lg0) / wall,
+        "echo_cpu_pct": 100 * (echo1 - echo0) / wall,
+    }
+    if res["errors"]:
+        out["last_error"] = res["lastError"]
+    if pids:
+        out.update(
+            cpu_us_per_conn=(cpu1 - cpu0) / n * 1e6, proxy_cpu_pct=100 * (cpu1 - cpu0) / wall
+        )
+    return out
+
+
+async def run_idle(target: Target, scen: Scenario, opts: Options, echo_pid: int) -> dict[str, Any]:
+    if target.cmd is None:
+        return {}  # nothing to measure without a proxy process
+    # A fresh proxy each time: a Python process rarely gives memory back, so a second
+    # round on the same process would reuse what the first one left and read lower.
+    await target.stop()
+    await target.start(opts)  # also does one echo through it (warm-up)
+    await asyncio.sleep(0.5)
+    pids = target.pids()
+    rss0 = rss_kib(pids)
+    n = opts.idle_conns
+    cfg = dict(scen.cfg)
+    cfg.update(url=target.url, compress=opts.compress, conns=n, timeout=240)
+    async with Loadgen(opts, "idle", cfg) as lg:
+        ready = await lg.event("ready", 180)
+        await asyncio.sleep(0.5 if opts.quick else 1.5)
+        pids = target.pids()
+        rss1 = rss_kib(pids)
+        await lg.go()
+        done = await lg.event("done", 60)
+    opened = ready["opened"]
+    if opened <= 0:
+        raise RuntimeError(f"no connection opened: {ready.get('lastError')}")
+    out = {
+        "opened": opened,
+        "failed": ready["failed"],
+        "alive_at_end": done["aliveAtEnd"],
+        "rss_before_mib": rss0 / 1024,
+        "rss_after_mib": rss1 / 1024,
+        "kib_per_conn": (rss1 - rss0) / opened,
+    }
+    if ready["failed"]:
+        out["last_error"] = ready["lastError"]
+    return out
+
+
+RUNNERS = {"pipeline": run_pipeline, "connect": run_connect, "idle": run_idle}
+
+
+def summary(name: str, r: dict[str, Any]) -> str:
+    keys = [
+        "msgs_per_s",
+        "mib_per_s",
+        "p50_us",
+        "p99_us",
+        "conns_per_s",
+        "kib_per_conn",
+        "cpu_us_per_rt",
+        "cpu_ms_per_mib",
+        "cpu_us_per_conn",
+        "peak_rss_mib",
+        "proxy_cpu_pct",
+        "loadgen_cpu_pct",
+        "echo_cpu_pct",
+    ]
+    return f"{name}: " + ", ".join(f"{k}={fmt(r[k])}" for k in keys if k in r)
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    a = abs(v)
+    if a >= 10000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def build_table(
+    results: dict[str, dict[str, Any]], scen_names: list[str], targets: list[Target]
+) -> list[list[str]]:
+    names = [t.name for t in targets]
+    ratio_cols = [r for r in RATIO_TARGETS if r in names and "relay" in names]
+    header = ["scenario", "metric", *names, *[f"{r}/relay" for r in ratio_cols]]
+    rows = [header]
+    by_name = {t.name: t for t in targets}
+    for sname in scen_names:
+        scen = SCENARIOS[sname]
+        first = True
+        for key, label, is_cpu in scen.rows:
+            row = [f"{sname}: {scen.title}" if first else "", label]
+            first = False
+            meds: dict[str, float | None] = {}
+            for tn in names:
+                cell = results.get(sname, {}).get(tn)
+                if cell is None or not cell["runs"]:
+                    row.append("n/a" if not by_name[tn].available else "-")
+                    meds[tn] = None
+                    continue
+                med = cell["median"].get(key)
+                meds[tn] = med
+                if med is None:
+                    row.append("err" if cell["errors"] and not cell["ok"] else "-")
+                else:
+                    row.append(fmt(med))
+            for r in ratio_cols:
+                a, b = meds.get(r), meds.get("relay")
+                row.append(f"{a / b:.1f}x" if is_cpu and a is not None and b else "")
+            rows.append(row)
+    return rows
+
+
+def render(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for i, r in enumerate(rows):
+        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1])]
+        cells += [c.rjust(w) for c, w in zip(r[2:], widths[2:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+async def start_echo(opts: Options) -> tuple[asyncio.subprocess.Process, int]:
+    errfile = opts.logdir / "echo.stderr"
+    with open(errfile, "ab") as ef:
+        proc = await spawn(
+            [opts.node, str(LOADGEN), "echo", json.dumps({"port": 0, "compress": opts.compress})],
+            stdin=subprocess.PIPE,  # held open: the server exits when the driver goes
+            stdout=subprocess.PIPE,
+            stderr=ef,
+            cwd=BENCH_DIR,
+        )
+    assert proc.stdout is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 15)
+        port = int(json.loads(line)["port"])
+    except (TimeoutError, ValueError, KeyError) as e:
+        await terminate(proc)
+        raise SystemExit(f"echo server did not start ({e!r}):\n{tail(errfile)}") from None
+    await wait_port(port, 10, proc)
+    return proc, port
+
+
+def raise_nofile(need: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        new = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        if new < need:
+            log(f"warning: open-file limit {new} may be too low for {need} descriptors")
+
+
+async def amain(args: argparse.Namespace, opts: Options) -> int:
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    loop.add_signal_handler(signal.SIGTERM, main_task.cancel)
+
+    target_names = [t.strip() for t in args.targets.split(",") if t.strip()]
+    scen_names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    for s in scen_names:
+        if s not in SCENARIOS:
+            raise SystemExit(f"unknown scenario {s!r}; choose from {','.join(SCENARIOS)}")
+
+    node_ver = subprocess.run([opts.node, "--version"], capture_output=True, text=True, timeout=10)
+    meta = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "node": node_ver.stdout.strip(),
+        "quick": opts.quick,
+        "repeats": opts.repeats,
+        "compress": opts.compress,
+        "warmup_s": opts.warmup,
+        "durations_s": {s: opts.duration_of(SCENARIOS[s]) for s in scen_names},
+        "idle_conns": opts.idle_conns,
+        "wsproxy_args": opts.wsproxy_args,
+        "argv": sys.argv[1:],
+    }
+    results: dict[str, dict[str, Any]] = {}
+    targets: list[Target] = []
+    try:
+        echo_proc, echo_port = await start_echo(opts)
+        log(f"echo server on {HOST}:{echo_port} (pid {echo_proc.pid}), logs in {opts.logdir}")
+        targets = make_targets(target_names, echo_port, opts)
+        for t in targets:
+            if not t.available:
+                log(f"{t.name}: unavailable: {t.reason}")
+                continue
+            try:
+                await t.start(opts)
+                if t.proc is not None:
+                    log(f"{t.name}: listening on {HOST}:{t.port} (pid {t.proc.pid})")
+            except Exception as e:
+                t.available, t.reason = False, f"failed to start: {e}"
+                log(f"{t.name}: unavailable: {t.reason}")
+
+        for sname in scen_names:
+            scen = SCENARIOS[sname]
+            runner = RUNNERS[scen.mode]
+            per_target: dict[str, dict[str, Any]] = {
+                t.name: {"runs": [], "errors": [], "ok": False} for t in targets if t.available
+            }
+            results[sname] = per_target
+            for r in range(opts.repeats):
+                live = [t for t in targets if t.available]
+                if not live:
+                    break
+                k = r % len(live)
+                for t in live[k:] + live[:k]:  # rotate the order between repeats
+                    if not t.available:
+                        continue
+                    label = f"[{sname} {r + 1}/{opts.repeats}]"
+                    try:
+                        if not t.alive():
+                            log(f"{label} {t.name} died; restarting it\n{tail(t.logfile, 8)}")
+                            await t.stop()
+                            await t.start(opts)
+                        res = await runner(t, scen, opts, echo_proc.pid)
+                    except (RuntimeError, LoadgenError, TimeoutError, OSError) as e:
+                        msg = str(e).strip()
+                        per_target[t.name]["errors"].append(msg)
+                        log(f"{label} {t.name}: ERROR {msg}")
+                        if t.cmd is not None and not t.alive():
+                            log(f"{label} {t.name} exited:\n{tail(t.logfile, 8)}")
+                            try:
+                                await t.stop()
+                                await t.start(opts)
+                            except Exception as e2:
+                                t.available, t.reason = False, f"died and did not restart: {e2}"
+                        continue
+                    if res:
+                        per_target[t.name]["runs"].append(res)
+                        per_target[t.name]["ok"] = True
+                        log(f"{label} " + summary(t.name, res))
+            for cell in per_target.values():
+                med: dict[str, float] = {}
+                if cell["runs"]:
+                    keys = {
+                        k
+                        for run in cell["runs"]
+                        for k, v in run.items()
+                        if isinstance(v, int | float)
+                    }
+                    for key in sorted(keys):
+                        vals = [
+                            run[key]
+                            for run in cell["runs"]
+                            if isinstance(run.get(key), int | float)
+                        ]
+                        med[key] = statistics.median(vals)
+                cell["median"] = med
+    finally:
+        for t in targets:
+            with contextlib.suppress(Exception):
+                await t.stop()
+        await terminate_all()
+
+    table = build_table(results, scen_names, targets)
+    print()
+    print(
+        f"wsproxy bench: {meta['cpus']} CPUs, python {meta['python']}, node {meta['node']}, "
+        f"{opts.repeats} repeats (median), {'quick' if opts.quick else 'full'} durations"
+        + (", permessage-deflate ON" if opts.compress else "")
+    )
+    print(render(table))
+    for t in targets:
+        if not t.available:
+            print(f"\n{t.name} unavailable: {t.reason}")
+    errs = [
+        (s, tn, e) for s, cells in results.items() for tn, c in cells.items() for e in c["errors"]
+    ]
+    if errs:
+        print(f"\n{len(errs)} failed run(s):")
+        for s, tn, e in errs:
+            print(f"  {s} / {tn}: {e.splitlines()[0] if e else '?'}")
+
+    if args.json:
+        doc = {
+            "meta": meta,
+            "targets": {
+                t.name: {
+                    "available": t.available,
+                    "reason": t.reason,
+                    "cmd": t.cmd,
+                    "port": t.port,
+                }
+                for t in targets
+            },
+            "scenarios": {
+                s: {"title": SCENARIOS[s].title, "config": SCENARIOS[s].cfg, "targets": cells}
+                for s, cells in results.items()
+            },
+            "table": table,
+        }
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        log(f"wrote {args.json}")
+    return 1 if errs else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description="Benchmark wsproxy against direct, a plain asyncio relay and mitmproxy "
+        "(loopback only). See bench/README.md.",
+    )
+    ap.add_argument("--quick", action="store_true", help="short runs (about 1 s each)")
+    ap.add_argument(
+        "--targets",
+        default="direct,relay,mitmproxy,wsproxy",
+        help="comma-separated, from: " + ",".join(ALL_TARGETS),
+    )
+    ap.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated, from: " + ",".join(SCENARIOS),
+    )
+    ap.add_argument(
+        "--repeats", "-r", type=int, default=3, help="rounds over all targets (default 3)"
+    )
+    ap.add_argument(
+        "--duration", type=float, help="seconds measured per run (overrides the defaults)"
+    )
+    ap.add_argument(
+        "--compress", action="store_true", help="permessage-deflate on echo server and loadgen"
+    )
+    ap.add_argument(
+        "--wsproxy-args", default="", help="extra flags for python -m wsproxy (one string)"
+    )
+    ap.add_argument("--idle-conns", type=int, default=1000, help="connections in the idle scenario")
+    ap.add_argument("--json", metavar="FILE", help="write all runs, medians and the table as JSON")
+    ap.add_argument("--node", default=shutil.which("node") or "node", help="node executable")
+    ap.add_argument("--start-timeout", type=float, default=30, help="seconds for a target to start")
+    ap.add_argument("--keep-logs", action="store_true", help="keep the temporary log directory")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+
+    if not (BENCH_DIR / "node_modules" / "ws").is_dir():
+        print("bench/node_modules is missing: run  npm install --prefix bench", file=sys.stderr)
+        return 2
+    if shutil.which(args.node) is None:
+        print(f"node not found ({args.node})", file=sys.stderr)
+        return 2
+    if args.repeats < 1:
+        ap.error("--repeats must be >= 1")
+
+    raise_nofile(4 * args.idle_conns + 1024)
+    logdir = Path(tempfile.mkdtemp(prefix="wsproxy-bench-"))
+    opts = Options(
+        quick=args.quick,
+        repeats=args.repeats,
+        duration=args.duration,
+        compress=args.compress,
+        wsproxy_args=args.wsproxy_args,
+        idle_conns=args.idle_conns,
+        node=args.node,
+        logdir=logdir,
+        start_timeout=args.start_timeout,
+        verbose=args.verbose,
+    )
+    rc = 130
+    try:
+        rc = asyncio.run(amain(args, opts))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        log("interrupted")
+    finally:
+        kill_all_sync()
+        if args.keep_logs or rc not in (0, 130):
+            log(f"logs kept in {logdir}")
+        else:
+            shutil.rmtree(logdir, ignore_errors=True)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
