@@ -1000,6 +1000,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start-timeout", type=float, default=30, help="seconds for a target to start")
     ap.add_argument("--keep-logs", action="store_true", help="keep the temporary log directory")
     ap.add_argument("-v", "--verbose", action="store_true")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Let `--wsproxy-args "--flag x"` work: argparse would take "--flag x" for an option.
+    for i, a in enumerate(argv[:-1]):
+        if a == "--wsproxy-args":
+            argv[i : i + 2] = [f"--wsproxy-args={argv[i + 1]}"]
+            break
     args = ap.parse_args(argv)
 
     if not (BENCH_DIR / "node_modules" / "ws").is_dir():
