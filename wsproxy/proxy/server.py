@@ -15,11 +15,14 @@ import itertools
 import logging
 import re
 import ssl
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from wsproxy.exceptions import HandshakeError, HttpError, UpstreamError, WsproxyError
+from wsproxy.model import Flow, HandshakeRequest, HandshakeResponse
 from wsproxy.options import Options
+from wsproxy.plugins import PluginChain
 from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.session import WebSocketSession
 from wsproxy.sansio import deflate
@@ -46,6 +49,7 @@ from wsproxy.sansio.http11 import (
     serialize_response,
     simple_response,
 )
+from wsproxy.sansio.relay import Relay
 from wsproxy.tls import MAGIC_HOST, CertAuthority, describe_verify_error, render, upstream_context
 
 log = logging.getLogger("wsproxy")
@@ -84,9 +88,15 @@ class Tunnel:
 class ProxyServer:
     """Listens, and runs one handler task per client connection."""
 
-    def __init__(self, options: Options, ca: CertAuthority | None = None) -> None:
+    def __init__(
+        self,
+        options: Options,
+        ca: CertAuthority | None = None,
+        chain: PluginChain | None = None,
+    ) -> None:
         self.options = options
         self.ca = ca
+        self.chain = chain
         self.limits = Limits(
             max_line=options.max_request_line,
             max_head_size=options.max_head_size,
@@ -365,15 +375,34 @@ class ProxyServer:
         self, peer: Peer, conn_id: str, req: Request, upstream: Upstream, path: str
     ) -> None:
         handshake = check_client_request(req)
+        headers = upstream_request_headers(req, extensions=None)
+        headers.set("Host", upstream.authority)
+        flow = Flow(
+            conn_id,
+            peer.address,
+            HandshakeRequest(upstream.scheme, upstream.host, upstream.port, path, headers),
+        )
+        chain = self.chain
+        if chain is not None and chain.has("handshake_request"):
+            await chain.handshake_request(flow)
+            if flow.refused is not None:
+                status, reason = flow.refused
+                raise HandshakeError(status, reason)
+            request = flow.request
+            upstream = Upstream(request.scheme, request.host, request.port)
+            path = request.path
         # Only extensions the proxy can decode may be negotiated: anything else would leave it
         # unable to read the frames. Today that is permessage-deflate alone, and not even that
         # with --no-compression.
         offer: list[str] = []
         if not self.options.no_compression:
-            deflate.validate_offer(handshake.extensions)
-            offer = _permessage_deflate_only(handshake.extensions)
-        headers = upstream_request_headers(req, extensions=offer)
-        headers.set("Host", upstream.authority)
+            deflate.validate_offer(flow.request.extensions)
+            offer = _permessage_deflate_only(flow.request.extensions)
+        headers.remove("Sec-WebSocket-Extensions")
+        for value in offer:
+            headers.add("Sec-WebSocket-Extensions", value)
+        protocols = flow.request.subprotocols
+        key = headers.get("Sec-WebSocket-Key") or handshake.key
         upstream_req = Request("GET", path, "HTTP/1.1", headers)
         async with self._one_connecting(peer.address[0], upstream):
             server = await self._open(upstream)
@@ -397,30 +426,35 @@ class ProxyServer:
             server.close()
             return
         try:
-            _, extensions = check_upstream_response(resp, handshake.key, handshake.protocols, offer)
+            subprotocol, extensions = check_upstream_response(resp, key, protocols, offer)
             params = deflate.negotiate(offer, extensions)
         except HandshakeError as error:
             server.abort()
             raise HandshakeError(502, f"upstream handshake failed: {error.reason}") from None
+        flow.response = HandshakeResponse(resp.status, resp.reason, resp.headers)
+        flow.subprotocol = subprotocol
+        flow.extensions = extensions
+        if chain is not None and chain.has("handshake_response"):
+            await chain.handshake_response(flow)
+            if flow.refused is not None:
+                server.abort()
+                status, reason = flow.refused
+                raise HandshakeError(status, reason)
         peer.write(serialize_response(response_to_client(resp, handshake.key)))
-        session = WebSocketSession(conn_id, peer, server, self.options)
-        if params is not None:
-            limit = self.options.max_message_size
-            session.relay.client.reader.inflater = deflate.Inflater(params, True, limit)
-            session.relay.server.reader.inflater = deflate.Inflater(params, False, limit)
-        log.info(
-            "[%s] WebSocket open %s%s",
-            conn_id,
-            upstream.authority,
-            path,
+        session = WebSocketSession(
+            conn_id, peer, server, self.options, chain=chain, flow=flow, deflate_params=params
         )
+        log.info("[%s] WebSocket open %s%s", conn_id, upstream.authority, path)
         self.sessions.add(session)
         try:
+            if chain is not None and chain.has("opened"):
+                await chain.opened(flow)
             session.start(peer.take_buffer(), server.take_buffer())
             await session.run()
         finally:
             self.sessions.discard(session)
             relay = session.relay
+            _fill_close_info(flow, relay)
             log.info(
                 "[%s] WebSocket closed: client %s, server %s; %d/%d messages",
                 conn_id,
@@ -429,6 +463,11 @@ class ProxyServer:
                 relay.client.messages,
                 relay.server.messages,
             )
+            if chain is not None:
+                if flow.error is not None and chain.has("error"):
+                    await chain.error(flow, flow.error)
+                if chain.has("closed"):
+                    await chain.closed(flow)
 
     # -- plain HTTP --------------------------------------------------------------------------
 
@@ -496,6 +535,24 @@ class ProxyServer:
 def _permessage_deflate_only(values: list[str]) -> list[str]:
     offers = [ext for ext in parse_extension_header(values) if ext[0] == "permessage-deflate"]
     return [serialize_extension_header(offers)] if offers else []
+
+
+def _fill_close_info(flow: Flow, relay: Relay) -> None:
+    flow.ended = time.time()
+    for leg, info, counts in (
+        (relay.client, flow.client_close, flow.client_counts),
+        (relay.server, flow.server_close, flow.server_counts),
+    ):
+        info.code = leg.received_code
+        info.reason = leg.received_reason
+        info.received_close = leg.close_received
+        counts.messages = leg.messages
+        counts.frames = leg.frames
+        counts.bytes = leg.reader.bytes_received
+    flow.closed_by = relay.closed_by
+    violation = relay.client.violation or relay.server.violation
+    if violation is not None and flow.error is None:
+        flow.error = f"protocol error: {violation.reason} ({violation.code})"
 
 
 def _close_summary(code: int | None, received: bool) -> str:

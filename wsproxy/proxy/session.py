@@ -11,8 +11,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from wsproxy.model import Flow, FrameEvent
 from wsproxy.options import Options
+from wsproxy.plugins import PluginChain
 from wsproxy.proxy.peer import Peer
+from wsproxy.sansio.deflate import DeflateParams, Inflater
 from wsproxy.sansio.endpoint import opcode_name
 from wsproxy.sansio.frames import Opcode
 from wsproxy.sansio.relay import ERROR_GRACE, FrameRecord, Relay, Side
@@ -32,18 +35,19 @@ class WebSocketSession:
         server: Peer,
         options: Options,
         *,
+        chain: PluginChain | None = None,
+        flow: Flow | None = None,
+        deflate_params: DeflateParams | None = None,
         on_frame: Callable[[FrameRecord], None] | None = None,
     ) -> None:
         self.conn_id = conn_id
         self.client = client
         self.server = server
         self.options = options
+        self.chain = chain
+        self.flow = flow
         self.loop = asyncio.get_running_loop()
-        if (
-            on_frame is None
-            and log.isEnabledFor(logging.DEBUG - 1) is False
-            and options.verbosity > 0
-        ):
+        if on_frame is None and options.verbosity > 0:
             on_frame = self._log_frame
         self.relay = Relay(
             max_frame_size=options.max_frame_size,
@@ -51,10 +55,23 @@ class WebSocketSession:
             on_frame=on_frame,
             on_event=self._log_event,
         )
+        limit = options.max_message_size
+        for leg in (self.relay.client, self.relay.server):
+            from_client = leg.side is Side.CLIENT
+            if deflate_params is not None:
+                leg.deflate_params = deflate_params
+                leg.reader.inflater = Inflater(deflate_params, from_client, limit)
+            if chain is not None:
+                leg.want_frames = chain.wants_frames
+                leg.want_messages = chain.wants_messages
+        if flow is not None:
+            flow._injector = self.inject
+            flow._closer = self.close
         self.done: asyncio.Future[None] = self.loop.create_future()
         self._last_activity = self.loop.time()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._closing: set[Side] = set()
+        self._hook_tasks: dict[Side, asyncio.Task[None]] = {}
 
     def peer(self, side: Side) -> Peer:
         return self.client if side is Side.CLIENT else self.server
@@ -67,7 +84,7 @@ class WebSocketSession:
             peer.on_data = self._make_receiver(side)
             peer.on_eof = self._make_eof(side)
             peer.on_pause_writing = other.pause_reading
-            peer.on_resume_writing = other.resume_reading
+            peer.on_resume_writing = self._make_resumer(side.other)
         for side, leftover in ((Side.CLIENT, client_leftover), (Side.SERVER, server_leftover)):
             peer = self.peer(side)
             buffered = leftover + peer.take_buffer()
@@ -92,6 +109,55 @@ class WebSocketSession:
             self._receive(side, data)
 
         return receive
+
+    def _make_resumer(self, side: Side) -> Callable[[], None]:
+        def resume() -> None:
+            self._maybe_resume(side)
+
+        return resume
+
+    def _maybe_resume(self, side: Side) -> None:
+        """Read from ``side`` again unless the chain or the other side's buffer holds it back."""
+        if side not in self._hook_tasks and not self.peer(side.other).write_paused:
+            self.peer(side).resume_reading()
+
+    # -- plugins -----------------------------------------------------------------------------
+
+    def inject(self, content: bytes | str, to_client: bool) -> bool:
+        opcode = Opcode.TEXT if isinstance(content, str) else Opcode.BINARY
+        payload = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+        side = Side.CLIENT if to_client else Side.SERVER
+        sent = self.relay.inject(side, opcode, payload)
+        self._flush()
+        return sent
+
+    def close(self, code: int, reason: str, side: str | None) -> None:
+        which = None if side is None else Side(side)
+        self.relay.close_side(which, code, reason)
+        self._flush()
+
+    def _start_hooks(self) -> None:
+        for side in (Side.CLIENT, Side.SERVER):
+            if self.relay.leg(side).pending is not None and side not in self._hook_tasks:
+                self.peer(side).pause_reading()
+                self._hook_tasks[side] = self.loop.create_task(self._run_hooks(side))
+
+    async def _run_hooks(self, side: Side) -> None:
+        """Run the chain on each pending frame or message of ``side``, in order."""
+        assert self.chain is not None
+        leg = self.relay.leg(side)
+        try:
+            while leg.pending is not None and not self.done.done():
+                item = leg.pending
+                if isinstance(item, FrameEvent):
+                    await self.chain.frame(self.flow, item)
+                else:
+                    await self.chain.message(self.flow, item)
+                self.relay.resolve(side)
+                self._flush()
+        finally:
+            self._hook_tasks.pop(side, None)
+            self._maybe_resume(side)
 
     def _make_eof(self, side: Side) -> Callable[[str], None]:
         def eof(reason: str) -> None:
@@ -139,6 +205,8 @@ class WebSocketSession:
                 self._timers[f"close-{side.other.value}"] = self.loop.call_later(
                     self.options.close_timeout, self._close_timeout, side.other
                 )
+        if (relay.client.pending or relay.server.pending) and self.chain is not None:
+            self._start_hooks()
         if self._closing == {Side.CLIENT, Side.SERVER} and not self.done.done():
             self.loop.create_task(self._finish())
 
@@ -195,6 +263,8 @@ class WebSocketSession:
         for peer in (self.client, self.server):
             if not peer.closed.done():
                 peer.abort()
+        for task in list(self._hook_tasks.values()):
+            task.cancel()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()

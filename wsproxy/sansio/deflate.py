@@ -440,3 +440,20 @@ class Deflater:
         self._encoder = None if self._reset_each_message else encoder
         # Z_SYNC_FLUSH always ends with an empty stored block, whose LEN/NLEN we strip.
         return out[:-4]
+
+    def compress_piece(self, data: bytes, final: bool) -> bytes:
+        """The compressed payload of one frame of a message that goes out in several frames.
+
+        Each piece ends with a sync flush, so the receiver can inflate it as it arrives; the
+        pieces concatenated form the message's payload, whose tail is stripped on the last
+        (RFC 7692 section 7.2.1 applies to the message, not to each frame).
+        """
+        encoder = self._encoder or self._new_encoder()
+        self._encoder = encoder
+        out = encoder.compress(data) + encoder.flush(zlib.Z_SYNC_FLUSH)
+        if not final:
+            return out
+        if self._reset_each_message:
+            self._encoder = None
+        out = out[:-4]
+        return out or _EMPTY_MESSAGE

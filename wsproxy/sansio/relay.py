@@ -29,11 +29,21 @@ takes ``data_to_send``, and acts on each leg's ``close_transport`` / ``abort_tra
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from wsproxy.sansio.endpoint import ControlFrame, DataChunk, FrameReader, FrameWriter, Violation
-from wsproxy.sansio.frames import CloseCode, Opcode, serialize_close
+from wsproxy.model import FrameEvent, Message
+from wsproxy.sansio.deflate import DeflateParams, Deflater
+from wsproxy.sansio.endpoint import (
+    ControlFrame,
+    DataChunk,
+    Event,
+    FrameReader,
+    FrameWriter,
+    Violation,
+)
+from wsproxy.sansio.frames import RSV1, CloseCode, Opcode, serialize_close
 
 STREAM_THRESHOLD = 64 * 1024
 # How long the upstream may go on answering a failed client before the proxy closes it: an
@@ -93,8 +103,34 @@ class Leg:
     violation: Violation | None = None
     messages: int = 0
     frames: int = 0
+    dropped: int = 0
     _held: list[bytes] = field(default_factory=list)
     _preview: bytes = b""
+    # -- plugin chain (only used when a plugin asks for frames or messages from this peer) --
+    want_frames: bool = False
+    want_messages: bool = False
+    pending: FrameEvent | Message | None = None
+    backlog: deque[Event] = field(default_factory=deque)
+    _pending_control: ControlFrame | None = None
+    _frame_parts: list[tuple[bytes, bytes]] = field(default_factory=list)
+    _message_frames: list[FrameEvent] = field(default_factory=list)
+    # permessage-deflate of the frames this peer sends, and our own compressor for them.
+    deflate_params: DeflateParams | None = None
+    deflater: Deflater | None = None
+    recompress: bool = False
+    out_started: bool = False  # the current message from this peer has a frame out already
+    # Towards this peer: a fragmented message is half-sent, so injected messages must wait.
+    out_open: bool = False
+    inject_queue: list[tuple[int, bytes]] = field(default_factory=list)
+
+    @property
+    def hooked(self) -> bool:
+        return self.want_frames or self.want_messages
+
+    @property
+    def context_takeover(self) -> bool:
+        params = self.deflate_params
+        return params is not None and not params.no_context_takeover(self.side is Side.CLIENT)
 
     @property
     def closed_cleanly(self) -> bool:
@@ -128,6 +164,13 @@ class Relay:
         )
         self.on_frame = on_frame
         self.on_event = on_event
+        # Who started the end: "client" or "server" (a close frame or a vanished peer), or
+        # "proxy" (a protocol error, a plugin, shutdown, idle timeout).
+        self.closed_by: str | None = None
+
+    def _ended_by(self, who: str) -> None:
+        if self.closed_by is None:
+            self.closed_by = who
 
     def leg(self, side: Side) -> Leg:
         return self.client if side is Side.CLIENT else self.server
@@ -140,7 +183,12 @@ class Relay:
         if source.eof:
             return
         target = self.leg(side.other)
-        for event in source.reader.receive_data(data):
+        events = source.reader.receive_data(data)
+        if source.hooked:
+            source.backlog.extend(events)
+            self._drain(source, target)
+            return
+        for event in events:
             if source.close_received:
                 break  # RFC 6455 5.5.1: nothing counts after a peer's close frame
             if type(event) is DataChunk:
@@ -158,7 +206,12 @@ class Relay:
             return
         source.eof = True
         source.close_transport = True
+        self._ended_by(side.value)
         target = self.leg(side.other)
+        if target.pending_close is not None:
+            # The target broke the protocol first and waited for this peer: it gets its own
+            # error code, not the 1014 of an upstream failure.
+            self._send_pending(target)
         if not source.close_received and not source.violation:
             why = reason or "connection closed without a close frame"
             self._note(side, f"{why} (1006)")
@@ -166,12 +219,11 @@ class Relay:
                 self._close(target, CloseCode.GOING_AWAY, "client went away")
             else:
                 self._close(target, CloseCode.BAD_GATEWAY, "upstream connection lost")
-        if target.pending_close is not None:
-            self._send_pending(target)
         self._settle(target)
 
     def close_both(self, code: int, reason: str) -> None:
         """The proxy itself ends the WebSocket (shutdown, idle timeout): both peers get ``code``."""
+        self._ended_by("proxy")
         for leg in (self.client, self.server):
             leg.deferred_close = None
             if leg.pending_close is not None:
@@ -196,6 +248,277 @@ class Relay:
             self._settle(other)
         if not leg.eof:
             leg.close_transport = True
+
+    # -- the plugin chain's seam -------------------------------------------------------------
+    #
+    # When a plugin asks for frames or messages from a peer, that peer's events queue up in
+    # ``backlog`` and are handled one at a time: a whole frame (or message) becomes ``pending``,
+    # the shell runs the chain on it (which may await), then calls ``resolve``. Nothing after it
+    # from that peer is handled meanwhile, so order is kept; the other direction goes on.
+
+    def resolve(self, side: Side) -> None:
+        """The chain is done with ``side``'s pending item: carry out its verdict, go on."""
+        source = self.leg(side)
+        target = self.leg(side.other)
+        item = source.pending
+        source.pending = None
+        if isinstance(item, FrameEvent):
+            self._after_frame(source, target, item)
+        elif isinstance(item, Message):
+            self._after_message(source, target, item)
+        self._drain(source, target)
+
+    def _drain(self, source: Leg, target: Leg) -> None:
+        while source.backlog and source.pending is None:
+            event = source.backlog.popleft()
+            if source.close_received:
+                source.backlog.clear()
+                return
+            if type(event) is DataChunk:
+                self._hook_chunk(source, event)
+            elif type(event) is ControlFrame:
+                if source.want_frames:
+                    source.frames += 1
+                    source.pending = FrameEvent(
+                        source.side is Side.CLIENT, event.opcode, event.payload
+                    )
+                    source._pending_control = event
+                else:
+                    self._on_control(source, target, event)
+            else:
+                assert isinstance(event, Violation)
+                self._on_violation(source, target, event)
+
+    def _hook_chunk(self, source: Leg, chunk: DataChunk) -> None:
+        source._frame_parts.append((chunk.data, chunk.content))
+        if not chunk.frame_end:
+            return
+        parts = source._frame_parts
+        wire = parts[0][0] if len(parts) == 1 else b"".join(p[0] for p in parts)
+        content = parts[0][1] if len(parts) == 1 else b"".join(p[1] for p in parts)
+        parts.clear()
+        source.frames += 1
+        frame = FrameEvent(
+            source.side is Side.CLIENT,
+            chunk.opcode,
+            content,
+            fin=chunk.fin,
+            rsv=chunk.rsv,
+            message_opcode=chunk.message_opcode,
+            compressed=chunk.compressed,
+            wire=wire,
+        )
+        if source.want_frames:
+            source.pending = frame
+        else:
+            self._collect(source, frame)
+
+    def _after_frame(self, source: Leg, target: Leg, frame: FrameEvent) -> None:
+        if frame.is_control:
+            control = source._pending_control
+            assert control is not None
+            source._pending_control = None
+            if frame.dropped:
+                source.dropped += 1
+                self._note(
+                    source.side, f"{Opcode(frame.opcode).name} dropped by {frame.dropped_by}"
+                )
+                return
+            control.payload = frame.payload
+            self._on_control(source, target, control)
+            return
+        if source.want_messages:
+            self._collect(source, frame)
+            return
+        if frame.dropped:
+            source.dropped += 1
+        self._emit(
+            source,
+            target,
+            frame.message_opcode,
+            frame.payload,
+            frame.fin,
+            frame.compressed,
+            frame.wire,
+            frame.rsv,
+            raw=False,
+            drop=frame.dropped,
+        )
+        if frame.fin:
+            source.messages += 1
+
+    def _collect(self, source: Leg, frame: FrameEvent) -> None:
+        frames = source._message_frames
+        frames.append(frame)
+        if not frame.fin:
+            return
+        kept = [f for f in frames if not f.dropped]
+        content = b"".join(f.payload for f in kept)
+        first = frames[0]
+        message = Message(
+            source.side is Side.CLIENT,
+            first.message_opcode,
+            content,
+            compressed=first.compressed,
+            fragment_sizes=[len(f.payload) for f in kept],
+            wire_frames=[(f.fin, f.rsv, f.wire) for f in frames],
+        )
+        # Frames that a frame hook changed or dropped already make the message a changed one.
+        touched = next((f for f in frames if f.modified or f.dropped), None)
+        if touched is not None:
+            message.modified_by = touched.modified_by or touched.dropped_by
+        frames.clear()
+        source.pending = message
+
+    def _after_message(self, source: Leg, target: Leg, message: Message) -> None:
+        source.messages += 1
+        if message.dropped:
+            source.dropped += 1
+            self._note(source.side, f"message dropped by {message.dropped_by}")
+            if message.compressed and source.context_takeover:
+                self._start_recompressing(source)
+            return
+        raw_ok = not (message.modified or source.want_frames)
+        if raw_ok and not (message.compressed and source.recompress):
+            for fin, rsv, wire in message.wire_frames:
+                self._emit(
+                    source,
+                    target,
+                    message.opcode,
+                    wire,
+                    fin,
+                    message.compressed,
+                    wire,
+                    rsv,
+                    raw=True,
+                )
+            return
+        if message.modified and message.compressed and source.context_takeover:
+            self._start_recompressing(source)
+        content = message.content
+        sizes = message.fragment_sizes
+        if sum(sizes) != len(content) or not sizes:
+            sizes = [len(content)]
+        position = 0
+        for index, size in enumerate(sizes):
+            piece = content[position : position + size]
+            position += size
+            self._emit(
+                source,
+                target,
+                message.opcode,
+                piece,
+                index == len(sizes) - 1,
+                message.compressed,
+                b"",
+                0,
+                raw=False,
+            )
+
+    def _start_recompressing(self, source: Leg) -> None:
+        # Under context takeover the receiver's window now lacks (or holds a different version
+        # of) what the sender compressed against: the sender's later frames may point back
+        # into it, so forwarding them as they are would corrupt the receiver's output. From
+        # here on this direction is decompressed and compressed again by the proxy, whose
+        # compressor only points back into what it sent itself (see deflate.Deflater).
+        if not source.recompress:
+            source.recompress = True
+            self._note(source.side, "a message was changed: recompressing from now on")
+
+    def _emit(
+        self,
+        source: Leg,
+        target: Leg,
+        message_opcode: int,
+        content: bytes,
+        fin: bool,
+        compressed: bool,
+        wire: bytes,
+        rsv: int,
+        *,
+        raw: bool,
+        drop: bool = False,
+    ) -> None:
+        """Send one data frame of ``source``'s current message to ``target``."""
+        if target.close_sent or target.eof or target.abort_transport:
+            return
+        if compressed and not raw and source.want_frames and source.context_takeover:
+            # Frame hooks may change any frame; a compressed message can only be re-encoded
+            # from its start, so with frame hooks this direction always recompresses.
+            source.recompress = True
+        if drop:
+            if compressed and source.context_takeover:
+                self._start_recompressing(source)
+            if not (fin and source.out_started):
+                return
+            content = b""  # the message was started: end it with an empty final frame
+        opcode = Opcode.CONTINUATION if source.out_started else message_opcode
+        if raw:
+            payload = wire
+        elif compressed:
+            if source.deflater is None:
+                assert source.deflate_params is not None
+                source.deflater = Deflater(source.deflate_params, source.side is Side.CLIENT)
+            payload = source.deflater.compress_piece(content, fin)
+            rsv = 0 if source.out_started else RSV1
+        else:
+            payload = content
+            rsv = 0
+        target.writer.send_frame(opcode, payload, fin, rsv)
+        source.out_started = not fin
+        if fin:
+            if target.out_open:
+                target.out_open = False
+                self._flush_injections(target)
+        else:
+            target.out_open = True
+        if self.on_frame is not None:
+            self.on_frame(
+                FrameRecord(
+                    source.side,
+                    opcode,
+                    fin,
+                    rsv,
+                    len(payload),
+                    content[:64],
+                    compressed,
+                    message_opcode,
+                )
+            )
+
+    def inject(self, to_side: Side, opcode: int, payload: bytes) -> bool:
+        """A plugin's new message towards ``to_side``'s peer; sent uncompressed, which
+        permessage-deflate allows and which leaves the receiver's window untouched."""
+        target = self.leg(to_side)
+        if target.close_sent or target.eof or target.abort_transport:
+            return False
+        if target.out_open:
+            target.inject_queue.append((opcode, payload))
+        else:
+            target.writer.send_frame(opcode, payload)
+        return True
+
+    def _flush_injections(self, target: Leg) -> None:
+        queued, target.inject_queue = target.inject_queue, []
+        for opcode, payload in queued:
+            if not (target.close_sent or target.eof):
+                target.writer.send_frame(opcode, payload)
+
+    def close_side(self, side: Side | None, code: int, reason: str) -> None:
+        """A plugin closes the WebSocket: ``side`` gets ``code``, the other 1001 (or both)."""
+        self._ended_by("proxy")
+        if side is None:
+            self.close_both(code, reason)
+            return
+        for leg in (self.client, self.server):
+            leg.deferred_close = None
+            if leg.pending_close is not None:
+                self._send_pending(leg)
+            if leg.side is side:
+                self._close(leg, code, reason)
+            else:
+                self._close(leg, CloseCode.GOING_AWAY, "closed by a plugin")
+            self._settle(leg)
 
     # -- output -----------------------------------------------------------------------------
 
@@ -238,6 +561,11 @@ class Relay:
         if chunk.frame_end:
             if chunk.fin:
                 source.messages += 1
+                if target.out_open:
+                    target.out_open = False
+                    self._flush_injections(target)
+            else:
+                target.out_open = True
             if self.on_frame is not None:
                 self.on_frame(
                     FrameRecord(
@@ -272,6 +600,7 @@ class Relay:
             if not (target.close_sent or target.eof or target.abort_transport):
                 target.writer.send_frame(frame.opcode, frame.payload)
             return
+        self._ended_by(source.side.value)
         source.close_received = True
         source.received_code = frame.close_code
         source.received_reason = frame.close_reason
@@ -306,6 +635,7 @@ class Relay:
         leg.sent_reason = reason
 
     def _on_violation(self, source: Leg, target: Leg, violation: Violation) -> None:
+        self._ended_by("proxy")
         source.violation = violation
         source._held.clear()
         self._note(source.side, f"protocol error: {violation.reason} ({violation.code})")
@@ -318,6 +648,10 @@ class Relay:
                 self._close(target, CloseCode.GOING_AWAY, "client protocol error")
                 self._close(source, violation.code, violation.reason)
         else:
+            if target.pending_close is not None:
+                # The target failed first and waits for this peer's close: it gets its own
+                # error code (and its transport closed by _settle), not this peer's 1014.
+                self._send_pending(target)
             if source.side is Side.SERVER:
                 self._close(target, CloseCode.BAD_GATEWAY, "upstream protocol error")
             else:

@@ -1,0 +1,151 @@
+"""The plugin chain: every handshake, frame and message passes through the plugins in order.
+
+A plugin is any object with some of these hook methods, each plain or ``async``:
+
+==========================  =================================================================
+``handshake_request(flow)``   before the upstream is contacted; change ``flow.request``
+                              (URL parts, headers, subprotocols) or ``flow.refuse(403)``
+``handshake_response(flow)``  the upstream answered; change ``flow.response.headers`` or refuse
+``opened(flow)``              the WebSocket is open on both sides
+``frame(flow, frame)``        every frame, data and control, before reassembly (``FrameEvent``)
+``message(flow, message)``    every whole message (``Message``): read, change, drop, answer
+``closed(flow)``              both sides are closed; close codes and counts are on the flow
+``error(flow, error)``        something failed on this flow (a protocol error, an upstream error)
+==========================  =================================================================
+
+The chain never lets a plugin take the proxy down: a hook that raises is logged once (per
+plugin and hook) with its traceback, whatever it changed is undone, and the item continues
+through the rest of the chain unchanged.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from wsproxy.model import FrameEvent, Message
+
+log = logging.getLogger("wsproxy")
+
+HOOKS = (
+    "handshake_request",
+    "handshake_response",
+    "opened",
+    "frame",
+    "message",
+    "closed",
+    "error",
+)
+
+
+def plugin_name(plugin: object) -> str:
+    name = getattr(plugin, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    if inspect.ismodule(plugin):
+        return plugin.__name__.rsplit(".", 1)[-1]
+    return type(plugin).__name__
+
+
+class PluginChain:
+    """The ordered plugins of a proxy run; swapped in place when a script reloads."""
+
+    def __init__(self, plugins: Sequence[object] = ()) -> None:
+        self._reported: set[tuple[str, str]] = set()
+        self.plugins: list[object] = []
+        self._hooks: dict[str, list[tuple[str, Callable[..., Any]]]] = {}
+        self.set_plugins(plugins)
+
+    def set_plugins(self, plugins: Sequence[object]) -> None:
+        self.plugins = list(plugins)
+        self._hooks = {
+            hook: [
+                (plugin_name(p), getattr(p, hook))
+                for p in self.plugins
+                if callable(getattr(p, hook, None))
+            ]
+            for hook in HOOKS
+        }
+
+    @property
+    def wants_frames(self) -> bool:
+        return bool(self._hooks["frame"])
+
+    @property
+    def wants_messages(self) -> bool:
+        return bool(self._hooks["message"])
+
+    def has(self, hook: str) -> bool:
+        return bool(self._hooks.get(hook))
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    async def handshake_request(self, flow: Any) -> None:
+        for name, hook in self._hooks["handshake_request"]:
+            await self._call(name, "handshake_request", hook, flow)
+            if flow.refused is not None:
+                return
+
+    async def handshake_response(self, flow: Any) -> None:
+        for name, hook in self._hooks["handshake_response"]:
+            await self._call(name, "handshake_response", hook, flow)
+            if flow.refused is not None:
+                return
+
+    async def opened(self, flow: Any) -> None:
+        for name, hook in self._hooks["opened"]:
+            await self._call(name, "opened", hook, flow)
+
+    async def closed(self, flow: Any) -> None:
+        for name, hook in self._hooks["closed"]:
+            await self._call(name, "closed", hook, flow)
+
+    async def error(self, flow: Any, error: str) -> None:
+        for name, hook in self._hooks["error"]:
+            await self._call(name, "error", hook, flow, error)
+
+    async def frame(self, flow: Any, frame: FrameEvent) -> None:
+        for name, hook in self._hooks["frame"]:
+            if frame.dropped:
+                return
+            saved = (frame.payload, frame.modified_by)
+            frame._actor = name
+            if not await self._call(name, "frame", hook, flow, frame):
+                frame._payload, frame.modified_by = saved
+                frame.dropped_by = None
+        frame._actor = None
+
+    async def message(self, flow: Any, message: Message) -> None:
+        for name, hook in self._hooks["message"]:
+            if message.dropped:
+                return
+            saved = (message.content, message.opcode, message.modified_by)
+            message._actor = name
+            if not await self._call(name, "message", hook, flow, message):
+                message._content, message._opcode, message.modified_by = saved
+                message.dropped_by = None
+        message._actor = None
+
+    async def _call(self, name: str, hook: str, fn: Callable[..., Any], *args: Any) -> bool:
+        """Run one hook; False when it raised (logged once per plugin and hook)."""
+        try:
+            result = fn(*args)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as error:
+            key = (name, hook)
+            if key not in self._reported:
+                self._reported.add(key)
+                log.error(
+                    "plugin %s failed in %s (the item goes on unchanged; later failures of "
+                    "this hook are counted, not logged): %s\n%s",
+                    name,
+                    hook,
+                    error,
+                    "".join(traceback.format_exception(error)).rstrip(),
+                )
+            return False
+        return True
