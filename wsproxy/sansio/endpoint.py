@@ -129,41 +129,49 @@ class FrameReader:
         return self._message_opcode is not None
 
     def receive_data(self, data: bytes) -> list[Event]:
-        """Feed bytes from the peer; returns every event they complete."""
+        """Feed bytes from the peer; returns every event they complete.
+
+        The bytes are parsed where they are: only an incomplete header or control frame is
+        kept for the next call, so the payload of a large frame is never copied into a buffer.
+        """
         if self.failed is not None:
             return []
         self.bytes_received += len(data)
-        buffer = self._buffer
-        buffer += data
+        if self._buffer:
+            self._buffer += data
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        size = len(data)
         events: list[Event] = []
         position = 0
         try:
             while True:
                 if not self._in_frame:
-                    header_end = self._parse_header(buffer, position)
+                    header_end = self._parse_header(data, position)
                     if header_end < 0:
                         break
-                    position = header_end
                     if self._opcode >= 0x8:
                         # Control frames come out whole (at most 125 bytes, RFC 6455 5.5).
-                        end = position + self._length
-                        if len(buffer) < end:
-                            self._in_frame = False
-                            position -= self._header_size
-                            break
-                        events.append(self._control(bytes(buffer[position:end])))
+                        end = header_end + self._length
+                        if size < end:
+                            break  # parsed again, header included, when the rest arrives
+                        events.append(self._control(data[header_end:end]))
                         position = end
                         continue
+                    position = header_end
                     self._in_frame = True
                     if self._length == 0:
                         events.append(self._chunk(b"", True, True))
                         self._in_frame = False
                         continue
-                available = len(buffer) - position
+                available = size - position
                 if available == 0:
                     break
                 take = min(available, self._remaining)
-                piece = bytes(buffer[position : position + take])
+                if position == 0 and take == size:
+                    piece = data  # the whole read is payload: no copy
+                else:
+                    piece = data[position : position + take]
                 position += take
                 frame_start = self._remaining == self._length
                 self._remaining -= take
@@ -174,12 +182,12 @@ class FrameReader:
         except ProtocolError as error:
             self.failed = Violation(error.code, error.reason)
             events.append(self.failed)
-            buffer.clear()
             return events
-        del buffer[:position]
+        if position < size:
+            self._buffer += data[position:]
         return events
 
-    def _parse_header(self, buffer: bytearray, position: int) -> int:
+    def _parse_header(self, buffer: bytes, position: int) -> int:
         """Read and check a header at ``position``; returns where its payload starts, or -1."""
         available = len(buffer) - position
         if available < 2:
