@@ -64,6 +64,7 @@ class WebSocketSession:
             if chain is not None:
                 leg.want_frames = chain.wants_frames
                 leg.want_messages = chain.wants_messages
+            leg.reader.keep_binary_masked = not leg.hooked
         if flow is not None:
             flow._injector = self.inject
             flow._closer = self.close
@@ -181,8 +182,7 @@ class WebSocketSession:
         for side in (Side.CLIENT, Side.SERVER):
             leg = relay.leg(side)
             peer = self.peer(side)
-            data = relay.data_to_send(side)
-            if data:
+            for data in relay.chunks_to_send(side):
                 peer.write(data)
             if leg.abort_transport and side not in self._closing:
                 self._closing.add(side)

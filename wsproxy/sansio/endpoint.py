@@ -63,6 +63,10 @@ class DataChunk:
     frame_start: bool
     frame_end: bool
     compressed: bool
+    # Set when ``data`` is still masked (``FrameReader.keep_binary_masked``): the key and the
+    # position of ``data`` in its frame. ``content`` is then masked too; see ``preview``.
+    mask_key: bytes = b""
+    mask_offset: int = 0
 
     @property
     def message_end(self) -> bool:
@@ -89,6 +93,9 @@ class Violation:
 
 Event = DataChunk | ControlFrame | Violation
 
+# Output up to this size is joined into one write; beyond it, copying costs more than a write.
+JOIN_LIMIT = 64 * 1024
+
 _OPCODE_NAMES = {int(op): op.name for op in Opcode}
 
 
@@ -105,6 +112,9 @@ class FrameReader:
         self.max_frame_size = max_frame_size
         self.max_message_size = max_message_size
         self.inflater: MessageInflater | None = None
+        # Binary payloads that no one reads (no plugin hooks) may stay masked: the relay then
+        # re-masks them with one XOR instead of unmasking and masking again.
+        self.keep_binary_masked = False
         self.failed: Violation | None = None
         self.bytes_received = 0
         self._buffer = bytearray()
@@ -168,10 +178,9 @@ class FrameReader:
                 if available == 0:
                     break
                 take = min(available, self._remaining)
-                if position == 0 and take == size:
-                    piece = data  # the whole read is payload: no copy
-                else:
-                    piece = data[position : position + take]
+                # When the whole read is payload, it is passed on as it is: no copy.
+                whole = position == 0 and take == size
+                piece = data if whole else data[position : position + take]
                 position += take
                 frame_start = self._remaining == self._length
                 self._remaining -= take
@@ -277,11 +286,17 @@ class FrameReader:
                 )
 
     def _chunk(self, piece: bytes, frame_start: bool, frame_end: bool) -> DataChunk:
-        if self.masked and piece:
-            piece = apply_mask(piece, self._mask_key, self._offset)
-            self._offset += len(piece)
         message_opcode = self._message_opcode
         assert message_opcode is not None
+        mask_key = b""
+        offset = self._offset
+        if self.masked and piece:
+            self._offset += len(piece)
+            if self.keep_binary_masked and message_opcode == Opcode.BINARY and not self._compressed:
+                # Nothing needs these bytes in the clear: the relay re-masks them in one pass.
+                mask_key = self._mask_key
+            else:
+                piece = apply_mask(piece, self._mask_key, offset)
         message_end = frame_end and self._fin
         content = piece
         if self._compressed:
@@ -302,6 +317,8 @@ class FrameReader:
             frame_start,
             frame_end,
             self._compressed,
+            mask_key,
+            offset,
         )
         if message_end:
             self._message_opcode = None
@@ -337,6 +354,17 @@ def _check_utf8(decoder: codecs.IncrementalDecoder, content: bytes, final: bool)
         raise ProtocolError("invalid UTF-8 in a text message", CloseCode.INVALID_PAYLOAD)
 
 
+def _xor_keys(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(4, "big")
+
+
+def clear_preview(chunk: DataChunk, size: int = 64) -> bytes:
+    """The first bytes of a chunk's content, unmasked if it is still masked."""
+    if chunk.mask_key:
+        return apply_mask(chunk.data[:size], chunk.mask_key, chunk.mask_offset)
+    return chunk.content[:size]
+
+
 def opcode_name(opcode: int) -> str:
     return _OPCODE_NAMES.get(opcode, hex(opcode))
 
@@ -354,13 +382,17 @@ class FrameWriter:
         self._key = b""
         self._offset = 0
 
-    def send_frame(self, opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> None:
-        """A whole frame."""
+    def send_frame(
+        self, opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, masked_with: bytes = b""
+    ) -> None:
+        """A whole frame; ``masked_with`` is the key ``payload`` is still masked with, if any."""
         if self.mask:
             key = new_mask_key()
             self._output.append(serialize_header(opcode, fin, rsv, len(payload), key))
             if payload:
-                self._output.append(apply_mask(payload, key))
+                # Masking is XOR: re-masking a masked payload is one pass with both keys XORed.
+                combined = _xor_keys(key, masked_with) if masked_with else key
+                self._output.append(apply_mask(payload, combined))
         else:
             self._output.append(serialize_header(opcode, fin, rsv, len(payload)))
             if payload:
@@ -373,11 +405,13 @@ class FrameWriter:
         self._key = key or b""
         self._offset = 0
 
-    def send_payload(self, piece: bytes) -> None:
+    def send_payload(self, piece: bytes, masked_with: bytes = b"") -> None:
+        """A piece of the current frame; ``masked_with`` is the key ``piece`` is masked with."""
         if not piece:
             return
         if self.mask:
-            self._output.append(apply_mask(piece, self._key, self._offset))
+            key = _xor_keys(self._key, masked_with) if masked_with else self._key
+            self._output.append(apply_mask(piece, key, self._offset))
             self._offset += len(piece)
         else:
             self._output.append(piece)
@@ -392,3 +426,13 @@ class FrameWriter:
         self._output.clear()
         self.bytes_sent += len(data)
         return data
+
+    def chunks_to_send(self) -> list[bytes]:
+        """Like ``data_to_send``, without joining: large payloads are written without a copy."""
+        output = self._output
+        if len(output) > 1 and sum(map(len, output)) <= JOIN_LIMIT:
+            output = [b"".join(output)]
+        self._output = []
+        for piece in output:
+            self.bytes_sent += len(piece)
+        return output

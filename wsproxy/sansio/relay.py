@@ -42,6 +42,7 @@ from wsproxy.sansio.endpoint import (
     FrameReader,
     FrameWriter,
     Violation,
+    clear_preview,
 )
 from wsproxy.sansio.frames import RSV1, CloseCode, Opcode, serialize_close
 
@@ -525,6 +526,9 @@ class Relay:
     def data_to_send(self, side: Side) -> bytes:
         return self.leg(side).writer.data_to_send()
 
+    def chunks_to_send(self, side: Side) -> list[bytes]:
+        return self.leg(side).writer.chunks_to_send()
+
     @property
     def finished(self) -> bool:
         return (self.client.eof or self.client.close_transport or self.client.abort_transport) and (
@@ -537,7 +541,7 @@ class Relay:
         if chunk.frame_start:
             source.frames += 1
             if self.on_frame is not None:
-                source._preview = chunk.content[:64]
+                source._preview = clear_preview(chunk)
         if target.close_sent or target.eof or target.abort_transport:
             # The target is closing: RFC 6455 5.5.1 forbids data after our close frame.
             if chunk.message_end:
@@ -545,17 +549,18 @@ class Relay:
             return
         writer = target.writer
         if chunk.frame_start and chunk.frame_end:
-            writer.send_frame(chunk.opcode, chunk.data, chunk.fin, chunk.rsv)
+            writer.send_frame(chunk.opcode, chunk.data, chunk.fin, chunk.rsv, chunk.mask_key)
         elif chunk.frame_length <= STREAM_THRESHOLD:
             source._held.append(chunk.data)
             if chunk.frame_end:
-                writer.send_frame(chunk.opcode, b"".join(source._held), chunk.fin, chunk.rsv)
+                payload = b"".join(source._held)
+                writer.send_frame(chunk.opcode, payload, chunk.fin, chunk.rsv, chunk.mask_key)
                 source._held.clear()
         else:
             if chunk.frame_start:
                 writer.start_frame(chunk.opcode, chunk.fin, chunk.rsv, chunk.frame_length)
                 target.mid_frame_out = True
-            writer.send_payload(chunk.data)
+            writer.send_payload(chunk.data, chunk.mask_key)
             if chunk.frame_end:
                 target.mid_frame_out = False
         if chunk.frame_end:
