@@ -231,7 +231,10 @@ class ProxyServer:
                 path,
             )
             if is_upgrade_request(head):
-                await self._websocket(peer, conn_id, head, upstream, path)
+                session = await self._websocket(peer, conn_id, head, upstream, path)
+                del head  # an open WebSocket keeps nothing of the HTTP phase alive
+                if session is not None:
+                    await self._run_session(session)
                 return
             if not await self._http(peer, conn_id, head, upstream, path):
                 return
@@ -373,7 +376,9 @@ class ProxyServer:
 
     async def _websocket(
         self, peer: Peer, conn_id: str, req: Request, upstream: Upstream, path: str
-    ) -> None:
+    ) -> WebSocketSession | None:
+        """The opening handshake on both sides; returns the session to run, or None when the
+        upstream refused and its answer was relayed."""
         handshake = check_client_request(req)
         headers = upstream_request_headers(req, extensions=None)
         headers.set("Host", upstream.authority)
@@ -424,7 +429,7 @@ class ProxyServer:
             log.info("[%s] upstream answered %d: relayed", conn_id, resp.status)
             await self._relay_response(peer, server, resp, "GET")
             server.close()
-            return
+            return None
         try:
             subprotocol, extensions = check_upstream_response(resp, key, protocols, offer)
             params = deflate.negotiate(offer, extensions)
@@ -442,28 +447,37 @@ class ProxyServer:
                 raise HandshakeError(status, reason)
         peer.write(serialize_response(response_to_client(resp, handshake.key)))
         session = WebSocketSession(
-            conn_id, peer, server, self.options, chain=chain, flow=flow, deflate_params=params
+            conn_id,
+            peer,
+            server,
+            self.options,
+            chain=chain,
+            flow=flow if chain is not None else None,
+            deflate_params=params,
         )
         log.info("[%s] WebSocket open %s%s", conn_id, upstream.authority, path)
+        return session
+
+    async def _run_session(self, session: WebSocketSession) -> None:
+        chain, flow, relay = self.chain, session.flow, session.relay
         self.sessions.add(session)
         try:
-            if chain is not None and chain.has("opened"):
+            if chain is not None and flow is not None and chain.has("opened"):
                 await chain.opened(flow)
-            session.start(peer.take_buffer(), server.take_buffer())
+            session.start(session.client.take_buffer(), session.server.take_buffer())
             await session.run()
         finally:
             self.sessions.discard(session)
-            relay = session.relay
-            _fill_close_info(flow, relay)
             log.info(
                 "[%s] WebSocket closed: client %s, server %s; %d/%d messages",
-                conn_id,
+                session.conn_id,
                 _close_summary(relay.client.received_code, relay.client.close_received),
                 _close_summary(relay.server.received_code, relay.server.close_received),
                 relay.client.messages,
                 relay.server.messages,
             )
-            if chain is not None:
+            if chain is not None and flow is not None:
+                _fill_close_info(flow, relay)
                 if flow.error is not None and chain.has("error"):
                     await chain.error(flow, flow.error)
                 if chain.has("closed"):

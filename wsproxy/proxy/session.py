@@ -8,6 +8,7 @@ TCP flow control and the proxy's memory stays bounded by the transports' buffers
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 
@@ -82,10 +83,10 @@ class WebSocketSession:
         for side in (Side.CLIENT, Side.SERVER):
             peer = self.peer(side)
             other = self.peer(side.other)
-            peer.on_data = self._make_receiver(side)
-            peer.on_eof = self._make_eof(side)
+            peer.on_data = functools.partial(self._receive, side)
+            peer.on_eof = functools.partial(self._eof, side)
             peer.on_pause_writing = other.pause_reading
-            peer.on_resume_writing = self._make_resumer(side.other)
+            peer.on_resume_writing = functools.partial(self._maybe_resume, side.other)
         for side, leftover in ((Side.CLIENT, client_leftover), (Side.SERVER, server_leftover)):
             peer = self.peer(side)
             buffered = leftover + peer.take_buffer()
@@ -104,18 +105,6 @@ class WebSocketSession:
         self._flush()
 
     # -- callbacks from the peers ------------------------------------------------------------
-
-    def _make_receiver(self, side: Side) -> Callable[[bytes], None]:
-        def receive(data: bytes) -> None:
-            self._receive(side, data)
-
-        return receive
-
-    def _make_resumer(self, side: Side) -> Callable[[], None]:
-        def resume() -> None:
-            self._maybe_resume(side)
-
-        return resume
 
     def _maybe_resume(self, side: Side) -> None:
         """Read from ``side`` again unless the chain or the other side's buffer holds it back."""
@@ -159,12 +148,6 @@ class WebSocketSession:
         finally:
             self._hook_tasks.pop(side, None)
             self._maybe_resume(side)
-
-    def _make_eof(self, side: Side) -> Callable[[str], None]:
-        def eof(reason: str) -> None:
-            self._eof(side, reason)
-
-        return eof
 
     def _receive(self, side: Side, data: bytes) -> None:
         self._last_activity = self.loop.time()

@@ -107,6 +107,30 @@ class FrameReader:
     limit applies to the decompressed size, which the inflater enforces as it goes.
     """
 
+    __slots__ = (
+        "_buffer",
+        "_compressed",
+        "_fin",
+        "_header_size",
+        "_in_frame",
+        "_length",
+        "_mask_key",
+        "_message_opcode",
+        "_message_size",
+        "_offset",
+        "_opcode",
+        "_remaining",
+        "_rsv",
+        "_utf8",
+        "bytes_received",
+        "failed",
+        "inflater",
+        "keep_binary_masked",
+        "masked",
+        "max_frame_size",
+        "max_message_size",
+    )
+
     def __init__(self, *, masked: bool, max_frame_size: int, max_message_size: int) -> None:
         self.masked = masked
         self.max_frame_size = max_frame_size
@@ -374,6 +398,8 @@ class FrameWriter:
 
     Output accumulates until ``data_to_send`` takes it, so one event loop turn becomes one write.
     """
+
+    __slots__ = ("_key", "_offset", "_output", "bytes_sent", "mask")
 
     def __init__(self, *, mask: bool) -> None:
         self.mask = mask

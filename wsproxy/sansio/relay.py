@@ -77,7 +77,7 @@ class FrameRecord:
     message_opcode: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Leg:
     """One peer's connection state, as the relay sees it."""
 
@@ -111,7 +111,7 @@ class Leg:
     want_frames: bool = False
     want_messages: bool = False
     pending: FrameEvent | Message | None = None
-    backlog: deque[Event] = field(default_factory=deque)
+    backlog: deque[Event] = field(default_factory=deque)  # filled only when hooked
     _pending_control: ControlFrame | None = None
     _frame_parts: list[tuple[bytes, bytes]] = field(default_factory=list)
     _message_frames: list[FrameEvent] = field(default_factory=list)
