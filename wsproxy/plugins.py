@@ -13,6 +13,11 @@ A plugin is any object with some of these hook methods, each plain or ``async``:
 ``error(flow, error)``        something failed on this flow (a protocol error, an upstream error)
 ==========================  =================================================================
 
+Options: a plugin declares them as ``options = [Option(name, type, default, help), ...]`` (a
+class attribute or a module-level list); the user sets them with ``--set name=value`` and the
+plugin gets them in ``configure(options)``, an object with one attribute per option, called
+once at load and again whenever they change. ``wsproxy --help-plugins`` lists them.
+
 The chain never lets a plugin take the proxy down: a hook that raises is logged once (per
 plugin and hook) with its traceback, whatever it changed is undone, and the item continues
 through the rest of the chain unchanged.
@@ -24,11 +29,26 @@ import inspect
 import logging
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from wsproxy.model import FrameEvent, Message
 
 log = logging.getLogger("wsproxy")
+
+@dataclass(frozen=True)
+class Option:
+    """An option a plugin declares: set with ``--set name=value`` on the command line.
+
+    ``type`` is one of bool, int, float, str (or ``list`` for a repeatable string option);
+    option names are global, so prefix them with the plugin's name (``log_json``).
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str = ""
+
 
 HOOKS = (
     "handshake_request",
@@ -39,6 +59,8 @@ HOOKS = (
     "closed",
     "error",
 )
+
+__all__ = ["HOOKS", "Option", "PluginChain", "plugin_name"]
 
 
 def plugin_name(plugin: object) -> str:
