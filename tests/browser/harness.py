@@ -1,0 +1,197 @@
+"""Helpers for the browser test: the proxy process, an NSS database, and headless Chromium.
+
+Chromium is driven from the command line (no Playwright, no WebDriver): it opens the test page,
+the page reports its results with a POST, and Chromium is then killed with its whole process
+group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HOST = "127.0.0.1"
+INSTALL_HINT = "apt-get install chromium libnss3-tools"
+
+# Flags for a quiet, throw-away headless Chromium. ``<-loopback>`` matters: without it Chromium
+# talks to 127.0.0.1 directly and never uses the proxy.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--proxy-bypass-list=<-loopback>",
+]
+
+
+def browser_tools() -> tuple[str, str]:
+    """Paths of chromium and certutil. Missing tools skip the test, except in CI, where the
+    test must run: there they fail it."""
+    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium")
+    certutil = shutil.which("certutil")
+    missing = [name for name, path in (("chromium", chromium), ("certutil", certutil)) if not path]
+    if missing:
+        message = f"{' and '.join(missing)} not found: install them with `{INSTALL_HINT}`"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and the browser test cannot run: {message}")
+        pytest.skip(message)
+    assert chromium is not None and certutil is not None
+    return chromium, certutil
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+class Proxy:
+    """``python -m wsproxy -v`` in its own process group, stderr to a file."""
+
+    def __init__(self, workdir: Path, *args: str) -> None:
+        self.confdir = workdir / "confdir"
+        self.log_path = workdir / "proxy-stderr.log"
+        self.port = free_port()
+        self.command = [
+            sys.executable,
+            "-m",
+            "wsproxy",
+            "--listen-host",
+            HOST,
+            "-p",
+            str(self.port),
+            "--confdir",
+            str(self.confdir),
+            "-v",
+            *args,
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        env["PYTHONUNBUFFERED"] = "1"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.confdir / "mitmproxy-ca-cert.pem"
+
+    def log(self) -> str:
+        return self.log_path.read_text("utf-8", "replace")
+
+    async def wait_ready(self, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the proxy exited with {self.proc.returncode}\n{self.log()}")
+            try:
+                _, writer = await asyncio.open_connection(HOST, self.port)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the proxy never listened\n{self.log()}") from None
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            break
+        assert self.ca_cert.is_file(), f"no CA at {self.ca_cert}\n{self.log()}"
+
+    def stop(self, timeout: float = 15) -> int:
+        """SIGTERM, then SIGKILL of the whole group if it hangs; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+        return self.proc.wait()
+
+
+def make_nssdb(certutil: str, home: Path, ca_pem: Path) -> None:
+    """``$HOME/.pki/nssdb`` trusting ``ca_pem`` (and nothing else) as a CA for TLS servers.
+
+    Chromium on Linux reads user trust anchors from there, not from its --user-data-dir.
+    """
+    db = f"sql:{home / '.pki' / 'nssdb'}"
+    (home / ".pki" / "nssdb").mkdir(parents=True)
+    for args in (
+        ["-N", "--empty-password"],
+        ["-A", "-t", "C,,", "-n", "wsproxy test CA", "-i", str(ca_pem)],
+    ):
+        subprocess.run([certutil, "-d", db, *args], check=True, capture_output=True, timeout=30)
+
+
+class Chromium:
+    """Headless Chromium on one URL, in its own process group, always killed by ``stop``."""
+
+    def __init__(self, binary: str, url: str, proxy_url: str, home: Path, profile: Path) -> None:
+        self.log_path = profile.parent / "chromium.log"
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        env["HOME"] = str(home)
+        command = [
+            binary,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--proxy-server={proxy_url}",
+            url,
+        ]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text("utf-8", "replace")
+
+    def stop(self) -> None:
+        """Kill the whole process group (the wrapper script, the browser and its helpers)."""
+        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and _group_alive(self.proc.pid):
+                self.proc.poll()
+                time.sleep(0.05)
+            if not _group_alive(self.proc.pid):
+                break
+        self.proc.wait(10)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

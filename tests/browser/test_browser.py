@@ -1,0 +1,226 @@
+"""A real headless Chromium through wsproxy: an https page, ws:// and wss:// echoes.
+
+Chromium trusts only wsproxy's CA (in a private ``$HOME/.pki/nssdb``), never the test CA of the
+local servers, so the https page and the wss:// echo can only work if the proxy intercepted
+TLS and re-signed. ``--proxy-bypass-list=<-loopback>`` sends 127.0.0.1 through the proxy, and
+the proxy's frame log proves the messages went through it.
+
+Needs ``chromium`` and ``certutil`` (``apt-get install chromium libnss3-tools``): skipped when
+they are missing, except with ``CI=true``, where it fails instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import trustme
+from aiohttp import web
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from tests.browser.harness import HOST, Chromium, Proxy, browser_tools, make_nssdb
+
+pytestmark = pytest.mark.timeout(120)
+
+BIG = 70_000  # needs the 64-bit extended payload length
+REPORT_TIMEOUT = 60.0
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>wsproxy browser test</title></head>
+<body><pre id="out">running</pre>
+<script>
+"use strict";
+const params = new URLSearchParams(location.search);
+const token = params.get("token");
+const messages = [token + " hello", token + " \\u00fcn\\u00efc\\u00f6d\\u00e9 \\u2713"];
+messages.push((token + " big ").padEnd(Number(params.get("big")), "B"));
+
+function roundTrip(url) {
+  return new Promise((resolve) => {
+    const got = [];
+    const finish = (value) => { clearTimeout(timer); resolve(value); };
+    const timer = setTimeout(() => finish("timeout; got " + JSON.stringify(got)), 20000);
+    let ws;
+    try { ws = new WebSocket(url); } catch (e) { finish("exception: " + e); return; }
+    ws.onopen = () => { for (const m of messages) ws.send(m); };
+    ws.onmessage = (event) => {
+      got.push(event.data);
+      if (got.length === messages.length) { ws.close(1000); finish(got); }
+    };
+    ws.onerror = () => finish("error event (handshake or TLS failed?)");
+    ws.onclose = (e) => finish("closed early: " + e.code + "; got " + JSON.stringify(got));
+  });
+}
+
+(async () => {
+  const results = {sent: messages};
+  for (const url of params.getAll("ws")) results[url] = await roundTrip(url);
+  const body = JSON.stringify(results);
+  document.getElementById("out").textContent = body;
+  await fetch("/report", {method: "POST", body: body});
+})();
+</script></body></html>
+"""
+
+
+@dataclass
+class Servers:
+    page_port: int = 0
+    ws_port: int = 0
+    wss_port: int = 0
+    reports: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    ws_paths: list[str] = field(default_factory=list)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{HOST}:{self.ws_port}/echo"
+
+    @property
+    def wss_url(self) -> str:
+        return f"wss://{HOST}:{self.wss_port}/echo"
+
+    def page_url(self, token: str) -> str:
+        query = urlencode(
+            [("token", token), ("big", str(BIG)), ("ws", self.ws_url), ("ws", self.wss_url)]
+        )
+        return f"https://{HOST}:{self.page_port}/?{query}"
+
+
+@pytest.fixture
+def test_ca(tmp_path: Path) -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+async def servers(test_ca: trustme.CA) -> AsyncIterator[Servers]:
+    """The https page server (aiohttp), a ws:// echo and a wss:// echo (websockets)."""
+    state = Servers()
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    test_ca.issue_cert(HOST, "localhost").configure_cert(tls)
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=PAGE, content_type="text/html", charset="utf-8")
+
+    async def report(request: web.Request) -> web.Response:
+        state.reports.put_nowait(json.loads(await request.text()))
+        return web.Response(text="thanks")
+
+    async def nothing(request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    app.router.add_post("/report", report)
+    app.router.add_get("/favicon.ico", nothing)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, HOST, 0, ssl_context=tls)
+    await site.start()
+    assert isinstance(site._server, asyncio.Server)
+    state.page_port = int(site._server.sockets[0].getsockname()[1])
+
+    async def echo(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        state.ws_paths.append(ws.request.path)
+        try:
+            async for message in ws:
+                await ws.send(message)
+        except ConnectionClosed:
+            pass
+
+    options: dict[str, Any] = {"max_size": 2**24, "ping_interval": None}
+    try:
+        async with (
+            serve(echo, HOST, 0, **options) as ws_server,
+            serve(echo, HOST, 0, ssl=tls, **options) as wss_server,
+        ):
+            state.ws_port = ws_server.sockets[0].getsockname()[1]
+            state.wss_port = wss_server.sockets[0].getsockname()[1]
+            yield state
+    finally:
+        await runner.cleanup()
+
+
+def frame_lines(log: str, conn_id: str, arrow: str, text: str) -> list[str]:
+    """Log lines of connection ``conn_id`` in direction ``arrow`` previewing ``text``."""
+    prefix = f"[{conn_id}] {arrow} "
+    start = text[:40]
+    return [line for line in log.splitlines() if prefix in line and start in line]
+
+
+def conn_id_of(log: str, request: str) -> str:
+    """The ``cN`` of the connection whose request line logged ``request``."""
+    for line in log.splitlines():
+        if request in line and "] " in line:
+            return line.split("[", 1)[1].split("]", 1)[0]
+    raise AssertionError(f"{request!r} not in the proxy log\n{log}")
+
+
+async def test_chromium_echoes_over_ws_and_wss_through_wsproxy(
+    servers: Servers, test_ca: trustme.CA, tmp_path: Path
+) -> None:
+    chromium_bin, certutil = browser_tools()
+    upstream_ca = tmp_path / "upstream-ca.pem"
+    test_ca.cert_pem.write_to_path(str(upstream_ca))
+    proxy = Proxy(tmp_path, "--upstream-ca", str(upstream_ca))
+    chromium: Chromium | None = None
+    try:
+        await proxy.wait_ready()
+        home = tmp_path / "home"
+        make_nssdb(certutil, home, proxy.ca_cert)  # only after the proxy wrote its CA
+
+        token = os.urandom(4).hex()
+        started = time.monotonic()
+        chromium = Chromium(
+            chromium_bin, servers.page_url(token), proxy.url, home, tmp_path / "profile"
+        )
+        try:
+            result = await asyncio.wait_for(servers.reports.get(), REPORT_TIMEOUT)
+        except TimeoutError:
+            raise AssertionError(
+                f"the page never reported back\n--- proxy ---\n{proxy.log()}"
+                f"\n--- chromium ---\n{chromium.log()[-3000:]}"
+            ) from None
+        elapsed = time.monotonic() - started
+    finally:
+        if chromium is not None:
+            chromium.stop()
+        code = proxy.stop()
+    log = proxy.log()
+
+    sent = result["sent"]
+    assert sent[0] == f"{token} hello"
+    assert sent[1] == f"{token} ünïcödé ✓"
+    assert len(sent[2]) == BIG
+    # Every message came back, in order, over both transports.
+    assert result[servers.ws_url] == sent, log[-3000:]
+    assert result[servers.wss_url] == sent, log[-3000:]
+    assert servers.ws_paths == ["/echo", "/echo"]
+
+    # Everything went through the proxy: the page, the report, both WebSockets.
+    assert f"CONNECT {HOST}:{servers.page_port}" in log
+    assert f"GET https://{HOST}:{servers.page_port}/?" in log
+    assert f"POST https://{HOST}:{servers.page_port}/report" in log
+    for url in (servers.ws_url, servers.wss_url):
+        conn_id = conn_id_of(log, f"GET {url}")
+        for text in sent:
+            for arrow in ("client -> server", "server -> client"):
+                assert frame_lines(log, conn_id, arrow, text), (
+                    f"{url}: no {arrow} frame for {text[:40]!r}\n{log}"
+                )
+    for text in sent:
+        assert sum(text[:40] in line for line in log.splitlines()) >= 4, text[:40]
+
+    assert "Traceback" not in log, log
+    assert code == 0, f"the proxy exited with {code}\n{log}"
+    print(f"page, ws and wss round trips took {elapsed:.2f} s")
