@@ -52,7 +52,8 @@ class TLSLayer:
             except ssl.SSLZeroReturnError:
                 self.closed = True
                 break
-            if not chunk:
+            if not chunk:  # SSLObject.read() returns b"" for the peer's close_notify
+                self.closed = True
                 break
             chunks.append(chunk)
         return b"".join(chunks)
@@ -97,6 +98,7 @@ class Peer(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.tls is not None:
+            was_done = self.tls.handshake_done
             try:
                 data = self.tls.feed(data)
             except ssl.SSLError as error:
@@ -105,15 +107,22 @@ class Peer(asyncio.Protocol):
             out = self.tls.pending()
             if out and self.transport is not None:
                 self.transport.write(out)
-            if self.tls.closed:
-                self.eof_received()
+            closed = self.tls.closed
             if not data:
+                if closed:
+                    self.eof_received()
+                elif self.tls.handshake_done and not was_done:
+                    self._wake()
                 return
+        else:
+            closed = False
         if self.on_data is not None:
             self.on_data(data)
-            return
-        self._buffer += data
-        self._wake()
+        else:
+            self._buffer += data
+            self._wake()
+        if closed:  # after the data that came with it
+            self.eof_received()
 
     def eof_received(self) -> bool:
         self._eof = True
