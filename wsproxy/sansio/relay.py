@@ -65,16 +65,30 @@ class Side(enum.Enum):
 
 @dataclass(slots=True)
 class FrameRecord:
-    """What the log needs of a relayed frame, built only when someone listens."""
+    """A relayed (or dropped) frame, for the log and captures; built only when someone listens.
+
+    ``payload`` is the frame's content, decompressed: its first 64 bytes, or all of it when
+    the relay's ``full_payloads`` is set (captures). ``length`` is the payload length on the
+    wire. ``verdict`` is what happened to it: "forwarded", "modified" (``original`` then holds
+    the message's or frame's content before the change), "dropped" (``by`` names who dropped
+    it: a plugin, or "proxy" when the other side was already closing) or "injected".
+    """
 
     side: Side
     opcode: int
     fin: bool
     rsv: int
     length: int
-    preview: bytes
+    payload: bytes
     compressed: bool
     message_opcode: int
+    verdict: str = "forwarded"
+    by: str | None = None
+    original: bytes | None = None
+
+    @property
+    def preview(self) -> bytes:
+        return self.payload[:64]
 
 
 @dataclass(slots=True)
@@ -107,6 +121,7 @@ class Leg:
     dropped: int = 0
     _held: list[bytes] = field(default_factory=list)
     _preview: bytes = b""
+    _recorded: list[bytes] = field(default_factory=list)
     # -- plugin chain (only used when a plugin asks for frames or messages from this peer) --
     want_frames: bool = False
     want_messages: bool = False
@@ -165,6 +180,8 @@ class Relay:
         )
         self.on_frame = on_frame
         self.on_event = on_event
+        # Captures want whole payloads in FrameRecord; the log only a preview.
+        self.full_payloads = False
         # Who started the end: "client" or "server" (a close frame or a vanished peer), or
         # "proxy" (a protocol error, a plugin, shutdown, idle timeout).
         self.closed_by: str | None = None
@@ -324,15 +341,29 @@ class Relay:
                 self._note(
                     source.side, f"{Opcode(frame.opcode).name} dropped by {frame.dropped_by}"
                 )
+                self._record(
+                    source,
+                    frame.opcode,
+                    True,
+                    0,
+                    len(control.payload),
+                    control.payload,
+                    False,
+                    frame.opcode,
+                    "dropped",
+                    frame.dropped_by,
+                    None,
+                )
                 return
             control.payload = frame.payload
-            self._on_control(source, target, control)
+            self._on_control(source, target, control, frame)
             return
         if source.want_messages:
             self._collect(source, frame)
             return
         if frame.dropped:
             source.dropped += 1
+        verdict = "modified" if frame.modified else "forwarded"
         self._emit(
             source,
             target,
@@ -344,6 +375,9 @@ class Relay:
             frame.rsv,
             raw=False,
             drop=frame.dropped,
+            verdict=verdict,
+            by=frame.dropped_by or frame.modified_by,
+            original=frame.original_payload if frame.modified else None,
         )
         if frame.fin:
             source.messages += 1
@@ -373,20 +407,40 @@ class Relay:
 
     def _after_message(self, source: Leg, target: Leg, message: Message) -> None:
         source.messages += 1
+        content = message.content
         if message.dropped:
             source.dropped += 1
             self._note(source.side, f"message dropped by {message.dropped_by}")
+            self._record(
+                source,
+                message.opcode,
+                True,
+                0,
+                len(content),
+                content,
+                message.compressed,
+                message.opcode,
+                "dropped",
+                message.dropped_by,
+                None,
+            )
             if message.compressed and source.context_takeover:
                 self._start_recompressing(source)
             return
+        sizes = message.fragment_sizes
         raw_ok = not (message.modified or source.want_frames)
         if raw_ok and not (message.compressed and source.recompress):
-            for fin, rsv, wire in message.wire_frames:
+            # Unchanged: the frames go out as they came, compressed bytes included.
+            position = 0
+            for index, (fin, rsv, wire) in enumerate(message.wire_frames):
+                size = sizes[index] if index < len(sizes) else 0
+                piece = content[position : position + size]
+                position += size
                 self._emit(
                     source,
                     target,
                     message.opcode,
-                    wire,
+                    piece,
                     fin,
                     message.compressed,
                     wire,
@@ -396,10 +450,10 @@ class Relay:
             return
         if message.modified and message.compressed and source.context_takeover:
             self._start_recompressing(source)
-        content = message.content
-        sizes = message.fragment_sizes
         if sum(sizes) != len(content) or not sizes:
             sizes = [len(content)]
+        verdict = "modified" if message.modified else "forwarded"
+        original = message.original_content if message.modified else None
         position = 0
         for index, size in enumerate(sizes):
             piece = content[position : position + size]
@@ -414,6 +468,9 @@ class Relay:
                 b"",
                 0,
                 raw=False,
+                verdict=verdict,
+                by=message.modified_by,
+                original=original if index == 0 else None,
             )
 
     def _start_recompressing(self, source: Leg) -> None:
@@ -439,20 +496,54 @@ class Relay:
         *,
         raw: bool,
         drop: bool = False,
+        verdict: str = "forwarded",
+        by: str | None = None,
+        original: bytes | None = None,
     ) -> None:
-        """Send one data frame of ``source``'s current message to ``target``."""
+        """Send one data frame of ``source``'s current message to ``target``.
+
+        ``content`` is the frame's content in the clear, ``wire`` its payload as received
+        (sent as it is when ``raw``); the rest describes the chain's verdict for the record.
+        """
         if target.close_sent or target.eof or target.abort_transport:
+            self._record(
+                source,
+                message_opcode,
+                fin,
+                rsv,
+                len(wire),
+                content,
+                compressed,
+                message_opcode,
+                "dropped",
+                "proxy",
+                None,
+            )
             return
         if compressed and not raw and source.want_frames and source.context_takeover:
             # Frame hooks may change any frame; a compressed message can only be re-encoded
             # from its start, so with frame hooks this direction always recompresses.
             source.recompress = True
         if drop:
+            self._record(
+                source,
+                message_opcode,
+                fin,
+                rsv,
+                len(wire),
+                content,
+                compressed,
+                message_opcode,
+                "dropped",
+                by,
+                None,
+            )
             if compressed and source.context_takeover:
                 self._start_recompressing(source)
             if not (fin and source.out_started):
                 return
             content = b""  # the message was started: end it with an empty final frame
+            verdict, by = "modified", by
         opcode = Opcode.CONTINUATION if source.out_started else message_opcode
         if raw:
             payload = wire
@@ -473,19 +564,52 @@ class Relay:
                 self._flush_injections(target)
         else:
             target.out_open = True
-        if self.on_frame is not None:
-            self.on_frame(
-                FrameRecord(
-                    source.side,
-                    opcode,
-                    fin,
-                    rsv,
-                    len(payload),
-                    content[:64],
-                    compressed,
-                    message_opcode,
-                )
+        self._record(
+            source,
+            opcode,
+            fin,
+            rsv,
+            len(payload),
+            content,
+            compressed,
+            message_opcode,
+            verdict,
+            by,
+            original,
+        )
+
+    def _record(
+        self,
+        source: Leg,
+        opcode: int,
+        fin: bool,
+        rsv: int,
+        length: int,
+        content: bytes,
+        compressed: bool,
+        message_opcode: int,
+        verdict: str,
+        by: str | None,
+        original: bytes | None,
+    ) -> None:
+        if self.on_frame is None:
+            return
+        payload = content if self.full_payloads else content[:64]
+        self.on_frame(
+            FrameRecord(
+                source.side,
+                opcode,
+                fin,
+                rsv,
+                length,
+                payload,
+                compressed,
+                message_opcode,
+                verdict,
+                by,
+                original,
             )
+        )
 
     def inject(self, to_side: Side, opcode: int, payload: bytes) -> bool:
         """A plugin's new message towards ``to_side``'s peer; sent uncompressed, which
@@ -497,6 +621,20 @@ class Relay:
             target.inject_queue.append((opcode, payload))
         else:
             target.writer.send_frame(opcode, payload)
+        # Recorded as a frame from the other side (the direction it travels), injected.
+        self._record(
+            self.leg(to_side.other),
+            opcode,
+            True,
+            0,
+            len(payload),
+            payload,
+            False,
+            opcode,
+            "injected",
+            None,
+            None,
+        )
         return True
 
     def _flush_injections(self, target: Leg) -> None:
@@ -540,12 +678,16 @@ class Relay:
     def _forward_chunk(self, source: Leg, target: Leg, chunk: DataChunk) -> None:
         if chunk.frame_start:
             source.frames += 1
-            if self.on_frame is not None:
+            if self.on_frame is not None and not self.full_payloads:
                 source._preview = clear_preview(chunk)
+        if self.full_payloads:
+            source._recorded.append(chunk.content)
         if target.close_sent or target.eof or target.abort_transport:
             # The target is closing: RFC 6455 5.5.1 forbids data after our close frame.
             if chunk.message_end:
                 self._note(source.side, "message dropped: the other side is closing")
+            if chunk.frame_end:
+                self._record_chunk(source, chunk, "dropped", "proxy")
             return
         writer = target.writer
         if chunk.frame_start and chunk.frame_end:
@@ -571,23 +713,39 @@ class Relay:
                     self._flush_injections(target)
             else:
                 target.out_open = True
-            if self.on_frame is not None:
-                self.on_frame(
-                    FrameRecord(
-                        source.side,
-                        chunk.opcode,
-                        chunk.fin,
-                        chunk.rsv,
-                        chunk.frame_length,
-                        source._preview,
-                        chunk.compressed,
-                        chunk.message_opcode,
-                    )
-                )
+            self._record_chunk(source, chunk, "forwarded", None)
 
-    def _on_control(self, source: Leg, target: Leg, frame: ControlFrame) -> None:
-        source.frames += 1
+    def _record_chunk(self, source: Leg, chunk: DataChunk, verdict: str, by: str | None) -> None:
+        if self.on_frame is None:
+            return
+        if self.full_payloads:
+            parts = source._recorded
+            payload = parts[0] if len(parts) == 1 else b"".join(parts)
+            parts.clear()
+        else:
+            payload = source._preview
+        self.on_frame(
+            FrameRecord(
+                source.side,
+                chunk.opcode,
+                chunk.fin,
+                chunk.rsv,
+                chunk.frame_length,
+                payload,
+                chunk.compressed,
+                chunk.message_opcode,
+                verdict,
+                by,
+            )
+        )
+
+    def _on_control(
+        self, source: Leg, target: Leg, frame: ControlFrame, event: FrameEvent | None = None
+    ) -> None:
+        if event is None:
+            source.frames += 1
         if self.on_frame is not None:
+            modified = event is not None and event.modified
             self.on_frame(
                 FrameRecord(
                     source.side,
@@ -598,6 +756,9 @@ class Relay:
                     frame.payload,
                     False,
                     frame.opcode,
+                    "modified" if modified else "forwarded",
+                    event.modified_by if event is not None else None,
+                    event.original_payload if modified and event is not None else None,
                 )
             )
         if frame.opcode != Opcode.CLOSE:
