@@ -36,6 +36,7 @@ from wsproxy.model import FrameEvent, Message
 
 log = logging.getLogger("wsproxy")
 
+
 @dataclass(frozen=True)
 class Option:
     """An option a plugin declares: set with ``--set name=value`` on the command line.

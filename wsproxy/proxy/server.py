@@ -18,13 +18,14 @@ import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from wsproxy.exceptions import HandshakeError, HttpError, UpstreamError, WsproxyError
 from wsproxy.model import Flow, HandshakeRequest, HandshakeResponse
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
 from wsproxy.proxy.peer import Peer
-from wsproxy.proxy.session import WebSocketSession
+from wsproxy.proxy.session import CaptureSink, WebSocketSession
 from wsproxy.sansio import deflate
 from wsproxy.sansio.extensions import parse_extension_header, serialize_extension_header
 from wsproxy.sansio.handshake import (
@@ -85,6 +86,12 @@ class Tunnel:
     tls: bool
 
 
+class Capture(CaptureSink, Protocol):
+    """A capture writer, as the server sees it: it also picks which flows it records."""
+
+    def wants(self, flow: Flow) -> bool: ...
+
+
 class ProxyServer:
     """Listens, and runs one handler task per client connection."""
 
@@ -93,10 +100,12 @@ class ProxyServer:
         options: Options,
         ca: CertAuthority | None = None,
         chain: PluginChain | None = None,
+        capture: Capture | None = None,
     ) -> None:
         self.options = options
         self.ca = ca
         self.chain = chain
+        self.capture = capture
         self.limits = Limits(
             max_line=options.max_request_line,
             max_head_size=options.max_head_size,
@@ -446,14 +455,16 @@ class ProxyServer:
                 status, reason = flow.refused
                 raise HandshakeError(status, reason)
         peer.write(serialize_response(response_to_client(resp, handshake.key)))
+        capture = self.capture if self.capture is not None and self.capture.wants(flow) else None
         session = WebSocketSession(
             conn_id,
             peer,
             server,
             self.options,
             chain=chain,
-            flow=flow if chain is not None else None,
+            flow=flow if chain is not None or capture is not None else None,
             deflate_params=params,
+            capture=capture,
         )
         log.info("[%s] WebSocket open %s%s", conn_id, upstream.authority, path)
         return session
@@ -462,6 +473,8 @@ class ProxyServer:
         chain, flow, relay = self.chain, session.flow, session.relay
         self.sessions.add(session)
         try:
+            if session.capture is not None and flow is not None:
+                session.capture.handshake(flow)
             if chain is not None and flow is not None and chain.has("opened"):
                 await chain.opened(flow)
             session.start(session.client.take_buffer(), session.server.take_buffer())
@@ -476,8 +489,11 @@ class ProxyServer:
                 relay.client.messages,
                 relay.server.messages,
             )
-            if chain is not None and flow is not None:
+            if flow is not None:
                 _fill_close_info(flow, relay)
+                if session.capture is not None:
+                    session.capture.close(flow)
+            if chain is not None and flow is not None:
                 if flow.error is not None and chain.has("error"):
                     await chain.error(flow, flow.error)
                 if chain.has("closed"):

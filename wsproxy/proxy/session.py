@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable
+from typing import Protocol
 
 from wsproxy.model import Flow, FrameEvent
 from wsproxy.options import Options
@@ -26,6 +28,16 @@ log = logging.getLogger("wsproxy")
 LINGER = 2.0  # seconds to let a failed peer read our close frame before the socket goes
 
 
+class CaptureSink(Protocol):
+    """Where a capture writer gets a WebSocket's traffic (see ``wsproxy.capture``)."""
+
+    def handshake(self, flow: Flow) -> None: ...
+
+    def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None: ...
+
+    def close(self, flow: Flow) -> None: ...
+
+
 class WebSocketSession:
     """Runs one relay between two connected peers until both are closed."""
 
@@ -39,7 +51,7 @@ class WebSocketSession:
         chain: PluginChain | None = None,
         flow: Flow | None = None,
         deflate_params: DeflateParams | None = None,
-        on_frame: Callable[[FrameRecord], None] | None = None,
+        capture: CaptureSink | None = None,
     ) -> None:
         self.conn_id = conn_id
         self.client = client
@@ -48,8 +60,21 @@ class WebSocketSession:
         self.chain = chain
         self.flow = flow
         self.loop = asyncio.get_running_loop()
-        if on_frame is None and options.verbosity > 0:
-            on_frame = self._log_frame
+        self.capture = capture
+        observers: list[Callable[[FrameRecord], None]] = []
+        if options.verbosity > 0:
+            observers.append(self._log_frame)
+        if capture is not None and flow is not None:
+            observers.append(self._capture_frame)
+        on_frame: Callable[[FrameRecord], None] | None = None
+        if len(observers) == 1:
+            on_frame = observers[0]
+        elif observers:
+
+            def on_frame(record: FrameRecord) -> None:
+                for observe in observers:
+                    observe(record)
+
         self.relay = Relay(
             max_frame_size=options.max_frame_size,
             max_message_size=options.max_message_size,
@@ -65,10 +90,11 @@ class WebSocketSession:
             if chain is not None:
                 leg.want_frames = chain.wants_frames
                 leg.want_messages = chain.wants_messages
-            leg.reader.keep_binary_masked = not leg.hooked
+            leg.reader.keep_binary_masked = not leg.hooked and capture is None
         if flow is not None:
             flow._injector = self.inject
             flow._closer = self.close
+        self.relay.full_payloads = capture is not None
         self.done: asyncio.Future[None] = self.loop.create_future()
         self._last_activity = self.loop.time()
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -272,6 +298,10 @@ class WebSocketSession:
             record.length,
             preview(record),
         )
+
+    def _capture_frame(self, record: FrameRecord) -> None:
+        assert self.capture is not None and self.flow is not None
+        self.capture.frame(self.flow, record, time.time())
 
     def _log_event(self, side: Side, message: str) -> None:
         log.info("[%s] %s: %s", self.conn_id, side.value, message)
