@@ -111,6 +111,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="concurrent client connections, else 503 (10000)",
     )
     add(
+        "--max-connections-per-client",
+        type=int,
+        default=defaults.max_connections_per_client,
+        help="concurrent connections from one client address, else 503 (1000)",
+    )
+    add(
+        "--allow-clients",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="serve clients from this network too; by default only loopback and private "
+        "addresses are served, others get 403 (repeatable, e.g. 0.0.0.0/0)",
+    )
+    add(
+        "--proxyauth",
+        default=None,
+        metavar="USER:PASS",
+        help="require HTTP Basic proxy authentication (407 without it)",
+    )
+    add(
         "--handshake-timeout",
         type=_positive_float,
         default=defaults.handshake_timeout,
@@ -170,6 +190,9 @@ def options_from_args(args: argparse.Namespace) -> Options:
         max_headers=args.max_headers,
         max_request_line=args.max_request_line,
         max_connections=args.max_connections,
+        max_connections_per_client=args.max_connections_per_client,
+        allow_clients=tuple(args.allow_clients),
+        proxyauth=args.proxyauth,
         handshake_timeout=args.handshake_timeout,
         idle_timeout=args.idle_timeout,
         close_timeout=args.close_timeout,

@@ -45,6 +45,10 @@ class Options:
     close_timeout: float = 5.0
     connect_timeout: float = 10.0
     max_connections: int = 10_000
+    max_connections_per_client: int = 1_000
+    # Who may use the proxy: loopback and private networks, plus these CIDRs (--allow-clients).
+    allow_clients: tuple[str, ...] = ()
+    proxyauth: str | None = None  # "user:pass" for HTTP Basic proxy authentication
     upstream_ca: Path | None = None
     ssl_insecure: bool = False
     ignore_hosts: tuple[str, ...] = ()

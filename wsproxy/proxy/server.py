@@ -24,6 +24,7 @@ from wsproxy.exceptions import HandshakeError, HttpError, UpstreamError, Wsproxy
 from wsproxy.model import Flow, HandshakeRequest, HandshakeResponse
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
+from wsproxy.proxy.access import AccessPolicy
 from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.session import CaptureSink, WebSocketSession
 from wsproxy.sansio import deflate
@@ -118,6 +119,8 @@ class ProxyServer:
         self._connecting: dict[tuple[str, str, int], asyncio.Lock] = {}
         self._ignore = [re.compile(pattern) for pattern in options.ignore_hosts]
         self._tls_failures_logged: set[str] = set()
+        self._per_client: dict[str, int] = {}
+        self._access = AccessPolicy(options.allow_clients, options.proxyauth)
         self._upstream_ssl: ssl.SSLContext | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -161,9 +164,20 @@ class ProxyServer:
     async def _handle(self, peer: Peer) -> None:
         await asyncio.sleep(0)  # let connection_made run
         conn_id = f"c{next(self._ids)}"
+        client = peer.address[0]
+        self._per_client[client] = self._per_client.get(client, 0) + 1
         try:
+            if not self._access.allows(client):
+                raise HttpError(
+                    403,
+                    f"client {client} is not on loopback or a private network "
+                    "(allow it with --allow-clients)",
+                )
             if len(self._handlers) > self.options.max_connections:
                 raise HttpError(503, f"over --max-connections {self.options.max_connections}")
+            if self._per_client[client] > self.options.max_connections_per_client:
+                limit = self.options.max_connections_per_client
+                raise HttpError(503, f"over --max-connections-per-client {limit}")
             await self._serve(peer, conn_id, None)
         except HttpError as error:
             log.warning("[%s] %s %s: %s", conn_id, peer.address[0], error.status, error.reason)
@@ -182,6 +196,11 @@ class ProxyServer:
             peer.write(simple_response(500, "internal proxy error"))
         finally:
             peer.close()
+            left = self._per_client[client] - 1
+            if left:
+                self._per_client[client] = left
+            else:
+                del self._per_client[client]
 
     async def _read_head(
         self, peer: Peer, *, response: bool = False, timeout: float | None = None
@@ -218,6 +237,8 @@ class ProxyServer:
             first = False
             assert isinstance(head, Request)
             check_request(head)
+            if tunnel is None and self.options.reverse is None:
+                self._access.check_proxy_auth(head.headers.get("Proxy-Authorization"))
             target = parse_target(head, default_port=443 if tunnel and tunnel.tls else 80)
             if head.method == "CONNECT":
                 if tunnel is not None or self.options.reverse is not None:
