@@ -1,0 +1,292 @@
+"""log: one readable line per WebSocket message (or per frame), plus a line at open and close.
+
+Options (``--set NAME=VALUE``)::
+
+    log_frames=true       one line per frame, data and control, instead of one per message
+    log_json=true         JSON lines instead of text (one object per line)
+    log_file=PATH         append to PATH instead of writing to stderr
+    log_max_preview=N     text characters shown (binary: N/2 bytes, in hex); default 80, 0 = all
+
+Examples::
+
+    wsproxy -s log
+    wsproxy -s log --set log_json=true --set log_file=ws.jsonl
+    wsproxy -s log --set log_frames=true --set log_max_preview=200
+
+Text lines follow the proxy's own ``-v`` frame lines (``F`` fin, ``1`` rsv1, ``z`` compressed)::
+
+    12:00:01 [c1] open ws://example.com/chat from 127.0.0.1:50514 subprotocol=chat ...
+    12:00:01 [c1] client -> server TEXT z len=5 'hello'
+    12:00:01 [c1] server -> client TEXT z len=7 'HELLO!!' (modified by rewrite)
+    12:00:02 [c1] closed by client: client sent 1000 'bye', server sent 1000 ''; client 1 msg ...
+
+Colours (ANSI) are used only when the output is a terminal and ``NO_COLOR`` is unset or empty
+(https://no-color.org).
+
+JSON lines carry ``time`` (Unix seconds), ``event`` (open, message, frame, close, error),
+``conn`` (the connection id) and, for messages and frames: ``direction`` (client or server:
+who sent it), ``opcode`` (text, binary, continuation, close, ping, pong), ``length`` (bytes,
+decompressed), ``text`` or ``base64`` (the payload, cut to ``log_max_preview``; ``truncated``
+says so), ``compressed``, ``verdict`` (``forward`` or ``modified``) and ``by`` (the plugin that
+changed it); frames add ``fin`` and ``rsv1``, fragmented messages ``fragments``.
+
+What the log sees: each message as it leaves the plugins listed before ``log`` (put ``-s log``
+last to see their changes). The chain stops at the first plugin that drops a message, so a
+message dropped by an earlier plugin is not logged here (the proxy's own log says who dropped
+it). Injected messages do not pass through the chain either.
+
+Cost: logging messages makes the proxy reassemble every message before forwarding it. Per-frame
+logging costs more: with frame hooks the relay decompresses and recompresses every compressed
+frame. So the plugin asks the chain only for the hook its options need: ``message`` normally,
+``frame`` with ``log_frames=true`` (the chain reads a plugin's hooks when it is built, after
+``configure``; the unused hook reads as ``None``).
+
+Writes are synchronous and line-buffered: a log line is short, and a blocked terminal or disk
+would stall the proxy either way.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from wsproxy.model import Flow, FrameEvent, Message
+from wsproxy.plugins import Option
+from wsproxy.sansio.endpoint import opcode_name
+from wsproxy.sansio.frames import Opcode
+
+# ANSI SGR colours (ECMA-48 8.3.117): who sent what, at a glance.
+_COLOURS = {"client": "\x1b[32m", "server": "\x1b[36m", "event": "\x1b[33m", "error": "\x1b[31m"}
+_RESET = "\x1b[0m"
+
+
+class Log:
+    name = "log"
+    options = [
+        Option("log_frames", bool, False, "log every frame instead of every message"),
+        Option("log_json", bool, False, "write JSON lines instead of text"),
+        Option("log_file", str, "", "append the log to this file instead of stderr"),
+        Option("log_max_preview", int, 80, "payload characters shown per line (0: all)"),
+    ]
+
+    def __init__(self) -> None:
+        self.log_frames = False
+        self.log_json = False
+        self.log_file = ""
+        self.max_preview = 80
+        self._file: TextIO | None = None
+
+    def configure(self, options: object) -> None:
+        defaults = {option.name: option.default for option in self.options}
+
+        def get(name: str) -> Any:
+            return getattr(options, name, defaults[name])
+
+        self.log_frames = bool(get("log_frames"))
+        self.log_json = bool(get("log_json"))
+        self.max_preview = max(0, int(get("log_max_preview")))
+        path = str(get("log_file") or "")
+        if path != self.log_file:
+            self.done()
+            self.log_file = path
+            if path:
+                self._file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+
+    def done(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    # -- the hooks the chain sees -------------------------------------------------------------
+
+    @property
+    def message(self) -> Callable[[Flow, Message], None] | None:
+        return None if self.log_frames else self._message
+
+    @property
+    def frame(self) -> Callable[[Flow, FrameEvent], None] | None:
+        return self._frame if self.log_frames else None
+
+    def opened(self, flow: Flow) -> None:
+        client = f"{flow.client_address[0]}:{flow.client_address[1]}"
+        if self.log_json:
+            self._json(
+                "open",
+                flow,
+                url=flow.request.url,
+                client=client,
+                subprotocol=flow.subprotocol,
+                extensions=flow.extensions,
+            )
+            return
+        line = f"open {flow.request.url} from {client}"
+        if flow.subprotocol:
+            line += f" subprotocol={flow.subprotocol}"
+        if flow.extensions:
+            line += f" extensions={', '.join(flow.extensions)}"
+        self._text(flow, line, "event")
+
+    def closed(self, flow: Flow) -> None:
+        sides = (
+            ("client", flow.client_close, flow.client_counts),
+            ("server", flow.server_close, flow.server_counts),
+        )
+        if self.log_json:
+            fields = {
+                side: {
+                    "code": info.code,
+                    "reason": info.reason,
+                    "close_received": info.received_close,
+                    "messages": counts.messages,
+                    "frames": counts.frames,
+                    "bytes": counts.bytes,
+                }
+                for side, info, counts in sides
+            }
+            self._json("close", flow, closed_by=flow.closed_by, error=flow.error, **fields)
+            return
+        codes = ", ".join(
+            f"{side} sent {info.code} {info.reason!r}"
+            if info.received_close
+            else f"{side} sent no close frame"
+            for side, info, _ in sides
+        )
+        counts = ", ".join(
+            f"{side} {_plural(c.messages, 'msg')} {_plural(c.frames, 'frame')} {c.bytes} B"
+            for side, _, c in sides
+        )
+        self._text(flow, f"closed by {flow.closed_by or '?'}: {codes}; {counts}", "event")
+
+    def error(self, flow: Flow, error: str) -> None:
+        if self.log_json:
+            self._json("error", flow, error=error)
+        else:
+            self._text(flow, f"error: {error}", "error")
+
+    def _message(self, flow: Flow, message: Message) -> None:
+        content = message.content
+        if self.log_json:
+            fields = self._payload_fields(message.opcode, content)
+            self._json(
+                "message",
+                flow,
+                direction=message.direction,
+                opcode=opcode_name(message.opcode).lower(),
+                length=len(content),
+                **fields,
+                compressed=message.compressed,
+                fragments=len(message.fragment_sizes),
+                verdict="modified" if message.modified else "forward",
+                by=message.modified_by,
+            )
+            return
+        flags = "z" if message.compressed else "-"
+        if len(message.fragment_sizes) > 1:
+            flags += f" frames={len(message.fragment_sizes)}"
+        line = (
+            f"{_arrow(message.from_client)} {opcode_name(message.opcode)} {flags} "
+            f"len={len(content)} {self._preview(message.opcode, content)}"
+        )
+        if message.modified:
+            line += f" (modified by {message.modified_by})"
+        self._text(flow, line, message.direction)
+
+    def _frame(self, flow: Flow, frame: FrameEvent) -> None:
+        payload = frame.payload
+        kind = frame.message_opcode if frame.opcode == Opcode.CONTINUATION else frame.opcode
+        if self.log_json:
+            self._json(
+                "frame",
+                flow,
+                direction=frame.direction,
+                opcode=opcode_name(frame.opcode).lower(),
+                length=len(payload),
+                **self._payload_fields(kind, payload),
+                compressed=frame.compressed,
+                fin=frame.fin,
+                rsv1=bool(frame.rsv & 0x40),
+                verdict="modified" if frame.modified else "forward",
+                by=frame.modified_by,
+            )
+            return
+        flags = "".join(
+            flag
+            for flag, on in (("F", frame.fin), ("1", frame.rsv & 0x40), ("z", frame.compressed))
+            if on
+        )
+        line = (
+            f"{_arrow(frame.from_client)} {opcode_name(frame.opcode)} {flags or '-'} "
+            f"len={len(payload)} {self._preview(kind, payload)}"
+        )
+        if frame.modified:
+            line += f" (modified by {frame.modified_by})"
+        self._text(flow, line, frame.direction)
+
+    # -- formatting ---------------------------------------------------------------------------
+
+    def _preview(self, opcode: int, data: bytes) -> str:
+        """The payload for a text line, as the proxy's own ``preview`` shows it."""
+        width = self.max_preview
+        if opcode == Opcode.CLOSE and len(data) >= 2:
+            code = int.from_bytes(data[:2], "big")
+            return f"code={code} {data[2:].decode('utf-8', 'replace')!r}"
+        if opcode in (Opcode.TEXT, Opcode.PING, Opcode.PONG):
+            text = data.decode("utf-8", "replace")
+            if width and len(text) > width:
+                return repr(text[:width] + "…")
+            return repr(text)
+        cut = width // 2 if width else len(data)
+        return data[:cut].hex(" ") + (" …" if len(data) > cut else "")
+
+    def _payload_fields(self, opcode: int, data: bytes) -> dict[str, Any]:
+        width = self.max_preview
+        if opcode == Opcode.TEXT:
+            text = data.decode("utf-8", "replace")
+            truncated = bool(width) and len(text) > width
+            return {"text": text[:width] if truncated else text, "truncated": truncated}
+        truncated = bool(width) and len(data) > width
+        shown = data[:width] if truncated else data
+        return {"base64": base64.b64encode(shown).decode("ascii"), "truncated": truncated}
+
+    def _json(self, event: str, flow: Flow, **fields: Any) -> None:
+        record = {"time": round(time.time(), 6), "event": event, "conn": flow.id, **fields}
+        self._write(json.dumps(record, ensure_ascii=False))
+
+    def _text(self, flow: Flow, line: str, colour: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        text = f"{stamp} [{flow.id}] {line}"
+        if self._colour():
+            text = f"{_COLOURS[colour]}{text}{_RESET}"
+        self._write(text)
+
+    def _stream(self) -> TextIO:
+        # sys.stderr is looked up on each write, so a redirected stderr is honoured.
+        return self._file if self._file is not None else sys.stderr
+
+    def _colour(self) -> bool:
+        """ANSI colours only on a terminal, and never with NO_COLOR set (no-color.org)."""
+        if os.environ.get("NO_COLOR"):
+            return False
+        isatty = getattr(self._stream(), "isatty", None)
+        return bool(isatty and isatty())
+
+    def _write(self, line: str) -> None:
+        stream = self._stream()
+        stream.write(line + "\n")
+        stream.flush()
+
+
+def _arrow(from_client: bool) -> str:
+    return "client -> server" if from_client else "server -> client"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+plugins = [Log()]

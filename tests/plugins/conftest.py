@@ -1,0 +1,111 @@
+"""Fixtures for the bundled plugins' tests: a real in-process proxy in front of a real server.
+
+* ``echo`` is a ``websockets`` echo server in the test's event loop (permessage-deflate on, as
+  websockets negotiates by default); it records what it received, so a test can tell what the
+  proxy forwarded upstream from what came back.
+* ``start_proxy(plugin, reverse=True)`` starts a ``ProxyServer`` with ``PluginChain([plugin])``
+  on a free port, in reverse mode to the echo server (or regular mode with
+  ``reverse=False``), and shuts it down at the end of the test.
+* ``load_plugin(name)`` imports ``plugins/NAME.py`` by path, as ``wsproxy -s plugins/NAME.py``
+  does from a checkout, and returns a fresh plugin object from it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from wsproxy.options import Options, ReverseTarget
+from wsproxy.plugins import PluginChain
+from wsproxy.proxy.server import ProxyServer
+
+HOST = "127.0.0.1"
+PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+
+
+@dataclass
+class Echo:
+    port: int
+    received: list[str | bytes] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+async def echo() -> AsyncIterator[Echo]:
+    state = Echo(0)
+
+    async def handler(ws: ServerConnection) -> None:
+        state.paths.append(ws.request.path if ws.request is not None else "")
+        try:
+            async for message in ws:
+                state.received.append(message)
+                await ws.send(message)
+        except ConnectionClosed:
+            pass
+
+    async with serve(handler, HOST, 0, max_size=None) as server:
+        state.port = next(iter(server.sockets)).getsockname()[1]
+        yield state
+
+
+def plugin_module(name: str) -> ModuleType:
+    """``plugins/NAME.py`` loaded by path, under a private module name."""
+    module_name = f"_wsproxy_plugin_{name}"
+    spec = importlib.util.spec_from_file_location(module_name, PLUGINS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def load_plugin() -> Iterator[Callable[[str], Any]]:
+    loaded: list[Any] = []
+
+    def load(name: str) -> Any:
+        module = plugin_module(name)
+        assert len(module.plugins) == 1
+        plugin = type(module.plugins[0])()  # a fresh object: no state shared between tests
+        loaded.append(plugin)
+        return plugin
+
+    yield load
+    for plugin in loaded:
+        if callable(getattr(plugin, "done", None)):
+            plugin.done()
+
+
+StartProxy = Callable[..., Awaitable[ProxyServer]]
+
+
+@pytest.fixture
+async def start_proxy(echo: Echo, tmp_path: Path) -> AsyncIterator[StartProxy]:
+    servers: list[ProxyServer] = []
+
+    async def start(plugin: object, *, reverse: bool = True) -> ProxyServer:
+        options = Options(
+            listen_host=HOST,
+            listen_port=0,
+            reverse=ReverseTarget("ws", HOST, echo.port) if reverse else None,
+            confdir=tmp_path / "confdir",
+            verbosity=-1,
+            close_timeout=2.0,
+        )
+        server = ProxyServer(options, None, PluginChain([plugin]))
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.shutdown()
