@@ -181,6 +181,9 @@ class WebSocketSession:
         self._flush()
 
     def _eof(self, side: Side, reason: str) -> None:
+        if side in self._closing:
+            # A peer we are already closing (lingering after its protocol error) is done.
+            self.peer(side).close()
         self.relay.receive_eof(side, reason)
         self._flush()
 
@@ -230,7 +233,7 @@ class WebSocketSession:
         elif leg.violation is not None or not leg.close_received:
             # Half-close and read on for a moment, so the peer gets our close frame instead of
             # a reset caused by the bytes it still had in flight.
-            peer.on_data = None
+            peer.on_data = _discard
             peer.write_eof()
             self.loop.call_later(LINGER, peer.close)
         else:
@@ -244,7 +247,8 @@ class WebSocketSession:
 
     def _close_timeout(self, side: Side) -> None:
         self._timers.pop(f"close-{side.value}", None)
-        if self.done.done():
+        leg = self.relay.leg(side)
+        if self.done.done() or leg.eof or (leg.closed_cleanly and side is Side.CLIENT):
             return
         self._log_event(side, "no close answer in time")
         self.relay.close_timeout(side)
@@ -307,6 +311,10 @@ class WebSocketSession:
         log.info("[%s] %s: %s", self.conn_id, side.value, message)
 
 
+def _discard(data: bytes) -> None:
+    """What a peer still sends while we linger after closing it is read and ignored."""
+
+
 def preview(record: FrameRecord, width: int = 40) -> str:
     """A short, printable view of a payload for one log line."""
     data = record.preview
@@ -315,5 +323,6 @@ def preview(record: FrameRecord, width: int = 40) -> str:
         return f"code={code} {data[2:].decode('utf-8', 'replace')!r}"
     if record.message_opcode == Opcode.TEXT or record.opcode in (Opcode.PING, Opcode.PONG):
         text = data.decode("utf-8", "replace")
-        return repr(text[:width] + ("…" if len(text) > width or record.length > len(data) else ""))
-    return data[: width // 2].hex(" ") + (" …" if record.length > width // 2 else "")
+        cut = len(text) > width or len(data) >= 64
+        return repr(text[:width] + ("…" if cut else ""))
+    return data[: width // 2].hex(" ") + (" …" if len(data) > width // 2 else "")
