@@ -1,0 +1,365 @@
+"""rewrite: change messages on the fly by rules from a YAML or JSON file.
+
+Options (``--set NAME=VALUE``)::
+
+    rewrite_rules=PATH    the rules file: ``.json`` is read as JSON, anything else as YAML
+
+Example: ``wsproxy -s rewrite --set rewrite_rules=rules.yaml``. YAML needs PyYAML
+(``pip install pyyaml``); a JSON file needs nothing.
+
+The file holds a list of rules (or a mapping with a ``rules`` list). Each message goes through
+every rule in order, each rule seeing what the previous ones made of it::
+
+    rules:
+      - name: mask-token              # used in the hit counts (default: "rule N")
+        host: 'api\\.example\\.com$'  # regex searched in the upstream host name
+        path: '^/socket'              # regex searched in the request path (with the query)
+        direction: client             # who sent it: client, server or both (default)
+        match: 'token=\\w+'           # regex searched in the text
+        replace: 'token=***'          # re.sub replacement: \\1, \\g<name> work
+
+      - name: anonymous
+        direction: server
+        json_path: $.user.name        # the message is JSON text and this path exists
+        set: anonymous                # its new value: any YAML/JSON value
+
+      - name: mask-json-field
+        json_path: 'items[0].secret'  # with match/replace: the string at the path changes
+        match: '.'
+        replace: '*'
+
+      - name: ping-to-pong
+        match: '^ping$'
+        content: pong                 # replace the whole message
+
+Matching: every field given must match. ``host`` and ``path`` are regexes searched (not
+anchored) in ``flow.request.host`` and ``flow.request.path``. ``opcode`` is ``text`` (the
+default), ``binary`` or ``any``; with ``binary`` or ``any``, ``match``/``replace`` also work on
+binary messages, as regexes over the bytes (pattern and replacement encoded as UTF-8).
+``json_path`` is a dotted path with ``[index]`` (``$.a.b[2].c``, the ``$.`` optional; quote a
+key with dots as ``["a.b"]``); it matches a text message that parses as JSON and has that path.
+With ``match`` too, the regex is searched in the value at the path (a string, or else its JSON
+form).
+
+Actions, exactly one per rule: ``replace`` (with ``match``: a substitution, on the value at
+``json_path`` when given, else on the whole message), ``set`` (with ``json_path``: the new
+value), ``content`` (the whole new message, as text). A message changed by a ``set`` is
+re-serialized: same key order, compact unless the original had a space after its colons.
+
+Hits: a rule hits once per message it matched. Each flow's hits are logged when it closes
+(``rewrite: [c1] rule 'mask-token' hit 3 times``), and every rule's total when the proxy stops
+(``done``). An invalid file (unreadable, bad YAML/JSON, unknown key, bad regex or path, no or
+two actions) stops the proxy at start with ``ConfigError`` naming the file, the rule and the
+problem.
+
+Cost: the plugin asks for messages only when rules are loaded (the ``message`` hook reads as
+``None`` otherwise). A changed message in a compressed stream makes the proxy recompress that
+direction from then on (with context takeover).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wsproxy.exceptions import ConfigError
+from wsproxy.model import Flow, Message
+from wsproxy.plugins import Option
+from wsproxy.sansio.frames import Opcode
+
+log = logging.getLogger("wsproxy")
+
+KEYS = {"name", "host", "path", "direction", "opcode", "match", "json_path"}
+ACTIONS = ("replace", "set", "content")
+_PATH_PART = re.compile(r"""\.?([^.\[\]"]+)|\[\s*(-?\d+)\s*\]|\[\s*"([^"]*)"\s*\]""")
+
+PathPart = str | int
+
+
+class RuleError(ValueError):
+    """One rule's problem; the plugin adds the file and rule to it."""
+
+
+@dataclass
+class Rule:
+    name: str
+    host: re.Pattern[str] | None
+    path: re.Pattern[str] | None
+    direction: str
+    opcodes: tuple[int, ...]
+    match: re.Pattern[str] | None
+    match_bytes: re.Pattern[bytes] | None
+    json_path: list[PathPart] | None
+    action: str
+    replace: str
+    value: Any
+
+    def applies_to(self, flow: Flow) -> bool:
+        return (self.host is None or bool(self.host.search(flow.request.host))) and (
+            self.path is None or bool(self.path.search(flow.request.path))
+        )
+
+    def apply(self, message: Message) -> bool:
+        """Change ``message`` if this rule matches it; returns whether it matched."""
+        if self.direction != "both" and message.direction != self.direction:
+            return False
+        if message.opcode not in self.opcodes:
+            return False
+        if self.json_path is not None:
+            return self._apply_json(message, self.json_path)
+        if not message.is_text:
+            return self._apply_bytes(message)
+        text = message.text
+        if self.match is not None and not self.match.search(text):
+            return False
+        if self.action == "replace":
+            assert self.match is not None
+            message.text = self.match.sub(self.replace, text)
+        else:
+            message.text = self.value
+        return True
+
+    def _apply_bytes(self, message: Message) -> bool:
+        data = message.content
+        if self.match_bytes is not None and not self.match_bytes.search(data):
+            return False
+        if self.action == "replace":
+            assert self.match_bytes is not None
+            message.content = self.match_bytes.sub(self.replace.encode("utf-8"), data)
+        else:
+            message.content = str(self.value).encode("utf-8")
+        return True
+
+    def _apply_json(self, message: Message, path: list[PathPart]) -> bool:
+        text = message.text
+        try:
+            document = json.loads(text)
+        except ValueError:
+            return False
+        try:
+            parent, key = _walk(document, path)
+            current = parent[key]
+        except (KeyError, IndexError, TypeError):
+            return False
+        if self.match is not None:
+            subject = current if isinstance(current, str) else json.dumps(current)
+            if not self.match.search(subject):
+                return False
+        if self.action == "content":
+            message.text = self.value
+            return True
+        if self.action == "set":
+            parent[key] = self.value
+        else:
+            assert self.match is not None
+            subject = current if isinstance(current, str) else json.dumps(current)
+            parent[key] = self.match.sub(self.replace, subject)
+        separators = (", ", ": ") if '": ' in text else (",", ":")
+        message.text = json.dumps(document, ensure_ascii=False, separators=separators)
+        return True
+
+
+def _walk(document: Any, path: list[PathPart]) -> tuple[Any, PathPart]:
+    """The container holding the last part of ``path``, and that part."""
+    node = document
+    for part in path[:-1]:
+        node = node[part]
+    last = path[-1]
+    if isinstance(last, int) != isinstance(node, list):
+        raise TypeError("path does not fit the document")
+    return node, last
+
+
+def parse_json_path(text: str) -> list[PathPart]:
+    """``$.a.b[0]["c.d"]`` -> ``["a", "b", 0, "c.d"]``."""
+    rest = text.strip()
+    if rest.startswith("$"):
+        rest = rest[1:]
+    parts: list[PathPart] = []
+    position = 0
+    while position < len(rest):
+        found = _PATH_PART.match(rest, position)
+        if found is None or found.end() == position:
+            raise RuleError(f"json_path {text!r}: cannot parse at {rest[position:]!r}")
+        key, index, quoted = found.groups()
+        parts.append(int(index) if index is not None else key if key is not None else quoted)
+        position = found.end()
+    if not parts:
+        raise RuleError(f"json_path {text!r} names no key")
+    return parts
+
+
+def _regex(raw: dict[str, Any], key: str) -> re.Pattern[str] | None:
+    if key not in raw:
+        return None
+    pattern = raw[key]
+    if not isinstance(pattern, str):
+        raise RuleError(f"{key} must be a string (a regex), not {pattern!r}")
+    try:
+        return re.compile(pattern)
+    except re.error as error:
+        raise RuleError(f"{key}: invalid regex {pattern!r}: {error}") from None
+
+
+def parse_rule(raw: Any, number: int) -> Rule:
+    if not isinstance(raw, dict):
+        raise RuleError(f"a rule is a mapping of keys, not {raw!r}")
+    unknown = set(raw) - KEYS - set(ACTIONS)
+    if unknown:
+        allowed = ", ".join(sorted(KEYS | set(ACTIONS)))
+        raise RuleError(f"unknown key(s) {', '.join(sorted(map(str, unknown)))} ({allowed})")
+    actions = [action for action in ACTIONS if action in raw]
+    if len(actions) != 1:
+        raise RuleError(f"a rule needs exactly one of replace, set, content (got {actions})")
+    action = actions[0]
+    direction = raw.get("direction", "both")
+    if direction not in ("client", "server", "both"):
+        raise RuleError(f"direction is client, server or both, not {direction!r}")
+    opcode = raw.get("opcode", "text")
+    opcodes = {"text": (Opcode.TEXT,), "binary": (Opcode.BINARY,), "any": tuple(Opcode)}
+    if opcode not in opcodes:
+        raise RuleError(f"opcode is text, binary or any, not {opcode!r}")
+    match = _regex(raw, "match")
+    match_bytes = None
+    if match is not None and opcode != "text":
+        match_bytes = re.compile(match.pattern.encode("utf-8"))
+    json_path = None
+    if "json_path" in raw:
+        if not isinstance(raw["json_path"], str):
+            raise RuleError(f"json_path must be a string, not {raw['json_path']!r}")
+        json_path = parse_json_path(raw["json_path"])
+        if opcode != "text":
+            raise RuleError("json_path works on text messages only (opcode: text)")
+    if action == "replace" and match is None:
+        raise RuleError("replace needs a match regex")
+    if action == "set" and json_path is None:
+        raise RuleError("set needs a json_path")
+    replace = raw.get("replace", "")
+    if not isinstance(replace, str):
+        raise RuleError(f"replace must be a string, not {replace!r}")
+    if action == "replace":
+        assert match is not None
+        try:  # re parses the template even with nothing to replace: bad groups show now
+            match.sub(replace, "")
+        except (re.error, IndexError) as error:
+            raise RuleError(f"replace {replace!r}: {error}") from None
+    value = raw.get(action) if action != "replace" else None
+    if action == "content" and not isinstance(value, str):
+        raise RuleError(f"content must be a string, not {value!r}")
+    name = raw.get("name", f"rule {number}")
+    return Rule(
+        name=str(name),
+        host=_regex(raw, "host"),
+        path=_regex(raw, "path"),
+        direction=direction,
+        opcodes=opcodes[opcode],
+        match=match,
+        match_bytes=match_bytes,
+        json_path=json_path,
+        action=action,
+        replace=replace,
+        value=value,
+    )
+
+
+def load_rules(path: str) -> list[Rule]:
+    """The rules of ``path``; ConfigError naming the file (and rule) on any problem."""
+    where = f"rewrite_rules {path}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{where}: cannot read it: {error}") from None
+    if path.lower().endswith(".json"):
+        try:
+            document = json.loads(text)
+        except ValueError as error:
+            raise ConfigError(f"{where}: invalid JSON: {error}") from None
+    else:
+        try:
+            import yaml  # only when a YAML file is given: PyYAML is optional
+        except ImportError:
+            raise ConfigError(
+                f"{where}: reading YAML needs PyYAML: pip install pyyaml, or write the rules "
+                "as JSON (a .json file)"
+            ) from None
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{where}: invalid YAML: {error}") from None
+    if isinstance(document, dict) and set(document) == {"rules"}:
+        document = document["rules"]
+    if not isinstance(document, list):
+        raise ConfigError(f"{where}: expected a list of rules (or a mapping with 'rules')")
+    rules = []
+    for number, raw in enumerate(document, 1):
+        try:
+            rules.append(parse_rule(raw, number))
+        except RuleError as error:
+            name = raw.get("name") if isinstance(raw, dict) else None
+            label = f"rule {number}" + (f" ({name!r})" if name else "")
+            raise ConfigError(f"{where}: {label}: {error}") from None
+    names = [rule.name for rule in rules]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"{where}: two rules named {duplicates[0]!r}")
+    return rules
+
+
+@dataclass
+class FlowState:
+    """Per flow, in ``flow.metadata["rewrite"]``: the rules for its host and path, and hits."""
+
+    rules: list[Rule]
+    hits: Counter[str] = field(default_factory=Counter)
+
+
+class Rewrite:
+    name = "rewrite"
+    options = [Option("rewrite_rules", str, "", "a YAML or JSON file of rewrite rules")]
+
+    def __init__(self) -> None:
+        self.rules: list[Rule] = []
+        self.hits: Counter[str] = Counter()
+
+    def configure(self, options: object) -> None:
+        path = str(getattr(options, "rewrite_rules", "") or "")
+        self.rules = load_rules(path) if path else []
+
+    @property
+    def message(self) -> Callable[[Flow, Message], None] | None:
+        return self._message if self.rules else None
+
+    def _message(self, flow: Flow, message: Message) -> None:
+        state = flow.metadata.get("rewrite")
+        if not isinstance(state, FlowState):
+            # host and path are known for good once the first message comes
+            state = FlowState([rule for rule in self.rules if rule.applies_to(flow)])
+            flow.metadata["rewrite"] = state
+        for rule in state.rules:
+            if rule.apply(message):
+                state.hits[rule.name] += 1
+                self.hits[rule.name] += 1
+
+    def closed(self, flow: Flow) -> None:
+        state = flow.metadata.get("rewrite")
+        if not isinstance(state, FlowState):
+            return
+        for name, count in state.hits.items():
+            log.info("rewrite: [%s] rule %r hit %s", flow.id, name, _times(count))
+
+    def done(self) -> None:
+        for rule in self.rules:
+            log.info("rewrite: rule %r hit %s in total", rule.name, _times(self.hits[rule.name]))
+
+
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
+
+
+plugins = [Rewrite()]

@@ -1,0 +1,219 @@
+"""The ``rewrite`` plugin through a real proxy: regex, JSON path, direction, host, hit counts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.plugins.conftest import Echo, StartProxy, plugin_module
+from wsproxy.exceptions import ConfigError
+
+Load = Callable[[str], Any]
+
+
+def rewrite_with(load_plugin: Load, tmp_path: Path, rules: Any, suffix: str = ".json") -> Any:
+    path = tmp_path / f"rules{suffix}"
+    path.write_text(json.dumps(rules), encoding="utf-8")
+    plugin = load_plugin("rewrite")
+    plugin.configure(SimpleNamespace(rewrite_rules=str(path)))
+    return plugin
+
+
+async def exchange(port: int, messages: Sequence[str | bytes], path: str = "/") -> list[Any]:
+    async with connect(f"ws://127.0.0.1:{port}{path}", proxy=None) as ws:
+        answers = []
+        for message in messages:
+            await ws.send(message)
+            answers.append(await ws.recv())
+    return answers
+
+
+async def test_regex_with_backreferences_by_direction(
+    load_plugin: Load, echo: Echo, start_proxy: StartProxy, tmp_path: Path
+) -> None:
+    plugin = rewrite_with(
+        load_plugin,
+        tmp_path,
+        [
+            {"name": "mask-token", "direction": "client", "match": r"token=(\w)\w*",
+             "replace": r"token=\1***"},
+            {"name": "greet", "direction": "server", "match": "hello", "replace": "bye"},
+            {"name": "ping", "match": "^ping$", "content": "pong"},
+        ],
+    )  # fmt: skip
+    proxy = await start_proxy(plugin)
+    answers = await exchange(proxy.port, ["token=abcdef&x=1", "hello world", "ping", "pingpong"])
+    assert echo.received == ["token=a***&x=1", "hello world", "pong", "pingpong"]
+    assert answers == ["token=a***&x=1", "bye world", "pong", "pingpong"]
+    assert plugin.hits == {"mask-token": 1, "greet": 1, "ping": 1}  # the echo is "pong"
+
+
+async def test_json_paths(
+    load_plugin: Load, echo: Echo, start_proxy: StartProxy, tmp_path: Path
+) -> None:
+    plugin = rewrite_with(
+        load_plugin,
+        tmp_path,
+        {
+            "rules": [
+                {"name": "anon", "direction": "client", "json_path": "$.user.name",
+                 "set": {"first": "A."}},
+                {"name": "secret", "direction": "client", "json_path": "items[1].secret",
+                 "match": ".", "replace": "*"},
+                {"name": "dotted", "direction": "client", "json_path": '$["a.b"]', "set": None},
+            ]
+        },
+    )  # fmt: skip
+    proxy = await start_proxy(plugin)
+    sent = [
+        '{"user": {"name": "Ann", "id": 7}}',
+        '{"items":[{"secret":"x"},{"secret":"hunter2"}]}',
+        '{"a.b":1,"a":{"b":2}}',
+        '{"user": []}',  # no such path: unchanged
+        "not json",
+        '{"items":[{"secret":"x"}]}',  # index out of range: unchanged
+    ]
+    await exchange(proxy.port, sent)
+    assert echo.received == [
+        '{"user": {"name": {"first": "A."}, "id": 7}}',
+        '{"items":[{"secret":"x"},{"secret":"*******"}]}',
+        '{"a.b":null,"a":{"b":2}}',
+        *sent[3:],
+    ]
+    assert plugin.hits == {"anon": 1, "secret": 1, "dotted": 1}
+
+
+async def test_host_path_and_binary_rules(
+    load_plugin: Load, echo: Echo, start_proxy: StartProxy, tmp_path: Path
+) -> None:
+    plugin = rewrite_with(
+        load_plugin,
+        tmp_path,
+        [
+            {"name": "here", "host": r"^127\.0\.0\.1$", "path": "^/api", "match": "a",
+             "replace": "A", "direction": "client"},
+            {"name": "elsewhere", "host": "example", "match": ".", "replace": "X"},
+            {"name": "bytes", "opcode": "binary", "match": "\\x00+", "replace": "-",
+             "direction": "client"},
+        ],
+    )  # fmt: skip
+    proxy = await start_proxy(plugin)
+    await exchange(proxy.port, ["banana", b"a\x00\x00b"], path="/api/v1")
+    await exchange(proxy.port, ["banana", b"a\x00\x00b"], path="/other")
+    assert echo.received == ["bAnAnA", b"a-b", "banana", b"a-b"]
+    assert plugin.hits == {"here": 1, "bytes": 2}
+
+
+async def test_hits_are_logged_per_flow_and_in_total(
+    load_plugin: Load,
+    start_proxy: StartProxy,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="wsproxy")
+    rules = """
+- name: mask-token
+  match: secret
+  replace: '***'
+- name: never
+  match: zzz
+  content: z
+"""
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules)
+    plugin = load_plugin("rewrite")
+    plugin.configure(SimpleNamespace(rewrite_rules=str(path)))
+    proxy = await start_proxy(plugin)
+    await exchange(proxy.port, ["secret", "public", "secret secret"])
+    async with asyncio.timeout(5):
+        while "hit" not in caplog.text:
+            await asyncio.sleep(0.02)
+    # A rule hits once per message it matched, however many replacements it made.
+    assert "rewrite: [c1] rule 'mask-token' hit 2 times" in caplog.messages
+    assert not any("'never'" in line for line in caplog.messages)
+    plugin.done()
+    assert "rewrite: rule 'mask-token' hit 2 times in total" in caplog.messages
+    assert "rewrite: rule 'never' hit 0 times in total" in caplog.messages
+
+
+async def test_compressed_stream_stays_correct_after_a_rewrite(
+    load_plugin: Load, echo: Echo, start_proxy: StartProxy, tmp_path: Path
+) -> None:
+    """A changed message in a context-takeover stream, then many unchanged ones that point
+    back into the compressor's window: every one must arrive intact, both ways."""
+    plugin = rewrite_with(
+        load_plugin, tmp_path, [{"name": "first", "match": "^message 0 ", "replace": "MSG 0 "}]
+    )
+    proxy = await start_proxy(plugin)
+    sent = [f"message {i} " + "repeated payload " * 20 for i in range(300)]
+    async with connect(f"ws://127.0.0.1:{proxy.port}/", proxy=None) as ws:
+        assert ws.protocol.extensions and ws.protocol.extensions[0].name == "permessage-deflate"
+        remote: Any = ws.protocol.extensions[0]
+        assert not remote.local_no_context_takeover and not remote.remote_no_context_takeover
+        for message in sent:
+            await ws.send(message)
+        answers = [await ws.recv() for _ in sent]
+    expected = ["MSG 0 " + sent[0].removeprefix("message 0 "), *sent[1:]]
+    assert echo.received == expected
+    assert answers == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("[{", "invalid JSON"),
+        ('{"rule": []}', "expected a list of rules"),
+        ('[{"match": "a"}]', "rule 1: a rule needs exactly one of replace, set, content"),
+        ('[{"match": "a", "replace": "b", "content": "c"}]', "exactly one of"),
+        ('[{"name": "bad", "match": "(", "replace": ""}]', "rule 1 ('bad'): match: invalid regex"),
+        ('[{"match": "a", "replace": "\\\\2"}]', "replace '\\\\2': invalid group reference"),
+        ('[{"replace": "b"}]', "replace needs a match regex"),
+        ('[{"set": 1}]', "set needs a json_path"),
+        ('[{"json_path": "a..b", "set": 1}]', "json_path 'a..b': cannot parse"),
+        ('[{"json_path": "$", "set": 1}]', "names no key"),
+        ('[{"match": "a", "replace": "b", "direction": "up"}]', "direction is client, server"),
+        ('[{"match": "a", "replace": "b", "opcode": "ping"}]', "opcode is text, binary or any"),
+        ('[{"match": "a", "replace": "b", "hots": "x"}]', "unknown key(s) hots"),
+        ('[{"content": 5}]', "content must be a string"),
+        ('[{"name": "x", "content": "a"}, {"name": "x", "content": "b"}]', "two rules named"),
+    ],
+)
+def test_invalid_rules_files(load_plugin: Load, tmp_path: Path, content: str, problem: str) -> None:
+    path = tmp_path / "rules.json"
+    path.write_text(content)
+    plugin = load_plugin("rewrite")
+    with pytest.raises(ConfigError) as caught:
+        plugin.configure(SimpleNamespace(rewrite_rules=str(path)))
+    assert str(caught.value).startswith(f"rewrite_rules {path}: ")
+    assert problem in str(caught.value)
+
+
+def test_missing_and_yaml_files(
+    load_plugin: Load, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugin = load_plugin("rewrite")
+    with pytest.raises(ConfigError, match="cannot read it"):
+        plugin.configure(SimpleNamespace(rewrite_rules=str(tmp_path / "nope.yaml")))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- name: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        plugin.configure(SimpleNamespace(rewrite_rules=str(bad)))
+    monkeypatch.setitem(sys.modules, "yaml", None)  # as if PyYAML were not installed
+    with pytest.raises(ConfigError, match="pip install pyyaml, or write the rules as JSON"):
+        plugin.configure(SimpleNamespace(rewrite_rules=str(bad)))
+    plugin.configure(SimpleNamespace(rewrite_rules=""))
+    assert plugin.message is None  # no rules: the chain is not asked to reassemble messages
+
+
+def test_module_does_not_import_yaml_up_front(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "yaml", None)
+    assert plugin_module("rewrite").plugins
