@@ -1,0 +1,154 @@
+"""block: refuse WebSocket handshakes by host, path or origin; drop or close on messages.
+
+Options (``--set NAME=VALUE``; the list options take one regex each time they are given)::
+
+    block_hosts=REGEX          refuse when the upstream host matches (repeatable)
+    block_paths=REGEX          refuse when the request path (with its query) matches (repeatable)
+    block_origins=REGEX        refuse when the Origin header matches (repeatable; a request
+                               without Origin never matches)
+    block_status=403           the HTTP status of a refusal
+    block_messages=REGEX       act on messages that match (repeatable): text messages are
+                               searched as text, binary ones as bytes (the regex as UTF-8)
+    block_direction=both       whose messages are checked: client, server or both
+    block_action=drop          drop: the message is not forwarded (recorded as dropped by
+                               ``block``); close: the WebSocket is closed, both sides
+    block_close_code=1008      the close code of block_action=close (1008: policy violation,
+                               RFC 6455 7.4.1)
+    block_close_reason="blocked by policy"
+
+Examples::
+
+    wsproxy -s block --set block_hosts='(^|\\.)ads\\.example$' --set block_status=451
+    wsproxy -s block --set block_origins='^https?://evil\\.' --set block_paths='^/admin'
+    wsproxy -s block --set block_messages='"op":\\s*"delete"' --set block_action=close
+
+Regexes are searched, not anchored (``re.search``). The client of a refused handshake gets an
+HTTP answer with ``block_status`` and a reason naming the rule; the upstream is never
+contacted. With ``block_action=close`` the offending message is dropped too, and both peers get
+``block_close_code`` and ``block_close_reason``.
+
+Cost: the plugin asks the chain for messages only when ``block_messages`` is set (the
+``message`` hook reads as ``None`` otherwise), so blocking handshakes alone leaves the relay
+streaming frames untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from wsproxy.exceptions import ConfigError
+from wsproxy.model import Flow, Message
+from wsproxy.plugins import Option
+from wsproxy.sansio.frames import is_valid_close_code
+
+log = logging.getLogger("wsproxy")
+
+
+class Block:
+    name = "block"
+    options = [
+        Option("block_hosts", list, [], "refuse handshakes to hosts matching this regex"),
+        Option("block_paths", list, [], "refuse handshakes for paths matching this regex"),
+        Option("block_origins", list, [], "refuse handshakes whose Origin matches this regex"),
+        Option("block_status", int, 403, "HTTP status of a refused handshake"),
+        Option("block_messages", list, [], "drop or close on messages matching this regex"),
+        Option("block_direction", str, "both", "messages checked: client, server or both"),
+        Option("block_action", str, "drop", "drop or close, for block_messages"),
+        Option("block_close_code", int, 1008, "close code of block_action=close"),
+        Option("block_close_reason", str, "blocked by policy", "close reason of it"),
+    ]
+
+    def __init__(self) -> None:
+        self.hosts: list[re.Pattern[str]] = []
+        self.paths: list[re.Pattern[str]] = []
+        self.origins: list[re.Pattern[str]] = []
+        self.status = 403
+        self.texts: list[re.Pattern[str]] = []
+        self.binaries: list[re.Pattern[bytes]] = []
+        self.direction = "both"
+        self.action = "drop"
+        self.close_code = 1008
+        self.close_reason = "blocked by policy"
+
+    def configure(self, options: object) -> None:
+        defaults = {option.name: option.default for option in self.options}
+
+        def get(name: str) -> Any:
+            return getattr(options, name, defaults[name])
+
+        self.hosts = _patterns(get("block_hosts"), "block_hosts")
+        self.paths = _patterns(get("block_paths"), "block_paths")
+        self.origins = _patterns(get("block_origins"), "block_origins")
+        self.texts = _patterns(get("block_messages"), "block_messages")
+        self.binaries = [re.compile(p.pattern.encode("utf-8")) for p in self.texts]
+        self.status = int(get("block_status"))
+        if not 400 <= self.status <= 599:
+            raise ConfigError(f"block_status={self.status}: a refusal is a 4xx or 5xx status")
+        self.direction = str(get("block_direction"))
+        if self.direction not in ("client", "server", "both"):
+            raise ConfigError(f"block_direction={self.direction!r}: client, server or both")
+        self.action = str(get("block_action"))
+        if self.action not in ("drop", "close"):
+            raise ConfigError(f"block_action={self.action!r}: drop or close")
+        self.close_code = int(get("block_close_code"))
+        # RFC 6455 7.4: only the defined codes and 3000-4999 may go on the wire.
+        if not is_valid_close_code(self.close_code):
+            raise ConfigError(f"block_close_code={self.close_code}: not a code to send")
+        self.close_reason = str(get("block_close_reason"))
+        if len(self.close_reason.encode("utf-8")) > 123:
+            raise ConfigError("block_close_reason: at most 123 bytes fit in a close frame")
+
+    def handshake_request(self, flow: Flow) -> None:
+        request = flow.request
+        origin = request.headers.get("Origin")
+        for what, patterns, value in (
+            ("host", self.hosts, request.host),
+            ("path", self.paths, request.path),
+            ("origin", self.origins, origin),
+        ):
+            if value is None:
+                continue
+            for pattern in patterns:
+                if pattern.search(value):
+                    log.info("block: [%s] refused %s: %s %r", flow.id, request.url, what, value)
+                    flow.refuse(self.status, f"blocked by policy ({what})")
+                    return
+
+    @property
+    def message(self) -> Callable[[Flow, Message], None] | None:
+        return self._message if self.texts else None
+
+    def _message(self, flow: Flow, message: Message) -> None:
+        if self.direction != "both" and message.direction != self.direction:
+            return
+        if message.is_text:
+            text = message.text
+            hit = any(pattern.search(text) for pattern in self.texts)
+        else:
+            data = message.content
+            hit = any(pattern.search(data) for pattern in self.binaries)
+        if not hit:
+            return
+        message.drop()
+        if self.action == "close":
+            log.info("block: [%s] %s message matched: closing", flow.id, message.direction)
+            flow.close(self.close_code, self.close_reason)
+
+
+def _patterns(values: Any, option: str) -> list[re.Pattern[str]]:
+    """Compile a list option's regexes (a single string counts as a list of one)."""
+    if isinstance(values, str):
+        values = [values] if values else []
+    patterns = []
+    for value in values:
+        try:
+            patterns.append(re.compile(value))
+        except re.error as error:
+            raise ConfigError(f"{option}={value!r}: invalid regex: {error}") from None
+    return patterns
+
+
+plugins = [Block()]
