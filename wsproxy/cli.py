@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import re
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wsproxy.exceptions import ConfigError, WsproxyError
 from wsproxy.options import MiB, Options, ReverseTarget
+
+if TYPE_CHECKING:
+    from wsproxy.proxy.server import ProxyServer
+    from wsproxy.scripts import ScriptHost
 
 log = logging.getLogger("wsproxy")
 
@@ -168,6 +174,28 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="strip permessage-deflate from offers: frames on the wire stay readable",
     )
+    add(
+        "-s",
+        "--script",
+        action="append",
+        default=[],
+        metavar="FILE_OR_NAME",
+        help="load a plugin: a Python file (wsproxy or mitmproxy addon style) or a bundled "
+        "plugin's name (log, rewrite, block, fault); repeatable, run in order, reloaded on change",
+    )
+    add(
+        "--set",
+        action="append",
+        default=[],
+        dest="sets",
+        metavar="NAME=VALUE",
+        help="set a plugin option (repeatable; a list option appends); see --help-plugins",
+    )
+    add(
+        "--help-plugins",
+        action="store_true",
+        help="list the options of the bundled plugins and of those given with -s, then exit",
+    )
     return parser
 
 
@@ -212,16 +240,36 @@ def setup_logging(verbosity: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # Plugins (mitmproxy addons above all: mitmproxy tells them to) log with logging.info():
+    # their lines show like ours.
+    top = logging.getLogger()
+    top.handlers[:] = [handler]
+    top.setLevel(level)
     # asyncio's own "Task exception was never retrieved" and friends stay quiet unless debugging.
     logging.getLogger("asyncio").setLevel(logging.DEBUG if verbosity > 1 else logging.CRITICAL)
 
 
-async def run_proxy(options: Options) -> None:
+async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None:
+    """Run until SIGINT/SIGTERM. With ``scripts``, their chain sees every flow and a task
+    reloads them when their files change; with none, the relay path has no chain at all."""
     from wsproxy.proxy.server import ProxyServer
     from wsproxy.tls import CertAuthority
 
     ca = CertAuthority.load_or_create(options.confdir)
-    server = ProxyServer(options, ca)
+    chain = await scripts.start() if scripts is not None else None
+    watcher = asyncio.create_task(scripts.watch()) if scripts is not None else None
+    try:
+        await _serve(options, ProxyServer(options, ca, chain))
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        if scripts is not None:
+            await scripts.stop()
+
+
+async def _serve(options: Options, server: ProxyServer) -> None:
     await server.start()
     where = f"{options.listen_host}:{server.port}"
     log.warning("wsproxy listening on %s (%s mode)", where, options.mode)
@@ -258,9 +306,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv and argv[0] in SUBCOMMANDS:
             return SUBCOMMANDS[argv[0]](argv[1:])
         args = build_parser().parse_args(argv)
+        if args.help_plugins:
+            from wsproxy.scripts import help_text
+
+            print(help_text(args.script), end="")
+            return 0
         options = options_from_args(args)
         setup_logging(options.verbosity)
-        asyncio.run(run_proxy(options))
+        scripts = None
+        if args.script or args.sets:
+            from wsproxy.scripts import ScriptHost
+
+            scripts = ScriptHost(args.script, args.sets)
+        asyncio.run(run_proxy(options, scripts))
     except WsproxyError as error:
         print(f"wsproxy: {error}", file=sys.stderr)
         return 2
