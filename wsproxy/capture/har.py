@@ -1,0 +1,363 @@
+"""HAR 1.2 files with WebSocket messages: written from a JSONL journal, read from any tool.
+
+Writing follows what Chrome DevTools exports, so the file opens in DevTools and HAR viewers:
+one entry per WebSocket (the upgrade GET and its 101), ``_resourceType: "websocket"``, and
+``_webSocketMessages``: ``{"type": "send" | "receive", "time": epoch seconds (float),
+"opcode": 1 | 2, "data": text, or base64 for binary}``, one per whole message ("send" is
+client to server). Our additions, ignored by other tools, keep what a HAR cannot say:
+``_verdict`` ("modified", "dropped", "injected"; absent when forwarded), ``_by`` and
+``_original`` (the content before a change, encoded like ``data``) on messages, and
+``_wsproxy_conn`` and ``_wsproxy_close`` (the JSONL close record) on entries. Control frames
+are not listed (Chrome does not either); the JSONL journal has them.
+
+``journal_to_har`` streams: a first pass over the journal keeps each connection's handshake and
+close records and the file offsets of its data frames (8 bytes a frame); a second pass writes
+each entry, reading its frames back by offset, so memory holds one message at a time, not the
+capture.
+
+Reading (``read_har``) understands our files, Chrome's exports and mitmproxy's ``hardump``
+(mitmproxy 11 writes the same ``_webSocketMessages`` as Chrome, with an ``http://`` URL for
+the upgrade). A HAR is one JSON document, so it is read with ``json.load``: files up to
+``MAX_HAR_SIZE`` (256 MiB); for a larger capture of our own, read its ``.har.jsonl`` journal,
+which streams.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import tempfile
+from array import array
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import parse_qsl, urlsplit
+
+from wsproxy.capture import jsonl
+from wsproxy.capture.messages import TEXT, Message, Reassembler
+from wsproxy.capture.records import (
+    Close,
+    CloseSide,
+    Connection,
+    Frame,
+    Record,
+    iso_time,
+)
+from wsproxy.exceptions import WsproxyError
+
+MAX_HAR_SIZE = 256 * 1024 * 1024
+CREATOR = {"name": "wsproxy", "version": "0.1.0"}
+
+
+class CaptureFormatError(WsproxyError):
+    """A capture file that cannot be read."""
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+class _Conn:
+    __slots__ = ("close", "handshake", "last", "offsets")
+
+    def __init__(self) -> None:
+        self.handshake: dict[str, Any] | None = None
+        self.close: dict[str, Any] | None = None
+        self.offsets = array("q")
+        self.last = 0.0
+
+
+def _scan(journal: BinaryIO) -> dict[str, _Conn]:
+    conns: dict[str, _Conn] = {}
+    offset = 0
+    for line in journal:
+        start = offset
+        offset += len(line)
+        if not line.endswith(b"\n"):
+            break  # cut short by a crash
+        try:
+            obj = json.loads(line)
+            kind, conn_id = obj.get("type"), obj.get("conn")
+        except (ValueError, AttributeError):
+            continue
+        if conn_id is None:
+            continue
+        conn = conns.get(str(conn_id))
+        if conn is None:
+            conn = conns[str(conn_id)] = _Conn()
+        conn.last = max(conn.last, float(obj.get("ts", 0.0)))
+        if kind == "handshake":
+            conn.handshake = obj
+        elif kind == "close":
+            conn.close = obj
+        elif kind == "frame" and obj.get("opcode") in ("TEXT", "BINARY", "CONT"):
+            conn.offsets.append(start)
+    return conns
+
+
+def _data(content: bytes, opcode: int) -> str:
+    if opcode == TEXT:
+        try:
+            return content.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(content).decode("ascii")
+
+
+def har_message(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "type": "send" if message.direction == "client" else "receive",
+        "time": message.time,
+        "opcode": message.opcode,
+        "data": _data(message.content, message.opcode),
+    }
+    if message.verdict != "forwarded":
+        out["_verdict"] = message.verdict
+        if message.by is not None:
+            out["_by"] = message.by
+        if message.original is not None:
+            out["_original"] = _data(message.original, message.opcode)
+    return out
+
+
+def _headers(pairs: list[Any]) -> list[dict[str, str]]:
+    return [{"name": str(n), "value": str(v)} for n, v in pairs]
+
+
+def har_entry(
+    conn_id: str, handshake: dict[str, Any] | None, close: dict[str, Any] | None, last: float
+) -> dict[str, Any]:
+    """A HAR 1.2 entry for one WebSocket, without its messages."""
+    hs = handshake or {"url": "", "ts": last, "request_headers": [], "response_headers": []}
+    started = float(hs.get("ts", last))
+    ended = float(close["ts"]) if close is not None else last
+    url = str(hs.get("url", ""))
+    status = hs.get("status") or 101
+    entry: dict[str, Any] = {
+        "startedDateTime": iso_time(started),
+        "time": max(0.0, (ended - started) * 1000),
+        "request": {
+            "method": "GET",
+            "url": url,
+            "httpVersion": "HTTP/1.1",
+            "cookies": [],
+            "headers": _headers(hs.get("request_headers", [])),
+            "queryString": [
+                {"name": n, "value": v} for n, v in parse_qsl(urlsplit(url).query, True)
+            ],
+            "headersSize": -1,
+            "bodySize": 0,
+        },
+        "response": {
+            "status": status,
+            "statusText": hs.get("reason") or "Switching Protocols",
+            "httpVersion": "HTTP/1.1",
+            "cookies": [],
+            "headers": _headers(hs.get("response_headers", [])),
+            "content": {"size": 0, "mimeType": "x-unknown"},
+            "redirectURL": "",
+            "headersSize": -1,
+            "bodySize": 0,
+        },
+        "cache": {},
+        "timings": {
+            "blocked": -1,
+            "dns": -1,
+            "connect": -1,
+            "ssl": -1,
+            "send": 0,
+            "wait": 0,
+            "receive": 0,
+        },
+        "_resourceType": "websocket",
+        "_wsproxy_conn": conn_id,
+    }
+    if hs.get("upstream"):
+        entry["serverIPAddress"] = str(hs["upstream"]).rsplit(":", 1)[0].strip("[]")
+    if close is not None:
+        entry["_wsproxy_close"] = close
+    return entry
+
+
+def _write_entry(out: BinaryIO, journal: BinaryIO, conn_id: str, conn: _Conn) -> None:
+    head = json.dumps(har_entry(conn_id, conn.handshake, conn.close, conn.last), ensure_ascii=False)
+    out.write(head[:-1].encode("utf-8") + b', "_webSocketMessages": [')
+    assembler = Reassembler()
+    first = True
+    for offset in conn.offsets:
+        journal.seek(offset)
+        record = jsonl.decode_line(journal.readline())
+        if not isinstance(record, Frame):
+            continue
+        message = assembler.feed(record)
+        if message is None:
+            continue
+        item = json.dumps(har_message(message), ensure_ascii=False).encode("utf-8")
+        out.write(item if first else b",\n" + item)
+        first = False
+    out.write(b"]}")
+
+
+def journal_to_har(journal: Path | str, out: Path | str) -> int:
+    """Write ``out`` (atomically) from a JSONL capture; returns the number of entries."""
+    journal, out = Path(journal), Path(out)
+    with open(journal, "rb") as src:
+        conns = _scan(src)
+        fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
+        try:
+            with os.fdopen(fd, "wb") as dst:
+                log_head = {"version": "1.2", "creator": CREATOR, "pages": []}
+                dst.write(json.dumps({"log": log_head})[:-2].encode() + b', "entries": [\n')
+                for index, (conn_id, conn) in enumerate(conns.items()):
+                    if index:
+                        dst.write(b",\n")
+                    _write_entry(dst, src, conn_id, conn)
+                dst.write(b"\n]}}\n")
+            os.replace(tmp, out)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    return len(conns)
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def _parse_time(text: str) -> float:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _ws_url(url: str) -> str:
+    for http, ws in (("http://", "ws://"), ("https://", "wss://")):
+        if url.startswith(http):
+            return ws + url[len(http) :]
+    return url
+
+
+def _content(data: Any, opcode: int) -> bytes:
+    text = "" if data is None else str(data)
+    if opcode == TEXT:
+        return text.encode("utf-8")
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        return text.encode("utf-8")  # not base64 after all: keep what is there
+
+
+def _pairs(headers: Any) -> list[tuple[str, str]]:
+    if not isinstance(headers, list):
+        return []
+    return [(str(h.get("name", "")), str(h.get("value", ""))) for h in headers]
+
+
+def _header(pairs: list[tuple[str, str]], name: str) -> str | None:
+    return next((v for n, v in pairs if n.lower() == name.lower()), None)
+
+
+def _is_websocket(entry: dict[str, Any]) -> bool:
+    if "_webSocketMessages" in entry or entry.get("_resourceType") == "websocket":
+        return True
+    return bool(entry.get("response", {}).get("status") == 101)
+
+
+def read_har(path: Path | str) -> Iterator[Record]:
+    """The WebSocket entries of a HAR file as records: connection, messages, close."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_HAR_SIZE:
+        raise CaptureFormatError(
+            f"{path} is {size // (1024 * 1024)} MiB: HAR files are read whole, up to "
+            f"{MAX_HAR_SIZE // (1024 * 1024)} MiB; read its .har.jsonl journal instead"
+        )
+    try:
+        with open(path, "rb") as file:
+            doc = json.load(file)
+        entries = doc["log"]["entries"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise CaptureFormatError(f"{path} is not a HAR file: {error}") from None
+    count = 0
+    for entry in entries:
+        if not isinstance(entry, dict) or not _is_websocket(entry):
+            continue
+        count += 1
+        yield from _entry_records(entry, str(entry.get("_wsproxy_conn", count)))
+
+
+def _entry_records(entry: dict[str, Any], conn_id: str) -> Iterator[Record]:
+    request, response = entry.get("request", {}), entry.get("response", {})
+    started = _parse_time(str(entry.get("startedDateTime", "")))
+    request_headers = _pairs(request.get("headers"))
+    response_headers = _pairs(response.get("headers"))
+    extensions = _header(response_headers, "Sec-WebSocket-Extensions")
+    yield Connection(
+        conn=conn_id,
+        time=started,
+        url=_ws_url(str(request.get("url", ""))),
+        upstream=entry.get("serverIPAddress"),
+        request_headers=request_headers,
+        status=int(response.get("status", 101) or 101),
+        reason=str(response.get("statusText", "")),
+        response_headers=response_headers,
+        subprotocol=_header(response_headers, "Sec-WebSocket-Protocol"),
+        extensions=[extensions] if extensions else [],
+    )
+    last = started
+    for item in entry.get("_webSocketMessages") or []:
+        opcode = int(item.get("opcode", TEXT))
+        ts = float(item.get("time", last))
+        last = max(last, ts)
+        original = item.get("_original")
+        yield Frame(
+            conn=conn_id,
+            time=ts,
+            direction="client" if item.get("type") == "send" else "server",
+            opcode=opcode,
+            payload=_content(item.get("data"), opcode),
+            verdict=str(item.get("_verdict", "forwarded")),
+            by=item.get("_by"),
+            original=None if original is None else _content(original, opcode),
+        )
+    close = entry.get("_wsproxy_close")
+    if isinstance(close, dict):
+        record = jsonl.decode(close)
+        if isinstance(record, Close):
+            yield record
+            return
+    duration = float(entry.get("time", 0) or 0) / 1000
+    yield Close(conn_id, max(last, started + duration), client=CloseSide(), server=CloseSide())
+
+
+def main(argv: list[str]) -> int:
+    """``wsproxy har JOURNAL [-o OUT.har]``: a JSONL capture (or a crashed run's journal)
+    as a HAR file."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="wsproxy har",
+        description="Turn a JSONL capture (e.g. FILE.har.jsonl left by a crashed run) into HAR.",
+    )
+    parser.add_argument("journal", type=Path)
+    parser.add_argument(
+        "-o", "--output", type=Path, help="the HAR to write (default: JOURNAL without .jsonl)"
+    )
+    args = parser.parse_args(argv)
+    out = args.output
+    if out is None:
+        name = args.journal.name
+        out = args.journal.with_name(name[: -len(".jsonl")] if name.endswith(".jsonl") else name)
+        if out.suffix.lower() != ".har":
+            out = out.with_name(out.name + ".har")
+    try:
+        count = journal_to_har(args.journal, out)
+    except OSError as error:
+        print(f"wsproxy har: {error}", file=sys.stderr)
+        return 1
+    print(f"{out}: {count} WebSocket(s)")
+    return 0

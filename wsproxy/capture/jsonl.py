@@ -1,0 +1,239 @@
+"""The JSONL capture format: one JSON object per line, UTF-8, in the order things happened.
+
+Every record has ``type``; records of a connection carry its ``conn`` id (the proxy's
+connection number, as in the ``-v`` log) and two times: ``time``, ISO-8601 UTC with
+microseconds, and ``ts``, the same instant as epoch seconds (a float, for arithmetic).
+
+``wsproxy-capture`` (first line, once)::
+
+    {"type": "wsproxy-capture", "version": 1, "time": ..., "ts": ..., "tool": "wsproxy 0.1.0",
+     "filter": "REGEX" | null}
+
+``handshake`` (a WebSocket opened; written before its first frame)::
+
+    {"type": "handshake", "conn": "3", "time": ..., "ts": ...,
+     "client": "127.0.0.1:50312", "upstream": "example.com:443", "url": "wss://example.com/chat",
+     "request_headers": [["Host", "example.com"], ...],   # as sent upstream, order kept
+     "status": 101, "reason": "Switching Protocols",
+     "response_headers": [["Upgrade", "websocket"], ...],
+     "subprotocol": "chat" | null, "extensions": ["permessage-deflate; ..."]}
+
+``frame`` (one per frame relayed, changed, dropped or injected, control frames included)::
+
+    {"type": "frame", "conn": "3", "time": ..., "ts": ...,
+     "direction": "client" | "server",      # who sent it (injected: the direction it travels)
+     "opcode": "TEXT" | "BINARY" | "CONT" | "CLOSE" | "PING" | "PONG",
+     "message_opcode": "TEXT" | "BINARY" | ...,  # the message a CONT frame belongs to
+     "fin": true, "rsv1": false, "rsv2": false, "rsv3": false,
+     "length": 5,                           # payload bytes on the wire (compressed if it was)
+     "text": "hello"  |  "b64": "AAH/",     # the content in the clear (decompressed): "text"
+                                            # when the message is TEXT and the frame's bytes
+                                            # are valid UTF-8 on their own, else base64
+     "compressed": false,                   # the message was permessage-deflate compressed
+     "verdict": "forwarded" | "modified" | "dropped" | "injected",
+     "by": "plugin name",                   # modified/dropped: who ("proxy": the other side
+                                            # was already closing)
+     "original_text" | "original_b64": ...} # modified: the content before the change (on the
+                                            # first frame of the message: the whole message)
+
+``close`` (a WebSocket ended)::
+
+    {"type": "close", "conn": "3", "time": ..., "ts": ..., "closed_by": "client" | "server" |
+     "proxy" | null, "duration": 12.5,
+     "client": {"code": 1000, "reason": "", "received_close": true},   # the close frame the
+     "server": {"code": 1000, "reason": "", "received_close": true},   # side sent, if any
+     "counts": {"client": {"messages": 4, "frames": 4, "bytes": 120}, "server": {...}},
+     "error": "protocol error: ..." | null}
+
+``lost`` (the writer fell behind and dropped records: readers see the gap)::
+
+    {"type": "lost", "time": ..., "ts": ..., "count": 120, "total": 120}
+
+Readers ignore fields and record types they do not know; ``version`` changes only when a
+field changes meaning. A last line cut short by a crash is skipped.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+from wsproxy.capture.records import (
+    Close,
+    CloseSide,
+    Connection,
+    Frame,
+    Header,
+    Lost,
+    Record,
+    iso_time,
+    opcode_from_name,
+    opcode_name,
+)
+
+VERSION = 1
+TYPE = "wsproxy-capture"
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def dumps(obj: dict[str, Any]) -> str:
+    """One record as one line (no newline): compact, UTF-8 text kept as it is."""
+    return _dumps(obj)
+
+
+def header(tool: str, filter: str | None, ts: float | None = None) -> dict[str, Any]:
+    ts = time.time() if ts is None else ts
+    return {
+        "type": TYPE,
+        "version": VERSION,
+        "time": iso_time(ts),
+        "ts": ts,
+        "tool": tool,
+        "filter": filter,
+    }
+
+
+def _content(prefix: str, data: bytes, text: bool, out: dict[str, Any]) -> None:
+    if text:
+        try:
+            out[prefix + "text"] = data.decode("utf-8")
+            return
+        except UnicodeDecodeError:
+            pass
+    out[prefix + "b64"] = base64.b64encode(data).decode("ascii")
+
+
+def frame(
+    conn: str,
+    ts: float,
+    direction: str,
+    opcode: int,
+    fin: bool,
+    rsv: int,
+    length: int,
+    payload: bytes,
+    compressed: bool,
+    message_opcode: int,
+    verdict: str,
+    by: str | None,
+    original: bytes | None,
+) -> dict[str, Any]:
+    text = message_opcode == 0x1 and opcode in (0x0, 0x1)
+    out: dict[str, Any] = {
+        "type": "frame",
+        "conn": conn,
+        "time": iso_time(ts),
+        "ts": ts,
+        "direction": direction,
+        "opcode": opcode_name(opcode),
+        "message_opcode": opcode_name(message_opcode),
+        "fin": fin,
+        "rsv1": bool(rsv & 0x40),
+        "rsv2": bool(rsv & 0x20),
+        "rsv3": bool(rsv & 0x10),
+        "length": length,
+    }
+    _content("", payload, text, out)
+    out["compressed"] = compressed
+    out["verdict"] = verdict
+    if by is not None:
+        out["by"] = by
+    if original is not None:
+        _content("original_", original, text, out)
+    return out
+
+
+def lost(count: int, total: int, ts: float | None = None) -> dict[str, Any]:
+    ts = time.time() if ts is None else ts
+    return {"type": "lost", "time": iso_time(ts), "ts": ts, "count": count, "total": total}
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def _bytes(obj: dict[str, Any], prefix: str) -> bytes | None:
+    text = obj.get(prefix + "text")
+    if text is not None:
+        return str(text).encode("utf-8")
+    b64 = obj.get(prefix + "b64")
+    if b64 is not None:
+        return base64.b64decode(b64)
+    return None
+
+
+def _side(obj: Any) -> CloseSide:
+    if not isinstance(obj, dict):
+        return CloseSide()
+    return CloseSide(obj.get("code"), obj.get("reason") or "", bool(obj.get("received_close")))
+
+
+def decode(obj: dict[str, Any]) -> Record | None:
+    """A parsed line as a record; None for a type this reader does not know."""
+    kind = obj.get("type")
+    ts = float(obj.get("ts", 0.0))
+    if kind == "frame":
+        payload = _bytes(obj, "") or b""
+        rsv = (0x40 if obj.get("rsv1") else 0) | (0x20 if obj.get("rsv2") else 0)
+        rsv |= 0x10 if obj.get("rsv3") else 0
+        opcode = opcode_from_name(obj["opcode"])
+        return Frame(
+            conn=str(obj["conn"]),
+            time=ts,
+            direction=obj["direction"],
+            opcode=opcode,
+            payload=payload,
+            fin=bool(obj.get("fin", True)),
+            rsv=rsv,
+            length=int(obj.get("length", len(payload))),
+            compressed=bool(obj.get("compressed", False)),
+            message_opcode=opcode_from_name(obj.get("message_opcode", opcode)),
+            verdict=obj.get("verdict", "forwarded"),
+            by=obj.get("by"),
+            original=_bytes(obj, "original_"),
+        )
+    if kind == "handshake":
+        return Connection(
+            conn=str(obj["conn"]),
+            time=ts,
+            url=obj.get("url", ""),
+            client=obj.get("client"),
+            upstream=obj.get("upstream"),
+            request_headers=[(n, v) for n, v in obj.get("request_headers", [])],
+            status=int(obj.get("status", 101)),
+            reason=obj.get("reason", ""),
+            response_headers=[(n, v) for n, v in obj.get("response_headers", [])],
+            subprotocol=obj.get("subprotocol"),
+            extensions=list(obj.get("extensions", [])),
+        )
+    if kind == "close":
+        return Close(
+            conn=str(obj["conn"]),
+            time=ts,
+            closed_by=obj.get("closed_by"),
+            client=_side(obj.get("client")),
+            server=_side(obj.get("server")),
+            counts=obj.get("counts") or {},
+            error=obj.get("error"),
+        )
+    if kind == "lost":
+        return Lost(ts, int(obj.get("count", 0)), int(obj.get("total", 0)))
+    if kind == TYPE:
+        return Header(int(obj.get("version", 0)), ts, obj.get("tool", ""), obj.get("filter"))
+    return None
+
+
+def decode_line(line: str | bytes) -> Record | None:
+    """One line as a record; None for a blank, cut-short or unknown line."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    try:
+        return decode(obj)
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -1,0 +1,126 @@
+"""What every capture reader yields, whatever the file's format: plain records in file order.
+
+A JSONL capture maps one line to one record. A HAR file (ours, Chrome's, mitmproxy's) holds
+whole messages, not frames: each message becomes a ``Frame`` with ``fin`` set and its message
+opcode, so ``show`` and ``replay`` treat both formats alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+# RFC 6455 5.2 opcodes by name, as the JSONL ``opcode`` field writes them.
+OPCODE_NAMES = {0x0: "CONT", 0x1: "TEXT", 0x2: "BINARY", 0x8: "CLOSE", 0x9: "PING", 0xA: "PONG"}
+OPCODES = {name: code for code, name in OPCODE_NAMES.items()}
+
+
+def opcode_name(opcode: int) -> str:
+    return OPCODE_NAMES.get(opcode, f"0x{opcode:x}")
+
+
+def opcode_from_name(name: str | int) -> int:
+    if isinstance(name, int):
+        return name
+    if name in OPCODES:
+        return OPCODES[name]
+    return int(name, 0)
+
+
+def iso_time(ts: float) -> str:
+    """Epoch seconds as ISO-8601 UTC with microseconds: ``2026-01-02T03:04:05.678901+00:00``."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(slots=True)
+class Header:
+    """The first line of a JSONL capture."""
+
+    version: int
+    time: float
+    tool: str = ""
+    filter: str | None = None
+
+
+@dataclass(slots=True)
+class Connection:
+    """A WebSocket opened: its handshake (the ``handshake`` record, or a HAR entry)."""
+
+    conn: str
+    time: float
+    url: str
+    client: str | None = None
+    upstream: str | None = None
+    request_headers: list[tuple[str, str]] = field(default_factory=list)
+    status: int = 101
+    reason: str = "Switching Protocols"
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    subprotocol: str | None = None
+    extensions: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Frame:
+    """One frame (or, from a HAR file, one whole message) in one direction.
+
+    ``payload`` is the content in the clear (decompressed); ``length`` the payload length on
+    the wire. ``direction`` is who sent it: "client" or "server" (for an injected frame, the
+    side whose direction it travels in). ``original`` is the content before a plugin changed
+    it, on the first frame of a modified message.
+    """
+
+    conn: str
+    time: float
+    direction: str
+    opcode: int
+    payload: bytes
+    fin: bool = True
+    rsv: int = 0  # RSV1 = 0x40, RSV2 = 0x20, RSV3 = 0x10, as in the frame's first byte
+    length: int = -1
+    compressed: bool = False
+    message_opcode: int = -1
+    verdict: str = "forwarded"
+    by: str | None = None
+    original: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.length < 0:
+            self.length = len(self.payload)
+        if self.message_opcode < 0:
+            self.message_opcode = self.opcode
+
+    @property
+    def is_text(self) -> bool:
+        return self.message_opcode == 0x1 and self.opcode in (0x0, 0x1)
+
+
+@dataclass(slots=True)
+class CloseSide:
+    code: int | None = None
+    reason: str = ""
+    received_close: bool = False
+
+
+@dataclass(slots=True)
+class Close:
+    """A WebSocket ended: close codes of both sides, who ended it, counts, error."""
+
+    conn: str
+    time: float
+    closed_by: str | None = None
+    client: CloseSide = field(default_factory=CloseSide)
+    server: CloseSide = field(default_factory=CloseSide)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Lost:
+    """Records the writer could not keep up with: ``count`` since the last report."""
+
+    time: float
+    count: int
+    total: int
+
+
+Record = Header | Connection | Frame | Close | Lost

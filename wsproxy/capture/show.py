@@ -1,0 +1,175 @@
+"""``wsproxy show FILE``: a capture as readable lines, in the style of the proxy's ``-v`` log.
+
+::
+
+    10:36:48.966665 [3] client -> server TEXT F len=5 'hello'
+    10:36:48.967001 [3] server -> client TEXT Fz len=7 'HELLO' (modified by upper, was 'hello')
+
+Flags after the opcode: ``F`` final frame, ``1`` RSV1 set, ``z`` compressed message. Times are
+local. The file is streamed (see ``reader``), so memory stays flat whatever its size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TextIO
+
+from wsproxy.capture.reader import read_capture
+from wsproxy.capture.records import (
+    Close,
+    CloseSide,
+    Connection,
+    Frame,
+    Header,
+    Lost,
+    Record,
+    opcode_name,
+)
+
+PREVIEW = 40
+
+
+def parse_when(text: str) -> float:
+    """Epoch seconds, or an ISO-8601 time (local time when it has no offset)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (ISO-8601 or epoch)") from None
+
+
+def clock(ts: float, date: bool = False) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S.%f" if date else "%H:%M:%S.%f")
+
+
+def preview(data: bytes, text: bool, full: bool, length: int | None = None) -> str:
+    """Like the ``-v`` log's preview: repr of the text, hex of binary, "…" when cut."""
+    cut = PREVIEW if not full else None
+    if text:
+        value = data.decode("utf-8", "replace")
+        more = cut is not None and len(value) > cut
+        return repr(value[:cut] + ("…" if more else ""))
+    half = None if cut is None else cut // 2
+    more = half is not None and len(data) > half
+    return data[:half].hex(" ") + (" …" if more else "")
+
+
+def frame_line(frame: Frame, full: bool = False) -> str:
+    arrow = "client -> server" if frame.direction == "client" else "server -> client"
+    flags = "".join(
+        flag
+        for flag, on in (("F", frame.fin), ("1", frame.rsv & 0x40), ("z", frame.compressed))
+        if on
+    )
+    text = frame.is_text or frame.opcode in (0x9, 0xA)
+    if frame.opcode == 0x8 and len(frame.payload) >= 2:
+        code = int.from_bytes(frame.payload[:2], "big")
+        shown = f"code={code} {frame.payload[2:].decode('utf-8', 'replace')!r}"
+    else:
+        shown = preview(frame.payload, text, full)
+    line = (
+        f"{clock(frame.time)} [{frame.conn}] {arrow} {opcode_name(frame.opcode)} "
+        f"{flags or '-'} len={frame.length} {shown}"
+    )
+    if frame.verdict == "modified":
+        was = "" if frame.original is None else f", was {preview(frame.original, text, full)}"
+        line += f" (modified by {frame.by or '?'}{was})"
+    elif frame.verdict == "dropped":
+        line += f" (dropped by {frame.by or '?'})"
+    elif frame.verdict == "injected":
+        line += " (injected)"
+    return line
+
+
+def _side(name: str, side: CloseSide) -> str:
+    if not side.received_close:
+        return f"{name} no close frame"
+    code = "(no code)" if side.code is None else str(side.code)
+    return f"{name} close {code}" + (f" {side.reason!r}" if side.reason else "")
+
+
+def record_line(record: Record, full: bool = False) -> str:
+    if isinstance(record, Frame):
+        return frame_line(record, full)
+    if isinstance(record, Connection):
+        extra = [f"client {record.client}"] if record.client else []
+        if record.subprotocol:
+            extra.append(f"subprotocol {record.subprotocol}")
+        extra += [f"extensions {', '.join(record.extensions)}"] if record.extensions else []
+        more = f" ({'; '.join(extra)})" if extra else ""
+        return f"{clock(record.time, True)} [{record.conn}] WebSocket open {record.url}{more}"
+    if isinstance(record, Close):
+        counts = record.counts
+        summary = ", ".join(
+            [_side("client", record.client), _side("server", record.server)]
+            + ([f"closed by {record.closed_by}"] if record.closed_by else [])
+        )
+        if counts:
+            c, s = counts.get("client", {}), counts.get("server", {})
+            summary += f"; {c.get('messages', 0)}/{s.get('messages', 0)} messages"
+        if record.error:
+            summary += f"; error: {record.error}"
+        return f"{clock(record.time)} [{record.conn}] WebSocket closed: {summary}"
+    if isinstance(record, Lost):
+        return (
+            f"{clock(record.time)} !! {record.count} frame record(s) lost here "
+            f"({record.total} in all): the writer could not keep up"
+        )
+    return f"{clock(record.time, True)} capture (version {record.version}, {record.tool})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsproxy show", description="Print a capture (.jsonl or .har) as readable lines."
+    )
+    add = parser.add_argument
+    add("file", help="a capture: wsproxy .jsonl, or a HAR (wsproxy, Chrome, mitmproxy)")
+    add("--conn", action="append", default=[], metavar="ID", help="only this connection")
+    add("--direction", choices=("client", "server"), help="only frames this side sent")
+    add("--grep", metavar="REGEX", help="only frames whose text payload matches")
+    add("--since", type=parse_when, metavar="TIME", help="from this time (ISO-8601 or epoch)")
+    add("--until", type=parse_when, metavar="TIME", help="up to this time")
+    add("-f", "--follow", action="store_true", help="keep reading a file being written")
+    add("--full", action="store_true", help="whole payloads instead of previews")
+    return parser
+
+
+def show(argv: Sequence[str], out: TextIO | None = None) -> int:
+    out = sys.stdout if out is None else out
+    args = build_parser().parse_args(argv)
+    grep = re.compile(args.grep) if args.grep else None
+    conns = set(args.conn)
+    try:
+        for record in read_capture(args.file, follow=args.follow):
+            if isinstance(record, Header):
+                continue
+            conn = getattr(record, "conn", None)
+            if conns and conn is not None and conn not in conns:
+                continue
+            if args.since is not None and record.time < args.since:
+                continue
+            if args.until is not None and record.time > args.until:
+                continue
+            if not isinstance(record, Frame):
+                if grep is None and args.direction is None:
+                    print(record_line(record, args.full), file=out)
+                continue
+            if args.direction is not None and record.direction != args.direction:
+                continue
+            if grep is not None and not (
+                record.is_text and grep.search(record.payload.decode("utf-8", "replace"))
+            ):
+                continue
+            print(record_line(record, args.full), file=out, flush=args.follow)
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        return 0
+    return 0
