@@ -343,7 +343,7 @@ class ScriptHost:
         self.sets = parse_sets(sets)
         self.values = OptionValues()
         self.chain: PluginChain | None = None
-        mitmcompat.install(self.values)
+        self.real_mitmproxy = mitmcompat.install(self.values)
         self.scripts: list[Script] = []
         for spec in specs:
             path = resolve(spec)
@@ -357,6 +357,15 @@ class ScriptHost:
             self.scripts.append(script)
         self._check_names(self.plugins)
         self.values._replace(option_values(declared_options(self.plugins), self.sets))
+        addons = [p for p in self.plugins if isinstance(p, mitmcompat.MitmAddon)]
+        if addons:
+            log.info(
+                "mitmproxy-style addons (%s) use %s",
+                ", ".join(a.name for a in addons),
+                "the installed mitmproxy's modules"
+                if self.real_mitmproxy
+                else "wsproxy's stand-in mitmproxy modules (mitmproxy is not installed)",
+            )
 
     @property
     def plugins(self) -> list[object]:

@@ -9,6 +9,7 @@ wsproxy hook                    mitmproxy events called, in order
 ``message(flow, message)``      ``websocket_message(flow)`` (the message is
                                 ``flow.websocket.messages[-1]``)
 ``closed(flow)``                ``websocket_end(flow)``
+``error(flow, error)``          ``error(flow)`` (``flow.error.msg`` says what failed)
 ``configure(options)``          ``configure(updated)``: the set of option names
 ``running()`` / ``done()``      ``running()`` / ``done()``
 ==============================  ====================================================
@@ -50,8 +51,11 @@ def is_native(obj: object) -> bool:
 
 
 def is_mitm_style(obj: object) -> bool:
-    """Has a mitmproxy event hook or a ``load(loader)`` method, and no wsproxy hook."""
-    return not is_native(obj) and any(_has(obj, name) for name in (*MITM_EVENTS, "load"))
+    """Has a mitmproxy event hook or a ``load(loader)`` method, and no wsproxy hook (but
+    ``error``, a hook of both: mitmproxy's takes only the flow)."""
+    if any(_has(obj, hook) for hook in HOOKS if hook != "error"):
+        return False
+    return any(_has(obj, name) for name in (*MITM_EVENTS, "load"))
 
 
 def option_type(typespec: Any) -> type:
@@ -109,7 +113,7 @@ class MitmAddon:
         load = getattr(addon, "load", None)
         if callable(load):
             load(Loader(self))
-        self._events = {n: getattr(addon, n) for n in MITM_EVENTS if _has(addon, n)}
+        self._events = {n: getattr(addon, n) for n in (*MITM_EVENTS, "error") if _has(addon, n)}
         events = self._events
         # Only the hooks the addon handles: the chain (and the relay) pay for no others.
         if "requestheaders" in events or "request" in events:
@@ -122,6 +126,8 @@ class MitmAddon:
             self.message = self._message
         if "websocket_end" in events:
             self.closed = self._closed
+        if "error" in events:
+            self.error = self._error
 
     def __repr__(self) -> str:
         return f"<mitmproxy addon {self.name}>"
@@ -170,6 +176,9 @@ class MitmAddon:
         adapter._open = True
         adapter._websocket()._push(message)
         await _run(self._events["websocket_message"], adapter)
+
+    async def _error(self, flow: Flow, error: str) -> None:
+        await _run(self._events["error"], HTTPFlow.of(flow))
 
     async def _closed(self, flow: Flow) -> None:
         adapter = HTTPFlow.of(flow)
