@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wsproxy.capture.commands import cmd_har, cmd_replay, cmd_show
+from wsproxy.capture.writer import open_capture
 from wsproxy.exceptions import ConfigError, WsproxyError
 from wsproxy.options import MiB, Options, ReverseTarget
 
@@ -196,6 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="list the options of the bundled plugins and of those given with -s, then exit",
     )
+    add(
+        "-w",
+        "--capture",
+        type=Path,
+        metavar="FILE",
+        help="record every WebSocket to FILE: .jsonl (one record per line), or .har (HAR 1.2 "
+        "rewritten as it goes, with a FILE.har.jsonl journal beside it)",
+    )
+    add("--capture-filter", metavar="REGEX", help="capture only WebSockets whose URL matches")
+    add("--capture-fsync", action="store_true", help="fsync the capture after every batch")
     return parser
 
 
@@ -229,7 +241,19 @@ def options_from_args(args: argparse.Namespace) -> Options:
         ssl_insecure=args.ssl_insecure,
         ignore_hosts=tuple(args.ignore_hosts),
         no_compression=args.no_compression,
+        capture_path=args.capture,
+        capture_filter=_regex("--capture-filter", args.capture_filter),
+        capture_fsync=args.capture_fsync,
     )
+
+
+def _regex(flag: str, pattern: str | None) -> str | None:
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ConfigError(f"{flag} {pattern!r}: {error}") from None
+    return pattern
 
 
 def setup_logging(verbosity: int) -> None:
@@ -259,7 +283,12 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
     chain = await scripts.start() if scripts is not None else None
     watcher = asyncio.create_task(scripts.watch()) if scripts is not None else None
     try:
-        await _serve(options, ProxyServer(options, ca, chain))
+        capture = open_capture(options)
+        try:
+            await _serve(options, ProxyServer(options, ca, chain, capture))
+        finally:
+            if capture is not None:
+                await capture.aclose()
     finally:
         if watcher is not None:
             watcher.cancel()
@@ -297,7 +326,7 @@ def cmd_ca(argv: Sequence[str]) -> int:
     return 0
 
 
-SUBCOMMANDS = {"ca": cmd_ca}
+SUBCOMMANDS = {"ca": cmd_ca, "show": cmd_show, "replay": cmd_replay, "har": cmd_har}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,6 +53,11 @@ class Options:
     ssl_insecure: bool = False
     ignore_hosts: tuple[str, ...] = ()
     no_compression: bool = False
+    # -w FILE: record every WebSocket (whose URL matches capture_filter) to a .jsonl or .har
+    # file; see wsproxy.capture. fsync per batch only with capture_fsync (power-loss safety).
+    capture_path: Path | None = None
+    capture_filter: str | None = None
+    capture_fsync: bool = False
 
     @property
     def mode(self) -> str:

@@ -41,6 +41,7 @@ from typing import Any, BinaryIO
 from wsproxy.capture import jsonl
 from wsproxy.capture.records import iso_time
 from wsproxy.model import Flow
+from wsproxy.options import Options
 from wsproxy.sansio.relay import FrameRecord
 
 log = logging.getLogger("wsproxy")
@@ -322,3 +323,15 @@ class CaptureWriter:
         import asyncio
 
         await asyncio.to_thread(self.finish)
+
+
+def open_capture(options: Options) -> CaptureWriter | None:
+    """The run's capture writer from ``Options`` (``-w``), or None without one."""
+    if options.capture_path is None:
+        return None
+    writer = CaptureWriter(
+        options.capture_path, filter=options.capture_filter, fsync=options.capture_fsync
+    )
+    where = f"{writer.har_path} (journal {writer.journal})" if writer.har_path else writer.journal
+    log.warning("capturing WebSockets to %s", where)
+    return writer
