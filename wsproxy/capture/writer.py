@@ -153,6 +153,7 @@ class CaptureWriter:
         self._queue: deque[_Item] = deque()
         self._queued_bytes = 0
         self._stopping = False
+        self._finished = False
         self.lost = 0  # records not written because the queue was full
         self._lost_written = 0
         self._lost_reported = 0
@@ -304,6 +305,9 @@ class CaptureWriter:
 
     def finish(self) -> None:
         """Write everything queued, the final HAR if any, report losses; blocks until done."""
+        if self._finished:
+            return
+        self._finished = True
         with self._cond:
             self._stopping = True
             self._cond.notify()
