@@ -73,12 +73,14 @@ async def test_count_messages_logs_every_message(tmp_path: Path, hidden: bool) -
 async def test_rewrite_content_changes_messages_both_ways(tmp_path: Path, hidden: bool) -> None:
     async with upstream() as up:
         args = ["--mode", f"reverse:{up.url}", "-s", str(SCRIPTS / "rewrite_content.py")]
-        async with wsproxy_process(args, tmp_path, hide_mitmproxy=hidden) as proxy:
-            async with connect(f"ws://{HOST}:{proxy.port}/") as ws:
-                await ws.send("hello world")
-                assert await ws.recv() == "HELLO world [seen]"
-                await ws.send(b"abc")
-                assert await ws.recv() == b"cba"
+        async with (
+            wsproxy_process(args, tmp_path, hide_mitmproxy=hidden) as proxy,
+            connect(f"ws://{HOST}:{proxy.port}/") as ws,
+        ):
+            await ws.send("hello world")
+            assert await ws.recv() == "HELLO world [seen]"
+            await ws.send(b"abc")
+            assert await ws.recv() == b"cba"
         assert up.received == ["HELLO world", b"cba"]
     _check_modules_line(proxy.stderr(), hidden)
 
@@ -138,7 +140,8 @@ async def test_mitm_and_native_scripts_share_one_chain(tmp_path: Path, hidden: b
 
 def _flow() -> Flow:
     headers = Headers([("Host", "example.com"), ("X-Twice", "a"), ("x-twice", "b")])
-    return Flow("c1", ("127.0.0.1", 5000), HandshakeRequest("wss", "example.com", 443, "/p", headers))
+    request = HandshakeRequest("wss", "example.com", 443, "/p", headers)
+    return Flow("c1", ("127.0.0.1", 5000), request)
 
 
 def test_request_adapter_reads_and_writes_the_upgrade_request() -> None:

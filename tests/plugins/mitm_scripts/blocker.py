@@ -26,7 +26,7 @@ class Blocker:
         )
         loader.add_option(
             name="blocker_reply",
-            typespec=typing.Optional[str],
+            typespec=typing.Optional[str],  # noqa: UP045 (mitmproxy's documented style)
             default=None,
             help="the text injected back to the client (default: a notice)",
         )
