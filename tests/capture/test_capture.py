@@ -174,7 +174,7 @@ async def test_har_output(capture_proxy: CaptureProxy, tmp_path: Path) -> None:
 
 async def test_har_rewritten_while_running(capture_proxy: CaptureProxy, tmp_path: Path) -> None:
     path = tmp_path / "live.har"
-    server, writer = await capture_proxy(path, har_interval=0.1)
+    server, _writer = await capture_proxy(path, har_interval=0.1)
     async with connect(f"ws://{HOST}:{server.port}/") as ws:
         await ws.send("one")
         await ws.recv()
