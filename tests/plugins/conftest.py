@@ -2,7 +2,7 @@
 
 * ``echo`` is a ``websockets`` echo server in the test's event loop (permessage-deflate on, as
   websockets negotiates by default); it records what it received, so a test can tell what the
-  proxy forwarded upstream from what came back.
+  proxy forwarded upstream from what came back, and counts the connections it is done with.
 * ``start_proxy(plugin, reverse=True)`` starts a ``ProxyServer`` with ``PluginChain([plugin])``
   on a free port, in reverse mode to the echo server (or regular mode with
   ``reverse=False``), and shuts it down at the end of the test.
@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -37,6 +38,10 @@ class Echo:
     port: int
     received: list[str | bytes] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    finished: int = 0  # connections whose handler has seen every message and the close
+    # Off for tests that send and close at once: websockets blocks a send made after the
+    # peer's close until the TCP connection is gone, which holds up the messages behind it.
+    echo: bool = True
 
 
 @pytest.fixture
@@ -48,9 +53,13 @@ async def echo() -> AsyncIterator[Echo]:
         try:
             async for message in ws:
                 state.received.append(message)
-                await ws.send(message)
+                if state.echo:
+                    with contextlib.suppress(ConnectionClosed):
+                        await ws.send(message)
         except ConnectionClosed:
-            pass
+            pass  # an abnormal close (a plugin's 1008 or 1011) ends the loop with an error
+        finally:
+            state.finished += 1
 
     async with serve(handler, HOST, 0, max_size=None) as server:
         state.port = next(iter(server.sockets)).getsockname()[1]
