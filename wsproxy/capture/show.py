@@ -107,9 +107,9 @@ def record_line(record: Record, full: bool = False) -> str:
         return f"{clock(record.time, True)} [{record.conn}] WebSocket open {record.url}{more}"
     if isinstance(record, Close):
         counts = record.counts
-        if not (counts or record.closed_by or record.client.received_close):
-            if not record.server.received_close:  # a HAR from another tool: no details
-                return f"{clock(record.time)} [{record.conn}] WebSocket ended"
+        details = counts or record.closed_by or record.client.received_close
+        if not (details or record.server.received_close):  # a HAR from another tool
+            return f"{clock(record.time)} [{record.conn}] WebSocket ended"
         summary = ", ".join(
             [_side("client", record.client), _side("server", record.server)]
             + ([f"closed by {record.closed_by}"] if record.closed_by else [])

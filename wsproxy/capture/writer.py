@@ -12,7 +12,8 @@ round trip per batch (milliseconds on most disks), so it is opt-in: ``--capture-
 
 Overload: the queue holds at most ``max_records`` records and ``max_bytes`` of payload (10,000
 and 64 MiB by default; one record is always accepted into an empty queue, so a message larger
-than the limit is still captured). When it is full, the frame is not recorded: a counter goes
+than the limit is still captured; the batch being written is outside the queue, so memory for
+records peaks near twice the limit). When it is full, the frame is not recorded: a counter goes
 up, the first loss is logged at WARNING at once, then a summary every few seconds and the total
 at shutdown, and a ``lost`` record with the count goes into the file when the writer catches
 up, so readers see the gap. Handshake and close records are never dropped (one each per
@@ -217,15 +218,16 @@ class CaptureWriter:
                     self._queued_bytes = 0
                     lost = self.lost
                     stopping = self._stopping
+                had = bool(batch)
                 closed = self._write_batch(batch)
                 if lost > self._lost_written:
                     self._write_line(jsonl.lost(lost - self._lost_written, lost))
                     self._lost_written = lost
-                if batch or lost:
+                if had or lost:
                     self._file.flush()
                     if self.fsync:
                         os.fsync(self._file.fileno())
-                har_dirty = har_dirty or bool(batch)
+                har_dirty = har_dirty or had
                 now = time.monotonic()
                 if lost > self._lost_reported and now - last_report >= self.report_interval:
                     log.warning(
@@ -237,7 +239,7 @@ class CaptureWriter:
                     )
                     self._lost_reported = lost
                     last_report = now
-                if stopping and not batch:
+                if stopping and not had:
                     break
                 if self.har_path is not None and har_dirty and (closed or now >= har_due):
                     if closed and now < har_due - har_gap + 1.0:
@@ -258,16 +260,21 @@ class CaptureWriter:
             self._file.close()
 
     def _write_batch(self, batch: deque[_Item]) -> bool:
-        """Encode and write ``batch``; True if it held a close record."""
+        """Encode and write ``batch``; True if it held a close record.
+
+        Each record is written as it is encoded (the file object buffers small ones), so a
+        batch of large frames never sits in memory twice.
+        """
         closed = False
-        lines: list[bytes] = []
-        for item in batch:
+        write = self._file.write
+        while batch:
+            item = batch.popleft()
             if isinstance(item, dict):
                 closed = closed or item["type"] == "close"
-                obj = item
+                write(jsonl.dumps(item).encode("utf-8") + b"\n")
             else:
                 conn, r, ts = item
-                obj = jsonl.frame(
+                for part in jsonl.frame_line(
                     conn,
                     ts,
                     r.side.value,
@@ -281,12 +288,9 @@ class CaptureWriter:
                     r.verdict,
                     r.by,
                     r.original,
-                )
-            lines.append(jsonl.dumps(obj).encode("utf-8"))
-            lines.append(b"\n")
-        if lines:
-            self._file.write(b"".join(lines))
-            self.written += len(lines) // 2
+                ):
+                    write(part)
+            self.written += 1
         return closed
 
     def _write_line(self, obj: dict[str, Any]) -> None:
