@@ -156,7 +156,21 @@ def frame(
     return out
 
 
-def frame_line(*args: Any) -> list[bytes]:
+def frame_line(
+    conn: str,
+    ts: float,
+    direction: str,
+    opcode: int,
+    fin: bool,
+    rsv: int,
+    length: int,
+    payload: bytes,
+    compressed: bool,
+    message_opcode: int,
+    verdict: str,
+    by: str | None,
+    original: bytes | None,
+) -> list[bytes]:
     """``frame(*args)`` as the pieces of one line, newline included, to write one by one.
 
     Base64 payloads go last, written straight from ``base64.b64encode``: base64 needs no JSON
@@ -164,7 +178,23 @@ def frame_line(*args: Any) -> list[bytes]:
     encoding (three copies fewer); the line is still ordinary JSON.
     """
     raw: list[tuple[str, bytes]] = []
-    head = dumps(frame(*args[:13], raw=raw)).encode("utf-8")
+    obj = frame(
+        conn,
+        ts,
+        direction,
+        opcode,
+        fin,
+        rsv,
+        length,
+        payload,
+        compressed,
+        message_opcode,
+        verdict,
+        by,
+        original,
+        raw,
+    )
+    head = dumps(obj).encode("utf-8")
     if not raw:
         return [head, b"\n"]
     parts = [head[:-1]]
