@@ -101,6 +101,7 @@ class Log:
         if self._file is not None:
             self._file.close()
             self._file = None
+        self.log_file = ""  # a later configure opens it again
 
     # -- the hooks the chain sees -------------------------------------------------------------
 

@@ -6,15 +6,23 @@
 * ``start_proxy(plugin, reverse=True)`` starts a ``ProxyServer`` with ``PluginChain([plugin])``
   on a free port, in reverse mode to the echo server (or regular mode with
   ``reverse=False``), and shuts it down at the end of the test.
+* ``start_cli(*args)`` runs ``python -m wsproxy --mode reverse:ws://(echo) ARGS`` on a free
+  port, waits until it listens, and stops it with SIGTERM at the end (``Cli.stderr()``).
 * ``load_plugin(name)`` imports ``plugins/NAME.py`` by path, as ``wsproxy -s plugins/NAME.py``
   does from a checkout, and returns a fresh plugin object from it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
+import os
+import signal
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,3 +126,88 @@ async def start_proxy(echo: Echo, tmp_path: Path) -> AsyncIterator[StartProxy]:
     yield start
     for server in servers:
         await server.shutdown()
+
+
+@dataclass
+class Cli:
+    proc: subprocess.Popen[bytes]
+    port: int
+    stderr_path: Path
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text("utf-8", "replace")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+StartCli = Callable[..., Awaitable[Cli]]
+
+
+@pytest.fixture
+async def start_cli(echo: Echo, tmp_path: Path) -> AsyncIterator[StartCli]:
+    started: list[Cli] = []
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env["PYTHONUNBUFFERED"] = "1"
+
+    async def start(*args: str, ready: bool = True) -> Cli:
+        port = _free_port()
+        stderr_path = tmp_path / f"wsproxy-{len(started)}.err"
+        command = [
+            sys.executable,
+            "-m",
+            "wsproxy",
+            "--listen-host",
+            HOST,
+            "-p",
+            str(port),
+            "--confdir",
+            str(tmp_path / "confdir"),
+            "--mode",
+            f"reverse:ws://{HOST}:{echo.port}",
+            *args,
+        ]
+        with open(stderr_path, "wb") as err:
+            proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env=env,
+                cwd=PLUGINS.parent,
+            )
+        cli = Cli(proc, port, stderr_path)
+        started.append(cli)
+        if not ready:
+            return cli
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                _, writer = await asyncio.open_connection(HOST, port)
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"wsproxy did not start:\n{cli.stderr()}") from None
+                await asyncio.sleep(0.05)
+            else:
+                writer.close()
+                await writer.wait_closed()
+                return cli
+
+    yield start
+    for cli in started:
+        if cli.proc.poll() is None:
+            cli.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(cli.proc.wait, 15)
+            except subprocess.TimeoutExpired:
+                cli.proc.kill()
+                cli.proc.wait()
+        assert "Traceback" not in cli.stderr(), cli.stderr()
+
+
+async def wait_exit(cli: Cli, timeout: float = 15) -> int:
+    """The exit status of a wsproxy process expected to stop by itself."""
+    return await asyncio.to_thread(cli.proc.wait, timeout)

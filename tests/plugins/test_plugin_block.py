@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.plugins.conftest import Echo, StartProxy
+from tests.plugins.conftest import Echo, StartCli, StartProxy
 from wsproxy.exceptions import ConfigError
 from wsproxy.plugins import PluginChain
 
@@ -142,3 +142,22 @@ def test_invalid_options(load_plugin: Load, values: dict[str, Any], problem: str
     with pytest.raises(ConfigError) as caught:
         block(load_plugin, **values)
     assert problem in str(caught.value)
+
+
+async def test_through_the_cli(start_cli: StartCli, echo: Echo) -> None:
+    cli = await start_cli(
+        "-q",
+        "-s",
+        "block",
+        *("--set", "block_paths=^/admin", "--set", "block_paths=^/secret"),  # a list option
+        *("--set", "block_messages=DROP TABLE", "--set", "block_action=close"),
+    )
+    url = f"ws://127.0.0.1:{cli.port}"
+    assert await refused_status(f"{url}/admin", proxy=None) == 403
+    assert await refused_status(f"{url}/secret", proxy=None) == 403
+    async with connect(f"{url}/ok", proxy=None) as ws:
+        await ws.send("DROP TABLE users")
+        with pytest.raises(ConnectionClosed) as caught:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert caught.value.rcvd is not None and caught.value.rcvd.code == 1008
+    assert echo.paths == ["/ok"] and echo.received == []

@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.plugins.conftest import Echo, StartProxy
+from tests.plugins.conftest import Echo, StartCli, StartProxy
 from wsproxy.exceptions import ConfigError
 
 Load = Callable[[str], Any]
@@ -132,3 +132,17 @@ def test_invalid_options(load_plugin: Load, values: dict[str, Any], problem: str
     with pytest.raises(ConfigError) as caught:
         fault(load_plugin, **values)
     assert problem in str(caught.value)
+
+
+async def test_through_the_cli(start_cli: StartCli, echo: Echo) -> None:
+    cli = await start_cli(
+        "-q",
+        "-s",
+        "fault",
+        "--set",
+        "fault_cut_after_messages=2",
+        "--set",
+        "fault_direction=client",
+    )
+    answers, code, reason = await cut(cli.port, ["a", "b", "c"])
+    assert answers == ["a", "b"] and (code, reason) == (1011, "fault injected")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.plugins.conftest import Echo, StartProxy
+from tests.plugins.conftest import Echo, StartCli, StartProxy
 from wsproxy.plugins import PluginChain
 
 
@@ -184,3 +184,24 @@ async def test_modified_messages_name_the_plugin(
     await wait_for(lambda: "closed by" in path.read_text())
     assert "client -> server TEXT z len=2 'HI' (modified by upper)" in path.read_text()
     assert echo.received == ["HI"]
+
+
+async def test_through_the_cli(start_cli: StartCli, tmp_path: Path) -> None:
+    path = tmp_path / "cli.jsonl"
+    cli = await start_cli("-q", "-s", "log", "--set", "log_json=yes", "--set", f"log_file={path}")
+    assert await talk(cli.port, "via the CLI") == ["via the CLI"]
+    await wait_for(lambda: path.exists() and '"close"' in path.read_text(), timeout=10)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["event"] for r in records] == ["open", "message", "message", "close"]
+    assert records[1]["text"] == "via the CLI"
+
+
+def test_done_then_configure_reopens_the_file(
+    load_plugin: Callable[[str], Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "again.log"
+    plugin = load_plugin("log")
+    plugin.configure(options(log_file=str(path)))
+    plugin.done()
+    plugin.configure(options(log_file=str(path)))
+    assert plugin._file is not None and not plugin._file.closed

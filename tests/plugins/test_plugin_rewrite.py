@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.plugins.conftest import Echo, StartProxy, plugin_module
+from tests.plugins.conftest import Echo, StartCli, StartProxy, plugin_module, wait_exit
 from wsproxy.exceptions import ConfigError
 
 Load = Callable[[str], Any]
@@ -217,3 +217,19 @@ def test_missing_and_yaml_files(
 def test_module_does_not_import_yaml_up_front(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "yaml", None)
     assert plugin_module("rewrite").plugins
+
+
+async def test_through_the_cli(start_cli: StartCli, echo: Echo, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- name: up\n  direction: client\n  match: '(\\w+)'\n  replace: '<\\1>'\n")
+    cli = await start_cli("-q", "-s", "rewrite", "--set", f"rewrite_rules={rules}")
+    assert await exchange(cli.port, ["a b"]) == ["<a> <b>"]
+    assert echo.received == ["<a> <b>"]
+
+
+async def test_an_invalid_file_stops_the_cli(start_cli: StartCli, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.json"
+    rules.write_text('[{"name": "oops", "match": "(", "replace": "x"}]')
+    cli = await start_cli("-s", "rewrite", "--set", f"rewrite_rules={rules}", ready=False)
+    assert await wait_exit(cli) != 0
+    assert f"rewrite_rules {rules}: rule 1 ('oops'): match: invalid regex" in cli.stderr()
