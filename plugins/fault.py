@@ -27,9 +27,9 @@ directions interleave. Without a seed one is picked and logged (``fault: seed 12
 
 Cuts: the first message past ``fault_cut_after_messages`` messages or ``fault_cut_after_bytes``
 bytes (counted over the messages forwarded in ``fault_direction``) is dropped, and the WebSocket
-is closed on both sides with 1011 "fault injected". Note: this is a clean close frame, not the
-abrupt TCP loss of a real network fault (a 1006 at the client): the plugin API (``Flow``) offers
-``close`` but no way to abort the connections.
+is closed on both sides with 1011 "fault injected" (a clean close frame); with
+``--set fault_cut_abort=true`` both TCP connections are cut instead, without close frames, as a
+real network failure would (the client sees 1006).
 
 Cost: the plugin asks the chain for messages only when one of the faults is set (the
 ``message`` hook reads as ``None`` otherwise).
@@ -72,6 +72,7 @@ class Fault:
         Option("fault_drop_rate", float, 0.0, "share of messages dropped (0..1)"),
         Option("fault_cut_after_messages", int, 0, "close with 1011 after this many messages"),
         Option("fault_cut_after_bytes", int, 0, "close with 1011 after this many bytes"),
+        Option("fault_cut_abort", bool, False, "cut TCP instead of closing with 1011"),
         Option("fault_direction", str, "both", "messages affected: client, server or both"),
         Option("fault_seed", int, -1, "seed for repeatable drops (-1: pick one and log it)"),
     ]
@@ -81,6 +82,7 @@ class Fault:
         self.drop_rate = 0.0
         self.cut_messages = 0
         self.cut_bytes = 0
+        self.cut_abort = False
         self.direction = "both"
         self.seed = 0
         self._flows = 0
@@ -95,6 +97,7 @@ class Fault:
         self.drop_rate = float(get("fault_drop_rate"))
         self.cut_messages = int(get("fault_cut_after_messages"))
         self.cut_bytes = int(get("fault_cut_after_bytes"))
+        self.cut_abort = bool(get("fault_cut_abort"))
         self.direction = str(get("fault_direction"))
         if self.delay < 0 or self.cut_messages < 0 or self.cut_bytes < 0:
             raise ConfigError("fault_delay_ms and fault_cut_after_*: 0 (off) or more")
@@ -148,7 +151,10 @@ class Fault:
                 state.bytes,
                 CUT_CODE,
             )
-            flow.close(CUT_CODE, CUT_REASON)
+            if self.cut_abort:
+                flow.abort()
+            else:
+                flow.close(CUT_CODE, CUT_REASON)
             return
         if self.drop_rate:
             rng = state.rngs.get(message.direction)

@@ -296,6 +296,7 @@ class Flow:
     # Set by the shell once the WebSocket is open; plugins call these through inject/close.
     _injector: Any = None
     _closer: Any = None
+    _aborter: Any = None
 
     def refuse(self, status: int = 403, reason: str = "refused by a plugin") -> None:
         """Answer the client with ``status`` instead of contacting the upstream (handshake only)."""
@@ -315,3 +316,8 @@ class Flow:
         while the other gets 1001."""
         if self._closer is not None:
             self._closer(code, reason, side)
+
+    def abort(self) -> None:
+        """Cut both TCP connections at once, without close frames (a network failure, 1006)."""
+        if self._aborter is not None:
+            self._aborter()

@@ -119,6 +119,19 @@ async def test_cut_after_bytes(load_plugin: Load, echo: Echo, start_proxy: Start
     assert code == 1011
 
 
+async def test_cut_abort_drops_tcp(load_plugin: Load, echo: Echo, start_proxy: StartProxy) -> None:
+    plugin = fault(load_plugin, fault_cut_after_messages=2, fault_cut_abort=True)
+    proxy = await start_proxy(plugin)
+    answers = []
+    async with connect(f"ws://127.0.0.1:{proxy.port}/", proxy=None) as ws:
+        with pytest.raises(ConnectionClosed) as caught:
+            for message in ["a", "b", "c"]:
+                await ws.send(message)
+                answers.append(await asyncio.wait_for(ws.recv(), 5))
+    assert answers == ["a"]  # "a" and its echo make two messages; "b" is cut
+    assert caught.value.rcvd is None  # no close frame: the TCP connection was cut
+
+
 @pytest.mark.parametrize(
     ("values", "problem"),
     [

@@ -94,6 +94,7 @@ class WebSocketSession:
         if flow is not None:
             flow._injector = self.inject
             flow._closer = self.close
+            flow._aborter = self.abort
         self.relay.full_payloads = capture is not None
         self.done: asyncio.Future[None] = self.loop.create_future()
         self._last_activity = self.loop.time()
@@ -146,6 +147,12 @@ class WebSocketSession:
         sent = self.relay.inject(side, opcode, payload)
         self._flush()
         return sent
+
+    def abort(self) -> None:
+        self._log_event(Side.CLIENT, "aborted by a plugin")
+        self.relay.client.abort_transport = True
+        self.relay.server.abort_transport = True
+        self._flush()
 
     def close(self, code: int, reason: str, side: str | None) -> None:
         which = None if side is None else Side(side)
