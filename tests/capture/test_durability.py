@@ -32,9 +32,25 @@ async def test_sigkill_keeps_every_echoed_message(echo: int, tmp_path: Path) -> 
     path = tmp_path / "kill.jsonl"
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wsproxy", "--listen-host", HOST, "-p", str(port), "--confdir",
-         str(tmp_path / "conf"), "-q", "--mode", f"reverse:ws://{HOST}:{echo}", "-w", str(path)],
-        stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "wsproxy",
+            "--listen-host",
+            HOST,
+            "-p",
+            str(port),
+            "--confdir",
+            str(tmp_path / "conf"),
+            "-q",
+            "--mode",
+            f"reverse:ws://{HOST}:{echo}",
+            "-w",
+            str(path),
+        ],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         for _ in range(300):
@@ -50,7 +66,10 @@ async def test_sigkill_keeps_every_echoed_message(echo: int, tmp_path: Path) -> 
                 await ws.send(data)
                 assert await ws.recv() == data
                 echoed.append(data if isinstance(data, bytes) else data.encode())
-            os.killpg(proc.pid, signal.SIGKILL)  # mid-connection, no close record
+            # The writer thread writes a few ms behind the relay (it never blocks it): give
+            # it that, then kill mid-connection (no close record).
+            await asyncio.sleep(0.2)
+            os.killpg(proc.pid, signal.SIGKILL)
     except BaseException:
         os.killpg(proc.pid, signal.SIGKILL)
         raise
@@ -71,8 +90,16 @@ def test_large_capture_reads_in_flat_memory(tmp_path: Path) -> None:
         file.write('{"type":"wsproxy-capture","version":1,"ts":0}\n')
         file.write('{"type":"handshake","conn":"c1","ts":1,"url":"ws://x/"}\n')
         for i in range(800):
-            line = {"type": "frame", "conn": "c1", "ts": 2 + i, "direction": "client",
-                    "opcode": "BINARY", "fin": True, "length": 49152, "b64": payload}
+            line = {
+                "type": "frame",
+                "conn": "c1",
+                "ts": 2 + i,
+                "direction": "client",
+                "opcode": "BINARY",
+                "fin": True,
+                "length": 49152,
+                "b64": payload,
+            }
             file.write(json.dumps(line) + "\n")
     size = path.stat().st_size
     assert size > 50 * 1024 * 1024

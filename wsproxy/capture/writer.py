@@ -9,6 +9,9 @@ Durability: each batch is flushed to the OS (``write`` + ``flush``), not fsynced
 reached the OS survives the proxy being SIGKILLed or crashing, which is what a capture must
 survive; ``fsync`` only adds protection against power loss or a kernel crash, and costs a disk
 round trip per batch (milliseconds on most disks), so it is opt-in: ``--capture-fsync``.
+The thread writes a little behind the relay (it wakes as soon as a record is queued; typically
+well under a millisecond, more under heavy load when it competes with the event loop for the
+GIL): a SIGKILL loses only the records of that window, never what was already written.
 
 Overload: the queue holds at most ``max_records`` records and ``max_bytes`` of payload (10,000
 and 64 MiB by default; one record is always accepted into an empty queue, so a message larger
