@@ -57,6 +57,7 @@ from tests.integration.wsraw import (
     OP_CONT,
     OP_PING,
     OP_TEXT,
+    Frame,
     RawConnection,
     accept_for,
     close_payload,
@@ -802,7 +803,7 @@ async def test_upstream_deflate_bomb(start_proxy: StartProxy, raw_server: RawSer
             break
         await asyncio.sleep(0.05)
     close = upstream.connections[0].extra["close"]
-    assert close is not None and close.close_code == 1009
+    assert isinstance(close, Frame) and close.close_code == 1009
     growth = vm_hwm_kib(proxy.proc.pid) - before
     assert growth < 24 * 1024, f"the proxy's peak RSS grew by {growth} KiB"
 
@@ -870,7 +871,7 @@ async def test_upstream_sends_bad_compressed_frames(
             break
         await asyncio.sleep(0.05)
     close = upstream.connections[0].extra["close"]
-    assert close is not None and close.close_code == code
+    assert isinstance(close, Frame) and close.close_code == code
 
 
 # -- a rewrite in the middle of a context-takeover stream -------------------------------------
