@@ -217,6 +217,11 @@ def options_from_args(args: argparse.Namespace) -> Options:
             re.compile(pattern)
         except re.error as error:
             raise ConfigError(f"--ignore-hosts {pattern!r}: {error}") from None
+    if args.proxyauth is not None and args.mode is not None:
+        raise ConfigError(
+            "--proxyauth guards a regular-mode proxy; in reverse mode clients do not send "
+            "proxy credentials (put authentication in front of the upstream instead)"
+        )
     verbosity = -1 if args.quiet else args.verbose
     return Options(
         listen_host=args.listen_host,

@@ -464,3 +464,15 @@ async def test_websockets_client_without_credentials_gets_407(
         async with connect(f"{ws_echo.url}/", proxy=proxy.url, open_timeout=10):
             pass
     assert info.value.response.status_code == 407
+
+
+def test_proxyauth_is_refused_in_reverse_mode(tmp_path: Path) -> None:
+    """Reverse-mode clients send no proxy credentials: the flag would protect nothing."""
+    result = subprocess.run(
+        [sys.executable, "-m", "wsproxy", "--confdir", str(tmp_path / "conf"),
+         "--mode", "reverse:ws://127.0.0.1:9", "--proxyauth", "u:p"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--proxyauth guards a regular-mode proxy" in result.stderr
+    assert "Traceback" not in result.stderr
