@@ -505,7 +505,10 @@ class Relay:
         ``content`` is the frame's content in the clear, ``wire`` its payload as received
         (sent as it is when ``raw``); the rest describes the chain's verdict for the record.
         """
-        if target.close_sent or target.eof or target.abort_transport:
+        closing = target.close_sent or target.eof or target.abort_transport
+        if closing or drop:
+            # Dropped by a plugin, or by the proxy because the target is already closing.
+            dropped_by = "proxy" if closing else by
             self._record(
                 source,
                 message_opcode,
@@ -516,28 +519,16 @@ class Relay:
                 compressed,
                 message_opcode,
                 "dropped",
-                "proxy",
+                dropped_by,
                 None,
             )
-            return
+            if closing:
+                return
         if compressed and not raw and source.want_frames and source.context_takeover:
             # Frame hooks may change any frame; a compressed message can only be re-encoded
             # from its start, so with frame hooks this direction always recompresses.
             source.recompress = True
         if drop:
-            self._record(
-                source,
-                message_opcode,
-                fin,
-                rsv,
-                len(wire),
-                content,
-                compressed,
-                message_opcode,
-                "dropped",
-                by,
-                None,
-            )
             if compressed and source.context_takeover:
                 self._start_recompressing(source)
             if not (fin and source.out_started):
