@@ -1,0 +1,545 @@
+"""Flow control through a real proxy process.
+
+* Backpressure: a fast sender and a slow reader. The sender is slowed down to the reader's
+  pace (it can only be ahead by what the sockets' buffers hold), and the proxy's memory stays
+  bounded however much goes through: it streams, it never queues what the reader cannot take.
+* RFC 6455 4.1: one upgrade in CONNECTING per (client address, upstream host, port); others
+  wait, at most ``--handshake-timeout``, then 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import socket
+import struct
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from tests.integration import wsraw
+from tests.integration.conftest import (
+    HOST,
+    ProxyProcess,
+    RawClient,
+    RawServerFactory,
+    StartProxy,
+)
+from tests.integration.wsraw import OP_BINARY, OP_CLOSE, RawConnection
+
+pytestmark = pytest.mark.timeout(60)
+
+MiB = 1 << 20
+KiB = 1 << 10
+TIMEOUT = 20.0
+
+SLOW_CHUNK = 64 * KiB  # the slow reader takes this much...
+SLOW_PAUSE = 0.05  # ... every this many seconds: 1.25 MiB/s
+SLOW_PHASE = 2.0  # seconds of slow reading before the checkpoint
+# What the sender may be ahead of the reader at the checkpoint: the kernel's socket buffers
+# on both legs (loopback autotuning grows them to a few MiB each), the proxy's transport
+# buffer and read size, the sender's own transport buffer and message in progress.
+MAX_AHEAD = 40 * MiB
+MAX_GROWTH_KIB = 40 * 1024  # the proxy's peak RSS over the run, above its RSS at the start
+
+
+# -- the proxy's memory -------------------------------------------------------------------------
+
+
+def status_kib(pid: int, field_name: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field_name} in /proc/{pid}/status")
+
+
+class Memory:
+    """The proxy's peak RSS from now on, compared with its RSS now."""
+
+    def __init__(self, proxy: ProxyProcess) -> None:
+        self.pid = proxy.proc.pid
+        # Reset VmHWM to the current RSS, so the peak is this run's (ours to write: same user).
+        with contextlib.suppress(OSError), open(f"/proc/{self.pid}/clear_refs", "w") as f:
+            f.write("5")
+        self.start = status_kib(self.pid, "VmRSS")
+        self.start_hwm = status_kib(self.pid, "VmHWM")
+
+    def growth_kib(self) -> int:
+        """Peak RSS since the start, minus RSS at the start (KiB)."""
+        hwm = status_kib(self.pid, "VmHWM")
+        # Without the reset (clear_refs refused), compare with the peak before the run.
+        baseline = self.start if self.start_hwm <= self.start + 1024 else self.start_hwm
+        return hwm - baseline
+
+
+# -- frames, read at a pace ---------------------------------------------------------------------
+
+
+@dataclass
+class Pace:
+    """How fast a reader goes: slow until ``fast`` is set; counts what it read."""
+
+    fast: asyncio.Event = field(default_factory=asyncio.Event)
+    read: int = 0
+
+    async def step(self, n: int) -> None:
+        self.read += n
+        if not self.fast.is_set():
+            await asyncio.sleep(SLOW_PAUSE)
+
+    @property
+    def chunk(self) -> int:
+        return MiB if self.fast.is_set() else SLOW_CHUNK
+
+
+def unmask_at(data: bytes, key: bytes, offset: int) -> bytes:
+    """Unmask ``data`` found at ``offset`` in a masked payload."""
+    if not key:
+        return data
+    shift = offset % 4
+    return wsraw.apply_mask(data, key[shift:] + key[:shift])
+
+
+async def read_frame_paced(
+    reader: asyncio.StreamReader, pace: Pace, expected: Callable[[int, int], bytes]
+) -> tuple[int, int]:
+    """One frame, its payload read at ``pace`` and compared piece by piece with
+    ``expected(offset, length)``; returns (opcode, payload length)."""
+    b0, b1 = await reader.readexactly(2)
+    n = b1 & 0x7F
+    head = 2
+    if n == 126:
+        (n,) = struct.unpack("!H", await reader.readexactly(2))
+        head += 2
+    elif n == 127:
+        (n,) = struct.unpack("!Q", await reader.readexactly(8))
+        head += 8
+    key = await reader.readexactly(4) if b1 & 0x80 else b""
+    await pace.step(head + len(key))
+    offset = 0
+    while offset < n:
+        piece = await reader.readexactly(min(pace.chunk, n - offset))
+        data = unmask_at(piece, key, offset)
+        if data != expected(offset, len(data)):
+            raise AssertionError(f"payload differs at byte {offset} of a {n}-byte frame")
+        offset += len(piece)
+        await pace.step(len(piece))
+    assert b0 & 0x80, "a fragment: the proxy changed the framing"
+    return b0 & 0x0F, n
+
+
+def repeating(block: bytes) -> Callable[[int, int], bytes]:
+    """``expected`` for a payload made of ``block`` repeated (pieces never exceed a block)."""
+    doubled = block * 2
+
+    def expected(offset: int, length: int) -> bytes:
+        start = offset % len(block)
+        return doubled[start : start + length]
+
+    return expected
+
+
+async def raw_ws(raw_client: RawClient, proxy: ProxyProcess, port: int, path: str) -> RawConnection:
+    """A raw client with a completed upgrade through the proxy (absolute form)."""
+    conn = await raw_client(proxy.port)
+    authority = f"{HOST}:{port}"
+    key = wsraw.new_key()
+    conn.writer.write(wsraw.upgrade_request(f"ws://{authority}{path}", authority, key=key))
+    head = await asyncio.wait_for(wsraw.read_head(conn.reader), TIMEOUT)
+    assert head.status == 101, head
+    assert head.get("Sec-WebSocket-Accept") == wsraw.accept_for(key)
+    return conn
+
+
+async def answer_101(conn: RawConnection, head: wsraw.Head) -> None:
+    key = head.get("Sec-WebSocket-Key") or ""
+    conn.writer.write(
+        (
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {wsraw.accept_for(key)}\r\n\r\n"
+        ).encode()
+    )
+    await conn.writer.drain()
+
+
+async def finish_close_as_server(conn: RawConnection) -> None:
+    """Read up to the proxy's close frame, answer it and end the connection."""
+    _, close = await wsraw.read_until_close(conn.reader)
+    if close is not None:
+        conn.writer.write(wsraw.encode_frame(OP_CLOSE, close.payload))
+        with contextlib.suppress(ConnectionError):
+            await conn.writer.drain()
+    await conn.close()
+
+
+async def wait_for_checkpoint(pace: Pace) -> None:
+    """Let the slow reader read for SLOW_PHASE seconds (it must have read something)."""
+    await asyncio.sleep(SLOW_PHASE)
+    assert pace.read > 0, "the reader read nothing: the relay is stuck"
+
+
+def assert_slowed(sent: int, total: int, pace: Pace) -> None:
+    ahead = sent - pace.read
+    assert ahead < MAX_AHEAD, (
+        f"the sender got {sent / MiB:.1f} MiB out of {total / MiB:.0f} MiB while the reader "
+        f"had read {pace.read / MiB:.1f} MiB: it was not slowed down"
+    )
+
+
+def assert_bounded(memory: Memory, through: int) -> None:
+    growth = memory.growth_kib()
+    assert growth < MAX_GROWTH_KIB, (
+        f"the proxy's peak RSS grew by {growth / 1024:.1f} MiB while {through / MiB:.0f} MiB "
+        "went through it"
+    )
+
+
+# -- backpressure ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Flood:
+    """A websockets server that sends ``count`` binary messages of ``block`` at full speed
+    once ``go`` is set, counting the sends that returned, then closes with 1000."""
+
+    block: bytes
+    count: int
+    go: asyncio.Event = field(default_factory=asyncio.Event)
+    sent: int = 0
+    port: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    close_code: int | None = None
+
+
+@pytest.fixture
+async def flood() -> AsyncIterator[Flood]:
+    state = Flood(os.urandom(MiB), 200)
+
+    async def handler(ws: ServerConnection) -> None:
+        try:
+            await state.go.wait()
+            for _ in range(state.count):
+                await ws.send(state.block)
+                state.sent += 1
+            await ws.close(1000, "all sent")
+        except ConnectionClosed:
+            pass
+        finally:
+            await ws.wait_closed()
+            state.close_code = ws.close_code
+            state.done.set()
+
+    async with serve(
+        handler, HOST, 0, max_size=None, ping_interval=None, compression=None
+    ) as server:
+        state.port = server.sockets[0].getsockname()[1]
+        yield state
+
+
+async def test_server_to_slow_client(
+    start_proxy: StartProxy, flood: Flood, raw_client: RawClient
+) -> None:
+    """200 MiB from a websockets upstream as fast as it can to a client reading 1.25 MiB/s:
+    the upstream's sends block, and the proxy's memory does not grow with what is sent."""
+    proxy = await start_proxy()
+    conn = await raw_ws(raw_client, proxy, flood.port, "/flood")
+    memory = Memory(proxy)
+    total = flood.count * len(flood.block)
+    pace = Pace()
+    expected = repeating(flood.block)
+
+    async def read_all() -> int:
+        for _ in range(flood.count):
+            opcode, n = await read_frame_paced(conn.reader, pace, expected)
+            assert (opcode, n) == (OP_BINARY, len(flood.block))
+        return flood.count
+
+    reading = asyncio.ensure_future(read_all())
+    try:
+        flood.go.set()
+        await wait_for_checkpoint(pace)
+        assert_slowed(flood.sent * len(flood.block), total, pace)
+        pace.fast.set()
+        assert await asyncio.wait_for(reading, TIMEOUT) == flood.count
+    finally:
+        reading.cancel()
+    close = await asyncio.wait_for(wsraw.read_frame(conn.reader), TIMEOUT)
+    assert close.opcode == OP_CLOSE and close.close_code == 1000
+    conn.writer.write(wsraw.encode_frame(OP_CLOSE, close.payload, mask=True))
+    await asyncio.wait_for(flood.done.wait(), TIMEOUT)
+    assert flood.close_code == 1000
+    assert_bounded(memory, total)
+
+
+async def test_client_to_slow_server(
+    start_proxy: StartProxy, raw_server: RawServerFactory, raw_client: RawClient
+) -> None:
+    """200 MiB from a client writing as fast as it can to an upstream reading 1.25 MiB/s."""
+    block, count = os.urandom(MiB), 200
+    total = count * len(block)
+    pace = Pace()
+    received: list[int] = []
+
+    async def slow_upstream(conn: RawConnection) -> None:
+        await answer_101(conn, await wsraw.read_head(conn.reader))
+        expected = repeating(block)
+        for _ in range(count):
+            opcode, n = await read_frame_paced(conn.reader, pace, expected)
+            assert (opcode, n) == (OP_BINARY, len(block))
+            received.append(n)
+        await finish_close_as_server(conn)
+
+    upstream = await raw_server(slow_upstream)
+    proxy = await start_proxy()
+    conn = await raw_ws(raw_client, proxy, upstream.port, "/slow")
+    memory = Memory(proxy)
+    frame = wsraw.encode_frame(OP_BINARY, block, mask=True)
+    sent = 0
+
+    async def send_all() -> None:
+        nonlocal sent
+        for _ in range(count):
+            conn.writer.write(frame)
+            await conn.writer.drain()
+            sent += 1
+
+    sending = asyncio.ensure_future(send_all())
+    try:
+        await wait_for_checkpoint(pace)
+        assert not sending.done(), "the client sent everything to a reader that read little"
+        assert_slowed(sent * len(block), total, pace)
+        pace.fast.set()
+        await asyncio.wait_for(sending, TIMEOUT)
+    finally:
+        sending.cancel()
+    conn.writer.write(wsraw.encode_frame(OP_CLOSE, wsraw.close_payload(1000), mask=True))
+    close = await asyncio.wait_for(wsraw.read_frame(conn.reader), TIMEOUT)
+    assert close.opcode == OP_CLOSE and close.close_code == 1000
+    assert len(received) == count
+    assert_bounded(memory, total)
+
+
+async def test_one_100_mib_frame_to_slow_server(
+    start_proxy: StartProxy, raw_server: RawServerFactory, raw_client: RawClient
+) -> None:
+    """A single 100 MiB frame (one message) to a slow upstream: streamed, never held whole."""
+    block, blocks = os.urandom(MiB), 100
+    total = blocks * len(block)
+    pace = Pace()
+    received: list[tuple[int, int]] = []
+
+    async def slow_upstream(conn: RawConnection) -> None:
+        await answer_101(conn, await wsraw.read_head(conn.reader))
+        received.append(await read_frame_paced(conn.reader, pace, repeating(block)))
+        await finish_close_as_server(conn)
+
+    upstream = await raw_server(slow_upstream)
+    proxy = await start_proxy("--max-frame-size", "128MiB", "--max-message-size", "128MiB")
+    conn = await raw_ws(raw_client, proxy, upstream.port, "/big")
+    memory = Memory(proxy)
+    key = os.urandom(4)
+    masked_block = wsraw.apply_mask(block, key)  # a block is a multiple of 4 bytes long
+    sent = 0
+
+    async def send_frame() -> None:
+        nonlocal sent
+        conn.writer.write(struct.pack("!BBQ", 0x80 | OP_BINARY, 0x80 | 127, total) + key)
+        for _ in range(blocks):
+            conn.writer.write(masked_block)
+            await conn.writer.drain()
+            sent += len(masked_block)
+
+    sending = asyncio.ensure_future(send_frame())
+    try:
+        await wait_for_checkpoint(pace)
+        assert not sending.done(), "the client sent 100 MiB to a reader that read little"
+        assert_slowed(sent, total, pace)
+        pace.fast.set()
+        await asyncio.wait_for(sending, TIMEOUT)
+    finally:
+        sending.cancel()
+    conn.writer.write(wsraw.encode_frame(OP_CLOSE, wsraw.close_payload(1000), mask=True))
+    close = await asyncio.wait_for(wsraw.read_frame(conn.reader), TIMEOUT)
+    assert close.opcode == OP_CLOSE and close.close_code == 1000
+    assert received == [(OP_BINARY, total)]
+    assert_bounded(memory, total)
+
+
+# -- one handshake in CONNECTING per (client, upstream host, port) ---------------------------------
+
+
+@dataclass
+class Upstream:
+    """A raw upstream that records when connections and upgrade requests arrive and when it
+    answered them; ``answer`` decides, from the request's rank, after how long (None: never)."""
+
+    answer: Callable[[int], float | None]
+    connected: list[float] = field(default_factory=list)
+    requests: list[tuple[str, float]] = field(default_factory=list)
+    answered: list[tuple[str, float]] = field(default_factory=list)
+    port: int = 0
+
+    async def handle(self, conn: RawConnection) -> None:
+        self.connected.append(time.monotonic())
+        head = await wsraw.read_head(conn.reader)
+        rank = len(self.requests)
+        self.requests.append((head.target, time.monotonic()))
+        delay = self.answer(rank)
+        if delay is None:
+            await conn.reader.read()  # never answer: wait for the proxy to give up
+            return
+        await asyncio.sleep(delay)
+        await answer_101(conn, head)
+        self.answered.append((head.target, time.monotonic()))
+        await finish_close_as_server(conn)
+
+
+async def start_upstream(
+    raw_server: RawServerFactory, answer: Callable[[int], float | None]
+) -> Upstream:
+    upstream = Upstream(answer)
+    upstream.port = (await raw_server(upstream.handle)).port
+    return upstream
+
+
+async def send_upgrade(
+    proxy_port: int, upstream_port: int, path: str, *, local: str = HOST
+) -> tuple[RawConnection, float]:
+    """A client connection that has sent its upgrade request; and when it sent it."""
+    reader, writer = await asyncio.open_connection(HOST, proxy_port, local_addr=(local, 0))
+    conn = RawConnection(reader, writer)
+    authority = f"{HOST}:{upstream_port}"
+    conn.writer.write(wsraw.upgrade_request(f"ws://{authority}{path}", authority))
+    await conn.writer.drain()
+    return conn, time.monotonic()
+
+
+async def answer_of(conn: RawConnection) -> tuple[wsraw.Head, float]:
+    """The proxy's answer to an upgrade (with the body of an error) and when it came."""
+    head = await asyncio.wait_for(wsraw.read_response(conn.reader), TIMEOUT)
+    return head, time.monotonic()
+
+
+async def close_client(conn: RawConnection) -> None:
+    conn.writer.write(wsraw.encode_frame(OP_CLOSE, wsraw.close_payload(1000), mask=True))
+    close = await asyncio.wait_for(wsraw.read_frame(conn.reader), TIMEOUT)
+    assert close.opcode == OP_CLOSE and close.close_code == 1000
+    await conn.close()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[RawConnection]]:
+    """Connections the test opened itself (``send_upgrade``), closed at teardown."""
+    conns: list[RawConnection] = []
+    yield conns
+    for conn in conns:
+        await conn.close()
+
+
+FIRST_DELAY = 1.0
+
+
+async def test_second_upgrade_waits_until_the_first_is_answered(
+    start_proxy: StartProxy, raw_server: RawServerFactory, clients: list[RawConnection]
+) -> None:
+    """Two upgrades at once from one client address to one upstream: the upstream gets the
+    second (not even its TCP connection) only after it answered the first. An upgrade to
+    another port of the same host, or from another client address, does not wait."""
+    slow = await start_upstream(raw_server, lambda rank: FIRST_DELAY if rank == 0 else 0)
+    other_port = await start_upstream(raw_server, lambda rank: 0)
+    proxy = await start_proxy()
+    a, sent_a = await send_upgrade(proxy.port, slow.port, "/a")
+    b, _ = await send_upgrade(proxy.port, slow.port, "/b")
+    clients += [a, b]
+    await asyncio.sleep(0.2)
+    # The first is in CONNECTING, the second waits in the proxy: the upstream saw only one.
+    assert len(slow.requests) == 1 and len(slow.connected) == 1
+    assert slow.answered == []
+
+    c, sent_c = await send_upgrade(proxy.port, other_port.port, "/c")
+    d, sent_d = await send_upgrade(proxy.port, slow.port, "/d", local="127.0.0.2")
+    clients += [c, d]
+    (head_c, got_c), (head_d, got_d) = await asyncio.gather(answer_of(c), answer_of(d))
+    assert head_c.status == 101 and head_d.status == 101
+    assert [path for path, _ in slow.answered] == ["/d"], "/a or /b answered before /c and /d"
+    assert got_c - sent_c < FIRST_DELAY / 2, "another port waited for the pending upgrade"
+    assert got_d - sent_d < FIRST_DELAY / 2, "another client address waited for it"
+
+    (head_a, got_a), (head_b, got_b) = await asyncio.gather(answer_of(a), answer_of(b))
+    assert head_a.status == 101 and head_b.status == 101
+    first, d_path, second = [path for path, _ in slow.requests]
+    assert d_path == "/d" and {first, second} == {"/a", "/b"}
+    answered = dict(slow.answered)
+    requested = dict(slow.requests)
+    # The upstream met the second request, and its TCP connection, only after it answered the
+    # first one (connections: the first, /d, the second).
+    assert requested[second] >= answered[first], (slow.requests, slow.answered)
+    assert len(slow.connected) == 3 and slow.connected[2] >= answered[first]
+    assert min(got_a, got_b) - sent_a >= FIRST_DELAY * 0.9
+    for conn in (a, b, c, d):
+        await close_client(conn)
+
+
+async def test_waiting_upgrade_goes_on_when_the_first_times_out(
+    start_proxy: StartProxy, raw_server: RawServerFactory, clients: list[RawConnection]
+) -> None:
+    """--handshake-timeout 1, an upstream that never answers the first upgrade: the first gets
+    504 after 1 s, which ends its CONNECTING state; the second, waiting since 0.3 s, then gets
+    its turn (within its own 1 s wait) and is answered."""
+    upstream = await start_upstream(raw_server, lambda rank: None if rank == 0 else 0)
+    proxy = await start_proxy("--handshake-timeout", "1")
+    a, sent_a = await send_upgrade(proxy.port, upstream.port, "/a")
+    clients.append(a)
+    await asyncio.sleep(0.3)
+    b, sent_b = await send_upgrade(proxy.port, upstream.port, "/b")
+    clients.append(b)
+    (head_a, got_a), (head_b, got_b) = await asyncio.gather(answer_of(a), answer_of(b))
+    assert head_a.status == 504, head_a
+    assert b"did not answer the upgrade in time" in head_a.body
+    assert 0.9 <= got_a - sent_a < 1.6
+    assert head_b.status == 101, head_b
+    assert [path for path, _ in upstream.requests] == ["/a", "/b"]
+    # The upstream got the second upgrade only once the first had timed out.
+    assert upstream.requests[1][1] - sent_a >= 0.9
+    assert got_b - sent_b < 1.0
+    await close_client(b)
+    assert "another handshake" not in proxy.stderr()
+
+
+async def test_waiting_upgrade_gives_up_after_the_handshake_timeout(
+    start_proxy: StartProxy, clients: list[RawConnection]
+) -> None:
+    """--handshake-timeout 1, the first upgrade stuck connecting to an upstream that never
+    accepts (its accept queue is full; --connect-timeout 2): the second waits 1 s, then gets
+    504 and the log says another handshake is in progress. The first gets its own 504."""
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind((HOST, 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        filler.connect((HOST, port))  # the one connection the queue holds: more SYNs dropped
+        proxy = await start_proxy("--handshake-timeout", "1", "--connect-timeout", "2")
+        a, sent_a = await send_upgrade(proxy.port, port, "/a")
+        clients.append(a)
+        await asyncio.sleep(0.2)
+        b, sent_b = await send_upgrade(proxy.port, port, "/b")
+        clients.append(b)
+        head_b, got_b = await answer_of(b)
+        assert head_b.status == 504, head_b
+        assert f"another handshake to {HOST}:{port} is still in progress".encode() in head_b.body
+        assert 0.9 <= got_b - sent_b < 1.6
+        head_a, got_a = await answer_of(a)
+        assert head_a.status == 504, head_a
+        assert f"timed out connecting to {HOST}:{port}".encode() in head_a.body
+        assert 1.9 <= got_a - sent_a < 3.0
+    log = proxy.stderr()
+    assert re.search(
+        rf"upstream: another handshake to {re.escape(HOST)}:{port} is still in progress \(504\)",
+        log,
+    ), log
