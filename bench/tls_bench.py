@@ -636,6 +636,9 @@ def main(argv: list[str] | None = None) -> int:
         rc = asyncio.run(amain(args))
     except (KeyboardInterrupt, asyncio.CancelledError):
         log("interrupted")
+    except Exception:
+        log(f"failed; logs kept in {getattr(args, 'tmp', '?')}")
+        raise
     finally:
         bench.kill_all_sync()
     return rc
