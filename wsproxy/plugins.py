@@ -92,6 +92,11 @@ class PluginChain:
             ]
             for hook in HOOKS
         }
+        # Hooks that are all plain functions run inline, with no task switch per item.
+        self._inline = {
+            hook: all(not inspect.iscoroutinefunction(fn) for _, fn in hooks)
+            for hook, hooks in self._hooks.items()
+        }
 
     @property
     def wants_frames(self) -> bool:
@@ -130,6 +135,34 @@ class PluginChain:
         for name, hook in self._hooks["error"]:
             await self._call(name, "error", hook, flow, error)
 
+    def inline(self, hook: str) -> bool:
+        """Whether every ``hook`` is a plain function, so the chain can run without awaiting."""
+        return self._inline.get(hook, False)
+
+    def frame_inline(self, flow: Any, frame: FrameEvent) -> None:
+        """``frame`` for chains whose frame hooks are all plain functions."""
+        for name, hook in self._hooks["frame"]:
+            if frame.dropped:
+                return
+            saved = (frame.payload, frame.modified_by)
+            frame._actor = name
+            if not self._call_inline(name, "frame", hook, flow, frame):
+                frame._payload, frame.modified_by = saved
+                frame.dropped_by = None
+        frame._actor = None
+
+    def message_inline(self, flow: Any, message: Message) -> None:
+        """``message`` for chains whose message hooks are all plain functions."""
+        for name, hook in self._hooks["message"]:
+            if message.dropped:
+                return
+            saved = (message.content, message.opcode, message.modified_by)
+            message._actor = name
+            if not self._call_inline(name, "message", hook, flow, message):
+                message._content, message._opcode, message.modified_by = saved
+                message.dropped_by = None
+        message._actor = None
+
     async def frame(self, flow: Any, frame: FrameEvent) -> None:
         for name, hook in self._hooks["frame"]:
             if frame.dropped:
@@ -159,16 +192,31 @@ class PluginChain:
             if inspect.isawaitable(result):
                 await result
         except Exception as error:
-            key = (name, hook)
-            if key not in self._reported:
-                self._reported.add(key)
-                log.error(
-                    "plugin %s failed in %s (the item goes on unchanged; later failures of "
-                    "this hook are counted, not logged): %s\n%s",
-                    name,
-                    hook,
-                    error,
-                    "".join(traceback.format_exception(error)).rstrip(),
-                )
+            self._report(name, hook, error)
             return False
         return True
+
+    def _call_inline(self, name: str, hook: str, fn: Callable[..., Any], *args: Any) -> bool:
+        try:
+            result = fn(*args)
+            if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
+                raise TypeError("a plain function hook returned an awaitable: make it async def")
+        except Exception as error:
+            self._report(name, hook, error)
+            return False
+        return True
+
+    def _report(self, name: str, hook: str, error: Exception) -> None:
+        key = (name, hook)
+        if key not in self._reported:
+            self._reported.add(key)
+            log.error(
+                "plugin %s failed in %s (the item goes on unchanged; later failures of "
+                "this hook are counted, not logged): %s\n%s",
+                name,
+                hook,
+                error,
+                "".join(traceback.format_exception(error)).rstrip(),
+            )

@@ -101,6 +101,7 @@ class WebSocketSession:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._closing: set[Side] = set()
         self._hook_tasks: dict[Side, asyncio.Task[None]] = {}
+        self._inline_running: set[Side] = set()
 
     def peer(self, side: Side) -> Peer:
         return self.client if side is Side.CLIENT else self.server
@@ -160,10 +161,41 @@ class WebSocketSession:
         self._flush()
 
     def _start_hooks(self) -> None:
+        ran_inline = False
         for side in (Side.CLIENT, Side.SERVER):
-            if self.relay.leg(side).pending is not None and side not in self._hook_tasks:
-                self.peer(side).pause_reading()
-                self._hook_tasks[side] = self.loop.create_task(self._run_hooks(side))
+            if self.relay.leg(side).pending is None or side in self._hook_tasks:
+                continue
+            if side in self._inline_running:
+                continue  # a hook that injects or closes flushes from inside the chain
+            self._inline_running.add(side)
+            try:
+                inline = self._run_hooks_inline(side)
+            finally:
+                self._inline_running.discard(side)
+            if inline:
+                ran_inline = True
+                continue
+            self.peer(side).pause_reading()
+            self._hook_tasks[side] = self.loop.create_task(self._run_hooks(side))
+        if ran_inline:
+            self._flush()
+
+    def _run_hooks_inline(self, side: Side) -> bool:
+        """Run plain-function hooks right here; False when an async hook needs a task."""
+        assert self.chain is not None
+        leg = self.relay.leg(side)
+        while leg.pending is not None:
+            item = leg.pending
+            if isinstance(item, FrameEvent):
+                if not self.chain.inline("frame"):
+                    return False
+                self.chain.frame_inline(self.flow, item)
+            else:
+                if not self.chain.inline("message"):
+                    return False
+                self.chain.message_inline(self.flow, item)
+            self.relay.resolve(side)
+        return True
 
     async def _run_hooks(self, side: Side) -> None:
         """Run the chain on each pending frame or message of ``side``, in order."""
