@@ -27,7 +27,7 @@ echo "== Python environment (.venv): pip install '.[test]' mitmproxy"
 # the stand-in).
 .venv/bin/pip install -q --disable-pip-version-check '.[test]' 'mitmproxy>=10'
 .venv/bin/python -c 'import cryptography, mitmproxy.version, wsproxy; print("wsproxy with mitmproxy", mitmproxy.version.VERSION, "and cryptography", cryptography.__version__)'
-.venv/bin/mitmdump --version | head -n 1
+.venv/bin/mitmdump --version
 
 echo "== static checks: ruff, mypy"
 .venv/bin/ruff check wsproxy plugins tests bench
