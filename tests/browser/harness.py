@@ -7,20 +7,25 @@ group.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-HOST = "127.0.0.1"
+from tests.helpers import (
+    HOST,
+    ProcessExited,
+    free_port,
+    proxy_free_env,
+    wait_accepting,
+    wsproxy_command,
+)
+
 INSTALL_HINT = "apt-get install chromium libnss3-tools"
 
 # Flags for a quiet, throw-away headless Chromium. ``<-loopback>`` matters: without it Chromium
@@ -53,12 +58,6 @@ def browser_tools() -> tuple[str, str]:
     return chromium, certutil
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 class Proxy:
     """``python -m wsproxy -v`` in its own process group, stderr to a file."""
 
@@ -66,21 +65,8 @@ class Proxy:
         self.confdir = workdir / "confdir"
         self.log_path = workdir / "proxy-stderr.log"
         self.port = free_port()
-        self.command = [
-            sys.executable,
-            "-m",
-            "wsproxy",
-            "--listen-host",
-            HOST,
-            "-p",
-            str(self.port),
-            "--confdir",
-            str(self.confdir),
-            "-v",
-            *args,
-        ]
-        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-        env["PYTHONUNBUFFERED"] = "1"
+        self.command = wsproxy_command(self.port, self.confdir, "-v", *args)
+        env = proxy_free_env()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 self.command,
@@ -103,21 +89,14 @@ class Proxy:
         return self.log_path.read_text("utf-8", "replace")
 
     async def wait_ready(self, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the proxy exited with {self.proc.returncode}\n{self.log()}")
-            try:
-                _, writer = await asyncio.open_connection(HOST, self.port)
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"the proxy never listened\n{self.log()}") from None
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            break
+        try:
+            await wait_accepting(self.port, self.proc, timeout)
+        except ProcessExited:
+            raise AssertionError(
+                f"the proxy exited with {self.proc.returncode}\n{self.log()}"
+            ) from None
+        except TimeoutError:
+            raise AssertionError(f"the proxy never listened\n{self.log()}") from None
         assert self.ca_cert.is_file(), f"no CA at {self.ca_cert}\n{self.log()}"
 
     def stop(self, timeout: float = 15) -> int:

@@ -7,58 +7,39 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 
 from websockets.asyncio.client import connect
 
 from tests.capture.conftest import HOST
+from tests.helpers import free_port, wait_accepting, wsproxy_command
 from wsproxy.capture.messages import reassemble
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import Frame
 from wsproxy.capture.show import record_line
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_sigkill_keeps_every_echoed_message(echo: int, tmp_path: Path) -> None:
     path = tmp_path / "kill.jsonl"
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "wsproxy",
-            "--listen-host",
-            HOST,
-            "-p",
-            str(port),
-            "--confdir",
-            str(tmp_path / "conf"),
+        wsproxy_command(
+            port,
+            tmp_path / "conf",
             "-q",
             "--mode",
             f"reverse:ws://{HOST}:{echo}",
             "-w",
             str(path),
-        ],
+        ),
         stdin=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
     try:
-        for _ in range(300):
-            try:
-                socket.create_connection((HOST, port), timeout=1).close()
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
+        await wait_accepting(port, proc, 15)
         echoed: list[bytes] = []
         async with connect(f"ws://{HOST}:{port}/") as ws:
             for i in range(300):

@@ -20,9 +20,7 @@ import contextlib
 import hashlib
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,20 +33,21 @@ from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from tests.helpers import (
+    HOST,
+    ProcessExited,
+    free_port,
+    proxy_free_env,
+    wait_accepting,
+    wait_accepting_sync,
+    wsproxy_command,
+)
 from tests.integration.wsraw import RawConnection
 
-HOST = "127.0.0.1"
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
 
 _STARTED: list[ProxyProcess] = []
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now (bound then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 # -- the proxy process -----------------------------------------------------------------------
@@ -64,24 +63,8 @@ class ProxyProcess:
         n = len(_STARTED)
         self.stderr_path = log_dir / f"proxy-{n}-stderr.log"
         self.stdout_path = log_dir / f"proxy-{n}-stdout.log"
-        self.command = [
-            sys.executable,
-            "-m",
-            "wsproxy",
-            "--listen-host",
-            HOST,
-            "-p",
-            str(self.port),
-            "--confdir",
-            str(confdir),
-            "-v",
-            *self.args,
-        ]
-        env = dict(os.environ)
-        for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-            env.pop(name, None)
-            env.pop(name.upper(), None)
-        env["PYTHONUNBUFFERED"] = "1"
+        self.command = wsproxy_command(self.port, confdir, "-v", *self.args)
+        env = proxy_free_env()
         with (
             open(self.stderr_path, "wb") as err,
             open(self.stdout_path, "wb") as out,
@@ -117,39 +100,22 @@ class ProxyProcess:
 
     async def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         """Poll until the port accepts a connection; fail with the proxy's stderr if not."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise ProxyStartError(f"the proxy exited before listening\n{self.describe()}")
-            try:
-                _, writer = await asyncio.open_connection(HOST, self.port)
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise ProxyStartError(
-                        f"the proxy did not listen within {timeout} s\n{self.describe()}"
-                    ) from None
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return
+        try:
+            await wait_accepting(self.port, self.proc, timeout)
+        except (ProcessExited, TimeoutError) as e:
+            raise self._start_error(e, timeout) from None
 
     def wait_ready_sync(self, timeout: float = READY_TIMEOUT) -> None:
         """``wait_ready`` for fixtures outside an event loop."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise ProxyStartError(f"the proxy exited before listening\n{self.describe()}")
-            try:
-                socket.create_connection((HOST, self.port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise ProxyStartError(
-                        f"the proxy did not listen within {timeout} s\n{self.describe()}"
-                    ) from None
-                time.sleep(0.05)
+        try:
+            wait_accepting_sync(self.port, self.proc, timeout)
+        except (ProcessExited, TimeoutError) as e:
+            raise self._start_error(e, timeout) from None
+
+    def _start_error(self, e: Exception, timeout: float) -> ProxyStartError:
+        if isinstance(e, ProcessExited):
+            return ProxyStartError(f"the proxy exited before listening\n{self.describe()}")
+        return ProxyStartError(f"the proxy did not listen within {timeout} s\n{self.describe()}")
 
     def stop_sync(self, timeout: float = STOP_TIMEOUT) -> int:
         if self.proc.poll() is None:

@@ -42,6 +42,7 @@ from websockets.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory,
 )
 
+from tests.helpers import running_proxy, status_kib
 from tests.integration.conftest import (
     HOST,
     AioServer,
@@ -68,9 +69,6 @@ from tests.integration.wsraw import (
     upgrade_request,
 )
 from wsproxy.model import Flow, Message
-from wsproxy.options import Options, ReverseTarget
-from wsproxy.plugins import PluginChain
-from wsproxy.proxy.server import ProxyServer
 
 RSV1 = 0x40
 MiB = 1024 * 1024
@@ -202,21 +200,6 @@ class Seen:
         self.messages.append(
             (message.from_client, message.opcode, message.content, message.compressed)
         )
-
-
-@contextlib.asynccontextmanager
-async def in_process_proxy(
-    tmp_path: Path, plugins: Sequence[object], upstream_port: int | None = None
-) -> AsyncIterator[ProxyServer]:
-    """A ``ProxyServer`` in this loop: reverse mode in front of ``upstream_port``, else regular."""
-    reverse = None if upstream_port is None else ReverseTarget("ws", HOST, upstream_port)
-    options = Options(listen_port=0, reverse=reverse, confdir=tmp_path, verbosity=-1)
-    server = ProxyServer(options, None, PluginChain(list(plugins)))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.shutdown()
 
 
 @dataclass
@@ -447,7 +430,7 @@ async def test_websockets_through_a_message_hook(tmp_path: Path, variant: str) -
     seen = Seen()
     async with (
         recorder(None if server_factory is None else [server_factory]) as rec,
-        in_process_proxy(tmp_path, [seen]) as server,
+        running_proxy(tmp_path, [seen]) as server,
         connect(
             f"{rec.url}/x",
             proxy=f"http://{HOST}:{server.port}",
@@ -522,7 +505,7 @@ async def test_aiohttp_client_and_websockets_server(tmp_path: Path) -> None:
     seen = Seen()
     async with (
         recorder() as rec,
-        in_process_proxy(tmp_path, [seen]) as server,
+        running_proxy(tmp_path, [seen]) as server,
         aiohttp.ClientSession() as session,
         session.ws_connect(
             f"{rec.url}/mixed",
@@ -710,14 +693,6 @@ async def raw_ws(
     return conn
 
 
-def vm_hwm_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmHWM")
-
-
 def frames_of(kind: str, compressed: bytes) -> list[tuple[int, bytes, bool, int]]:
     """(opcode, payload, fin, rsv) of a compressed binary message sent one way or another."""
     if kind == "one-frame":
@@ -742,7 +717,7 @@ async def test_client_deflate_bomb(
     echo = await asyncio.wait_for(read_frame(conn.reader), TIMEOUT)
     assert echo.opcode == OP_TEXT and echo.rsv == RSV1
     assert zlib.decompressobj(-15).decompress(echo.payload + b"\x00\x00\xff\xff") == b"x" * 1000
-    before = vm_hwm_kib(proxy.proc.pid)
+    before = status_kib(proxy.proc.pid, "VmHWM")
     for opcode, piece, fin, rsv in frames_of(kind, payload):
         conn.writer.write(encode_frame(opcode, piece, fin=fin, mask=True, rsv=rsv))
     with contextlib.suppress(ConnectionError):
@@ -751,7 +726,7 @@ async def test_client_deflate_bomb(
     assert frames == []
     assert close is not None and close.close_code == 1009
     assert (await ws_echo.next_close()).code == 1001
-    growth = vm_hwm_kib(proxy.proc.pid) - before
+    growth = status_kib(proxy.proc.pid, "VmHWM") - before
     assert growth < 24 * 1024, f"the proxy's peak RSS grew by {growth} KiB"
     assert proxy.returncode is None
 
@@ -793,7 +768,7 @@ async def test_upstream_deflate_bomb(start_proxy: StartProxy, raw_server: RawSer
         f"{upstream.url}/bomb", proxy=proxy.url, max_size=None, ping_interval=None
     ) as ws:
         assert "permessage-deflate" in ext_header(ws)
-        before = vm_hwm_kib(proxy.proc.pid)
+        before = status_kib(proxy.proc.pid, "VmHWM")
         assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "hello " * 100
         with pytest.raises(ConnectionClosed) as info:
             await asyncio.wait_for(ws.recv(), TIMEOUT)
@@ -804,7 +779,7 @@ async def test_upstream_deflate_bomb(start_proxy: StartProxy, raw_server: RawSer
         await asyncio.sleep(0.05)
     close = upstream.connections[0].extra["close"]
     assert isinstance(close, Frame) and close.close_code == 1009
-    growth = vm_hwm_kib(proxy.proc.pid) - before
+    growth = status_kib(proxy.proc.pid, "VmHWM") - before
     assert growth < 24 * 1024, f"the proxy's peak RSS grew by {growth} KiB"
 
 
@@ -941,7 +916,7 @@ async def test_rewrite_and_drop_mid_stream_keep_the_stream_compressed(
     async with (
         recorder() as rec,
         tap(rec.port) as upstream_leg,
-        in_process_proxy(tmp_path, [seen, Rewrite50(), Drop70()], upstream_leg.port) as server,
+        running_proxy(tmp_path, [seen, Rewrite50(), Drop70()], upstream_leg.port) as server,
         tap(server.port) as client_leg,
     ):
         async with connect(

@@ -23,6 +23,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from tests.helpers import status_kib
 from tests.integration import wsraw
 from tests.integration.conftest import (
     HOST,
@@ -50,14 +51,6 @@ MAX_GROWTH_KIB = 40 * 1024  # the proxy's peak RSS over the run, above its RSS a
 
 
 # -- the proxy's memory -------------------------------------------------------------------------
-
-
-def status_kib(pid: int, field_name: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
-    raise AssertionError(f"no {field_name} in /proc/{pid}/status")
 
 
 class Memory:

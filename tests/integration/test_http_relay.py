@@ -203,7 +203,7 @@ async def test_malformed_request_refused_and_never_forwarded(
 
 
 async def test_upstream_unreachable_is_502(proxy: Proxy, raw_client: RawClient) -> None:
-    from tests.integration.conftest import free_port
+    from tests.helpers import free_port
 
     authority = f"{HOST}:{free_port()}"
     conn: RawConnection = await raw_client(proxy.port)

@@ -1,4 +1,4 @@
-"""Byte-level HTTP and WebSocket helpers for the integration tests.
+"""Byte-level HTTP and WebSocket helpers for the integration and plugin tests.
 
 Real clients (websockets, aiohttp) refuse to send broken frames or requests, so the tests
 that need them (unmasked client frames, masked server frames, smuggling attempts, bad

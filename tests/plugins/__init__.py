@@ -15,9 +15,7 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -26,7 +24,15 @@ from pathlib import Path
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-HOST = "127.0.0.1"
+from tests.helpers import (
+    HOST,
+    ProcessExited,
+    free_port,
+    proxy_free_env,
+    wait_accepting,
+    wsproxy_command,
+)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 HIDE_MITMPROXY = '''
@@ -44,12 +50,6 @@ class _HideMitmproxy:
 
 sys.meta_path.insert(0, _HideMitmproxy())
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -88,25 +88,13 @@ class ProxyProc:
     def __init__(self, args: list[str], tmp: Path, *, hide_mitmproxy: bool = False) -> None:
         self.port = free_port()
         self.stderr_path = tmp / f"wsproxy-{self.port}.log"
-        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-        env["PYTHONUNBUFFERED"] = "1"
+        env = proxy_free_env()
         if hide_mitmproxy:
             site = tmp / "hide_mitmproxy"
             site.mkdir(exist_ok=True)
             (site / "sitecustomize.py").write_text(HIDE_MITMPROXY)
             env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
-        self.command = [
-            sys.executable,
-            "-m",
-            "wsproxy",
-            "--listen-host",
-            HOST,
-            "-p",
-            str(self.port),
-            "--confdir",
-            str(tmp / "confdir"),
-            *args,
-        ]
+        self.command = wsproxy_command(self.port, tmp / "confdir", *args)
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 self.command,
@@ -122,18 +110,14 @@ class ProxyProc:
         return self.stderr_path.read_text("utf-8", "replace")
 
     async def wait_ready(self, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"wsproxy exited ({self.proc.returncode}):\n{self.stderr()}")
-            try:
-                _, writer = await asyncio.open_connection(HOST, self.port)
-            except OSError:
-                assert time.monotonic() < deadline, f"wsproxy never listened:\n{self.stderr()}"
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            return
+        try:
+            await wait_accepting(self.port, self.proc, timeout)
+        except ProcessExited:
+            raise AssertionError(
+                f"wsproxy exited ({self.proc.returncode}):\n{self.stderr()}"
+            ) from None
+        except TimeoutError:
+            raise AssertionError(f"wsproxy never listened:\n{self.stderr()}") from None
 
     async def wait_log(self, predicate: Callable[[str], bool], timeout: float = 10) -> str:
         deadline = time.monotonic() + timeout

@@ -17,12 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +30,18 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from tests.helpers import (
+    HOST,
+    ProcessExited,
+    free_port,
+    proxy_free_env,
+    wait_accepting,
+    wsproxy_command,
+)
 from wsproxy.options import Options, ReverseTarget
 from wsproxy.plugins import PluginChain
 from wsproxy.proxy.server import ProxyServer
 
-HOST = "127.0.0.1"
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 
 
@@ -138,38 +142,20 @@ class Cli:
         return self.stderr_path.read_text("utf-8", "replace")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 StartCli = Callable[..., Awaitable[Cli]]
 
 
 @pytest.fixture
 async def start_cli(echo: Echo, tmp_path: Path) -> AsyncIterator[StartCli]:
     started: list[Cli] = []
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    env["PYTHONUNBUFFERED"] = "1"
+    env = proxy_free_env()
 
     async def start(*args: str, ready: bool = True) -> Cli:
-        port = _free_port()
+        port = free_port()
         stderr_path = tmp_path / f"wsproxy-{len(started)}.err"
-        command = [
-            sys.executable,
-            "-m",
-            "wsproxy",
-            "--listen-host",
-            HOST,
-            "-p",
-            str(port),
-            "--confdir",
-            str(tmp_path / "confdir"),
-            "--mode",
-            f"reverse:ws://{HOST}:{echo.port}",
-            *args,
-        ]
+        command = wsproxy_command(
+            port, tmp_path / "confdir", "--mode", f"reverse:ws://{HOST}:{echo.port}", *args
+        )
         with open(stderr_path, "wb") as err:
             proc = subprocess.Popen(
                 command,
@@ -183,18 +169,11 @@ async def start_cli(echo: Echo, tmp_path: Path) -> AsyncIterator[StartCli]:
         started.append(cli)
         if not ready:
             return cli
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                _, writer = await asyncio.open_connection(HOST, port)
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"wsproxy did not start:\n{cli.stderr()}") from None
-                await asyncio.sleep(0.05)
-            else:
-                writer.close()
-                await writer.wait_closed()
-                return cli
+        try:
+            await wait_accepting(port, proc, 15)
+        except (ProcessExited, TimeoutError):
+            raise AssertionError(f"wsproxy did not start:\n{cli.stderr()}") from None
+        return cli
 
     yield start
     for cli in started:

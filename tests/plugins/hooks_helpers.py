@@ -1,7 +1,6 @@
-"""Helpers for the plugin hook tests: an in-process proxy and real upstreams on 127.0.0.1.
+"""Helpers for the plugin hook tests: real upstreams on 127.0.0.1 (the in-process proxy is
+``tests.helpers.running_proxy``).
 
-* ``running_proxy(tmp_path, plugins, upstream_port)`` runs ``ProxyServer`` in the test's loop
-  (reverse mode in front of ``upstream_port``, or regular mode when it is None).
 * ``ws_upstream(handler)`` is a ``websockets`` server; ``Upstream`` records what it got
   (handshake requests, messages, close codes) and echoes unless told otherwise.
 * ``raw_upstream()`` is a bare WebSocket server that records every frame exactly as it came
@@ -11,50 +10,30 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import random
-import struct
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from wsproxy.options import Options, ReverseTarget
-from wsproxy.plugins import PluginChain
-from wsproxy.proxy.server import ProxyServer
-
-HOST = "127.0.0.1"
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+from tests.helpers import HOST
+from tests.integration.wsraw import (
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    Frame,
+    accept_for,
+    encode_frame,
+    read_frame,
+    read_head,
+)
 
 
 def ws_url(port: int, path: str = "/") -> str:
     return f"ws://{HOST}:{port}{path}"
-
-
-@contextlib.asynccontextmanager
-async def running_proxy(
-    tmp_path: Path,
-    plugins: Sequence[object] | None,
-    upstream_port: int | None,
-    **options: Any,
-) -> AsyncIterator[ProxyServer]:
-    """A proxy in this loop: reverse mode in front of ``upstream_port`` (regular when None);
-    ``plugins`` None means no chain at all."""
-    reverse = None if upstream_port is None else ReverseTarget("ws", HOST, upstream_port)
-    opts = Options(listen_port=0, reverse=reverse, confdir=tmp_path, verbosity=-1, **options)
-    chain = None if plugins is None else PluginChain(list(plugins))
-    server = ProxyServer(opts, None, chain)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.shutdown()
 
 
 # -- a websockets upstream that records ------------------------------------------------------
@@ -128,47 +107,13 @@ async def ws_upstream(
 
 
 @dataclass
-class RawFrame:
-    fin: bool
-    opcode: int
-    rsv: int
-    payload: bytes
-
-
-@dataclass
 class RawUpstream:
     port: int = 0
-    frames: list[RawFrame] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def data_frames(self) -> list[tuple[bool, int, bytes]]:
         return [(f.fin, f.opcode, f.payload) for f in self.frames if f.opcode < 0x8]
-
-
-def _frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    first = (0x80 if fin else 0) | opcode
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", first, n)
-    elif n < 1 << 16:
-        head = struct.pack("!BBH", first, 126, n)
-    else:
-        head = struct.pack("!BBQ", first, 127, n)
-    return head + payload
-
-
-async def _read_frame(reader: asyncio.StreamReader) -> RawFrame:
-    b0, b1 = await reader.readexactly(2)
-    n = b1 & 0x7F
-    if n == 126:
-        (n,) = struct.unpack("!H", await reader.readexactly(2))
-    elif n == 127:
-        (n,) = struct.unpack("!Q", await reader.readexactly(8))
-    key = await reader.readexactly(4) if b1 & 0x80 else b""
-    data = await reader.readexactly(n)
-    if key:
-        data = bytes(c ^ key[i % 4] for i, c in enumerate(data))
-    return RawFrame(bool(b0 & 0x80), b0 & 0x0F, b0 & 0x70, data)
 
 
 @contextlib.asynccontextmanager
@@ -180,30 +125,25 @@ async def raw_upstream(bad_on: bytes | None = None) -> AsyncIterator[RawUpstream
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            key = ""
-            for line in head.decode("latin-1").split("\r\n"):
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "sec-websocket-key":
-                    key = value.strip()
-            accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+            head = await read_head(reader)
+            accept = accept_for(head.get("Sec-WebSocket-Key") or "")
             writer.write(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept.encode() + b"\r\n\r\n"
             )
             while True:
-                frame = await _read_frame(reader)
+                frame = await read_frame(reader)
                 up.frames.append(frame)
                 if frame.opcode == OP_CLOSE:
-                    writer.write(_frame(OP_CLOSE, frame.payload))
+                    writer.write(encode_frame(OP_CLOSE, frame.payload))
                     await writer.drain()
                     break
                 if frame.opcode == OP_PING:
-                    writer.write(_frame(OP_PONG, frame.payload))
+                    writer.write(encode_frame(OP_PONG, frame.payload))
                 elif bad_on is not None and frame.payload == bad_on:
-                    writer.write(_frame(0x3, b"reserved opcode"))
+                    writer.write(encode_frame(0x3, b"reserved opcode"))
                 elif frame.opcode < 0x8:
-                    writer.write(_frame(frame.opcode, frame.payload, frame.fin))
+                    writer.write(encode_frame(frame.opcode, frame.payload, fin=frame.fin))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass

@@ -20,17 +20,12 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
+from tests.helpers import running_proxy
+from tests.integration.wsraw import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT
 from tests.plugins.hooks_helpers import (
-    OP_BINARY,
-    OP_CLOSE,
-    OP_CONT,
-    OP_PING,
-    OP_PONG,
-    OP_TEXT,
     Upstream,
     echo,
     raw_upstream,
-    running_proxy,
     sink,
     wordy_bytes,
     wordy_texts,

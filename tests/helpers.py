@@ -1,0 +1,129 @@
+"""Helpers shared by the test packages: ports, wsproxy subprocesses, /proc readings.
+
+* ``free_port()``: a TCP port on ``HOST`` nothing listens on right now.
+* ``wsproxy_command(port, confdir, *args)``: ``python -m wsproxy`` listening on ``HOST:port``.
+* ``proxy_free_env()``: this environment without ``*proxy*`` variables, unbuffered output.
+* ``wait_accepting(port, proc, timeout)`` (and ``wait_accepting_sync``): poll until the port
+  accepts a connection; ``ProcessExited`` if ``proc`` ends first, ``TimeoutError`` after
+  ``timeout`` seconds.
+* ``running_proxy(tmp_path, plugins, upstream_port)``: a ``ProxyServer`` in the test's loop
+  (reverse mode in front of ``upstream_port``, or regular mode when it is None).
+* ``status_kib(pid, field)``: a ``/proc/PID/status`` field such as VmRSS or VmHWM, in KiB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from wsproxy.options import Options, ReverseTarget
+from wsproxy.plugins import PluginChain
+from wsproxy.proxy.server import ProxyServer
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (bound then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def wsproxy_command(port: int, confdir: Path | str, *args: str) -> list[str]:
+    """``python -m wsproxy`` listening on ``HOST:port`` with ``confdir``, then ``args``."""
+    return [
+        sys.executable,
+        "-m",
+        "wsproxy",
+        "--listen-host",
+        HOST,
+        "-p",
+        str(port),
+        "--confdir",
+        str(confdir),
+        *args,
+    ]
+
+
+def proxy_free_env() -> dict[str, str]:
+    """``os.environ`` without any variable whose name mentions a proxy (``http_proxy`` and
+    the like must not steer the subprocess), and with ``PYTHONUNBUFFERED=1``."""
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class ProcessExited(Exception):
+    """The process ended before its port accepted a connection."""
+
+
+async def wait_accepting(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Poll until ``HOST:port`` accepts a connection (closed at once)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise ProcessExited(f"exited with {proc.returncode}")
+        try:
+            _, writer = await asyncio.open_connection(HOST, port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing accepts on {HOST}:{port} after {timeout} s") from None
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return
+
+
+def wait_accepting_sync(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """``wait_accepting`` outside an event loop."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise ProcessExited(f"exited with {proc.returncode}")
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing accepts on {HOST}:{port} after {timeout} s") from None
+            time.sleep(0.05)
+
+
+def status_kib(pid: int, field_name: str) -> int:
+    """A field of ``/proc/PID/status`` given in kB (VmRSS, VmHWM, ...)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field_name} in /proc/{pid}/status")
+
+
+@contextlib.asynccontextmanager
+async def running_proxy(
+    tmp_path: Path,
+    plugins: Sequence[object] | None,
+    upstream_port: int | None = None,
+    **options: Any,
+) -> AsyncIterator[ProxyServer]:
+    """A proxy in this loop: reverse mode in front of ``upstream_port`` (regular when None);
+    ``plugins`` None means no chain at all."""
+    reverse = None if upstream_port is None else ReverseTarget("ws", HOST, upstream_port)
+    opts = Options(listen_port=0, reverse=reverse, confdir=tmp_path, verbosity=-1, **options)
+    chain = None if plugins is None else PluginChain(list(plugins))
+    server = ProxyServer(opts, None, chain)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.shutdown()
