@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import platform
@@ -26,7 +25,6 @@ import resource
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,13 +34,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _common import (  # bench/_common.py; also what tls_bench.py reaches as bench.NAME
+    HOST,
+    cpu_seconds,
+    die_with_parent,
+    free_port,
+    hwm_kib,
+    proc_tree,
+    render,
+    reset_hwm,
+    rss_kib,
+    wait_port,
+)
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 LOADGEN = BENCH_DIR / "loadgen.mjs"
 RELAY = BENCH_DIR / "relay.py"
-HOST = "127.0.0.1"
 MIB = 1024 * 1024
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 ALL_TARGETS = ("direct", "relay", "relay-streams", "mitmproxy", "wsproxy")
 RATIO_TARGETS = ("wsproxy", "mitmproxy")  # ratio columns X/relay, for the CPU rows
 
@@ -52,79 +61,6 @@ def log(msg: str) -> None:
 
 
 # ----------------------------------------------------------------------------- /proc
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def proc_tree(pid: int) -> list[int]:
-    """pid and all its live descendants."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        stat = _read(f"/proc/{name}/stat")
-        if stat is None:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        if os.path.exists(f"/proc/{p}"):
-            out.append(p)
-            todo.extend(children.get(p, []))
-    return out
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """user + system CPU seconds of the given processes (all their threads, dead ones too)."""
-    total = 0
-    for p in pids:
-        stat = _read(f"/proc/{p}/stat")
-        if stat is None:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    return total / CLK_TCK
-
-
-def _status_kib(pids: list[int], key: str) -> int:
-    total = 0
-    for p in pids:
-        status = _read(f"/proc/{p}/status")
-        if status is None:
-            continue
-        for line in status.splitlines():
-            if line.startswith(key + ":"):
-                total += int(line.split()[1])
-                break
-    return total
-
-
-def rss_kib(pids: list[int]) -> int:
-    return _status_kib(pids, "VmRSS")
-
-
-def hwm_kib(pids: list[int]) -> int:
-    return _status_kib(pids, "VmHWM")
-
-
-def reset_hwm(pids: list[int]) -> bool:
-    """Reset VmHWM (peak RSS) to the current RSS: 'echo 5 > /proc/PID/clear_refs'."""
-    ok = bool(pids)
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/clear_refs", "w") as f:
-                f.write("5")
-        except OSError:
-            ok = False
-    return ok
 
 
 class RssSampler:
@@ -160,15 +96,6 @@ class RssSampler:
 _CHILDREN: dict[int, asyncio.subprocess.Process] = {}
 
 
-def _child_setup() -> None:
-    """In the child, before exec: die with the driver even if it is SIGKILLed."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 async def spawn(
     args: list[str],
     *,
@@ -185,7 +112,7 @@ async def spawn(
         stderr=stderr,
         cwd=str(cwd) if cwd else None,
         start_new_session=True,
-        preexec_fn=_child_setup,
+        preexec_fn=die_with_parent,
     )
     _CHILDREN[proc.pid] = proc
     return proc
@@ -222,31 +149,6 @@ def kill_all_sync() -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
     _CHILDREN.clear()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-async def wait_port(port: int, timeout: float, proc: asyncio.subprocess.Process | None) -> None:
-    """Poll-connect until the port accepts; fail early if the process died."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc is not None and proc.returncode is not None:
-            raise RuntimeError(f"process exited with status {proc.returncode}")
-        try:
-            _, w = await asyncio.wait_for(asyncio.open_connection(HOST, port), 1.0)
-            w.close()
-            with contextlib.suppress(OSError):
-                await w.wait_closed()
-            return
-        except (OSError, TimeoutError):
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"nothing accepts on {HOST}:{port} after {timeout:.0f} s")
-        await asyncio.sleep(0.05)
 
 
 def tail(path: Path, n: int = 15) -> str:
@@ -770,18 +672,6 @@ def build_table(
     return rows
 
 
-def render(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for i, r in enumerate(rows):
-        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1])]
-        cells += [c.rjust(w) for c, w in zip(r[2:], widths[2:], strict=True)]
-        lines.append("  ".join(cells).rstrip())
-        if i == 0:
-            lines.append("-" * len(lines[0]))
-    return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------- main
 
 
@@ -931,7 +821,7 @@ async def amain(args: argparse.Namespace, opts: Options) -> int:
         f"{opts.repeats} repeats (median), {'quick' if opts.quick else 'full'} durations"
         + (", permessage-deflate ON" if opts.compress else "")
     )
-    print(render(table))
+    print(render(table, left=2))
     for t in targets:
         if not t.available:
             print(f"\n{t.name} unavailable: {t.reason}")

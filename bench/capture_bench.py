@@ -15,16 +15,15 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _common import HOST, cpu_seconds, free_port, hwm_kib, stop_group, wait_port_sync
 from websockets.asyncio.client import connect
 
-HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parents[1]
 ECHO = """
 import asyncio, sys
@@ -37,34 +36,6 @@ async def main():
         await asyncio.Future()
 asyncio.run(main())
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int) -> None:
-    for _ in range(300):
-        try:
-            socket.create_connection((HOST, port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def vm_hwm_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def start_proxy(echo: int, args: list[str], confdir: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -89,17 +60,8 @@ def start_proxy(echo: int, args: list[str], confdir: str) -> tuple[subprocess.Po
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
-    wait_port(port)
+    wait_port_sync(port, proc, 15)
     return proc, port
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 async def pump(port: int, payload: bytes | str, count: int, window: int) -> float:
@@ -126,12 +88,12 @@ def run(
 ) -> tuple[float, float, float]:
     proc, port = start_proxy(echo, args, confdir)
     try:
-        cpu0 = cpu_seconds(proc.pid)
+        cpu0 = cpu_seconds([proc.pid])
         seconds = asyncio.run(pump(port, payload, count, window))
-        cpu = cpu_seconds(proc.pid) - cpu0
-        return seconds, cpu, vm_hwm_mib(proc.pid)
+        cpu = cpu_seconds([proc.pid]) - cpu0
+        return seconds, cpu, hwm_kib([proc.pid]) / 1024
     finally:
-        stop(proc)
+        stop_group(proc, 30)
 
 
 def main() -> None:
@@ -146,7 +108,7 @@ def main() -> None:
     echo = subprocess.Popen([sys.executable, "-c", ECHO, str(echo_port)], start_new_session=True)
     capture = Path(args.dir) / "wsproxy-capture-bench.jsonl"
     try:
-        wait_port(echo_port)
+        wait_port_sync(echo_port, echo, 15)
         with tempfile.TemporaryDirectory() as confdir:
             small = "x" * 64
             print(

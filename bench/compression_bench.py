@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -37,9 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _common import cpu_seconds, free_port, wait_port
+
 ROOT = Path(__file__).resolve().parent.parent
 LOADGEN = ROOT / "bench" / "loadgen.mjs"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
 
 PLUGIN = '''\
@@ -59,19 +59,6 @@ class Scenario:
 
 
 SCENARIOS = [Scenario("64B text", 64, 32), Scenario("1MiB text", MIB, 2)]
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        stat = f.read()
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def spawn(*cmd: str, stdout: Any = asyncio.subprocess.PIPE) -> asyncio.subprocess.Process:
@@ -117,19 +104,6 @@ async def echo_server(node: str, compress: bool) -> tuple[asyncio.subprocess.Pro
     return proc, int(ev["port"])
 
 
-async def wait_port(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            _, w = await asyncio.open_connection("127.0.0.1", port)
-            w.close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
-
-
 async def one_run(
     node: str,
     echo_port: int,
@@ -150,7 +124,7 @@ async def one_run(
             port = echo_port
         proxy = await spawn(*cmd, stdout=asyncio.subprocess.DEVNULL)
         try:
-            await wait_port(port)
+            await wait_port(port, 20, None)
             cfg = {
                 "url": f"ws://127.0.0.1:{port}/",
                 "compress": compress,
@@ -165,12 +139,12 @@ async def one_run(
             lg = await spawn(node, str(LOADGEN), "pipeline", json.dumps(cfg))
             try:
                 await event(lg, "ready", 120)
-                cpu0 = cpu_seconds(proxy.pid)
+                cpu0 = cpu_seconds([proxy.pid])
                 assert lg.stdin is not None
                 lg.stdin.write(b"go\n")
                 await lg.stdin.drain()
                 done = await event(lg, "done", args.duration + 120)
-                cpu1 = cpu_seconds(proxy.pid)
+                cpu1 = cpu_seconds([proxy.pid])
             finally:
                 await stop(lg)
         finally:

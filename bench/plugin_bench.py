@@ -32,6 +32,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from _common import render
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 RULE = {"name": "mask-8", "direction": "client", "match": "^[a-z]{8}", "replace": "XXXXXXXX"}
@@ -45,19 +47,6 @@ def fmt(v: float | None) -> str:
     if abs(v) >= 100:
         return f"{v:.0f}"
     return f"{v:.1f}"
-
-
-def render(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for i, r in enumerate(rows):
-        cells = [r[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
-        ]
-        lines.append("  ".join(cells).rstrip())
-        if i == 0:
-            lines.append("-" * len(lines[0]))
-    return "\n".join(lines)
 
 
 def run_bench(extra: list[str], wsproxy_args: str, out: Path) -> tuple[int, dict[str, Any]]:

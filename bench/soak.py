@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -38,7 +37,6 @@ import random
 import resource
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,7 +45,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
+from _common import (
+    HOST,
+    SetupError,
+    die_with_parent,
+    free_port,
+    rss_kib,
+    stop_group,
+    wait_port_sync,
+)
+
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 LOADGEN = BENCH_DIR / "loadgen.mjs"
@@ -56,12 +63,6 @@ ECHO_TIMEOUT = 10.0  # seconds an echo may take before its message counts as los
 
 def log(msg: str) -> None:
     print(f"[soak {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def die_with_parent() -> None:
-    """PR_SET_PDEATHSIG: this process gets SIGTERM when the driver goes, however it goes."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def raise_nofile() -> int:
@@ -75,14 +76,6 @@ def raise_nofile() -> int:
 
 
 # -- /proc -----------------------------------------------------------------------------------
-
-
-def rss_kib(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def fd_count(pid: int) -> int:
@@ -102,7 +95,7 @@ class Sample:
 
 
 def sample(pid: int) -> Sample:
-    return Sample(rss_kib(pid), fd_count(pid))
+    return Sample(rss_kib([pid]), fd_count(pid))
 
 
 # -- children --------------------------------------------------------------------------------
@@ -110,48 +103,6 @@ def sample(pid: int) -> Sample:
 
 def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, start_new_session=True, preexec_fn=die_with_parent, **kwargs)
-
-
-def stop(proc: subprocess.Popen[bytes] | None) -> int | None:
-    """SIGTERM the child's group, SIGKILL if it lingers; its exit status."""
-    if proc is None:
-        return None
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(3)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(3)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # anything left of its group
-    return proc.returncode
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise SetupError(f"{proc.args!r} exited with {proc.returncode}")
-        try:
-            socket.create_connection((HOST, port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SetupError(f"nothing listens on {port} after {timeout} s") from None
-            time.sleep(0.05)
-
-
-class SetupError(Exception):
-    pass
 
 
 PY_ECHO = """
@@ -182,7 +133,7 @@ def start_echo(workdir: Path) -> tuple[subprocess.Popen[bytes], int, str]:
         try:
             port = int(json.loads(line)["port"])
         except (ValueError, KeyError) as error:
-            stop(proc)
+            stop_group(proc)
             raise SetupError(f"the Node echo server said {line!r}") from error
         return proc, port, "node ws (bench/loadgen.mjs echo)"
     port = free_port()
@@ -191,7 +142,7 @@ def start_echo(workdir: Path) -> tuple[subprocess.Popen[bytes], int, str]:
         stdout=subprocess.DEVNULL,
         stderr=open(workdir / "echo.log", "wb"),  # noqa: SIM115
     )
-    wait_port(port, proc)
+    wait_port_sync(port, proc, 30)
     return proc, port, "python websockets (Node or bench/node_modules missing)"
 
 
@@ -360,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             stdout=open(workdir / "proxy.log", "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
         )
-        wait_port(port, proxy)
+        wait_port_sync(port, proxy, 30)
         url = f"ws://{HOST}:{port}/soak"
         log(f"echo server: {echo_kind} on {echo_port}; proxy pid {proxy.pid} on {port}")
         log(f"RLIMIT_NOFILE {limit}; {args.conns} connections in {workers} worker processes")
@@ -488,14 +439,14 @@ def main(argv: list[str] | None = None) -> int:
             if child.is_alive():
                 child.kill()
                 child.join(5)
-        code = stop(proxy)
+        code = stop_group(proxy)
         if code not in (None, 0):
             log(f"the proxy exited with {code}; its log: {workdir / 'proxy.log'}")
             failed = True
         if echo is not None and echo.stdin is not None:
             with contextlib.suppress(OSError):
                 echo.stdin.close()
-        stop(echo)
+        stop_group(echo)
         log_text = (workdir / "proxy.log").read_text("utf-8", "replace") if proxy else ""
         if "Traceback" in log_text:
             log(f"the proxy printed a traceback: {workdir / 'proxy.log'}")

@@ -43,6 +43,8 @@ REPO_DIR = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(1, str(REPO_DIR))
 
+from _common import render  # noqa: E402  (bench/_common.py)
+
 import bench  # noqa: E402  (bench/bench.py: process helpers and /proc readings)
 
 HOST = "127.0.0.1"
@@ -64,19 +66,6 @@ def fmt(v: float | None, digits: int = 2) -> str:
     if abs(v) >= 100:
         return f"{v:,.0f}"
     return f"{v:.{digits}f}"
-
-
-def render(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for i, r in enumerate(rows):
-        cells = [r[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
-        ]
-        lines.append("  ".join(cells).rstrip())
-        if i == 0:
-            lines.append("-" * len(lines[0]))
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- child: echo

@@ -1,0 +1,194 @@
+"""Helpers shared by the bench scripts (``bench/*.py``, run as ``python bench/NAME.py``, so
+this directory is on ``sys.path`` and ``from _common import ...`` finds this file).
+
+* /proc readings: ``proc_tree``, ``cpu_seconds``, ``rss_kib``, ``hwm_kib``, ``reset_hwm``.
+* ports: ``free_port``, ``wait_port`` (async, asyncio children), ``wait_port_sync``
+  (``subprocess.Popen`` children).
+* children in their own process group: ``die_with_parent`` (a ``preexec_fn``),
+  ``stop_group`` (SIGTERM the group, SIGKILL if it lingers).
+* output: ``render`` (a plain-text table).
+
+Benches never import from tests/: they run by hand from the repository root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+
+HOST = "127.0.0.1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class SetupError(Exception):
+    """The bench could not set up what it measures (a child died, a port never opened)."""
+
+
+# ----------------------------------------------------------------------------- /proc
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def proc_tree(pid: int) -> list[int]:
+    """pid and all its live descendants."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        stat = _read(f"/proc/{name}/stat")
+        if stat is None:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        if os.path.exists(f"/proc/{p}"):
+            out.append(p)
+            todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """user + system CPU seconds of the given processes (all their threads, dead ones too)."""
+    total = 0
+    for p in pids:
+        stat = _read(f"/proc/{p}/stat")
+        if stat is None:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / CLK_TCK
+
+
+def _status_kib(pids: list[int], key: str) -> int:
+    total = 0
+    for p in pids:
+        status = _read(f"/proc/{p}/status")
+        if status is None:
+            continue
+        for line in status.splitlines():
+            if line.startswith(key + ":"):
+                total += int(line.split()[1])
+                break
+    return total
+
+
+def rss_kib(pids: list[int]) -> int:
+    return _status_kib(pids, "VmRSS")
+
+
+def hwm_kib(pids: list[int]) -> int:
+    return _status_kib(pids, "VmHWM")
+
+
+def reset_hwm(pids: list[int]) -> bool:
+    """Reset VmHWM (peak RSS) to the current RSS: 'echo 5 > /proc/PID/clear_refs'."""
+    ok = bool(pids)
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            ok = False
+    return ok
+
+
+# ----------------------------------------------------------------------------- ports
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_port(port: int, timeout: float, proc: asyncio.subprocess.Process | None) -> None:
+    """Poll-connect until the port accepts; fail early if the process died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.returncode is not None:
+            raise RuntimeError(f"process exited with status {proc.returncode}")
+        try:
+            _, w = await asyncio.wait_for(asyncio.open_connection(HOST, port), 1.0)
+            w.close()
+            with contextlib.suppress(OSError):
+                await w.wait_closed()
+            return
+        except (OSError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing accepts on {HOST}:{port} after {timeout:.0f} s")
+        await asyncio.sleep(0.05)
+
+
+def wait_port_sync(port: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """``wait_port`` for ``subprocess.Popen`` children, outside an event loop."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise SetupError(f"{proc.args!r} exited with {proc.returncode}")
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SetupError(f"nothing listens on {port} after {timeout} s") from None
+            time.sleep(0.05)
+
+
+# ----------------------------------------------------------------------------- children
+
+
+def die_with_parent() -> None:
+    """PR_SET_PDEATHSIG, as a child's ``preexec_fn``: the child gets SIGTERM when the driver
+    goes, however it goes (even SIGKILLed)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def stop_group(proc: subprocess.Popen[bytes] | None, grace: float = 3.0) -> int | None:
+    """SIGTERM the child's group, SIGKILL if it lingers; its exit status."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(3)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # anything left of its group
+    return proc.returncode
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def render(rows: list[list[str]], left: int = 1) -> str:
+    """``rows`` (the first is the header) as aligned columns: the first ``left`` columns
+    flush left, the others flush right, a rule under the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for i, r in enumerate(rows):
+        cells = [c.ljust(w) for c, w in zip(r[:left], widths[:left], strict=True)]
+        cells += [c.rjust(w) for c, w in zip(r[left:], widths[left:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("-" * len(lines[0]))
+    return "\n".join(lines)
