@@ -221,7 +221,8 @@ async def test_overflow_is_counted_and_reported(
     from wsproxy.proxy.server import ProxyServer
 
     path = tmp_path / "o.jsonl"
-    writer = BlockedWriter(path, max_records=5, report_interval=0.0)
+    # Without write-ahead every record goes through the queue, which the hung disk fills.
+    writer = BlockedWriter(path, max_records=5, report_interval=0.0, write_ahead=False)
     writer.gate = threading.Event()
     options = Options(
         listen_host=HOST, listen_port=0, reverse=ReverseTarget("ws", HOST, echo), verbosity=-1
@@ -260,3 +261,33 @@ def test_decode_ignores_unknown_and_cut_lines() -> None:
     record = jsonl.decode(frame)
     assert isinstance(record, Frame)
     assert (record.payload, record.rsv, record.original) == (b"\xff\xfe", 0x40, b"ok")
+
+
+async def test_a_slow_write_ahead_falls_back_to_the_queue(
+    tmp_path: Path, echo: int, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write-ahead slower than SLOW_WRITE (a struggling disk) must not hold the relay again:
+    the writer switches to its queue for a while, and nothing is lost on the way."""
+    from wsproxy.capture import writer as writer_module
+    from wsproxy.options import Options, ReverseTarget
+    from wsproxy.proxy.server import ProxyServer
+
+    monkeypatch.setattr(writer_module, "SLOW_WRITE", -1.0)  # every write counts as slow
+    path = tmp_path / "slow.jsonl"
+    writer = CaptureWriter(path)
+    options = Options(
+        listen_host=HOST, listen_port=0, reverse=ReverseTarget("ws", HOST, echo), verbosity=-1
+    )
+    server = ProxyServer(options, None, None, writer)
+    await server.start()
+    caplog.set_level(logging.WARNING, logger="wsproxy")
+    async with connect(f"ws://{HOST}:{server.port}/") as ws:
+        for i in range(20):
+            await ws.send(f"m{i}")
+            assert await ws.recv() == f"m{i}"
+    await stop(server, writer)
+    assert writer.written_inline == 1  # the handshake went ahead, then the pause began
+    assert "writing through the queue" in caplog.text
+    records = list(read_capture(path))
+    sent = [m.content for m in messages(records) if m.direction == "client"]
+    assert sent == [f"m{i}".encode() for i in range(20)]

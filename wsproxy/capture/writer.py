@@ -5,13 +5,18 @@ bounded in-memory queue; a writer thread takes whatever is queued, encodes it (J
 writes it and flushes the file once per batch. The event loop never waits for the disk and
 never encodes a payload.
 
-Durability: each batch is flushed to the OS (``write`` + ``flush``), not fsynced. Data that
-reached the OS survives the proxy being SIGKILLed or crashing, which is what a capture must
-survive; ``fsync`` only adds protection against power loss or a kernel crash, and costs a disk
-round trip per batch (milliseconds on most disks), so it is opt-in: ``--capture-fsync``.
-The thread writes a little behind the relay (it wakes as soon as a record is queued; typically
-well under a millisecond, more under heavy load when it competes with the event loop for the
-GIL): a SIGKILL loses only the records of that window, never what was already written.
+Durability: a frame that was forwarded is in the file, even if the proxy is SIGKILLed right
+after. While the writer thread is idle (its queue empty), records of small frames are encoded on
+the event loop and written to the file in one ``os.write`` per batch, *before* the relay writes
+the frames to the peers: the session calls ``sync`` at the start of each flush (write-ahead).
+That write goes to the OS page cache and takes microseconds; should one ever take longer than
+``SLOW_WRITE`` (a slow or stalled disk), write-ahead is switched off for ``SLOW_PAUSE`` seconds
+and everything goes through the queue, so a slow disk slows capture, never the relay. Frames
+over ``INLINE_MAX`` bytes, and every record while the thread is busy, go through the queue; the
+thread writes them a little behind the relay (it wakes as soon as a record is queued), so those
+few records can be missing after a SIGKILL. Data that reached the OS survives the proxy being
+SIGKILLed; ``fsync`` only adds protection against power loss or a kernel crash and costs a disk
+round trip per batch, so it is opt-in: ``--capture-fsync`` (write-ahead is off with it).
 
 Overload: the queue holds at most ``max_records`` records and ``max_bytes`` of payload (10,000
 and 64 MiB by default; one record is always accepted into an empty queue, so a message larger
@@ -54,6 +59,9 @@ MiB = 1024 * 1024
 MAX_RECORDS = 10_000
 MAX_BYTES = 64 * MiB
 REPORT_INTERVAL = 5.0  # seconds between loss summaries
+INLINE_MAX = 64 * 1024  # larger frame payloads are always encoded in the writer thread
+SLOW_WRITE = 0.005  # seconds: a write-ahead slower than this means the disk is struggling
+SLOW_PAUSE = 10.0  # seconds without write-ahead after a slow one
 HAR_INTERVAL = 5.0  # seconds between HAR rewrites while traffic flows
 
 
@@ -137,6 +145,7 @@ class CaptureWriter:
         har_interval: float = HAR_INTERVAL,
         report_interval: float = REPORT_INTERVAL,
         tool: str = "wsproxy",
+        write_ahead: bool = True,
     ) -> None:
         self.path = Path(path)
         self.har_path: Path | None = None
@@ -146,6 +155,7 @@ class CaptureWriter:
             self.journal = journal_path(self.path)
         self.filter = re.compile(filter) if filter else None
         self.fsync = fsync
+        self.write_ahead = write_ahead and not fsync
         self.max_records = max_records
         self.max_bytes = max_bytes
         self.har_interval = har_interval
@@ -162,7 +172,14 @@ class CaptureWriter:
         self._lost_written = 0
         self._lost_reported = 0
         self.written = 0
+        self.written_inline = 0  # write-ahead batches
         self.error: BaseException | None = None
+        # Write-ahead on the event loop (see the module doc): encoded lines waiting for ``sync``.
+        self._inline: list[bytes] = []
+        self._busy = False  # the thread is between taking a batch and flushing it
+        self._journal_grew = False  # write-ahead lines went into the journal
+        self._closed_inline = False  # ... and one of them was a close record
+        self._inline_paused_until = 0.0
         self._thread = threading.Thread(target=self._run, name="wsproxy-capture", daemon=True)
         self._thread.start()
 
@@ -173,6 +190,7 @@ class CaptureWriter:
 
     def handshake(self, flow: Flow) -> None:
         self._put(handshake_record(flow), 0, droppable=False)
+        self.sync()
 
     def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None:
         size = len(record.payload) + (len(record.original) if record.original else 0)
@@ -180,11 +198,81 @@ class CaptureWriter:
 
     def close(self, flow: Flow) -> None:
         self._put(close_record(flow), 0, droppable=False)
+        self.sync()
+
+    def sync(self) -> None:
+        """Write the write-ahead lines of this batch: called before the relay's output goes out."""
+        if not self._inline:
+            return
+        with self._cond:
+            self._write_inline()
+
+    def _write_inline(self) -> None:
+        """With the lock held: one ``os.write`` of the waiting lines (the thread is idle)."""
+        data = b"".join(self._inline)
+        self._inline.clear()
+        started = time.monotonic()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._file.fileno(), view) :]
+        except OSError as error:
+            self.error = error
+            self._stopping = True
+            log.error("capture: writing %s failed, capture stopped: %s", self.journal, error)
+            return
+        self.written_inline += 1
+        self._journal_grew = True  # the thread keeps the HAR up to date
+        took = time.monotonic() - started
+        if took > SLOW_WRITE:
+            self._inline_paused_until = time.monotonic() + SLOW_PAUSE
+            log.warning(
+                "capture: a write to %s took %.0f ms: writing through the queue for %.0f s",
+                self.journal,
+                took * 1000,
+                SLOW_PAUSE,
+            )
+
+    def _encode_inline(self, item: _Item) -> bytes:
+        if isinstance(item, dict):
+            return jsonl.dumps(item).encode("utf-8") + b"\n"
+        conn, r, ts = item
+        parts = jsonl.frame_line(
+            conn,
+            ts,
+            r.side.value,
+            r.opcode,
+            r.fin,
+            r.rsv,
+            r.length,
+            r.payload,
+            r.compressed,
+            r.message_opcode,
+            r.verdict,
+            r.by,
+            r.original,
+        )
+        return b"".join(parts)
 
     def _put(self, item: _Item, size: int, *, droppable: bool) -> None:
         with self._cond:
             if self._stopping:
                 return
+            if (
+                not self._queue
+                and not self._busy
+                and self.write_ahead
+                and size <= INLINE_MAX
+                and time.monotonic() >= self._inline_paused_until
+            ):
+                self._inline.append(self._encode_inline(item))
+                self.written += 1
+                if isinstance(item, dict) and item["type"] == "close":
+                    self._closed_inline = True
+                    self._cond.notify()  # a closed connection: the HAR is rewritten soon
+                return
+            if self._inline:
+                self._write_inline()  # keep the file in order: earlier lines first
             queue = self._queue
             if (
                 droppable
@@ -221,16 +309,24 @@ class CaptureWriter:
                     self._queued_bytes = 0
                     lost = self.lost
                     stopping = self._stopping
+                    if batch or lost > self._lost_written:
+                        self._busy = True
+                    grew, closed_inline = self._journal_grew, self._closed_inline
+                    self._journal_grew = self._closed_inline = False
                 had = bool(batch)
-                closed = self._write_batch(batch)
-                if lost > self._lost_written:
-                    self._write_line(jsonl.lost(lost - self._lost_written, lost))
-                    self._lost_written = lost
-                if had or lost:
-                    self._file.flush()
-                    if self.fsync:
-                        os.fsync(self._file.fileno())
-                har_dirty = har_dirty or had
+                try:
+                    closed = self._write_batch(batch) or closed_inline
+                    if lost > self._lost_written:
+                        self._write_line(jsonl.lost(lost - self._lost_written, lost))
+                        self._lost_written = lost
+                    if had or lost:
+                        self._file.flush()
+                        if self.fsync:
+                            os.fsync(self._file.fileno())
+                finally:
+                    with self._cond:
+                        self._busy = False
+                har_dirty = har_dirty or had or grew
                 now = time.monotonic()
                 if lost > self._lost_reported and now - last_report >= self.report_interval:
                     log.warning(
@@ -316,6 +412,8 @@ class CaptureWriter:
             return
         self._finished = True
         with self._cond:
+            if self._inline:
+                self._write_inline()
             self._stopping = True
             self._cond.notify()
         self._thread.join()

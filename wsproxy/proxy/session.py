@@ -37,6 +37,8 @@ class CaptureSink(Protocol):
 
     def close(self, flow: Flow) -> None: ...
 
+    def sync(self) -> None: ...
+
 
 class WebSocketSession:
     """Runs one relay between two connected peers until both are closed."""
@@ -230,6 +232,8 @@ class WebSocketSession:
 
     def _flush(self) -> None:
         relay = self.relay
+        if self.capture is not None:
+            self.capture.sync()  # the capture's write-ahead: recorded before forwarded
         for side in (Side.CLIENT, Side.SERVER):
             leg = relay.leg(side)
             peer = self.peer(side)
