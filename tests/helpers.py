@@ -5,7 +5,7 @@
 * ``proxy_free_env()``: this environment without ``*proxy*`` variables, unbuffered output.
 * ``wait_accepting(port, proc, timeout)`` (and ``wait_accepting_sync``): poll until the port
   accepts a connection; ``ProcessExited`` if ``proc`` ends first, ``TimeoutError`` after
-  ``timeout`` seconds.
+  ``timeout`` seconds; ``wait_started`` fails the test instead, with the process's log.
 * ``running_proxy(tmp_path, plugins, upstream_port)``: a ``ProxyServer`` in the test's loop
   (reverse mode in front of ``upstream_port``, or regular mode when it is None).
 * ``status_kib(pid, field)``: a ``/proc/PID/status`` field such as VmRSS or VmHWM, in KiB.
@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,17 @@ async def wait_accepting(port: int, proc: subprocess.Popen[bytes], timeout: floa
         with contextlib.suppress(OSError):
             await writer.wait_closed()
         return
+
+
+async def wait_started(
+    port: int, proc: subprocess.Popen[bytes], log: Callable[[], str], timeout: float
+) -> None:
+    """``wait_accepting``, failing the test with ``log()`` (the process's output) if the
+    process exits first or the port does not open within ``timeout`` seconds."""
+    try:
+        await wait_accepting(port, proc, timeout)
+    except (ProcessExited, TimeoutError) as e:
+        raise AssertionError(f"wsproxy did not start ({e}):\n{log()}") from None
 
 
 def wait_accepting_sync(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:

@@ -19,10 +19,9 @@ import pytest
 
 from tests.helpers import (
     HOST,
-    ProcessExited,
     free_port,
     proxy_free_env,
-    wait_accepting,
+    wait_started,
     wsproxy_command,
 )
 
@@ -89,14 +88,7 @@ class Proxy:
         return self.log_path.read_text("utf-8", "replace")
 
     async def wait_ready(self, timeout: float = 15) -> None:
-        try:
-            await wait_accepting(self.port, self.proc, timeout)
-        except ProcessExited:
-            raise AssertionError(
-                f"the proxy exited with {self.proc.returncode}\n{self.log()}"
-            ) from None
-        except TimeoutError:
-            raise AssertionError(f"the proxy never listened\n{self.log()}") from None
+        await wait_started(self.port, self.proc, self.log, timeout)
         assert self.ca_cert.is_file(), f"no CA at {self.ca_cert}\n{self.log()}"
 
     def stop(self, timeout: float = 15) -> int:

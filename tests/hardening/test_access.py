@@ -259,14 +259,12 @@ async def test_authorization_and_cookies_are_not_logged_at_debug_level(
 
     async def upstream(conn: RawConnection) -> None:
         head = await wsraw.read_head(conn.reader)
-        key = head.get("Sec-WebSocket-Key") or ""
         conn.writer.write(
-            (
-                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Accept: {wsraw.accept_for(key)}\r\n"
+            wsraw.switching_protocols(
+                head,
                 "Set-Cookie: token=SETCOOKIE-SECRET-4; HttpOnly\r\n"
-                "WWW-Authenticate: Bearer realm=WWWAUTH-SECRET-5\r\n\r\n"
-            ).encode()
+                "WWW-Authenticate: Bearer realm=WWWAUTH-SECRET-5\r\n",
+            )
         )
         await conn.writer.drain()
         frame = await wsraw.read_frame(conn.reader)

@@ -135,13 +135,7 @@ class FaultUpstream:
     async def _behave(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await asyncio.wait_for(wsraw.read_head(reader), TIMEOUT)
         _, behaviour, conn_id = head.target.split("/", 2)
-        key = head.get("Sec-WebSocket-Key") or ""
-        writer.write(
-            (
-                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Accept: {wsraw.accept_for(key)}\r\n\r\n"
-            ).encode()
-        )
+        writer.write(wsraw.switching_protocols(head))
         outcome = self.future(conn_id)
         if behaviour != "echo":
             # Every fault starts after one message went both ways.

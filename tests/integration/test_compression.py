@@ -60,12 +60,12 @@ from tests.integration.wsraw import (
     OP_TEXT,
     Frame,
     RawConnection,
-    accept_for,
     close_payload,
     encode_frame,
     read_frame,
     read_head,
     read_until_close,
+    switching_protocols,
     upgrade_request,
 )
 from wsproxy.model import Flow, Message
@@ -569,14 +569,7 @@ async def answer_with(
     async def handler(conn: RawConnection) -> None:
         head = await read_head(conn.reader)
         conn.head = head
-        key = head.get("Sec-WebSocket-Key") or ""
-        conn.writer.write(
-            (
-                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept_for(key)}\r\n"
-                f"Sec-WebSocket-Extensions: {answer}\r\n\r\n"
-            ).encode()
-        )
+        conn.writer.write(switching_protocols(head, f"Sec-WebSocket-Extensions: {answer}\r\n"))
         await conn.writer.drain()
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             await read_until_close(conn.reader)
@@ -737,15 +730,8 @@ async def bomb_upstream(
     """A raw upstream: accepts permessage-deflate (if ``deflate``), sends ``frames``, answers
     and records the close it gets."""
     head = await read_head(conn.reader)
-    key = head.get("Sec-WebSocket-Key") or ""
     answer = "Sec-WebSocket-Extensions: permessage-deflate\r\n" if deflate else ""
-    conn.writer.write(
-        (
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept_for(key)}\r\n"
-            f"{answer}\r\n"
-        ).encode()
-    )
+    conn.writer.write(switching_protocols(head, answer))
     for opcode, payload, fin, rsv in frames:
         conn.writer.write(encode_frame(opcode, payload, fin=fin, rsv=rsv))
     await conn.writer.drain()

@@ -38,19 +38,6 @@ async def raw_ws_via_proxy(
     return conn
 
 
-async def handshake_101(conn: RawConnection) -> None:
-    head = await wsraw.read_head(conn.reader)
-    conn.head = head
-    key = head.get("Sec-WebSocket-Key") or ""
-    conn.writer.write(
-        (
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Accept: {wsraw.accept_for(key)}\r\n\r\n"
-        ).encode()
-    )
-    await conn.writer.drain()
-
-
 def client(url: str, proxy: Proxy, **kwargs: object) -> connect:
     return connect(
         url,
@@ -162,7 +149,7 @@ async def test_masked_server_frame(proxy: Proxy, raw_server: RawServerFactory) -
     upstream_close: asyncio.Future[wsraw.Frame | None] = asyncio.get_running_loop().create_future()
 
     async def upstream(conn: RawConnection) -> None:
-        await handshake_101(conn)
+        await wsraw.accept_upgrade(conn)
         conn.writer.write(wsraw.encode_frame(OP_TEXT, b"masked!", mask=True))
         _, close = await wsraw.read_until_close(conn.reader)
         upstream_close.set_result(close)
@@ -183,7 +170,7 @@ async def test_reserved_opcode_from_server(proxy: Proxy, raw_server: RawServerFa
     upstream_close: asyncio.Future[wsraw.Frame | None] = asyncio.get_running_loop().create_future()
 
     async def upstream(conn: RawConnection) -> None:
-        await handshake_101(conn)
+        await wsraw.accept_upgrade(conn)
         conn.writer.write(wsraw.encode_frame(0x3, b"?"))
         _, close = await wsraw.read_until_close(conn.reader)
         upstream_close.set_result(close)
@@ -204,7 +191,7 @@ async def test_upstream_dies_mid_small_message(proxy: Proxy, raw_server: RawServ
     close 1014."""
 
     async def upstream(conn: RawConnection) -> None:
-        await handshake_101(conn)
+        await wsraw.accept_upgrade(conn)
         conn.writer.write(wsraw.encode_frame(OP_BINARY, b"z" * 10, length=1000))
         await conn.writer.drain()
         conn.writer.close()
@@ -225,7 +212,7 @@ async def test_upstream_dies_mid_large_frame(
     the client connection (it sees EOF, no close frame)."""
 
     async def upstream(conn: RawConnection) -> None:
-        await handshake_101(conn)
+        await wsraw.accept_upgrade(conn)
         conn.writer.write(wsraw.encode_frame(OP_BINARY, b"z" * 100_000, length=1 << 20))
         await conn.writer.drain()
         conn.writer.close()
@@ -251,7 +238,7 @@ async def test_upstream_dies_mid_large_frame_websockets_client(
     proxy: Proxy, raw_server: RawServerFactory
 ) -> None:
     async def upstream(conn: RawConnection) -> None:
-        await handshake_101(conn)
+        await wsraw.accept_upgrade(conn)
         conn.writer.write(wsraw.encode_frame(OP_BINARY, b"z" * 100_000, length=1 << 20))
         await conn.writer.drain()
         conn.writer.close()
@@ -267,7 +254,7 @@ async def test_upstream_vanishes_between_messages(
     proxy: Proxy, raw_server: RawServerFactory
 ) -> None:
     async def upstream(conn: RawConnection) -> None:
-        await handshake_101(conn)
+        await wsraw.accept_upgrade(conn)
         conn.writer.write(wsraw.encode_frame(OP_TEXT, b"last words"))
         await conn.writer.drain()
         conn.writer.close()
@@ -289,7 +276,7 @@ async def test_upstream_close_answer_never_comes(
     got_close = asyncio.Event()
 
     async def upstream(conn: RawConnection) -> None:
-        await handshake_101(conn)
+        await wsraw.accept_upgrade(conn)
         _, close = await wsraw.read_until_close(conn.reader)
         assert close is not None and close.close_code == 1000
         got_close.set()

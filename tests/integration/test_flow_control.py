@@ -152,13 +152,7 @@ async def raw_ws(raw_client: RawClient, proxy: ProxyProcess, port: int, path: st
 
 
 async def answer_101(conn: RawConnection, head: wsraw.Head) -> None:
-    key = head.get("Sec-WebSocket-Key") or ""
-    conn.writer.write(
-        (
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Accept: {wsraw.accept_for(key)}\r\n\r\n"
-        ).encode()
-    )
+    conn.writer.write(wsraw.switching_protocols(head))
     await conn.writer.drain()
 
 

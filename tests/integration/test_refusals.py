@@ -138,13 +138,7 @@ def _bad_101(extra: str, accept: str | None = None) -> object:
     async def handler(conn: RawConnection) -> None:
         head = await wsraw.read_head(conn.reader)
         conn.head = head
-        key = head.get("Sec-WebSocket-Key") or ""
-        conn.writer.write(
-            (
-                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Accept: {accept or wsraw.accept_for(key)}\r\n{extra}\r\n"
-            ).encode()
-        )
+        conn.writer.write(wsraw.switching_protocols(head, extra, accept=accept))
         await conn.reader.read()  # until the proxy hangs up
 
     return handler

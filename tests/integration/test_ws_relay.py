@@ -181,19 +181,6 @@ async def test_raw_absolute_form_upgrade(
 # -- fragments ---------------------------------------------------------------------------------
 
 
-async def _ws_handshake_server(conn: RawConnection) -> None:
-    """Answer one upgrade request correctly, without extensions."""
-    head = await wsraw.read_head(conn.reader)
-    conn.head = head
-    key = head.get("Sec-WebSocket-Key") or ""
-    conn.writer.write(
-        (
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Accept: {wsraw.accept_for(key)}\r\n\r\n"
-        ).encode()
-    )
-
-
 async def test_fragment_boundaries_client_to_server(
     proxy: Proxy, raw_server: RawServerFactory
 ) -> None:
@@ -202,7 +189,7 @@ async def test_fragment_boundaries_client_to_server(
     seen: asyncio.Queue[list[wsraw.Frame]] = asyncio.Queue()
 
     async def upstream(conn: RawConnection) -> None:
-        await _ws_handshake_server(conn)
+        await wsraw.accept_upgrade(conn)
         frames, close = await wsraw.read_until_close(conn.reader)
         seen.put_nowait(frames)
         assert close is not None
@@ -246,7 +233,7 @@ async def test_fragment_boundaries_server_to_client_with_interleaved_ping(
     pong: asyncio.Future[wsraw.Frame] = asyncio.get_running_loop().create_future()
 
     async def upstream(conn: RawConnection) -> None:
-        await _ws_handshake_server(conn)
+        await wsraw.accept_upgrade(conn)
         conn.writer.write(wsraw.encode_frame(OP_TEXT, b"he", fin=False))
         conn.writer.write(wsraw.encode_frame(OP_PING, b"p1"))
         conn.writer.write(wsraw.encode_frame(OP_CONT, b"llo", fin=False))

@@ -151,6 +151,16 @@ async def read_head(reader: asyncio.StreamReader) -> Head:
     return Head(lines[0], headers)
 
 
+def switching_protocols(head: Head, extra: str = "", *, accept: str | None = None) -> bytes:
+    """The 101 answer to the upgrade request ``head``; ``extra`` adds header lines (each
+    ending in CRLF), ``accept`` replaces the right Sec-WebSocket-Accept value."""
+    key = head.get("Sec-WebSocket-Key") or ""
+    return (
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {accept or accept_for(key)}\r\n{extra}\r\n"
+    ).encode()
+
+
 async def read_chunked(reader: asyncio.StreamReader) -> bytes:
     body = bytearray()
     while True:
@@ -214,3 +224,12 @@ class RawConnection:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
+
+
+async def accept_upgrade(conn: RawConnection) -> Head:
+    """Read one upgrade request (kept as ``conn.head``) and answer it correctly, without
+    extensions."""
+    head = conn.head = await read_head(conn.reader)
+    conn.writer.write(switching_protocols(head))
+    await conn.writer.drain()
+    return head

@@ -26,10 +26,9 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.helpers import (
     HOST,
-    ProcessExited,
     free_port,
     proxy_free_env,
-    wait_accepting,
+    wait_started,
     wsproxy_command,
 )
 
@@ -110,14 +109,7 @@ class ProxyProc:
         return self.stderr_path.read_text("utf-8", "replace")
 
     async def wait_ready(self, timeout: float = 20) -> None:
-        try:
-            await wait_accepting(self.port, self.proc, timeout)
-        except ProcessExited:
-            raise AssertionError(
-                f"wsproxy exited ({self.proc.returncode}):\n{self.stderr()}"
-            ) from None
-        except TimeoutError:
-            raise AssertionError(f"wsproxy never listened:\n{self.stderr()}") from None
+        await wait_started(self.port, self.proc, self.stderr, timeout)
 
     async def wait_log(self, predicate: Callable[[str], bool], timeout: float = 10) -> str:
         deadline = time.monotonic() + timeout

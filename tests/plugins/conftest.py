@@ -32,10 +32,9 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.helpers import (
     HOST,
-    ProcessExited,
     free_port,
     proxy_free_env,
-    wait_accepting,
+    wait_started,
     wsproxy_command,
 )
 from wsproxy.options import Options, ReverseTarget
@@ -169,10 +168,7 @@ async def start_cli(echo: Echo, tmp_path: Path) -> AsyncIterator[StartCli]:
         started.append(cli)
         if not ready:
             return cli
-        try:
-            await wait_accepting(port, proc, 15)
-        except (ProcessExited, TimeoutError):
-            raise AssertionError(f"wsproxy did not start:\n{cli.stderr()}") from None
+        await wait_started(port, proc, cli.stderr, 15)
         return cli
 
     yield start

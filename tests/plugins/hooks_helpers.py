@@ -25,10 +25,10 @@ from tests.integration.wsraw import (
     OP_PING,
     OP_PONG,
     Frame,
-    accept_for,
     encode_frame,
     read_frame,
     read_head,
+    switching_protocols,
 )
 
 
@@ -125,12 +125,7 @@ async def raw_upstream(bad_on: bytes | None = None) -> AsyncIterator[RawUpstream
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await read_head(reader)
-            accept = accept_for(head.get("Sec-WebSocket-Key") or "")
-            writer.write(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept.encode() + b"\r\n\r\n"
-            )
+            writer.write(switching_protocols(await read_head(reader)))
             while True:
                 frame = await read_frame(reader)
                 up.frames.append(frame)
