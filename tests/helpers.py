@@ -8,6 +8,8 @@
   ``timeout`` seconds; ``wait_started`` fails the test instead, with the process's log.
 * ``running_proxy(tmp_path, plugins, upstream_port)``: a ``ProxyServer`` in the test's loop
   (reverse mode in front of ``upstream_port``, or regular mode when it is None).
+* ``stop_group(proc, timeout)`` (and ``stop_group_sync``): SIGTERM, then SIGKILL of the
+  whole process group if it hangs; ``kill_group(proc)`` at once.
 * ``status_kib(pid, field)``: a ``/proc/PID/status`` field such as VmRSS or VmHWM, in KiB.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -109,6 +112,37 @@ def wait_accepting_sync(port: int, proc: subprocess.Popen[bytes], timeout: float
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing accepts on {HOST}:{port} after {timeout} s") from None
             time.sleep(0.05)
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> bool:
+    """SIGKILL the process group of ``proc`` (started with ``start_new_session=True``) if
+    ``proc`` still runs; True if it did."""
+    if proc.poll() is not None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    return True
+
+
+async def stop_group(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """SIGTERM ``proc``; SIGKILL its whole process group if it still runs after ``timeout``
+    seconds. True if it had to be killed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+    return kill_group(proc)
+
+
+def stop_group_sync(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """``stop_group`` outside an event loop."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout)
+    return kill_group(proc)
 
 
 def status_kib(pid: int, field_name: str) -> int:

@@ -7,7 +7,6 @@ group.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -21,6 +20,7 @@ from tests.helpers import (
     HOST,
     free_port,
     proxy_free_env,
+    stop_group_sync,
     wait_started,
     wsproxy_command,
 )
@@ -93,13 +93,7 @@ class Proxy:
 
     def stop(self, timeout: float = 15) -> int:
         """SIGTERM, then SIGKILL of the whole group if it hangs; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
+        stop_group_sync(self.proc, timeout)
         return self.proc.wait()
 
 

@@ -16,10 +16,8 @@ A session fixture checks at the end that every started proxy process is dead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
-import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -37,7 +35,10 @@ from tests.helpers import (
     HOST,
     ProcessExited,
     free_port,
+    kill_group,
     proxy_free_env,
+    stop_group,
+    stop_group_sync,
     wait_accepting,
     wait_accepting_sync,
     wsproxy_command,
@@ -118,12 +119,7 @@ class ProxyProcess:
         return ProxyStartError(f"the proxy did not listen within {timeout} s\n{self.describe()}")
 
     def stop_sync(self, timeout: float = STOP_TIMEOUT) -> int:
-        if self.proc.poll() is None:
-            self.signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        self.killed |= stop_group_sync(self.proc, timeout)
         return self.proc.wait()
 
     def problems(self, code: int | None, text: str | None = None) -> list[str]:
@@ -151,18 +147,11 @@ class ProxyProcess:
 
     async def stop(self, timeout: float = STOP_TIMEOUT) -> int:
         """SIGTERM, wait, SIGKILL the whole process group if it hangs."""
-        if self.proc.poll() is None:
-            self.signal(signal.SIGTERM)
-            if await self.wait_exit(timeout) is None:
-                self.kill()
+        self.killed |= await stop_group(self.proc, timeout)
         return self.proc.wait()
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.killed = True
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        self.killed |= kill_group(self.proc)
 
 
 class ProxyStartError(AssertionError):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +27,7 @@ from tests.helpers import (
     HOST,
     free_port,
     proxy_free_env,
+    stop_group,
     wait_started,
     wsproxy_command,
 )
@@ -119,13 +119,7 @@ class ProxyProc:
         return text
 
     async def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + 15
-            while self.proc.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            if self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        await stop_group(self.proc, 15)
         return self.proc.wait()
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -34,6 +33,7 @@ from tests.helpers import (
     HOST,
     free_port,
     proxy_free_env,
+    stop_group,
     wait_started,
     wsproxy_command,
 )
@@ -163,6 +163,7 @@ async def start_cli(echo: Echo, tmp_path: Path) -> AsyncIterator[StartCli]:
                 stderr=err,
                 env=env,
                 cwd=PLUGINS.parent,
+                start_new_session=True,
             )
         cli = Cli(proc, port, stderr_path)
         started.append(cli)
@@ -173,13 +174,7 @@ async def start_cli(echo: Echo, tmp_path: Path) -> AsyncIterator[StartCli]:
 
     yield start
     for cli in started:
-        if cli.proc.poll() is None:
-            cli.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(cli.proc.wait, 15)
-            except subprocess.TimeoutExpired:
-                cli.proc.kill()
-                cli.proc.wait()
+        await stop_group(cli.proc, 15)
         assert "Traceback" not in cli.stderr(), cli.stderr()
 
 
