@@ -131,6 +131,28 @@ def close_record(flow: Flow) -> dict[str, Any]:
 _Item = dict[str, Any] | tuple[str, FrameRecord, float]
 
 
+def _item_parts(item: _Item) -> list[bytes]:
+    """One queued item as the pieces of its JSONL line, newline included."""
+    if isinstance(item, dict):
+        return [jsonl.dumps(item).encode("utf-8"), b"\n"]
+    conn, r, ts = item
+    return jsonl.frame_line(
+        conn,
+        ts,
+        r.side.value,
+        r.opcode,
+        r.fin,
+        r.rsv,
+        r.length,
+        r.payload,
+        r.compressed,
+        r.message_opcode,
+        r.verdict,
+        r.by,
+        r.original,
+    )
+
+
 class CaptureWriter:
     """Writes a capture file (``.jsonl``, or ``.har`` with a journal); see the module doc."""
 
@@ -234,25 +256,7 @@ class CaptureWriter:
             )
 
     def _encode_inline(self, item: _Item) -> bytes:
-        if isinstance(item, dict):
-            return jsonl.dumps(item).encode("utf-8") + b"\n"
-        conn, r, ts = item
-        parts = jsonl.frame_line(
-            conn,
-            ts,
-            r.side.value,
-            r.opcode,
-            r.fin,
-            r.rsv,
-            r.length,
-            r.payload,
-            r.compressed,
-            r.message_opcode,
-            r.verdict,
-            r.by,
-            r.original,
-        )
-        return b"".join(parts)
+        return b"".join(_item_parts(item))
 
     def _put(self, item: _Item, size: int, *, droppable: bool) -> None:
         with self._cond:
@@ -370,25 +374,8 @@ class CaptureWriter:
             item = batch.popleft()
             if isinstance(item, dict):
                 closed = closed or item["type"] == "close"
-                write(jsonl.dumps(item).encode("utf-8") + b"\n")
-            else:
-                conn, r, ts = item
-                for part in jsonl.frame_line(
-                    conn,
-                    ts,
-                    r.side.value,
-                    r.opcode,
-                    r.fin,
-                    r.rsv,
-                    r.length,
-                    r.payload,
-                    r.compressed,
-                    r.message_opcode,
-                    r.verdict,
-                    r.by,
-                    r.original,
-                ):
-                    write(part)
+            for part in _item_parts(item):
+                write(part)
             self.written += 1
         return closed
 
