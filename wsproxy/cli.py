@@ -281,9 +281,11 @@ def setup_logging(verbosity: int) -> None:
 async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None:
     """Run until SIGINT/SIGTERM. With ``scripts``, their chain sees every flow and a task
     reloads them when their files change; with none, the relay path has no chain at all."""
+    from wsproxy.proxy.memory import tune_allocator
     from wsproxy.proxy.server import ProxyServer
     from wsproxy.tls import CertAuthority
 
+    tune_allocator()
     ca = CertAuthority.load_or_create(options.confdir)
     chain = await scripts.start() if scripts is not None else None
     watcher = asyncio.create_task(scripts.watch()) if scripts is not None else None

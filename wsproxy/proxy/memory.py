@@ -1,0 +1,45 @@
+"""Allocator settings for a process that moves large buffers all day.
+
+glibc's malloc serves blocks of 128 KiB and more with mmap, and returns the top of its heap to
+the system as soon as 128 KiB or so of it is free. Relaying a large frame allocates and frees a
+buffer of up to 256 KiB per read (the read itself, the re-masked copy), so with the defaults
+nearly every such buffer is fresh memory from the kernel, and every 4 KiB page of it costs a
+page fault when first touched. Measured on the 16 MiB benchmark: 60,000 page faults and about
+1.5 ms of CPU per MiB; with the settings below, 500 page faults and 0.8-0.9 ms per MiB (a plain
+TCP relay: 0.6-0.7). The price is at most ``TRIM_THRESHOLD`` of freed memory kept for reuse.
+
+This is glibc-only (``mallopt``); elsewhere it does nothing. Setting the thresholds by hand also
+turns off glibc's own adaptive threshold, which is why both are set together.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+
+log = logging.getLogger("wsproxy")
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 4 * 1024 * 1024  # blocks below this come from the heap and are reused
+TRIM_THRESHOLD = 8 * 1024 * 1024  # free memory kept at the heap's top before giving it back
+
+
+def tune_allocator() -> bool:
+    """Apply the thresholds; False where the C library has no ``mallopt`` (not glibc)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    ok = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
+    log.debug("allocator thresholds %s", "set" if ok else "refused")
+    return ok
