@@ -72,6 +72,7 @@ from wsproxy.capture.records import (
     opcode_from_name,
     opcode_name,
 )
+from wsproxy.sansio.relay import FrameRecord
 
 VERSION = 1
 TYPE = "wsproxy-capture"
@@ -156,42 +157,29 @@ def frame(
     return out
 
 
-def frame_line(
-    conn: str,
-    ts: float,
-    direction: str,
-    opcode: int,
-    fin: bool,
-    rsv: int,
-    length: int,
-    payload: bytes,
-    compressed: bool,
-    message_opcode: int,
-    verdict: str,
-    by: str | None,
-    original: bytes | None,
-) -> list[bytes]:
-    """``frame(*args)`` as the pieces of one line, newline included, to write one by one.
+def frame_line(conn: str, ts: float, record: FrameRecord) -> list[bytes]:
+    """``record`` as the pieces of one ``frame`` line, newline included, to write one by one.
 
     Base64 payloads go last, written straight from ``base64.b64encode``: base64 needs no JSON
     escaping, so a 1 MiB binary frame is not copied through the JSON encoder and its UTF-8
     encoding (three copies fewer); the line is still ordinary JSON.
     """
+    r = record
     raw: list[tuple[str, bytes]] = []
     obj = frame(
         conn,
         ts,
-        direction,
-        opcode,
-        fin,
-        rsv,
-        length,
-        payload,
-        compressed,
-        message_opcode,
-        verdict,
-        by,
-        original,
+        r.side.value,
+        r.opcode,
+        r.fin,
+        r.rsv,
+        r.length,
+        r.payload,
+        r.compressed,
+        r.message_opcode,
+        r.verdict,
+        r.by,
+        r.original,
         raw,
     )
     head = dumps(obj).encode("utf-8")

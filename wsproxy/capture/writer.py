@@ -136,21 +136,7 @@ def _item_parts(item: _Item) -> list[bytes]:
     if isinstance(item, dict):
         return [jsonl.dumps(item).encode("utf-8"), b"\n"]
     conn, r, ts = item
-    return jsonl.frame_line(
-        conn,
-        ts,
-        r.side.value,
-        r.opcode,
-        r.fin,
-        r.rsv,
-        r.length,
-        r.payload,
-        r.compressed,
-        r.message_opcode,
-        r.verdict,
-        r.by,
-        r.original,
-    )
+    return jsonl.frame_line(conn, ts, r)
 
 
 class CaptureWriter:
