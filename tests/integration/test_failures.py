@@ -144,13 +144,16 @@ async def test_server_message_over_the_limit(start_proxy: StartProxy, ws_echo: W
 # -- the upstream breaks the protocol ---------------------------------------------------------
 
 
-async def test_masked_server_frame(proxy: Proxy, raw_server: RawServerFactory) -> None:
-    """A masked frame from the upstream: the client gets 1014, the upstream 1002."""
+async def _upstream_sends(
+    proxy: Proxy, raw_server: RawServerFactory, bad_frame: bytes
+) -> tuple[int, wsraw.Frame | None]:
+    """A raw upstream sends ``bad_frame`` after the upgrade: the close code the client got
+    and the close frame the upstream got."""
     upstream_close: asyncio.Future[wsraw.Frame | None] = asyncio.get_running_loop().create_future()
 
     async def upstream(conn: RawConnection) -> None:
         await wsraw.accept_upgrade(conn)
-        conn.writer.write(wsraw.encode_frame(OP_TEXT, b"masked!", mask=True))
+        conn.writer.write(bad_frame)
         _, close = await wsraw.read_until_close(conn.reader)
         upstream_close.set_result(close)
         await conn.reader.read()
@@ -159,29 +162,23 @@ async def test_masked_server_frame(proxy: Proxy, raw_server: RawServerFactory) -
     async with client(f"{server.url}/", proxy) as ws:
         with pytest.raises(ConnectionClosed) as info:
             await asyncio.wait_for(ws.recv(), 10)
-    assert info.value.rcvd is not None and info.value.rcvd.code == 1014
-    close = await asyncio.wait_for(upstream_close, 10)
+    assert info.value.rcvd is not None
+    return info.value.rcvd.code, await asyncio.wait_for(upstream_close, 10)
+
+
+async def test_masked_server_frame(proxy: Proxy, raw_server: RawServerFactory) -> None:
+    """A masked frame from the upstream: the client gets 1014, the upstream 1002."""
+    bad = wsraw.encode_frame(OP_TEXT, b"masked!", mask=True)
+    code, close = await _upstream_sends(proxy, raw_server, bad)
+    assert code == 1014
     assert close is not None, "the upstream got no close frame"
     assert close.close_code == 1002
     assert close.masked  # the proxy is the client towards the upstream
 
 
 async def test_reserved_opcode_from_server(proxy: Proxy, raw_server: RawServerFactory) -> None:
-    upstream_close: asyncio.Future[wsraw.Frame | None] = asyncio.get_running_loop().create_future()
-
-    async def upstream(conn: RawConnection) -> None:
-        await wsraw.accept_upgrade(conn)
-        conn.writer.write(wsraw.encode_frame(0x3, b"?"))
-        _, close = await wsraw.read_until_close(conn.reader)
-        upstream_close.set_result(close)
-        await conn.reader.read()
-
-    server = await raw_server(upstream)
-    async with client(f"{server.url}/", proxy) as ws:
-        with pytest.raises(ConnectionClosed) as info:
-            await asyncio.wait_for(ws.recv(), 10)
-    assert info.value.rcvd is not None and info.value.rcvd.code == 1014
-    close = await asyncio.wait_for(upstream_close, 10)
+    code, close = await _upstream_sends(proxy, raw_server, wsraw.encode_frame(0x3, b"?"))
+    assert code == 1014
     assert close is not None and close.close_code == 1002
 
 
