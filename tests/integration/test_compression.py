@@ -377,6 +377,18 @@ def log_lines(text: str, direction: str) -> list[str]:
     return [line for line in text.splitlines() if f"] {direction} " in line and " len=" in line]
 
 
+def deflate_client(url: str, proxy_url: str, factory: Any) -> Any:
+    """A websockets client through ``proxy_url`` offering exactly ``factory``'s extension."""
+    return connect(
+        url,
+        proxy=proxy_url,
+        compression=None,
+        extensions=[factory],
+        max_size=None,
+        ping_interval=None,
+    )
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 async def test_websockets_through_the_proxy_process(proxy: Proxy, variant: str) -> None:
     """Pass-through (no plugin): the -v log shows every frame compressed (``1z``) with the
@@ -387,14 +399,7 @@ async def test_websockets_through_the_proxy_process(proxy: Proxy, variant: str) 
         messages.append(f"<{variant}:16MiB>" + wordy(16 * MiB - 20, 16))
     async with (
         recorder(None if server_factory is None else [server_factory]) as rec,
-        connect(
-            f"{rec.url}/x",
-            proxy=proxy.url,
-            compression=None,
-            extensions=[client_factory],
-            max_size=None,
-            ping_interval=None,
-        ) as ws,
+        deflate_client(f"{rec.url}/x", proxy.url, client_factory) as ws,
     ):
         check_negotiation(ws, rec, expected)
         await exchange(ws, messages)
@@ -431,14 +436,7 @@ async def test_websockets_through_a_message_hook(tmp_path: Path, variant: str) -
     async with (
         recorder(None if server_factory is None else [server_factory]) as rec,
         running_proxy(tmp_path, [seen]) as server,
-        connect(
-            f"{rec.url}/x",
-            proxy=f"http://{HOST}:{server.port}",
-            compression=None,
-            extensions=[client_factory],
-            max_size=None,
-            ping_interval=None,
-        ) as ws,
+        deflate_client(f"{rec.url}/x", f"http://{HOST}:{server.port}", client_factory) as ws,
     ):
         check_negotiation(ws, rec, expected)
         await exchange(ws, messages)
