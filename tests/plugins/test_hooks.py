@@ -79,6 +79,14 @@ class RewriteRequest:
         flow.request.subprotocols = ["two"]
 
 
+async def close_received(ws: Any) -> tuple[int, str]:
+    """Wait for the proxy to close ``ws``: the code and reason of the close frame it sent."""
+    with pytest.raises(ConnectionClosed) as info:
+        await recv(ws)
+    assert info.value.rcvd is not None, "closed without a close frame"
+    return info.value.rcvd.code, info.value.rcvd.reason
+
+
 async def test_handshake_request_changes_path_header_and_subprotocols(tmp_path: Path) -> None:
     plugin = RewriteRequest()
     async with (
@@ -229,10 +237,7 @@ async def test_closed_server_closes_4001(tmp_path: Path) -> None:
         async with connect(ws_url(proxy.port)) as ws:
             await ws.send("hello")
             assert await recv(ws) == "hello"
-            with pytest.raises(ConnectionClosed) as info:
-                await recv(ws)
-            assert info.value.rcvd is not None
-            assert (info.value.rcvd.code, info.value.rcvd.reason) == (4001, "bye")
+            assert await close_received(ws) == (4001, "bye")
         await wait(plugin.done)
     flow = plugin.flows[0]
     assert (flow.server_close.code, flow.server_close.reason) == (4001, "bye")
@@ -555,10 +560,7 @@ async def test_frame_close_cannot_be_dropped_or_changed(
         async with connect(ws_url(proxy.port)) as ws:
             await ws.send("bye")
             assert await recv(ws) == "bye"
-            with pytest.raises(ConnectionClosed) as info:
-                await recv(ws)
-            assert info.value.rcvd is not None
-            assert (info.value.rcvd.code, info.value.rcvd.reason) == (4001, "bye")
+            assert await close_received(ws) == (4001, "bye")
         await wait(closed.done)
         # and a client-initiated close on a second connection
         async with connect(ws_url(proxy.port)) as ws:
@@ -755,10 +757,7 @@ async def test_flow_close(
             await ws.send("first")
             assert await recv(ws) == "first"
             await ws.send(command)
-            with pytest.raises(ConnectionClosed) as info:
-                await recv(ws)
-            assert info.value.rcvd is not None
-            assert (info.value.rcvd.code, info.value.rcvd.reason) == client_code
+            assert await close_received(ws) == client_code
         await wait(up.closed)
         await wait(closed.done)
     assert up.close_codes == [upstream_code]
@@ -1186,10 +1185,7 @@ async def test_error_hook_on_upstream_protocol_error(tmp_path: Path) -> None:
             await ws.send("good")
             assert await recv(ws) == "good"
             await ws.send("bad")
-            with pytest.raises(ConnectionClosed) as info:
-                await recv(ws)
-            assert info.value.rcvd is not None
-            assert info.value.rcvd.code == 1014
+            assert (await close_received(ws))[0] == 1014
         await wait(plugin.done)
     assert len(plugin.errors) == 1
     flow, error = plugin.errors[0]
@@ -1207,10 +1203,7 @@ async def test_closed_runs_when_the_proxy_shuts_down(tmp_path: Path) -> None:
             await ws.send("x")
             assert await recv(ws) == "x"
         # leaving running_proxy shut the proxy down
-        with pytest.raises(ConnectionClosed) as info:
-            await recv(ws)
-        assert info.value.rcvd is not None
-        assert info.value.rcvd.code == 1001
+        assert (await close_received(ws))[0] == 1001
         await wait(plugin.done)
         await wait(up.closed)
     assert plugin.flows[0].closed_by == "proxy"
