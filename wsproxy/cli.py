@@ -142,13 +142,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--handshake-timeout",
         type=_positive_float,
         default=defaults.handshake_timeout,
-        help="seconds for a request head, TLS or upgrade handshake (10)",
+        help="seconds for a request head, TLS or upgrade handshake, or an upstream's first "
+        "answer byte after the request (10)",
+    )
+    add(
+        "--parallel-handshakes",
+        action="store_true",
+        help="let one client open several WebSockets to one server at once (for load tests); "
+        "by default they take turns (RFC 6455 4.1)",
     )
     add(
         "--idle-timeout",
         type=_positive_float,
         default=defaults.idle_timeout,
-        help="seconds without traffic before a WebSocket is closed with 1001; 0 = never (600)",
+        help="seconds without traffic either way before a WebSocket is closed with 1001 or a "
+        "plain HTTP body is cut, and a kept-alive connection's wait for its next request; "
+        "0 = never (600)",
     )
     add(
         "--close-timeout",
@@ -242,6 +251,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         idle_timeout=args.idle_timeout,
         close_timeout=args.close_timeout,
         connect_timeout=args.connect_timeout,
+        parallel_handshakes=args.parallel_handshakes,
         upstream_ca=args.upstream_ca,
         ssl_insecure=args.ssl_insecure,
         ignore_hosts=tuple(args.ignore_hosts),

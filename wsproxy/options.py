@@ -44,6 +44,8 @@ class Options:
     idle_timeout: float = 600.0
     close_timeout: float = 5.0
     connect_timeout: float = 10.0
+    # RFC 6455 4.1: one handshake per (client, host, port) at a time, unless this is set.
+    parallel_handshakes: bool = False
     max_connections: int = 10_000
     max_connections_per_client: int = 1_000
     # Who may use the proxy: loopback and private networks, plus these CIDRs (--allow-clients).

@@ -509,7 +509,7 @@ async def test_a_thousand_faults_leak_nothing(tmp_path: Path, upstream: FaultUps
         assert tasks <= 0, f"{tasks} more asyncio tasks than before: {asyncio.all_tasks()}"
         assert fds <= 3, f"{fds} more open file descriptors than before"
         assert not server.sessions and len(server._handlers) == 0
-        assert server._per_client == {} and server._connecting == {}
+        assert server._per_client == {} and server.turns.active == 0
         assert elapsed < 60, elapsed
     finally:
         await server.shutdown()

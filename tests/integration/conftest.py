@@ -58,9 +58,10 @@ class ProxyProcess:
     """One ``python -m wsproxy`` subprocess listening on ``port``."""
 
     def __init__(self, args: list[str], confdir: Path, log_dir: Path) -> None:
-        self.args = list(args)
         self.confdir = confdir
         self.port = free_port()
+        # "{port}" in an argument stands for the proxy's own port (a proxy pointed at itself).
+        self.args = [arg.replace("{port}", str(self.port)) for arg in args]
         n = len(_STARTED)
         self.stderr_path = log_dir / f"proxy-{n}-stderr.log"
         self.stdout_path = log_dir / f"proxy-{n}-stdout.log"
@@ -137,6 +138,17 @@ class ProxyProcess:
     def signal(self, sig: int) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
+
+    async def wait_log(self, predicate: Callable[[str], bool], timeout: float = 10) -> str:
+        """The stderr once ``predicate`` holds on it; fails with the log if it never does."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.stderr()
+            if predicate(text):
+                return text
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(f"log condition never held\n{self.describe()}")
+            await asyncio.sleep(0.02)
 
     async def wait_exit(self, timeout: float) -> int | None:
         """The return code, or None if still running after ``timeout`` seconds."""

@@ -17,6 +17,10 @@ import ssl
 from collections.abc import Callable
 
 READ_SIZE = 256 * 1024
+# During the HTTP phase a peer stops reading once this much is buffered and not yet taken:
+# what a client sends ahead (after its upgrade request, say) waits in the kernel's socket
+# buffers and slows the sender through TCP flow control instead of growing the proxy.
+BUFFER_LIMIT = 512 * 1024
 
 
 class TLSLayer:
@@ -78,9 +82,14 @@ class Peer(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Done at the first sign the peer is gone: EOF, a lost connection or a TLS failure.
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.error: BaseException | None = None
         self.write_paused = False
-        self.reading_paused = False
+        self.reading_paused = False  # by the relay (the other side cannot take more)
+        self._buffer_full = False  # by ``BUFFER_LIMIT`` (nobody took the buffer yet)
+        self.bytes_out = 0  # plaintext bytes written so far: tells whether an answer began
+        self._request_mark = 0
         # Relay mode callbacks.
         self.on_data: Callable[[bytes], None] | None = None
         self.on_eof: Callable[[str], None] | None = None
@@ -120,6 +129,9 @@ class Peer(asyncio.Protocol):
             self.on_data(data)
         else:
             self._buffer += data
+            if len(self._buffer) >= BUFFER_LIMIT and not self._buffer_full:
+                self._buffer_full = True
+                self._update_reading()
             self._wake()
         if closed:  # after the data that came with it
             self.eof_received()
@@ -171,9 +183,16 @@ class Peer(asyncio.Protocol):
                 await self._waiter
             finally:
                 self._waiter = None
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        return data
+        return self.take_buffer()
+
+    def begin_request(self) -> None:
+        """A new request starts: ``answering`` is False until bytes of its answer go out."""
+        self._request_mark = self.bytes_out
+
+    @property
+    def answering(self) -> bool:
+        """Whether bytes of the answer to the current request were written already."""
+        return self.bytes_out > self._request_mark
 
     def unread(self, data: bytes) -> None:
         """Put bytes back in front of the buffer (what a parser read past its end)."""
@@ -183,6 +202,9 @@ class Peer(asyncio.Protocol):
     def take_buffer(self) -> bytes:
         data = bytes(self._buffer)
         self._buffer.clear()
+        if self._buffer_full:
+            self._buffer_full = False
+            self._update_reading()
         return data
 
     @property
@@ -217,6 +239,7 @@ class Peer(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
             return
+        self.bytes_out += len(data)
         if self.tls is not None:
             try:
                 data = self.tls.encrypt(data)
@@ -231,15 +254,25 @@ class Peer(asyncio.Protocol):
             await self._drain_waiter
 
     def pause_reading(self) -> None:
-        if self.transport is not None and not self.reading_paused:
+        if not self.reading_paused:
             self.reading_paused = True
-            self.transport.pause_reading()
+            self._update_reading()
 
     def resume_reading(self) -> None:
-        if self.transport is not None and self.reading_paused:
+        if self.reading_paused:
             self.reading_paused = False
-            if not self.transport.is_closing():
-                self.transport.resume_reading()
+            self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Read from the transport unless the relay or a full buffer holds this peer back."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.reading_paused or self._buffer_full:
+            if transport.is_reading():
+                transport.pause_reading()
+        elif not transport.is_reading():
+            transport.resume_reading()
 
     def write_eof(self) -> None:
         """Half-close: the peer reads EOF after what was written, and can still send to us."""
@@ -270,5 +303,7 @@ class Peer(asyncio.Protocol):
             self.transport.abort()
 
     def _wake(self) -> None:
+        if self._eof and not self.ended.done():
+            self.ended.set_result(None)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)

@@ -10,13 +10,12 @@ upstream. All protocol decisions come from ``wsproxy.sansio``; this module only 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import re
+import secrets
 import ssl
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,8 +24,10 @@ from wsproxy.model import Flow, HandshakeRequest, HandshakeResponse
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
 from wsproxy.proxy.access import AccessPolicy
+from wsproxy.proxy.http_relay import PlainHttp
 from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.session import CaptureSink, WebSocketSession
+from wsproxy.proxy.turns import ClientGone, HandshakeTurns
 from wsproxy.sansio import deflate
 from wsproxy.sansio.extensions import parse_extension_header, serialize_extension_header
 from wsproxy.sansio.handshake import (
@@ -34,23 +35,20 @@ from wsproxy.sansio.handshake import (
     check_upstream_response,
     is_upgrade_request,
     response_to_client,
-    strip_hop_by_hop,
     upstream_request_headers,
 )
 from wsproxy.sansio.http11 import (
-    BodyReader,
-    Framing,
     HeadParser,
     Limits,
     Request,
     Response,
-    body_framing,
     check_request,
     parse_target,
     serialize_request,
     serialize_response,
     simple_response,
 )
+from wsproxy.sansio.loops import append_via, carries_via, reaches_own_listener
 from wsproxy.sansio.relay import Relay
 from wsproxy.tls import MAGIC_HOST, CertAuthority, describe_verify_error, render, upstream_context
 
@@ -116,7 +114,10 @@ class ProxyServer:
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self.sessions: set[WebSocketSession] = set()
-        self._connecting: dict[tuple[str, str, int], asyncio.Lock] = {}
+        self.turns = HandshakeTurns(enabled=not options.parallel_handshakes)
+        # This process's Via pseudonym (RFC 9110 7.6.3): random, so only its own loops match.
+        self.via = f"wsproxy-{secrets.token_hex(4)}"
+        self.plain = PlainHttp(options, self.limits, self._open, self.via)
         self._ignore = [re.compile(pattern) for pattern in options.ignore_hosts]
         self._tls_failures_logged: set[str] = set()
         self._per_client: dict[str, int] = {}
@@ -181,19 +182,24 @@ class ProxyServer:
             await self._serve(peer, conn_id, None)
         except HttpError as error:
             log.warning("[%s] %s %s: %s", conn_id, peer.address[0], error.status, error.reason)
-            peer.write(simple_response(error.status, error.reason, headers=error.headers))
+            self._answer(peer, conn_id, error.status, error.reason, error.headers)
         except UpstreamError as error:
             log.warning("[%s] upstream: %s (%s)", conn_id, error.reason, error.status)
-            peer.write(simple_response(error.status, error.reason))
-        except TimeoutError:
-            log.info("[%s] %s: timed out", conn_id, peer.address[0])
+            self._answer(peer, conn_id, error.status, error.reason)
+        except TimeoutError as error:
+            detail = f": {error}" if error.args else ""
+            log.info("[%s] %s: timed out%s", conn_id, peer.address[0], detail)
+            if peer.answering:
+                peer.abort()
+        except ClientGone:
+            log.info("[%s] %s: left while waiting for its handshake turn", conn_id, client)
         except (ConnectionError, ssl.SSLError) as error:
             log.info("[%s] %s: connection ended: %s", conn_id, peer.address[0], error)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.error("[%s] internal error", conn_id, exc_info=log.isEnabledFor(logging.DEBUG))
-            peer.write(simple_response(500, "internal proxy error"))
+            self._answer(peer, conn_id, 500, "internal proxy error")
         finally:
             peer.close()
             left = self._per_client[client] - 1
@@ -202,13 +208,29 @@ class ProxyServer:
             else:
                 del self._per_client[client]
 
+    @staticmethod
+    def _answer(
+        peer: Peer,
+        conn_id: str,
+        status: int,
+        reason: str,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """One request, one answer: a status line unless the answer to it has begun; then
+        the only honest thing left is to abort the client connection."""
+        if peer.answering:
+            log.info("[%s] the response had begun: aborting the client connection", conn_id)
+            peer.abort()
+        else:
+            peer.write(simple_response(status, reason, headers=headers))
+
     async def _read_head(
-        self, peer: Peer, *, response: bool = False, timeout: float | None = None
+        self, peer: Peer, *, response: bool = False, timeout: float | None
     ) -> Request | Response | None:
         """One head from ``peer``; None when it closes before sending a byte."""
         parser = HeadParser(self.limits, is_response=response)
         seen = False
-        async with asyncio.timeout(timeout or self.options.handshake_timeout):
+        async with asyncio.timeout(timeout or None):
             while True:
                 data = await peer.read()
                 if not data:
@@ -226,6 +248,7 @@ class ProxyServer:
         first = True
         while True:
             timeout = self.options.handshake_timeout if first else self.options.idle_timeout
+            peer.begin_request()
             try:
                 head = await self._read_head(peer, timeout=timeout)
             except TimeoutError:
@@ -237,16 +260,19 @@ class ProxyServer:
             first = False
             assert isinstance(head, Request)
             check_request(head)
-            if tunnel is None and self.options.reverse is None:
+            if carries_via(head.headers.get_all("Via"), self.via):
+                raise HttpError(508, "loop detected: the request already passed this proxy (Via)")
+            reverse = self.options.reverse
+            if tunnel is None and reverse is None:
                 self._access.check_proxy_auth(head.headers.get("Proxy-Authorization"))
             target = parse_target(head, default_port=443 if tunnel and tunnel.tls else 80)
             if head.method == "CONNECT":
-                if tunnel is not None or self.options.reverse is not None:
+                if tunnel is not None or reverse is not None:
                     raise HttpError(405, "CONNECT is only accepted by a regular-mode proxy")
                 assert target.host is not None and target.port is not None
                 await self._connect(peer, conn_id, target.host, target.port)
                 return
-            if target.host == MAGIC_HOST and self.ca is not None:
+            if target.host == MAGIC_HOST and self.ca is not None and reverse is None:
                 status, ctype, body = render(target.path, self.ca)
                 peer.write(simple_response(status, "", body, headers=[("Content-Type", ctype)]))
                 return
@@ -266,12 +292,31 @@ class ProxyServer:
                 if session is not None:
                     await self._run_session(session)
                 return
-            if not await self._http(peer, conn_id, head, upstream, path):
+            if not await self.plain.exchange(peer, head, upstream, path):
                 return
 
     def _route(self, req: Request, tunnel: Tunnel | None) -> tuple[Upstream, str]:
+        """Where a request goes. Reverse mode: its upstream, whatever the request names (an
+        absolute-form target's authority is ignored, as a server does with its Host; RFC 9112
+        3.2.2). In a tunnel: the tunnel's host. Otherwise the absolute-form target."""
         target = parse_target(req, default_port=443 if tunnel and tunnel.tls else 80)
         upgrade = is_upgrade_request(req)
+        reverse = self.options.reverse
+        if reverse is not None:
+            scheme = reverse.scheme if upgrade else ("https" if reverse.tls else "http")
+            return Upstream(scheme, reverse.host, reverse.port), target.path
+        if tunnel is not None:
+            if target.form == "absolute" and (target.host, target.port) != (
+                tunnel.host,
+                tunnel.port,
+            ):
+                raise HttpError(
+                    400,
+                    f"a request inside the tunnel to {tunnel.host}:{tunnel.port} names "
+                    f"another server ({target.host}:{target.port})",
+                )
+            scheme = ("wss" if upgrade else "https") if tunnel.tls else "ws" if upgrade else "http"
+            return Upstream(scheme, tunnel.host, tunnel.port), target.path
         if target.form == "absolute":
             assert target.scheme and target.host and target.port
             scheme = target.scheme
@@ -280,13 +325,6 @@ class ProxyServer:
             elif scheme in ("ws", "wss"):
                 scheme = "http" if scheme == "ws" else "https"
             return Upstream(scheme, target.host, target.port), target.path
-        reverse = self.options.reverse
-        if reverse is not None:
-            scheme = reverse.scheme if upgrade else ("https" if reverse.tls else "http")
-            return Upstream(scheme, reverse.host, reverse.port), target.path
-        if tunnel is not None:
-            scheme = ("wss" if upgrade else "https") if tunnel.tls else "ws" if upgrade else "http"
-            return Upstream(scheme, tunnel.host, tunnel.port), target.path
         raise HttpError(
             400, "a proxy request needs an absolute URL (GET http://host/...) or CONNECT"
         )
@@ -361,6 +399,7 @@ class ProxyServer:
         except OSError as error:
             reason = error.strerror or str(error)
             raise UpstreamError(f"cannot connect to {where}: {reason}", 502) from None
+        self._refuse_own_address(peer, where)
         if upstream.tls:
             peer.start_tls(self._upstream_context(), server_side=False, hostname=upstream.host)
             try:
@@ -376,31 +415,22 @@ class ProxyServer:
                 ) from None
         return peer
 
+    def _refuse_own_address(self, peer: Peer, where: str) -> None:
+        """A connection that reached this proxy's own listener would loop: 508 at once."""
+        assert peer.transport is not None
+        remote = peer.transport.get_extra_info("peername")
+        local = peer.transport.get_extra_info("sockname")
+        listening = [sock.getsockname() for sock in self._server.sockets] if self._server else []
+        if remote and local and reaches_own_listener(remote, local, listening):
+            peer.abort()
+            raise HttpError(508, f"loop detected: {where} is this proxy's own listening address")
+
     def _upstream_context(self) -> ssl.SSLContext:
         if self._upstream_ssl is None:
             self._upstream_ssl = upstream_context(
                 self.options.upstream_ca, insecure=self.options.ssl_insecure
             )
         return self._upstream_ssl
-
-    @contextlib.asynccontextmanager
-    async def _one_connecting(self, client: str, upstream: Upstream) -> AsyncIterator[None]:
-        """RFC 6455 4.1: one connection per (client, host, port) in CONNECTING at a time."""
-        key = (client, upstream.host, upstream.port)
-        lock = self._connecting.setdefault(key, asyncio.Lock())
-        try:
-            async with asyncio.timeout(self.options.handshake_timeout):
-                await lock.acquire()
-        except TimeoutError:
-            raise UpstreamError(
-                f"another handshake to {upstream.authority} is still in progress", 504
-            ) from None
-        try:
-            yield
-        finally:
-            lock.release()
-            if not lock.locked() and self._connecting.get(key) is lock and not lock._waiters:
-                del self._connecting[key]
 
     # -- WebSocket ---------------------------------------------------------------------------
 
@@ -412,6 +442,7 @@ class ProxyServer:
         handshake = check_client_request(req)
         headers = upstream_request_headers(req, extensions=None)
         headers.set("Host", upstream.authority)
+        headers.set("Via", append_via(req.headers.get_all("Via"), self.via))
         flow = Flow(
             conn_id,
             peer.address,
@@ -439,12 +470,15 @@ class ProxyServer:
         protocols = flow.request.subprotocols
         key = headers.get("Sec-WebSocket-Key") or handshake.key
         upstream_req = Request("GET", path, "HTTP/1.1", headers)
-        async with self._one_connecting(peer.address[0], upstream):
+        turn = (peer.address[0], upstream.host, upstream.port)
+        async with self.turns.turn(turn, peer.ended):
             server = await self._open(upstream)
             try:
                 server.write(serialize_request(upstream_req))
                 try:
-                    resp = await self._read_head(server, response=True)
+                    resp = await self._read_head(
+                        server, response=True, timeout=self.options.handshake_timeout
+                    )
                 except TimeoutError:
                     raise UpstreamError(
                         f"{upstream.authority} did not answer the upgrade in time", 504
@@ -457,8 +491,10 @@ class ProxyServer:
         assert isinstance(resp, Response)
         if resp.status != 101:
             log.info("[%s] upstream answered %d: relayed", conn_id, resp.status)
-            await self._relay_response(peer, server, resp, "GET")
-            server.close()
+            try:
+                await self.plain.relay_answer(peer, server, resp, "GET")
+            finally:
+                server.close()
             return None
         try:
             subprotocol, extensions = check_upstream_response(resp, key, protocols, offer)
@@ -475,7 +511,9 @@ class ProxyServer:
                 server.abort()
                 status, reason = flow.refused
                 raise HandshakeError(status, reason)
-        peer.write(serialize_response(response_to_client(resp, handshake.key)))
+        answer = response_to_client(resp, handshake.key)
+        answer.headers.set("Via", append_via(resp.headers.get_all("Via"), self.via))
+        peer.write(serialize_response(answer))
         capture = self.capture if self.capture is not None and self.capture.wants(flow) else None
         session = WebSocketSession(
             conn_id,
@@ -519,68 +557,6 @@ class ProxyServer:
                     await chain.error(flow, flow.error)
                 if chain.has("closed"):
                     await chain.closed(flow)
-
-    # -- plain HTTP --------------------------------------------------------------------------
-
-    async def _http(
-        self, peer: Peer, conn_id: str, req: Request, upstream: Upstream, path: str
-    ) -> bool:
-        """Relay one plain HTTP exchange; returns whether the client connection stays open."""
-        framing = body_framing(req)
-        headers = strip_hop_by_hop(req.headers)
-        headers.set("Host", upstream.authority)
-        server = await self._open(upstream)
-        try:
-            server.write(serialize_request(Request(req.method, path, "HTTP/1.1", headers)))
-            upload = asyncio.ensure_future(self._stream_body(peer, server, framing, 400))
-            try:
-                while True:
-                    try:
-                        resp = await self._read_head(
-                            server, response=True, timeout=self.options.idle_timeout
-                        )
-                    except TimeoutError:
-                        raise UpstreamError(f"{upstream.authority} did not answer", 504) from None
-                    if resp is None:
-                        raise UpstreamError(f"{upstream.authority} closed without answering", 502)
-                    assert isinstance(resp, Response)
-                    if 100 <= resp.status < 200:
-                        peer.write(serialize_response(resp))
-                        continue
-                    break
-                keep = await self._relay_response(peer, server, resp, req.method)
-                await upload
-            finally:
-                upload.cancel()
-        finally:
-            server.close()
-        client_close = "close" in (req.headers.get("Connection") or "").lower()
-        return keep and not client_close and req.version == "HTTP/1.1"
-
-    async def _relay_response(self, peer: Peer, server: Peer, resp: Response, method: str) -> bool:
-        """Send ``resp`` and its body to the client; returns whether the framing allows more."""
-        framing = body_framing(resp, request_method=method)
-        headers = strip_hop_by_hop(resp.headers)
-        if framing.kind == "close":
-            headers.set("Connection", "close")
-        peer.write(serialize_response(Response("HTTP/1.1", resp.status, resp.reason, headers)))
-        await self._stream_body(server, peer, framing, 502)
-        return framing.kind != "close"
-
-    async def _stream_body(self, src: Peer, dst: Peer, framing: Framing, status: int) -> None:
-        """Copy one body as it arrives; memory stays at one read however large it is."""
-        reader = BodyReader(framing, error_status=status)
-        while not reader.finished:
-            async with asyncio.timeout(self.options.idle_timeout):
-                data = await src.read()
-            if not data:
-                reader.feed_eof()
-                break
-            body, _ = reader.feed(data)
-            if body:
-                dst.write(body)
-                await dst.drain()
-        src.unread(reader.leftover)
 
 
 def _permessage_deflate_only(values: list[str]) -> list[str]:

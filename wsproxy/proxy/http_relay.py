@@ -1,0 +1,197 @@
+"""Plain HTTP through the proxy: one request and its response at a time, bodies streamed.
+
+Rules this module keeps (issue 10): memory stays at one read per direction however large a
+body is (the peers' own buffers are bounded and ``drain`` waits for a slow reader); every
+request gets exactly one answer — an error found before any response byte reached the client
+becomes a status line, after that the client connection is aborted instead; the upstream gets
+``--handshake-timeout`` to start its response once the request stopped moving, and a body that
+moves no byte either way for ``--idle-timeout`` ends the exchange (0: never).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from wsproxy.exceptions import HttpError, UpstreamError
+from wsproxy.options import Options
+from wsproxy.proxy.peer import Peer
+from wsproxy.proxy.watchdog import Watchdog
+from wsproxy.sansio.handshake import strip_hop_by_hop
+from wsproxy.sansio.http11 import (
+    BodyReader,
+    Framing,
+    HeadParser,
+    Limits,
+    Request,
+    Response,
+    body_framing,
+    serialize_request,
+    serialize_response,
+)
+from wsproxy.sansio.loops import append_via
+
+if TYPE_CHECKING:
+    from wsproxy.proxy.server import Upstream
+
+OpenUpstream = Callable[["Upstream"], Awaitable[Peer]]
+
+
+@dataclass
+class _Progress:
+    body_sent: bool = False  # the whole request body went upstream
+    head: bool = False  # the final response head arrived: silence now means idle
+
+
+async def _first_failure(
+    goal: asyncio.Future[Any],
+    tasks: list[asyncio.Future[Any]],
+    watchdog: Watchdog,
+    progress: _Progress,
+    upstream: Upstream | None,
+) -> None:
+    """Wait for ``goal``; the first task to fail, or the watchdog, ends the wait with an error."""
+    pending: set[asyncio.Future[Any]] = set(tasks)
+    while not goal.done():
+        done, pending = await asyncio.wait(
+            pending | {watchdog.expired}, return_when=asyncio.FIRST_COMPLETED
+        )
+        pending.discard(watchdog.expired)
+        for task in done:
+            error = None if task is watchdog.expired else task.exception()
+            if error is not None:
+                raise error
+        if watchdog.expired.done():
+            if not progress.head and upstream is not None:
+                if not progress.body_sent:
+                    raise HttpError(408, f"the request body stopped for {watchdog.seconds:g} s")
+                raise UpstreamError(f"{upstream.authority} did not answer in time", 504)
+            raise TimeoutError(f"nothing moved for {watchdog.seconds:g} s")
+
+
+async def _cancel(*tasks: asyncio.Future[Any]) -> None:
+    """Cancel and reap helper tasks (their errors were raised or do not matter any more)."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()
+
+
+class PlainHttp:
+    """Relays plain HTTP exchanges for the server's request loop."""
+
+    def __init__(
+        self, options: Options, limits: Limits, open_upstream: OpenUpstream, via: str
+    ) -> None:
+        self.options = options
+        self.limits = limits
+        self.open_upstream = open_upstream
+        self.via = via
+
+    async def exchange(self, client: Peer, req: Request, upstream: Upstream, path: str) -> bool:
+        """Relay one request and its response; returns whether the client connection stays."""
+        framing = body_framing(req)
+        headers = strip_hop_by_hop(req.headers)
+        headers.set("Host", upstream.authority)
+        headers.set("Via", append_via(req.headers.get_all("Via"), self.via))
+        server = await self.open_upstream(upstream)
+        watchdog = Watchdog(self.options.handshake_timeout)
+        progress = _Progress()
+        upload = asyncio.ensure_future(self._copy_body(client, server, framing, 400, watchdog))
+        upload.add_done_callback(lambda _: setattr(progress, "body_sent", True))
+        download = asyncio.ensure_future(
+            self._response(client, server, req.method, watchdog, progress)
+        )
+        try:
+            server.write(serialize_request(Request(req.method, path, "HTTP/1.1", headers)))
+            await _first_failure(download, [upload, download], watchdog, progress, upstream)
+            keep = download.result()
+            if not upload.done():
+                keep = False  # answered before the request body ended: that body is not read
+        finally:
+            watchdog.cancel()
+            await _cancel(upload, download)
+            server.close()
+        client_close = "close" in (req.headers.get("Connection") or "").lower()
+        return keep and not client_close and req.version == "HTTP/1.1"
+
+    async def relay_answer(self, client: Peer, server: Peer, resp: Response, method: str) -> None:
+        """Relay an upstream's answer that is not a 101 to an upgrade request."""
+        watchdog = Watchdog(self.options.idle_timeout)
+        progress = _Progress(head=True)
+        task = asyncio.ensure_future(self.relay_response(client, server, resp, method, watchdog))
+        try:
+            await _first_failure(task, [task], watchdog, progress, None)
+        finally:
+            watchdog.cancel()
+            await _cancel(task)
+
+    async def _response(
+        self, client: Peer, server: Peer, method: str, watchdog: Watchdog, progress: _Progress
+    ) -> bool:
+        """Read the response head (1xx ones relayed), then relay the response."""
+        while True:
+            resp = await self._read_response_head(server)
+            if not 100 <= resp.status < 200:
+                break
+            client.write(serialize_response(self._forwarded(resp)))
+            watchdog.touch()
+        progress.head = True
+        watchdog.set_timeout(self.options.idle_timeout)
+        return await self.relay_response(client, server, resp, method, watchdog)
+
+    async def _read_response_head(self, server: Peer) -> Response:
+        parser = HeadParser(self.limits, is_response=True)
+        seen = False
+        while True:
+            data = await server.read()
+            if not data:
+                if seen:
+                    raise HttpError(502, "connection closed mid-head")
+                raise UpstreamError("upstream closed without answering", 502)
+            seen = True
+            head = parser.feed(data)
+            if head is not None:
+                server.unread(parser.leftover)
+                assert isinstance(head, Response)
+                return head
+
+    def _forwarded(self, resp: Response) -> Response:
+        headers = strip_hop_by_hop(resp.headers)
+        headers.set("Via", append_via(resp.headers.get_all("Via"), self.via))
+        return Response("HTTP/1.1", resp.status, resp.reason, headers)
+
+    async def relay_response(
+        self, client: Peer, server: Peer, resp: Response, method: str, watchdog: Watchdog
+    ) -> bool:
+        """Send ``resp`` and its body to the client; returns whether the framing allows more."""
+        framing = body_framing(resp, request_method=method)
+        forwarded = self._forwarded(resp)
+        if framing.kind == "close":
+            forwarded.headers.set("Connection", "close")
+        client.write(serialize_response(forwarded))
+        await self._copy_body(server, client, framing, 502, watchdog)
+        return framing.kind != "close"
+
+    @staticmethod
+    async def _copy_body(
+        src: Peer, dst: Peer, framing: Framing, status: int, watchdog: Watchdog
+    ) -> None:
+        """Copy one body as it arrives; memory stays at one read however large it is."""
+        reader = BodyReader(framing, error_status=status)
+        while not reader.finished:
+            data = await src.read()
+            watchdog.touch()
+            if not data:
+                reader.feed_eof()
+                break
+            body, _ = reader.feed(data)
+            if body:
+                dst.write(body)
+                await dst.drain()
+                watchdog.touch()
+        src.unread(reader.leftover)
