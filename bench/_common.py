@@ -4,8 +4,9 @@ this directory is on ``sys.path`` and ``from _common import ...`` finds this fil
 * /proc readings: ``proc_tree``, ``cpu_seconds``, ``rss_kib``, ``hwm_kib``, ``reset_hwm``.
 * ports: ``free_port``, ``wait_port`` (async, asyncio children), ``wait_port_sync``
   (``subprocess.Popen`` children).
-* children in their own process group: ``die_with_parent`` (a ``preexec_fn``),
-  ``stop_group`` (SIGTERM the group, SIGKILL if it lingers).
+* children in their own process group: ``spawn`` (``subprocess.Popen`` in a new session,
+  with ``die_with_parent`` as its ``preexec_fn``), ``stop_group`` (SIGTERM the group,
+  SIGKILL if it lingers).
 * output: ``render`` (a plain-text table).
 
 Benches never import from tests/: they run by hand from the repository root.
@@ -21,6 +22,7 @@ import signal
 import socket
 import subprocess
 import time
+from typing import Any
 
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -157,6 +159,12 @@ def die_with_parent() -> None:
     goes, however it goes (even SIGKILLed)."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen(args, **kwargs)`` in its own process group (``stop_group`` ends it
+    and whatever it started), and SIGTERMed if the driver dies."""
+    return subprocess.Popen(args, start_new_session=True, preexec_fn=die_with_parent, **kwargs)
 
 
 def stop_group(proc: subprocess.Popen[bytes] | None, grace: float = 3.0) -> int | None:

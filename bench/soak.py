@@ -51,6 +51,7 @@ from _common import (
     die_with_parent,
     free_port,
     rss_kib,
+    spawn,
     stop_group,
     wait_port_sync,
 )
@@ -99,10 +100,6 @@ def sample(pid: int) -> Sample:
 
 
 # -- children --------------------------------------------------------------------------------
-
-
-def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(args, start_new_session=True, preexec_fn=die_with_parent, **kwargs)
 
 
 PY_ECHO = """
