@@ -53,6 +53,7 @@ from wsproxy.sansio.http11 import (
 )
 from wsproxy.sansio.relay import Relay
 from wsproxy.tls import MAGIC_HOST, CertAuthority, describe_verify_error, render, upstream_context
+from wsproxy.tls.alerts import HandshakeFailureLog
 
 log = logging.getLogger("wsproxy")
 
@@ -118,7 +119,7 @@ class ProxyServer:
         self.sessions: set[WebSocketSession] = set()
         self._connecting: dict[tuple[str, str, int], asyncio.Lock] = {}
         self._ignore = [re.compile(pattern) for pattern in options.ignore_hosts]
-        self._tls_failures_logged: set[str] = set()
+        self._tls_failures = HandshakeFailureLog(MAGIC_HOST)
         self._per_client: dict[str, int] = {}
         self._access = AccessPolicy(options.allow_clients, options.proxyauth)
         self._upstream_ssl: ssl.SSLContext | None = None
@@ -315,19 +316,10 @@ class ProxyServer:
         try:
             async with asyncio.timeout(self.options.handshake_timeout):
                 await peer.handshake_tls()
-        except (ssl.SSLError, ConnectionError) as error:
-            if host not in self._tls_failures_logged:
-                self._tls_failures_logged.add(host)
-                log.warning(
-                    "[%s] client TLS handshake for %s failed: %s. If the client does not "
-                    "trust wsproxy's CA, install %s (see certs/README.md, or browse "
-                    "http://%s/ through the proxy)",
-                    conn_id,
-                    host,
-                    error,
-                    self.ca.cert_pem_path,
-                    MAGIC_HOST,
-                )
+        except OSError as error:  # ssl.SSLError, a reset, EOF or TimeoutError
+            # Warns only when the client distrusts the CA or cannot agree on TLS: a hang-up
+            # (Chromium drops its spare preconnect sockets after the ClientHello) is debug.
+            self._tls_failures.report(conn_id, host, error, self.ca.cert_pem_path)
             return
         await self._serve(peer, conn_id, Tunnel(host, port, tls=True))
 
