@@ -24,6 +24,7 @@ from wsproxy.exceptions import HandshakeError, HttpError, UpstreamError, Wsproxy
 from wsproxy.model import Flow, HandshakeRequest, HandshakeResponse
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
+from wsproxy.proxy.accept import AcceptWatch
 from wsproxy.proxy.access import AccessPolicy
 from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.session import CaptureSink, WebSocketSession
@@ -120,6 +121,7 @@ class ProxyServer:
         self._connecting: dict[tuple[str, str, int], asyncio.Lock] = {}
         self._ignore = [re.compile(pattern) for pattern in options.ignore_hosts]
         self._tls_failures = HandshakeFailureLog(MAGIC_HOST)
+        self._accepts = AcceptWatch()
         self._per_client: dict[str, int] = {}
         self._access = AccessPolicy(options.allow_clients, options.proxyauth)
         self._upstream_ssl: ssl.SSLContext | None = None
@@ -128,8 +130,11 @@ class ProxyServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._accepts.install(loop)  # out of file descriptors: one warning per burst
         self._server = await loop.create_server(
-            self._new_peer, self.options.listen_host, self.options.listen_port
+            self._accepts.watching(self._new_peer),
+            self.options.listen_host,
+            self.options.listen_port,
         )
 
     @property
