@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 import trustme
@@ -28,7 +29,14 @@ from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from tests.browser.harness import HOST, Chromium, Proxy, browser_tools, make_nssdb
+from tests.browser.harness import (
+    HOST,
+    TEST_HOSTS,
+    Chromium,
+    Proxy,
+    browser_tools,
+    make_nssdb,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -166,9 +174,17 @@ def conn_id_of(log: str, request: str) -> str:
     raise AssertionError(f"{request!r} not in the proxy log\n{log}")
 
 
-async def test_chromium_echoes_over_ws_and_wss_through_wsproxy(
-    servers: Servers, test_ca: trustme.CA, tmp_path: Path
-) -> None:
+@dataclass
+class Run:
+    result: dict[str, Any]
+    token: str
+    log: str  # the proxy's, at -v
+    code: int  # the proxy's exit code
+    elapsed: float
+
+
+async def run_page(servers: Servers, test_ca: trustme.CA, tmp_path: Path) -> Run:
+    """Chromium, trusting only wsproxy's CA, opens the test page through a fresh proxy."""
     chromium_bin, certutil = browser_tools()
     upstream_ca = tmp_path / "upstream-ca.pem"
     test_ca.cert_pem.write_to_path(str(upstream_ca))
@@ -196,7 +212,46 @@ async def test_chromium_echoes_over_ws_and_wss_through_wsproxy(
         if chromium is not None:
             chromium.stop()
         code = proxy.stop()
-    log = proxy.log()
+    return Run(result, token, proxy.log(), code, elapsed)
+
+
+REQUEST_LINE = re.compile(r"^\S+ \[c\d+\] \S+ ([A-Z]+) (\S+)$")
+
+
+def requested(log: str) -> list[tuple[str, str, int | None]]:
+    """(method, host, port) of every CONNECT and request line in the proxy's log."""
+    out = []
+    for line in log.splitlines():
+        match = REQUEST_LINE.match(line)
+        if match is None:
+            continue
+        method, target = match.groups()
+        parts = urlsplit(target if method != "CONNECT" else f"//{target}")
+        out.append((method, parts.hostname or "", parts.port))
+    return out
+
+
+async def test_chromium_sends_nothing_but_the_test_page(
+    servers: Servers, test_ca: trustme.CA, tmp_path: Path
+) -> None:
+    """The proxy sees all of Chromium's traffic: with the harness's flags, none of it is
+    Chromium's own (no updates, sign-in, time sync, safe browsing, metrics...), and no name
+    but the test's is looked up, by Chromium or by the proxy."""
+    run = await run_page(servers, test_ca, tmp_path)
+    ours = {servers.page_port, servers.ws_port, servers.wss_port}
+    seen = requested(run.log)
+    assert ("CONNECT", HOST, servers.page_port) in seen, run.log
+    foreign = [r for r in seen if r[1] not in TEST_HOSTS or r[2] not in ours]
+    assert foreign == [], run.log
+    assert "cannot connect to" not in run.log, run.log  # no failed lookup or connection
+    assert run.code == 0, run.log
+
+
+async def test_chromium_echoes_over_ws_and_wss_through_wsproxy(
+    servers: Servers, test_ca: trustme.CA, tmp_path: Path
+) -> None:
+    run = await run_page(servers, test_ca, tmp_path)
+    result, token, log, code = run.result, run.token, run.log, run.code
 
     sent = result["sent"]
     assert sent[0] == f"{token} hello"
@@ -223,4 +278,4 @@ async def test_chromium_echoes_over_ws_and_wss_through_wsproxy(
 
     assert "Traceback" not in log, log
     assert code == 0, f"the proxy exited with {code}\n{log}"
-    print(f"page, ws and wss round trips took {elapsed:.2f} s")
+    print(f"page, ws and wss round trips took {run.elapsed:.2f} s")

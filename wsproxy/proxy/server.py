@@ -23,6 +23,7 @@ from wsproxy.exceptions import HandshakeError, HttpError, UpstreamError, Wsproxy
 from wsproxy.model import Flow, HandshakeRequest, HandshakeResponse
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
+from wsproxy.proxy.accept import AcceptWatch
 from wsproxy.proxy.access import AccessPolicy
 from wsproxy.proxy.http_relay import PlainHttp
 from wsproxy.proxy.peer import Peer
@@ -51,6 +52,7 @@ from wsproxy.sansio.http11 import (
 from wsproxy.sansio.loops import append_via, carries_via, reaches_own_listener
 from wsproxy.sansio.relay import Relay
 from wsproxy.tls import MAGIC_HOST, CertAuthority, describe_verify_error, render, upstream_context
+from wsproxy.tls.alerts import HandshakeFailureLog
 
 log = logging.getLogger("wsproxy")
 
@@ -119,7 +121,8 @@ class ProxyServer:
         self.via = f"wsproxy-{secrets.token_hex(4)}"
         self.plain = PlainHttp(options, self.limits, self._open, self.via)
         self._ignore = [re.compile(pattern) for pattern in options.ignore_hosts]
-        self._tls_failures_logged: set[str] = set()
+        self._tls_failures = HandshakeFailureLog(MAGIC_HOST)
+        self._accepts = AcceptWatch()
         self._per_client: dict[str, int] = {}
         self._access = AccessPolicy(options.allow_clients, options.proxyauth)
         self._upstream_ssl: ssl.SSLContext | None = None
@@ -128,8 +131,11 @@ class ProxyServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._accepts.install(loop)  # out of file descriptors: one warning per burst
         self._server = await loop.create_server(
-            self._new_peer, self.options.listen_host, self.options.listen_port
+            self._accepts.watching(self._new_peer),
+            self.options.listen_host,
+            self.options.listen_port,
         )
 
     @property
@@ -353,19 +359,10 @@ class ProxyServer:
         try:
             async with asyncio.timeout(self.options.handshake_timeout):
                 await peer.handshake_tls()
-        except (ssl.SSLError, ConnectionError) as error:
-            if host not in self._tls_failures_logged:
-                self._tls_failures_logged.add(host)
-                log.warning(
-                    "[%s] client TLS handshake for %s failed: %s. If the client does not "
-                    "trust wsproxy's CA, install %s (see certs/README.md, or browse "
-                    "http://%s/ through the proxy)",
-                    conn_id,
-                    host,
-                    error,
-                    self.ca.cert_pem_path,
-                    MAGIC_HOST,
-                )
+        except OSError as error:  # ssl.SSLError, a reset, EOF or TimeoutError
+            # Warns only when the client distrusts the CA or cannot agree on TLS: a hang-up
+            # (Chromium drops its spare preconnect sockets after the ClientHello) is debug.
+            self._tls_failures.report(conn_id, host, error, self.ca.cert_pem_path)
             return
         await self._serve(peer, conn_id, Tunnel(host, port, tls=True))
 
