@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from wsproxy.capture import jsonl
+from wsproxy.capture.files import create_private
 from wsproxy.capture.records import iso_time
 from wsproxy.model import Flow
 from wsproxy.options import Options
@@ -168,7 +169,8 @@ class CaptureWriter:
         self.max_bytes = max_bytes
         self.har_interval = har_interval
         self.report_interval = report_interval
-        self._file: BinaryIO = open(self.journal, "wb")  # noqa: SIM115 (closed by the thread)
+        # Mode 0600 from creation: a capture holds cookies and payloads (see files.py).
+        self._file: BinaryIO = create_private(self.journal)  # closed by the thread
         self._file.write(jsonl.dumps(jsonl.header(tool, filter)).encode() + b"\n")
         self._file.flush()
         self._cond = threading.Condition()
