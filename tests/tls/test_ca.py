@@ -246,6 +246,18 @@ def test_ca_cert_path_expands_the_home_directory(
     assert ca_cert_path(Path("~/.wsproxy")) == tmp_path / ".wsproxy" / "mitmproxy-ca-cert.pem"
 
 
+def test_created_parents_of_the_confdir_are_private(tmp_path: Path) -> None:
+    os.chmod(tmp_path, 0o755)
+    old_umask = os.umask(0o022)  # the usual umask: mkdir(parents=True) would make them 0755
+    try:
+        CertAuthority.load_or_create(tmp_path / "a" / "b" / "confdir")
+    finally:
+        os.umask(old_umask)
+    assert mode(tmp_path) == 0o755  # it existed: the user's
+    for directory in ("a", "a/b", "a/b/confdir"):
+        assert mode(tmp_path / directory) == 0o700, directory
+
+
 # -- mitmproxy interop ---------------------------------------------------------------------
 
 
