@@ -4,7 +4,7 @@ Options (``--set NAME=VALUE``)::
 
     log_frames=true       one line per frame, data and control, instead of one per message
     log_json=true         JSON lines instead of text (one object per line)
-    log_file=PATH         append to PATH instead of writing to stderr
+    log_file=PATH         append to PATH (mode 0600: it holds traffic) instead of stderr
     log_max_preview=N     text characters shown (binary: N/2 bytes, in hex); default 80, 0 = all
 
 Examples::
@@ -55,6 +55,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from wsproxy.capture.files import append_private
 from wsproxy.model import Flow, FrameEvent, Message
 from wsproxy.plugins import Option
 from wsproxy.sansio.endpoint import opcode_name
@@ -95,7 +96,7 @@ class Log:
             self.done()
             self.log_file = path
             if path:
-                self._file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+                self._file = append_private(path)  # mode 0600: the log holds traffic
 
     def done(self) -> None:
         if self._file is not None:

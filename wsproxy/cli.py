@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import signal
 import sys
@@ -19,8 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wsproxy.capture.commands import cmd_har, cmd_replay, cmd_show
-from wsproxy.capture.writer import open_capture
-from wsproxy.exceptions import ConfigError, WsproxyError
+from wsproxy.capture.writer import check_capture_paths, open_capture
+from wsproxy.exceptions import (
+    ConfigError,
+    PluginError,
+    StartupError,
+    WsproxyError,
+    os_error_text,
+)
 from wsproxy.options import MiB, Options, ReverseTarget
 
 if TYPE_CHECKING:
@@ -54,10 +61,49 @@ def parse_mode(text: str) -> ReverseTarget | None:
     return ReverseTarget(scheme, host, int(port) if port else (443 if scheme == "wss" else 80))
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be >= 0")
+def parse_port(text: str) -> int:
+    """A TCP port, 0-65535 (0: any free port, printed at start)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r} (0-65535)")
+    return port
+
+
+def _number(text: str, kind: type[int] | type[float], zero: bool) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        least = "0 or more" if zero else "more than 0"
+        what = "a number of seconds" if kind is float else "a count"
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r} (must be {least})")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A timeout that must be there: more than 0 seconds."""
+    return _number(text, float, zero=False)
+
+
+def seconds_or_zero(text: str) -> float:
+    """A timeout where 0 means something (never, or at once): 0 or more seconds."""
+    return _number(text, float, zero=True)
+
+
+def count(text: str) -> int:
+    """A limit on how many: at least 1 (0 would refuse everything)."""
+    return int(_number(text, int, zero=False))
+
+
+def size(text: str) -> int:
+    """``parse_size``, at least 1 byte: a size limit of 0 would refuse everything."""
+    value = parse_size(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (must be more than 0)")
     return value
 
 
@@ -70,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--listen-host", default=defaults.listen_host, help="address to listen on (127.0.0.1)")
-    add("-p", "--listen-port", type=int, default=defaults.listen_port, help="port (8080)")
+    add("-p", "--listen-port", type=parse_port, default=defaults.listen_port, help="port (8080)")
     add(
         "--mode",
         type=parse_mode,
@@ -84,43 +130,43 @@ def build_parser() -> argparse.ArgumentParser:
     add("-q", "--quiet", action="store_true", help="warnings and errors only")
     add(
         "--max-frame-size",
-        type=parse_size,
+        type=size,
         default=defaults.max_frame_size,
         help="largest frame accepted, else close 1009 (64MiB)",
     )
     add(
         "--max-message-size",
-        type=parse_size,
+        type=size,
         default=defaults.max_message_size,
         help="largest message accepted (decompressed), else close 1009 (64MiB)",
     )
     add(
         "--max-head-size",
-        type=parse_size,
+        type=size,
         default=defaults.max_head_size,
         help="largest HTTP head, else 431 (64KiB)",
     )
     add(
         "--max-headers",
-        type=int,
+        type=count,
         default=defaults.max_headers,
         help="most header lines in a head, else 431 (100)",
     )
     add(
         "--max-request-line",
-        type=parse_size,
+        type=size,
         default=defaults.max_request_line,
         help="longest request line, else 414 (8KiB)",
     )
     add(
         "--max-connections",
-        type=int,
+        type=count,
         default=defaults.max_connections,
         help="concurrent client connections, else 503 (10000)",
     )
     add(
         "--max-connections-per-client",
-        type=int,
+        type=count,
         default=defaults.max_connections_per_client,
         help="concurrent connections from one client address, else 503 (1000)",
     )
@@ -140,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--handshake-timeout",
-        type=_positive_float,
+        type=seconds,
         default=defaults.handshake_timeout,
         help="seconds for a request head, TLS or upgrade handshake, or an upstream's first "
         "answer byte after the request (10)",
@@ -153,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--idle-timeout",
-        type=_positive_float,
+        type=seconds_or_zero,
         default=defaults.idle_timeout,
         help="seconds without traffic either way before a WebSocket is closed with 1001 or a "
         "plain HTTP body is cut, and a kept-alive connection's wait for its next request; "
@@ -161,13 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--close-timeout",
-        type=_positive_float,
+        type=seconds_or_zero,
         default=defaults.close_timeout,
         help="seconds to wait for a peer's close answer (5)",
     )
     add(
         "--connect-timeout",
-        type=_positive_float,
+        type=seconds,
         default=defaults.connect_timeout,
         help="seconds to open a TCP connection upstream, else 504 (10)",
     )
@@ -210,10 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "-w",
         "--capture",
+        action="append",
+        default=[],
         type=Path,
         metavar="FILE",
         help="record every WebSocket to FILE: .jsonl (one record per line), or .har (HAR 1.2 "
-        "rewritten as it goes, with a FILE.har.jsonl journal beside it)",
+        "rewritten as it goes, with a FILE.har.jsonl journal beside it); repeatable: every "
+        "FILE is written",
     )
     add("--capture-filter", metavar="REGEX", help="capture only WebSockets whose URL matches")
     add("--capture-fsync", action="store_true", help="fsync the capture after every batch")
@@ -256,7 +305,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         ssl_insecure=args.ssl_insecure,
         ignore_hosts=tuple(args.ignore_hosts),
         no_compression=args.no_compression,
-        capture_path=args.capture,
+        capture_paths=check_capture_paths(args.capture),
         capture_filter=_regex("--capture-filter", args.capture_filter),
         capture_fsync=args.capture_fsync,
     )
@@ -293,10 +342,12 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
     reloads them when their files change; with none, the relay path has no chain at all."""
     from wsproxy.proxy.memory import tune_allocator
     from wsproxy.proxy.server import ProxyServer
-    from wsproxy.tls import CertAuthority
+    from wsproxy.tls import CertAuthority, upstream_context
 
     tune_allocator()
     ca = CertAuthority.load_or_create(options.confdir)
+    if options.upstream_ca is not None:
+        upstream_context(options.upstream_ca)  # a missing or unusable file fails now, not later
     chain = await scripts.start() if scripts is not None else None
     watcher = asyncio.create_task(scripts.watch()) if scripts is not None else None
     try:
@@ -316,7 +367,11 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
 
 
 async def _serve(options: Options, server: ProxyServer) -> None:
-    await server.start()
+    try:
+        await server.start()
+    except OSError as error:
+        where = f"{options.listen_host}:{options.listen_port}"
+        raise StartupError(f"cannot listen on {where}: {os_error_text(error)}") from None
     where = f"{options.listen_host}:{server.port}"
     log.warning("wsproxy listening on %s (%s mode)", where, options.mode)
     stop = asyncio.Event()
@@ -365,11 +420,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             scripts = ScriptHost(args.script, args.sets)
         asyncio.run(run_proxy(options, scripts))
-    except WsproxyError as error:
+    except (ConfigError, PluginError) as error:  # the command line is wrong: as argparse
         print(f"wsproxy: {error}", file=sys.stderr)
         return 2
-    except OSError as error:
+    except WsproxyError as error:  # the run failed
         print(f"wsproxy: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"wsproxy: {where}{os_error_text(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

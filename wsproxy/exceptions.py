@@ -9,13 +9,21 @@
     ├── UpstreamError        the upstream could not be reached, reset, or timed out
     ├── TLSError             TLS could not be set up (CA files, certificates, verification)
     ├── ConfigError          a flag, option or file given by the user is invalid
-    └── PluginError          a plugin could not be loaded or misbehaved
+    ├── PluginError          a plugin could not be loaded or misbehaved
+    └── StartupError         the proxy cannot start: its address is taken, a capture cannot
+                             be created
+
+On the command line, ``ConfigError`` and ``PluginError`` exit with status 2 (the command line
+is wrong, as argparse's own errors), the others with 1 (it was right, the run failed); either
+way one line on stderr, never a traceback. ``os_error_text`` words an ``OSError`` for that line.
 
 The sans-I/O core raises only ``ProtocolError`` and ``HttpError``; the asyncio shell turns them
 into close frames and HTTP answers, so none of them reaches the console as a traceback.
 """
 
 from __future__ import annotations
+
+import os
 
 
 class WsproxyError(Exception):
@@ -66,3 +74,18 @@ class ConfigError(WsproxyError):
 
 class PluginError(WsproxyError):
     """A plugin script could not be loaded or a plugin misbehaved."""
+
+
+class StartupError(WsproxyError):
+    """The proxy cannot start: it cannot listen on its address or create a capture file."""
+
+
+def os_error_text(error: OSError) -> str:
+    """``Address already in use``, ``Is a directory``: what went wrong, without the errno
+    number and the file name (the caller says which file or address)."""
+    if error.strerror:
+        # asyncio's bind error puts the whole sentence in strerror; errno says it plainly.
+        if error.errno and error.errno > 0:
+            return os.strerror(error.errno)
+        return str(error.strerror)
+    return str(error) or type(error).__name__

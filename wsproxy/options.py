@@ -55,9 +55,10 @@ class Options:
     ssl_insecure: bool = False
     ignore_hosts: tuple[str, ...] = ()
     no_compression: bool = False
-    # -w FILE: record every WebSocket (whose URL matches capture_filter) to a .jsonl or .har
-    # file; see wsproxy.capture. fsync per batch only with capture_fsync (power-loss safety).
-    capture_path: Path | None = None
+    # -w FILE (repeatable): record every WebSocket (whose URL matches capture_filter) to each
+    # .jsonl or .har file; see wsproxy.capture. fsync per batch only with capture_fsync
+    # (power-loss safety).
+    capture_paths: tuple[Path, ...] = ()
     capture_filter: str | None = None
     capture_fsync: bool = False
 

@@ -291,3 +291,40 @@ async def test_a_slow_write_ahead_falls_back_to_the_queue(
     records = list(read_capture(path))
     sent = [m.content for m in messages(records) if m.direction == "client"]
     assert sent == [f"m{i}".encode() for i in range(20)]
+
+
+async def test_several_capture_files_are_all_written(echo: int, tmp_path: Path) -> None:
+    from wsproxy.capture.writer import CaptureFanout, open_capture
+    from wsproxy.options import Options, ReverseTarget
+    from wsproxy.proxy.server import ProxyServer
+
+    paths = (tmp_path / "a.jsonl", tmp_path / "b.har")
+    options = Options(
+        listen_host=HOST,
+        listen_port=0,
+        reverse=ReverseTarget("ws", HOST, echo),
+        confdir=tmp_path / "confdir",
+        verbosity=-1,
+        capture_paths=paths,
+    )
+    sink = open_capture(options)
+    assert isinstance(sink, CaptureFanout) and len(sink.writers) == 2
+    server = ProxyServer(options, None, None, sink)
+    await server.start()
+    async with connect(f"ws://{HOST}:{server.port}/both") as ws:
+        await ws.send("to every file")
+        assert await ws.recv() == "to every file"
+    await stop(server, sink)  # type: ignore[arg-type]
+    for path in (paths[0], paths[1], journal_path(paths[1])):
+        texts = [r.payload for r in read_capture(path) if isinstance(r, Frame) and r.is_text]
+        assert texts == [b"to every file"] * 2, path  # the client's, then the echo
+
+
+def test_one_capture_file_needs_no_fanout(tmp_path: Path) -> None:
+    from wsproxy.capture.writer import open_capture
+    from wsproxy.options import Options
+
+    sink = open_capture(Options(capture_paths=(tmp_path / "one.jsonl",)))
+    assert isinstance(sink, CaptureWriter)  # the relay calls the writer itself
+    sink.finish()
+    assert open_capture(Options()) is None

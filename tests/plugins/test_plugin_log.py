@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -43,6 +45,18 @@ async def talk(port: int, *messages: str | bytes | list[str]) -> list[str | byte
             answers.append(await ws.recv())
         await ws.close(1000, "bye")
     return answers
+
+
+def test_log_file_is_created_0600(load_plugin: Callable[[str], Any], tmp_path: Path) -> None:
+    path = tmp_path / "ws.log"
+    plugin = load_plugin("log")
+    old = os.umask(0o022)  # the usual umask: open(path, "a") would make it 0644
+    try:
+        plugin.configure(options(log_file=str(path)))
+    finally:
+        os.umask(old)
+        plugin.done()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # the log holds traffic
 
 
 async def test_text_lines_to_a_file(

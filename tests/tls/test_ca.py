@@ -7,6 +7,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from cryptography import x509
@@ -245,12 +246,29 @@ def test_ca_cert_path_expands_the_home_directory(
     assert ca_cert_path(Path("~/.wsproxy")) == tmp_path / ".wsproxy" / "mitmproxy-ca-cert.pem"
 
 
+def test_created_parents_of_the_confdir_are_private(tmp_path: Path) -> None:
+    os.chmod(tmp_path, 0o755)
+    old_umask = os.umask(0o022)  # the usual umask: mkdir(parents=True) would make them 0755
+    try:
+        CertAuthority.load_or_create(tmp_path / "a" / "b" / "confdir")
+    finally:
+        os.umask(old_umask)
+    assert mode(tmp_path) == 0o755  # it existed: the user's
+    for directory in ("a", "a/b", "a/b/confdir"):
+        assert mode(tmp_path / directory) == 0o700, directory
+
+
 # -- mitmproxy interop ---------------------------------------------------------------------
 
-certs = pytest.importorskip("mitmproxy.certs")
+
+@pytest.fixture
+def certs() -> ModuleType:
+    """mitmproxy's CA store; only these tests need mitmproxy (a module-level importorskip
+    would skip every test of this file without it)."""
+    return pytest.importorskip("mitmproxy.certs")
 
 
-def test_a_mitmproxy_confdir_loads_in_ours(tmp_path: Path) -> None:
+def test_a_mitmproxy_confdir_loads_in_ours(tmp_path: Path, certs: ModuleType) -> None:
     store = certs.CertStore.from_store(tmp_path, "mitmproxy", 2048)
     before = {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)}
     ca = CertAuthority.load_or_create(tmp_path)
@@ -262,7 +280,7 @@ def test_a_mitmproxy_confdir_loads_in_ours(tmp_path: Path) -> None:
     leaf.verify_directly_issued_by(store.default_ca._cert)
 
 
-def test_our_confdir_loads_in_mitmproxy(confdir: Path) -> None:
+def test_our_confdir_loads_in_mitmproxy(confdir: Path, certs: ModuleType) -> None:
     ca = CertAuthority.load_or_create(confdir)
     store = certs.CertStore.from_store(confdir, "mitmproxy", 2048)
     assert store.default_ca._cert == ca.cert

@@ -46,7 +46,7 @@ from wsproxy.capture.records import (
     Record,
     iso_time,
 )
-from wsproxy.exceptions import WsproxyError
+from wsproxy.exceptions import WsproxyError, os_error_text
 
 MAX_HAR_SIZE = 256 * 1024 * 1024
 CREATOR = {"name": "wsproxy", "version": "0.1.0"}
@@ -54,6 +54,12 @@ CREATOR = {"name": "wsproxy", "version": "0.1.0"}
 
 class CaptureFormatError(WsproxyError):
     """A capture file that cannot be read."""
+
+
+def unreadable(path: Path, error: OSError) -> CaptureFormatError:
+    """The error for a capture that cannot be opened or read, worded alike everywhere:
+    ``x.jsonl: No such file or directory``, ``/tmp: Is a directory``."""
+    return CaptureFormatError(f"{path}: {os_error_text(error)}")
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -81,13 +87,14 @@ def _scan(journal: BinaryIO) -> dict[str, _Conn]:
             obj = json.loads(line)
             kind, conn_id = obj.get("type"), obj.get("conn")
         except (ValueError, AttributeError):
-            continue
+            continue  # not a record (the readers skip it too)
+        ts = _float(obj.get("ts"), 0.0)
         if conn_id is None:
             continue
         conn = conns.get(str(conn_id))
         if conn is None:
             conn = conns[str(conn_id)] = _Conn()
-        conn.last = max(conn.last, float(obj.get("ts", 0.0)))
+        conn.last = max(conn.last, ts)
         if kind == "handshake":
             conn.handshake = obj
         elif kind == "close":
@@ -122,8 +129,22 @@ def har_message(message: Message) -> dict[str, Any]:
     return out
 
 
-def _headers(pairs: list[Any]) -> list[dict[str, str]]:
-    return [{"name": str(n), "value": str(v)} for n, v in pairs]
+def _headers(pairs: Any) -> list[dict[str, str]]:
+    """``[[name, value], ...]`` as HAR headers; anything else in a damaged journal is left out."""
+    if not isinstance(pairs, list):
+        return []
+    return [
+        {"name": str(pair[0]), "value": str(pair[1])}
+        for pair in pairs
+        if isinstance(pair, list) and len(pair) == 2
+    ]
+
+
+def _float(value: Any, default: float) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
 
 
 def har_entry(
@@ -131,8 +152,8 @@ def har_entry(
 ) -> dict[str, Any]:
     """A HAR 1.2 entry for one WebSocket, without its messages."""
     hs = handshake or {"url": "", "ts": last, "request_headers": [], "response_headers": []}
-    started = float(hs.get("ts", last))
-    ended = float(close["ts"]) if close is not None else last
+    started = _float(hs.get("ts"), last)
+    ended = _float(close.get("ts"), last) if close is not None else last
     url = str(hs.get("url", ""))
     status = hs.get("status") or 101
     entry: dict[str, Any] = {
@@ -263,30 +284,49 @@ def _header(pairs: list[tuple[str, str]], name: str) -> str | None:
 def _is_websocket(entry: dict[str, Any]) -> bool:
     if "_webSocketMessages" in entry or entry.get("_resourceType") == "websocket":
         return True
-    return bool(entry.get("response", {}).get("status") == 101)
+    response = entry.get("response")
+    return isinstance(response, dict) and response.get("status") == 101
 
 
 def read_har(path: Path | str) -> Iterator[Record]:
     """The WebSocket entries of a HAR file as records: connection, messages, close."""
     path = Path(path)
-    size = path.stat().st_size
-    if size > MAX_HAR_SIZE:
-        raise CaptureFormatError(
-            f"{path} is {size // (1024 * 1024)} MiB: HAR files are read whole, up to "
-            f"{MAX_HAR_SIZE // (1024 * 1024)} MiB; read its .har.jsonl journal instead"
-        )
     try:
+        size = path.stat().st_size
+        if size > MAX_HAR_SIZE:
+            raise CaptureFormatError(
+                f"{path} is {size // (1024 * 1024)} MiB: HAR files are read whole, up to "
+                f"{MAX_HAR_SIZE // (1024 * 1024)} MiB; read its .har.jsonl journal instead"
+            )
         with open(path, "rb") as file:
-            doc = json.load(file)
-        entries = doc["log"]["entries"]
-    except (ValueError, KeyError, TypeError) as error:
-        raise CaptureFormatError(f"{path} is not a HAR file: {error}") from None
+            data = file.read()
+    except OSError as error:
+        raise unreadable(path, error) from None
+    try:
+        doc = json.loads(data)
+    except UnicodeDecodeError:
+        raise CaptureFormatError(f"{path}: not a HAR file (not JSON text)") from None
+    except ValueError as error:
+        raise CaptureFormatError(f"{path}: not a HAR file (not JSON: {error})") from None
+    log = doc.get("log") if isinstance(doc, dict) else None
+    entries = log.get("entries") if isinstance(log, dict) else None
+    if not isinstance(entries, list):
+        why = "no log.entries list" if isinstance(doc, dict) else "not a JSON object"
+        raise CaptureFormatError(f"{path}: not a HAR file ({why})")
     count = 0
-    for entry in entries:
+    for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or not _is_websocket(entry):
             continue
         count += 1
-        yield from _entry_records(entry, str(entry.get("_wsproxy_conn", count)))
+        try:
+            # Each entry is converted whole before its records go out, so a malformed one
+            # fails here with its index, not halfway through a caller's output.
+            records = list(_entry_records(entry, str(entry.get("_wsproxy_conn", count))))
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as error:
+            raise CaptureFormatError(
+                f"{path}: log.entries[{index}] is not a valid WebSocket entry ({error})"
+            ) from None
+        yield from records
 
 
 def _entry_records(entry: dict[str, Any], conn_id: str) -> Iterator[Record]:
@@ -348,16 +388,32 @@ def main(argv: list[str]) -> int:
         "-o", "--output", type=Path, help="the HAR to write (default: JOURNAL without .jsonl)"
     )
     args = parser.parse_args(argv)
+    from wsproxy.capture.reader import check_jsonl, detect_format
+
+    journal: Path = args.journal
     out = args.output
     if out is None:
-        name = args.journal.name
-        out = args.journal.with_name(name[: -len(".jsonl")] if name.endswith(".jsonl") else name)
+        name = journal.name
+        out = journal.with_name(name[: -len(".jsonl")] if name.endswith(".jsonl") else name)
         if out.suffix.lower() != ".har":
             out = out.with_name(out.name + ".har")
     try:
-        count = journal_to_har(args.journal, out)
-    except OSError as error:
+        if detect_format(journal) == "har":
+            raise CaptureFormatError(
+                f"{journal}: already a HAR file; 'wsproxy har' turns a JSONL capture "
+                "(such as FILE.har.jsonl) into HAR"
+            )
+        check_jsonl(journal)
+        if out.exists() and out.samefile(journal):
+            raise CaptureFormatError(f"-o {out} is the capture itself: name another file")
+    except CaptureFormatError as error:
         print(f"wsproxy har: {error}", file=sys.stderr)
+        return 1
+    try:
+        count = journal_to_har(journal, out)
+    except OSError as error:
+        what = f"{journal}" if error.filename == str(journal) else f"cannot write {out}"
+        print(f"wsproxy har: {what}: {os_error_text(error)}", file=sys.stderr)
         return 1
     print(f"{out}: {count} WebSocket(s)")
     return 0

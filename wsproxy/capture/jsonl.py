@@ -261,7 +261,7 @@ def decode(obj: dict[str, Any]) -> Record | None:
             closed_by=obj.get("closed_by"),
             client=_side(obj.get("client")),
             server=_side(obj.get("server")),
-            counts=obj.get("counts") or {},
+            counts=counts if isinstance(counts := obj.get("counts"), dict) else {},
             error=obj.get("error"),
         )
     if kind == "lost":

@@ -15,34 +15,78 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from wsproxy.capture import jsonl
-from wsproxy.capture.har import CaptureFormatError, read_har
+from wsproxy.capture.har import CaptureFormatError, read_har, unreadable
 from wsproxy.capture.records import Record
 
 FOLLOW_POLL = 0.2  # seconds between looks at a followed file
 
 
+def _first_line(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.readline(1 << 20)
+    except OSError as error:
+        raise unreadable(path, error) from None
+
+
+def _is_record(line: bytes) -> bool:
+    """Whether ``line`` is a JSONL record: a JSON object with a ``type``."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and "type" in obj
+
+
 def detect_format(path: Path) -> str:
-    """ "jsonl" or "har": by extension, else by the first line."""
+    """ "jsonl" or "har": by extension, else by the first line; CaptureFormatError for a file
+    that cannot be read or is neither."""
     suffix = path.suffix.lower()
+    first = _first_line(path)  # also for a known extension: a missing file fails here
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
     if suffix == ".har":
         return "har"
-    with open(path, "rb") as file:
-        first = file.readline(1 << 20)
-    try:
-        obj = json.loads(first)
-    except ValueError:
-        return "har"
-    return "jsonl" if isinstance(obj, dict) and "type" in obj else "har"
+    if _is_record(first):
+        return "jsonl"
+    if first.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        return "har"  # a JSON document: read_har says whether it is a HAR
+    raise not_a_capture(path, "empty file" if not first else None)
+
+
+def not_a_capture(path: Path, why: str | None = None) -> CaptureFormatError:
+    return CaptureFormatError(
+        f"{path}: not a capture ({why or 'neither wsproxy JSONL nor a HAR file'})"
+    )
+
+
+def check_jsonl(path: Path) -> None:
+    """CaptureFormatError unless ``path`` can be read and starts with a JSONL record."""
+    first = _first_line(path)
+    if not first:
+        raise not_a_capture(path, "empty file")
+    if not _is_record(first):
+        raise not_a_capture(path, "line 1 is not a wsproxy JSONL record")
 
 
 def read_jsonl(path: Path, *, follow: bool = False) -> Iterator[Record]:
-    with open(path, "rb") as file:
+    """The records of a JSONL capture. The first line must be one (so that a file of
+    something else is an error, not silence); a later line that is not is skipped."""
+    try:
+        file = open(path, "rb")  # noqa: SIM115 (closed below, in the generator)
+    except OSError as error:
+        raise unreadable(path, error) from None
+    with file:
         held = b""
+        first = True
         while True:
-            line = file.readline()
+            try:
+                line = file.readline()
+            except OSError as error:
+                raise unreadable(path, error) from None
             if not line:
+                if first and not follow:
+                    raise not_a_capture(path, "empty file")
                 if not follow:
                     return
                 time.sleep(FOLLOW_POLL)
@@ -53,16 +97,18 @@ def read_jsonl(path: Path, *, follow: bool = False) -> Iterator[Record]:
                 # The last line, cut short by a crash: decode_line skips it if incomplete.
             if held:
                 line, held = held + line, b""
+            if first and (line.endswith(b"\n") or not follow) and not _is_record(line):
+                raise not_a_capture(path, "line 1 is not a wsproxy JSONL record")
+            first = False
             record = jsonl.decode_line(line)
             if record is not None:
                 yield record
 
 
 def read_capture(path: Path | str, *, follow: bool = False) -> Iterator[Record]:
-    """Every record of a capture file, in file order."""
+    """Every record of a capture file, in file order. A file that is missing, cannot be
+    read or is not a capture is a CaptureFormatError, worded the same for every command."""
     path = Path(path)
-    if not path.exists():
-        raise CaptureFormatError(f"{path}: no such file")
     if detect_format(path) == "jsonl":
         return read_jsonl(path, follow=follow)
     if follow:

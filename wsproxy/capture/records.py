@@ -28,8 +28,15 @@ def opcode_from_name(name: str | int) -> int:
 
 
 def iso_time(ts: float) -> str:
-    """Epoch seconds as ISO-8601 UTC with microseconds: ``2026-01-02T03:04:05.678901+00:00``."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
+    """Epoch seconds as ISO-8601 UTC with microseconds: ``2026-01-02T03:04:05.678901+00:00``.
+
+    A time no calendar holds (NaN, 1e300: a damaged or hostile capture) becomes the epoch, so
+    that ``wsproxy har`` still writes a file instead of failing on one bad record.
+    """
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
+    except (OverflowError, OSError, ValueError):
+        return datetime.fromtimestamp(0, UTC).isoformat(timespec="microseconds")
 
 
 @dataclass(slots=True)

@@ -41,7 +41,15 @@ from wsproxy.capture.har import CaptureFormatError
 from wsproxy.capture.messages import TEXT, Message, Reassembler
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import Close, Connection, Frame, opcode_name
-from wsproxy.capture.show import preview
+from wsproxy.capture.show import no_connection, preview
+from wsproxy.cli import parse_port, seconds, seconds_or_zero
+from wsproxy.exceptions import WsproxyError, os_error_text
+
+TIMEOUT = 10.0  # seconds for the upgrade, each send and the close (--timeout), as the proxy's
+
+
+class ReplayError(WsproxyError):
+    """The replay could not be carried out: the peer did not answer in time."""
 
 
 @dataclass
@@ -84,8 +92,9 @@ def load(path: str, conn: str | None = None) -> tuple[Recorded, list[str]]:
         elif isinstance(record, Close):
             chosen.close = record
     if chosen is None:
-        what = f"connection {conn}" if conn is not None else "WebSocket connection"
-        raise CaptureFormatError(f"{path}: no {what} in this capture (seen: {seen or 'none'})")
+        if conn is None:
+            raise CaptureFormatError(f"{path}: no WebSocket connection in this capture")
+        raise CaptureFormatError(f"{path}: {no_connection([conn], seen)}")
     return chosen, seen
 
 
@@ -114,6 +123,7 @@ class ClientResult:
     sent: int
     expected: list[tuple[int, bytes]]
     got: list[tuple[int, bytes]]
+    close_answered: bool = True  # the server answered the close frame (within --timeout)
 
     @property
     def identical(self) -> bool:
@@ -124,6 +134,8 @@ class ClientResult:
             f"sent {self.sent} client message(s); server answered {len(self.got)}, "
             f"the capture has {len(self.expected)}"
         ]
+        if not self.close_answered:
+            lines.append("the server did not answer the close frame (--timeout)")
         if self.identical:
             lines.append("identical: every server message matches the capture")
             return "\n".join(lines)
@@ -150,9 +162,16 @@ async def replay_client(
     fast: bool = False,
     as_forwarded: bool = False,
     wait: float = 5.0,
+    timeout: float = TIMEOUT,
     headers: dict[str, str] | None = None,
 ) -> ClientResult:
-    """Send the client's messages, collect the server's, compare."""
+    """Send the client's messages, collect the server's, compare.
+
+    ``timeout`` bounds each step that waits on the server: the upgrade (a server that
+    accepts TCP and never answers), each send (a server that stopped reading, once the
+    socket buffers are full) and the close handshake (no answer: the socket is closed and
+    the result stands). ``ReplayError`` says which step.
+    """
     to_send = [
         (m.time, m.opcode, data)
         for m in recorded.messages
@@ -166,44 +185,77 @@ async def replay_client(
     target = url or recorded.url
     if not target:
         raise CaptureFormatError("the capture has no URL for this connection: give --url")
+    protocols = (recorded.subprotocol,) if recorded.subprotocol else ()
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with asyncio.timeout(timeout):
+                ws = await session.ws_connect(
+                    target,
+                    protocols=protocols,
+                    max_msg_size=0,
+                    headers=headers,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=timeout),
+                )
+        except TimeoutError:
+            raise ReplayError(
+                f"{target}: no answer to the WebSocket upgrade within {timeout:g} s (--timeout)"
+            ) from None
+        async with ws:
+            return await _converse(ws, target, to_send, expected, fast, wait, timeout)
+
+
+async def _converse(
+    ws: aiohttp.ClientWebSocketResponse,
+    target: str,
+    to_send: list[tuple[float, int, bytes]],
+    expected: list[tuple[int, bytes]],
+    fast: bool,
+    wait: float,
+    timeout: float,
+) -> ClientResult:
     got: list[tuple[int, bytes]] = []
     enough = asyncio.Event()
     loop = asyncio.get_running_loop()
-    protocols = (recorded.subprotocol,) if recorded.subprotocol else ()
-    async with (
-        aiohttp.ClientSession() as session,
-        session.ws_connect(target, protocols=protocols, max_msg_size=0, headers=headers) as ws,
-    ):
 
-        async def receive() -> None:
-            async for msg in ws:
-                if msg.type == aiohttp.WSMsgType.TEXT:
-                    got.append((TEXT, msg.data.encode("utf-8")))
-                elif msg.type == aiohttp.WSMsgType.BINARY:
-                    got.append((0x2, bytes(msg.data)))
-                else:
-                    continue
-                if len(got) >= len(expected):
-                    enough.set()
-            enough.set()
+    async def receive() -> None:
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                got.append((TEXT, msg.data.encode("utf-8")))
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                got.append((0x2, bytes(msg.data)))
+            else:
+                continue
+            if len(got) >= len(expected):
+                enough.set()
+        enough.set()
 
-        reader = asyncio.create_task(receive())
+    reader = asyncio.create_task(receive())
+    try:
         start, base = loop.time(), to_send[0][0] if to_send else 0.0
-        for ts, opcode, data in to_send:
+        for index, (ts, opcode, data) in enumerate(to_send, 1):
             if not fast:
                 delay = (ts - base) - (loop.time() - start)
                 if delay > 0:
                     await asyncio.sleep(delay)
-            await _send(ws, opcode, data)
+            try:
+                async with asyncio.timeout(timeout):
+                    await _send(ws, opcode, data)
+            except TimeoutError:
+                raise ReplayError(
+                    f"{target}: the server stopped reading: client message {index} of "
+                    f"{len(to_send)} not sent within {timeout:g} s (--timeout)"
+                ) from None
         if len(got) < len(expected):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(enough.wait(), wait)
         await asyncio.sleep(0.05)  # a message more than the capture had shows as a difference
-        await ws.close()
+        await ws.close()  # waits at most ``timeout`` for the server's close frame
+    finally:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
-    return ClientResult(len(to_send), expected, got)
+    answered = ws.close_code != aiohttp.WSCloseCode.ABNORMAL_CLOSURE
+    return ClientResult(len(to_send), expected, got, close_answered=answered)
 
 
 # -- as a server -----------------------------------------------------------------------------
@@ -346,13 +398,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--wait",
-        type=float,
+        type=seconds_or_zero,
         default=5.0,
         help="seconds to wait for the server's remaining answers after the last message (5)",
     )
+    add(
+        "--timeout",
+        type=seconds,
+        default=TIMEOUT,
+        help="seconds for the server to answer the upgrade, take each message and answer "
+        f"the close, else exit with an error ({TIMEOUT:g})",
+    )
     add("--serve", action="store_true", help="act as the server: play the server's messages")
     add("--listen-host", default="127.0.0.1", help="with --serve: address (127.0.0.1)")
-    add("--listen-port", type=int, default=8765, help="with --serve: port (8765)")
+    add("--listen-port", type=parse_port, default=8765, help="with --serve: port (8765)")
     add(
         "--by-time",
         action="store_true",
@@ -366,7 +425,11 @@ async def _serve(args: argparse.Namespace, recorded: Recorded) -> int:
     server = ReplayServer(
         recorded, fast=args.fast, by_time=args.by_time, as_forwarded=args.as_forwarded
     )
-    port = await server.start(args.listen_host, args.listen_port)
+    try:
+        port = await server.start(args.listen_host, args.listen_port)
+    except OSError as error:
+        where = f"{args.listen_host}:{args.listen_port}"
+        raise ReplayError(f"cannot listen on {where}: {os_error_text(error)}") from None
     print(
         f"replaying connection {recorded.conn} ({len(server.script)} server message(s)) on "
         f"ws://{args.listen_host}:{port}/ (Ctrl-C to stop)",
@@ -383,9 +446,13 @@ async def _serve(args: argparse.Namespace, recorded: Recorded) -> int:
 
 
 def replay(argv: Sequence[str]) -> int:
+    """Exit status: 0 identical, 1 different, 2 when the replay could not be made (a bad
+    flag, an unreadable capture, a server that cannot be reached or does not answer)."""
     args = build_parser().parse_args(argv)
+    target = args.url
     try:
         recorded, seen = load(args.file, args.conn)
+        target = args.url or recorded.url
         if args.conn is None and len(seen) > 1:
             print(
                 f"{len(seen)} connections in the capture ({', '.join(seen[:10])}"
@@ -401,12 +468,29 @@ def replay(argv: Sequence[str]) -> int:
                 fast=args.fast,
                 as_forwarded=args.as_forwarded,
                 wait=args.wait,
+                timeout=args.timeout,
             )
         )
     except KeyboardInterrupt:
         return 130
-    except (aiohttp.ClientError, OSError) as error:
+    except WsproxyError as error:  # the capture, or a server that does not answer
         print(f"wsproxy replay: {error}", file=sys.stderr)
+        return 2
+    except (aiohttp.ClientError, OSError) as error:
+        print(f"wsproxy replay: {target}: {_client_error(error)}", file=sys.stderr)
         return 2
     print(result.report())
     return 0 if result.identical else 1
+
+
+def _client_error(error: aiohttp.ClientError | OSError) -> str:
+    """aiohttp's and the OS's errors as the end of one line."""
+    if isinstance(error, aiohttp.InvalidURL):
+        return "not a valid ws:// or wss:// URL"
+    if isinstance(error, aiohttp.WSServerHandshakeError):
+        return f"the server refused the WebSocket upgrade ({error.status} {error.message})"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return f"cannot connect: {os_error_text(error.os_error)}"
+    if isinstance(error, OSError):
+        return os_error_text(error)
+    return str(error) or type(error).__name__

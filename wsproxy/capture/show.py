@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TextIO
 
+from wsproxy.capture.har import CaptureFormatError
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import (
     Close,
@@ -45,8 +46,19 @@ def parse_when(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a time: {text!r} (ISO-8601 or epoch)") from None
 
 
+def parse_regex(text: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as error:
+        raise argparse.ArgumentTypeError(f"bad regex {text!r}: {error}") from None
+
+
 def clock(ts: float, date: bool = False) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S.%f" if date else "%H:%M:%S.%f")
+    try:
+        when = datetime.fromtimestamp(ts)
+    except (OverflowError, OSError, ValueError):  # a time no clock shows: say it as it is
+        return f"@{ts}"
+    return when.strftime("%Y-%m-%d %H:%M:%S.%f" if date else "%H:%M:%S.%f")
 
 
 def preview(data: bytes, text: bool, full: bool, length: int | None = None) -> str:
@@ -136,7 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("file", help="a capture: wsproxy .jsonl, or a HAR (wsproxy, Chrome, mitmproxy)")
     add("--conn", action="append", default=[], metavar="ID", help="only this connection")
     add("--direction", choices=("client", "server"), help="only frames this side sent")
-    add("--grep", metavar="REGEX", help="only frames whose text payload matches")
+    add(
+        "--grep",
+        type=parse_regex,
+        metavar="REGEX",
+        help="only frames whose text payload matches",
+    )
     add("--since", type=parse_when, metavar="TIME", help="from this time (ISO-8601 or epoch)")
     add("--until", type=parse_when, metavar="TIME", help="up to this time")
     add("-f", "--follow", action="store_true", help="keep reading a file being written")
@@ -145,15 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def show(argv: Sequence[str], out: TextIO | None = None) -> int:
+    """Exit status: 0, 1 when the file cannot be read or a ``--conn`` is not in it, 2 for
+    bad flags (argparse's)."""
     out = sys.stdout if out is None else out
     args = build_parser().parse_args(argv)
-    grep = re.compile(args.grep) if args.grep else None
+    grep: re.Pattern[str] | None = args.grep
     conns = set(args.conn)
+    seen: dict[str, None] = {}  # every connection id, in file order
     try:
         for record in read_capture(args.file, follow=args.follow):
             if isinstance(record, Header):
                 continue
             conn = getattr(record, "conn", None)
+            if conn is not None:
+                seen.setdefault(conn)
             if conns and conn is not None and conn not in conns:
                 continue
             if args.since is not None and record.time < args.since:
@@ -171,8 +193,23 @@ def show(argv: Sequence[str], out: TextIO | None = None) -> int:
             ):
                 continue
             print(record_line(record, args.full), file=out, flush=args.follow)
+    except CaptureFormatError as error:
+        print(f"wsproxy show: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:
         return 0
+    missing = [conn for conn in args.conn if conn not in seen]
+    if missing:
+        print(f"wsproxy show: {args.file}: {no_connection(missing, list(seen))}", file=sys.stderr)
+        return 1
     return 0
+
+
+def no_connection(missing: Sequence[str], seen: Sequence[str]) -> str:
+    """``no connection c99 in this capture (it has 1, 2, 3)``: for show and replay."""
+    which = ", ".join(missing)
+    has = ", ".join(seen[:10]) + (", …" if len(seen) > 10 else "") if seen else "none"
+    plural = "s" if len(missing) > 1 else ""
+    return f"no connection{plural} {which} in this capture (it has: {has})"

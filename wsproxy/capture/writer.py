@@ -34,6 +34,9 @@ seconds while traffic flows, so a crash leaves the last good HAR plus a journal 
 ``wsproxy har FILE.har.jsonl -o FILE.har`` turns into a complete one. Rewriting reads the whole
 journal, so on a large capture rewrites are spaced out (at least four times as long as the last
 one took).
+
+Several ``-w`` files: one writer each, behind a ``CaptureFanout`` (each encodes and writes on
+its own; they share nothing but the filter). Every file is created 0600 (see ``files``).
 """
 
 from __future__ import annotations
@@ -44,11 +47,14 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from wsproxy.capture import jsonl
+from wsproxy.capture.files import create_private
 from wsproxy.capture.records import iso_time
+from wsproxy.exceptions import ConfigError, StartupError, os_error_text
 from wsproxy.model import Flow
 from wsproxy.options import Options
 from wsproxy.sansio.relay import FrameRecord
@@ -68,6 +74,33 @@ HAR_INTERVAL = 5.0  # seconds between HAR rewrites while traffic flows
 def journal_path(path: Path) -> Path:
     """Where the JSONL journal of a HAR capture goes: ``FILE.har`` -> ``FILE.har.jsonl``."""
     return path.with_name(path.name + ".jsonl")
+
+
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".har": "har"}
+
+
+def capture_format(path: Path) -> str:
+    """The format ``path``'s extension names, "jsonl" or "har"; ConfigError for any other
+    (rather than JSONL under a name that promises something else)."""
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        what = f"format {suffix}" if suffix else f"file {path} (no extension)"
+        raise ConfigError(f"unsupported capture {what}; use .jsonl or .har")
+    return FORMATS[suffix]
+
+
+def check_capture_paths(paths: Sequence[Path]) -> tuple[Path, ...]:
+    """``-w`` paths, checked: known formats, and no two writing the same file (a HAR's
+    journal included: ``-w a.har -w a.har.jsonl`` would interleave two writers)."""
+    written: dict[Path, Path] = {}
+    for path in paths:
+        targets = [path, journal_path(path)] if capture_format(path) == "har" else [path]
+        for target in targets:
+            key = Path(os.path.abspath(target))
+            if key in written:
+                raise ConfigError(f"-w {path} and -w {written[key]} both write {target}")
+            written[key] = path
+    return tuple(paths)
 
 
 def _address(address: tuple[str, int] | Any) -> str | None:
@@ -158,7 +191,7 @@ class CaptureWriter:
         self.path = Path(path)
         self.har_path: Path | None = None
         self.journal = self.path
-        if self.path.suffix.lower() == ".har":
+        if capture_format(self.path) == "har":
             self.har_path = self.path
             self.journal = journal_path(self.path)
         self.filter = re.compile(filter) if filter else None
@@ -168,7 +201,8 @@ class CaptureWriter:
         self.max_bytes = max_bytes
         self.har_interval = har_interval
         self.report_interval = report_interval
-        self._file: BinaryIO = open(self.journal, "wb")  # noqa: SIM115 (closed by the thread)
+        # Mode 0600 from creation: a capture holds cookies and payloads (see files.py).
+        self._file: BinaryIO = create_private(self.journal)  # closed by the thread
         self._file.write(jsonl.dumps(jsonl.header(tool, filter)).encode() + b"\n")
         self._file.flush()
         self._cond = threading.Condition()
@@ -407,13 +441,72 @@ class CaptureWriter:
         await asyncio.to_thread(self.finish)
 
 
-def open_capture(options: Options) -> CaptureWriter | None:
-    """The run's capture writer from ``Options`` (``-w``), or None without one."""
-    if options.capture_path is None:
+class CaptureFanout:
+    """Several capture writers (``-w a.jsonl -w b.har``) as one sink for the server.
+
+    They share one filter (``open_capture`` gives each the run's ``--capture-filter``), so
+    the first one answers ``wants`` for all. A single ``-w`` uses its ``CaptureWriter``
+    directly: this loop only costs when there are several.
+    """
+
+    def __init__(self, writers: Sequence[CaptureWriter]) -> None:
+        assert len({w.filter.pattern if w.filter else None for w in writers}) == 1
+        self.writers = tuple(writers)
+
+    def wants(self, flow: Flow) -> bool:
+        return self.writers[0].wants(flow)
+
+    def handshake(self, flow: Flow) -> None:
+        for writer in self.writers:
+            writer.handshake(flow)
+
+    def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None:
+        for writer in self.writers:
+            writer.frame(flow, record, timestamp)
+
+    def close(self, flow: Flow) -> None:
+        for writer in self.writers:
+            writer.close(flow)
+
+    def sync(self) -> None:
+        for writer in self.writers:
+            writer.sync()
+
+    def finish(self) -> None:
+        for writer in self.writers:
+            writer.finish()
+
+    async def aclose(self) -> None:
+        import asyncio
+
+        await asyncio.gather(*(writer.aclose() for writer in self.writers))
+
+
+def open_capture(options: Options) -> CaptureWriter | CaptureFanout | None:
+    """The run's capture sink from ``Options`` (``-w``, repeatable), or None without one.
+
+    A file that cannot be created is a ``StartupError``; those opened before it are finished.
+    """
+    writers: list[CaptureWriter] = []
+    try:
+        for path in options.capture_paths:
+            try:
+                writer = CaptureWriter(
+                    path, filter=options.capture_filter, fsync=options.capture_fsync
+                )
+            except OSError as error:
+                target = journal_path(path) if capture_format(path) == "har" else path
+                raise StartupError(
+                    f"cannot write the capture {target}: {os_error_text(error)}"
+                ) from None
+            writers.append(writer)
+            where = writer.journal if writer.har_path is None else writer.har_path
+            more = f" (journal {writer.journal})" if writer.har_path else ""
+            log.warning("capturing WebSockets to %s%s", where, more)
+    except BaseException:
+        for writer in writers:
+            writer.finish()
+        raise
+    if not writers:
         return None
-    writer = CaptureWriter(
-        options.capture_path, filter=options.capture_filter, fsync=options.capture_fsync
-    )
-    where = f"{writer.har_path} (journal {writer.journal})" if writer.har_path else writer.journal
-    log.warning("capturing WebSockets to %s", where)
-    return writer
+    return writers[0] if len(writers) == 1 else CaptureFanout(writers)

@@ -386,14 +386,21 @@ def _p12(cert: x509.Certificate, key: CAKey | None) -> bytes:
 
 
 def _ensure_private_dir(path: Path) -> None:
-    """Create ``path`` with mode 0700; an existing directory is the user's and left alone."""
-    try:
-        path.mkdir(mode=0o700, parents=True)
-    except FileExistsError:
-        if not path.is_dir():
-            raise TLSError(f"{path} exists and is not a directory") from None
+    """Create ``path`` with mode 0700, and each missing parent too (``mkdir(parents=True)``
+    would make those 0777 minus the umask, usually 0755); existing directories are the user's
+    and left alone."""
+    if path.is_dir():
         return
-    os.chmod(path, 0o700)  # mkdir's mode went through the umask
+    missing = [path]
+    missing += [parent for parent in path.parents if not parent.exists()]
+    for directory in reversed(missing):  # the outermost first
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise TLSError(f"{directory} exists and is not a directory") from None
+            continue  # made by someone else meanwhile: theirs
+        os.chmod(directory, 0o700)  # mkdir's mode went through the umask
 
 
 def _write_atomic(path: Path, data: bytes, mode: int, *, exclusive: bool = False) -> bool:
