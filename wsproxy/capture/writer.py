@@ -44,6 +44,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -131,12 +132,15 @@ def close_record(flow: Flow) -> dict[str, Any]:
 _Item = dict[str, Any] | tuple[str, FrameRecord, float]
 
 
-def _item_parts(item: _Item) -> list[bytes]:
-    """One queued item as the pieces of its JSONL line, newline included."""
+def _item_parts(item: _Item) -> Iterator[bytes]:
+    """One queued item as the pieces of its JSONL line(s), newlines included, made as they are
+    taken (a large frame's lines are encoded one after the other, never all at once)."""
     if isinstance(item, dict):
-        return [jsonl.dumps(item).encode("utf-8"), b"\n"]
+        yield jsonl.dumps(item).encode("utf-8")
+        yield b"\n"
+        return
     conn, r, ts = item
-    return jsonl.frame_line(conn, ts, r)
+    yield from jsonl.frame_line(conn, ts, r)
 
 
 class CaptureWriter:

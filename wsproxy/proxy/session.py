@@ -330,6 +330,8 @@ class WebSocketSession:
     # -- logging -----------------------------------------------------------------------------
 
     def _log_frame(self, record: FrameRecord) -> None:
+        if record.offset:
+            return  # a later piece of a frame recorded in pieces: logged with its first
         arrow = "client -> server" if record.side is Side.CLIENT else "server -> client"
         flags = "".join(
             flag

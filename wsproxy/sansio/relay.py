@@ -47,6 +47,11 @@ from wsproxy.sansio.endpoint import (
 from wsproxy.sansio.frames import RSV1, CloseCode, Opcode, serialize_close
 
 STREAM_THRESHOLD = 64 * 1024
+# With ``full_payloads`` (captures) a frame's content is recorded in pieces of at most this
+# many bytes as it streams, so a frame stalled half-way holds at most one piece for the capture
+# instead of everything received so far (issue 10: bounded memory on every path). 256 KiB is
+# one read of the shell's (peer.READ_SIZE): the record costs about what relaying it does.
+RECORD_PIECE = 256 * 1024
 # How long the upstream may go on answering a failed client before the proxy closes it: an
 # echo server answers on loopback within milliseconds; the delay only runs after an error.
 ERROR_GRACE = 0.25
@@ -72,6 +77,13 @@ class FrameRecord:
     wire. ``verdict`` is what happened to it: "forwarded", "modified" (``original`` then holds
     the message's or frame's content before the change), "dropped" (``by`` names who dropped
     it: a plugin, or "proxy" when the other side was already closing) or "injected".
+
+    With ``full_payloads``, a frame that streams through comes as several records, one per
+    piece of its content (at most ``RECORD_PIECE`` bytes, cut between two UTF-8 characters in
+    a text message): ``offset`` is where the piece starts in the frame's content and ``more``
+    says that more pieces of the same frame follow. A frame recorded whole has offset 0 and
+    ``more`` False. Every piece carries the frame's fields; its verdict is the piece's own (a
+    frame can start "forwarded" and end "dropped" when the other side starts closing).
     """
 
     side: Side
@@ -85,6 +97,8 @@ class FrameRecord:
     verdict: str = "forwarded"
     by: str | None = None
     original: bytes | None = None
+    offset: int = 0
+    more: bool = False
 
     @property
     def preview(self) -> bytes:
@@ -121,7 +135,11 @@ class Leg:
     dropped: int = 0
     _held: list[bytes] = field(default_factory=list)
     _preview: bytes = b""
+    # With full_payloads: the content of the current frame not yet recorded, its size, and
+    # where it starts in the frame (the pieces before it went out as records).
     _recorded: list[bytes] = field(default_factory=list)
+    _recorded_size: int = 0
+    _recorded_offset: int = 0
     # -- plugin chain (only used when a plugin asks for frames or messages from this peer) --
     want_frames: bool = False
     want_messages: bool = False
@@ -671,9 +689,13 @@ class Relay:
             source.frames += 1
             if self.on_frame is not None and not self.full_payloads:
                 source._preview = clear_preview(chunk)
-        if self.full_payloads:
+        closing = target.close_sent or target.eof or target.abort_transport
+        if self.full_payloads and chunk.content:
             source._recorded.append(chunk.content)
-        if target.close_sent or target.eof or target.abort_transport:
+            source._recorded_size += len(chunk.content)
+            if source._recorded_size >= RECORD_PIECE and not chunk.frame_end:
+                self._record_pieces(source, chunk, "dropped" if closing else "forwarded")
+        if closing:
             # The target is closing: RFC 6455 5.5.1 forbids data after our close frame.
             if chunk.message_end:
                 self._note(source.side, "message dropped: the other side is closing")
@@ -707,27 +729,77 @@ class Relay:
             self._record_chunk(source, chunk, "forwarded", None)
 
     def _record_chunk(self, source: Leg, chunk: DataChunk, verdict: str, by: str | None) -> None:
-        if self.on_frame is None:
-            return
+        """The record of a streamed frame that just ended (its last piece, with captures)."""
+        offset = 0
         if self.full_payloads:
             parts = source._recorded
             payload = parts[0] if len(parts) == 1 else b"".join(parts)
             parts.clear()
+            offset = source._recorded_offset
+            source._recorded_size = source._recorded_offset = 0
         else:
             payload = source._preview
-        self.on_frame(
-            FrameRecord(
-                source.side,
-                chunk.opcode,
-                chunk.fin,
-                chunk.rsv,
-                chunk.frame_length,
-                payload,
-                chunk.compressed,
-                chunk.message_opcode,
-                verdict,
-                by,
-            )
+        if self.on_frame is None:
+            return
+        self.on_frame(self._chunk_record(source, chunk, payload, verdict, by, offset, False))
+
+    def _record_pieces(self, source: Leg, chunk: DataChunk, verdict: str) -> None:
+        """Record the content received so far of a frame still streaming (``more`` set).
+
+        The chunks held are joined into one piece (each is at most one read, so a piece is
+        about RECORD_PIECE bytes), except that a chunk already larger than a piece (content
+        inflated far beyond its read) is recorded as it is rather than copied: the capture
+        writer cuts long records into short lines without copying. In a text message the end
+        of a character cut in two waits for the next piece, so every piece is valid text.
+        """
+        parts = source._recorded
+        if len(parts) > 1 and len(parts[-1]) >= RECORD_PIECE:
+            last = parts.pop()
+            self._record_piece(source, chunk, b"".join(parts), verdict)
+            parts[:] = [last]
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.clear()
+        carry = b""
+        if chunk.message_opcode == Opcode.TEXT:
+            cut = utf8_boundary(data, len(data))
+            if cut < len(data):
+                data, carry = data[:cut], data[cut:]
+        self._record_piece(source, chunk, data, verdict)
+        if carry:
+            parts.append(carry)
+        source._recorded_size = len(carry)
+
+    def _record_piece(self, source: Leg, chunk: DataChunk, data: bytes, verdict: str) -> None:
+        if self.on_frame is not None and data:
+            by = "proxy" if verdict == "dropped" else None
+            offset = source._recorded_offset
+            self.on_frame(self._chunk_record(source, chunk, data, verdict, by, offset, True))
+        source._recorded_offset += len(data)
+
+    def _chunk_record(
+        self,
+        source: Leg,
+        chunk: DataChunk,
+        payload: bytes,
+        verdict: str,
+        by: str | None,
+        offset: int,
+        more: bool,
+    ) -> FrameRecord:
+        return FrameRecord(
+            source.side,
+            chunk.opcode,
+            chunk.fin,
+            chunk.rsv,
+            chunk.frame_length,
+            payload,
+            chunk.compressed,
+            chunk.message_opcode,
+            verdict,
+            by,
+            None,
+            offset,
+            more,
         )
 
     def _on_control(
@@ -858,4 +930,34 @@ class Relay:
             self.on_event(side, message)
 
 
-__all__ = ["STREAM_THRESHOLD", "FrameRecord", "Leg", "Relay", "Side", "serialize_close"]
+def utf8_boundary(data: bytes | memoryview, end: int) -> int:
+    """``end``, moved back to the start of the UTF-8 character that ``data[end - 1]`` (or
+    ``data[end]``) belongs to when that character is cut by ``end``; else ``end`` itself.
+
+    RFC 3629 section 3: a lead byte 110xxxxx, 1110xxxx or 11110xxx starts a character of 2,
+    3 or 4 bytes; continuation bytes are 10xxxxxx. Only the last three bytes before ``end``
+    are looked at, so invalid data is cut anywhere (it is recorded as base64 anyway).
+    """
+    for back in range(1, 4):
+        index = end - back
+        if index < 0:
+            break
+        byte = data[index]
+        if byte & 0xC0 != 0x80:  # a lead byte (or ASCII): does its character fit before end?
+            size = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4
+            if byte < 0x80 or byte & 0xF8 == 0xF8 or back >= size:
+                return end
+            return index
+    return end
+
+
+__all__ = [
+    "RECORD_PIECE",
+    "STREAM_THRESHOLD",
+    "FrameRecord",
+    "Leg",
+    "Relay",
+    "Side",
+    "serialize_close",
+    "utf8_boundary",
+]
