@@ -258,9 +258,7 @@ def test_decode_ignores_unknown_and_cut_lines() -> None:
     frame = jsonl.frame(
         "1",
         1.5,
-        FrameRecord(
-            Side.CLIENT, 1, True, 0x40, 3, b"\xff\xfe", True, 1, "modified", "p", b"ok"
-        ),
+        FrameRecord(Side.CLIENT, 1, True, 0x40, 3, b"\xff\xfe", True, 1, "modified", "p", b"ok"),
     )
     assert "b64" in frame and frame["original_text"] == "ok" and frame["rsv1"] is True
     record = jsonl.decode(frame)

@@ -21,9 +21,17 @@ from tests.sansio.conftest import (
     server_bytes,
     split,
 )
+from wsproxy.sansio import relay as relay_module
 from wsproxy.sansio.deflate import DeflateParams, Inflater
 from wsproxy.sansio.frames import RSV1, Opcode, apply_mask, serialize_close
-from wsproxy.sansio.relay import STREAM_THRESHOLD, FrameRecord, Relay, Side
+from wsproxy.sansio.relay import (
+    RECORD_PIECE,
+    STREAM_THRESHOLD,
+    FrameRecord,
+    Relay,
+    Side,
+    utf8_boundary,
+)
 
 TEXT, BINARY, CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION
 CLOSE, PING, PONG = Opcode.CLOSE, Opcode.PING, Opcode.PONG
@@ -731,3 +739,111 @@ def test_large_frames_pass_through_at_any_split(data: st.DataObject) -> None:
         relay.receive(CLIENT, piece)
         out += relay.data_to_send(SERVER)
     assert parse(out, masked=True) == frames
+
+
+# --- captures: large frames recorded in pieces as they stream ------------------------------------
+
+
+def pieces_of(records: list[FrameRecord], opcode: int | None = None) -> list[FrameRecord]:
+    return [r for r in records if r.opcode < 0x8 and (opcode is None or r.opcode == opcode)]
+
+
+def check_pieces(pieces: list[FrameRecord], content: bytes, most: int) -> None:
+    """``pieces`` are one frame's records: contiguous, ``more`` on all but the last."""
+    assert [r.more for r in pieces] == [True] * (len(pieces) - 1) + [False]
+    offset = 0
+    for r in pieces:
+        assert r.offset == offset
+        assert len(r.payload) <= most
+        offset += len(r.payload)
+    assert b"".join(r.payload for r in pieces) == content
+
+
+@pytest.mark.parametrize("step", [None, 1, 7, 1500])
+def test_capture_gets_a_frame_in_pieces_as_it_streams(
+    step: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With full_payloads, the content of a frame comes in records of about RECORD_PIECE bytes
+    (offset and more say where), fed in any pieces, byte by byte included; a control frame
+    between two fragments is recorded whole, and the peer gets the frames unchanged."""
+    monkeypatch.setattr(relay_module, "RECORD_PIECE", 1000)
+    first, second = bytes(range(256)) * 18, b"tail" * 700  # 4608 and 2800 bytes
+    frames = [Wire(BINARY, first, fin=False), Wire(PING, b"p"), Wire(CONT, second)]
+    p = Playbook()
+    p.relay.full_payloads = True
+    wire = client_bytes(*frames)
+    for piece in split(wire, range(0, len(wire), step or len(wire))):
+        p.relay.receive(CLIENT, piece)
+    assert p.server_gets() == frames
+    most = 1000 + (step or len(wire))
+    check_pieces(pieces_of(p.records, BINARY), first, most)
+    check_pieces(pieces_of(p.records, CONT), second, most)
+    if step is not None:
+        assert len(pieces_of(p.records, BINARY)) >= 4
+    ping = [r for r in p.records if r.opcode == PING]
+    assert ping == [FrameRecord(CLIENT, PING, True, 0, 1, b"p", False, PING)]
+    assert all(r.length == len(first) for r in pieces_of(p.records, BINARY))
+
+
+def test_a_stalled_frame_holds_at_most_a_piece() -> None:
+    """Half of a 2 MiB frame arrives, then nothing: what reached the server is recorded in
+    pieces, and the relay holds less than one piece of it for the capture."""
+    size = 2 * MIB
+    payload = bytes(range(256)) * (size // 256)
+    p = Playbook()
+    p.relay.full_payloads = True
+    wire = client_bytes(Wire(BINARY, payload))
+    half = wire[: len(wire) // 2]
+    for piece in split(half, range(0, len(half), 64 * 1024)):
+        p.relay.receive(CLIENT, piece)
+    recorded = b"".join(r.payload for r in p.records)
+    assert all(r.more for r in p.records) and len(p.records) >= 3
+    assert all(len(r.payload) < RECORD_PIECE + 64 * 1024 for r in p.records)
+    held = sum(map(len, p.client._recorded))
+    assert held < RECORD_PIECE
+    assert recorded + b"".join(p.client._recorded) == payload[: len(recorded) + held]
+    assert len(recorded) + held == len(half) - 14  # everything but the header
+    p.relay.receive(CLIENT, wire[len(half) :])
+    check_pieces(p.records, payload, RECORD_PIECE + len(wire))
+
+
+@pytest.mark.parametrize("step", [1, 5, None])
+def test_text_pieces_are_cut_between_characters(
+    step: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay_module, "RECORD_PIECE", 100)
+    text = ("aé✓😀" * 100).encode()
+    p = Playbook()
+    p.relay.full_payloads = True
+    wire = server_bytes(Wire(TEXT, text))
+    for piece in split(wire, range(0, len(wire), step or len(wire))):
+        p.relay.receive(SERVER, piece)
+    pieces = pieces_of(p.records)
+    check_pieces(pieces, text, 100 + (step or len(wire)))
+    for r in pieces:
+        r.payload.decode("utf-8")  # each piece is valid text on its own
+
+
+def test_pieces_after_the_other_side_closed_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(relay_module, "RECORD_PIECE", 1000)
+    payload = bytes(5000)
+    wire = server_bytes(Wire(BINARY, payload))
+    p = Playbook()
+    p.relay.full_payloads = True
+    p.relay.receive(SERVER, wire[:2500])
+    p.relay.close_both(1001, "shutdown")  # the proxy closes while the frame is half-way
+    p.relay.receive(SERVER, wire[2500:])
+    pieces = pieces_of(p.records)
+    check_pieces(pieces, payload, 2500 + len(wire))
+    verdicts = [(r.verdict, r.by) for r in pieces]
+    assert verdicts[0] == ("forwarded", None) and verdicts[-1] == ("dropped", "proxy")
+
+
+@pytest.mark.parametrize("data", [b"", b"ab", "é".encode(), "a✓".encode(), "😀".encode()])
+def test_utf8_boundary(data: bytes) -> None:
+    for end in range(len(data) + 1):
+        cut = utf8_boundary(data, end)
+        assert cut <= end
+        data[:cut].decode("utf-8")
+        assert end - cut < 4
+    assert utf8_boundary(b"\xff\xfe", 1) == 1  # not UTF-8: cut where asked

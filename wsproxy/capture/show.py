@@ -177,7 +177,7 @@ def show(argv: Sequence[str], out: TextIO | None = None) -> int:
             if args.direction is not None and record.direction != args.direction:
                 continue
             key = (record.conn, record.direction, record.verdict == "injected")
-            piece = key in continuing
+            piece = record.opcode < 0x8 and key in continuing
             if record.more:
                 continuing.add(key)
             elif record.opcode < 0x8:  # a ping between two pieces does not end the frame
