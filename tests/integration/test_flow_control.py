@@ -24,7 +24,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from tests.helpers import status_kib
+from tests.helpers import Memory
 from tests.integration import wsraw
 from tests.integration.conftest import (
     HOST,
@@ -52,28 +52,6 @@ SLOW_PHASE = 2.0  # seconds of slow reading before the checkpoint
 # buffer and read size, the sender's own transport buffer and message in progress.
 MAX_AHEAD = 40 * MiB
 MAX_GROWTH_KIB = 40 * 1024  # the proxy's peak RSS over the run, above its RSS at the start
-
-
-# -- the proxy's memory -------------------------------------------------------------------------
-
-
-class Memory:
-    """The proxy's peak RSS from now on, compared with its RSS now."""
-
-    def __init__(self, proxy: ProxyProcess) -> None:
-        self.pid = proxy.proc.pid
-        # Reset VmHWM to the current RSS, so the peak is this run's (ours to write: same user).
-        with contextlib.suppress(OSError), open(f"/proc/{self.pid}/clear_refs", "w") as f:
-            f.write("5")
-        self.start = status_kib(self.pid, "VmRSS")
-        self.start_hwm = status_kib(self.pid, "VmHWM")
-
-    def growth_kib(self) -> int:
-        """Peak RSS since the start, minus RSS at the start (KiB)."""
-        hwm = status_kib(self.pid, "VmHWM")
-        # Without the reset (clear_refs refused), compare with the peak before the run.
-        baseline = self.start if self.start_hwm <= self.start + 1024 else self.start_hwm
-        return hwm - baseline
 
 
 # -- frames, read at a pace ---------------------------------------------------------------------
@@ -241,7 +219,7 @@ async def test_server_to_slow_client(
     the upstream's sends block, and the proxy's memory does not grow with what is sent."""
     proxy = await start_proxy()
     conn = await raw_ws(raw_client, proxy, flood.port, "/flood")
-    memory = Memory(proxy)
+    memory = Memory(proxy.proc.pid)
     total = flood.count * len(flood.block)
     pace = Pace()
     expected = repeating(flood.block)
@@ -290,7 +268,7 @@ async def test_client_to_slow_server(
     upstream = await raw_server(slow_upstream)
     proxy = await start_proxy()
     conn = await raw_ws(raw_client, proxy, upstream.port, "/slow")
-    memory = Memory(proxy)
+    memory = Memory(proxy.proc.pid)
     frame = wsraw.encode_frame(OP_BINARY, block, mask=True)
     sent = 0
 
@@ -334,7 +312,7 @@ async def test_one_100_mib_frame_to_slow_server(
     upstream = await raw_server(slow_upstream)
     proxy = await start_proxy("--max-frame-size", "128MiB", "--max-message-size", "128MiB")
     conn = await raw_ws(raw_client, proxy, upstream.port, "/big")
-    memory = Memory(proxy)
+    memory = Memory(proxy.proc.pid)
     key = os.urandom(4)
     masked_block = wsraw.apply_mask(block, key)  # a block is a multiple of 4 bytes long
     sent = 0
@@ -591,7 +569,7 @@ async def test_capture_of_stalled_large_frames_is_bounded(
     blocks = [os.urandom(MiB) for _ in range(STALLED_CONNS)]
     paths = [f"/stalled/{i}" for i in range(STALLED_CONNS)]
     conns = [await raw_ws(raw_client, proxy, sink.port, path) for path in paths]
-    memory = Memory(proxy)
+    memory = Memory(proxy.proc.pid)
     key = os.urandom(4)
     masked = [wsraw.apply_mask(block, key) for block in blocks]  # a block: a multiple of 4
 

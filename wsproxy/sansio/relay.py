@@ -219,7 +219,14 @@ class Relay:
         if source.eof:
             return
         target = self.leg(side.other)
-        events = source.reader.receive_data(data)
+        reader = source.reader
+        self._handle(source, target, reader.receive_data(data))
+        while reader.pending:
+            # A compressed frame that inflates to a lot comes out in batches (INFLATE_BUDGET):
+            # each is handled, forwarded and recorded before the next is inflated.
+            self._handle(source, target, reader.receive_data(b""))
+
+    def _handle(self, source: Leg, target: Leg, events: list[Event]) -> None:
         if source.hooked:
             source.backlog.extend(events)
             self._drain(source, target)
