@@ -284,8 +284,9 @@ class Inflater:
     number of frames) and returns what they inflate to. ``feed_piece`` returns at most
     ``INFLATE_PIECE`` bytes of it; while ``pending`` is set there is more, which ``resume``
     returns piece by piece (zlib keeps the input not yet inflated): what a reader uses, so a
-    highly compressed frame is never inflated whole. ``end_message`` finishes the message (RFC 7692 section 7.2.2:
-    append ``00 00 ff ff`` and inflate). ``decompress`` does it all for a message held whole.
+    highly compressed frame is never inflated whole. ``end_message`` finishes the message
+    (RFC 7692 section 7.2.2: append ``00 00 ff ff`` and inflate). ``decompress`` does it all
+    for a message held whole.
 
     Errors, both raised as ProtocolError and leaving the inflater unusable:
 

@@ -29,6 +29,7 @@ takes ``data_to_send``, and acts on each leg's ``close_transport`` / ``abort_tra
 from __future__ import annotations
 
 import enum
+import io
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,56 @@ RECORD_PIECE = 256 * 1024
 # How long the upstream may go on answering a failed client before the proxy closes it: an
 # echo server answers on loopback within milliseconds; the delay only runs after an error.
 ERROR_GRACE = 0.25
+
+
+class Joiner:
+    """Pieces of content joined as they come, held once.
+
+    ``b"".join`` at the end would hold every piece and the result together, twice the
+    content. A ``BytesIO`` grows its buffer in place (realloc; large blocks are remapped, not
+    copied) and ``getvalue`` hands that buffer over as the bytes object without a copy when
+    nothing else shares it, so a 64 MiB message costs 64 MiB plus one piece. A single piece
+    is kept as it is.
+    """
+
+    __slots__ = ("_buffer", "_first", "size")
+
+    def __init__(self) -> None:
+        self._first = b""
+        self._buffer: io.BytesIO | None = None
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self.size += len(data)
+        if self._buffer is not None:
+            self._buffer.write(data)
+        elif not self._first:
+            self._first = data
+        else:
+            self._buffer = io.BytesIO()
+            self._buffer.write(self._first)
+            self._buffer.write(data)
+            self._first = b""
+
+    def take(self) -> bytes:
+        """The content joined; the joiner is empty again."""
+        out = self._first if self._buffer is None else self._buffer.getvalue()
+        self._first, self._buffer, self.size = b"", None, 0
+        return out
+
+
+@dataclass(slots=True)
+class _Collected:
+    """A frame of the message being assembled, as the message needs it."""
+
+    fin: bool
+    rsv: int
+    wire: bytes  # the payload as received when compressed, else empty (the content has it)
+    size: int
+    dropped: bool
+    touched_by: str | None
 
 
 class Side(enum.Enum):
@@ -146,8 +197,14 @@ class Leg:
     pending: FrameEvent | Message | None = None
     backlog: deque[Event] = field(default_factory=deque)  # filled only when hooked
     _pending_control: ControlFrame | None = None
-    _frame_parts: list[tuple[bytes, bytes]] = field(default_factory=list)
-    _message_frames: list[FrameEvent] = field(default_factory=list)
+    # The frame and message being assembled for the chain: their content (joined as it comes,
+    # held once), the compressed payload of the frame, and per frame of the message what an
+    # unchanged message needs to go out as it came.
+    _frame_content: Joiner = field(default_factory=lambda: Joiner())
+    _frame_wire: list[bytes] = field(default_factory=list)
+    _message_content: Joiner = field(default_factory=lambda: Joiner())
+    _message_frames: list[_Collected] = field(default_factory=list)
+    _frame_start: int = 0  # where the current frame's content starts in _message_content
     # permessage-deflate of the frames this peer sends, and our own compressor for them.
     deflate_params: DeflateParams | None = None
     deflater: Deflater | None = None
@@ -333,28 +390,39 @@ class Relay:
                 self._on_violation(source, target, event)
 
     def _hook_chunk(self, source: Leg, chunk: DataChunk) -> None:
-        source._frame_parts.append((chunk.data, chunk.content))
+        if chunk.compressed and chunk.data:
+            source._frame_wire.append(chunk.data)
+        # Message hooks alone: the content goes straight into the message (no frame copy).
+        content = source._frame_content if source.want_frames else source._message_content
+        size = content.size
+        content.write(chunk.content)
+        if chunk.frame_start:
+            source._frame_start = size
         if not chunk.frame_end:
             return
-        parts = source._frame_parts
-        wire = parts[0][0] if len(parts) == 1 else b"".join(p[0] for p in parts)
-        content = parts[0][1] if len(parts) == 1 else b"".join(p[1] for p in parts)
-        parts.clear()
+        wire_parts = source._frame_wire
+        wire = wire_parts[0] if len(wire_parts) == 1 else b"".join(wire_parts)
+        wire_parts.clear()
         source.frames += 1
+        if source.want_frames:
+            payload = content.take()
+            size = len(payload)
+        else:
+            payload, size = b"", content.size - source._frame_start
         frame = FrameEvent(
             source.side is Side.CLIENT,
             chunk.opcode,
-            content,
+            payload,
             fin=chunk.fin,
             rsv=chunk.rsv,
             message_opcode=chunk.message_opcode,
             compressed=chunk.compressed,
-            wire=wire,
+            wire=wire if chunk.compressed else payload,
         )
         if source.want_frames:
             source.pending = frame
         else:
-            self._collect(source, frame)
+            self._collect(source, frame, size)
 
     def _after_frame(self, source: Leg, target: Leg, frame: FrameEvent) -> None:
         if frame.is_control:
@@ -384,7 +452,9 @@ class Relay:
             self._on_control(source, target, control, frame)
             return
         if source.want_messages:
-            self._collect(source, frame)
+            if not frame.dropped:
+                source._message_content.write(frame.payload)
+            self._collect(source, frame, len(frame.payload))
             return
         if frame.dropped:
             source.dropped += 1
@@ -407,26 +477,29 @@ class Relay:
         if frame.fin:
             source.messages += 1
 
-    def _collect(self, source: Leg, frame: FrameEvent) -> None:
+    def _collect(self, source: Leg, frame: FrameEvent, size: int) -> None:
+        """Add a frame to the message being assembled; its content (``size`` bytes) is
+        already in ``_message_content`` unless the frame was dropped."""
         frames = source._message_frames
-        frames.append(frame)
+        touched = frame.modified_by or frame.dropped_by
+        # An uncompressed frame's payload is its content: kept once, in the message.
+        wire = frame.wire if frame.compressed else b""
+        frames.append(_Collected(frame.fin, frame.rsv, wire, size, frame.dropped, touched))
         if not frame.fin:
             return
-        kept = [f for f in frames if not f.dropped]
-        content = b"".join(f.payload for f in kept)
-        first = frames[0]
+        content = source._message_content.take()
         message = Message(
             source.side is Side.CLIENT,
-            first.message_opcode,
+            frame.message_opcode,
             content,
-            compressed=first.compressed,
-            fragment_sizes=[len(f.payload) for f in kept],
+            compressed=frame.compressed,
+            fragment_sizes=[f.size for f in frames if not f.dropped],
             wire_frames=[(f.fin, f.rsv, f.wire) for f in frames],
         )
         # Frames that a frame hook changed or dropped already make the message a changed one.
-        touched = next((f for f in frames if f.modified or f.dropped), None)
-        if touched is not None:
-            message.modified_by = touched.modified_by or touched.dropped_by
+        by = next((f.touched_by for f in frames if f.touched_by), None)
+        if by is not None:
+            message.modified_by = by
         frames.clear()
         source.pending = message
 
@@ -459,7 +532,7 @@ class Relay:
             position = 0
             for index, (fin, rsv, wire) in enumerate(message.wire_frames):
                 size = sizes[index] if index < len(sizes) else 0
-                piece = content[position : position + size]
+                piece = content[position : position + size]  # the whole: no copy
                 position += size
                 self._emit(
                     source,
@@ -468,7 +541,7 @@ class Relay:
                     piece,
                     fin,
                     message.compressed,
-                    wire,
+                    wire if message.compressed else piece,
                     rsv,
                     raw=True,
                 )
