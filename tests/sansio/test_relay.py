@@ -6,6 +6,9 @@ send, then reads what the relay writes to each of them with the FrameReader that
 
 from __future__ import annotations
 
+import random
+import zlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +18,7 @@ from tests.sansio.conftest import (
     MIB,
     Violation,
     Wire,
+    assemble,
     client_bytes,
     frame_sequences,
     parse,
@@ -23,6 +27,7 @@ from tests.sansio.conftest import (
 )
 from wsproxy.sansio import relay as relay_module
 from wsproxy.sansio.deflate import DeflateParams, Inflater
+from wsproxy.sansio.endpoint import DataChunk, FrameReader
 from wsproxy.sansio.frames import RSV1, Opcode, apply_mask, serialize_close
 from wsproxy.sansio.relay import (
     RECORD_PIECE,
@@ -847,3 +852,47 @@ def test_utf8_boundary(data: bytes) -> None:
         data[:cut].decode("utf-8")
         assert end - cut < 4
     assert utf8_boundary(b"\xff\xfe", 1) == 1  # not UTF-8: cut where asked
+
+
+def test_a_highly_compressed_frame_is_inflated_in_batches() -> None:
+    """16 MiB of repeated bytes in one small compressed frame: the reader hands the content on in
+    batches (pending), the relay forwards the frame as it came; over the limit, nothing of
+    the frame is forwarded before the 1009 (the upstream still gets a clean close)."""
+    zeros = random.Random(1).randbytes(4096) * 4096  # 16 MiB, compressed about 160:1
+    enc = zlib.compressobj(9, zlib.DEFLATED, -15)
+    wire = enc.compress(zeros) + enc.flush(zlib.Z_SYNC_FLUSH)[:-4]
+    assert len(wire) > STREAM_THRESHOLD  # streams through
+    for limit, ok in ((BIG, True), (4 * MIB, False)):
+        p = Playbook(max_message_size=limit)
+        for leg in (p.client, p.server):
+            leg.deflate_params = DeflateParams()
+            leg.reader.inflater = Inflater(DeflateParams(), leg is p.client, limit)
+        reader = p.client.reader
+        batches = [
+            sum(
+                len(e.content)
+                for e in reader.receive_data(client_bytes(Wire(BINARY, wire, rsv=RSV1)))
+                if isinstance(e, DataChunk)
+            )
+        ]
+        while reader.pending:
+            batches.append(
+                sum(len(e.content) for e in reader.receive_data(b"") if isinstance(e, DataChunk))
+            )
+        # The same bytes through the relay.
+        p.client.reader = FrameReader(masked=True, max_frame_size=BIG, max_message_size=limit)
+        p.client.reader.inflater = Inflater(DeflateParams(), True, limit)
+        p.client_sends(Wire(BINARY, wire, rsv=RSV1))
+        assert max(batches) <= 2 * MIB and len(batches) > 4
+        if ok:
+            assert sum(batches) == len(zeros)
+            upstream = FrameReader(masked=True, max_frame_size=BIG, max_message_size=BIG)
+            upstream.inflater = Inflater(DeflateParams(), True, None)
+            events = upstream.receive_data(p.relay.data_to_send(SERVER))
+            while upstream.pending:
+                events += upstream.receive_data(b"")
+            assert assemble(events) == [Wire(BINARY, wire, rsv=RSV1)]
+        else:
+            assert p.relay.data_to_send(SERVER) == b""  # nothing of the frame went out
+            p.relay.send_deferred_close(SERVER)
+            assert p.server_gets() == [close(1001, "client protocol error")]

@@ -171,9 +171,9 @@ class FrameReader:
         self._message_size = 0
         self._compressed = False
         self._utf8: codecs.IncrementalDecoder | None = None
-        # A compressed piece whose inflated content is still coming: (frame_end, message_end)
-        # of the wire piece, which its last content chunk carries.
-        self._inflating: tuple[bool, bool] | None = None
+        # A compressed piece whose inflated content is still coming: the piece, and whether it
+        # ended its frame and message; its last content chunk carries all three.
+        self._inflating: tuple[bytes, bool, bool] | None = None
         # receive_data stopped early (INFLATE_BUDGET): call it again, with b"" if need be.
         self.pending = False
 
@@ -366,9 +366,11 @@ class FrameReader:
             assert self.inflater is not None
             content = self.inflater.feed_piece(piece) if piece else b""
             if self.inflater.pending:
-                # More content comes from this piece (_inflate_more): the frame ends there.
-                self._inflating = (frame_end, message_end)
-                frame_end = message_end = False
+                # More content comes from this piece (_inflate_more). The piece itself goes
+                # with its last content chunk, once all it inflates to has passed the checks
+                # (size limit, valid DEFLATE, UTF-8): a relay forwards nothing of it before.
+                self._inflating = (piece, frame_end, message_end)
+                return self._data_chunk(b"", content, frame_start, False, b"", 0)
             elif message_end:
                 content += self.inflater.end_message()
         return self._data_chunk(piece, content, frame_start, frame_end, mask_key, offset)
@@ -376,7 +378,7 @@ class FrameReader:
     def _inflate_more(self, events: list[Event]) -> bool:
         """Pass on more content of the piece being inflated; True once it is all out."""
         assert self.inflater is not None and self._inflating is not None
-        frame_end, message_end = self._inflating
+        piece, frame_end, message_end = self._inflating
         produced = 0
         while produced < INFLATE_BUDGET:
             content = self.inflater.resume()
@@ -386,7 +388,7 @@ class FrameReader:
             produced += len(content)
             if last:
                 self._inflating = None
-                events.append(self._data_chunk(b"", content, False, frame_end, b"", 0))
+                events.append(self._data_chunk(piece, content, False, frame_end, b"", 0))
                 return True
             events.append(self._data_chunk(b"", content, False, False, b"", 0))
         return False

@@ -205,6 +205,7 @@ class Leg:
     _message_content: Joiner = field(default_factory=lambda: Joiner())
     _message_frames: list[_Collected] = field(default_factory=list)
     _frame_start: int = 0  # where the current frame's content starts in _message_content
+    _stream_started: bool = False  # the header of the frame streaming through went out
     # permessage-deflate of the frames this peer sends, and our own compressor for them.
     deflate_params: DeflateParams | None = None
     deflater: Deflater | None = None
@@ -793,8 +794,13 @@ class Relay:
                 source._held.clear()
         else:
             if chunk.frame_start:
+                source._stream_started = False
+            if (chunk.data or chunk.frame_end) and not source._stream_started:
+                # The header goes with the first bytes of payload: a compressed piece still
+                # being inflated (and checked) has none yet, and may still fail the frame.
                 writer.start_frame(chunk.opcode, chunk.fin, chunk.rsv, chunk.frame_length)
                 target.mid_frame_out = True
+                source._stream_started = True
             writer.send_payload(chunk.data, chunk.mask_key)
             if chunk.frame_end:
                 target.mid_frame_out = False
