@@ -11,6 +11,7 @@
 * ``stop_group(proc, timeout)`` (and ``stop_group_sync``): SIGTERM, then SIGKILL of the
   whole process group if it hangs; ``kill_group(proc)`` at once.
 * ``status_kib(pid, field)``: a ``/proc/PID/status`` field such as VmRSS or VmHWM, in KiB.
+* ``Memory(pid)``: a process's peak RSS from now on (``growth_kib()``), against its RSS now.
 """
 
 from __future__ import annotations
@@ -152,6 +153,25 @@ def status_kib(pid: int, field_name: str) -> int:
             if line.startswith(field_name + ":"):
                 return int(line.split()[1])
     raise AssertionError(f"no {field_name} in /proc/{pid}/status")
+
+
+class Memory:
+    """A process's peak RSS from now on, compared with its RSS now."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        # Reset VmHWM to the current RSS, so the peak is this run's (ours to write: same user).
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        self.start = status_kib(pid, "VmRSS")
+        self.start_hwm = status_kib(pid, "VmHWM")
+
+    def growth_kib(self) -> int:
+        """Peak RSS since the start, minus RSS at the start (KiB)."""
+        hwm = status_kib(self.pid, "VmHWM")
+        # Without the reset (clear_refs refused), compare with the peak before the run.
+        baseline = self.start if self.start_hwm <= self.start + 1024 else self.start_hwm
+        return hwm - baseline
 
 
 @contextlib.asynccontextmanager

@@ -84,7 +84,9 @@ class Message(_Verdict):
         self.injected = injected
         self.original_content = content
         self.original_opcode = opcode
-        # (fin, rsv, payload as received) per frame, to forward an unchanged message as it came.
+        # (fin, rsv, payload as received) per frame, to forward an unchanged message as it came;
+        # the payload is empty when the message is not compressed (it is then the fragment of
+        # ``content`` that ``fragment_sizes`` gives: held once, not twice).
         self.wire_frames = wire_frames or []
 
     @property

@@ -22,6 +22,7 @@ from wsproxy.capture.messages import Message, reassemble
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import Close, Connection, Frame, Header, Lost, Record
 from wsproxy.capture.writer import CaptureWriter, _Item, journal_path
+from wsproxy.sansio.relay import FrameRecord, Side
 
 BINARY = bytes(range(256)) * 3
 LARGE = bytes(range(256)) * 800  # 200 KiB: streams through the relay
@@ -55,7 +56,7 @@ async def test_jsonl_round_trip(
 
     lines = path.read_text("utf-8").splitlines()
     first = json.loads(lines[0])
-    assert first["type"] == "wsproxy-capture" and first["version"] == 1
+    assert first["type"] == "wsproxy-capture" and first["version"] == jsonl.VERSION == 2
     records = list(read_capture(path))
     assert isinstance(records[0], Header)
     (hs,) = [r for r in records if isinstance(r, Connection)]
@@ -255,7 +256,9 @@ def test_decode_ignores_unknown_and_cut_lines() -> None:
     assert jsonl.decode_line(b'{"type":"future-thing","x":1}') is None
     assert jsonl.decode_line(b"") is None
     frame = jsonl.frame(
-        "1", 1.5, "client", 1, True, 0x40, 3, b"\xff\xfe", True, 1, "modified", "p", b"ok"
+        "1",
+        1.5,
+        FrameRecord(Side.CLIENT, 1, True, 0x40, 3, b"\xff\xfe", True, 1, "modified", "p", b"ok"),
     )
     assert "b64" in frame and frame["original_text"] == "ok" and frame["rsv1"] is True
     record = jsonl.decode(frame)

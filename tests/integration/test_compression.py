@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import re
@@ -42,7 +43,7 @@ from websockets.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory,
 )
 
-from tests.helpers import running_proxy, status_kib
+from tests.helpers import Memory, running_proxy, status_kib
 from tests.integration.conftest import (
     HOST,
     AioServer,
@@ -947,3 +948,50 @@ async def test_rewrite_and_drop_mid_stream_keep_the_stream_compressed(
         ours_size = sum(len(f.payload) for f in ours)
         theirs_size = sum(len(f.payload) for f in theirs)
         assert ours_size <= 1.5 * theirs_size, (ours_size, theirs_size)
+
+
+# -- memory: an inflated message costs its size once -------------------------------------------
+
+LIMIT = 64 * MiB
+BIG_MESSAGE = LIMIT - 64 * 1024  # just under --max-message-size
+# What the proxy may use beyond the message itself: read buffers, zlib's window, the
+# compressed frames in flight and the allocator's slack.
+MARGIN_KIB = 12 * 1024
+
+
+@pytest.mark.parametrize("path", ["message-hook", "message-hook+capture", "pass-through"])
+async def test_an_inflated_message_costs_its_size_once(
+    start_proxy: StartProxy, tmp_path: Path, path: str
+) -> None:
+    """A compressed binary message just under ``--max-message-size`` (it inflates about
+    1000:1) through the proxy process and back. With a message hook (the rewrite plugin,
+    with a rule that never matches) the proxy must hold the message whole, once: its peak
+    RSS grows by at most the message plus a margin, also when a capture records it (it
+    records the same bytes, cut into lines as it writes them). Without plugins the proxy
+    streams it (inflated in pieces, forwarded as it came): the margin only."""
+    args = ["--max-message-size", "64MiB", "--max-frame-size", "64MiB"]
+    if path.startswith("message-hook"):
+        rules = tmp_path / "rules.json"
+        rules.write_text(json.dumps({"rules": [{"match": "^never$", "replace": "x"}]}))
+        args += ["-s", "rewrite", "--set", f"rewrite_rules={rules}"]
+    if path.endswith("capture"):
+        args += ["-w", str(tmp_path / "big.jsonl")]
+    proxy = await start_proxy(*args)
+    message = os.urandom(1024) * (BIG_MESSAGE // 1024)  # fits a 4 KiB window
+    async with (
+        recorder() as rec,
+        deflate_client(f"{rec.url}/big", proxy.url, ClientPerMessageDeflateFactory()) as ws,
+    ):
+        await ws.send(b"warm up")
+        assert await ws.recv() == b"warm up"
+        memory = Memory(proxy.proc.pid)
+        await ws.send(message)
+        echo = await asyncio.wait_for(ws.recv(), TIMEOUT)
+        growth = memory.growth_kib()
+    assert echo == message
+    held = BIG_MESSAGE // 1024 if path.startswith("message-hook") else 0
+    print(f"{path}: peak RSS growth {growth / 1024:.1f} MiB")
+    assert growth < held + MARGIN_KIB, (
+        f"the proxy's peak RSS grew by {growth / 1024:.1f} MiB for a "
+        f"{BIG_MESSAGE / MiB:.1f} MiB message ({path})"
+    )

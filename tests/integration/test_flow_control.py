@@ -16,12 +16,13 @@ import struct
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from tests.helpers import status_kib
+from tests.helpers import Memory
 from tests.integration import wsraw
 from tests.integration.conftest import (
     HOST,
@@ -31,6 +32,9 @@ from tests.integration.conftest import (
     StartProxy,
 )
 from tests.integration.wsraw import OP_BINARY, OP_CLOSE, RawConnection
+from wsproxy.capture.messages import reassemble
+from wsproxy.capture.reader import read_capture
+from wsproxy.capture.records import Frame
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -46,28 +50,6 @@ SLOW_PHASE = 2.0  # seconds of slow reading before the checkpoint
 # buffer and read size, the sender's own transport buffer and message in progress.
 MAX_AHEAD = 40 * MiB
 MAX_GROWTH_KIB = 40 * 1024  # the proxy's peak RSS over the run, above its RSS at the start
-
-
-# -- the proxy's memory -------------------------------------------------------------------------
-
-
-class Memory:
-    """The proxy's peak RSS from now on, compared with its RSS now."""
-
-    def __init__(self, proxy: ProxyProcess) -> None:
-        self.pid = proxy.proc.pid
-        # Reset VmHWM to the current RSS, so the peak is this run's (ours to write: same user).
-        with contextlib.suppress(OSError), open(f"/proc/{self.pid}/clear_refs", "w") as f:
-            f.write("5")
-        self.start = status_kib(self.pid, "VmRSS")
-        self.start_hwm = status_kib(self.pid, "VmHWM")
-
-    def growth_kib(self) -> int:
-        """Peak RSS since the start, minus RSS at the start (KiB)."""
-        hwm = status_kib(self.pid, "VmHWM")
-        # Without the reset (clear_refs refused), compare with the peak before the run.
-        baseline = self.start if self.start_hwm <= self.start + 1024 else self.start_hwm
-        return hwm - baseline
 
 
 # -- frames, read at a pace ---------------------------------------------------------------------
@@ -235,7 +217,7 @@ async def test_server_to_slow_client(
     the upstream's sends block, and the proxy's memory does not grow with what is sent."""
     proxy = await start_proxy()
     conn = await raw_ws(raw_client, proxy, flood.port, "/flood")
-    memory = Memory(proxy)
+    memory = Memory(proxy.proc.pid)
     total = flood.count * len(flood.block)
     pace = Pace()
     expected = repeating(flood.block)
@@ -284,7 +266,7 @@ async def test_client_to_slow_server(
     upstream = await raw_server(slow_upstream)
     proxy = await start_proxy()
     conn = await raw_ws(raw_client, proxy, upstream.port, "/slow")
-    memory = Memory(proxy)
+    memory = Memory(proxy.proc.pid)
     frame = wsraw.encode_frame(OP_BINARY, block, mask=True)
     sent = 0
 
@@ -328,7 +310,7 @@ async def test_one_100_mib_frame_to_slow_server(
     upstream = await raw_server(slow_upstream)
     proxy = await start_proxy("--max-frame-size", "128MiB", "--max-message-size", "128MiB")
     conn = await raw_ws(raw_client, proxy, upstream.port, "/big")
-    memory = Memory(proxy)
+    memory = Memory(proxy.proc.pid)
     key = os.urandom(4)
     masked_block = wsraw.apply_mask(block, key)  # a block is a multiple of 4 bytes long
     sent = 0
@@ -565,3 +547,92 @@ async def test_forty_clients_behind_one_address_all_connect(
         assert [head.status for head, _ in heads] == [101] * 40
         assert upstream.most_in_handshake == most_at_once, args
         await asyncio.gather(*(close_client(conn) for conn in conns))
+
+
+# -- capture: frames stalled half-way are not held whole ---------------------------------------
+
+STALLED_CONNS = 8
+STALLED_FRAME = 60 * MiB  # each client announces a frame this long...
+STALLED_SENT = 40 * MiB  # ... sends this much of it, and stops
+MAX_CAPTURE_GROWTH_KIB = 64 * 1024  # for all the stalled connections together
+
+
+@dataclass
+class Sink:
+    """A raw upstream that answers 101 and reads one long binary frame per connection,
+    counting its payload bytes per path; ``reached(path, n)`` waits for ``n`` of them."""
+
+    got: dict[str, int] = field(default_factory=dict)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    port: int = 0
+
+    async def handle(self, conn: RawConnection) -> None:
+        head = await wsraw.read_head(conn.reader)
+        await answer_101(conn, head)
+        b0, b1 = await conn.reader.readexactly(2)
+        assert (b0, b1 & 0x7F) == (0x80 | OP_BINARY, 127)
+        (length,) = struct.unpack("!Q", await conn.reader.readexactly(8))
+        await conn.reader.readexactly(4)  # the proxy's mask key
+        done = 0
+        while done < length:
+            piece = await conn.reader.read(min(MiB, length - done))
+            if not piece:
+                return
+            done += len(piece)
+            async with self.changed:
+                self.got[head.target] = done
+                self.changed.notify_all()
+        await finish_close_as_server(conn)
+
+    async def reached(self, path: str, n: int) -> None:
+        async with self.changed:
+            await asyncio.wait_for(self.changed.wait_for(lambda: self.got.get(path, 0) >= n), 60)
+
+
+async def test_capture_of_stalled_large_frames_is_bounded(
+    start_proxy: StartProxy, raw_server: RawServerFactory, raw_client: RawClient, tmp_path: Path
+) -> None:
+    """With ``-w``, several clients each stop 40 MiB into a 60 MiB frame: the capture gets
+    the frames in pieces as they stream, so the proxy's peak RSS stays far below what the
+    stalled frames hold; once they end, the capture has their exact bytes."""
+    sink = Sink()
+    sink.port = (await raw_server(sink.handle)).port
+    capture = tmp_path / "stalled.jsonl"
+    proxy = await start_proxy(
+        "-w", str(capture), "--max-frame-size", "128MiB", "--max-message-size", "128MiB"
+    )
+    blocks = [os.urandom(MiB) for _ in range(STALLED_CONNS)]
+    paths = [f"/stalled/{i}" for i in range(STALLED_CONNS)]
+    conns = [await raw_ws(raw_client, proxy, sink.port, path) for path in paths]
+    memory = Memory(proxy.proc.pid)
+    key = os.urandom(4)
+    masked = [wsraw.apply_mask(block, key) for block in blocks]  # a block: a multiple of 4
+
+    async def send(i: int, start: int, end: int) -> None:
+        writer = conns[i].writer
+        if start == 0:
+            writer.write(struct.pack("!BBQ", 0x80 | OP_BINARY, 0x80 | 127, STALLED_FRAME) + key)
+        for _ in range(start // MiB, end // MiB):
+            writer.write(masked[i])
+            await writer.drain()
+        await sink.reached(paths[i], end)
+
+    await asyncio.gather(*(send(i, 0, STALLED_SENT) for i in range(STALLED_CONNS)))
+    growth = memory.growth_kib()
+    await asyncio.gather(*(send(i, STALLED_SENT, STALLED_FRAME) for i in range(STALLED_CONNS)))
+    for conn in conns:
+        await close_client(conn)
+    assert await proxy.stop() == 0
+    assert growth < MAX_CAPTURE_GROWTH_KIB, (
+        f"the proxy's peak RSS grew by {growth / 1024:.1f} MiB with {STALLED_CONNS} frames "
+        f"stalled {STALLED_SENT // MiB} MiB into {STALLED_FRAME // MiB} MiB"
+    )
+    print(f"peak RSS growth: {growth / 1024:.1f} MiB")
+    got = {
+        message.conn: message
+        for message in reassemble(r for r in read_capture(capture) if isinstance(r, Frame))
+        if message.direction == "client"
+    }
+    assert len(got) == STALLED_CONNS
+    contents = sorted(message.content for message in got.values())
+    assert contents == sorted(block * (STALLED_FRAME // MiB) for block in blocks)

@@ -6,6 +6,9 @@ send, then reads what the relay writes to each of them with the FrameReader that
 
 from __future__ import annotations
 
+import random
+import zlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,15 +18,25 @@ from tests.sansio.conftest import (
     MIB,
     Violation,
     Wire,
+    assemble,
     client_bytes,
     frame_sequences,
     parse,
     server_bytes,
     split,
 )
+from wsproxy.sansio import relay as relay_module
 from wsproxy.sansio.deflate import DeflateParams, Inflater
+from wsproxy.sansio.endpoint import DataChunk, FrameReader
 from wsproxy.sansio.frames import RSV1, Opcode, apply_mask, serialize_close
-from wsproxy.sansio.relay import STREAM_THRESHOLD, FrameRecord, Relay, Side
+from wsproxy.sansio.relay import (
+    RECORD_PIECE,
+    STREAM_THRESHOLD,
+    FrameRecord,
+    Relay,
+    Side,
+    utf8_boundary,
+)
 
 TEXT, BINARY, CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION
 CLOSE, PING, PONG = Opcode.CLOSE, Opcode.PING, Opcode.PONG
@@ -731,3 +744,155 @@ def test_large_frames_pass_through_at_any_split(data: st.DataObject) -> None:
         relay.receive(CLIENT, piece)
         out += relay.data_to_send(SERVER)
     assert parse(out, masked=True) == frames
+
+
+# --- captures: large frames recorded in pieces as they stream ------------------------------------
+
+
+def pieces_of(records: list[FrameRecord], opcode: int | None = None) -> list[FrameRecord]:
+    return [r for r in records if r.opcode < 0x8 and (opcode is None or r.opcode == opcode)]
+
+
+def check_pieces(pieces: list[FrameRecord], content: bytes, most: int) -> None:
+    """``pieces`` are one frame's records: contiguous, ``more`` on all but the last."""
+    assert [r.more for r in pieces] == [True] * (len(pieces) - 1) + [False]
+    offset = 0
+    for r in pieces:
+        assert r.offset == offset
+        assert len(r.payload) <= most
+        offset += len(r.payload)
+    assert b"".join(r.payload for r in pieces) == content
+
+
+@pytest.mark.parametrize("step", [None, 1, 7, 1500])
+def test_capture_gets_a_frame_in_pieces_as_it_streams(
+    step: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With full_payloads, the content of a frame comes in records of about RECORD_PIECE bytes
+    (offset and more say where), fed in any pieces, byte by byte included; a control frame
+    between two fragments is recorded whole, and the peer gets the frames unchanged."""
+    monkeypatch.setattr(relay_module, "RECORD_PIECE", 1000)
+    first, second = bytes(range(256)) * 18, b"tail" * 700  # 4608 and 2800 bytes
+    frames = [Wire(BINARY, first, fin=False), Wire(PING, b"p"), Wire(CONT, second)]
+    p = Playbook()
+    p.relay.full_payloads = True
+    wire = client_bytes(*frames)
+    for piece in split(wire, range(0, len(wire), step or len(wire))):
+        p.relay.receive(CLIENT, piece)
+    assert p.server_gets() == frames
+    most = 1000 + (step or len(wire))
+    check_pieces(pieces_of(p.records, BINARY), first, most)
+    check_pieces(pieces_of(p.records, CONT), second, most)
+    if step is not None:
+        assert len(pieces_of(p.records, BINARY)) >= 4
+    ping = [r for r in p.records if r.opcode == PING]
+    assert ping == [FrameRecord(CLIENT, PING, True, 0, 1, b"p", False, PING)]
+    assert all(r.length == len(first) for r in pieces_of(p.records, BINARY))
+
+
+def test_a_stalled_frame_holds_at_most_a_piece() -> None:
+    """Half of a 2 MiB frame arrives, then nothing: what reached the server is recorded in
+    pieces, and the relay holds less than one piece of it for the capture."""
+    size = 2 * MIB
+    payload = bytes(range(256)) * (size // 256)
+    p = Playbook()
+    p.relay.full_payloads = True
+    wire = client_bytes(Wire(BINARY, payload))
+    half = wire[: len(wire) // 2]
+    for piece in split(half, range(0, len(half), 64 * 1024)):
+        p.relay.receive(CLIENT, piece)
+    recorded = b"".join(r.payload for r in p.records)
+    assert all(r.more for r in p.records) and len(p.records) >= 3
+    assert all(len(r.payload) < RECORD_PIECE + 64 * 1024 for r in p.records)
+    held = sum(map(len, p.client._recorded))
+    assert held < RECORD_PIECE
+    assert recorded + b"".join(p.client._recorded) == payload[: len(recorded) + held]
+    assert len(recorded) + held == len(half) - 14  # everything but the header
+    p.relay.receive(CLIENT, wire[len(half) :])
+    check_pieces(p.records, payload, RECORD_PIECE + len(wire))
+
+
+@pytest.mark.parametrize("step", [1, 5, None])
+def test_text_pieces_are_cut_between_characters(
+    step: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay_module, "RECORD_PIECE", 100)
+    text = ("aé✓😀" * 100).encode()
+    p = Playbook()
+    p.relay.full_payloads = True
+    wire = server_bytes(Wire(TEXT, text))
+    for piece in split(wire, range(0, len(wire), step or len(wire))):
+        p.relay.receive(SERVER, piece)
+    pieces = pieces_of(p.records)
+    check_pieces(pieces, text, 100 + (step or len(wire)))
+    for r in pieces:
+        r.payload.decode("utf-8")  # each piece is valid text on its own
+
+
+def test_pieces_after_the_other_side_closed_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(relay_module, "RECORD_PIECE", 1000)
+    payload = bytes(5000)
+    wire = server_bytes(Wire(BINARY, payload))
+    p = Playbook()
+    p.relay.full_payloads = True
+    p.relay.receive(SERVER, wire[:2500])
+    p.relay.close_both(1001, "shutdown")  # the proxy closes while the frame is half-way
+    p.relay.receive(SERVER, wire[2500:])
+    pieces = pieces_of(p.records)
+    check_pieces(pieces, payload, 2500 + len(wire))
+    verdicts = [(r.verdict, r.by) for r in pieces]
+    assert verdicts[0] == ("forwarded", None) and verdicts[-1] == ("dropped", "proxy")
+
+
+@pytest.mark.parametrize("data", [b"", b"ab", "é".encode(), "a✓".encode(), "😀".encode()])
+def test_utf8_boundary(data: bytes) -> None:
+    for end in range(len(data) + 1):
+        cut = utf8_boundary(data, end)
+        assert cut <= end
+        data[:cut].decode("utf-8")
+        assert end - cut < 4
+    assert utf8_boundary(b"\xff\xfe", 1) == 1  # not UTF-8: cut where asked
+
+
+def test_a_highly_compressed_frame_is_inflated_in_batches() -> None:
+    """16 MiB of repeated bytes in one small compressed frame: the reader hands the content on in
+    batches (pending), the relay forwards the frame as it came; over the limit, nothing of
+    the frame is forwarded before the 1009 (the upstream still gets a clean close)."""
+    zeros = random.Random(1).randbytes(4096) * 4096  # 16 MiB, compressed about 160:1
+    enc = zlib.compressobj(9, zlib.DEFLATED, -15)
+    wire = enc.compress(zeros) + enc.flush(zlib.Z_SYNC_FLUSH)[:-4]
+    assert len(wire) > STREAM_THRESHOLD  # streams through
+    for limit, ok in ((BIG, True), (4 * MIB, False)):
+        p = Playbook(max_message_size=limit)
+        for leg in (p.client, p.server):
+            leg.deflate_params = DeflateParams()
+            leg.reader.inflater = Inflater(DeflateParams(), leg is p.client, limit)
+        reader = p.client.reader
+        batches = [
+            sum(
+                len(e.content)
+                for e in reader.receive_data(client_bytes(Wire(BINARY, wire, rsv=RSV1)))
+                if isinstance(e, DataChunk)
+            )
+        ]
+        while reader.pending:
+            batches.append(
+                sum(len(e.content) for e in reader.receive_data(b"") if isinstance(e, DataChunk))
+            )
+        # The same bytes through the relay.
+        p.client.reader = FrameReader(masked=True, max_frame_size=BIG, max_message_size=limit)
+        p.client.reader.inflater = Inflater(DeflateParams(), True, limit)
+        p.client_sends(Wire(BINARY, wire, rsv=RSV1))
+        assert max(batches) <= 2 * MIB and len(batches) > 4
+        if ok:
+            assert sum(batches) == len(zeros)
+            upstream = FrameReader(masked=True, max_frame_size=BIG, max_message_size=BIG)
+            upstream.inflater = Inflater(DeflateParams(), True, None)
+            events = upstream.receive_data(p.relay.data_to_send(SERVER))
+            while upstream.pending:
+                events += upstream.receive_data(b"")
+            assert assemble(events) == [Wire(BINARY, wire, rsv=RSV1)]
+        else:
+            assert p.relay.data_to_send(SERVER) == b""  # nothing of the frame went out
+            p.relay.send_deferred_close(SERVER)
+            assert p.server_gets() == [close(1001, "client protocol error")]

@@ -18,7 +18,9 @@ microseconds, and ``ts``, the same instant as epoch seconds (a float, for arithm
      "response_headers": [["Upgrade", "websocket"], ...],
      "subprotocol": "chat" | null, "extensions": ["permessage-deflate; ..."]}
 
-``frame`` (one per frame relayed, changed, dropped or injected, control frames included)::
+``frame`` (one per frame relayed, changed, dropped or injected, control frames included; a
+frame whose content is larger than ``PIECE`` bytes is recorded in several ``frame`` lines, see
+``offset`` and ``more``)::
 
     {"type": "frame", "conn": "3", "time": ..., "ts": ...,
      "direction": "client" | "server",      # who sent it (injected: the direction it travels)
@@ -33,8 +35,20 @@ microseconds, and ``ts``, the same instant as epoch seconds (a float, for arithm
      "verdict": "forwarded" | "modified" | "dropped" | "injected",
      "by": "plugin name",                   # modified/dropped: who ("proxy": the other side
                                             # was already closing)
-     "original_text" | "original_b64": ...} # modified: the content before the change (on the
+     "original_text" | "original_b64": ..., # modified: the content before the change (on the
                                             # first frame of the message: the whole message)
+     "offset": 262144, "more": true}        # only on a frame recorded in pieces, see below
+
+A frame recorded in pieces (version 2): each line has every field of the frame (``length`` is
+the whole frame's) and one piece of its content, at most ``PIECE`` bytes; ``offset`` is where
+that piece starts in the frame's content (decompressed), and ``more`` is true on every line but
+the frame's last. The pieces of one frame are consecutive among the frame lines of their
+connection and direction (an injected message may come between, recognisable by its verdict),
+and they follow as the frame streams through the proxy, so a frame stalled half-way is in the
+file up to where it stalled. ``original_*`` is cut the same way, over the first lines of the
+frame. A reader joins the pieces; a piece whose ``offset`` is not where the previous one ended
+means records were lost (a ``lost`` record says so), and the frame cannot be rebuilt. A text
+message's pieces are cut between characters, so each piece is ``text`` when the whole is.
 
 ``close`` (a WebSocket ended)::
 
@@ -50,7 +64,8 @@ microseconds, and ``ts``, the same instant as epoch seconds (a float, for arithm
     {"type": "lost", "time": ..., "ts": ..., "count": 120, "total": 120}
 
 Readers ignore fields and record types they do not know; ``version`` changes only when a
-field changes meaning. A last line cut short by a crash is skipped.
+field changes meaning (2: frames in pieces; this reader reads 1 and 2). A last line cut short
+by a crash is skipped.
 """
 
 from __future__ import annotations
@@ -58,6 +73,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from wsproxy.capture.records import (
@@ -72,10 +88,15 @@ from wsproxy.capture.records import (
     opcode_from_name,
     opcode_name,
 )
-from wsproxy.sansio.relay import FrameRecord
+from wsproxy.sansio.relay import RECORD_PIECE, FrameRecord, utf8_boundary
 
-VERSION = 1
+VERSION = 2
 TYPE = "wsproxy-capture"
+# The most content (and the most original content) one frame line carries: the relay's piece
+# size, so the lines of a streamed frame and of a frame recorded whole are cut alike.
+PIECE = RECORD_PIECE
+
+Data = bytes | memoryview
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -99,14 +120,14 @@ def header(tool: str, filter: str | None, ts: float | None = None) -> dict[str, 
 
 def _content(
     prefix: str,
-    data: bytes,
+    data: Data,
     text: bool,
     out: dict[str, Any],
-    raw: list[tuple[str, bytes]] | None = None,
+    raw: list[tuple[str, Data]] | None = None,
 ) -> None:
     if text:
         try:
-            out[prefix + "text"] = data.decode("utf-8")
+            out[prefix + "text"] = str(data, "utf-8")
             return
         except UnicodeDecodeError:
             pass
@@ -119,77 +140,115 @@ def _content(
 def frame(
     conn: str,
     ts: float,
-    direction: str,
-    opcode: int,
-    fin: bool,
-    rsv: int,
-    length: int,
-    payload: bytes,
-    compressed: bool,
-    message_opcode: int,
-    verdict: str,
-    by: str | None,
-    original: bytes | None,
-    raw: list[tuple[str, bytes]] | None = None,
+    record: FrameRecord,
+    *,
+    payload: Data | None = None,
+    original: Data | None = None,
+    offset: int = 0,
+    more: bool = False,
+    raw: list[tuple[str, Data]] | None = None,
 ) -> dict[str, Any]:
-    text = message_opcode == 0x1 and opcode in (0x0, 0x1)
+    """One ``frame`` line for ``record``: by default all of it; for one line of a frame in
+    pieces, the piece of content (and of original content) it carries, and where."""
+    r = record
+    text = r.message_opcode == 0x1 and r.opcode in (0x0, 0x1)
     out: dict[str, Any] = {
         "type": "frame",
         "conn": conn,
         "time": iso_time(ts),
         "ts": ts,
-        "direction": direction,
-        "opcode": opcode_name(opcode),
-        "message_opcode": opcode_name(message_opcode),
-        "fin": fin,
-        "rsv1": bool(rsv & 0x40),
-        "rsv2": bool(rsv & 0x20),
-        "rsv3": bool(rsv & 0x10),
-        "length": length,
+        "direction": r.side.value,
+        "opcode": opcode_name(r.opcode),
+        "message_opcode": opcode_name(r.message_opcode),
+        "fin": r.fin,
+        "rsv1": bool(r.rsv & 0x40),
+        "rsv2": bool(r.rsv & 0x20),
+        "rsv3": bool(r.rsv & 0x10),
+        "length": r.length,
     }
-    _content("", payload, text, out, raw)
-    out["compressed"] = compressed
-    out["verdict"] = verdict
-    if by is not None:
-        out["by"] = by
+    _content("", r.payload if payload is None else payload, text, out, raw)
+    out["compressed"] = r.compressed
+    out["verdict"] = r.verdict
+    if r.by is not None:
+        out["by"] = r.by
+    if original is None and payload is None:
+        original = r.original
     if original is not None:
         _content("original_", original, text, out, raw)
+    if offset or more:
+        out["offset"] = offset
+        out["more"] = more
     return out
 
 
-def frame_line(conn: str, ts: float, record: FrameRecord) -> list[bytes]:
-    """``record`` as the pieces of one ``frame`` line, newline included, to write one by one.
+def _cuts(data: Data, text: bool) -> Iterator[tuple[int, int]]:
+    """Where ``data`` is cut into line pieces of at most PIECE bytes (between characters)."""
+    start = 0
+    while start < len(data):
+        end = min(start + PIECE, len(data))
+        if text and end < len(data):
+            end = utf8_boundary(data, end)
+            if end <= start:
+                end = start + PIECE
+        yield start, end
+        start = end
+
+
+def frame_line(conn: str, ts: float, record: FrameRecord) -> Iterator[bytes]:
+    """``record`` as the pieces of its ``frame`` line(s), newlines included, to write one by one.
 
     Base64 payloads go last, written straight from ``base64.b64encode``: base64 needs no JSON
     escaping, so a 1 MiB binary frame is not copied through the JSON encoder and its UTF-8
-    encoding (three copies fewer); the line is still ordinary JSON.
+    encoding (three copies fewer); the line is still ordinary JSON. Content over ``PIECE``
+    bytes is cut into several lines (see the module doc), each encoded from a memoryview of the
+    payload when it is written: the record is never copied whole, and a writer holds one line.
     """
     r = record
-    raw: list[tuple[str, bytes]] = []
+    original = r.original or b""
+    if len(r.payload) <= PIECE and len(original) <= PIECE:
+        yield from _line(conn, ts, r, r.payload, r.original, r.offset, r.more)
+        return
+    text = r.message_opcode == 0x1 and r.opcode in (0x0, 0x1)
+    payload_view, original_view = memoryview(r.payload), memoryview(original)
+    payload_cuts = list(_cuts(payload_view, text))
+    original_cuts = list(_cuts(original_view, text)) if r.original is not None else []
+    lines = max(len(payload_cuts), len(original_cuts))
+    position = 0
+    for index in range(lines):
+        start, end = payload_cuts[index] if index < len(payload_cuts) else (position, position)
+        position = end
+        piece = payload_view[start:end]
+        was = None
+        if index < len(original_cuts):
+            was = original_view[slice(*original_cuts[index])]
+        more = r.more or index < lines - 1
+        yield from _line(conn, ts, r, piece, was, r.offset + start, more)
+
+
+def _line(
+    conn: str,
+    ts: float,
+    record: FrameRecord,
+    payload: Data,
+    original: Data | None,
+    offset: int,
+    more: bool,
+) -> Iterator[bytes]:
+    raw: list[tuple[str, Data]] = []
     obj = frame(
-        conn,
-        ts,
-        r.side.value,
-        r.opcode,
-        r.fin,
-        r.rsv,
-        r.length,
-        r.payload,
-        r.compressed,
-        r.message_opcode,
-        r.verdict,
-        r.by,
-        r.original,
-        raw,
+        conn, ts, record, payload=payload, original=original, offset=offset, more=more, raw=raw
     )
     head = dumps(obj).encode("utf-8")
     if not raw:
-        return [head, b"\n"]
-    parts = [head[:-1]]
+        yield head
+        yield b"\n"
+        return
+    yield head[:-1]
     for key, data in raw:
-        parts += [b',"', key.encode("ascii"), b'":"', base64.b64encode(data), b'"']
-    parts.append(b"}\n")
-    return parts
+        yield b',"' + key.encode("ascii") + b'":"'
+        yield base64.b64encode(data)
+        yield b'"'
+    yield b"}\n"
 
 
 def lost(count: int, total: int, ts: float | None = None) -> dict[str, Any]:
@@ -239,6 +298,8 @@ def decode(obj: dict[str, Any]) -> Record | None:
             verdict=obj.get("verdict", "forwarded"),
             by=obj.get("by"),
             original=_bytes(obj, "original_"),
+            offset=int(obj.get("offset", 0)),
+            more=bool(obj.get("more", False)),
         )
     if kind == "handshake":
         return Connection(

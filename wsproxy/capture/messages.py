@@ -9,6 +9,11 @@ it never joins or interrupts a message being reassembled.
 A message's verdict is "modified" if any of its frames was changed, "dropped" if it was dropped,
 "injected" if the proxy made it, else "forwarded"; ``original`` is its content as the peer sent
 it (kept on the first frame of a modified message).
+
+A frame recorded in pieces (``Frame.more``, ``Frame.offset``) is joined on the way: its pieces
+follow one another among the frames of their direction (an injected message may come between:
+it is assembled on its own). A piece that does not start where the previous one ended means
+records were lost: the message is abandoned, like one whose final frame is missing.
 """
 
 from __future__ import annotations
@@ -50,7 +55,18 @@ class Message:
 
 
 class _Partial:
-    __slots__ = ("by", "compressed", "conn", "opcode", "original", "parts", "started", "verdict")
+    __slots__ = (
+        "by",
+        "compressed",
+        "conn",
+        "more",
+        "offset",
+        "opcode",
+        "original",
+        "parts",
+        "started",
+        "verdict",
+    )
 
     def __init__(self, frame: Frame) -> None:
         self.conn = frame.conn
@@ -58,58 +74,72 @@ class _Partial:
         self.parts: list[bytes] = []
         self.verdict = "forwarded"
         self.by: str | None = None
-        self.original = frame.original
+        self.original: list[bytes] | None = None
         self.compressed = frame.compressed
         self.started = frame.time
+        # The current frame is in pieces and more of them follow; where the next one starts.
+        self.more = False
+        self.offset = 0
 
 
 class Reassembler:
     """Feed frames in file order; get messages as their last frame arrives."""
 
     def __init__(self) -> None:
-        self._open: dict[tuple[str, str], _Partial] = {}
+        self._open: dict[tuple[str, str, bool], _Partial] = {}
 
     def feed(self, frame: Frame) -> Message | None:
         if frame.opcode >= 0x8:
             return None
-        if frame.verdict == "injected" and frame.opcode != CONT:
-            return Message(
-                frame.conn,
-                frame.time,
-                frame.direction,
-                frame.opcode,
-                frame.payload,
-                "injected",
-                started=frame.time,
-            )
-        key = (frame.conn, frame.direction)
+        key = (frame.conn, frame.direction, frame.verdict == "injected")
         partial = self._open.get(key)
-        if frame.opcode != CONT or partial is None:
-            # A new message; an unfinished one before it (cut off by a crash or a lost
-            # record) is abandoned, as a receiver would fail the connection.
+        if partial is not None and partial.more:
+            if frame.offset != partial.offset:
+                # A piece is missing (lost records): this message cannot be rebuilt.
+                del self._open[key]
+                partial = None
+                if frame.offset:
+                    return None
+        elif frame.offset:
+            return None  # a piece of a frame whose start is missing
+        if partial is None or (not partial.more and (key[2] or frame.opcode != CONT)):
+            # A new message; an unfinished one before it (cut off by a crash or a lost record)
+            # is abandoned, as a receiver would fail the connection.
             partial = self._open[key] = _Partial(
                 frame if frame.opcode != CONT else _as_start(frame)
             )
         partial.parts.append(frame.payload)
+        if frame.original is not None:
+            if partial.original is None:
+                partial.original = []
+            partial.original.append(frame.original)
+        partial.more = frame.more
+        partial.offset = frame.offset + len(frame.payload) if frame.more else 0
         if frame.verdict != "forwarded" and partial.verdict != "dropped":
             partial.verdict = frame.verdict
             partial.by = frame.by or partial.by
-        if not frame.fin:
+        if frame.more or not frame.fin:
             return None
         del self._open[key]
-        content = partial.parts[0] if len(partial.parts) == 1 else b"".join(partial.parts)
+        original = None
+        if partial.verdict == "modified" and partial.original is not None:
+            original = _join(partial.original)
         return Message(
             partial.conn,
             frame.time,
             frame.direction,
             partial.opcode,
-            content,
+            _join(partial.parts),
             partial.verdict,
             partial.by,
-            partial.original if partial.verdict == "modified" else None,
+            original,
             partial.compressed,
             partial.started,
         )
+
+
+def _join(parts: list[bytes]) -> bytes:
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _as_start(frame: Frame) -> Frame:

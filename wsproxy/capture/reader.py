@@ -1,7 +1,9 @@
 """Read any capture as one stream of records: JSONL (ours) or HAR (ours, Chrome, mitmproxy).
 
 JSONL is read line by line, so memory does not grow with the file: a 1 GiB capture is read with
-one line in memory at a time (a line holds one frame, so at most the proxy's frame size limit).
+one line in memory at a time (a line holds at most ``jsonl.PIECE`` bytes of content: a large
+frame is recorded in pieces, each read as a ``Frame`` of its own; ``join_frames`` puts them
+back together, holding one frame).
 ``follow`` keeps reading a file that is being written, like ``tail -f``: at the end it waits
 for more, and a line the writer has only half written is held until its newline arrives.
 HAR files are read whole (see ``har.MAX_HAR_SIZE``).
@@ -11,12 +13,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from wsproxy.capture import jsonl
 from wsproxy.capture.har import CaptureFormatError, read_har, unreadable
-from wsproxy.capture.records import Record
+from wsproxy.capture.records import Frame, Record
 
 FOLLOW_POLL = 0.2  # seconds between looks at a followed file
 
@@ -114,3 +117,49 @@ def read_capture(path: Path | str, *, follow: bool = False) -> Iterator[Record]:
     if follow:
         raise CaptureFormatError("--follow reads JSONL captures (a HAR file is rewritten whole)")
     return read_har(path)
+
+
+def join_frames(records: Iterable[Record]) -> Iterator[Record]:
+    """``records`` with each frame recorded in pieces joined into one ``Frame``.
+
+    The joined frame comes where its last piece was (its ``time`` is that piece's); other
+    records pass through as they come. Pieces that do not follow on (records lost between
+    them, or a file cut short) are left out: a frame is whole or absent. Memory: the frames
+    being joined, one per connection and direction at most.
+    """
+    open_: dict[tuple[str, str, bool], tuple[Frame, list[bytes], list[bytes], int]] = {}
+    for record in records:
+        if not isinstance(record, Frame) or record.opcode >= 0x8:
+            yield record
+            continue
+        key = (record.conn, record.direction, record.verdict == "injected")
+        held = open_.pop(key, None)
+        if held is not None and held[3] == record.offset:
+            pass  # the next piece (offset 0 too after pieces with no content, original only)
+        elif record.offset == 0:
+            if not record.more:
+                yield record  # a frame in one piece
+                continue
+            held = (record, [], [], 0)
+        else:
+            continue  # its start, or a piece before it, is missing
+        first, parts, originals, _ = held
+        parts.append(record.payload)
+        if record.original is not None:
+            originals.append(record.original)
+        if record.more:
+            open_[key] = (first, parts, originals, record.offset + len(record.payload))
+            continue
+        verdict = first.verdict
+        if record.verdict != "forwarded" and verdict != "dropped":
+            verdict = record.verdict
+        yield replace(
+            first,
+            time=record.time,
+            payload=b"".join(parts),
+            original=b"".join(originals) if originals else None,
+            verdict=verdict,
+            by=first.by or record.by,
+            offset=0,
+            more=False,
+        )

@@ -74,6 +74,11 @@ class Frame:
     the wire. ``direction`` is who sent it: "client" or "server" (for an injected frame, the
     side whose direction it travels in). ``original`` is the content before a plugin changed
     it, on the first frame of a modified message.
+
+    A frame recorded in pieces (JSONL version 2) is read as one ``Frame`` per piece: ``payload``
+    (and ``original``) is the piece, ``offset`` where it starts in the frame's content, and
+    ``more`` is set on all pieces but the last; ``reader.join_frames`` and
+    ``messages.Reassembler`` put them back together. A frame in one piece has 0 and False.
     """
 
     conn: str
@@ -89,6 +94,8 @@ class Frame:
     verdict: str = "forwarded"
     by: str | None = None
     original: bytes | None = None
+    offset: int = 0
+    more: bool = False
 
     def __post_init__(self) -> None:
         if self.length < 0:

@@ -7,6 +7,12 @@
 
 Flags after the opcode: ``F`` final frame, ``1`` RSV1 set, ``z`` compressed message. Times are
 local. The file is streamed (see ``reader``), so memory stays flat whatever its size.
+
+A frame recorded in pieces (a large one) is shown by its first piece, marked
+``[from byte 0, more follows]``; with ``--full`` every piece is printed as it is read, each with
+where it starts, so a whole 100 MiB frame goes by without being held. ``--grep`` looks at each
+piece on its own (a match cut in two by a piece boundary is not found) and prints the pieces
+that match.
 """
 
 from __future__ import annotations
@@ -90,6 +96,9 @@ def frame_line(frame: Frame, full: bool = False) -> str:
         f"{clock(frame.time)} [{frame.conn}] {arrow} {opcode_name(frame.opcode)} "
         f"{flags or '-'} len={frame.length} {shown}"
     )
+    if frame.more or frame.offset:
+        more = ", more follows" if frame.more else ""
+        line += f" [from byte {frame.offset}{more}]"
     if frame.verdict == "modified":
         was = "" if frame.original is None else f", was {preview(frame.original, text, full)}"
         line += f" (modified by {frame.by or '?'}{was})"
@@ -169,6 +178,7 @@ def show(argv: Sequence[str], out: TextIO | None = None) -> int:
     grep: re.Pattern[str] | None = args.grep
     conns = set(args.conn)
     seen: dict[str, None] = {}  # every connection id, in file order
+    continuing: set[tuple[str, str, bool]] = set()  # frames in pieces, their first one seen
     try:
         for record in read_capture(args.file, follow=args.follow):
             if isinstance(record, Header):
@@ -188,6 +198,14 @@ def show(argv: Sequence[str], out: TextIO | None = None) -> int:
                 continue
             if args.direction is not None and record.direction != args.direction:
                 continue
+            key = (record.conn, record.direction, record.verdict == "injected")
+            piece = record.opcode < 0x8 and key in continuing
+            if record.more:
+                continuing.add(key)
+            elif record.opcode < 0x8:  # a ping between two pieces does not end the frame
+                continuing.discard(key)
+            if piece and not args.full and grep is None:
+                continue  # the frame was shown by its first piece
             if grep is not None and not (
                 record.is_text and grep.search(record.payload.decode("utf-8", "replace"))
             ):

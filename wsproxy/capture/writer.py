@@ -18,6 +18,15 @@ few records can be missing after a SIGKILL. Data that reached the OS survives th
 SIGKILLed; ``fsync`` only adds protection against power loss or a kernel crash and costs a disk
 round trip per batch, so it is opt-in: ``--capture-fsync`` (write-ahead is off with it).
 
+Backpressure: a WebSocket can send faster than the thread encodes (large frames come in
+pieces of 256 KiB, see ``jsonl``), so when the queue holds more than ``high_water`` bytes of
+payload (8 MiB) ``congested`` tells the session to stop reading from the peers of captured
+connections, and calls it back when the thread has taken the queue. Records then wait in the
+sockets' buffers, not in the proxy: capture memory stays near twice ``high_water`` (the queue
+and the batch being written), and records are not lost to a writer that is merely slower than
+the network. A stalled disk therefore stalls captured connections too, for as long as it stalls
+(the write-ahead pause above still keeps the event loop itself from waiting for it).
+
 Overload: the queue holds at most ``max_records`` records and ``max_bytes`` of payload (10,000
 and 64 MiB by default; one record is always accepted into an empty queue, so a message larger
 than the limit is still captured; the batch being written is outside the queue, so memory for
@@ -47,7 +56,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -64,6 +73,7 @@ log = logging.getLogger("wsproxy")
 MiB = 1024 * 1024
 MAX_RECORDS = 10_000
 MAX_BYTES = 64 * MiB
+HIGH_WATER = 8 * MiB  # queued payload above which captured connections stop reading
 REPORT_INTERVAL = 5.0  # seconds between loss summaries
 INLINE_MAX = 64 * 1024  # larger frame payloads are always encoded in the writer thread
 SLOW_WRITE = 0.005  # seconds: a write-ahead slower than this means the disk is struggling
@@ -164,12 +174,15 @@ def close_record(flow: Flow) -> dict[str, Any]:
 _Item = dict[str, Any] | tuple[str, FrameRecord, float]
 
 
-def _item_parts(item: _Item) -> list[bytes]:
-    """One queued item as the pieces of its JSONL line, newline included."""
+def _item_parts(item: _Item) -> Iterator[bytes]:
+    """One queued item as the pieces of its JSONL line(s), newlines included, made as they are
+    taken (a large frame's lines are encoded one after the other, never all at once)."""
     if isinstance(item, dict):
-        return [jsonl.dumps(item).encode("utf-8"), b"\n"]
+        yield jsonl.dumps(item).encode("utf-8")
+        yield b"\n"
+        return
     conn, r, ts = item
-    return jsonl.frame_line(conn, ts, r)
+    yield from jsonl.frame_line(conn, ts, r)
 
 
 class CaptureWriter:
@@ -183,6 +196,7 @@ class CaptureWriter:
         fsync: bool = False,
         max_records: int = MAX_RECORDS,
         max_bytes: int = MAX_BYTES,
+        high_water: int = HIGH_WATER,
         har_interval: float = HAR_INTERVAL,
         report_interval: float = REPORT_INTERVAL,
         tool: str = "wsproxy",
@@ -199,6 +213,7 @@ class CaptureWriter:
         self.write_ahead = write_ahead and not fsync
         self.max_records = max_records
         self.max_bytes = max_bytes
+        self.high_water = high_water
         self.har_interval = har_interval
         self.report_interval = report_interval
         # Mode 0600 from creation: a capture holds cookies and payloads (see files.py).
@@ -208,6 +223,8 @@ class CaptureWriter:
         self._cond = threading.Condition()
         self._queue: deque[_Item] = deque()
         self._queued_bytes = 0
+        self._waiting: list[Callable[[], None]] = []  # to call when the thread takes the queue
+        self.congestions = 0  # times a session was told to stop reading
         self._stopping = False
         self._finished = False
         self.lost = 0  # records not written because the queue was full
@@ -241,6 +258,18 @@ class CaptureWriter:
     def close(self, flow: Flow) -> None:
         self._put(close_record(flow), 0, droppable=False)
         self.sync()
+
+    def congested(self, resume: Callable[[], None]) -> bool:
+        """Whether the queue holds more than ``high_water`` bytes; if so ``resume`` is called,
+        from the writer thread, once the thread has taken the queue (see the module doc)."""
+        if self._queued_bytes <= self.high_water:  # read without the lock: a hint, re-checked
+            return False
+        with self._cond:
+            if self._queued_bytes <= self.high_water or self._stopping:
+                return False
+            self._waiting.append(resume)
+            self.congestions += 1
+            return True
 
     def sync(self) -> None:
         """Write the write-ahead lines of this batch: called before the relay's output goes out."""
@@ -331,6 +360,7 @@ class CaptureWriter:
                     batch = self._queue
                     self._queue = deque()
                     self._queued_bytes = 0
+                    waiting, self._waiting = self._waiting, []
                     lost = self.lost
                     stopping = self._stopping
                     if batch or lost > self._lost_written:
@@ -338,6 +368,8 @@ class CaptureWriter:
                     grew, closed_inline = self._journal_grew, self._closed_inline
                     self._journal_grew = self._closed_inline = False
                 had = bool(batch)
+                for resume in waiting:
+                    resume()  # the sessions read again while this batch is written
                 try:
                     closed = self._write_batch(batch) or closed_inline
                     if lost > self._lost_written:
@@ -379,6 +411,9 @@ class CaptureWriter:
             with self._cond:
                 self._stopping = True
                 self._queue.clear()
+                waiting, self._waiting = self._waiting, []
+            for resume in waiting:
+                resume()  # capture stopped: nothing to wait for
         finally:
             self._file.close()
 
@@ -471,6 +506,29 @@ class CaptureFanout:
     def sync(self) -> None:
         for writer in self.writers:
             writer.sync()
+
+    def congested(self, resume: Callable[[], None]) -> bool:
+        """Congested while any writer is; ``resume`` runs once the last of them caught up."""
+        behind = [False]
+        waiting = [0]
+        lock = threading.Lock()
+
+        def one_resumed() -> None:
+            with lock:
+                waiting[0] -= 1
+                last = waiting[0] == 0 and behind[0]
+            if last:
+                resume()
+
+        for writer in self.writers:
+            with lock:
+                waiting[0] += 1
+            if not writer.congested(one_resumed):
+                with lock:
+                    waiting[0] -= 1
+        with lock:
+            behind[0] = waiting[0] > 0
+        return behind[0]
 
     def finish(self) -> None:
         for writer in self.writers:

@@ -2,12 +2,15 @@
 
 Backpressure: when a peer's transport buffer is full (asyncio's ``pause_writing``), the proxy
 stops reading from the other peer until it drains, so a slow reader slows its sender through
-TCP flow control and the proxy's memory stays bounded by the transports' buffers.
+TCP flow control and the proxy's memory stays bounded by the transports' buffers. A capture
+writer that falls behind (``CaptureSink.congested``) stops reading from both peers the same
+way, until its thread has caught up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -38,6 +41,8 @@ class CaptureSink(Protocol):
     def close(self, flow: Flow) -> None: ...
 
     def sync(self) -> None: ...
+
+    def congested(self, resume: Callable[[], None]) -> bool: ...
 
 
 class WebSocketSession:
@@ -104,6 +109,7 @@ class WebSocketSession:
         self._closing: set[Side] = set()
         self._hook_tasks: dict[Side, asyncio.Task[None]] = {}
         self._inline_running: set[Side] = set()
+        self._capture_held = False  # the capture writer is behind: both peers wait for it
 
     def peer(self, side: Side) -> Peer:
         return self.client if side is Side.CLIENT else self.server
@@ -138,7 +144,11 @@ class WebSocketSession:
 
     def _maybe_resume(self, side: Side) -> None:
         """Read from ``side`` again unless the chain or the other side's buffer holds it back."""
-        if side not in self._hook_tasks and not self.peer(side.other).write_paused:
+        if (
+            side not in self._hook_tasks
+            and not self.peer(side.other).write_paused
+            and not self._capture_held
+        ):
             self.peer(side).resume_reading()
 
     # -- plugins -----------------------------------------------------------------------------
@@ -330,6 +340,8 @@ class WebSocketSession:
     # -- logging -----------------------------------------------------------------------------
 
     def _log_frame(self, record: FrameRecord) -> None:
+        if record.offset:
+            return  # a later piece of a frame recorded in pieces: logged with its first
         arrow = "client -> server" if record.side is Side.CLIENT else "server -> client"
         flags = "".join(
             flag
@@ -349,6 +361,20 @@ class WebSocketSession:
     def _capture_frame(self, record: FrameRecord) -> None:
         assert self.capture is not None and self.flow is not None
         self.capture.frame(self.flow, record, time.time())
+        if not self._capture_held and self.capture.congested(self._capture_drained):
+            self._capture_held = True
+            self.client.pause_reading()
+            self.server.pause_reading()
+
+    def _capture_drained(self) -> None:
+        """Called by the capture writer's thread: read again, on the event loop."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to resume
+            self.loop.call_soon_threadsafe(self._capture_resume)
+
+    def _capture_resume(self) -> None:
+        self._capture_held = False
+        for side in (Side.CLIENT, Side.SERVER):
+            self._maybe_resume(side)
 
     def _log_event(self, side: Side, message: str) -> None:
         log.info("[%s] %s: %s", self.conn_id, side.value, message)

@@ -37,6 +37,7 @@ from wsproxy.sansio.extensions import (
 
 __all__ = [
     "EXTENSION_NAME",
+    "INFLATE_PIECE",
     "MAX_BFINAL_PER_MESSAGE",
     "DeflateParams",
     "Deflater",
@@ -90,6 +91,12 @@ _MIN_ZLIB_WBITS = 9
 # message are capped. Senders use one BFINAL per message (RFC 7692 section 7.2.3.4), or one
 # per fragment at most. Precedent: aiohttp's MAX_DECOMPRESS_MEMBERS (1024 per call).
 MAX_BFINAL_PER_MESSAGE = 64
+
+# The most output one zlib call may produce. CPython's zlib gathers a call's output in blocks
+# and joins them at the end, so a call briefly holds twice its output: bounding the call keeps
+# that to one piece, and lets a reader pass a highly compressed message on in pieces instead
+# of inflating it whole (a 64 KiB frame of zeros inflates to 64 MiB).
+INFLATE_PIECE = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -274,16 +281,20 @@ class Inflater:
     """Decompresses the messages of one direction as their frames stream in.
 
     ``feed`` takes any pieces of the payloads of one message (split anywhere, across any
-    number of frames); ``end_message`` finishes it (RFC 7692 section 7.2.2: append
-    ``00 00 ff ff`` and inflate). ``decompress`` does both for a message held whole.
+    number of frames) and returns what they inflate to. ``feed_piece`` returns at most
+    ``INFLATE_PIECE`` bytes of it; while ``pending`` is set there is more, which ``resume``
+    returns piece by piece (zlib keeps the input not yet inflated): what a reader uses, so a
+    highly compressed frame is never inflated whole. ``end_message`` finishes the message
+    (RFC 7692 section 7.2.2: append ``00 00 ff ff`` and inflate). ``decompress`` does it all
+    for a message held whole.
 
     Errors, both raised as ProtocolError and leaving the inflater unusable:
 
     * 1009 (message too big) as soon as the inflated size of the current message exceeds
       ``max_message_size`` (None: no limit). zlib is never asked for more than one byte
-      beyond the remaining budget, so a bomb yields at most the limit plus one byte, whatever
-      its ratio (the transient peak is about twice that: CPython's zlib gathers output in
-      blocks, then joins them). Also 1009 for more than ``MAX_BFINAL_PER_MESSAGE`` DEFLATE
+      beyond the remaining budget, and never for more than ``INFLATE_PIECE`` at once, so a bomb
+      yields at most the limit plus one byte, whatever its ratio, in pieces. Also 1009 for more
+      than ``MAX_BFINAL_PER_MESSAGE`` DEFLATE
       streams in one message, like aiohttp's "too many deflate members".
     * 1007 (invalid payload data) for corrupt DEFLATE data. RFC 7692 section 8 only says to
       fail the connection; 1007 is RFC 6455's code for data inconsistent with the message
@@ -308,13 +319,47 @@ class Inflater:
         self._size = 0  # inflated bytes of the current message
         self._fed = False  # whether the current message had any compressed bytes
         self._restarts = 0  # BFINAL blocks in the current message
+        self._input = b""  # fed but not inflated yet (zlib's unconsumed tail)
+        self._full = False  # the last call filled its piece: zlib may hold more output
+
+    @property
+    def pending(self) -> bool:
+        """Whether what was fed has more output to come (``resume``)."""
+        return self._full or bool(self._input)
 
     def feed(self, data: bytes) -> bytes:
-        """Inflate one more piece of the current message; return what it yields so far."""
+        """Inflate one more piece of the current message; return all it yields so far."""
         if not data:
             return b""
         self._fed = True
         return self._inflate(data)
+
+    def feed_piece(self, data: bytes) -> bytes:
+        """``feed``, returning only the first piece of output; ``resume`` gives the rest."""
+        assert not self.pending, "resume() the previous input first"
+        if not data:
+            return b""
+        self._fed = True
+        self._input = data
+        return self.resume()
+
+    def resume(self) -> bytes:
+        """The next piece of output (at most INFLATE_PIECE bytes) of the input fed."""
+        data, self._input = self._input, b""
+        out = self._step(data)
+        self._input = self._decoder.unconsumed_tail
+        if self._decoder.eof:
+            # RFC 7692 section 7.2.3.4: a block with BFINAL ends zlib's stream; the rest of the
+            # message (at least the 0x00 header of an empty stored block) goes to a new
+            # decoder, primed with the window. Rare: a loop test on the common path.
+            self._restarts += 1
+            if self._restarts > MAX_BFINAL_PER_MESSAGE:
+                raise ProtocolError("too many DEFLATE streams in one message", 1009)
+            self._input = self._decoder.unused_data
+            window = bytes(self._window[-32768:])
+            self._decoder = zlib.decompressobj(wbits=_INFLATE_WBITS, zdict=window)
+            self._full = False
+        return out
 
     def end_message(self) -> bytes:
         """Finish the current message: return its last output and get ready for the next.
@@ -322,25 +367,16 @@ class Inflater:
         A compressed message with an entirely empty payload is taken as empty and leaves the
         decoder alone: the senders we know write ``0x00`` (RFC 7692 section 7.2.3.6), and
         appending the tail to nothing would put the stream in the middle of a stored block.
+        The tail's output is small: everything fed before was inflated (``pending`` unset).
         """
         out = self._inflate(_TAIL) if self._fed else b""
         self._finish()
         return out
 
     def decompress(self, data: bytes) -> bytes:
-        """``feed(data) + end_message()`` for a message held whole, in one zlib call."""
-        # One call over a copy beats two calls for small payloads (websockets measured the
-        # break-even near 2 KiB); above that the copy costs more than the second call.
-        if not data:
-            return self.end_message()
-        self._fed = True
-        if len(data) < 2048:
-            out = self._inflate(data + _TAIL)
-        else:
-            out = self._inflate(data)
-            out += self._inflate(_TAIL)
-        self._finish()
-        return out
+        """``feed(data) + end_message()`` for a message held whole."""
+        out = self.feed(data)
+        return out + self.end_message()
 
     def _finish(self) -> None:
         self._size = 0
@@ -351,37 +387,27 @@ class Inflater:
             self._window.clear()
 
     def _inflate(self, data: bytes) -> bytes:
-        out = self._step(data)
-        # RFC 7692 section 7.2.3.4: a block with BFINAL ends zlib's stream; the rest of the
-        # message (at least the 0x00 header of an empty stored block) goes to a new decoder.
-        # Rare, so it costs a loop test on the common path and nothing more.
-        while self._decoder.eof:
-            self._restarts += 1
-            if self._restarts > MAX_BFINAL_PER_MESSAGE:
-                raise ProtocolError("too many DEFLATE streams in one message", 1009)
-            rest = self._decoder.unused_data
-            window = bytes(self._window[-32768:])
-            self._decoder = zlib.decompressobj(wbits=_INFLATE_WBITS, zdict=window)
-            if not rest:
-                break
-            out += self._step(rest)
-        return out
+        """All the output of ``data`` at once (for the tail, whose output is small)."""
+        self._input = data
+        pieces = [self.resume()]
+        while self.pending:
+            pieces.append(self.resume())
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def _step(self, data: bytes) -> bytes:
         limit = self._limit
+        # Ask for at most a piece, and for one byte beyond the budget: getting it proves the
+        # message too big, and zlib keeps the rest of the input in unconsumed_tail.
+        most = INFLATE_PIECE if limit is None else min(INFLATE_PIECE, limit - self._size + 1)
         try:
-            if limit is None:
-                out = self._decoder.decompress(data)
-            else:
-                # Ask for one byte beyond the budget: getting it proves the message too big,
-                # and zlib keeps the rest of the input in unconsumed_tail, never inflated.
-                out = self._decoder.decompress(data, limit - self._size + 1)
+            out = self._decoder.decompress(data, most)
         except zlib.error as exc:
             raise ProtocolError(f"invalid permessage-deflate data: {exc}", 1007) from exc
         self._size += len(out)
         if limit is not None and self._size > limit:
             raise ProtocolError(f"message inflates beyond {limit} bytes", 1009)
-        # Below the max_length zlib has consumed all input, so unconsumed_tail is empty here.
+        # A full piece: zlib may hold more output even with all the input consumed.
+        self._full = len(out) >= most
         self._remember(out)
         return out
 

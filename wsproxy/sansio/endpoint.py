@@ -39,9 +39,21 @@ from wsproxy.sansio.frames import (
 class MessageInflater(Protocol):
     """What the reader needs from permessage-deflate (see ``deflate.Inflater``)."""
 
-    def feed(self, data: bytes) -> bytes: ...
+    @property
+    def pending(self) -> bool: ...
+
+    def feed_piece(self, data: bytes) -> bytes: ...
+
+    def resume(self) -> bytes: ...
 
     def end_message(self) -> bytes: ...
+
+
+# A compressed piece may inflate to far more than it is (1032 times at most, RFC 1951): one
+# call of receive_data passes on at most this much inflated content, then stops with
+# ``pending`` set, so a caller that handles the events before asking for more streams even a
+# highly compressed message instead of holding it whole (issue 10).
+INFLATE_BUDGET = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -113,6 +125,7 @@ class FrameReader:
         "_fin",
         "_header_size",
         "_in_frame",
+        "_inflating",
         "_length",
         "_mask_key",
         "_message_opcode",
@@ -129,6 +142,7 @@ class FrameReader:
         "masked",
         "max_frame_size",
         "max_message_size",
+        "pending",
     )
 
     def __init__(self, *, masked: bool, max_frame_size: int, max_message_size: int) -> None:
@@ -157,26 +171,48 @@ class FrameReader:
         self._message_size = 0
         self._compressed = False
         self._utf8: codecs.IncrementalDecoder | None = None
+        # A compressed piece whose inflated content is still coming: the piece, and whether it
+        # ended its frame and message; its last content chunk carries all three.
+        self._inflating: tuple[bytes, bool, bool] | None = None
+        # receive_data stopped early (INFLATE_BUDGET): call it again, with b"" if need be.
+        self.pending = False
 
     @property
     def in_message(self) -> bool:
         return self._message_opcode is not None
 
     def receive_data(self, data: bytes) -> list[Event]:
-        """Feed bytes from the peer; returns every event they complete.
+        """Feed bytes from the peer; returns the events they complete.
 
         The bytes are parsed where they are: only an incomplete header or control frame is
         kept for the next call, so the payload of a large frame is never copied into a buffer.
+        When a compressed frame inflates to more than ``INFLATE_BUDGET``, the call stops there
+        with ``pending`` set and keeps the rest: the caller handles the events, then calls
+        again (``receive_data(b"")`` if nothing new came) until ``pending`` is unset.
         """
         if self.failed is not None:
             return []
         self.bytes_received += len(data)
+        self.pending = False
+        events: list[Event] = []
+        if self._inflating is not None:
+            try:
+                done = self._inflate_more(events)
+            except ProtocolError as error:
+                self.failed = Violation(error.code, error.reason)
+                events.append(self.failed)
+                return events
+            if not done:
+                self._buffer += data
+                self.pending = True
+                return events
+            if not data and not self._buffer:
+                return events
         if self._buffer:
             self._buffer += data
             data = bytes(self._buffer)
             self._buffer.clear()
         size = len(data)
-        events: list[Event] = []
         position = 0
         try:
             while True:
@@ -212,6 +248,9 @@ class FrameReader:
                 events.append(self._chunk(piece, frame_start, frame_end))
                 if frame_end:
                     self._in_frame = False
+                if self._inflating is not None:
+                    self.pending = True  # the rest waits until these events are handled
+                    break
         except ProtocolError as error:
             self.failed = Violation(error.code, error.reason)
             events.append(self.failed)
@@ -325,9 +364,47 @@ class FrameReader:
         content = piece
         if self._compressed:
             assert self.inflater is not None
-            content = self.inflater.feed(piece) if piece else b""
-            if message_end:
+            content = self.inflater.feed_piece(piece) if piece else b""
+            if self.inflater.pending:
+                # More content comes from this piece (_inflate_more). The piece itself goes
+                # with its last content chunk, once all it inflates to has passed the checks
+                # (size limit, valid DEFLATE, UTF-8): a relay forwards nothing of it before.
+                self._inflating = (piece, frame_end, message_end)
+                return self._data_chunk(b"", content, frame_start, False, b"", 0)
+            elif message_end:
                 content += self.inflater.end_message()
+        return self._data_chunk(piece, content, frame_start, frame_end, mask_key, offset)
+
+    def _inflate_more(self, events: list[Event]) -> bool:
+        """Pass on more content of the piece being inflated; True once it is all out."""
+        assert self.inflater is not None and self._inflating is not None
+        piece, frame_end, message_end = self._inflating
+        produced = 0
+        while produced < INFLATE_BUDGET:
+            content = self.inflater.resume()
+            last = not self.inflater.pending
+            if last and message_end:
+                content += self.inflater.end_message()
+            produced += len(content)
+            if last:
+                self._inflating = None
+                events.append(self._data_chunk(piece, content, False, frame_end, b"", 0))
+                return True
+            events.append(self._data_chunk(b"", content, False, False, b"", 0))
+        return False
+
+    def _data_chunk(
+        self,
+        piece: bytes,
+        content: bytes,
+        frame_start: bool,
+        frame_end: bool,
+        mask_key: bytes,
+        offset: int,
+    ) -> DataChunk:
+        message_opcode = self._message_opcode
+        assert message_opcode is not None
+        message_end = frame_end and self._fin
         if self._utf8 is not None:
             _check_utf8(self._utf8, content, message_end)
         chunk = DataChunk(

@@ -29,6 +29,7 @@ takes ``data_to_send``, and acts on each leg's ``close_transport`` / ``abort_tra
 from __future__ import annotations
 
 import enum
+import io
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,9 +48,64 @@ from wsproxy.sansio.endpoint import (
 from wsproxy.sansio.frames import RSV1, CloseCode, Opcode, serialize_close
 
 STREAM_THRESHOLD = 64 * 1024
+# With ``full_payloads`` (captures) a frame's content is recorded in pieces of at most this
+# many bytes as it streams, so a frame stalled half-way holds at most one piece for the capture
+# instead of everything received so far (issue 10: bounded memory on every path). 256 KiB is
+# one read of the shell's (peer.READ_SIZE): the record costs about what relaying it does.
+RECORD_PIECE = 256 * 1024
 # How long the upstream may go on answering a failed client before the proxy closes it: an
 # echo server answers on loopback within milliseconds; the delay only runs after an error.
 ERROR_GRACE = 0.25
+
+
+class Joiner:
+    """Pieces of content joined as they come, held once.
+
+    ``b"".join`` at the end would hold every piece and the result together, twice the
+    content. A ``BytesIO`` grows its buffer in place (realloc; large blocks are remapped, not
+    copied) and ``getvalue`` hands that buffer over as the bytes object without a copy when
+    nothing else shares it, so a 64 MiB message costs 64 MiB plus one piece. A single piece
+    is kept as it is.
+    """
+
+    __slots__ = ("_buffer", "_first", "size")
+
+    def __init__(self) -> None:
+        self._first = b""
+        self._buffer: io.BytesIO | None = None
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self.size += len(data)
+        if self._buffer is not None:
+            self._buffer.write(data)
+        elif not self._first:
+            self._first = data
+        else:
+            self._buffer = io.BytesIO()
+            self._buffer.write(self._first)
+            self._buffer.write(data)
+            self._first = b""
+
+    def take(self) -> bytes:
+        """The content joined; the joiner is empty again."""
+        out = self._first if self._buffer is None else self._buffer.getvalue()
+        self._first, self._buffer, self.size = b"", None, 0
+        return out
+
+
+@dataclass(slots=True)
+class _Collected:
+    """A frame of the message being assembled, as the message needs it."""
+
+    fin: bool
+    rsv: int
+    wire: bytes  # the payload as received when compressed, else empty (the content has it)
+    size: int
+    dropped: bool
+    touched_by: str | None
 
 
 class Side(enum.Enum):
@@ -72,6 +128,13 @@ class FrameRecord:
     wire. ``verdict`` is what happened to it: "forwarded", "modified" (``original`` then holds
     the message's or frame's content before the change), "dropped" (``by`` names who dropped
     it: a plugin, or "proxy" when the other side was already closing) or "injected".
+
+    With ``full_payloads``, a frame that streams through comes as several records, one per
+    piece of its content (at most ``RECORD_PIECE`` bytes, cut between two UTF-8 characters in
+    a text message): ``offset`` is where the piece starts in the frame's content and ``more``
+    says that more pieces of the same frame follow. A frame recorded whole has offset 0 and
+    ``more`` False. Every piece carries the frame's fields; its verdict is the piece's own (a
+    frame can start "forwarded" and end "dropped" when the other side starts closing).
     """
 
     side: Side
@@ -85,6 +148,8 @@ class FrameRecord:
     verdict: str = "forwarded"
     by: str | None = None
     original: bytes | None = None
+    offset: int = 0
+    more: bool = False
 
     @property
     def preview(self) -> bytes:
@@ -121,15 +186,26 @@ class Leg:
     dropped: int = 0
     _held: list[bytes] = field(default_factory=list)
     _preview: bytes = b""
+    # With full_payloads: the content of the current frame not yet recorded, its size, and
+    # where it starts in the frame (the pieces before it went out as records).
     _recorded: list[bytes] = field(default_factory=list)
+    _recorded_size: int = 0
+    _recorded_offset: int = 0
     # -- plugin chain (only used when a plugin asks for frames or messages from this peer) --
     want_frames: bool = False
     want_messages: bool = False
     pending: FrameEvent | Message | None = None
     backlog: deque[Event] = field(default_factory=deque)  # filled only when hooked
     _pending_control: ControlFrame | None = None
-    _frame_parts: list[tuple[bytes, bytes]] = field(default_factory=list)
-    _message_frames: list[FrameEvent] = field(default_factory=list)
+    # The frame and message being assembled for the chain: their content (joined as it comes,
+    # held once), the compressed payload of the frame, and per frame of the message what an
+    # unchanged message needs to go out as it came.
+    _frame_content: Joiner = field(default_factory=lambda: Joiner())
+    _frame_wire: list[bytes] = field(default_factory=list)
+    _message_content: Joiner = field(default_factory=lambda: Joiner())
+    _message_frames: list[_Collected] = field(default_factory=list)
+    _frame_start: int = 0  # where the current frame's content starts in _message_content
+    _stream_started: bool = False  # the header of the frame streaming through went out
     # permessage-deflate of the frames this peer sends, and our own compressor for them.
     deflate_params: DeflateParams | None = None
     deflater: Deflater | None = None
@@ -201,7 +277,14 @@ class Relay:
         if source.eof:
             return
         target = self.leg(side.other)
-        events = source.reader.receive_data(data)
+        reader = source.reader
+        self._handle(source, target, reader.receive_data(data))
+        while reader.pending:
+            # A compressed frame that inflates to a lot comes out in batches (INFLATE_BUDGET):
+            # each is handled, forwarded and recorded before the next is inflated.
+            self._handle(source, target, reader.receive_data(b""))
+
+    def _handle(self, source: Leg, target: Leg, events: list[Event]) -> None:
         if source.hooked:
             source.backlog.extend(events)
             self._drain(source, target)
@@ -308,28 +391,39 @@ class Relay:
                 self._on_violation(source, target, event)
 
     def _hook_chunk(self, source: Leg, chunk: DataChunk) -> None:
-        source._frame_parts.append((chunk.data, chunk.content))
+        if chunk.compressed and chunk.data:
+            source._frame_wire.append(chunk.data)
+        # Message hooks alone: the content goes straight into the message (no frame copy).
+        content = source._frame_content if source.want_frames else source._message_content
+        size = content.size
+        content.write(chunk.content)
+        if chunk.frame_start:
+            source._frame_start = size
         if not chunk.frame_end:
             return
-        parts = source._frame_parts
-        wire = parts[0][0] if len(parts) == 1 else b"".join(p[0] for p in parts)
-        content = parts[0][1] if len(parts) == 1 else b"".join(p[1] for p in parts)
-        parts.clear()
+        wire_parts = source._frame_wire
+        wire = wire_parts[0] if len(wire_parts) == 1 else b"".join(wire_parts)
+        wire_parts.clear()
         source.frames += 1
+        if source.want_frames:
+            payload = content.take()
+            size = len(payload)
+        else:
+            payload, size = b"", content.size - source._frame_start
         frame = FrameEvent(
             source.side is Side.CLIENT,
             chunk.opcode,
-            content,
+            payload,
             fin=chunk.fin,
             rsv=chunk.rsv,
             message_opcode=chunk.message_opcode,
             compressed=chunk.compressed,
-            wire=wire,
+            wire=wire if chunk.compressed else payload,
         )
         if source.want_frames:
             source.pending = frame
         else:
-            self._collect(source, frame)
+            self._collect(source, frame, size)
 
     def _after_frame(self, source: Leg, target: Leg, frame: FrameEvent) -> None:
         if frame.is_control:
@@ -359,7 +453,9 @@ class Relay:
             self._on_control(source, target, control, frame)
             return
         if source.want_messages:
-            self._collect(source, frame)
+            if not frame.dropped:
+                source._message_content.write(frame.payload)
+            self._collect(source, frame, len(frame.payload))
             return
         if frame.dropped:
             source.dropped += 1
@@ -382,26 +478,29 @@ class Relay:
         if frame.fin:
             source.messages += 1
 
-    def _collect(self, source: Leg, frame: FrameEvent) -> None:
+    def _collect(self, source: Leg, frame: FrameEvent, size: int) -> None:
+        """Add a frame to the message being assembled; its content (``size`` bytes) is
+        already in ``_message_content`` unless the frame was dropped."""
         frames = source._message_frames
-        frames.append(frame)
+        touched = frame.modified_by or frame.dropped_by
+        # An uncompressed frame's payload is its content: kept once, in the message.
+        wire = frame.wire if frame.compressed else b""
+        frames.append(_Collected(frame.fin, frame.rsv, wire, size, frame.dropped, touched))
         if not frame.fin:
             return
-        kept = [f for f in frames if not f.dropped]
-        content = b"".join(f.payload for f in kept)
-        first = frames[0]
+        content = source._message_content.take()
         message = Message(
             source.side is Side.CLIENT,
-            first.message_opcode,
+            frame.message_opcode,
             content,
-            compressed=first.compressed,
-            fragment_sizes=[len(f.payload) for f in kept],
+            compressed=frame.compressed,
+            fragment_sizes=[f.size for f in frames if not f.dropped],
             wire_frames=[(f.fin, f.rsv, f.wire) for f in frames],
         )
         # Frames that a frame hook changed or dropped already make the message a changed one.
-        touched = next((f for f in frames if f.modified or f.dropped), None)
-        if touched is not None:
-            message.modified_by = touched.modified_by or touched.dropped_by
+        by = next((f.touched_by for f in frames if f.touched_by), None)
+        if by is not None:
+            message.modified_by = by
         frames.clear()
         source.pending = message
 
@@ -434,7 +533,7 @@ class Relay:
             position = 0
             for index, (fin, rsv, wire) in enumerate(message.wire_frames):
                 size = sizes[index] if index < len(sizes) else 0
-                piece = content[position : position + size]
+                piece = content[position : position + size]  # the whole: no copy
                 position += size
                 self._emit(
                     source,
@@ -443,7 +542,7 @@ class Relay:
                     piece,
                     fin,
                     message.compressed,
-                    wire,
+                    wire if message.compressed else piece,
                     rsv,
                     raw=True,
                 )
@@ -671,9 +770,13 @@ class Relay:
             source.frames += 1
             if self.on_frame is not None and not self.full_payloads:
                 source._preview = clear_preview(chunk)
-        if self.full_payloads:
+        closing = target.close_sent or target.eof or target.abort_transport
+        if self.full_payloads and chunk.content:
             source._recorded.append(chunk.content)
-        if target.close_sent or target.eof or target.abort_transport:
+            source._recorded_size += len(chunk.content)
+            if source._recorded_size >= RECORD_PIECE and not chunk.frame_end:
+                self._record_pieces(source, chunk, "dropped" if closing else "forwarded")
+        if closing:
             # The target is closing: RFC 6455 5.5.1 forbids data after our close frame.
             if chunk.message_end:
                 self._note(source.side, "message dropped: the other side is closing")
@@ -691,8 +794,13 @@ class Relay:
                 source._held.clear()
         else:
             if chunk.frame_start:
+                source._stream_started = False
+            if (chunk.data or chunk.frame_end) and not source._stream_started:
+                # The header goes with the first bytes of payload: a compressed piece still
+                # being inflated (and checked) has none yet, and may still fail the frame.
                 writer.start_frame(chunk.opcode, chunk.fin, chunk.rsv, chunk.frame_length)
                 target.mid_frame_out = True
+                source._stream_started = True
             writer.send_payload(chunk.data, chunk.mask_key)
             if chunk.frame_end:
                 target.mid_frame_out = False
@@ -707,27 +815,77 @@ class Relay:
             self._record_chunk(source, chunk, "forwarded", None)
 
     def _record_chunk(self, source: Leg, chunk: DataChunk, verdict: str, by: str | None) -> None:
-        if self.on_frame is None:
-            return
+        """The record of a streamed frame that just ended (its last piece, with captures)."""
+        offset = 0
         if self.full_payloads:
             parts = source._recorded
             payload = parts[0] if len(parts) == 1 else b"".join(parts)
             parts.clear()
+            offset = source._recorded_offset
+            source._recorded_size = source._recorded_offset = 0
         else:
             payload = source._preview
-        self.on_frame(
-            FrameRecord(
-                source.side,
-                chunk.opcode,
-                chunk.fin,
-                chunk.rsv,
-                chunk.frame_length,
-                payload,
-                chunk.compressed,
-                chunk.message_opcode,
-                verdict,
-                by,
-            )
+        if self.on_frame is None:
+            return
+        self.on_frame(self._chunk_record(source, chunk, payload, verdict, by, offset, False))
+
+    def _record_pieces(self, source: Leg, chunk: DataChunk, verdict: str) -> None:
+        """Record the content received so far of a frame still streaming (``more`` set).
+
+        The chunks held are joined into one piece (each is at most one read, so a piece is
+        about RECORD_PIECE bytes), except that a chunk already larger than a piece (content
+        inflated far beyond its read) is recorded as it is rather than copied: the capture
+        writer cuts long records into short lines without copying. In a text message the end
+        of a character cut in two waits for the next piece, so every piece is valid text.
+        """
+        parts = source._recorded
+        if len(parts) > 1 and len(parts[-1]) >= RECORD_PIECE:
+            last = parts.pop()
+            self._record_piece(source, chunk, b"".join(parts), verdict)
+            parts[:] = [last]
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.clear()
+        carry = b""
+        if chunk.message_opcode == Opcode.TEXT:
+            cut = utf8_boundary(data, len(data))
+            if cut < len(data):
+                data, carry = data[:cut], data[cut:]
+        self._record_piece(source, chunk, data, verdict)
+        if carry:
+            parts.append(carry)
+        source._recorded_size = len(carry)
+
+    def _record_piece(self, source: Leg, chunk: DataChunk, data: bytes, verdict: str) -> None:
+        if self.on_frame is not None and data:
+            by = "proxy" if verdict == "dropped" else None
+            offset = source._recorded_offset
+            self.on_frame(self._chunk_record(source, chunk, data, verdict, by, offset, True))
+        source._recorded_offset += len(data)
+
+    def _chunk_record(
+        self,
+        source: Leg,
+        chunk: DataChunk,
+        payload: bytes,
+        verdict: str,
+        by: str | None,
+        offset: int,
+        more: bool,
+    ) -> FrameRecord:
+        return FrameRecord(
+            source.side,
+            chunk.opcode,
+            chunk.fin,
+            chunk.rsv,
+            chunk.frame_length,
+            payload,
+            chunk.compressed,
+            chunk.message_opcode,
+            verdict,
+            by,
+            None,
+            offset,
+            more,
         )
 
     def _on_control(
@@ -858,4 +1016,34 @@ class Relay:
             self.on_event(side, message)
 
 
-__all__ = ["STREAM_THRESHOLD", "FrameRecord", "Leg", "Relay", "Side", "serialize_close"]
+def utf8_boundary(data: bytes | memoryview, end: int) -> int:
+    """``end``, moved back to the start of the UTF-8 character that ``data[end - 1]`` (or
+    ``data[end]``) belongs to when that character is cut by ``end``; else ``end`` itself.
+
+    RFC 3629 section 3: a lead byte 110xxxxx, 1110xxxx or 11110xxx starts a character of 2,
+    3 or 4 bytes; continuation bytes are 10xxxxxx. Only the last three bytes before ``end``
+    are looked at, so invalid data is cut anywhere (it is recorded as base64 anyway).
+    """
+    for back in range(1, 4):
+        index = end - back
+        if index < 0:
+            break
+        byte = data[index]
+        if byte & 0xC0 != 0x80:  # a lead byte (or ASCII): does its character fit before end?
+            size = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4
+            if byte < 0x80 or byte & 0xF8 == 0xF8 or back >= size:
+                return end
+            return index
+    return end
+
+
+__all__ = [
+    "RECORD_PIECE",
+    "STREAM_THRESHOLD",
+    "FrameRecord",
+    "Leg",
+    "Relay",
+    "Side",
+    "serialize_close",
+    "utf8_boundary",
+]
