@@ -68,9 +68,9 @@ from wsproxy.capture.records import (
     Header,
     Lost,
     Record,
+    file_opcode_name,
     iso_time,
     opcode_from_name,
-    opcode_name,
 )
 from wsproxy.sansio.relay import FrameRecord
 
@@ -139,8 +139,8 @@ def frame(
         "time": iso_time(ts),
         "ts": ts,
         "direction": direction,
-        "opcode": opcode_name(opcode),
-        "message_opcode": opcode_name(message_opcode),
+        "opcode": file_opcode_name(opcode),
+        "message_opcode": file_opcode_name(message_opcode),
         "fin": fin,
         "rsv1": bool(rsv & 0x40),
         "rsv2": bool(rsv & 0x20),

@@ -40,8 +40,8 @@ from aiohttp import web
 from wsproxy.capture.har import CaptureFormatError
 from wsproxy.capture.messages import TEXT, Message, Reassembler
 from wsproxy.capture.reader import read_capture
-from wsproxy.capture.records import Close, Connection, Frame, opcode_name
-from wsproxy.capture.show import preview
+from wsproxy.capture.records import Close, Connection, Frame
+from wsproxy.logformat import opcode_name, preview
 
 
 @dataclass
@@ -94,7 +94,7 @@ def content(message: Message, as_forwarded: bool) -> bytes | None:
 
 
 def _describe(opcode: int, data: bytes) -> str:
-    return f"{opcode_name(opcode)} len={len(data)} {preview(data, opcode == TEXT, False)}"
+    return f"{opcode_name(opcode)} len={len(data)} {preview(data, opcode)}"
 
 
 async def _send(

@@ -18,19 +18,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TextIO
 
+from wsproxy import logformat
 from wsproxy.capture.reader import read_capture
-from wsproxy.capture.records import (
-    Close,
-    CloseSide,
-    Connection,
-    Frame,
-    Header,
-    Lost,
-    Record,
-    opcode_name,
-)
-
-PREVIEW = 40
+from wsproxy.capture.records import Close, CloseSide, Connection, Frame, Header, Lost, Record
 
 
 def parse_when(text: str) -> float:
@@ -49,37 +39,20 @@ def clock(ts: float, date: bool = False) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S.%f" if date else "%H:%M:%S.%f")
 
 
-def preview(data: bytes, text: bool, full: bool, length: int | None = None) -> str:
-    """Like the ``-v`` log's preview: repr of the text, hex of binary, "…" when cut."""
-    cut = PREVIEW if not full else None
-    if text:
-        value = data.decode("utf-8", "replace")
-        more = cut is not None and len(value) > cut
-        return repr(value[:cut] + ("…" if more else ""))
-    half = None if cut is None else cut // 2
-    more = half is not None and len(data) > half
-    return data[:half].hex(" ") + (" …" if more else "")
-
-
 def frame_line(frame: Frame, full: bool = False) -> str:
-    arrow = "client -> server" if frame.direction == "client" else "server -> client"
-    flags = "".join(
-        flag
-        for flag, on in (("F", frame.fin), ("1", frame.rsv & 0x40), ("z", frame.compressed))
-        if on
+    width = 0 if full else logformat.PREVIEW_WIDTH
+    kind = logformat.payload_kind(frame.opcode, frame.message_opcode)
+    line = logformat.frame_line(
+        from_client=frame.direction == "client",
+        opcode=frame.opcode,
+        flags=logformat.frame_flags(fin=frame.fin, rsv=frame.rsv, compressed=frame.compressed),
+        length=frame.length,
+        shown=logformat.preview(frame.payload, kind, width),
     )
-    text = frame.is_text or frame.opcode in (0x9, 0xA)
-    if frame.opcode == 0x8 and len(frame.payload) >= 2:
-        code = int.from_bytes(frame.payload[:2], "big")
-        shown = f"code={code} {frame.payload[2:].decode('utf-8', 'replace')!r}"
-    else:
-        shown = preview(frame.payload, text, full)
-    line = (
-        f"{clock(frame.time)} [{frame.conn}] {arrow} {opcode_name(frame.opcode)} "
-        f"{flags or '-'} len={frame.length} {shown}"
-    )
+    line = f"{clock(frame.time)} [{frame.conn}] {line}"
     if frame.verdict == "modified":
-        was = "" if frame.original is None else f", was {preview(frame.original, text, full)}"
+        original = frame.original
+        was = "" if original is None else f", was {logformat.preview(original, kind, width)}"
         line += f" (modified by {frame.by or '?'}{was})"
     elif frame.verdict == "dropped":
         line += f" (dropped by {frame.by or '?'})"

@@ -96,8 +96,6 @@ Event = DataChunk | ControlFrame | Violation
 # Output up to this size is joined into one write; beyond it, copying costs more than a write.
 JOIN_LIMIT = 64 * 1024
 
-_OPCODE_NAMES = {int(op): op.name for op in Opcode}
-
 
 class FrameReader:
     """Parses the frames one peer sends, with all the state RFC 6455 section 5 needs.
@@ -387,10 +385,6 @@ def clear_preview(chunk: DataChunk, size: int = 64) -> bytes:
     if chunk.mask_key:
         return apply_mask(chunk.data[:size], chunk.mask_key, chunk.mask_offset)
     return chunk.content[:size]
-
-
-def opcode_name(opcode: int) -> str:
-    return _OPCODE_NAMES.get(opcode, hex(opcode))
 
 
 class FrameWriter:
