@@ -1,4 +1,4 @@
-"""Tests of wsproxy.sansio.http11: heads, targets, framing, bodies, serializing."""
+"""Tests of wsproxy.sansio.http11, targets and bodies: heads, targets, framing, serializing."""
 
 from __future__ import annotations
 
@@ -9,24 +9,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wsproxy.exceptions import HttpError
+from wsproxy.sansio.bodies import BodyReader, Framing, body_framing
 from wsproxy.sansio.http11 import (
     STATUS_REASONS,
-    BodyReader,
-    Framing,
     Headers,
     HeadParser,
     Limits,
     Request,
     Response,
-    Target,
-    body_framing,
-    check_request,
-    parse_host_header,
-    parse_target,
     serialize_request,
     serialize_response,
     simple_response,
 )
+from wsproxy.sansio.targets import Target, check_request, parse_host_header, parse_target
 
 UPGRADE = (
     b"GET /chat HTTP/1.1\r\n"

@@ -19,15 +19,13 @@ from wsproxy.exceptions import HttpError, UpstreamError
 from wsproxy.options import Options
 from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.watchdog import Watchdog
+from wsproxy.sansio.bodies import BodyReader, Framing, body_framing
 from wsproxy.sansio.handshake import strip_hop_by_hop
 from wsproxy.sansio.http11 import (
-    BodyReader,
-    Framing,
     HeadParser,
     Limits,
     Request,
     Response,
-    body_framing,
     serialize_request,
     serialize_response,
 )

@@ -43,14 +43,13 @@ from wsproxy.sansio.http11 import (
     Limits,
     Request,
     Response,
-    check_request,
-    parse_target,
     serialize_request,
     serialize_response,
     simple_response,
 )
 from wsproxy.sansio.loops import append_via, carries_via, reaches_own_listener
 from wsproxy.sansio.relay import Relay
+from wsproxy.sansio.targets import check_request, parse_target
 from wsproxy.tls import MAGIC_HOST, CertAuthority, describe_verify_error, render, upstream_context
 from wsproxy.tls.alerts import HandshakeFailureLog
 
