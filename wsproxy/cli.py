@@ -22,6 +22,7 @@ from wsproxy.capture.commands import cmd_har, cmd_replay, cmd_show
 from wsproxy.capture.writer import open_capture
 from wsproxy.exceptions import ConfigError, WsproxyError
 from wsproxy.options import MiB, Options, ReverseTarget
+from wsproxy.sansio.targets import default_port
 
 if TYPE_CHECKING:
     from wsproxy.proxy.server import ProxyServer
@@ -51,7 +52,7 @@ def parse_mode(text: str) -> ReverseTarget | None:
             f"unknown mode {text!r}: use 'regular' or 'reverse:ws://HOST:PORT' (or wss://)"
         )
     scheme, host, port = match.group(1), match.group(2).strip("[]"), match.group(3)
-    return ReverseTarget(scheme, host, int(port) if port else (443 if scheme == "wss" else 80))
+    return ReverseTarget(scheme, host, int(port) if port else default_port(scheme))
 
 
 def _positive_float(text: str) -> float:

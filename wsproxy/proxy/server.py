@@ -30,7 +30,6 @@ from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.session import CaptureSink, WebSocketSession
 from wsproxy.proxy.turns import ClientGone, HandshakeTurns
 from wsproxy.sansio import deflate
-from wsproxy.sansio.extensions import parse_extension_header, serialize_extension_header
 from wsproxy.sansio.handshake import (
     check_client_request,
     check_upstream_response,
@@ -49,7 +48,7 @@ from wsproxy.sansio.http11 import (
 )
 from wsproxy.sansio.loops import append_via, carries_via, reaches_own_listener
 from wsproxy.sansio.relay import Relay
-from wsproxy.sansio.targets import check_request, parse_target
+from wsproxy.sansio.targets import check_request, default_port, format_authority, parse_target
 from wsproxy.tls import MAGIC_HOST, CertAuthority, describe_verify_error, render, upstream_context
 from wsproxy.tls.alerts import HandshakeFailureLog
 
@@ -72,9 +71,7 @@ class Upstream:
 
     @property
     def authority(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.tls else 80
-        return host if self.port == default else f"{host}:{self.port}"
+        return format_authority(self.host, self.port, self.scheme)
 
 
 @dataclass(frozen=True)
@@ -84,6 +81,11 @@ class Tunnel:
     host: str
     port: int
     tls: bool
+
+    @property
+    def default_port(self) -> int:
+        """The port an origin-form request's Host without one means (RFC 7230 5.4)."""
+        return default_port("https" if self.tls else "http")
 
 
 class Capture(CaptureSink, Protocol):
@@ -270,7 +272,7 @@ class ProxyServer:
             reverse = self.options.reverse
             if tunnel is None and reverse is None:
                 self._access.check_proxy_auth(head.headers.get("Proxy-Authorization"))
-            target = parse_target(head, default_port=443 if tunnel and tunnel.tls else 80)
+            target = parse_target(head, default_port=tunnel.default_port if tunnel else 80)
             if head.method == "CONNECT":
                 if tunnel is not None or reverse is not None:
                     raise HttpError(405, "CONNECT is only accepted by a regular-mode proxy")
@@ -304,7 +306,7 @@ class ProxyServer:
         """Where a request goes. Reverse mode: its upstream, whatever the request names (an
         absolute-form target's authority is ignored, as a server does with its Host; RFC 9112
         3.2.2). In a tunnel: the tunnel's host. Otherwise the absolute-form target."""
-        target = parse_target(req, default_port=443 if tunnel and tunnel.tls else 80)
+        target = parse_target(req, default_port=tunnel.default_port if tunnel else 80)
         upgrade = is_upgrade_request(req)
         reverse = self.options.reverse
         if reverse is not None:
@@ -459,7 +461,7 @@ class ProxyServer:
         offer: list[str] = []
         if not self.options.no_compression:
             deflate.validate_offer(flow.request.extensions)
-            offer = _permessage_deflate_only(flow.request.extensions)
+            offer = deflate.only_permessage_deflate(flow.request.extensions)
         headers.remove("Sec-WebSocket-Extensions")
         for value in offer:
             headers.add("Sec-WebSocket-Extensions", value)
@@ -553,11 +555,6 @@ class ProxyServer:
                     await chain.error(flow, flow.error)
                 if chain.has("closed"):
                     await chain.closed(flow)
-
-
-def _permessage_deflate_only(values: list[str]) -> list[str]:
-    offers = [ext for ext in parse_extension_header(values) if ext[0] == "permessage-deflate"]
-    return [serialize_extension_header(offers)] if offers else []
 
 
 def _fill_close_info(flow: Flow, relay: Relay) -> None:
