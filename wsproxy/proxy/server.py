@@ -49,12 +49,11 @@ from wsproxy.sansio.http11 import (
 from wsproxy.sansio.loops import append_via, carries_via, reaches_own_listener
 from wsproxy.sansio.relay import Relay
 from wsproxy.sansio.targets import check_request, default_port, format_authority, parse_target
-from wsproxy.tls import MAGIC_HOST, CertAuthority, describe_verify_error, render, upstream_context
+from wsproxy.tls import MAGIC_HOST, CertAuthority, render, upstream_context
 from wsproxy.tls.alerts import HandshakeFailureLog
+from wsproxy.tls.handshakes import accept_client, connect_upstream, is_client_hello
 
 log = logging.getLogger("wsproxy")
-
-TLS_HANDSHAKE_RECORD = 0x16  # the first byte of a TLS ClientHello (RFC 8446 5.1)
 
 
 @dataclass(frozen=True)
@@ -351,21 +350,20 @@ class ProxyServer:
         if not first:
             return
         peer.unread(first)
-        if first[0] != TLS_HANDSHAKE_RECORD:
+        if not is_client_hello(first):
             await self._serve(peer, conn_id, Tunnel(host, port, tls=False))
             return
         if self.ca is None:
             raise ConnectionResetError("TLS inside CONNECT but no CA is loaded")
-        peer.start_tls(self.ca.client_facing_context(host), server_side=True, hostname=None)
-        try:
-            async with asyncio.timeout(self.options.handshake_timeout):
-                await peer.handshake_tls()
-        except OSError as error:  # ssl.SSLError, a reset, EOF or TimeoutError
-            # Warns only when the client distrusts the CA or cannot agree on TLS: a hang-up
-            # (Chromium drops its spare preconnect sockets after the ClientHello) is debug.
-            self._tls_failures.report(conn_id, host, error, self.ca.cert_pem_path)
-            return
-        await self._serve(peer, conn_id, Tunnel(host, port, tls=True))
+        if await accept_client(
+            peer,
+            self.ca,
+            host,
+            timeout=self.options.handshake_timeout,
+            failures=self._tls_failures,
+            conn_id=conn_id,
+        ):
+            await self._serve(peer, conn_id, Tunnel(host, port, tls=True))
 
     async def _pipe(self, a: Peer, b: Peer) -> None:
         """Copy bytes both ways unchanged (ignored hosts), with backpressure, until both end."""
@@ -399,18 +397,13 @@ class ProxyServer:
             raise UpstreamError(f"cannot connect to {where}: {reason}", 502) from None
         self._refuse_own_address(peer, where)
         if upstream.tls:
-            peer.start_tls(self._upstream_context(), server_side=False, hostname=upstream.host)
-            try:
-                async with asyncio.timeout(self.options.handshake_timeout):
-                    await peer.handshake_tls()
-            except TimeoutError:
-                peer.abort()
-                raise UpstreamError(f"TLS handshake with {where} timed out", 504) from None
-            except (ssl.SSLError, ConnectionError) as error:
-                peer.abort()
-                raise UpstreamError(
-                    f"TLS with {where} failed: {describe_verify_error(error)}", 502
-                ) from None
+            await connect_upstream(
+                peer,
+                self._upstream_context(),
+                upstream.host,
+                where=where,
+                timeout=self.options.handshake_timeout,
+            )
         return peer
 
     def _refuse_own_address(self, peer: Peer, where: str) -> None:
