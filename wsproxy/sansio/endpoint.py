@@ -235,24 +235,9 @@ class FrameReader:
             if self.masked:
                 raise ProtocolError("unmasked frame from the client", CloseCode.PROTOCOL_ERROR)
             raise ProtocolError("masked frame from the server", CloseCode.PROTOCOL_ERROR)
-        length = second & 0x7F
-        size = 2
-        if length == 126:
-            size = 4
-            if available < size:
-                return -1
-            length = int.from_bytes(buffer[position + 2 : position + 4], "big")
-            if length < 126:
-                raise ProtocolError("length not in its shortest form", CloseCode.PROTOCOL_ERROR)
-        elif length == 127:
-            size = 10
-            if available < size:
-                return -1
-            length = int.from_bytes(buffer[position + 2 : position + 10], "big")
-            if length >> 63:
-                raise ProtocolError("64-bit length with its top bit set", CloseCode.PROTOCOL_ERROR)
-            if length < 65536:
-                raise ProtocolError("length not in its shortest form", CloseCode.PROTOCOL_ERROR)
+        size, length = _payload_length(buffer, position, available, second & 0x7F)
+        if size < 0:
+            return -1
         if self.masked:
             if available < size + 4:
                 return -1
@@ -260,14 +245,7 @@ class FrameReader:
             size += 4
         fin = bool(first & FIN)
         if opcode >= 0x8:
-            if not fin:
-                raise ProtocolError("fragmented control frame", CloseCode.PROTOCOL_ERROR)
-            if length > MAX_CONTROL_PAYLOAD:
-                raise ProtocolError(
-                    f"control frame of {length} bytes (max 125)", CloseCode.PROTOCOL_ERROR
-                )
-            if rsv:
-                raise ProtocolError("RSV1 set on a control frame", CloseCode.PROTOCOL_ERROR)
+            _check_control_frame(fin, rsv, length)
         else:
             self._start_data_frame(opcode, fin, rsv, length)
         self._opcode = opcode
@@ -374,6 +352,32 @@ def _check_utf8(decoder: codecs.IncrementalDecoder, content: bytes, final: bool)
     pending = decoder.getstate()[0]
     if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
         raise ProtocolError("invalid UTF-8 in a text message", CloseCode.INVALID_PAYLOAD)
+
+
+def _payload_length(buffer: bytes, position: int, available: int, short: int) -> tuple[int, int]:
+    """(header size before any mask key, payload length) from the 7-bit length ``short``
+    (RFC 6455 5.2); (-1, 0) while the extended length has not all arrived."""
+    if short < 126:
+        return 2, short
+    size = 4 if short == 126 else 10
+    if available < size:
+        return -1, 0
+    length = int.from_bytes(buffer[position + 2 : position + size], "big")
+    if size == 10 and length >> 63:
+        raise ProtocolError("64-bit length with its top bit set", CloseCode.PROTOCOL_ERROR)
+    if length < (126 if size == 4 else 65536):
+        raise ProtocolError("length not in its shortest form", CloseCode.PROTOCOL_ERROR)
+    return size, length
+
+
+def _check_control_frame(fin: bool, rsv: int, length: int) -> None:
+    """RFC 6455 5.5: control frames are never fragmented, carry at most 125 bytes and no RSV."""
+    if not fin:
+        raise ProtocolError("fragmented control frame", CloseCode.PROTOCOL_ERROR)
+    if length > MAX_CONTROL_PAYLOAD:
+        raise ProtocolError(f"control frame of {length} bytes (max 125)", CloseCode.PROTOCOL_ERROR)
+    if rsv:
+        raise ProtocolError("RSV1 set on a control frame", CloseCode.PROTOCOL_ERROR)
 
 
 def _xor_keys(a: bytes, b: bytes) -> bytes:
