@@ -56,9 +56,9 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from wsproxy.capture.files import append_private
+from wsproxy.logformat import frame_flags, frame_line, opcode_name, payload_kind, preview
 from wsproxy.model import Flow, FrameEvent, Message
 from wsproxy.plugins import Option
-from wsproxy.sansio.endpoint import opcode_name
 from wsproxy.sansio.frames import Opcode
 
 # ANSI SGR colours (ECMA-48 8.3.117): who sent what, at a glance.
@@ -190,9 +190,12 @@ class Log:
         flags = "z" if message.compressed else "-"
         if len(message.fragment_sizes) > 1:
             flags += f" frames={len(message.fragment_sizes)}"
-        line = (
-            f"{_arrow(message.from_client)} {opcode_name(message.opcode)} {flags} "
-            f"len={len(content)} {self._preview(message.opcode, content)}"
+        line = frame_line(
+            from_client=message.from_client,
+            opcode=message.opcode,
+            flags=flags,
+            length=len(content),
+            shown=preview(content, message.opcode, self.max_preview),
         )
         if message.modified:
             line += f" (modified by {message.modified_by})"
@@ -200,7 +203,7 @@ class Log:
 
     def _frame(self, flow: Flow, frame: FrameEvent) -> None:
         payload = frame.payload
-        kind = frame.message_opcode if frame.opcode == Opcode.CONTINUATION else frame.opcode
+        kind = payload_kind(frame.opcode, frame.message_opcode)
         if self.log_json:
             self._json(
                 "frame",
@@ -216,34 +219,18 @@ class Log:
                 by=frame.modified_by,
             )
             return
-        flags = "".join(
-            flag
-            for flag, on in (("F", frame.fin), ("1", frame.rsv & 0x40), ("z", frame.compressed))
-            if on
-        )
-        line = (
-            f"{_arrow(frame.from_client)} {opcode_name(frame.opcode)} {flags or '-'} "
-            f"len={len(payload)} {self._preview(kind, payload)}"
+        line = frame_line(
+            from_client=frame.from_client,
+            opcode=frame.opcode,
+            flags=frame_flags(fin=frame.fin, rsv=frame.rsv, compressed=frame.compressed),
+            length=len(payload),
+            shown=preview(payload, kind, self.max_preview),
         )
         if frame.modified:
             line += f" (modified by {frame.modified_by})"
         self._text(flow, line, frame.direction)
 
     # -- formatting ---------------------------------------------------------------------------
-
-    def _preview(self, opcode: int, data: bytes) -> str:
-        """The payload for a text line, as the proxy's own ``preview`` shows it."""
-        width = self.max_preview
-        if opcode == Opcode.CLOSE and len(data) >= 2:
-            code = int.from_bytes(data[:2], "big")
-            return f"code={code} {data[2:].decode('utf-8', 'replace')!r}"
-        if opcode in (Opcode.TEXT, Opcode.PING, Opcode.PONG):
-            text = data.decode("utf-8", "replace")
-            if width and len(text) > width:
-                return repr(text[:width] + "…")
-            return repr(text)
-        cut = width // 2 if width else len(data)
-        return data[:cut].hex(" ") + (" …" if len(data) > cut else "")
 
     def _payload_fields(self, opcode: int, data: bytes) -> dict[str, Any]:
         width = self.max_preview
@@ -281,10 +268,6 @@ class Log:
         stream = self._stream()
         stream.write(line + "\n")
         stream.flush()
-
-
-def _arrow(from_client: bool) -> str:
-    return "client -> server" if from_client else "server -> client"
 
 
 def _plural(n: int, word: str) -> str:

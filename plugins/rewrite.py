@@ -207,7 +207,8 @@ def _regex(raw: dict[str, Any], key: str) -> re.Pattern[str] | None:
         raise RuleError(f"{key}: invalid regex {pattern!r}: {error}") from None
 
 
-def parse_rule(raw: Any, number: int) -> Rule:
+def _action(raw: Any) -> str:
+    """The one action of a rule, after checking that it is a mapping of known keys."""
     if not isinstance(raw, dict):
         raise RuleError(f"a rule is a mapping of keys, not {raw!r}")
     unknown = set(raw) - KEYS - set(ACTIONS)
@@ -217,7 +218,25 @@ def parse_rule(raw: Any, number: int) -> Rule:
     actions = [action for action in ACTIONS if action in raw]
     if len(actions) != 1:
         raise RuleError(f"a rule needs exactly one of replace, set, content (got {actions})")
-    action = actions[0]
+    return actions[0]
+
+
+def _replacement(raw: dict[str, Any], action: str, match: re.Pattern[str] | None) -> str:
+    """The ``replace`` template, checked against ``match`` when the action is replace."""
+    replace = raw.get("replace", "")
+    if not isinstance(replace, str):
+        raise RuleError(f"replace must be a string, not {replace!r}")
+    if action == "replace":
+        assert match is not None
+        try:  # re parses the template even with nothing to replace: bad groups show now
+            match.sub(replace, "")
+        except (re.error, IndexError) as error:
+            raise RuleError(f"replace {replace!r}: {error}") from None
+    return replace
+
+
+def parse_rule(raw: Any, number: int) -> Rule:
+    action = _action(raw)
     direction = raw.get("direction", "both")
     if direction not in ("client", "server", "both"):
         raise RuleError(f"direction is client, server or both, not {direction!r}")
@@ -240,15 +259,7 @@ def parse_rule(raw: Any, number: int) -> Rule:
         raise RuleError("replace needs a match regex")
     if action == "set" and json_path is None:
         raise RuleError("set needs a json_path")
-    replace = raw.get("replace", "")
-    if not isinstance(replace, str):
-        raise RuleError(f"replace must be a string, not {replace!r}")
-    if action == "replace":
-        assert match is not None
-        try:  # re parses the template even with nothing to replace: bad groups show now
-            match.sub(replace, "")
-        except (re.error, IndexError) as error:
-            raise RuleError(f"replace {replace!r}: {error}") from None
+    replace = _replacement(raw, action, match)
     value = raw.get(action) if action != "replace" else None
     if action == "content" and not isinstance(value, str):
         raise RuleError(f"content must be a string, not {value!r}")

@@ -29,6 +29,7 @@ from wsproxy.exceptions import (
     os_error_text,
 )
 from wsproxy.options import MiB, Options, ReverseTarget
+from wsproxy.sansio.targets import default_port
 
 if TYPE_CHECKING:
     from wsproxy.proxy.server import ProxyServer
@@ -58,7 +59,7 @@ def parse_mode(text: str) -> ReverseTarget | None:
             f"unknown mode {text!r}: use 'regular' or 'reverse:ws://HOST:PORT' (or wss://)"
         )
     scheme, host, port = match.group(1), match.group(2).strip("[]"), match.group(3)
-    return ReverseTarget(scheme, host, int(port) if port else (443 if scheme == "wss" else 80))
+    return ReverseTarget(scheme, host, int(port) if port else default_port(scheme))
 
 
 def parse_port(text: str) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 from wsproxy.sansio.frames import Opcode
 from wsproxy.sansio.http11 import Headers
+from wsproxy.sansio.targets import format_authority
 
 
 class _Verdict:
@@ -221,9 +222,7 @@ class HandshakeRequest:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.scheme in ("wss", "https") else 80
-        authority = host if self.port == default else f"{host}:{self.port}"
+        authority = format_authority(self.host, self.port, self.scheme)
         return f"{self.scheme}://{authority}{self.path}"
 
     @property

@@ -37,6 +37,7 @@ from tests.integration.conftest import (
 )
 from tests.sansio.conftest import split
 from wsproxy.exceptions import HttpError
+from wsproxy.sansio.bodies import body_framing
 from wsproxy.sansio.deflate import DeflateParams, Inflater
 from wsproxy.sansio.endpoint import (
     ControlFrame,
@@ -47,15 +48,9 @@ from wsproxy.sansio.endpoint import (
 )
 from wsproxy.sansio.frames import Opcode
 from wsproxy.sansio.handshake import check_client_request, is_upgrade_request
-from wsproxy.sansio.http11 import (
-    HeadParser,
-    Limits,
-    Request,
-    body_framing,
-    check_request,
-    parse_target,
-)
+from wsproxy.sansio.http11 import HeadParser, Limits, Request
 from wsproxy.sansio.relay import Relay, Side
+from wsproxy.sansio.targets import check_request, parse_target
 
 CLIENT, SERVER = Side.CLIENT, Side.SERVER
 # WSPROXY_FUZZ_SCALE=20 runs twenty times as many examples (by hand, for a deeper search).

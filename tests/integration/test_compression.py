@@ -132,6 +132,11 @@ def deflate_raw(data: bytes, *, chunk: int = MiB) -> bytes:
 _BOMB: bytes | None = None
 
 
+def inflate(payload: bytes) -> bytes:
+    """One compressed message, no context takeover (RFC 7692 7.2.2: the tail added back)."""
+    return zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
+
+
 def bomb() -> bytes:
     """100 MiB of zeros, deflated (about 100 KB); built once per session."""
     global _BOMB
@@ -663,6 +668,50 @@ async def test_valid_answer_is_relayed(
     status, relayed = await answer_with(raw_server, raw_client, proxy, offer, answer)
     assert status == 101
     assert (relayed or "") == answer
+
+
+async def test_an_offer_spelled_in_another_case_is_kept(
+    proxy: Proxy, raw_server: RawServerFactory, raw_client: RawClient
+) -> None:
+    """Extension names are case-insensitive tokens: ``PerMessage-Deflate`` reaches the
+    upstream as the client spelled it, and the compressed frames pass both ways."""
+    received: list[Frame] = []
+
+    async def handler(conn: RawConnection) -> None:
+        head = conn.head = await read_head(conn.reader)
+        conn.writer.write(
+            switching_protocols(head, "Sec-WebSocket-Extensions: permessage-deflate\r\n")
+        )
+        received.append(await read_frame(conn.reader))
+        conn.writer.write(encode_frame(OP_TEXT, deflate_raw(b"HELLO"), rsv=RSV1))
+        await conn.writer.drain()
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await read_until_close(conn.reader)
+
+    upstream = await raw_server(handler)
+    client = await raw_client(proxy.port)
+    offer = "PerMessage-Deflate; client_max_window_bits"
+    client.writer.write(
+        upgrade_request(
+            f"ws://{HOST}:{upstream.port}/",
+            f"{HOST}:{upstream.port}",
+            extra=[("Sec-WebSocket-Extensions", offer)],
+        )
+    )
+    head = await asyncio.wait_for(read_head(client.reader), TIMEOUT)
+    assert head.status == 101
+    assert head.get("Sec-WebSocket-Extensions") == "permessage-deflate"
+    assert upstream.connections[0].head is not None
+    assert upstream.connections[0].head.get("Sec-WebSocket-Extensions") == offer
+    client.writer.write(encode_frame(OP_TEXT, deflate_raw(b"hello"), mask=True, rsv=RSV1))
+    answer = await asyncio.wait_for(read_frame(client.reader), TIMEOUT)
+    assert (answer.opcode, answer.rsv) == (OP_TEXT, RSV1)
+    assert inflate(answer.payload) == b"HELLO"
+    (frame,) = received
+    assert (frame.opcode, frame.rsv) == (OP_TEXT, RSV1)
+    assert inflate(frame.payload) == b"hello"
+    client.writer.write(encode_frame(OP_CLOSE, close_payload(1000), mask=True))
+    await client.writer.drain()
 
 
 # -- a raw client through the proxy process ---------------------------------------------------

@@ -20,6 +20,7 @@ from wsproxy.sansio.deflate import (
     Deflater,
     Inflater,
     negotiate,
+    only_permessage_deflate,
     strip_permessage_deflate,
     validate_offer,
 )
@@ -365,6 +366,27 @@ def test_validate_offer_rejects(offer: str) -> None:
 )
 def test_strip(values: list[str], expected: list[str]) -> None:
     assert strip_permessage_deflate(values) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["x-foo; a=1, permessage-deflate", "x-bar"], ["permessage-deflate"]),
+        # Tokens compare case-insensitively: an offer spelled this way is kept, as spelled.
+        (
+            ["PerMessage-Deflate; Client_Max_Window_Bits"],
+            ["PerMessage-Deflate; Client_Max_Window_Bits"],
+        ),
+        (
+            ["permessage-deflate; server_max_window_bits=10, x-foo, PERMESSAGE-DEFLATE"],
+            ["permessage-deflate; server_max_window_bits=10, PERMESSAGE-DEFLATE"],
+        ),
+        (["x-foo"], []),
+        ([], []),
+    ],
+)
+def test_only_permessage_deflate(values: list[str], expected: list[str]) -> None:
+    assert only_permessage_deflate(values) == expected
 
 
 def test_strip_rejects_malformed() -> None:

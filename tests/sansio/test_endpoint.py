@@ -33,7 +33,6 @@ from wsproxy.sansio.endpoint import (
     FrameReader,
     FrameWriter,
     Violation,
-    opcode_name,
 )
 from wsproxy.sansio.frames import (
     FIN,
@@ -699,12 +698,6 @@ def test_arbitrary_bytes_never_raise(
         return assemble(events), data
 
     assert run([blob]) == run(split(blob, cuts))
-
-
-def test_opcode_name() -> None:
-    assert opcode_name(1) == "TEXT"
-    assert opcode_name(0xA) == "PONG"
-    assert opcode_name(3) == "0x3"
 
 
 # --- FrameWriter ---------------------------------------------------------------------------------

@@ -204,6 +204,12 @@ def test_refused_upstream_responses(resp: Response, words: str) -> None:
     assert words in exc.value.reason
 
 
+def test_extension_names_compare_case_insensitively() -> None:
+    resp = response([("Sec-WebSocket-Extensions", "permessage-deflate")])
+    offered = ["PerMessage-Deflate"]
+    assert check_upstream_response(resp, KEY, [], offered) == (None, ["permessage-deflate"])
+
+
 def test_extension_not_offered_when_nothing_offered() -> None:
     resp = response([("Sec-WebSocket-Extensions", "permessage-deflate")])
     with pytest.raises(HandshakeError) as exc:

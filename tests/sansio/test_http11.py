@@ -1,4 +1,4 @@
-"""Tests of wsproxy.sansio.http11: heads, targets, framing, bodies, serializing."""
+"""Tests of wsproxy.sansio.http11, targets and bodies: heads, targets, framing, serializing."""
 
 from __future__ import annotations
 
@@ -9,23 +9,25 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wsproxy.exceptions import HttpError
+from wsproxy.sansio.bodies import BodyReader, Framing, body_framing
 from wsproxy.sansio.http11 import (
     STATUS_REASONS,
-    BodyReader,
-    Framing,
     Headers,
     HeadParser,
     Limits,
     Request,
     Response,
-    Target,
-    body_framing,
-    check_request,
-    parse_host_header,
-    parse_target,
     serialize_request,
     serialize_response,
     simple_response,
+)
+from wsproxy.sansio.targets import (
+    Target,
+    check_request,
+    default_port,
+    format_authority,
+    parse_host_header,
+    parse_target,
 )
 
 UPGRADE = (
@@ -633,3 +635,28 @@ def test_other_protocols_are_refused_before_a_line_end() -> None:
     assert HeadParser(is_response=True).feed(b"HTTP/1") is None
     with pytest.raises(HttpError):
         parser.feed(b"\n")  # but a request line is more than a method
+
+
+# -- default ports and authorities -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scheme", "port"), [("http", 80), ("ws", 80), ("https", 443), ("WSS", 443), ("tcp", 80)]
+)
+def test_default_port(scheme: str, port: int) -> None:
+    assert default_port(scheme) == port
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "scheme", "expected"),
+    [
+        ("example.com", 80, "ws", "example.com"),
+        ("example.com", 443, "wss", "example.com"),
+        ("example.com", 443, "ws", "example.com:443"),
+        ("example.com", 80, "https", "example.com:80"),
+        ("::1", 8080, "http", "[::1]:8080"),
+        ("::1", 443, "https", "[::1]"),
+    ],
+)
+def test_format_authority(host: str, port: int, scheme: str, expected: str) -> None:
+    assert format_authority(host, port, scheme) == expected

@@ -84,9 +84,9 @@ from wsproxy.capture.records import (
     Header,
     Lost,
     Record,
+    file_opcode_name,
     iso_time,
     opcode_from_name,
-    opcode_name,
 )
 from wsproxy.sansio.relay import RECORD_PIECE, FrameRecord, utf8_boundary
 
@@ -158,8 +158,8 @@ def frame(
         "time": iso_time(ts),
         "ts": ts,
         "direction": r.side.value,
-        "opcode": opcode_name(r.opcode),
-        "message_opcode": opcode_name(r.message_opcode),
+        "opcode": file_opcode_name(r.opcode),
+        "message_opcode": file_opcode_name(r.message_opcode),
         "fin": r.fin,
         "rsv1": bool(r.rsv & 0x40),
         "rsv2": bool(r.rsv & 0x20),

@@ -10,20 +10,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-# RFC 6455 5.2 opcodes by name, as the JSONL ``opcode`` field writes them.
-OPCODE_NAMES = {0x0: "CONT", 0x1: "TEXT", 0x2: "BINARY", 0x8: "CLOSE", 0x9: "PING", 0xA: "PONG"}
-OPCODES = {name: code for code, name in OPCODE_NAMES.items()}
+from wsproxy.logformat import OPCODE_NAMES
+
+# The JSONL ``opcode`` field: the log's opcode names (``wsproxy.logformat``), except that a
+# continuation frame is "CONT", as capture files have always spelled it. The file format is
+# kept so older captures read and other readers of ours keep working; both spellings read.
+_FILE_NAMES = {**OPCODE_NAMES, 0x0: "CONT"}
+_FILE_OPCODES = {name: code for code, name in (*OPCODE_NAMES.items(), *_FILE_NAMES.items())}
 
 
-def opcode_name(opcode: int) -> str:
-    return OPCODE_NAMES.get(opcode, f"0x{opcode:x}")
+def file_opcode_name(opcode: int) -> str:
+    """The opcode as a capture file writes it."""
+    return _FILE_NAMES.get(opcode, f"0x{opcode:x}")
 
 
 def opcode_from_name(name: str | int) -> int:
     if isinstance(name, int):
         return name
-    if name in OPCODES:
-        return OPCODES[name]
+    if name in _FILE_OPCODES:
+        return _FILE_OPCODES[name]
     return int(name, 0)
 
 

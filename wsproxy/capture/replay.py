@@ -40,10 +40,11 @@ from aiohttp import web
 from wsproxy.capture.har import CaptureFormatError
 from wsproxy.capture.messages import TEXT, Message, Reassembler
 from wsproxy.capture.reader import read_capture
-from wsproxy.capture.records import Close, Connection, Frame, opcode_name
-from wsproxy.capture.show import no_connection, preview
+from wsproxy.capture.records import Close, Connection, Frame
+from wsproxy.capture.show import no_connection
 from wsproxy.cli import parse_port, seconds, seconds_or_zero
 from wsproxy.exceptions import WsproxyError, os_error_text
+from wsproxy.logformat import opcode_name, preview
 
 TIMEOUT = 10.0  # seconds for the upgrade, each send and the close (--timeout), as the proxy's
 
@@ -103,7 +104,7 @@ def content(message: Message, as_forwarded: bool) -> bytes | None:
 
 
 def _describe(opcode: int, data: bytes) -> str:
-    return f"{opcode_name(opcode)} len={len(data)} {preview(data, opcode == TEXT, False)}"
+    return f"{opcode_name(opcode)} len={len(data)} {preview(data, opcode)}"
 
 
 async def _send(

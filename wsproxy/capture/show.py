@@ -24,20 +24,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TextIO
 
+from wsproxy import logformat
 from wsproxy.capture.har import CaptureFormatError
 from wsproxy.capture.reader import read_capture
-from wsproxy.capture.records import (
-    Close,
-    CloseSide,
-    Connection,
-    Frame,
-    Header,
-    Lost,
-    Record,
-    opcode_name,
-)
-
-PREVIEW = 40
+from wsproxy.capture.records import Close, CloseSide, Connection, Frame, Header, Lost, Record
 
 
 def parse_when(text: str) -> float:
@@ -67,40 +57,23 @@ def clock(ts: float, date: bool = False) -> str:
     return when.strftime("%Y-%m-%d %H:%M:%S.%f" if date else "%H:%M:%S.%f")
 
 
-def preview(data: bytes, text: bool, full: bool, length: int | None = None) -> str:
-    """Like the ``-v`` log's preview: repr of the text, hex of binary, "…" when cut."""
-    cut = PREVIEW if not full else None
-    if text:
-        value = data.decode("utf-8", "replace")
-        more = cut is not None and len(value) > cut
-        return repr(value[:cut] + ("…" if more else ""))
-    half = None if cut is None else cut // 2
-    more = half is not None and len(data) > half
-    return data[:half].hex(" ") + (" …" if more else "")
-
-
 def frame_line(frame: Frame, full: bool = False) -> str:
-    arrow = "client -> server" if frame.direction == "client" else "server -> client"
-    flags = "".join(
-        flag
-        for flag, on in (("F", frame.fin), ("1", frame.rsv & 0x40), ("z", frame.compressed))
-        if on
+    width = 0 if full else logformat.PREVIEW_WIDTH
+    kind = logformat.payload_kind(frame.opcode, frame.message_opcode)
+    line = logformat.frame_line(
+        from_client=frame.direction == "client",
+        opcode=frame.opcode,
+        flags=logformat.frame_flags(fin=frame.fin, rsv=frame.rsv, compressed=frame.compressed),
+        length=frame.length,
+        shown=logformat.preview(frame.payload, kind, width),
     )
-    text = frame.is_text or frame.opcode in (0x9, 0xA)
-    if frame.opcode == 0x8 and len(frame.payload) >= 2:
-        code = int.from_bytes(frame.payload[:2], "big")
-        shown = f"code={code} {frame.payload[2:].decode('utf-8', 'replace')!r}"
-    else:
-        shown = preview(frame.payload, text, full)
-    line = (
-        f"{clock(frame.time)} [{frame.conn}] {arrow} {opcode_name(frame.opcode)} "
-        f"{flags or '-'} len={frame.length} {shown}"
-    )
+    line = f"{clock(frame.time)} [{frame.conn}] {line}"
     if frame.more or frame.offset:
         more = ", more follows" if frame.more else ""
         line += f" [from byte {frame.offset}{more}]"
     if frame.verdict == "modified":
-        was = "" if frame.original is None else f", was {preview(frame.original, text, full)}"
+        original = frame.original
+        was = "" if original is None else f", was {logformat.preview(original, kind, width)}"
         line += f" (modified by {frame.by or '?'}{was})"
     elif frame.verdict == "dropped":
         line += f" (dropped by {frame.by or '?'})"
@@ -186,29 +159,13 @@ def show(argv: Sequence[str], out: TextIO | None = None) -> int:
             conn = getattr(record, "conn", None)
             if conn is not None:
                 seen.setdefault(conn)
-            if conns and conn is not None and conn not in conns:
-                continue
-            if args.since is not None and record.time < args.since:
-                continue
-            if args.until is not None and record.time > args.until:
+            if not _in_range(record, args, conns):
                 continue
             if not isinstance(record, Frame):
                 if grep is None and args.direction is None:
                     print(record_line(record, args.full), file=out)
                 continue
-            if args.direction is not None and record.direction != args.direction:
-                continue
-            key = (record.conn, record.direction, record.verdict == "injected")
-            piece = record.opcode < 0x8 and key in continuing
-            if record.more:
-                continuing.add(key)
-            elif record.opcode < 0x8:  # a ping between two pieces does not end the frame
-                continuing.discard(key)
-            if piece and not args.full and grep is None:
-                continue  # the frame was shown by its first piece
-            if grep is not None and not (
-                record.is_text and grep.search(record.payload.decode("utf-8", "replace"))
-            ):
+            if not _frame_shown(record, args, continuing):
                 continue
             print(record_line(record, args.full), file=out, flush=args.follow)
     except CaptureFormatError as error:
@@ -223,6 +180,37 @@ def show(argv: Sequence[str], out: TextIO | None = None) -> int:
         print(f"wsproxy show: {args.file}: {no_connection(missing, list(seen))}", file=sys.stderr)
         return 1
     return 0
+
+
+def _in_range(record: Record, args: argparse.Namespace, conns: set[str]) -> bool:
+    """Whether ``record`` is of a chosen connection (--conn) and within --since/--until."""
+    conn = getattr(record, "conn", None)
+    if conns and conn is not None and conn not in conns:
+        return False
+    if args.since is not None and record.time < args.since:
+        return False
+    return args.until is None or record.time <= args.until
+
+
+def _frame_shown(
+    record: Frame, args: argparse.Namespace, continuing: set[tuple[str, str, bool]]
+) -> bool:
+    """Whether a frame record gets a line: its direction, --grep, and for a frame recorded
+    in pieces only its first piece (every piece with --full or --grep)."""
+    grep: re.Pattern[str] | None = args.grep
+    if args.direction is not None and record.direction != args.direction:
+        return False
+    key = (record.conn, record.direction, record.verdict == "injected")
+    piece = record.opcode < 0x8 and key in continuing
+    if record.more:
+        continuing.add(key)
+    elif record.opcode < 0x8:  # a ping between two pieces does not end the frame
+        continuing.discard(key)
+    if piece and not args.full and grep is None:
+        return False  # the frame was shown by its first piece
+    return grep is None or (
+        record.is_text and grep.search(record.payload.decode("utf-8", "replace")) is not None
+    )
 
 
 def no_connection(missing: Sequence[str], seen: Sequence[str]) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 from wsproxy.model import Flow, HandshakeRequest, HandshakeResponse, Message
 from wsproxy.sansio.frames import Opcode
 from wsproxy.sansio.http11 import Headers as WsHeaders
+from wsproxy.sansio.targets import format_authority
 
 MAX_MESSAGES = 100  # messages kept per flow in flow.websocket.messages (mitmproxy keeps all)
 
@@ -137,9 +138,7 @@ class Request:
 
     @property
     def authority(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.scheme == "https" else 80
-        return host if self.port == default else f"{host}:{self.port}"
+        return format_authority(self.host, self.port, self.scheme)
 
     @property
     def path(self) -> str:

@@ -13,28 +13,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wsproxy.exceptions import HttpError, UpstreamError
 from wsproxy.options import Options
+from wsproxy.proxy.heads import read_head
 from wsproxy.proxy.peer import Peer
+from wsproxy.proxy.upstream import Upstream
 from wsproxy.proxy.watchdog import Watchdog
+from wsproxy.sansio.bodies import BodyReader, Framing, body_framing
 from wsproxy.sansio.handshake import strip_hop_by_hop
 from wsproxy.sansio.http11 import (
-    BodyReader,
-    Framing,
-    HeadParser,
     Limits,
     Request,
     Response,
-    body_framing,
     serialize_request,
     serialize_response,
 )
 from wsproxy.sansio.loops import append_via
-
-if TYPE_CHECKING:
-    from wsproxy.proxy.server import Upstream
 
 OpenUpstream = Callable[["Upstream"], Awaitable[Peer]]
 
@@ -145,20 +141,11 @@ class PlainHttp:
         return await self.relay_response(client, server, resp, method, watchdog)
 
     async def _read_response_head(self, server: Peer) -> Response:
-        parser = HeadParser(self.limits, is_response=True)
-        seen = False
-        while True:
-            data = await server.read()
-            if not data:
-                if seen:
-                    raise HttpError(502, "connection closed mid-head")
-                raise UpstreamError("upstream closed without answering", 502)
-            seen = True
-            head = parser.feed(data)
-            if head is not None:
-                server.unread(parser.leftover)
-                assert isinstance(head, Response)
-                return head
+        head = await read_head(server, self.limits, response=True, timeout=None)
+        if head is None:
+            raise UpstreamError("upstream closed without answering", 502)
+        assert isinstance(head, Response)
+        return head
 
     def _forwarded(self, resp: Response) -> Response:
         headers = strip_hop_by_hop(resp.headers)

@@ -4,70 +4,23 @@ A peer has two modes. During the HTTP phase the handshake code awaits ``read()``
 WebSocket is established, ``on_data`` is set and every chunk goes straight to the relay from
 ``data_received``, with no task switch per frame (this is the hot path).
 
-TLS is done here over memory BIOs rather than with ``loop.start_tls``: after a CONNECT the
-proxy must look at the first bytes to tell a TLS ClientHello from plain HTTP, and bytes it has
-read cannot be handed back to asyncio's own TLS layer.
+TLS is done over memory BIOs (``wsproxy.tls.memory``) rather than with ``loop.start_tls``:
+after a CONNECT the proxy must look at the first bytes to tell a TLS ClientHello from plain
+HTTP, and bytes it has read cannot be handed back to asyncio's own TLS layer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections.abc import Callable
 
-READ_SIZE = 256 * 1024
+from wsproxy.tls.memory import TLSLayer
+
 # During the HTTP phase a peer stops reading once this much is buffered and not yet taken:
 # what a client sends ahead (after its upgrade request, say) waits in the kernel's socket
 # buffers and slows the sender through TCP flow control instead of growing the proxy.
 BUFFER_LIMIT = 512 * 1024
-
-
-class TLSLayer:
-    """TLS over memory BIOs: ciphertext in, plaintext out, and the other way round."""
-
-    def __init__(
-        self, context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None = None
-    ) -> None:
-        self.incoming = ssl.MemoryBIO()
-        self.outgoing = ssl.MemoryBIO()
-        self.sslobj = context.wrap_bio(
-            self.incoming, self.outgoing, server_side=server_side, server_hostname=server_hostname
-        )
-        self.handshake_done = False
-        self.closed = False
-
-    def feed(self, data: bytes) -> bytes:
-        """Take ciphertext; return the plaintext it completes. Raises ssl.SSLError."""
-        if data:
-            self.incoming.write(data)
-        if not self.handshake_done:
-            try:
-                self.sslobj.do_handshake()
-            except ssl.SSLWantReadError:
-                return b""
-            self.handshake_done = True
-        chunks = []
-        while True:
-            try:
-                chunk = self.sslobj.read(READ_SIZE)
-            except ssl.SSLWantReadError:
-                break
-            except ssl.SSLZeroReturnError:
-                self.closed = True
-                break
-            if not chunk:  # SSLObject.read() returns b"" for the peer's close_notify
-                self.closed = True
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def encrypt(self, data: bytes) -> bytes:
-        self.sslobj.write(data)
-        return self.outgoing.read()
-
-    def pending(self) -> bytes:
-        return self.outgoing.read() if self.outgoing.pending else b""
 
 
 class Peer(asyncio.Protocol):
@@ -279,9 +232,7 @@ class Peer(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         if self.tls is not None:
-            with contextlib.suppress(ssl.SSLError):
-                self.tls.sslobj.unwrap()
-            out = self.tls.pending()
+            out = self.tls.close_notify()
             if out:
                 self.transport.write(out)
         if self.transport.can_write_eof():

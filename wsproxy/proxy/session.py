@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from wsproxy.logformat import opcode_name
 from wsproxy.model import Flow, FrameEvent
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
 from wsproxy.proxy.peer import Peer
 from wsproxy.sansio.deflate import DeflateParams, Inflater
-from wsproxy.sansio.endpoint import opcode_name
 from wsproxy.sansio.frames import Opcode
 from wsproxy.sansio.relay import ERROR_GRACE, FrameRecord, Relay, Side
 

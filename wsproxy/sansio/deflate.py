@@ -43,6 +43,7 @@ __all__ = [
     "Deflater",
     "Inflater",
     "negotiate",
+    "only_permessage_deflate",
     "strip_permessage_deflate",
     "validate_offer",
 ]
@@ -147,8 +148,9 @@ class DeflateParams:
 
 
 def _is_deflate(extension: Extension) -> bool:
-    # Extension tokens compare case-insensitively, like every HTTP token; stripping must not
-    # let "PerMessage-Deflate" slip through to an upstream that would accept it.
+    # Extension tokens compare case-insensitively, like every HTTP token: stripping must not
+    # let "PerMessage-Deflate" slip through to an upstream that would accept it, and keeping
+    # must not drop it.
     return extension[0].lower() == EXTENSION_NAME
 
 
@@ -167,10 +169,25 @@ def strip_permessage_deflate(values: list[str]) -> list[str]:
     empty list means the header should be dropped. A malformed header is the client's fault:
     HandshakeError(400).
     """
+    return _select(values, deflate=False)
+
+
+def only_permessage_deflate(values: list[str]) -> list[str]:
+    """Keep only the permessage-deflate offers of ``Sec-WebSocket-Extensions`` values.
+
+    The proxy must read every frame it relays, so it lets through only the extension it can
+    decode; the offers keep their order and spelling, in one header value (an empty list: no
+    header). A malformed header is the client's fault: HandshakeError(400).
+    """
+    return _select(values, deflate=True)
+
+
+def _select(values: list[str], *, deflate: bool) -> list[str]:
+    """The extensions of ``values`` that are (or are not) permessage-deflate, re-serialized."""
     kept = [
         (name, [(key, None if value is None else _quote(value)) for key, value in params])
         for name, params in parse_extension_header(values, 400)
-        if not _is_deflate((name, params))
+        if _is_deflate((name, params)) == deflate
     ]
     return [serialize_extension_header(kept)] if kept else []
 

@@ -108,8 +108,6 @@ Event = DataChunk | ControlFrame | Violation
 # Output up to this size is joined into one write; beyond it, copying costs more than a write.
 JOIN_LIMIT = 64 * 1024
 
-_OPCODE_NAMES = {int(op): op.name for op in Opcode}
-
 
 class FrameReader:
     """Parses the frames one peer sends, with all the state RFC 6455 section 5 needs.
@@ -195,69 +193,71 @@ class FrameReader:
         self.bytes_received += len(data)
         self.pending = False
         events: list[Event] = []
-        if self._inflating is not None:
-            try:
-                done = self._inflate_more(events)
-            except ProtocolError as error:
-                self.failed = Violation(error.code, error.reason)
-                events.append(self.failed)
-                return events
-            if not done:
-                self._buffer += data
-                self.pending = True
-                return events
-            if not data and not self._buffer:
-                return events
-        if self._buffer:
-            self._buffer += data
-            data = bytes(self._buffer)
-            self._buffer.clear()
-        size = len(data)
-        position = 0
         try:
-            while True:
-                if not self._in_frame:
-                    header_end = self._parse_header(data, position)
-                    if header_end < 0:
-                        break
-                    if self._opcode >= 0x8:
-                        # Control frames come out whole (at most 125 bytes, RFC 6455 5.5).
-                        end = header_end + self._length
-                        if size < end:
-                            break  # parsed again, header included, when the rest arrives
-                        events.append(self._control(data[header_end:end]))
-                        position = end
-                        continue
-                    position = header_end
-                    self._in_frame = True
-                    if self._length == 0:
-                        events.append(self._chunk(b"", True, True))
-                        self._in_frame = False
-                        continue
-                available = size - position
-                if available == 0:
-                    break
-                take = min(available, self._remaining)
-                # When the whole read is payload, it is passed on as it is: no copy.
-                whole = position == 0 and take == size
-                piece = data if whole else data[position : position + take]
-                position += take
-                frame_start = self._remaining == self._length
-                self._remaining -= take
-                frame_end = self._remaining == 0
-                events.append(self._chunk(piece, frame_start, frame_end))
-                if frame_end:
-                    self._in_frame = False
-                if self._inflating is not None:
-                    self.pending = True  # the rest waits until these events are handled
-                    break
+            if self._inflating is not None and not self._resume_inflating(data, events):
+                return events
+            if self._buffer:
+                self._buffer += data
+                data = bytes(self._buffer)
+                self._buffer.clear()
+            position = self._parse(data, events)
         except ProtocolError as error:
             self.failed = Violation(error.code, error.reason)
             events.append(self.failed)
             return events
-        if position < size:
+        if position < len(data):
             self._buffer += data[position:]
         return events
+
+    def _resume_inflating(self, data: bytes, events: list[Event]) -> bool:
+        """Go on with a frame that inflated past its budget; False when parsing waits."""
+        if not self._inflate_more(events):
+            self._buffer += data
+            self.pending = True
+            return False
+        return bool(data or self._buffer)
+
+    def _parse(self, data: bytes, events: list[Event]) -> int:
+        """Parse ``data`` into ``events``; returns where the unparsed rest starts."""
+        size = len(data)
+        position = 0
+        while True:
+            if not self._in_frame:
+                header_end = self._parse_header(data, position)
+                if header_end < 0:
+                    break
+                if self._opcode >= 0x8:
+                    # Control frames come out whole (at most 125 bytes, RFC 6455 5.5).
+                    end = header_end + self._length
+                    if size < end:
+                        break  # parsed again, header included, when the rest arrives
+                    events.append(self._control(data[header_end:end]))
+                    position = end
+                    continue
+                position = header_end
+                self._in_frame = True
+                if self._length == 0:
+                    events.append(self._chunk(b"", True, True))
+                    self._in_frame = False
+                    continue
+            available = size - position
+            if available == 0:
+                break
+            take = min(available, self._remaining)
+            # When the whole read is payload, it is passed on as it is: no copy.
+            whole = position == 0 and take == size
+            piece = data if whole else data[position : position + take]
+            position += take
+            frame_start = self._remaining == self._length
+            self._remaining -= take
+            frame_end = self._remaining == 0
+            events.append(self._chunk(piece, frame_start, frame_end))
+            if frame_end:
+                self._in_frame = False
+            if self._inflating is not None:
+                self.pending = True  # the rest waits until these events are handled
+                break
+        return position
 
     def _parse_header(self, buffer: bytes, position: int) -> int:
         """Read and check a header at ``position``; returns where its payload starts, or -1."""
@@ -276,24 +276,9 @@ class FrameReader:
             if self.masked:
                 raise ProtocolError("unmasked frame from the client", CloseCode.PROTOCOL_ERROR)
             raise ProtocolError("masked frame from the server", CloseCode.PROTOCOL_ERROR)
-        length = second & 0x7F
-        size = 2
-        if length == 126:
-            size = 4
-            if available < size:
-                return -1
-            length = int.from_bytes(buffer[position + 2 : position + 4], "big")
-            if length < 126:
-                raise ProtocolError("length not in its shortest form", CloseCode.PROTOCOL_ERROR)
-        elif length == 127:
-            size = 10
-            if available < size:
-                return -1
-            length = int.from_bytes(buffer[position + 2 : position + 10], "big")
-            if length >> 63:
-                raise ProtocolError("64-bit length with its top bit set", CloseCode.PROTOCOL_ERROR)
-            if length < 65536:
-                raise ProtocolError("length not in its shortest form", CloseCode.PROTOCOL_ERROR)
+        size, length = _payload_length(buffer, position, available, second & 0x7F)
+        if size < 0:
+            return -1
         if self.masked:
             if available < size + 4:
                 return -1
@@ -301,14 +286,7 @@ class FrameReader:
             size += 4
         fin = bool(first & FIN)
         if opcode >= 0x8:
-            if not fin:
-                raise ProtocolError("fragmented control frame", CloseCode.PROTOCOL_ERROR)
-            if length > MAX_CONTROL_PAYLOAD:
-                raise ProtocolError(
-                    f"control frame of {length} bytes (max 125)", CloseCode.PROTOCOL_ERROR
-                )
-            if rsv:
-                raise ProtocolError("RSV1 set on a control frame", CloseCode.PROTOCOL_ERROR)
+            _check_control_frame(fin, rsv, length)
         else:
             self._start_data_frame(opcode, fin, rsv, length)
         self._opcode = opcode
@@ -455,6 +433,32 @@ def _check_utf8(decoder: codecs.IncrementalDecoder, content: bytes, final: bool)
         raise ProtocolError("invalid UTF-8 in a text message", CloseCode.INVALID_PAYLOAD)
 
 
+def _payload_length(buffer: bytes, position: int, available: int, short: int) -> tuple[int, int]:
+    """(header size before any mask key, payload length) from the 7-bit length ``short``
+    (RFC 6455 5.2); (-1, 0) while the extended length has not all arrived."""
+    if short < 126:
+        return 2, short
+    size = 4 if short == 126 else 10
+    if available < size:
+        return -1, 0
+    length = int.from_bytes(buffer[position + 2 : position + size], "big")
+    if size == 10 and length >> 63:
+        raise ProtocolError("64-bit length with its top bit set", CloseCode.PROTOCOL_ERROR)
+    if length < (126 if size == 4 else 65536):
+        raise ProtocolError("length not in its shortest form", CloseCode.PROTOCOL_ERROR)
+    return size, length
+
+
+def _check_control_frame(fin: bool, rsv: int, length: int) -> None:
+    """RFC 6455 5.5: control frames are never fragmented, carry at most 125 bytes and no RSV."""
+    if not fin:
+        raise ProtocolError("fragmented control frame", CloseCode.PROTOCOL_ERROR)
+    if length > MAX_CONTROL_PAYLOAD:
+        raise ProtocolError(f"control frame of {length} bytes (max 125)", CloseCode.PROTOCOL_ERROR)
+    if rsv:
+        raise ProtocolError("RSV1 set on a control frame", CloseCode.PROTOCOL_ERROR)
+
+
 def _xor_keys(a: bytes, b: bytes) -> bytes:
     return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(4, "big")
 
@@ -464,10 +468,6 @@ def clear_preview(chunk: DataChunk, size: int = 64) -> bytes:
     if chunk.mask_key:
         return apply_mask(chunk.data[:size], chunk.mask_key, chunk.mask_offset)
     return chunk.content[:size]
-
-
-def opcode_name(opcode: int) -> str:
-    return _OPCODE_NAMES.get(opcode, hex(opcode))
 
 
 class FrameWriter:

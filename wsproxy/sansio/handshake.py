@@ -176,9 +176,10 @@ def check_upstream_response(
     if protocol is not None and protocol not in offered_protocols:
         raise _fail(f"upstream chose a subprotocol that was not offered: {protocol!r}", 502)
     extensions = headers.get_all("Sec-WebSocket-Extensions")
-    offered = {name for name, _ in parse_extension_header(offered_extensions, 502)}
+    # Extension names are tokens, compared case-insensitively (RFC 7230 3.2.6) as deflate does.
+    offered = {name.lower() for name, _ in parse_extension_header(offered_extensions, 502)}
     for name, _ in parse_extension_header(extensions, 502):
-        if name not in offered:
+        if name.lower() not in offered:
             raise _fail(f"upstream accepted an extension that was not offered: {name!r}", 502)
     return protocol, extensions
 

@@ -1,0 +1,78 @@
+"""How a frame reads in a log line: one format for the ``-v`` log, the log plugin and ``show``.
+
+::
+
+    client -> server TEXT Fz len=5 'hello'
+    server -> client CLOSE F len=5 code=1000 'bye'
+    client -> server BINARY F len=300 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f 10 11 12 13 …
+
+Flags after the opcode: ``F`` final frame, ``1`` RSV1 set, ``z`` compressed message; ``-``
+when none is. Text (and ping/pong payloads) shows as a Python ``repr``, binary as hex, a close
+frame as its code and reason; "…" marks a preview that was cut. Opcode names are the
+``Opcode`` enum's (RFC 6455 section 5.2): ``CONTINUATION``, not an abbreviation.
+
+Pure functions over plain values, so each caller passes its own record's fields.
+"""
+
+from __future__ import annotations
+
+from wsproxy.sansio.frames import Opcode
+
+__all__ = [
+    "OPCODE_NAMES",
+    "PREVIEW_WIDTH",
+    "arrow",
+    "frame_flags",
+    "frame_line",
+    "opcode_name",
+    "payload_kind",
+    "preview",
+]
+
+OPCODE_NAMES: dict[int, str] = {int(op): op.name for op in Opcode}
+PREVIEW_WIDTH = 40  # text characters shown (binary: half as many bytes)
+
+_TEXT_LIKE = (Opcode.TEXT, Opcode.PING, Opcode.PONG)
+
+
+def opcode_name(opcode: int) -> str:
+    """``TEXT``, ``CONTINUATION``...; a reserved opcode as hex (``0x3``)."""
+    return OPCODE_NAMES.get(opcode, f"0x{opcode:x}")
+
+
+def arrow(from_client: bool) -> str:
+    return "client -> server" if from_client else "server -> client"
+
+
+def frame_flags(*, fin: bool, rsv: int, compressed: bool) -> str:
+    """``F`` fin, ``1`` RSV1 (0x40 of the first byte), ``z`` compressed; ``-`` for none."""
+    flags = "".join(flag for flag, on in (("F", fin), ("1", rsv & 0x40), ("z", compressed)) if on)
+    return flags or "-"
+
+
+def payload_kind(opcode: int, message_opcode: int) -> int:
+    """The opcode a payload reads as: a continuation frame's is its message's."""
+    return message_opcode if opcode == Opcode.CONTINUATION else opcode
+
+
+def preview(data: bytes, kind: int, width: int = PREVIEW_WIDTH, *, partial: bool = False) -> str:
+    """A short, printable view of a payload that reads as ``kind`` (see ``payload_kind``).
+
+    ``width`` is the number of text characters shown, half as many bytes of binary in hex;
+    0 shows everything. ``partial`` says ``data`` is only the start of the payload (the
+    relay's 64-byte preview), so the view is marked as cut even when it fits.
+    """
+    if kind == Opcode.CLOSE and len(data) >= 2:
+        code = int.from_bytes(data[:2], "big")
+        return f"code={code} {data[2:].decode('utf-8', 'replace')!r}"
+    if kind in _TEXT_LIKE:
+        text = data.decode("utf-8", "replace")
+        cut = (bool(width) and len(text) > width) or partial
+        return repr(text[: width or None] + ("…" if cut else ""))
+    half = width // 2 if width else len(data)
+    return data[:half].hex(" ") + (" …" if len(data) > half or partial else "")
+
+
+def frame_line(*, from_client: bool, opcode: int, flags: str, length: int, shown: str) -> str:
+    """``client -> server TEXT Fz len=5 'hello'``: what every frame (or message) line says."""
+    return f"{arrow(from_client)} {opcode_name(opcode)} {flags} len={length} {shown}"

@@ -1,0 +1,32 @@
+"""Reading one HTTP head off a peer, with the proxy's limits and a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+
+from wsproxy.exceptions import HttpError
+from wsproxy.proxy.peer import Peer
+from wsproxy.sansio.http11 import HeadParser, Limits, Request, Response
+
+__all__ = ["read_head"]
+
+
+async def read_head(
+    peer: Peer, limits: Limits, *, response: bool = False, timeout: float | None
+) -> Request | Response | None:
+    """One head from ``peer``; None when it closes before sending a byte. Bytes after the
+    head go back into the peer's buffer. ``timeout`` None or 0: wait as long as it takes."""
+    parser = HeadParser(limits, is_response=response)
+    seen = False
+    async with asyncio.timeout(timeout or None):
+        while True:
+            data = await peer.read()
+            if not data:
+                if seen:
+                    raise HttpError(502 if response else 400, "connection closed mid-head")
+                return None
+            seen = True
+            head = parser.feed(data)
+            if head is not None:
+                peer.unread(parser.leftover)
+                return head

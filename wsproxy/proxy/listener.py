@@ -1,0 +1,160 @@
+"""Listening and admission: accept connections, decide who may use the proxy, count them,
+and turn whatever ended a connection into its one answer and one log line.
+
+A client is refused with 403 when the access policy does not allow its address, and with 503
+over ``--max-connections`` or ``--max-connections-per-client``. Out of file descriptors, the
+accept watch (``accept``) says so once per burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+from wsproxy.exceptions import HttpError, UpstreamError
+from wsproxy.options import Options
+from wsproxy.proxy.accept import AcceptWatch
+from wsproxy.proxy.access import AccessPolicy
+from wsproxy.proxy.peer import Peer
+from wsproxy.proxy.turns import ClientGone
+from wsproxy.sansio.http11 import simple_response
+
+__all__ = ["Listener", "answer"]
+
+log = logging.getLogger("wsproxy")
+
+# What to do with one admitted connection (the request loop).
+Serve = Callable[[Peer, str], Awaitable[None]]
+
+
+class Listener:
+    """Listens, and runs one handler task per client connection."""
+
+    def __init__(self, options: Options, access: AccessPolicy, serve: Serve) -> None:
+        self.options = options
+        self.access = access
+        self._serve = serve
+        self._ids = itertools.count(1)
+        self._server: asyncio.Server | None = None
+        self._accepts = AcceptWatch()
+        self.handlers: set[asyncio.Task[None]] = set()
+        self.per_client: dict[str, int] = {}  # open connections by client address
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._accepts.install(loop)  # out of file descriptors: one warning per burst
+        self._server = await loop.create_server(
+            self._accepts.watching(self._new_peer),
+            self.options.listen_host,
+            self.options.listen_port,
+        )
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def addresses(self) -> list[Any]:
+        """The listening sockets' addresses (none before ``start``)."""
+        return [sock.getsockname() for sock in self._server.sockets] if self._server else []
+
+    def close(self) -> None:
+        """Stop listening; the connections already accepted go on."""
+        if self._server is not None:
+            self._server.close()
+
+    async def cancel_handlers(self, timeout: float) -> None:
+        for task in list(self.handlers):
+            task.cancel()
+        if self.handlers:
+            await asyncio.wait(list(self.handlers), timeout=timeout)
+
+    def _new_peer(self) -> Peer:
+        peer = Peer()
+        task = asyncio.get_running_loop().create_task(self._handle(peer))
+        self.handlers.add(task)
+        task.add_done_callback(self.handlers.discard)
+        return peer
+
+    async def _handle(self, peer: Peer) -> None:
+        await asyncio.sleep(0)  # let connection_made run
+        conn_id = f"c{next(self._ids)}"
+        client = peer.address[0]
+        with self._counted(client):
+            try:
+                self._admit(client)
+                await self._serve(peer, conn_id)
+            except Exception as error:  # not CancelledError: a BaseException, it goes on up
+                _ended(peer, conn_id, error)
+            finally:
+                peer.close()
+
+    @contextlib.contextmanager
+    def _counted(self, client: str) -> Iterator[None]:
+        self.per_client[client] = self.per_client.get(client, 0) + 1
+        try:
+            yield
+        finally:
+            left = self.per_client[client] - 1
+            if left:
+                self.per_client[client] = left
+            else:
+                del self.per_client[client]
+
+    def _admit(self, client: str) -> None:
+        """Raise HttpError unless ``client`` may open one more connection."""
+        if not self.access.allows(client):
+            raise HttpError(
+                403,
+                f"client {client} is not on loopback or a private network "
+                "(allow it with --allow-clients)",
+            )
+        if len(self.handlers) > self.options.max_connections:
+            raise HttpError(503, f"over --max-connections {self.options.max_connections}")
+        if self.per_client[client] > self.options.max_connections_per_client:
+            limit = self.options.max_connections_per_client
+            raise HttpError(503, f"over --max-connections-per-client {limit}")
+
+
+def _ended(peer: Peer, conn_id: str, error: Exception) -> None:
+    """The log line for what ended a connection, and the client's answer if it gets one."""
+    client = peer.address[0]
+    if isinstance(error, HttpError):
+        log.warning("[%s] %s %s: %s", conn_id, client, error.status, error.reason)
+        answer(peer, conn_id, error.status, error.reason, error.headers)
+    elif isinstance(error, UpstreamError):
+        log.warning("[%s] upstream: %s (%s)", conn_id, error.reason, error.status)
+        answer(peer, conn_id, error.status, error.reason)
+    elif isinstance(error, TimeoutError):
+        detail = f": {error}" if error.args else ""
+        log.info("[%s] %s: timed out%s", conn_id, client, detail)
+        if peer.answering:
+            peer.abort()
+    elif isinstance(error, ClientGone):
+        log.info("[%s] %s: left while waiting for its handshake turn", conn_id, client)
+    elif isinstance(error, ConnectionError | ssl.SSLError):
+        log.info("[%s] %s: connection ended: %s", conn_id, client, error)
+    else:
+        log.error("[%s] internal error", conn_id, exc_info=log.isEnabledFor(logging.DEBUG))
+        answer(peer, conn_id, 500, "internal proxy error")
+
+
+def answer(
+    peer: Peer,
+    conn_id: str,
+    status: int,
+    reason: str,
+    headers: list[tuple[str, str]] | None = None,
+) -> None:
+    """One request, one answer: a status line unless the answer to it has begun; then the
+    only honest thing left is to abort the client connection."""
+    if peer.answering:
+        log.info("[%s] the response had begun: aborting the client connection", conn_id)
+        peer.abort()
+    else:
+        peer.write(simple_response(status, reason, headers=headers))

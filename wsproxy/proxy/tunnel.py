@@ -1,0 +1,107 @@
+"""CONNECT: a tunnel to one host and port, inside which the client speaks HTTP (TLS
+intercepted when its first bytes are a ClientHello), or bytes copied unchanged both ways for
+an ``--ignore-hosts`` match."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from wsproxy.options import Options
+from wsproxy.proxy.peer import Peer
+from wsproxy.proxy.upstream import Upstream
+from wsproxy.sansio.targets import default_port
+from wsproxy.tls import MAGIC_HOST, CertAuthority
+from wsproxy.tls.alerts import HandshakeFailureLog
+from wsproxy.tls.handshakes import accept_client, is_client_hello
+
+__all__ = ["ESTABLISHED", "Tunnel", "Tunnels"]
+
+log = logging.getLogger("wsproxy")
+
+ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    """A CONNECT tunnel: requests inside it go to this host and port."""
+
+    host: str
+    port: int
+    tls: bool
+
+    @property
+    def default_port(self) -> int:
+        """The port an origin-form request's Host without one means (RFC 7230 5.4)."""
+        return default_port("https" if self.tls else "http")
+
+
+# The request loop, run inside a tunnel.
+Serve = Callable[[Peer, str, Tunnel], Awaitable[None]]
+OpenUpstream = Callable[[Upstream], Awaitable[Peer]]
+
+
+class Tunnels:
+    """Answers CONNECT requests; ``serve`` is the request loop to run inside a tunnel."""
+
+    def __init__(
+        self,
+        options: Options,
+        ca: CertAuthority | None,
+        open_upstream: OpenUpstream,
+        serve: Serve,
+    ) -> None:
+        self.options = options
+        self.ca = ca
+        self._open = open_upstream
+        self._serve = serve
+        self._ignore = [re.compile(pattern) for pattern in options.ignore_hosts]
+        self._tls_failures = HandshakeFailureLog(MAGIC_HOST)
+
+    async def connect(self, peer: Peer, conn_id: str, host: str, port: int) -> None:
+        log.info("[%s] %s CONNECT %s:%d", conn_id, peer.address[0], host, port)
+        if any(pattern.search(f"{host}:{port}") for pattern in self._ignore):
+            upstream = await self._open(Upstream("tcp", host, port))
+            peer.write(ESTABLISHED)
+            await self.pipe(peer, upstream)
+            return
+        peer.write(ESTABLISHED)
+        async with asyncio.timeout(self.options.handshake_timeout):
+            first = await peer.read()
+        if not first:
+            return
+        peer.unread(first)
+        if not is_client_hello(first):
+            await self._serve(peer, conn_id, Tunnel(host, port, tls=False))
+            return
+        if self.ca is None:
+            raise ConnectionResetError("TLS inside CONNECT but no CA is loaded")
+        if await accept_client(
+            peer,
+            self.ca,
+            host,
+            timeout=self.options.handshake_timeout,
+            failures=self._tls_failures,
+            conn_id=conn_id,
+        ):
+            await self._serve(peer, conn_id, Tunnel(host, port, tls=True))
+
+    async def pipe(self, a: Peer, b: Peer) -> None:
+        """Copy bytes both ways unchanged (ignored hosts), with backpressure, until both end."""
+        for src, dst in ((a, b), (b, a)):
+            src.on_data = dst.write
+            src.on_eof = lambda _reason, dst=dst: dst.write_eof()
+            dst.on_pause_writing = src.pause_reading
+            dst.on_resume_writing = src.resume_reading
+            pending = src.take_buffer()
+            if pending:
+                dst.write(pending)
+            if src.at_eof:
+                dst.write_eof()
+        await asyncio.wait([a.closed, b.closed], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([a.closed, b.closed], timeout=self.options.close_timeout)
+        a.close()
+        b.close()
