@@ -433,4 +433,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as error:  # a bug: one line, and the traceback only when debugging
+        debugging = "-vv" in argv or argv.count("-v") >= 2
+        if debugging:
+            log.exception("internal error")
+        hint = "" if debugging else " (run with -vv for the traceback)"
+        print(f"wsproxy: internal error: {type(error).__name__}: {error}{hint}", file=sys.stderr)
+        return 1
     return 0

@@ -36,8 +36,10 @@ from tests.integration.conftest import (
     WsEcho,
 )
 from tests.sansio.conftest import split
+from tests.sansio.driver import Driven
 from wsproxy.exceptions import HttpError
 from wsproxy.sansio.bodies import body_framing
+from wsproxy.sansio.commands import Timer
 from wsproxy.sansio.deflate import DeflateParams, Inflater
 from wsproxy.sansio.endpoint import (
     ControlFrame,
@@ -49,7 +51,7 @@ from wsproxy.sansio.endpoint import (
 from wsproxy.sansio.frames import Opcode
 from wsproxy.sansio.handshake import check_client_request, is_upgrade_request
 from wsproxy.sansio.http11 import HeadParser, Limits, Request
-from wsproxy.sansio.relay import Relay, Side
+from wsproxy.sansio.relay import RelayConfig, Side
 from wsproxy.sansio.targets import check_request, parse_target
 
 CLIENT, SERVER = Side.CLIENT, Side.SERVER
@@ -271,11 +273,8 @@ def test_relay_on_arbitrary_bytes_from_both_sides(
     peer's transport is aborted)."""
     negotiated = params if deflate else None
     limit = data.draw(st.sampled_from([200, 70_000]))
-    relay = Relay(max_frame_size=limit, max_message_size=limit)
+    relay = Driven(RelayConfig(max_frame_size=limit, max_message_size=limit, deflate=negotiated))
     for leg in (relay.client, relay.server):
-        if negotiated is not None:
-            leg.deflate_params = negotiated
-            leg.reader.inflater = Inflater(negotiated, leg.side is CLIENT, limit)
         leg.reader.keep_binary_masked = data.draw(st.booleans())
     wire = {CLIENT: data.draw(hostile_bytes(True)), SERVER: data.draw(hostile_bytes(False))}
     pieces = {
@@ -297,7 +296,7 @@ def test_relay_on_arbitrary_bytes_from_both_sides(
         elif action == "timeout":
             relay.close_timeout(side)
         elif action == "deferred":
-            relay.send_deferred_close(side)
+            relay.fire(Timer.GRACE)
         elif action == "inject":
             relay.inject(side, Opcode.TEXT, b"injected")
         else:

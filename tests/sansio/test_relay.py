@@ -25,15 +25,17 @@ from tests.sansio.conftest import (
     server_bytes,
     split,
 )
-from wsproxy.sansio import relay as relay_module
+from tests.sansio.driver import Driven
+from wsproxy.sansio import records as relay_module
 from wsproxy.sansio.deflate import DeflateParams, Inflater
 from wsproxy.sansio.endpoint import DataChunk, FrameReader
 from wsproxy.sansio.frames import RSV1, Opcode, apply_mask, serialize_close
+from wsproxy.sansio.legs import Leg
 from wsproxy.sansio.relay import (
     RECORD_PIECE,
     STREAM_THRESHOLD,
     FrameRecord,
-    Relay,
+    RelayConfig,
     Side,
     utf8_boundary,
 )
@@ -48,17 +50,26 @@ def close(code: int, reason: str = "") -> Wire:
 
 
 class Playbook:
-    """A relay with a client and a server around it."""
+    """A relay with a client and a server around it (the shell: ``tests.sansio.driver``)."""
 
-    def __init__(self, **limits: int) -> None:
-        self.records: list[FrameRecord] = []
-        self.notes: list[tuple[Side, str]] = []
-        self.relay = Relay(
-            max_frame_size=limits.get("max_frame_size", BIG),
-            max_message_size=limits.get("max_message_size", BIG),
-            on_frame=self.records.append,
-            on_event=lambda side, note: self.notes.append((side, note)),
+    def __init__(
+        self,
+        *,
+        full_payloads: bool = False,
+        deflate: DeflateParams | None = None,
+        **limits: int,
+    ) -> None:
+        self.relay = Driven(
+            RelayConfig(
+                max_frame_size=limits.get("max_frame_size", BIG),
+                max_message_size=limits.get("max_message_size", BIG),
+                deflate=deflate,
+                records=True,
+                full_payloads=full_payloads,
+            )
         )
+        self.records = self.relay.records
+        self.notes = self.relay.notes
 
     def client_sends(self, *frames: Wire, raw: bytes = b"") -> None:
         self.relay.receive(CLIENT, client_bytes(*frames) + raw)
@@ -73,13 +84,19 @@ class Playbook:
     def client_gets(self) -> list[Wire | Violation]:
         return parse(self.relay.data_to_send(CLIENT), masked=False)
 
-    @property
-    def client(self):  # type: ignore[no-untyped-def]
-        return self.relay.client
+    def closed(self, side: Side) -> bool:
+        return self.relay.closed(side)
+
+    def aborted(self, side: Side) -> bool:
+        return self.relay.aborted(side)
 
     @property
-    def server(self):  # type: ignore[no-untyped-def]
-        return self.relay.server
+    def client(self) -> Leg:
+        return self.relay.relay.client
+
+    @property
+    def server(self) -> Leg:
+        return self.relay.relay.server
 
 
 # --- pass-through --------------------------------------------------------------------------------
@@ -137,9 +154,7 @@ def test_server_frames_go_to_the_client_unmasked_and_unchanged() -> None:
 
 def test_compressed_frames_keep_rsv1_and_their_bytes() -> None:
     """With permessage-deflate the relay forwards the sender's compressed payload as is."""
-    p = Playbook()
-    for leg, from_client in ((p.client, True), (p.server, False)):
-        leg.reader.inflater = Inflater(DeflateParams(), from_client, MIB)
+    p = Playbook(deflate=DeflateParams())
     frames = [
         Wire(TEXT, bytes.fromhex("f248cd"), fin=False, rsv=RSV1),
         Wire(CONT, b"\xc9\xc9\x07\x00"),
@@ -223,16 +238,16 @@ def test_close_from_the_client() -> None:
     assert p.server_gets() == [Wire(TEXT, b"last"), close(1000, "done")]
     assert p.client_gets() == []
     assert p.client.close_received and p.server.close_sent
-    assert not p.client.close_transport
+    assert not p.closed(CLIENT)
     p.server_sends(Wire(TEXT, b"in flight"), close(1000, "server's own words"))
     # The client gets what the server sent before its answer, then the echo of its own close.
     assert p.client_gets() == [Wire(TEXT, b"in flight"), close(1000, "done")]
     assert (p.server.received_code, p.server.received_reason) == (1000, "server's own words")
-    assert p.client.close_transport  # the proxy is the server: it closes TCP first
+    assert p.closed(CLIENT)  # the proxy is the server: it closes TCP first
     assert p.client.closed_cleanly and p.server.closed_cleanly
-    assert not p.server.close_transport  # it waits for the upstream to close TCP
+    assert not p.closed(SERVER)  # it waits for the upstream to close TCP
     assert (p.client.received_code, p.client.received_reason) == (1000, "done")
-    assert (p.client.sent_code, p.server.sent_code) == (1000, 1000)
+    assert (p.client.sent.code, p.server.sent.code) == (1000, 1000)
     assert not p.relay.finished
     p.relay.receive_eof(SERVER)
     assert p.relay.finished
@@ -245,13 +260,13 @@ def test_close_from_the_server_first() -> None:
     p.server_sends(Wire(TEXT, b"bye"), close(1001, "restart"))
     assert p.client_gets() == [Wire(TEXT, b"bye"), close(1001, "restart")]
     assert p.server_gets() == []
-    assert not p.client.close_transport
+    assert not p.closed(CLIENT)
     p.client_sends(Wire(TEXT, b"crossing"), close(1000))
     # The close crossed a message: that message still goes; the server gets its close echoed.
     assert p.server_gets() == [Wire(TEXT, b"crossing"), close(1001, "restart")]
     assert (p.client.received_code, p.client.received_reason) == (1000, "")
-    assert p.client.close_transport
-    assert not p.server.close_transport
+    assert p.closed(CLIENT)
+    assert not p.closed(SERVER)
     p.relay.receive_eof(CLIENT)
     p.relay.receive_eof(SERVER)
     assert p.relay.finished
@@ -265,7 +280,7 @@ def test_empty_close_is_relayed_as_empty() -> None:
     assert p.client.received_code is None
     p.server_sends(close(1000))
     assert p.client_gets() == [Wire(CLOSE, b"")]
-    assert p.client.close_transport
+    assert p.closed(CLIENT)
 
 
 def test_closes_that_cross() -> None:
@@ -275,7 +290,7 @@ def test_closes_that_cross() -> None:
     p.server_sends(close(1001, "server"))
     assert p.server_gets() == [close(1000, "client")]
     assert p.client_gets() == [close(1000, "client")]
-    assert p.client.close_transport
+    assert p.closed(CLIENT)
 
 
 def test_nothing_is_forwarded_after_a_peers_close() -> None:
@@ -294,7 +309,7 @@ def test_data_to_a_closing_peer_is_dropped() -> None:
     p.server_sends(close(1000))
     assert p.client_gets() == [close(1000)]
     # The server keeps talking (a broken one): nothing of it reaches the client now.
-    p.relay.server.close_received = False  # pretend its close is not yet read
+    p.relay.server.received = None  # pretend its close is not yet read
     p.server_sends(Wire(TEXT, b"late"), Wire(PING, b"late"))
     assert p.client_gets() == []
     assert p.notes == [(SERVER, "message dropped: the other side is closing")]
@@ -312,11 +327,11 @@ def test_client_protocol_error_waits_for_the_servers_close() -> None:
     p.client_sends(Wire(TEXT, b"Hello"), raw=RSV2_FRAME + client_bytes(Wire(PING, b"lost")))
     # The server gets "Hello"; its 1001 waits ERROR_GRACE (the shell's timer) so it can answer.
     assert p.server_gets() == [Wire(TEXT, b"Hello")]
-    assert p.server.deferred_close == (1001, "client protocol error")
+    assert p.server.grace_close == (1001, "client protocol error")
     assert p.client_gets() == []
     assert p.client.violation is not None and p.client.violation.code == 1002
-    assert p.client.pending_close == (1002, p.client.violation.reason)
-    assert not p.client.close_transport
+    assert p.client.owed_close == (1002, p.client.violation.reason)
+    assert not p.closed(CLIENT)
     p.client_sends(Wire(TEXT, b"ignored"))  # the client's reader has stopped
     assert p.server_gets() == []
     p.server_sends(Wire(TEXT, b"Hello"))  # the echo
@@ -328,10 +343,10 @@ def test_client_protocol_error_waits_for_the_servers_close() -> None:
     assert p.server_gets() == []
     p.server_sends(Wire(TEXT, b"more"), close(1001, "bye"))
     assert p.client_gets() == [Wire(TEXT, b"more"), close(1002, p.client.violation.reason)]
-    assert p.client.close_transport
-    assert p.client.pending_close is None
+    assert p.closed(CLIENT)
+    assert p.client.owed_close is None
     assert p.server_gets() == []
-    assert not p.server.close_transport  # the upstream closes TCP itself
+    assert not p.closed(SERVER)  # the upstream closes TCP itself
     p.relay.receive_eof(SERVER)
     assert p.relay.finished
 
@@ -344,8 +359,8 @@ def test_client_protocol_error_echo_and_close_in_one_feed() -> None:
     p.server_sends(Wire(TEXT, b"Hello"), close(1000, "done"))
     assert p.client_gets() == [Wire(TEXT, b"Hello"), close(1002, "reserved opcode 0x3")]
     assert p.server_gets() == [close(1000, "done")]
-    assert p.server.deferred_close is None
-    assert p.client.close_transport
+    assert p.server.grace_close is None
+    assert p.closed(CLIENT)
     p.relay.send_deferred_close(SERVER)
     assert p.server_gets() == []
 
@@ -359,19 +374,19 @@ def test_client_protocol_error_after_the_server_closed() -> None:
     assert p.client_gets() == []  # it already has a close: no second one
     assert p.server_gets() == [close(1001, "client protocol error")]  # its answer
     assert p.client.violation is not None and p.client.violation.code == 1002
-    assert p.client.close_transport
-    assert p.server.deferred_close is None
+    assert p.closed(CLIENT)
+    assert p.server.grace_close is None
 
 
 def test_client_protocol_error_after_the_client_got_a_close() -> None:
     p = Playbook()
     p.server_sends(close(1000))
-    p.relay.server.close_received = False  # as if only our close went to the client
+    p.relay.server.received = None  # as if only our close went to the client
     p.client_gets()
     p.client_sends(raw=UNMASKED)
     assert p.server_gets() == [close(1001, "client protocol error")]
-    assert p.client.pending_close is None  # close already sent: no pending one
-    assert p.client.close_transport
+    assert p.client.owed_close is None  # close already sent: no pending one
+    assert p.closed(CLIENT)
 
 
 def test_server_protocol_error() -> None:
@@ -379,11 +394,11 @@ def test_server_protocol_error() -> None:
     p.server_sends(Wire(TEXT, b"ok"), raw=server_bytes(Wire(TEXT, b"\xff")))
     assert p.client_gets() == [Wire(TEXT, b"ok"), close(1014, "upstream protocol error")]
     assert p.server_gets() == [close(1007, "invalid UTF-8 in a text message")]
-    assert p.server.close_transport  # a broken upstream is cut right after its close
-    assert not p.client.close_transport  # the client may still answer
+    assert p.closed(SERVER)  # a broken upstream is cut right after its close
+    assert not p.closed(CLIENT)  # the client may still answer
     p.client_sends(close(1014))
     assert p.server_gets() == []
-    assert p.client.close_transport
+    assert p.closed(CLIENT)
     assert p.notes == [(SERVER, "protocol error: invalid UTF-8 in a text message (1007)")]
 
 
@@ -413,8 +428,8 @@ def test_server_error_after_client_close_does_not_close_twice() -> None:
     p.server_sends(raw=bytes([0x83, 0x00]))
     assert p.client_gets() == [close(1014, "upstream protocol error")]
     assert p.server_gets() == []  # it already has our close
-    assert p.client.close_transport  # the client's close is answered
-    assert p.server.close_transport
+    assert p.closed(CLIENT)  # the client's close is answered
+    assert p.closed(SERVER)
 
 
 def test_client_eof_without_close() -> None:
@@ -422,7 +437,7 @@ def test_client_eof_without_close() -> None:
     p.client_sends(Wire(TEXT, b"bye"))
     p.relay.receive_eof(CLIENT)
     assert p.server_gets() == [Wire(TEXT, b"bye"), close(1001, "client went away")]
-    assert p.client.eof and p.client.close_transport
+    assert p.client.gone and p.closed(CLIENT)
     assert p.notes == [(CLIENT, "connection closed without a close frame (1006)")]
     p.relay.receive(CLIENT, client_bytes(Wire(TEXT, b"ghost")))
     assert p.server_gets() == []
@@ -438,11 +453,11 @@ def test_server_eof_without_close() -> None:
     p = Playbook()
     p.relay.receive_eof(SERVER, "connection reset")
     assert p.client_gets() == [close(1014, "upstream connection lost")]
-    assert p.server.close_transport
+    assert p.closed(SERVER)
     assert p.notes == [(SERVER, "connection reset (1006)")]
-    assert not p.client.close_transport
+    assert not p.closed(CLIENT)
     p.client_sends(close(1014))
-    assert p.client.close_transport
+    assert p.closed(CLIENT)
     assert p.server_gets() == []
 
 
@@ -461,7 +476,7 @@ def test_client_eof_after_its_protocol_error() -> None:
     p = Playbook()
     p.client_sends(raw=UNMASKED)
     p.relay.receive_eof(CLIENT)
-    assert p.client.eof
+    assert p.client.gone
     assert p.client_gets() == []
     p.relay.send_deferred_close(SERVER)
     assert p.server_gets() == [close(1001, "client protocol error")]
@@ -480,7 +495,7 @@ def test_server_eof_while_a_client_error_waits_gives_the_client_its_code(
         assert p.server_gets() == [close(1001, "client protocol error")]
     p.relay.receive_eof(SERVER)
     assert p.client_gets() == [close(1002, "unmasked frame from the client")]
-    assert p.client.close_transport
+    assert p.closed(CLIENT)
     assert p.relay.finished
 
 
@@ -497,8 +512,8 @@ def test_server_error_while_a_client_error_waits_gives_the_client_its_code(
     expected_server = [] if deferred_sent else [close(1002, "reserved opcode 0xf")]
     assert p.server_gets() == expected_server
     assert p.client_gets() == [close(1002, "unmasked frame from the client")]
-    assert p.client.close_transport
-    assert p.server.close_transport
+    assert p.closed(CLIENT)
+    assert p.closed(SERVER)
 
 
 # --- errors in the middle of a streamed frame ----------------------------------------------------
@@ -517,10 +532,10 @@ def test_client_error_mid_streamed_frame_aborts_the_server() -> None:
     p.relay.receive(CLIENT, data[:1000])
     assert p.relay.data_to_send(SERVER)  # the frame has started towards the server
     p.relay.receive(CLIENT, data[1000:])
-    assert p.server.abort_transport  # no close frame can go inside a frame's payload
+    assert p.aborted(SERVER)  # no close frame can go inside a frame's payload
     assert not p.server.close_sent
     assert p.client_gets() == [close(1007, "invalid UTF-8 in a text message")]
-    assert p.client.close_transport
+    assert p.closed(CLIENT)
     assert p.relay.finished
     assert any("aborted" in note for side, note in p.notes if side is SERVER)
 
@@ -531,7 +546,7 @@ def test_server_eof_mid_streamed_frame_aborts_the_client() -> None:
     p.relay.receive(SERVER, data[:STREAM_THRESHOLD])
     assert p.relay.data_to_send(CLIENT)
     p.relay.receive_eof(SERVER)
-    assert p.client.abort_transport
+    assert p.aborted(CLIENT)
     assert p.relay.data_to_send(CLIENT) == b""
     assert p.relay.finished
 
@@ -544,9 +559,9 @@ def test_server_error_mid_streamed_frame_aborts_the_client() -> None:
     p.relay.receive(SERVER, data[:100])
     p.relay.data_to_send(CLIENT)
     p.relay.receive(SERVER, data[100:])
-    assert p.client.abort_transport
+    assert p.aborted(CLIENT)
     assert p.server_gets() == [close(1007, "invalid UTF-8 in a text message")]
-    assert p.server.close_transport
+    assert p.closed(SERVER)
 
 
 def test_client_error_while_the_server_streams_to_it() -> None:
@@ -562,7 +577,7 @@ def test_client_error_while_the_server_streams_to_it() -> None:
         Wire(BINARY, bytes(2 * STREAM_THRESHOLD)),
         close(1002, "unmasked frame from the client"),
     ]
-    assert p.client.close_transport and not p.client.abort_transport
+    assert p.closed(CLIENT) and not p.aborted(CLIENT)
 
 
 def test_server_close_while_the_client_streams_a_frame_to_it() -> None:
@@ -575,7 +590,7 @@ def test_server_close_while_the_client_streams_a_frame_to_it() -> None:
     p.relay.receive(CLIENT, big[1000:])
     p.client_sends(close(1000))
     assert p.server_gets() == [Wire(BINARY, bytes(2 * STREAM_THRESHOLD)), close(1000)]
-    assert p.client.close_transport
+    assert p.closed(CLIENT)
 
 
 # --- the proxy's own closes ----------------------------------------------------------------------
@@ -587,9 +602,9 @@ def test_close_both() -> None:
     p.relay.close_both(1001, "proxy shutting down")
     assert p.server_gets() == [Wire(TEXT, b"hi"), close(1001, "proxy shutting down")]
     assert p.client_gets() == [close(1001, "proxy shutting down")]
-    assert not p.client.close_transport  # both still owe their close answers
+    assert not p.closed(CLIENT)  # both still owe their close answers
     p.client_sends(close(1001))
-    assert p.client.close_transport
+    assert p.closed(CLIENT)
     assert p.server_gets() == []  # the server already has a close
     p.server_sends(close(1001))
     assert p.client_gets() == []
@@ -602,22 +617,22 @@ def test_close_both_mid_streamed_frame_aborts_that_leg() -> None:
     p.relay.receive(CLIENT, client_bytes(Wire(BINARY, bytes(2 * STREAM_THRESHOLD)))[:1000])
     p.relay.data_to_send(SERVER)
     p.relay.close_both(1001, "shutdown")
-    assert p.server.abort_transport
+    assert p.aborted(SERVER)
     assert p.client_gets() == [close(1001, "shutdown")]
 
 
-def test_close_both_delivers_a_pending_close_first() -> None:
+def test_close_both_delivers_a_owed_close_first() -> None:
     p = Playbook()
     p.client_sends(raw=bytes([0x81, 0x00]))
     assert p.server_gets() == []
     p.relay.close_both(1001, "shutdown")
     assert p.client_gets() == [close(1002, "unmasked frame from the client")]
-    assert p.client.close_transport
+    assert p.closed(CLIENT)
     assert p.server_gets() == [close(1001, "shutdown")]
-    assert p.server.deferred_close is None
+    assert p.server.grace_close is None
 
 
-def test_close_timeout_delivers_the_pending_close() -> None:
+def test_close_timeout_delivers_the_owed_close() -> None:
     p = Playbook()
     p.client_sends(Wire(BINARY, b"x"), raw=bytes([0x82, 0x00]))
     p.relay.send_deferred_close(SERVER)
@@ -625,17 +640,17 @@ def test_close_timeout_delivers_the_pending_close() -> None:
     assert p.client_gets() == []
     p.relay.close_timeout(SERVER)  # the upstream never answered
     assert p.client_gets() == [close(1002, "unmasked frame from the client")]
-    assert p.client.close_transport
-    assert p.server.close_transport
+    assert p.closed(CLIENT)
+    assert p.closed(SERVER)
     assert p.relay.finished
 
 
-def test_close_timeout_without_pending_close() -> None:
+def test_close_timeout_without_owed_close() -> None:
     p = Playbook()
     p.server_sends(close(1000))
     p.client_gets()
     p.relay.close_timeout(CLIENT)  # the client never answered
-    assert p.client.close_transport
+    assert p.closed(CLIENT)
     assert p.client_gets() == [] and p.server_gets() == []
     p.relay.receive_eof(SERVER)
     p.relay.close_timeout(SERVER)
@@ -660,7 +675,7 @@ def test_on_frame_records_each_frame_once() -> None:
 
 
 def test_without_listeners() -> None:
-    relay = Relay(max_frame_size=BIG, max_message_size=BIG)
+    relay = Driven(RelayConfig(max_frame_size=BIG, max_message_size=BIG))
     relay.receive(CLIENT, client_bytes(Wire(TEXT, b"x"), Wire(PING, b"")) + bytes([0x83, 0x80]))
     relay.receive_eof(SERVER)
     assert parse(relay.data_to_send(SERVER), masked=True)[0] == Wire(TEXT, b"x")
@@ -700,7 +715,7 @@ def test_every_valid_sequence_passes_through_exactly(
     s_pieces = split(s_wire, data.draw(st.lists(st.integers(0, len(s_wire)), max_size=8)))
     order = data.draw(st.permutations([CLIENT] * len(c_pieces) + [SERVER] * len(s_pieces)))
     pieces = {CLIENT: iter(c_pieces), SERVER: iter(s_pieces)}
-    relay = Relay(max_frame_size=BIG, max_message_size=BIG)
+    relay = Driven(RelayConfig(max_frame_size=BIG, max_message_size=BIG))
     to_server, to_client = b"", b""
     initiator: Side | None = None
     for side in order:
@@ -719,8 +734,8 @@ def test_every_valid_sequence_passes_through_exactly(
             expected += closes[initiator]
         assert parse(wire, masked=masked) == expected, receiver
     both_closed = closes[CLIENT] and closes[SERVER]
-    assert relay.client.close_transport == bool(both_closed)
-    assert not relay.server.close_transport  # the upstream closes TCP first
+    assert relay.closed(CLIENT) == bool(both_closed)
+    assert not relay.closed(SERVER)  # the upstream closes TCP first
     assert relay.client.violation is None and relay.server.violation is None
     if not closes[SERVER]:
         assert to_client == s_wire  # unmasked frames go through byte for byte
@@ -738,7 +753,7 @@ def test_large_frames_pass_through_at_any_split(data: st.DataObject) -> None:
     ]
     wire = client_bytes(*frames)
     cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=6))
-    relay = Relay(max_frame_size=BIG, max_message_size=BIG)
+    relay = Driven(RelayConfig(max_frame_size=BIG, max_message_size=BIG))
     out = b""
     for piece in split(wire, cuts):
         relay.receive(CLIENT, piece)
@@ -774,8 +789,7 @@ def test_capture_gets_a_frame_in_pieces_as_it_streams(
     monkeypatch.setattr(relay_module, "RECORD_PIECE", 1000)
     first, second = bytes(range(256)) * 18, b"tail" * 700  # 4608 and 2800 bytes
     frames = [Wire(BINARY, first, fin=False), Wire(PING, b"p"), Wire(CONT, second)]
-    p = Playbook()
-    p.relay.full_payloads = True
+    p = Playbook(full_payloads=True)
     wire = client_bytes(*frames)
     for piece in split(wire, range(0, len(wire), step or len(wire))):
         p.relay.receive(CLIENT, piece)
@@ -795,8 +809,7 @@ def test_a_stalled_frame_holds_at_most_a_piece() -> None:
     pieces, and the relay holds less than one piece of it for the capture."""
     size = 2 * MIB
     payload = bytes(range(256)) * (size // 256)
-    p = Playbook()
-    p.relay.full_payloads = True
+    p = Playbook(full_payloads=True)
     wire = client_bytes(Wire(BINARY, payload))
     half = wire[: len(wire) // 2]
     for piece in split(half, range(0, len(half), 64 * 1024)):
@@ -804,9 +817,9 @@ def test_a_stalled_frame_holds_at_most_a_piece() -> None:
     recorded = b"".join(r.payload for r in p.records)
     assert all(r.more for r in p.records) and len(p.records) >= 3
     assert all(len(r.payload) < RECORD_PIECE + 64 * 1024 for r in p.records)
-    held = sum(map(len, p.client._recorded))
+    held = sum(map(len, p.client.recorder._parts))
     assert held < RECORD_PIECE
-    assert recorded + b"".join(p.client._recorded) == payload[: len(recorded) + held]
+    assert recorded + b"".join(p.client.recorder._parts) == payload[: len(recorded) + held]
     assert len(recorded) + held == len(half) - 14  # everything but the header
     p.relay.receive(CLIENT, wire[len(half) :])
     check_pieces(p.records, payload, RECORD_PIECE + len(wire))
@@ -818,8 +831,7 @@ def test_text_pieces_are_cut_between_characters(
 ) -> None:
     monkeypatch.setattr(relay_module, "RECORD_PIECE", 100)
     text = ("aé✓😀" * 100).encode()
-    p = Playbook()
-    p.relay.full_payloads = True
+    p = Playbook(full_payloads=True)
     wire = server_bytes(Wire(TEXT, text))
     for piece in split(wire, range(0, len(wire), step or len(wire))):
         p.relay.receive(SERVER, piece)
@@ -833,8 +845,7 @@ def test_pieces_after_the_other_side_closed_are_dropped(monkeypatch: pytest.Monk
     monkeypatch.setattr(relay_module, "RECORD_PIECE", 1000)
     payload = bytes(5000)
     wire = server_bytes(Wire(BINARY, payload))
-    p = Playbook()
-    p.relay.full_payloads = True
+    p = Playbook(full_payloads=True)
     p.relay.receive(SERVER, wire[:2500])
     p.relay.close_both(1001, "shutdown")  # the proxy closes while the frame is half-way
     p.relay.receive(SERVER, wire[2500:])
@@ -863,10 +874,7 @@ def test_a_highly_compressed_frame_is_inflated_in_batches() -> None:
     wire = enc.compress(zeros) + enc.flush(zlib.Z_SYNC_FLUSH)[:-4]
     assert len(wire) > STREAM_THRESHOLD  # streams through
     for limit, ok in ((BIG, True), (4 * MIB, False)):
-        p = Playbook(max_message_size=limit)
-        for leg in (p.client, p.server):
-            leg.deflate_params = DeflateParams()
-            leg.reader.inflater = Inflater(DeflateParams(), leg is p.client, limit)
+        p = Playbook(max_message_size=limit, deflate=DeflateParams())
         reader = p.client.reader
         batches = [
             sum(

@@ -1,48 +1,65 @@
-"""The asyncio side of one proxied WebSocket: feeds the relay, writes what it says, keeps time.
+"""The asyncio side of one proxied WebSocket: feeds the relay events, carries out its commands.
+
+The relay (``wsproxy.sansio.relay``) decides everything; this module only dispatches what it
+returns — writes, transport closes, timers, hook runs, records — and feeds back what happened.
 
 Backpressure: when a peer's transport buffer is full (asyncio's ``pause_writing``), the proxy
 stops reading from the other peer until it drains, so a slow reader slows its sender through
-TCP flow control and the proxy's memory stays bounded by the transports' buffers. A capture
-writer that falls behind (``CaptureSink.congested``) stops reading from both peers the same
-way, until its thread has caught up.
+TCP flow control and the proxy's memory stays bounded by the transports' buffers. The relay
+stops a peer the same way when too much waits behind an item the hooks hold
+(``PauseReading``), and a capture writer that falls behind (``CaptureSink.congested``) stops
+both peers until its thread has caught up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
 
-from wsproxy.logformat import opcode_name
-from wsproxy.model import Flow, FrameEvent
+from wsproxy import logformat
+from wsproxy.capture.sink import CaptureSink
+from wsproxy.model import Flow, FrameEvent, Message
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
 from wsproxy.proxy.peer import Peer
-from wsproxy.sansio.deflate import DeflateParams, Inflater
+from wsproxy.sansio.commands import (
+    AbortTransport,
+    CloseTransport,
+    Command,
+    Finished,
+    Note,
+    PauseReading,
+    Record,
+    ResumeReading,
+    RunHooks,
+    Send,
+    StartTimer,
+    Timer,
+)
+from wsproxy.sansio.deflate import DeflateParams
 from wsproxy.sansio.frames import Opcode
-from wsproxy.sansio.relay import ERROR_GRACE, FrameRecord, Relay, Side
+from wsproxy.sansio.records import PREVIEW
+from wsproxy.sansio.relay import FrameRecord, Relay, RelayConfig, Side
 
 log = logging.getLogger("wsproxy")
 
 LINGER = 2.0  # seconds to let a failed peer read our close frame before the socket goes
 
+__all__ = ["LINGER", "CaptureSink", "WebSocketSession"]
 
-class CaptureSink(Protocol):
-    """Where a capture writer gets a WebSocket's traffic (see ``wsproxy.capture``)."""
 
-    def handshake(self, flow: Flow) -> None: ...
+class Hold(enum.Flag):
+    """Why the shell does not read from a peer right now."""
 
-    def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None: ...
-
-    def close(self, flow: Flow) -> None: ...
-
-    def sync(self) -> None: ...
-
-    def congested(self, resume: Callable[[], None]) -> bool: ...
+    NONE = 0
+    WRITER_FULL = enum.auto()  # the other peer's transport buffer is full
+    HOOKS = enum.auto()  # the relay holds too much behind an item the hooks have
+    CAPTURE = enum.auto()  # the capture writer is behind
 
 
 class WebSocketSession:
@@ -67,49 +84,36 @@ class WebSocketSession:
         self.chain = chain
         self.flow = flow
         self.loop = asyncio.get_running_loop()
-        self.capture = capture
-        observers: list[Callable[[FrameRecord], None]] = []
+        self.capture = capture if flow is not None else None
+        self._observers: list[Callable[[FrameRecord], None]] = []
         if options.verbosity > 0:
-            observers.append(self._log_frame)
-        if capture is not None and flow is not None:
-            observers.append(self._capture_frame)
-        on_frame: Callable[[FrameRecord], None] | None = None
-        if len(observers) == 1:
-            on_frame = observers[0]
-        elif observers:
-
-            def on_frame(record: FrameRecord) -> None:
-                for observe in observers:
-                    observe(record)
-
+            self._observers.append(self._log_frame)
+        if self.capture is not None:
+            self._observers.append(self._capture_frame)
         self.relay = Relay(
-            max_frame_size=options.max_frame_size,
-            max_message_size=options.max_message_size,
-            on_frame=on_frame,
-            on_event=self._log_event,
+            RelayConfig(
+                max_frame_size=options.max_frame_size,
+                max_message_size=options.max_message_size,
+                close_timeout=options.close_timeout,
+                deflate=deflate_params,
+                records=bool(self._observers),
+                full_payloads=self.capture is not None,
+                want_frames=chain is not None and chain.wants_frames,
+                want_messages=chain is not None and chain.wants_messages,
+            )
         )
-        limit = options.max_message_size
-        for leg in (self.relay.client, self.relay.server):
-            from_client = leg.side is Side.CLIENT
-            if deflate_params is not None:
-                leg.deflate_params = deflate_params
-                leg.reader.inflater = Inflater(deflate_params, from_client, limit)
-            if chain is not None:
-                leg.want_frames = chain.wants_frames
-                leg.want_messages = chain.wants_messages
-            leg.reader.keep_binary_masked = not leg.hooked and capture is None
         if flow is not None:
             flow._injector = self.inject
             flow._closer = self.close
             flow._aborter = self.abort
-        self.relay.full_payloads = capture is not None
         self.done: asyncio.Future[None] = self.loop.create_future()
         self._last_activity = self.loop.time()
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._timers: dict[Timer | str, asyncio.TimerHandle] = {}
         self._closing: set[Side] = set()
         self._hook_tasks: dict[Side, asyncio.Task[None]] = {}
-        self._inline_running: set[Side] = set()
-        self._capture_held = False  # the capture writer is behind: both peers wait for it
+        self._holds = {Side.CLIENT: Hold.NONE, Side.SERVER: Hold.NONE}
+        self._dispatching = False
+        self._queue: list[Command] = []
 
     def peer(self, side: Side) -> Peer:
         return self.client if side is Side.CLIENT else self.server
@@ -118,11 +122,10 @@ class WebSocketSession:
         """Switch both peers into relay mode; the leftovers are frames read with the heads."""
         for side in (Side.CLIENT, Side.SERVER):
             peer = self.peer(side)
-            other = self.peer(side.other)
             peer.on_data = functools.partial(self._receive, side)
             peer.on_eof = functools.partial(self._eof, side)
-            peer.on_pause_writing = other.pause_reading
-            peer.on_resume_writing = functools.partial(self._maybe_resume, side.other)
+            peer.on_pause_writing = functools.partial(self._hold, side.other, Hold.WRITER_FULL)
+            peer.on_resume_writing = functools.partial(self._release, side.other, Hold.WRITER_FULL)
         for side, leftover in ((Side.CLIENT, client_leftover), (Side.SERVER, server_leftover)):
             peer = self.peer(side)
             buffered = leftover + peer.take_buffer()
@@ -137,153 +140,108 @@ class WebSocketSession:
 
     def shutdown(self, code: int, reason: str) -> None:
         """The proxy ends this WebSocket: both peers get a close frame with ``code``."""
-        self.relay.close_both(code, reason)
-        self._flush()
+        self._dispatch(self.relay.close(None, code, reason))
 
-    # -- callbacks from the peers ------------------------------------------------------------
-
-    def _maybe_resume(self, side: Side) -> None:
-        """Read from ``side`` again unless the chain or the other side's buffer holds it back."""
-        if (
-            side not in self._hook_tasks
-            and not self.peer(side.other).write_paused
-            and not self._capture_held
-        ):
-            self.peer(side).resume_reading()
-
-    # -- plugins -----------------------------------------------------------------------------
+    # -- what plugins call (through the flow) ------------------------------------------------
 
     def inject(self, content: bytes | str, to_client: bool) -> bool:
         opcode = Opcode.TEXT if isinstance(content, str) else Opcode.BINARY
         payload = content.encode("utf-8") if isinstance(content, str) else bytes(content)
         side = Side.CLIENT if to_client else Side.SERVER
-        sent = self.relay.inject(side, opcode, payload)
-        self._flush()
-        return sent
-
-    def abort(self) -> None:
-        self._log_event(Side.CLIENT, "aborted by a plugin")
-        self.relay.client.abort_transport = True
-        self.relay.server.abort_transport = True
-        self._flush()
-
-    def close(self, code: int, reason: str, side: str | None) -> None:
-        which = None if side is None else Side(side)
-        self.relay.close_side(which, code, reason)
-        self._flush()
-
-    def _start_hooks(self) -> None:
-        ran_inline = False
-        for side in (Side.CLIENT, Side.SERVER):
-            if self.relay.leg(side).pending is None or side in self._hook_tasks:
-                continue
-            if side in self._inline_running:
-                continue  # a hook that injects or closes flushes from inside the chain
-            self._inline_running.add(side)
-            try:
-                inline = self._run_hooks_inline(side)
-            finally:
-                self._inline_running.discard(side)
-            if inline:
-                ran_inline = True
-                continue
-            self.peer(side).pause_reading()
-            self._hook_tasks[side] = self.loop.create_task(self._run_hooks(side))
-        if ran_inline:
-            self._flush()
-
-    def _run_hooks_inline(self, side: Side) -> bool:
-        """Run plain-function hooks right here; False when an async hook needs a task."""
-        assert self.chain is not None
-        leg = self.relay.leg(side)
-        while leg.pending is not None:
-            item = leg.pending
-            if isinstance(item, FrameEvent):
-                if not self.chain.inline("frame"):
-                    return False
-                self.chain.frame_inline(self.flow, item)
-            else:
-                if not self.chain.inline("message"):
-                    return False
-                self.chain.message_inline(self.flow, item)
-            self.relay.resolve(side)
+        if not self.relay.leg(side).can_send:
+            return False
+        self._dispatch(self.relay.inject(side, opcode, payload))
         return True
 
-    async def _run_hooks(self, side: Side) -> None:
-        """Run the chain on each pending frame or message of ``side``, in order."""
-        assert self.chain is not None
-        leg = self.relay.leg(side)
-        try:
-            while leg.pending is not None and not self.done.done():
-                item = leg.pending
-                if isinstance(item, FrameEvent):
-                    await self.chain.frame(self.flow, item)
-                else:
-                    await self.chain.message(self.flow, item)
-                self.relay.resolve(side)
-                self._flush()
-        finally:
-            self._hook_tasks.pop(side, None)
-            self._maybe_resume(side)
+    def abort(self) -> None:
+        self._dispatch(self.relay.abort())
+
+    def close(self, code: int, reason: str, side: str | None) -> None:
+        self._dispatch(self.relay.close(None if side is None else Side(side), code, reason))
+
+    # -- events in ---------------------------------------------------------------------------
 
     def _receive(self, side: Side, data: bytes) -> None:
         self._last_activity = self.loop.time()
-        self.relay.receive(side, data)
-        self._flush()
+        self._dispatch(self.relay.receive(side, data))
 
     def _eof(self, side: Side, reason: str) -> None:
         if side in self._closing:
             # A peer we are already closing (lingering after its protocol error) is done.
             self.peer(side).close()
-        self.relay.receive_eof(side, reason)
-        self._flush()
+        self._dispatch(self.relay.receive_eof(side, reason))
 
-    # -- acting on the relay -----------------------------------------------------------------
+    def _timer_fired(self, timer: Timer) -> None:
+        self._timers.pop(timer, None)
+        if not self.done.done():
+            self._dispatch(self.relay.timer_fired(timer))
 
-    def _flush(self) -> None:
-        relay = self.relay
-        if self.capture is not None:
-            self.capture.sync()  # the capture's write-ahead: recorded before forwarded
-        for side in (Side.CLIENT, Side.SERVER):
-            leg = relay.leg(side)
-            peer = self.peer(side)
-            for data in relay.chunks_to_send(side):
-                peer.write(data)
-            if leg.abort_transport and side not in self._closing:
-                self._closing.add(side)
-                peer.abort()
-            elif leg.close_transport and side not in self._closing:
-                self._closing.add(side)
-                self._close_peer(side)
-            elif (
-                leg.close_sent
-                and side not in self._closing
-                and f"close-{side.value}" not in self._timers
-            ):
-                # We sent a close: its answer (or the server's TCP close) must come in time.
-                self._timers[f"close-{side.value}"] = self.loop.call_later(
-                    self.options.close_timeout, self._close_timeout, side
-                )
-            elif leg.deferred_close is not None and "grace" not in self._timers:
-                self._timers["grace"] = self.loop.call_later(ERROR_GRACE, self._send_deferred, side)
-            elif leg.pending_close is not None and not self._timed(side.other):
-                self._timers[f"close-{side.other.value}"] = self.loop.call_later(
-                    self.options.close_timeout, self._close_timeout, side.other
-                )
-        if (relay.client.pending or relay.server.pending) and self.chain is not None:
-            self._start_hooks()
-        if self._closing == {Side.CLIENT, Side.SERVER} and not self.done.done():
+    # -- commands out ------------------------------------------------------------------------
+
+    def _dispatch(self, commands: list[Command]) -> None:
+        """Carry out the relay's commands in order.
+
+        A hook run inline may call back into the relay (inject, close), and a hook's verdict
+        leads to the next item's hooks: the commands of such nested calls are queued and
+        carried out once the current ones are, so the stack stays flat however many items
+        one read brings and no command runs in the middle of another.
+        """
+        if self._dispatching:
+            self._queue.extend(commands)
+            return
+        self._dispatching = True
+        try:
+            self._carry_out(commands)
+            while self._queue:
+                batch = list(self._queue)
+                self._queue.clear()
+                self._carry_out(batch)
+        finally:
+            self._dispatching = False
+
+    def _carry_out(self, commands: list[Command]) -> None:
+        capture = self.capture
+        for command in commands:
+            kind = type(command)
+            if kind is Send:
+                assert isinstance(command, Send)
+                if capture is not None:
+                    capture.sync()  # the capture's write-ahead: recorded before forwarded
+                write = self.peer(command.side).write
+                for chunk in command.chunks:
+                    write(chunk)
+            elif kind is Record:
+                assert isinstance(command, Record)
+                for observe in self._observers:
+                    observe(command.record)
+            else:
+                self._act(command)
+
+    def _act(self, command: Command) -> None:
+        if isinstance(command, Note):
+            self._log_event(command.side, command.text)
+        elif isinstance(command, CloseTransport):
+            self._closing.add(command.side)
+            self._close_peer(command.side, command.linger)
+        elif isinstance(command, AbortTransport):
+            self._closing.add(command.side)
+            self.peer(command.side).abort()
+        elif isinstance(command, StartTimer):
+            self._timers[command.timer] = self.loop.call_later(
+                command.seconds, self._timer_fired, command.timer
+            )
+        elif isinstance(command, RunHooks):
+            self._run_hooks(command.side, command.item)
+        elif isinstance(command, PauseReading):
+            self._hold(command.side, Hold.HOOKS)
+        elif isinstance(command, ResumeReading):
+            self._release(command.side, Hold.HOOKS)
+        elif isinstance(command, Finished) and not self.done.done():
             self.loop.create_task(self._finish())
 
-    def _timed(self, side: Side) -> bool:
-        return f"close-{side.value}" in self._timers
-
-    def _close_peer(self, side: Side) -> None:
+    def _close_peer(self, side: Side, linger: bool) -> None:
         peer = self.peer(side)
-        leg = self.relay.leg(side)
-        if leg.eof:
-            peer.close()
-        elif leg.violation is not None or not leg.close_received:
+        if linger:
             # Half-close and read on for a moment, so the peer gets our close frame instead of
             # a reset caused by the bytes it still had in flight.
             peer.on_data = _discard
@@ -292,20 +250,49 @@ class WebSocketSession:
         else:
             peer.close()
 
-    def _send_deferred(self, side: Side) -> None:
-        self._timers.pop("grace", None)
-        if not self.done.done():
-            self.relay.send_deferred_close(side)
-            self._flush()
+    # -- reading, held and released ------------------------------------------------------------
 
-    def _close_timeout(self, side: Side) -> None:
-        self._timers.pop(f"close-{side.value}", None)
-        leg = self.relay.leg(side)
-        if self.done.done() or leg.eof or (leg.closed_cleanly and side is Side.CLIENT):
+    def _hold(self, side: Side, why: Hold) -> None:
+        self._holds[side] |= why
+        self.peer(side).pause_reading()
+
+    def _release(self, side: Side, why: Hold) -> None:
+        self._holds[side] &= ~why
+        if self._holds[side] is Hold.NONE:
+            self.peer(side).resume_reading()
+
+    # -- plugins -----------------------------------------------------------------------------
+
+    def _run_hooks(self, side: Side, item: FrameEvent | Message) -> None:
+        """Run the chain on the relay's pending item of ``side``: inline when every hook for
+        it is a plain function, else in a task (which may hold it as long as it likes)."""
+        chain = self.chain
+        assert chain is not None
+        item.timestamp = time.time()
+        if isinstance(item, FrameEvent):
+            if chain.inline("frame"):
+                chain.frame_inline(self.flow, item)
+                self._dispatch(self.relay.hooks_done(side))
+                return
+        elif chain.inline("message"):
+            chain.message_inline(self.flow, item)
+            self._dispatch(self.relay.hooks_done(side))
             return
-        self._log_event(side, "no close answer in time")
-        self.relay.close_timeout(side)
-        self._flush()
+        self._hook_tasks[side] = self.loop.create_task(self._run_hooks_async(side, item))
+
+    async def _run_hooks_async(self, side: Side, item: FrameEvent | Message) -> None:
+        assert self.chain is not None
+        try:
+            if isinstance(item, FrameEvent):
+                await self.chain.frame(self.flow, item)
+            else:
+                await self.chain.message(self.flow, item)
+        finally:
+            self._hook_tasks.pop(side, None)
+        if not self.done.done():
+            self._dispatch(self.relay.hooks_done(side))
+
+    # -- time --------------------------------------------------------------------------------
 
     def _schedule_idle_check(self) -> None:
         timeout = self.options.idle_timeout
@@ -337,34 +324,32 @@ class WebSocketSession:
         if not self.done.done():
             self.done.set_result(None)
 
-    # -- logging -----------------------------------------------------------------------------
+    # -- records: the log and the capture ---------------------------------------------------
 
     def _log_frame(self, record: FrameRecord) -> None:
         if record.offset:
             return  # a later piece of a frame recorded in pieces: logged with its first
-        arrow = "client -> server" if record.side is Side.CLIENT else "server -> client"
-        flags = "".join(
-            flag
-            for flag, on in (("F", record.fin), ("1", record.rsv & 0x40), ("z", record.compressed))
-            if on
+        data = record.preview
+        kind = logformat.payload_kind(record.opcode, record.message_opcode)
+        shown = logformat.preview(data, kind, partial=len(data) >= PREVIEW)
+        flags = logformat.frame_flags(fin=record.fin, rsv=record.rsv, compressed=record.compressed)
+        line = logformat.frame_line(
+            from_client=record.side is Side.CLIENT,
+            opcode=record.opcode,
+            flags=flags,
+            length=record.length,
+            shown=shown,
         )
-        log.info(
-            "[%s] %s %s %s len=%d %s",
-            self.conn_id,
-            arrow,
-            opcode_name(record.opcode),
-            flags or "-",
-            record.length,
-            preview(record),
-        )
+        log.info("[%s] %s", self.conn_id, line)
 
     def _capture_frame(self, record: FrameRecord) -> None:
         assert self.capture is not None and self.flow is not None
         self.capture.frame(self.flow, record, time.time())
-        if not self._capture_held and self.capture.congested(self._capture_drained):
-            self._capture_held = True
-            self.client.pause_reading()
-            self.server.pause_reading()
+        if Hold.CAPTURE not in self._holds[Side.CLIENT] and self.capture.congested(
+            self._capture_drained
+        ):
+            self._hold(Side.CLIENT, Hold.CAPTURE)
+            self._hold(Side.SERVER, Hold.CAPTURE)
 
     def _capture_drained(self) -> None:
         """Called by the capture writer's thread: read again, on the event loop."""
@@ -372,9 +357,8 @@ class WebSocketSession:
             self.loop.call_soon_threadsafe(self._capture_resume)
 
     def _capture_resume(self) -> None:
-        self._capture_held = False
         for side in (Side.CLIENT, Side.SERVER):
-            self._maybe_resume(side)
+            self._release(side, Hold.CAPTURE)
 
     def _log_event(self, side: Side, message: str) -> None:
         log.info("[%s] %s: %s", self.conn_id, side.value, message)
@@ -382,16 +366,3 @@ class WebSocketSession:
 
 def _discard(data: bytes) -> None:
     """What a peer still sends while we linger after closing it is read and ignored."""
-
-
-def preview(record: FrameRecord, width: int = 40) -> str:
-    """A short, printable view of a payload for one log line."""
-    data = record.preview
-    if record.opcode == Opcode.CLOSE and len(data) >= 2:
-        code = int.from_bytes(data[:2], "big")
-        return f"code={code} {data[2:].decode('utf-8', 'replace')!r}"
-    if record.message_opcode == Opcode.TEXT or record.opcode in (Opcode.PING, Opcode.PONG):
-        text = data.decode("utf-8", "replace")
-        cut = len(text) > width or len(data) >= 64
-        return repr(text[:width] + ("…" if cut else ""))
-    return data[: width // 2].hex(" ") + (" …" if len(data) > width // 2 else "")

@@ -522,6 +522,10 @@ class FrameWriter:
     def send_close(self, code: int | None, reason: str = "") -> None:
         self.send_frame(Opcode.CLOSE, serialize_close(code, reason))
 
+    @property
+    def has_output(self) -> bool:
+        return bool(self._output)
+
     def data_to_send(self) -> bytes:
         if not self._output:
             return b""

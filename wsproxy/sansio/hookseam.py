@@ -1,0 +1,289 @@
+"""The plugin chain's seam in the relay: frames and messages handed to hooks, one at a time.
+
+When a plugin asks for frames or messages from a peer, that peer's events queue up in its
+leg's ``backlog`` and are handled in order: a whole frame (or message) becomes ``pending``, the
+relay asks the shell to run the hooks on it (``RunHooks``), and the shell calls ``hooks_done``
+when they are through — at once for plain functions, minutes later for a person editing a
+paused message. Only what must stay ordered behind the item waits: pings and pongs from the
+same peer go on (they belong to no message), the other direction is untouched, and the shell
+stops reading the peer once ``HOOK_BACKLOG`` bytes wait behind the item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from wsproxy.sansio.endpoint import ControlFrame, DataChunk, Event, Violation
+from wsproxy.sansio.frames import Opcode
+from wsproxy.sansio.items import FrameEvent, Message
+from wsproxy.sansio.legs import Collected, Leg, Side
+from wsproxy.sansio.records import FrameRecord
+
+if TYPE_CHECKING:
+    from wsproxy.sansio.commands import Command
+
+# Bytes from one peer that may wait behind an item the hooks hold before the shell stops
+# reading that peer (its kernel buffers then slow the sender): about 1 MiB per connection.
+HOOK_BACKLOG = 1024 * 1024
+
+
+@dataclass(slots=True)
+class OutFrame:
+    """One data frame of a message to send on, and what the chain decided about it.
+
+    ``content`` is the frame's content in the clear; ``wire`` its payload as received, sent
+    as it is when ``raw``; the rest describes the verdict for the record.
+    """
+
+    message_opcode: int
+    content: bytes
+    fin: bool
+    compressed: bool
+    wire: bytes = b""
+    rsv: int = 0
+    raw: bool = False
+    drop: bool = False
+    verdict: str = "forwarded"
+    by: str | None = None
+    original: bytes | None = None
+
+
+class HookSeam:
+    """The relay's methods for hooked legs; ``Relay`` provides the core they call."""
+
+    if TYPE_CHECKING:
+        _out: list[Command]
+        _records: bool
+
+        def _on_control(
+            self, source: Leg, target: Leg, frame: ControlFrame, event: FrameEvent | None = None
+        ) -> None: ...
+
+        def _on_violation(self, source: Leg, target: Leg, violation: Violation) -> None: ...
+
+        def _emit(self, source: Leg, target: Leg, out: OutFrame) -> None: ...
+
+        def _record(self, record: FrameRecord) -> None: ...
+
+        def _note(self, side: Side, text: str) -> None: ...
+
+        def _start_recompressing(self, source: Leg) -> None: ...
+
+    def _queue(self, source: Leg, target: Leg, events: list[Event]) -> None:
+        """Events from a hooked peer: into its backlog, except the pings and pongs that
+        would only wait behind an item the hooks hold."""
+        busy = source.pending is not None or source.backlog
+        for event in events:
+            if (
+                busy
+                and type(event) is ControlFrame
+                and event.opcode != Opcode.CLOSE
+                and not source.want_frames
+                and not source.close_received
+            ):
+                self._on_control(source, target, event)
+                continue
+            source.backlog.append(event)
+            if type(event) is DataChunk:
+                source.backlog_bytes += len(event.data)
+            busy = True
+        self._drain(source, target)
+
+    def _drain(self, source: Leg, target: Leg) -> None:
+        while source.backlog and source.pending is None:
+            event = source.backlog.popleft()
+            if type(event) is DataChunk:
+                source.backlog_bytes -= len(event.data)
+            if source.close_received:
+                source.backlog.clear()
+                source.backlog_bytes = 0
+                return
+            if type(event) is DataChunk:
+                self._hook_chunk(source, event)
+            elif type(event) is ControlFrame:
+                if source.want_frames:
+                    source.frames += 1
+                    source.pending = FrameEvent(
+                        source.side is Side.CLIENT, event.opcode, event.payload
+                    )
+                    source.pending_control = event
+                else:
+                    self._on_control(source, target, event)
+            else:
+                assert isinstance(event, Violation)
+                self._on_violation(source, target, event)
+
+    def _hook_chunk(self, source: Leg, chunk: DataChunk) -> None:
+        if chunk.compressed and chunk.data:
+            source.frame_wire.append(chunk.data)
+        # Message hooks alone: the content goes straight into the message (no frame copy).
+        content = source.frame_content if source.want_frames else source.message_content
+        size = content.size
+        content.write(chunk.content)
+        if chunk.frame_start:
+            source.frame_start = size
+        if not chunk.frame_end:
+            return
+        wire_parts = source.frame_wire
+        wire = wire_parts[0] if len(wire_parts) == 1 else b"".join(wire_parts)
+        wire_parts.clear()
+        source.frames += 1
+        if source.want_frames:
+            payload = content.take()
+            size = len(payload)
+        else:
+            payload, size = b"", content.size - source.frame_start
+        frame = FrameEvent(
+            source.side is Side.CLIENT,
+            chunk.opcode,
+            payload,
+            fin=chunk.fin,
+            rsv=chunk.rsv,
+            message_opcode=chunk.message_opcode,
+            compressed=chunk.compressed,
+            wire=wire if chunk.compressed else payload,
+        )
+        if source.want_frames:
+            source.pending = frame
+        else:
+            self._collect(source, frame, size)
+
+    def _after_frame(self, source: Leg, target: Leg, frame: FrameEvent) -> None:
+        if frame.is_control:
+            self._after_control(source, target, frame)
+            return
+        if source.want_messages:
+            if not frame.dropped:
+                source.message_content.write(frame.payload)
+            self._collect(source, frame, len(frame.payload))
+            return
+        if frame.dropped:
+            source.dropped += 1
+        out = OutFrame(
+            frame.message_opcode,
+            frame.payload,
+            frame.fin,
+            frame.compressed,
+            wire=frame.wire,
+            rsv=frame.rsv,
+            drop=frame.dropped,
+            verdict="modified" if frame.modified else "forwarded",
+            by=frame.dropped_by or frame.modified_by,
+            original=frame.original_payload if frame.modified else None,
+        )
+        self._emit(source, target, out)
+        if frame.fin:
+            source.messages += 1
+
+    def _after_control(self, source: Leg, target: Leg, frame: FrameEvent) -> None:
+        control = source.pending_control
+        assert control is not None
+        source.pending_control = None
+        if frame.dropped:
+            source.dropped += 1
+            self._note(source.side, f"{Opcode(frame.opcode).name} dropped by {frame.dropped_by}")
+            if self._records:
+                self._record(
+                    FrameRecord(
+                        side=source.side,
+                        opcode=frame.opcode,
+                        fin=True,
+                        rsv=0,
+                        length=len(control.payload),
+                        payload=control.payload,
+                        compressed=False,
+                        message_opcode=frame.opcode,
+                        verdict="dropped",
+                        by=frame.dropped_by,
+                    )
+                )
+            return
+        control.payload = frame.payload
+        self._on_control(source, target, control, frame)
+
+    def _collect(self, source: Leg, frame: FrameEvent, size: int) -> None:
+        """Add a frame to the message being assembled; its content (``size`` bytes) is
+        already in ``message_content`` unless the frame was dropped."""
+        frames = source.message_frames
+        touched = frame.modified_by or frame.dropped_by
+        # An uncompressed frame's payload is its content: kept once, in the message.
+        wire = frame.wire if frame.compressed else b""
+        frames.append(Collected(frame.fin, frame.rsv, wire, size, frame.dropped, touched))
+        if not frame.fin:
+            return
+        message = Message(
+            source.side is Side.CLIENT,
+            frame.message_opcode,
+            source.message_content.take(),
+            compressed=frame.compressed,
+            fragment_sizes=[f.size for f in frames if not f.dropped],
+            wire_frames=[(f.fin, f.rsv, f.wire) for f in frames],
+        )
+        # Frames that a frame hook changed or dropped already make the message a changed one.
+        by = next((f.touched_by for f in frames if f.touched_by), None)
+        if by is not None:
+            message.modified_by = by
+        frames.clear()
+        source.pending = message
+
+    def _after_message(self, source: Leg, target: Leg, message: Message) -> None:
+        source.messages += 1
+        content = message.content
+        if message.dropped:
+            self._message_dropped(source, message)
+            return
+        sizes = message.fragment_sizes
+        raw_ok = not (message.modified or source.want_frames)
+        if raw_ok and not (message.compressed and source.recompress):
+            # Unchanged: the frames go out as they came, compressed bytes included.
+            position = 0
+            for index, (fin, rsv, wire) in enumerate(message.wire_frames):
+                size = sizes[index] if index < len(sizes) else 0
+                piece = content[position : position + size]  # the whole: no copy
+                position += size
+                wire = wire if message.compressed else piece
+                out = OutFrame(message.opcode, piece, fin, message.compressed, wire, rsv, raw=True)
+                self._emit(source, target, out)
+            return
+        if message.modified and message.compressed and source.context_takeover:
+            self._start_recompressing(source)
+        if sum(sizes) != len(content) or not sizes:
+            sizes = [len(content)]
+        verdict = "modified" if message.modified else "forwarded"
+        original = message.original_content if message.modified else None
+        position = 0
+        for index, size in enumerate(sizes):
+            piece = content[position : position + size]
+            position += size
+            out = OutFrame(
+                message.opcode,
+                piece,
+                index == len(sizes) - 1,
+                message.compressed,
+                verdict=verdict,
+                by=message.modified_by,
+                original=original if index == 0 else None,
+            )
+            self._emit(source, target, out)
+
+    def _message_dropped(self, source: Leg, message: Message) -> None:
+        source.dropped += 1
+        self._note(source.side, f"message dropped by {message.dropped_by}")
+        if self._records:
+            self._record(
+                FrameRecord(
+                    side=source.side,
+                    opcode=message.opcode,
+                    fin=True,
+                    rsv=0,
+                    length=len(message.content),
+                    payload=message.content,
+                    compressed=message.compressed,
+                    message_opcode=message.opcode,
+                    verdict="dropped",
+                    by=message.dropped_by,
+                )
+            )
+        if message.compressed and source.context_takeover:
+            self._start_recompressing(source)
