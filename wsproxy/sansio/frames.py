@@ -13,7 +13,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from wsproxy.exceptions import ProtocolError
+from wsproxy.sansio.errors import ProtocolError
 
 _mask_in_place: Callable[[bytes, bytearray], None] | None
 try:  # aiohttp ships a compiled XOR masker; use it rather than writing our own loop.

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Literal, NamedTuple
 
-from wsproxy.exceptions import HandshakeError, HttpError
+from wsproxy.sansio.errors import HandshakeError, HttpError
 from wsproxy.sansio.extensions import parse_token_list
 
 __all__ = [
