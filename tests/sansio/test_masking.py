@@ -54,9 +54,9 @@ def test_rfc_vector(mask: Masker) -> None:
     assert masked(mask, bytes.fromhex("7f9f4d5158"), KEY) == b"Hello"
 
 
-# Around the C loop's 8-byte steps, the fallback's CHUNK pieces, and the size from which the
-# C one releases the GIL (64 KiB).
-SIZES = [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 63, 64, 65]
+# Around the C loop's 8- and 32-byte steps, the fallback's CHUNK pieces, and the size from
+# which the C one releases the GIL (64 KiB).
+SIZES = [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 39, 40, 41, 63, 64, 65]
 SIZES += [CHUNK - 1, CHUNK, CHUNK + 1, CHUNK + 5, 2 * CHUNK, 3 * CHUNK + 7]
 SIZES += [65535, 65536, 65537, 65536 + CHUNK + 3]
 
