@@ -7,8 +7,9 @@ Run by hand from the repository root:
 
 Every implementation XORs the same preallocated bytearray in place, over and over, for 64 B,
 4 KiB, 256 KiB and 1 MiB (offset 1, so the key is rotated as for a piece in mid-frame; aiohttp's
-helper has no offset and runs at 0). The figure is MiB/s (MiB = 2**20) of the best of five
-rounds of about ``--seconds / 5`` each; call overhead included, allocation not. Rows:
+helper takes no offset, so it gets the key rotated by hand). The figure is MiB/s (MiB = 2**20)
+of the best of ten rounds of about ``--seconds / 10`` each, the implementations taking turns
+round by round; call overhead included, allocation not. Rows:
 
 * ``c``: ``wsproxy.sansio._speedups.mask`` (what wsproxy uses when it is built);
 * ``python``: ``wsproxy.sansio.masking.mask_py`` (the fallback without a compiler);
@@ -33,6 +34,7 @@ from wsproxy.sansio import masking
 MIB = 1 << 20
 SIZES = [("64 B", 64), ("4 KiB", 4096), ("256 KiB", 256 * 1024), ("1 MiB", MIB)]
 KEY = bytes.fromhex("37fa213d")
+ROUNDS = 10
 
 Run = Callable[[bytearray], None]
 
@@ -66,14 +68,24 @@ def check(rows: list[tuple[str, Run | None]]) -> None:
             sys.exit(f"{name} disagrees with the others")
 
 
-def mib_per_s(run: Run, size: int, seconds: float) -> float:
-    buf = bytearray(os.urandom(size))
-    timer = timeit.Timer(lambda: run(buf))
-    number, taken = timer.autorange()  # at least 0.2 s
-    per_round = seconds / 5
-    number = max(1, int(number * per_round / max(taken, 1e-9)))
-    best = min(timer.repeat(repeat=5, number=number)) / number
-    return size / best / MIB
+def measure(runs: list[tuple[str, Run]], size: int, seconds: float) -> dict[str, float]:
+    """MiB/s per implementation for one size: the best of ROUNDS rounds, taken in turns.
+
+    Turns, not one implementation after the other: on a shared machine the load changes
+    within seconds, and rows measured minutes apart would compare the load, not the code.
+    """
+    buffers = {name: bytearray(os.urandom(size)) for name, _ in runs}
+    timers = {name: timeit.Timer(lambda r=run, b=buffers[name]: r(b)) for name, run in runs}
+    numbers = {}
+    for name, timer in timers.items():
+        number, taken = timer.autorange()  # at least 0.2 s
+        per_round = seconds / ROUNDS
+        numbers[name] = max(1, int(number * per_round / max(taken, 1e-9)))
+    best = dict.fromkeys(timers, float("inf"))
+    for _ in range(ROUNDS):
+        for name, timer in timers.items():
+            best[name] = min(best[name], timer.timeit(numbers[name]) / numbers[name])
+    return {name: size / taken / MIB for name, taken in best.items()}
 
 
 def main() -> None:
@@ -82,12 +94,14 @@ def main() -> None:
     args = parser.parse_args()
     rows = implementations()
     check(rows)
+    runs = [(name, run) for name, run in rows if run is not None]
+    figures = [measure(runs, size, args.seconds) for _, size in SIZES]
     table = [["MiB/s", *(label for label, _ in SIZES)]]
     for name, run in rows:
         if run is None:
             table.append([name, *("n/a" for _ in SIZES)])
-            continue
-        table.append([name, *(f"{mib_per_s(run, size, args.seconds):,.0f}" for _, size in SIZES)])
+        else:
+            table.append([name, *(f"{cell[name]:,.0f}" for cell in figures)])
     print(f"wsproxy masking: {masking.IMPLEMENTATION} in use")
     print(render(table))
 
