@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs everything the test suite needs on a fresh machine, then runs all of it:
-# the pytest suite (unit, integration, TLS, browser) and the Autobahn|Testsuite through wsproxy.
+# Installs everything the test suite needs on a fresh machine, then runs all of it: ruff, mypy,
+# the per-module coverage gate of the sans-I/O core (tests/coverage_gate.py), the pytest suite
+# (unit, integration, TLS, browser) and the Autobahn|Testsuite through wsproxy.
 # Usage (from the repository root): bash tests/run.sh [extra pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,9 +30,19 @@ echo "== Python environment (.venv): pip install '.[test]' mitmproxy"
 .venv/bin/python -c 'import cryptography, mitmproxy.version, wsproxy; print("wsproxy with mitmproxy", mitmproxy.version.VERSION, "and cryptography", cryptography.__version__)'
 .venv/bin/mitmdump --version
 
+# pip built the C extension (wsproxy.sansio._speedups) into the installed copy; the tests import
+# this checkout, so build it here too. Both are optional builds: without a compiler the pure
+# fallback serves, and under CI=true tests/sansio/test_masking.py fails instead of skipping.
+echo "== C extension: as pip installed it, and built in place for the tests"
+(cd / && "$ROOT/.venv/bin/python" -c 'import wsproxy.sansio.masking as m; print("installed wsproxy masks in", m.IMPLEMENTATION)')
+.venv/bin/python setup.py -q build_ext --inplace
+
 echo "== static checks: ruff, mypy"
 .venv/bin/ruff check wsproxy plugins tests bench
 .venv/bin/mypy
+
+echo "== branch coverage of each wsproxy/sansio module by tests/sansio alone"
+.venv/bin/python tests/coverage_gate.py
 
 echo "== pytest"
 .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Literal, NamedTuple
 
-from wsproxy.exceptions import HandshakeError, HttpError
+from wsproxy.sansio.errors import HandshakeError, HttpError
 from wsproxy.sansio.extensions import parse_token_list
 from wsproxy.sansio.http11 import FIELD_VALUE_RE, TOKEN_RE, Request, Response
 
