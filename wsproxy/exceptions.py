@@ -39,6 +39,7 @@ __all__ = [
     "HttpError",
     "PluginError",
     "ProtocolError",
+    "StartupError",
     "TLSError",
     "UpstreamError",
     "WsproxyError",

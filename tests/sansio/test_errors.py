@@ -19,7 +19,9 @@ def test_public_names_are_the_core_classes(name: str) -> None:
     assert getattr(wsproxy, name) is getattr(errors, name)
 
 
-@pytest.mark.parametrize("name", ["UpstreamError", "TLSError", "ConfigError", "PluginError"])
+@pytest.mark.parametrize(
+    "name", ["UpstreamError", "TLSError", "ConfigError", "PluginError", "StartupError"]
+)
 def test_shell_errors_share_the_root(name: str) -> None:
     cls = getattr(exceptions, name)
     assert issubclass(cls, WsproxyError)
