@@ -10,10 +10,13 @@ client to server). Our additions, ignored by other tools, keep what a HAR cannot
 ``_wsproxy_conn`` and ``_wsproxy_close`` (the JSONL close record) on entries. Control frames
 are not listed (Chrome does not either); the JSONL journal has them.
 
+Plain HTTP exchanges (``http`` records, ``--capture-http``) become entries of their own, made
+by ``harhttp``, in start order with the WebSocket entries.
+
 ``journal_to_har`` streams: a first pass over the journal keeps each connection's handshake and
-close records and the file offsets of its data frames (8 bytes a frame); a second pass writes
-each entry, reading its frames back by offset, so memory holds one message at a time, not the
-capture.
+close records and the file offsets of its data frames (8 bytes a frame) and of its ``http``
+records; a second pass writes each entry, reading its frames back by offset, so memory holds
+one message (or one exchange) at a time, not the capture.
 
 Reading (``read_har``) understands our files, Chrome's exports and mitmproxy's ``hardump``
 (mitmproxy 11 writes the same ``_webSocketMessages`` as Chrome, with an ``http://`` URL for
@@ -76,8 +79,10 @@ class _Conn:
         self.last = 0.0
 
 
-def _scan(journal: BinaryIO) -> dict[str, _Conn]:
+def _scan(journal: BinaryIO) -> tuple[dict[str, _Conn], list[tuple[float, int]]]:
+    """Each WebSocket's records, and the (start, file offset) of each ``http`` record."""
     conns: dict[str, _Conn] = {}
+    exchanges: list[tuple[float, int]] = []
     offset = 0
     for line in journal:
         start = offset
@@ -90,6 +95,9 @@ def _scan(journal: BinaryIO) -> dict[str, _Conn]:
         except (ValueError, AttributeError):
             continue  # not a record (the readers skip it too)
         ts = _float(obj.get("ts"), 0.0)
+        if kind == "http":
+            exchanges.append((ts, start))
+            continue
         if conn_id is None:
             continue
         conn = conns.get(str(conn_id))
@@ -102,7 +110,7 @@ def _scan(journal: BinaryIO) -> dict[str, _Conn]:
             conn.close = obj
         elif kind == "frame" and obj.get("opcode") in ("TEXT", "BINARY", "CONT"):
             conn.offsets.append(start)
-    return conns
+    return conns, exchanges
 
 
 def _data(content: bytes, opcode: int) -> str:
@@ -222,27 +230,48 @@ def _write_entry(out: BinaryIO, journal: BinaryIO, conn_id: str, conn: _Conn) ->
     out.write(b"]}")
 
 
+def _write_http(out: BinaryIO, journal: BinaryIO, offset: int) -> None:
+    from wsproxy.capture.harhttp import http_entry
+
+    journal.seek(offset)
+    out.write(json.dumps(http_entry(json.loads(journal.readline())), ensure_ascii=False).encode())
+
+
+def _started(conn: _Conn) -> float:
+    return _float((conn.handshake or {}).get("ts"), conn.last)
+
+
 def journal_to_har(journal: Path | str, out: Path | str) -> int:
-    """Write ``out`` (atomically) from a JSONL capture; returns the number of entries."""
+    """Write ``out`` (atomically) from a JSONL capture; returns the number of entries.
+
+    Entries are in the order they started, WebSockets and plain HTTP exchanges together, as a
+    browser's HAR is (an ``http`` record is written when its exchange ends).
+    """
     journal, out = Path(journal), Path(out)
     with open(journal, "rb") as src:
-        conns = _scan(src)
+        conns, exchanges = _scan(src)
+        order: list[tuple[float, str, int]] = [(_started(c), i, -1) for i, c in conns.items()]
+        order += [(ts, "", offset) for ts, offset in exchanges]
+        order.sort(key=lambda item: item[0])  # stable: journal order among equal times
         fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
         try:
             with os.fdopen(fd, "wb") as dst:
                 log_head = {"version": "1.2", "creator": CREATOR, "pages": []}
                 dst.write(json.dumps({"log": log_head})[:-2].encode() + b', "entries": [\n')
-                for index, (conn_id, conn) in enumerate(conns.items()):
+                for index, (_, conn_id, offset) in enumerate(order):
                     if index:
                         dst.write(b",\n")
-                    _write_entry(dst, src, conn_id, conn)
+                    if offset >= 0:
+                        _write_http(dst, src, offset)
+                    else:
+                        _write_entry(dst, src, conn_id, conns[conn_id])
                 dst.write(b"\n]}}\n")
             os.replace(tmp, out)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-    return len(conns)
+    return len(order)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -557,5 +586,5 @@ def main(argv: list[str]) -> int:
         what = f"{journal}" if error.filename == str(journal) else f"cannot write {out}"
         print(f"wsproxy har: {what}: {os_error_text(error)}", file=sys.stderr)
         return 1
-    print(f"{out}: {count} WebSocket(s)")
+    print(f"{out}: {count} entries")
     return 0
