@@ -267,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--capture-filter", metavar="REGEX", help="capture only WebSockets whose URL matches")
     add("--capture-fsync", action="store_true", help="fsync the capture after every batch")
+    add(
+        "--capture-http",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="record plain HTTP requests and responses too (bodies up to 1MiB each); "
+        "default: on for .har (a page session, as DevTools shows it), off for .jsonl",
+    )
     return parser
 
 
@@ -309,6 +316,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         capture_paths=check_capture_paths(args.capture),
         capture_filter=_regex("--capture-filter", args.capture_filter),
         capture_fsync=args.capture_fsync,
+        capture_http=args.capture_http,
     )
 
 

@@ -6,7 +6,7 @@ frame is recorded in pieces, each read as a ``Frame`` of its own; ``join_frames`
 back together, holding one frame).
 ``follow`` keeps reading a file that is being written, like ``tail -f``: at the end it waits
 for more, and a line the writer has only half written is held until its newline arrives.
-HAR files are read whole (see ``har.MAX_HAR_SIZE``).
+HAR files are streamed too (``har.read_har``): one entry's fields and one message at a time.
 """
 
 from __future__ import annotations

@@ -44,6 +44,10 @@ seconds while traffic flows, so a crash leaves the last good HAR plus a journal 
 journal, so on a large capture rewrites are spaced out (at least four times as long as the last
 one took).
 
+Plain HTTP (``--capture-http``, on by default for HAR files: see ``open_capture``): the relay
+hands over each exchange when it ended (``http``), as an ``http`` record queued like a frame
+(its kept body bytes count as payload), encoded in the thread.
+
 Several ``-w`` files: one writer each, behind a ``CaptureFanout`` (each encodes and writes on
 its own; they share nothing but the filter). Every file is created 0600 (see ``files``).
 """
@@ -64,7 +68,7 @@ from wsproxy.capture import jsonl
 from wsproxy.capture.files import create_private
 from wsproxy.capture.records import iso_time
 from wsproxy.exceptions import ConfigError, StartupError, os_error_text
-from wsproxy.model import Flow
+from wsproxy.model import Flow, HttpExchange
 from wsproxy.options import Options
 from wsproxy.sansio.relay import FrameRecord
 
@@ -170,8 +174,9 @@ def close_record(flow: Flow) -> dict[str, Any]:
     }
 
 
-# A queued item: a ready record (handshake, close) or a frame to encode in the thread.
-_Item = dict[str, Any] | tuple[str, FrameRecord, float]
+# A queued item: a ready record (handshake, close), or a frame or an HTTP exchange to encode
+# in the thread.
+_Item = dict[str, Any] | tuple[str, FrameRecord, float] | HttpExchange
 
 
 def _item_parts(item: _Item) -> Iterator[bytes]:
@@ -180,6 +185,9 @@ def _item_parts(item: _Item) -> Iterator[bytes]:
     if isinstance(item, dict):
         yield jsonl.dumps(item).encode("utf-8")
         yield b"\n"
+        return
+    if isinstance(item, HttpExchange):
+        yield from jsonl.http_line(item)
         return
     conn, r, ts = item
     yield from jsonl.frame_line(conn, ts, r)
@@ -201,6 +209,7 @@ class CaptureWriter:
         report_interval: float = REPORT_INTERVAL,
         tool: str = "wsproxy",
         write_ahead: bool = True,
+        http: bool = False,
     ) -> None:
         self.path = Path(path)
         self.har_path: Path | None = None
@@ -209,6 +218,7 @@ class CaptureWriter:
             self.har_path = self.path
             self.journal = journal_path(self.path)
         self.filter = re.compile(filter) if filter else None
+        self.capture_http = http  # plain HTTP exchanges too
         self.fsync = fsync
         self.write_ahead = write_ahead and not fsync
         self.max_records = max_records
@@ -257,6 +267,14 @@ class CaptureWriter:
 
     def close(self, flow: Flow) -> None:
         self._put(close_record(flow), 0, droppable=False)
+        self.sync()
+
+    def wants_http(self, url: str) -> bool:
+        return self.capture_http and (self.filter is None or self.filter.search(url) is not None)
+
+    def http(self, exchange: HttpExchange) -> None:
+        size = len(exchange.request_body.kept) + len(exchange.response_body.kept)
+        self._put(exchange, size, droppable=True)
         self.sync()
 
     def congested(self, resume: Callable[[], None]) -> bool:
@@ -503,6 +521,14 @@ class CaptureFanout:
         for writer in self.writers:
             writer.close(flow)
 
+    def wants_http(self, url: str) -> bool:
+        return any(writer.wants_http(url) for writer in self.writers)
+
+    def http(self, exchange: HttpExchange) -> None:
+        for writer in self.writers:  # --capture-http's default differs by format
+            if writer.wants_http(exchange.url):
+                writer.http(exchange)
+
     def sync(self) -> None:
         for writer in self.writers:
             writer.sync()
@@ -540,6 +566,15 @@ class CaptureFanout:
         await asyncio.gather(*(writer.aclose() for writer in self.writers))
 
 
+def capture_http(options: Options, path: Path) -> bool:
+    """Whether ``-w path`` records plain HTTP: ``--capture-http`` / ``--no-capture-http``, else
+    on for a HAR (a page session: DevTools shows every request) and off for JSONL (a WebSocket
+    journal, kept small)."""
+    if options.capture_http is not None:
+        return options.capture_http
+    return capture_format(path) == "har"
+
+
 def open_capture(options: Options) -> CaptureWriter | CaptureFanout | None:
     """The run's capture sink from ``Options`` (``-w``, repeatable), or None without one.
 
@@ -550,7 +585,10 @@ def open_capture(options: Options) -> CaptureWriter | CaptureFanout | None:
         for path in options.capture_paths:
             try:
                 writer = CaptureWriter(
-                    path, filter=options.capture_filter, fsync=options.capture_fsync
+                    path,
+                    filter=options.capture_filter,
+                    fsync=options.capture_fsync,
+                    http=capture_http(options, path),
                 )
             except OSError as error:
                 target = journal_path(path) if capture_format(path) == "har" else path
@@ -560,7 +598,8 @@ def open_capture(options: Options) -> CaptureWriter | CaptureFanout | None:
             writers.append(writer)
             where = writer.journal if writer.har_path is None else writer.har_path
             more = f" (journal {writer.journal})" if writer.har_path else ""
-            log.warning("capturing WebSockets to %s%s", where, more)
+            what = "WebSockets and plain HTTP" if writer.capture_http else "WebSockets"
+            log.warning("capturing %s to %s%s", what, where, more)
     except BaseException:
         for writer in writers:
             writer.finish()

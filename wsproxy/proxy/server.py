@@ -55,7 +55,7 @@ class ProxyServer:
         access = AccessPolicy(options.allow_clients, options.proxyauth)
         self.listener = Listener(options, access, self._serve)
         self.upstreams = Connector(options, self.listener.addresses)
-        self.plain = PlainHttp(options, self.limits, self.upstreams.open, self.via)
+        self.plain = PlainHttp(options, self.limits, self.upstreams.open, self.via, capture)
         self.websockets = WebSockets(
             options,
             limits=self.limits,
