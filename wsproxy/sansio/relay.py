@@ -160,7 +160,9 @@ class Relay(HookSeam):
         else:
             side = Side.CLIENT if timer is Timer.CLOSE_CLIENT else Side.SERVER
             leg = self.leg(side)
-            if not (self._finished or leg.gone or (leg.closed_cleanly and side is Side.CLIENT)):
+            # Only a live transport can time out: one already closed, aborted or gone (the
+            # client's, closed at once after its protocol error) has nothing left to wait for.
+            if leg.live:
                 self._note(side, "no close answer in time")
                 self._close_timed_out(leg)
         return self._take()
@@ -186,7 +188,8 @@ class Relay(HookSeam):
         target = self.leg(to_side)
         if not target.can_send:
             return []
-        if target.out_open:
+        if target.out_open or target.mid_frame_out:
+            # Between a message's fragments, or inside a streamed frame's payload: it waits.
             target.inject_queue.append((opcode, payload))
         else:
             target.writer.send_frame(opcode, payload)
@@ -213,6 +216,7 @@ class Relay(HookSeam):
 
     def abort(self) -> list[Command]:
         """A plugin aborts the WebSocket: both transports are reset."""
+        self._ended_by("proxy")
         self._note(Side.CLIENT, "aborted by a plugin")
         for leg in (self.client, self.server):
             self._transport(leg, LegEvent.ABORT)
@@ -351,8 +355,8 @@ class Relay(HookSeam):
 
     def _message_out(self, target: Leg) -> None:
         """A whole message went to ``target``: injected messages waiting for it go now."""
-        if target.out_open:
-            target.out_open = False
+        target.out_open = False
+        if target.inject_queue:
             queued, target.inject_queue = target.inject_queue, []
             for opcode, payload in queued:
                 if target.can_send:
