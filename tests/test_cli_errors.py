@@ -110,7 +110,7 @@ PROXY_CASES = [
     (["--handshake-timeout", "0"], 2, "argument --handshake-timeout: not a number of seconds"),
     (["--connect-timeout", "nan"], 2, "argument --connect-timeout: not a number of seconds"),
     (["--idle-timeout", "-1"], 2, "--idle-timeout: not a number of seconds: '-1' (must be 0 or"),
-    (["-w", "session.mitm"], 2, "unsupported capture format .mitm; use .jsonl or .har"),
+    (["-w", "session.pcap"], 2, "unsupported capture format .pcap; use .jsonl, .har or .mitm"),
     (["-w", "a.jsonl", "-w", "a.jsonl"], 2, "-w a.jsonl and -w a.jsonl both write a.jsonl"),
     (["-w", "a.har", "-w", "a.har.jsonl"], 2, "both write a.har.jsonl"),
     (["-w", "no/such/dir/a.jsonl"], 1, "cannot write the capture no/such/dir/a.jsonl: No such"),
