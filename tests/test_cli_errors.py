@@ -164,7 +164,7 @@ BAD_FILES = [
     ("missing.jsonl", "missing.jsonl: No such file or directory"),
     ("folder.jsonl", "folder.jsonl: Is a directory"),
     ("empty.jsonl", "empty.jsonl: not a capture (empty file)"),
-    ("garbage.bin", "garbage.bin: not a capture (neither wsproxy JSONL nor a HAR file)"),
+    ("garbage.bin", "garbage.bin: not a capture (not wsproxy JSONL, HAR or a mitmproxy flow"),
     ("garbage.jsonl", "garbage.jsonl: not a capture (line 1 is not a wsproxy JSONL record)"),
     ("truncated.jsonl", "truncated.jsonl: not a capture (line 1 is not a wsproxy JSONL"),
     ("nothar.json", "nothar.json: not a HAR file (no log.entries list)"),

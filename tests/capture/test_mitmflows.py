@@ -2,7 +2,7 @@
 
 A real ``python -m wsproxy -w x.mitm`` runs in front of a real ``websockets`` server; the file
 is then read with mitmproxy's own ``mitmproxy.io.FlowReader`` and opened with the real
-``mitmdump -nr`` of this venv,. Without
+``mitmdump -nr`` of this venv, and read back by ``wsproxy show`` and ``wsproxy replay``. Without
 mitmproxy these tests skip, except with ``CI=true``, where they fail (CI installs mitmproxy in
 the same venv, see ``tests/run.sh``). The missing-mitmproxy error is tested with mitmproxy
 hidden (the sitecustomize of ``tests/plugins``), so that test runs everywhere.
@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +30,10 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.helpers import HOST, proxy_free_env
 from tests.plugins import HIDE_MITMPROXY, ROOT, ProxyProc, wsproxy_process
-from wsproxy.capture.mitmflows import journal_to_flows
+from wsproxy.capture.mitmflows import is_flow_file, journal_to_flows
+from wsproxy.capture.reader import detect_format, read_capture
+from wsproxy.capture.records import Close, Connection, Frame
+from wsproxy.capture.show import show
 from wsproxy.capture.writer import journal_path
 
 HAVE_MITMPROXY = importlib.util.find_spec("mitmproxy") is not None
@@ -199,6 +204,41 @@ async def test_flow_file_opens_in_mitmproxy(tmp_path: Path, server: int) -> None
 
 
 @needs_mitmproxy
+async def test_show_and_replay_read_flow_files(tmp_path: Path, server: int) -> None:
+    big = os.urandom(BIG)
+    path = await record(tmp_path, server, big)
+    assert detect_format(path) == "mitm"
+    records = list(read_capture(path))
+    chat = next(r for r in records if isinstance(r, Connection) and "/chat" in r.url)
+    assert chat.url == f"ws://{HOST}:{server}/chat?room=7" and chat.client
+    frames = [r for r in records if isinstance(r, Frame) and r.conn == chat.conn]
+    assert [f.payload for f in frames] == [b"hello"] * 2 + [b"\x00\x01\xff"] * 2 + [
+        b"fragmented"
+    ] * 2 + [big] * 2
+    (close,) = [r for r in records if isinstance(r, Close) and r.conn == chat.conn]
+    assert close.closed_by == "client" and close.client.code == 4001
+    # Found by its content too: the same file under a name with no extension.
+    unnamed = tmp_path / "flows"
+    shutil.copy(path, unnamed)
+    assert is_flow_file(unnamed.read_bytes()[:20]) and detect_format(unnamed) == "mitm"
+    shown = await run_wsproxy("show", str(path), "--conn", chat.conn)
+    assert shown.returncode == 0, shown.stderr
+    out = io.StringIO()
+    assert show([str(unnamed), "--conn", chat.conn], out) == 0
+    for lines in (shown.stdout.splitlines(), out.getvalue().splitlines()):
+        assert f"WebSocket open ws://{HOST}:{server}/chat?room=7" in lines[0]
+        assert any("client -> server TEXT F len=10 'fragmented'" in line for line in lines)
+        assert any(f"server -> client BINARY F len={BIG}" in line for line in lines)
+        assert "client close 4001 'done'" in lines[-1]
+    # Replay /chat against the real server: it answers as it did, so identical (exit 0).
+    replayed = await run_wsproxy(
+        "replay", str(path), "--conn", chat.conn, "--fast", "--url", f"ws://{HOST}:{server}/chat"
+    )
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "identical" in replayed.stdout
+
+
+@needs_mitmproxy
 async def test_crash_leaves_a_journal_wsproxy_mitm_converts(tmp_path: Path, server: int) -> None:
     path = tmp_path / "x.mitm"
     proxy = ProxyProc(["--mode", f"reverse:ws://{HOST}:{server}", "-w", str(path)], tmp_path)
@@ -235,6 +275,10 @@ async def test_without_mitmproxy_a_clear_error(tmp_path: Path) -> None:
         == f"wsproxy: -w {target} needs mitmproxy: pip install 'wsproxy[mitmproxy]'\n"
     )
     assert not target.exists() and not journal_path(target).exists()
+    target.write_bytes(b"")
+    shown = await run_wsproxy("show", str(target), env=env)
+    assert shown.returncode == 1 and "Traceback" not in shown.stderr
+    assert "needs mitmproxy: pip install 'wsproxy[mitmproxy]'" in shown.stderr, shown.stderr
 
 
 async def run_wsproxy(
@@ -253,3 +297,41 @@ async def run_wsproxy(
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
+
+
+@needs_mitmproxy
+def test_flows_from_mitmproxy_itself(tmp_path: Path) -> None:
+    """A flow mitmproxy wrote (no wsproxy metadata), among other flows: its WebSocket reads."""
+    from mitmproxy.io import FlowWriter
+    from mitmproxy.test import tflow
+
+    path = tmp_path / "dump"  # mitmdump -w names files as it likes
+    with open(path, "wb") as file:
+        writer = FlowWriter(file)
+        writer.add(tflow.tflow(resp=True))  # plain HTTP: skipped
+        writer.add(tflow.twebsocketflow(close_code=4002, close_reason="later"))
+    records = list(read_capture(path))
+    conn, *frames, close = records
+    assert isinstance(conn, Connection) and conn.url == "ws://example.com/ws"
+    assert [(f.direction, f.opcode, f.payload) for f in frames if isinstance(f, Frame)] == [
+        ("client", 2, b"hello binary"),
+        ("client", 1, b"hello text"),
+        ("server", 1, b"it's me"),
+    ]
+    assert isinstance(close, Close) and close.closed_by == "server"  # as tflow has it
+    assert (close.server.code, close.server.reason) == (4002, "later")
+
+
+@needs_mitmproxy
+async def test_bad_flow_files_and_paths(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mitm"
+    bad.write_bytes(b"12:not a flow,")
+    shown = await run_wsproxy("show", str(bad))
+    assert shown.returncode == 1 and "Traceback" not in shown.stderr
+    assert shown.stderr.startswith(f"wsproxy show: {bad}: not a readable mitmproxy flow file")
+    empty = tmp_path / "empty.mitm"
+    empty.write_bytes(b"")
+    assert list(read_capture(empty)) == []
+    both = await run_wsproxy("-w", "a.mitm", "-w", "a.mitm.jsonl")
+    assert both.returncode == 2
+    assert both.stderr == "wsproxy: -w a.mitm.jsonl and -w a.mitm both write a.mitm.jsonl\n"
