@@ -19,14 +19,14 @@ if ! command -v chromium >/dev/null || ! command -v certutil >/dev/null; then
   fi
 fi
 
-echo "== Python environment (.venv): pip install '.[test]' mitmproxy"
+echo "== Python environment (.venv): pip install '.[test,mitmproxy]' (the extra: mitmproxy)"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
 # mitmproxy goes into the same environment on purpose: this checks that wsproxy's
 # dependency ranges (cryptography above all) resolve together with mitmproxy's, and lets the
 # tests check CA files and addon scripts against the real mitmproxy (they also hide it to test
 # the stand-in).
-.venv/bin/pip install -q --disable-pip-version-check '.[test]' 'mitmproxy>=10'
+.venv/bin/pip install -q --disable-pip-version-check '.[test,mitmproxy]'
 .venv/bin/python -c 'import cryptography, mitmproxy.version, wsproxy; print("wsproxy with mitmproxy", mitmproxy.version.VERSION, "and cryptography", cryptography.__version__)'
 .venv/bin/mitmdump --version
 

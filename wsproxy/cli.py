@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wsproxy.capture.commands import cmd_har, cmd_replay, cmd_show
+from wsproxy.capture.commands import cmd_har, cmd_mitm, cmd_replay, cmd_show
 from wsproxy.capture.writer import check_capture_paths, open_capture
 from wsproxy.exceptions import (
     ConfigError,
@@ -261,8 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         type=Path,
         metavar="FILE",
-        help="record every WebSocket to FILE: .jsonl (one record per line), or .har (HAR 1.2 "
-        "rewritten as it goes, with a FILE.har.jsonl journal beside it); repeatable: every "
+        help="record every WebSocket to FILE: .jsonl (one record per line), .har (HAR 1.2 "
+        "rewritten as it goes, with a FILE.har.jsonl journal beside it) or .mitm (a mitmproxy "
+        "flow file, needs wsproxy[mitmproxy]; journal FILE.mitm.jsonl); repeatable: every "
         "FILE is written",
     )
     add("--capture-filter", metavar="REGEX", help="capture only WebSockets whose URL matches")
@@ -407,7 +408,13 @@ def cmd_ca(argv: Sequence[str]) -> int:
     return 0
 
 
-SUBCOMMANDS = {"ca": cmd_ca, "show": cmd_show, "replay": cmd_replay, "har": cmd_har}
+SUBCOMMANDS = {
+    "ca": cmd_ca,
+    "show": cmd_show,
+    "replay": cmd_replay,
+    "har": cmd_har,
+    "mitm": cmd_mitm,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

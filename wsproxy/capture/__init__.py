@@ -1,10 +1,13 @@
 """Captures: record a run's WebSockets to a file, read them back, show them, replay them.
 
-* ``writer.CaptureWriter``: the proxy's capture sink (``-w FILE``), JSONL or HAR by extension.
+* ``writer.CaptureWriter``: the proxy's capture sink (``-w FILE``), JSONL, HAR or mitmproxy
+  flows by extension.
 * ``jsonl``: the JSONL schema (documented there), encoding and decoding.
 * ``har``: HAR 1.2 with Chrome's ``_webSocketMessages``: journal -> HAR, and reading HAR files
   from wsproxy, Chrome DevTools and mitmproxy.
-* ``reader.read_capture``: either format as one stream of ``records``.
+* ``mitmflows``: mitmproxy flow files (``-w FILE.mitm``, ``mitmproxy -r``), through mitmproxy's
+  own ``mitmproxy.io`` (the ``wsproxy[mitmproxy]`` extra): journal -> flows, and reading them.
+* ``reader.read_capture``: any of these formats as one stream of ``records``.
 * ``show``, ``replay``: the ``wsproxy show`` and ``wsproxy replay`` subcommands.
 """
 

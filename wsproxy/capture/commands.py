@@ -21,3 +21,9 @@ def cmd_har(argv: Sequence[str]) -> int:
     from wsproxy.capture.har import main
 
     return main(list(argv))
+
+
+def cmd_mitm(argv: Sequence[str]) -> int:
+    from wsproxy.capture.mitmflows import main
+
+    return main(list(argv))

@@ -387,7 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
         "server's answers) or, with --serve, as its server.",
     )
     add = parser.add_argument
-    add("file", help="a capture: wsproxy .jsonl, or a HAR (wsproxy, Chrome, mitmproxy)")
+    add(
+        "file",
+        help="a capture: wsproxy .jsonl, a HAR (wsproxy, Chrome, mitmproxy) or a .mitm flow file",
+    )
     add("--conn", metavar="ID", help="the connection to replay (default: the first)")
     add("--url", help="connect here instead of the captured URL (ws:// or wss://)")
     add("--fast", action="store_true", help="no captured delays: send as fast as possible")

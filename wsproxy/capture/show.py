@@ -157,10 +157,14 @@ def record_line(record: Record, full: bool = False) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="wsproxy show", description="Print a capture (.jsonl or .har) as readable lines."
+        prog="wsproxy show",
+        description="Print a capture (.jsonl, .har or .mitm) as readable lines.",
     )
     add = parser.add_argument
-    add("file", help="a capture: wsproxy .jsonl, or a HAR (wsproxy, Chrome, mitmproxy)")
+    add(
+        "file",
+        help="a capture: wsproxy .jsonl, a HAR (wsproxy, Chrome, mitmproxy) or a .mitm flow file",
+    )
     add("--conn", action="append", default=[], metavar="ID", help="only this connection")
     add("--direction", choices=("client", "server"), help="only frames this side sent")
     add(

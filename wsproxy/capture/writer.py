@@ -48,6 +48,10 @@ Plain HTTP (``--capture-http``, on by default for HAR files: see ``open_capture`
 hands over each exchange when it ended (``http``), as an ``http`` record queued like a frame
 (its kept body bytes count as payload), encoded in the thread.
 
+mitmproxy output (``-w FILE.mitm``): the same journal, ``FILE.mitm.jsonl``, and at the same
+moments ``mitmflows.FlowFile`` appends to the flow file the flows of the WebSockets that
+closed (at the end of the run, also those still open); see ``mitmflows``.
+
 Several ``-w`` files: one writer each, behind a ``CaptureFanout`` (each encodes and writes on
 its own; they share nothing but the filter). Every file is created 0600 (see ``files``).
 """
@@ -62,7 +66,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from wsproxy.capture import jsonl
 from wsproxy.capture.files import create_private
@@ -71,6 +75,9 @@ from wsproxy.exceptions import ConfigError, StartupError, os_error_text
 from wsproxy.model import Flow, HttpExchange
 from wsproxy.options import Options
 from wsproxy.sansio.relay import FrameRecord
+
+if TYPE_CHECKING:
+    from wsproxy.capture.mitmflows import FlowFile
 
 log = logging.getLogger("wsproxy")
 
@@ -86,29 +93,37 @@ HAR_INTERVAL = 5.0  # seconds between HAR rewrites while traffic flows
 
 
 def journal_path(path: Path) -> Path:
-    """Where the JSONL journal of a HAR capture goes: ``FILE.har`` -> ``FILE.har.jsonl``."""
+    """Where the JSONL journal of a HAR (or mitmproxy) capture goes: ``FILE.har`` ->
+    ``FILE.har.jsonl``."""
     return path.with_name(path.name + ".jsonl")
 
 
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".har": "har"}
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".har": "har", ".mitm": "mitm"}
+JOURNALED = ("har", "mitm")  # formats made from a journal beside them
 
 
 def capture_format(path: Path) -> str:
-    """The format ``path``'s extension names, "jsonl" or "har"; ConfigError for any other
-    (rather than JSONL under a name that promises something else)."""
+    """The format ``path``'s extension names, "jsonl", "har" or "mitm"; ConfigError for any
+    other (rather than JSONL under a name that promises something else)."""
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         what = f"format {suffix}" if suffix else f"file {path} (no extension)"
-        raise ConfigError(f"unsupported capture {what}; use .jsonl or .har")
+        raise ConfigError(f"unsupported capture {what}; use .jsonl, .har or .mitm")
     return FORMATS[suffix]
 
 
 def check_capture_paths(paths: Sequence[Path]) -> tuple[Path, ...]:
-    """``-w`` paths, checked: known formats, and no two writing the same file (a HAR's
-    journal included: ``-w a.har -w a.har.jsonl`` would interleave two writers)."""
+    """``-w`` paths, checked: known formats, mitmproxy installed for ``.mitm``, and no two
+    writing the same file (a HAR's journal included: ``-w a.har -w a.har.jsonl`` would
+    interleave two writers)."""
     written: dict[Path, Path] = {}
     for path in paths:
-        targets = [path, journal_path(path)] if capture_format(path) == "har" else [path]
+        fmt = capture_format(path)
+        if fmt == "mitm":
+            from wsproxy.capture.mitmflows import require_mitmproxy
+
+            require_mitmproxy(f"-w {path}")
+        targets = [path, journal_path(path)] if fmt in JOURNALED else [path]
         for target in targets:
             key = Path(os.path.abspath(target))
             if key in written:
@@ -212,11 +227,16 @@ class CaptureWriter:
         http: bool = False,
     ) -> None:
         self.path = Path(path)
-        self.har_path: Path | None = None
+        self.har_path: Path | None = None  # the file made from the journal: .har or .mitm
         self.journal = self.path
-        if capture_format(self.path) == "har":
+        self._flows: FlowFile | None = None
+        if capture_format(self.path) in JOURNALED:
             self.har_path = self.path
             self.journal = journal_path(self.path)
+        if capture_format(self.path) == "mitm":
+            from wsproxy.capture.mitmflows import FlowFile
+
+            self._flows = FlowFile(self.path, self.journal)
         self.filter = re.compile(filter) if filter else None
         self.capture_http = http  # plain HTTP exchanges too
         self.fsync = fsync
@@ -455,12 +475,15 @@ class CaptureWriter:
     def _write_line(self, obj: dict[str, Any]) -> None:
         self._file.write(jsonl.dumps(obj).encode("utf-8") + b"\n")
 
-    def _write_har(self) -> None:
+    def _write_har(self, final: bool = False) -> None:
         from wsproxy.capture.har import journal_to_har
 
         assert self.har_path is not None
         try:
-            journal_to_har(self.journal, self.har_path)
+            if self._flows is not None:
+                self._flows.update(final)  # appends the flows of closed WebSockets
+            else:
+                journal_to_har(self.journal, self.har_path)
         except Exception as error:  # the journal is intact: the HAR can be made later
             log.error("capture: writing %s failed: %s", self.har_path, error)
 
@@ -478,7 +501,7 @@ class CaptureWriter:
             self._cond.notify()
         self._thread.join()
         if self.har_path is not None and self.error is None:
-            self._write_har()
+            self._write_har(final=True)
         if self.lost:
             log.warning(
                 "capture: %d frame record(s) were lost in all (the writer could not keep up); "
@@ -591,7 +614,7 @@ def open_capture(options: Options) -> CaptureWriter | CaptureFanout | None:
                     http=capture_http(options, path),
                 )
             except OSError as error:
-                target = journal_path(path) if capture_format(path) == "har" else path
+                target = error.filename or path  # FILE, or a HAR's or .mitm's journal
                 raise StartupError(
                     f"cannot write the capture {target}: {os_error_text(error)}"
                 ) from None
