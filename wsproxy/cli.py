@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wsproxy.capture.commands import cmd_har, cmd_mitm, cmd_replay, cmd_show
-from wsproxy.capture.writer import check_capture_paths, open_capture
+from wsproxy.capture.formats import check_capture_paths
+from wsproxy.capture.run import open_capture
 from wsproxy.exceptions import (
     ConfigError,
     PluginError,

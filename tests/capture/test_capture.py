@@ -17,11 +17,12 @@ from websockets.asyncio.client import connect
 from tests.capture.conftest import HOST, CaptureProxy, stop
 from tests.capture.harcheck import check_har
 from wsproxy.capture import jsonl
+from wsproxy.capture.formats import journal_path
 from wsproxy.capture.har import journal_to_har, read_har
 from wsproxy.capture.messages import Message, reassemble
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import Close, Connection, Frame, Header, Lost, Record
-from wsproxy.capture.writer import CaptureWriter, _Item, journal_path
+from wsproxy.capture.writer import CaptureWriter, _Item
 from wsproxy.sansio.relay import FrameRecord, Side
 
 BINARY = bytes(range(256)) * 3
@@ -297,7 +298,7 @@ async def test_a_slow_write_ahead_falls_back_to_the_queue(
 
 
 async def test_several_capture_files_are_all_written(echo: int, tmp_path: Path) -> None:
-    from wsproxy.capture.writer import CaptureFanout, open_capture
+    from wsproxy.capture.run import CaptureFanout, open_capture
     from wsproxy.options import Options, ReverseTarget
     from wsproxy.proxy.server import ProxyServer
 
@@ -324,7 +325,7 @@ async def test_several_capture_files_are_all_written(echo: int, tmp_path: Path) 
 
 
 def test_one_capture_file_needs_no_fanout(tmp_path: Path) -> None:
-    from wsproxy.capture.writer import open_capture
+    from wsproxy.capture.run import open_capture
     from wsproxy.options import Options
 
     sink = open_capture(Options(capture_paths=(tmp_path / "one.jsonl",)))

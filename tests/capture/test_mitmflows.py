@@ -30,11 +30,11 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.helpers import HOST, proxy_free_env
 from tests.plugins import HIDE_MITMPROXY, ROOT, ProxyProc, wsproxy_process
+from wsproxy.capture.formats import journal_path
 from wsproxy.capture.mitmflows import is_flow_file, journal_to_flows
 from wsproxy.capture.reader import detect_format, read_capture
 from wsproxy.capture.records import Close, Connection, Frame
 from wsproxy.capture.show import show
-from wsproxy.capture.writer import journal_path
 
 HAVE_MITMPROXY = importlib.util.find_spec("mitmproxy") is not None
 BIG = 3 * 1024 * 1024 + 17  # over the journal's 256 KiB pieces: written in several lines

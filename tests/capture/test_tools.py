@@ -13,13 +13,13 @@ from websockets.asyncio.client import connect
 
 from tests.capture.conftest import FIXTURES, HOST, CaptureProxy, stop
 from tests.capture.harcheck import check_har
+from wsproxy.capture.formats import journal_path
 from wsproxy.capture.har import main as har_main
 from wsproxy.capture.messages import reassemble
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import Connection, Frame, Http
 from wsproxy.capture.replay import ReplayServer, load, replay_client
 from wsproxy.capture.show import show
-from wsproxy.capture.writer import journal_path
 
 
 async def record(capture_proxy: CaptureProxy, path: Path) -> None:

@@ -13,9 +13,10 @@
 
 from __future__ import annotations
 
+from wsproxy.capture.formats import journal_path
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import Close, Connection, Frame, Header, Lost, Record
-from wsproxy.capture.writer import CaptureWriter, journal_path
+from wsproxy.capture.writer import CaptureWriter
 
 __all__ = [
     "CaptureWriter",

@@ -64,16 +64,15 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from wsproxy.capture import jsonl
 from wsproxy.capture.files import create_private
+from wsproxy.capture.formats import JOURNALED, capture_format, journal_path
 from wsproxy.capture.records import iso_time
-from wsproxy.exceptions import ConfigError, StartupError, os_error_text
 from wsproxy.model import Flow, HttpExchange
-from wsproxy.options import Options
 from wsproxy.sansio.relay import FrameRecord
 
 if TYPE_CHECKING:
@@ -90,46 +89,6 @@ INLINE_MAX = 64 * 1024  # larger frame payloads are always encoded in the writer
 SLOW_WRITE = 0.005  # seconds: a write-ahead slower than this means the disk is struggling
 SLOW_PAUSE = 10.0  # seconds without write-ahead after a slow one
 HAR_INTERVAL = 5.0  # seconds between HAR rewrites while traffic flows
-
-
-def journal_path(path: Path) -> Path:
-    """Where the JSONL journal of a HAR (or mitmproxy) capture goes: ``FILE.har`` ->
-    ``FILE.har.jsonl``."""
-    return path.with_name(path.name + ".jsonl")
-
-
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".har": "har", ".mitm": "mitm"}
-JOURNALED = ("har", "mitm")  # formats made from a journal beside them
-
-
-def capture_format(path: Path) -> str:
-    """The format ``path``'s extension names, "jsonl", "har" or "mitm"; ConfigError for any
-    other (rather than JSONL under a name that promises something else)."""
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        what = f"format {suffix}" if suffix else f"file {path} (no extension)"
-        raise ConfigError(f"unsupported capture {what}; use .jsonl, .har or .mitm")
-    return FORMATS[suffix]
-
-
-def check_capture_paths(paths: Sequence[Path]) -> tuple[Path, ...]:
-    """``-w`` paths, checked: known formats, mitmproxy installed for ``.mitm``, and no two
-    writing the same file (a HAR's journal included: ``-w a.har -w a.har.jsonl`` would
-    interleave two writers)."""
-    written: dict[Path, Path] = {}
-    for path in paths:
-        fmt = capture_format(path)
-        if fmt == "mitm":
-            from wsproxy.capture.mitmflows import require_mitmproxy
-
-            require_mitmproxy(f"-w {path}")
-        targets = [path, journal_path(path)] if fmt in JOURNALED else [path]
-        for target in targets:
-            key = Path(os.path.abspath(target))
-            if key in written:
-                raise ConfigError(f"-w {path} and -w {written[key]} both write {target}")
-            written[key] = path
-    return tuple(paths)
 
 
 def _address(address: tuple[str, int] | Any) -> str | None:
@@ -515,118 +474,3 @@ class CaptureWriter:
         import asyncio
 
         await asyncio.to_thread(self.finish)
-
-
-class CaptureFanout:
-    """Several capture writers (``-w a.jsonl -w b.har``) as one sink for the server.
-
-    They share one filter (``open_capture`` gives each the run's ``--capture-filter``), so
-    the first one answers ``wants`` for all. A single ``-w`` uses its ``CaptureWriter``
-    directly: this loop only costs when there are several.
-    """
-
-    def __init__(self, writers: Sequence[CaptureWriter]) -> None:
-        assert len({w.filter.pattern if w.filter else None for w in writers}) == 1
-        self.writers = tuple(writers)
-
-    def wants(self, flow: Flow) -> bool:
-        return self.writers[0].wants(flow)
-
-    def handshake(self, flow: Flow) -> None:
-        for writer in self.writers:
-            writer.handshake(flow)
-
-    def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None:
-        for writer in self.writers:
-            writer.frame(flow, record, timestamp)
-
-    def close(self, flow: Flow) -> None:
-        for writer in self.writers:
-            writer.close(flow)
-
-    def wants_http(self, url: str) -> bool:
-        return any(writer.wants_http(url) for writer in self.writers)
-
-    def http(self, exchange: HttpExchange) -> None:
-        for writer in self.writers:  # --capture-http's default differs by format
-            if writer.wants_http(exchange.url):
-                writer.http(exchange)
-
-    def sync(self) -> None:
-        for writer in self.writers:
-            writer.sync()
-
-    def congested(self, resume: Callable[[], None]) -> bool:
-        """Congested while any writer is; ``resume`` runs once the last of them caught up."""
-        behind = [False]
-        waiting = [0]
-        lock = threading.Lock()
-
-        def one_resumed() -> None:
-            with lock:
-                waiting[0] -= 1
-                last = waiting[0] == 0 and behind[0]
-            if last:
-                resume()
-
-        for writer in self.writers:
-            with lock:
-                waiting[0] += 1
-            if not writer.congested(one_resumed):
-                with lock:
-                    waiting[0] -= 1
-        with lock:
-            behind[0] = waiting[0] > 0
-        return behind[0]
-
-    def finish(self) -> None:
-        for writer in self.writers:
-            writer.finish()
-
-    async def aclose(self) -> None:
-        import asyncio
-
-        await asyncio.gather(*(writer.aclose() for writer in self.writers))
-
-
-def capture_http(options: Options, path: Path) -> bool:
-    """Whether ``-w path`` records plain HTTP: ``--capture-http`` / ``--no-capture-http``, else
-    on for a HAR (a page session: DevTools shows every request) and off for JSONL (a WebSocket
-    journal, kept small)."""
-    if options.capture_http is not None:
-        return options.capture_http
-    return capture_format(path) == "har"
-
-
-def open_capture(options: Options) -> CaptureWriter | CaptureFanout | None:
-    """The run's capture sink from ``Options`` (``-w``, repeatable), or None without one.
-
-    A file that cannot be created is a ``StartupError``; those opened before it are finished.
-    """
-    writers: list[CaptureWriter] = []
-    try:
-        for path in options.capture_paths:
-            try:
-                writer = CaptureWriter(
-                    path,
-                    filter=options.capture_filter,
-                    fsync=options.capture_fsync,
-                    http=capture_http(options, path),
-                )
-            except OSError as error:
-                target = error.filename or path  # FILE, or a HAR's or .mitm's journal
-                raise StartupError(
-                    f"cannot write the capture {target}: {os_error_text(error)}"
-                ) from None
-            writers.append(writer)
-            where = writer.journal if writer.har_path is None else writer.har_path
-            more = f" (journal {writer.journal})" if writer.har_path else ""
-            what = "WebSockets and plain HTTP" if writer.capture_http else "WebSockets"
-            log.warning("capturing %s to %s%s", what, where, more)
-    except BaseException:
-        for writer in writers:
-            writer.finish()
-        raise
-    if not writers:
-        return None
-    return writers[0] if len(writers) == 1 else CaptureFanout(writers)
