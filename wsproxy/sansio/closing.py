@@ -48,28 +48,21 @@ class CloseHandshake:
         self._settle(source)
         self._settle(target)
 
-    def _send_close_frame(self, leg: Leg, frame: CloseFrame) -> None:
-        if not leg.can_send:
-            return
-        if leg.mid_frame_out:
-            self._transport(leg, LegEvent.ABORT)
-            return
-        leg.writer.send_frame(Opcode.CLOSE, frame.payload)
-        leg.sent = CloseFrame(frame.code, frame.reason, frame.payload)
-        leg.change(LegEvent.SEND_CLOSE)
-
     def _close(self, leg: Leg, code: int, reason: str) -> None:
-        """Send ``leg`` a close frame, or cut it if a frame to it is half-written."""
+        self._send_close_frame(leg, CloseFrame(code, reason, serialize_close(code, reason)))
+
+    def _send_close_frame(self, leg: Leg, frame: CloseFrame) -> None:
+        """Send ``leg`` this close frame, or cut it if a frame to it is half-written."""
         if not leg.can_send:
             return
         if leg.mid_frame_out:
             # A close frame cannot go inside a frame's payload: the only way out is to cut.
+            code = frame.code
             self._note(leg.side, f"aborted: a frame to it was half-sent when it had to get {code}")
             self._transport(leg, LegEvent.ABORT)
             return
-        payload = serialize_close(code, reason)
-        leg.writer.send_frame(Opcode.CLOSE, payload)
-        leg.sent = CloseFrame(code, reason, payload)
+        leg.writer.send_frame(Opcode.CLOSE, frame.payload)
+        leg.sent = frame
         leg.change(LegEvent.SEND_CLOSE)
 
     def _send_owed(self, leg: Leg) -> None:
