@@ -547,44 +547,22 @@ def _http(entry: dict[str, Any]) -> Http:
 def main(argv: list[str]) -> int:
     """``wsproxy har JOURNAL [-o OUT.har]``: a JSONL capture (or a crashed run's journal)
     as a HAR file."""
-    import argparse
-    import sys
+    from wsproxy.capture.commands import convert_journal
+    from wsproxy.capture.reader import detect_format
 
-    parser = argparse.ArgumentParser(
-        prog="wsproxy har",
-        description="Turn a JSONL capture (e.g. FILE.har.jsonl left by a crashed run) into HAR.",
-    )
-    parser.add_argument("journal", type=Path)
-    parser.add_argument(
-        "-o", "--output", type=Path, help="the HAR to write (default: JOURNAL without .jsonl)"
-    )
-    args = parser.parse_args(argv)
-    from wsproxy.capture.reader import check_jsonl, detect_format
-
-    journal: Path = args.journal
-    out = args.output
-    if out is None:
-        name = journal.name
-        out = journal.with_name(name[: -len(".jsonl")] if name.endswith(".jsonl") else name)
-        if out.suffix.lower() != ".har":
-            out = out.with_name(out.name + ".har")
-    try:
+    def not_har(journal: Path) -> None:
         if detect_format(journal) == "har":
             raise CaptureFormatError(
                 f"{journal}: already a HAR file; 'wsproxy har' turns a JSONL capture "
                 "(such as FILE.har.jsonl) into HAR"
             )
-        check_jsonl(journal)
-        if out.exists() and out.samefile(journal):
-            raise CaptureFormatError(f"-o {out} is the capture itself: name another file")
-    except CaptureFormatError as error:
-        print(f"wsproxy har: {error}", file=sys.stderr)
-        return 1
-    try:
-        count = journal_to_har(journal, out)
-    except OSError as error:
-        what = f"{journal}" if error.filename == str(journal) else f"cannot write {out}"
-        print(f"wsproxy har: {what}: {os_error_text(error)}", file=sys.stderr)
-        return 1
-    print(f"{out}: {count} entries")
-    return 0
+
+    return convert_journal(
+        argv,
+        name="har",
+        suffix=".har",
+        description="Turn a JSONL capture (e.g. FILE.har.jsonl left by a crashed run) into HAR.",
+        convert=journal_to_har,
+        unit="entries",
+        check=not_har,
+    )

@@ -42,7 +42,6 @@ import contextlib
 import io
 import json
 import os
-import sys
 import tempfile
 from array import array
 from collections.abc import Iterator
@@ -55,7 +54,7 @@ from wsproxy.capture.files import create_private
 from wsproxy.capture.har import CaptureFormatError, unreadable
 from wsproxy.capture.messages import Message, Reassembler
 from wsproxy.capture.records import Close, CloseSide, Connection, Frame, Record
-from wsproxy.exceptions import ConfigError, os_error_text
+from wsproxy.exceptions import ConfigError
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -489,43 +488,15 @@ def read_flows(path: Path | str) -> Iterator[Record]:
 def main(argv: list[str]) -> int:
     """``wsproxy mitm JOURNAL [-o OUT.mitm]``: a JSONL capture (or a crashed run's journal) as a
     mitmproxy flow file."""
-    import argparse
+    from wsproxy.capture.commands import convert_journal
 
-    parser = argparse.ArgumentParser(
-        prog="wsproxy mitm",
+    return convert_journal(
+        argv,
+        name="mitm",
+        suffix=SUFFIX,
         description="Turn a JSONL capture (e.g. FILE.mitm.jsonl left by a crashed run) into a "
         "mitmproxy flow file (mitmproxy -r, mitmweb -r, mitmdump -r).",
+        convert=journal_to_flows,
+        unit="WebSocket(s)",
+        check=lambda _journal: require_mitmproxy("writing a mitmproxy flow file"),
     )
-    parser.add_argument("journal", type=Path)
-    parser.add_argument(
-        "-o", "--output", type=Path, help="the file to write (default: JOURNAL without .jsonl)"
-    )
-    args = parser.parse_args(argv)
-    from wsproxy.capture.reader import check_jsonl
-
-    journal: Path = args.journal
-    out: Path | None = args.output
-    if out is None:
-        name = journal.name
-        out = journal.with_name(name[: -len(".jsonl")] if name.endswith(".jsonl") else name)
-        if out.suffix.lower() != SUFFIX:
-            out = out.with_name(out.name + SUFFIX)
-    try:
-        require_mitmproxy("writing a mitmproxy flow file")
-        check_jsonl(journal)
-        if out.exists() and out.samefile(journal):
-            raise CaptureFormatError(f"-o {out} is the capture itself: name another file")
-    except ConfigError as error:
-        print(f"wsproxy mitm: {error}", file=sys.stderr)
-        return 2
-    except CaptureFormatError as error:
-        print(f"wsproxy mitm: {error}", file=sys.stderr)
-        return 1
-    try:
-        count = journal_to_flows(journal, out)
-    except OSError as error:
-        what = f"{journal}" if error.filename == str(journal) else f"cannot write {out}"
-        print(f"wsproxy mitm: {what}: {os_error_text(error)}", file=sys.stderr)
-        return 1
-    print(f"{out}: {count} WebSocket(s)")
-    return 0
