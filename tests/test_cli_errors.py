@@ -134,6 +134,20 @@ def test_a_taken_port(tmp_path: Path) -> None:
     check(status, stderr, 1, f"cannot listen on {HOST}:{port}: Address already in use")
 
 
+def test_a_taken_port_leaves_an_existing_capture_alone(tmp_path: Path) -> None:
+    """The port is bound before captures are opened: yesterday's capture survives a failed start."""
+    old = tmp_path / "old.jsonl"
+    old.write_text('{"type": "header"}\n')
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = wsproxy_command(port, tmp_path / "confdir", "-w", str(old))[3:]
+        status, stderr = run(*argv, cwd=tmp_path)
+    check(status, stderr, 1, f"cannot listen on {HOST}:{port}: Address already in use")
+    assert old.read_text() == '{"type": "header"}\n'
+
+
 def test_a_capture_path_that_is_a_directory(tmp_path: Path) -> None:
     (tmp_path / "dir.jsonl").mkdir()
     argv = wsproxy_command(free_port(), tmp_path / "confdir", "-w", "dir.jsonl")[3:]

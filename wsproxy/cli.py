@@ -362,9 +362,15 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
     chain = await scripts.start() if scripts is not None else None
     watcher = asyncio.create_task(scripts.watch()) if scripts is not None else None
     try:
-        capture = open_capture(options)
+        server = ProxyServer(options, ca, chain)
         try:
-            await _serve(options, ProxyServer(options, ca, chain, capture))
+            await server.bind()  # the port first: a taken one leaves capture files untouched
+        except OSError as error:
+            where = f"{options.listen_host}:{options.listen_port}"
+            raise StartupError(f"cannot listen on {where}: {os_error_text(error)}") from None
+        capture = server.capture = open_capture(options)
+        try:
+            await _serve(options, server)
         finally:
             if capture is not None:
                 await capture.aclose()
@@ -378,11 +384,7 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
 
 
 async def _serve(options: Options, server: ProxyServer) -> None:
-    try:
-        await server.start()
-    except OSError as error:
-        where = f"{options.listen_host}:{options.listen_port}"
-        raise StartupError(f"cannot listen on {where}: {os_error_text(error)}") from None
+    await server.start()
     where = f"{options.listen_host}:{server.port}"
     log.warning("wsproxy listening on %s (%s mode)", where, options.mode)
     stop = asyncio.Event()
