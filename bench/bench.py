@@ -380,6 +380,7 @@ class Options:
     logdir: Path
     start_timeout: float
     verbose: bool
+    baseline: Path | None = None  # the checkout the wsproxy-base target runs
 
     def duration_of(self, s: Scenario) -> float:
         if self.duration is not None:
@@ -932,6 +933,7 @@ def main(argv: list[str] | None = None) -> int:
         logdir=logdir,
         start_timeout=args.start_timeout,
         verbose=args.verbose,
+        baseline=args.baseline,
     )
     rc = 130
     try:
