@@ -33,10 +33,10 @@ from tests.browser.harness import (
     HOST,
     TEST_HOSTS,
     Chromium,
-    Proxy,
     browser_tools,
     make_nssdb,
 )
+from tests.harness import launch
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -105,16 +105,11 @@ class Servers:
 
 
 @pytest.fixture
-def test_ca(tmp_path: Path) -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-async def servers(test_ca: trustme.CA) -> AsyncIterator[Servers]:
+async def servers(upstream_ca: trustme.CA) -> AsyncIterator[Servers]:
     """The https page server (aiohttp), a ws:// echo and a wss:// echo (websockets)."""
     state = Servers()
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    test_ca.issue_cert(HOST, "localhost").configure_cert(tls)
+    upstream_ca.issue_cert(HOST, "localhost").configure_cert(tls)
 
     async def page(request: web.Request) -> web.Response:
         return web.Response(text=PAGE, content_type="text/html", charset="utf-8")
@@ -183,15 +178,13 @@ class Run:
     elapsed: float
 
 
-async def run_page(servers: Servers, test_ca: trustme.CA, tmp_path: Path) -> Run:
+async def run_page(servers: Servers, upstream_ca_file: Path, tmp_path: Path) -> Run:
     """Chromium, trusting only wsproxy's CA, opens the test page through a fresh proxy."""
     chromium_bin, certutil = browser_tools()
-    upstream_ca = tmp_path / "upstream-ca.pem"
-    test_ca.cert_pem.write_to_path(str(upstream_ca))
-    proxy = Proxy(tmp_path, "--upstream-ca", str(upstream_ca))
+    proxy = await launch(["--upstream-ca", str(upstream_ca_file)], tmp_path / "confdir", tmp_path)
     chromium: Chromium | None = None
     try:
-        await proxy.wait_ready()
+        assert proxy.ca_cert.is_file(), f"no CA at {proxy.ca_cert}\n{proxy.stderr()}"
         home = tmp_path / "home"
         make_nssdb(certutil, home, proxy.ca_cert)  # only after the proxy wrote its CA
 
@@ -204,15 +197,15 @@ async def run_page(servers: Servers, test_ca: trustme.CA, tmp_path: Path) -> Run
             result = await asyncio.wait_for(servers.reports.get(), REPORT_TIMEOUT)
         except TimeoutError:
             raise AssertionError(
-                f"the page never reported back\n--- proxy ---\n{proxy.log()}"
+                f"the page never reported back\n--- proxy ---\n{proxy.stderr()}"
                 f"\n--- chromium ---\n{chromium.log()[-3000:]}"
             ) from None
         elapsed = time.monotonic() - started
     finally:
         if chromium is not None:
             chromium.stop()
-        code = proxy.stop()
-    return Run(result, token, proxy.log(), code, elapsed)
+        code = await proxy.stop()
+    return Run(result, token, proxy.stderr(), code, elapsed)
 
 
 REQUEST_LINE = re.compile(r"^\S+ \[c\d+\] \S+ ([A-Z]+) (\S+)$")
@@ -232,12 +225,12 @@ def requested(log: str) -> list[tuple[str, str, int | None]]:
 
 
 async def test_chromium_sends_nothing_but_the_test_page(
-    servers: Servers, test_ca: trustme.CA, tmp_path: Path
+    servers: Servers, upstream_ca_file: Path, tmp_path: Path
 ) -> None:
     """The proxy sees all of Chromium's traffic: with the harness's flags, none of it is
     Chromium's own (no updates, sign-in, time sync, safe browsing, metrics...), and no name
     but the test's is looked up, by Chromium or by the proxy."""
-    run = await run_page(servers, test_ca, tmp_path)
+    run = await run_page(servers, upstream_ca_file, tmp_path)
     ours = {servers.page_port, servers.ws_port, servers.wss_port}
     seen = requested(run.log)
     assert ("CONNECT", HOST, servers.page_port) in seen, run.log
@@ -248,9 +241,9 @@ async def test_chromium_sends_nothing_but_the_test_page(
 
 
 async def test_chromium_echoes_over_ws_and_wss_through_wsproxy(
-    servers: Servers, test_ca: trustme.CA, tmp_path: Path
+    servers: Servers, upstream_ca_file: Path, tmp_path: Path
 ) -> None:
-    run = await run_page(servers, test_ca, tmp_path)
+    run = await run_page(servers, upstream_ca_file, tmp_path)
     result, token, log, code = run.result, run.token, run.log, run.code
 
     sent = result["sent"]

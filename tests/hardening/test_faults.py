@@ -26,19 +26,18 @@ from typing import Any
 
 import pytest
 
-from tests.integration import wsraw
-from tests.integration.conftest import (
+from tests.harness import (
     HOST,
     Proxy,
     ProxyProcess,
-    ProxyStartError,
     ProxyView,
     StartProxy,
     free_port,
+    launch_sync,
+    running_proxy,
 )
+from tests.integration import wsraw
 from tests.integration.wsraw import OP_BINARY, OP_CLOSE, OP_TEXT
-from wsproxy.options import Options
-from wsproxy.proxy.server import ProxyServer
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -376,16 +375,7 @@ def _faults_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyPro
     """One proxy with default options for this module's single cases (stopped with the
     module, so that its end is checked like every other proxy's)."""
     tmp = tmp_path_factory.mktemp("faults-proxy")
-    for _attempt in range(3):
-        process = ProxyProcess([], tmp / "confdir", tmp)
-        try:
-            process.wait_ready_sync()
-            break
-        except ProxyStartError:
-            process.failed_start = True
-            if process.returncode is None or "in use" not in process.stderr():
-                process.stop_sync()
-                raise
+    process = launch_sync([], tmp / "confdir", tmp)
     yield process
     problems = process.problems(process.stop_sync())
     assert not problems, "\n\n".join(problems)
@@ -395,9 +385,7 @@ def _faults_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyPro
 async def proxy(_faults_proxy: ProxyProcess) -> AsyncIterator[ProxyView]:
     view = ProxyView(_faults_proxy)
     yield view
-    await asyncio.sleep(0.05)
-    assert "Traceback" not in view.stderr(), f"the proxy printed a traceback\n{view.describe()}"
-    assert _faults_proxy.returncode is None, f"the proxy died\n{view.describe()}"
+    await view.finish()
 
 
 @pytest.mark.parametrize("name", [n for n in CASES if n not in ("upstream_silent", "dns_failure")])
@@ -466,53 +454,50 @@ async def test_a_thousand_faults_leak_nothing(tmp_path: Path, upstream: FaultUps
     problems = Problems()
     wsproxy_log = logging.getLogger("wsproxy")
     wsproxy_log.addHandler(problems)
-    options = Options(
-        listen_port=0,
-        confdir=tmp_path / "confdir",
-        handshake_timeout=0.5,
-        close_timeout=0.5,
-        connect_timeout=2,
-        max_connections_per_client=100_000,
-    )
-    server = ProxyServer(options)
-    await server.start()
     try:
-        names = list(WEIGHTS)
-        weights = [WEIGHTS[n] for n in names]
+        async with running_proxy(
+            tmp_path,
+            verbosity=0,
+            handshake_timeout=0.5,
+            close_timeout=0.5,
+            connect_timeout=2,
+            max_connections_per_client=100_000,
+        ) as server:
+            names = list(WEIGHTS)
+            weights = [WEIGHTS[n] for n in names]
 
-        async def run(cases: list[str]) -> list[str]:
-            failures: list[str] = []
-            gate = asyncio.Semaphore(25)
+            async def run(cases: list[str]) -> list[str]:
+                failures: list[str] = []
+                gate = asyncio.Semaphore(25)
 
-            async def one(name: str) -> None:
-                async with gate:
-                    try:
-                        await CASES[name](server.port, upstream)
-                    except BaseException as error:
-                        failures.append(f"{name}: {error!r}")
+                async def one(name: str) -> None:
+                    async with gate:
+                        try:
+                            await CASES[name](server.port, upstream)
+                        except BaseException as error:
+                            failures.append(f"{name}: {error!r}")
 
-            await asyncio.gather(*(one(name) for name in cases))
-            return failures
+                await asyncio.gather(*(one(name) for name in cases))
+                return failures
 
-        # Warm up (lazily created things: the resolver's threads, caches), then count.
-        assert await run(names * 2) == []
-        await settle(10**6, 10**6, 0)
-        await asyncio.sleep(3)
-        baseline_tasks, baseline_fds = len(asyncio.all_tasks()), open_fds()
+            # Warm up (lazily created things: the resolver's threads, caches), then count.
+            assert await run(names * 2) == []
+            await settle(10**6, 10**6, 0)
+            await asyncio.sleep(3)
+            baseline_tasks, baseline_fds = len(asyncio.all_tasks()), open_fds()
 
-        started = time.monotonic()
-        cases = rng.choices(names, weights, k=LEAK_CASES)
-        failures = await run(cases)
-        elapsed = time.monotonic() - started
-        assert not failures, f"seed {seed}: {len(failures)} failed, e.g. {failures[:5]}"
-        tasks, fds = await settle(baseline_tasks, baseline_fds, time.monotonic() + 15)
-        assert tasks <= 0, f"{tasks} more asyncio tasks than before: {asyncio.all_tasks()}"
-        assert fds <= 3, f"{fds} more open file descriptors than before"
-        assert not server.sessions and len(server._handlers) == 0
-        assert server._per_client == {} and server.turns.active == 0
-        assert elapsed < 60, elapsed
+            started = time.monotonic()
+            cases = rng.choices(names, weights, k=LEAK_CASES)
+            failures = await run(cases)
+            elapsed = time.monotonic() - started
+            assert not failures, f"seed {seed}: {len(failures)} failed, e.g. {failures[:5]}"
+            tasks, fds = await settle(baseline_tasks, baseline_fds, time.monotonic() + 15)
+            assert tasks <= 0, f"{tasks} more asyncio tasks than before: {asyncio.all_tasks()}"
+            assert fds <= 3, f"{fds} more open file descriptors than before"
+            assert not server.sessions and len(server._handlers) == 0
+            assert server._per_client == {} and server.turns.active == 0
+            assert elapsed < 60, elapsed
     finally:
-        await server.shutdown()
         wsproxy_log.removeHandler(problems)
         loop.set_exception_handler(None)
     assert not loop_errors, loop_errors[:3]

@@ -12,9 +12,7 @@ import re
 
 import pytest
 
-from tests.helpers import status_kib
-from tests.integration import wsraw
-from tests.integration.conftest import (
+from tests.harness import (
     HOST,
     ProxyProcess,
     RawClient,
@@ -22,7 +20,9 @@ from tests.integration.conftest import (
     RawServer,
     RawServerFactory,
     StartProxy,
+    status_kib,
 )
+from tests.integration import wsraw
 
 TIMEOUT = 10.0
 MiB = 1024 * 1024

@@ -14,14 +14,14 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.integration import wsraw
-from tests.integration.conftest import (
+from tests.harness import (
     HOST,
     ProxyProcess,
     RawClient,
     StartProxy,
-    WsEcho,
+    WsUpstream,
 )
+from tests.integration import wsraw
 from tests.integration.wsraw import OP_BINARY, OP_CONT, OP_TEXT, RawConnection
 
 pytestmark = pytest.mark.timeout(60)
@@ -44,7 +44,7 @@ async def upgraded(raw_client: RawClient, proxy: ProxyProcess, upstream: int) ->
     return conn
 
 
-async def still_works(proxy: ProxyProcess, echo: WsEcho) -> None:
+async def still_works(proxy: ProxyProcess, echo: WsUpstream) -> None:
     async with connect(
         f"{echo.url}/after", proxy=proxy.url, open_timeout=10, ping_interval=None
     ) as ws:
@@ -56,7 +56,7 @@ async def still_works(proxy: ProxyProcess, echo: WsEcho) -> None:
 
 
 async def test_too_many_headers_is_431(
-    start_proxy: StartProxy, ws_echo: WsEcho, raw_client: RawClient
+    start_proxy: StartProxy, ws_echo: WsUpstream, raw_client: RawClient
 ) -> None:
     proxy = await start_proxy("--max-headers", "5")
     authority = f"{HOST}:{ws_echo.port}"
@@ -73,7 +73,7 @@ async def test_too_many_headers_is_431(
 
 
 async def test_head_over_max_head_size_is_431(
-    start_proxy: StartProxy, ws_echo: WsEcho, raw_client: RawClient
+    start_proxy: StartProxy, ws_echo: WsUpstream, raw_client: RawClient
 ) -> None:
     proxy = await start_proxy("--max-head-size", "2KiB")
     authority = f"{HOST}:{ws_echo.port}"
@@ -106,7 +106,7 @@ async def test_head_that_never_ends_is_cut_at_the_limit(
 
 
 async def test_long_request_line_is_414(
-    start_proxy: StartProxy, ws_echo: WsEcho, raw_client: RawClient
+    start_proxy: StartProxy, ws_echo: WsUpstream, raw_client: RawClient
 ) -> None:
     proxy = await start_proxy("--max-request-line", "200")
     authority = f"{HOST}:{ws_echo.port}"
@@ -123,7 +123,7 @@ async def test_long_request_line_is_414(
 
 
 async def test_slowloris_is_cut_off_at_the_handshake_timeout(
-    start_proxy: StartProxy, ws_echo: WsEcho, raw_client: RawClient
+    start_proxy: StartProxy, ws_echo: WsUpstream, raw_client: RawClient
 ) -> None:
     """One header byte every 0.3 s keeps the connection busy but never finishes the head:
     the handshake timeout counts from the first byte, not from the last one."""
@@ -153,7 +153,7 @@ async def test_slowloris_is_cut_off_at_the_handshake_timeout(
 
 
 async def test_idle_websocket_gets_1001_on_both_sides(
-    start_proxy: StartProxy, ws_echo: WsEcho, raw_client: RawClient
+    start_proxy: StartProxy, ws_echo: WsUpstream, raw_client: RawClient
 ) -> None:
     proxy = await start_proxy("--idle-timeout", "1")
     conn = await upgraded(raw_client, proxy, ws_echo.port)
@@ -176,7 +176,7 @@ async def test_idle_websocket_gets_1001_on_both_sides(
 
 
 async def test_client_frame_over_max_frame_size_is_1009(
-    start_proxy: StartProxy, ws_echo: WsEcho, raw_client: RawClient
+    start_proxy: StartProxy, ws_echo: WsUpstream, raw_client: RawClient
 ) -> None:
     proxy = await start_proxy("--max-frame-size", "1KiB")
     conn = await upgraded(raw_client, proxy, ws_echo.port)
@@ -190,7 +190,7 @@ async def test_client_frame_over_max_frame_size_is_1009(
 
 
 async def test_fragments_within_max_frame_size_pass_and_message_limit_counts_them(
-    start_proxy: StartProxy, ws_echo: WsEcho, raw_client: RawClient
+    start_proxy: StartProxy, ws_echo: WsUpstream, raw_client: RawClient
 ) -> None:
     """Frames under the frame limit pass; their sum over the message limit is a 1009."""
     proxy = await start_proxy("--max-frame-size", "1KiB", "--max-message-size", "2KiB")
@@ -211,7 +211,7 @@ async def test_fragments_within_max_frame_size_pass_and_message_limit_counts_the
 
 
 async def test_server_frame_over_max_frame_size_is_1009_and_client_1014(
-    start_proxy: StartProxy, ws_echo: WsEcho
+    start_proxy: StartProxy, ws_echo: WsUpstream
 ) -> None:
     proxy = await start_proxy("--max-frame-size", "1KiB")
     async with connect(
@@ -226,7 +226,7 @@ async def test_server_frame_over_max_frame_size_is_1009_and_client_1014(
 # -- connections -----------------------------------------------------------------------------
 
 
-async def hold(proxy: ProxyProcess, echo: WsEcho, n: int) -> list[RawConnection]:
+async def hold(proxy: ProxyProcess, echo: WsUpstream, n: int) -> list[RawConnection]:
     conns = []
     for _ in range(n):
         reader, writer = await asyncio.open_connection(HOST, proxy.port)
@@ -251,14 +251,14 @@ async def refused_503(proxy: ProxyProcess) -> bool:
             await writer.wait_closed()
 
 
-async def close_all(conns: list[RawConnection], echo: WsEcho) -> None:
+async def close_all(conns: list[RawConnection], echo: WsUpstream) -> None:
     for conn in conns:
         await conn.close()
     for _ in conns:
         await echo.next_close()
 
 
-async def test_max_connections(start_proxy: StartProxy, ws_echo: WsEcho) -> None:
+async def test_max_connections(start_proxy: StartProxy, ws_echo: WsUpstream) -> None:
     proxy = await start_proxy("--max-connections", "3")
     conns = await hold(proxy, ws_echo, 3)
     assert await refused_503(proxy)
@@ -269,7 +269,7 @@ async def test_max_connections(start_proxy: StartProxy, ws_echo: WsEcho) -> None
     await close_all(conns, ws_echo)
 
 
-async def test_max_connections_per_client(start_proxy: StartProxy, ws_echo: WsEcho) -> None:
+async def test_max_connections_per_client(start_proxy: StartProxy, ws_echo: WsUpstream) -> None:
     proxy = await start_proxy("--max-connections-per-client", "2")
     conns = await hold(proxy, ws_echo, 2)
     assert await refused_503(proxy)

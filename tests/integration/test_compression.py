@@ -43,15 +43,17 @@ from websockets.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory,
 )
 
-from tests.helpers import Memory, running_proxy, status_kib
-from tests.integration.conftest import (
+from tests.harness import (
     HOST,
     AioServer,
+    Memory,
     Proxy,
     RawClient,
     RawServerFactory,
     StartProxy,
-    WsEcho,
+    WsUpstream,
+    running_proxy,
+    status_kib,
 )
 from tests.integration.wsraw import (
     OP_BINARY,
@@ -533,7 +535,7 @@ async def test_aiohttp_client_and_websockets_server(tmp_path: Path) -> None:
 
 
 async def test_no_compression_strips_the_offer_for_every_client(
-    start_proxy: StartProxy, aiohttp_server: AioServer, ws_echo: WsEcho
+    start_proxy: StartProxy, aiohttp_server: AioServer, ws_echo: WsUpstream
 ) -> None:
     proxy = await start_proxy("--no-compression")
     text, binary = "plain " * 100, os.urandom(3000)
@@ -747,7 +749,7 @@ def frames_of(kind: str, compressed: bytes) -> list[tuple[int, bytes, bool, int]
 
 @pytest.mark.parametrize("kind", ["one-frame", "fragmented"])
 async def test_client_deflate_bomb(
-    start_proxy: StartProxy, ws_echo: WsEcho, raw_client: RawClient, kind: str
+    start_proxy: StartProxy, ws_echo: WsUpstream, raw_client: RawClient, kind: str
 ) -> None:
     payload = bomb()
     assert len(payload) < 200_000
@@ -842,7 +844,7 @@ BAD: dict[str, tuple[bool, list[tuple[int, bytes, bool, int]], int]] = {
 
 @pytest.mark.parametrize("case", list(BAD))
 async def test_client_sends_bad_compressed_frames(
-    proxy: Proxy, ws_echo: WsEcho, raw_client: RawClient, case: str
+    proxy: Proxy, ws_echo: WsUpstream, raw_client: RawClient, case: str
 ) -> None:
     offer, frames, code = BAD[case]
     conn = await raw_ws(raw_client, proxy, ws_echo.port, "permessage-deflate" if offer else None)

@@ -22,15 +22,15 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from tests.helpers import Memory
-from tests.integration import wsraw
-from tests.integration.conftest import (
+from tests.harness import (
     HOST,
+    Memory,
     ProxyProcess,
     RawClient,
     RawServerFactory,
     StartProxy,
 )
+from tests.integration import wsraw
 from tests.integration.wsraw import OP_BINARY, OP_CLOSE, RawConnection
 from wsproxy.capture.messages import reassemble
 from wsproxy.capture.reader import read_capture

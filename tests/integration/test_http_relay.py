@@ -10,14 +10,14 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from tests.integration import wsraw
-from tests.integration.conftest import (
+from tests.harness import (
     HOST,
     AioServer,
     Proxy,
     RawClient,
     RawServerFactory,
 )
+from tests.integration import wsraw
 from tests.integration.wsraw import RawConnection
 
 pytestmark = pytest.mark.timeout(60)
@@ -203,7 +203,7 @@ async def test_malformed_request_refused_and_never_forwarded(
 
 
 async def test_upstream_unreachable_is_502(proxy: Proxy, raw_client: RawClient) -> None:
-    from tests.helpers import free_port
+    from tests.harness import free_port
 
     authority = f"{HOST}:{free_port()}"
     conn: RawConnection = await raw_client(proxy.port)

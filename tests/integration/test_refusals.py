@@ -12,17 +12,17 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.integration import wsraw
-from tests.integration.conftest import (
+from tests.harness import (
     HOST,
     AioServer,
     Proxy,
     RawClient,
     RawServerFactory,
     StartProxy,
-    WsEcho,
+    WsUpstream,
     free_port,
 )
+from tests.integration import wsraw
 from tests.integration.wsraw import Head, RawConnection
 
 pytestmark = pytest.mark.timeout(60)
@@ -73,7 +73,7 @@ BAD_UPGRADES = {
 @pytest.mark.parametrize("path_kind", PATHS)
 @pytest.mark.parametrize("case", list(BAD_UPGRADES))
 async def test_bad_upgrade_is_refused_with_400(
-    proxy: Proxy, ws_echo: WsEcho, raw_client: RawClient, path_kind: str, case: str
+    proxy: Proxy, ws_echo: WsUpstream, raw_client: RawClient, path_kind: str, case: str
 ) -> None:
     resp = await send_via(raw_client, proxy, path_kind, ws_echo.port, BAD_UPGRADES[case])
     assert resp.status == 400, resp
@@ -83,7 +83,7 @@ async def test_bad_upgrade_is_refused_with_400(
 
 @pytest.mark.parametrize("path_kind", PATHS)
 async def test_version_8_gets_426(
-    proxy: Proxy, ws_echo: WsEcho, raw_client: RawClient, path_kind: str
+    proxy: Proxy, ws_echo: WsUpstream, raw_client: RawClient, path_kind: str
 ) -> None:
     def build(target: str, authority: str) -> bytes:
         return wsraw.upgrade_request(

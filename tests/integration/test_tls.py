@@ -31,8 +31,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.harness import HOST, ProxyProcess, StartProxy
 from tests.integration import wsraw
-from tests.integration.conftest import HOST, ProxyProcess, StartProxy
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -91,43 +91,12 @@ def san_of(cert: x509.Certificate) -> x509.SubjectAlternativeName:
     return cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
 
 
-async def wait_log(
-    proxy: ProxyProcess, predicate: Callable[[str], bool], timeout: float = 10
-) -> str:
-    """The proxy's stderr once ``predicate`` holds on it; fails with the log if it never does."""
-    deadline = time.monotonic() + timeout
-    while True:
-        text = proxy.stderr()
-        if predicate(text):
-            return text
-        if time.monotonic() > deadline:
-            raise AssertionError(f"log condition never held\n--- proxy stderr ---\n{text}")
-        await asyncio.sleep(0.05)
-
-
-async def wait_count(proxy: ProxyProcess, needle: str, count: int, timeout: float = 10) -> str:
-    return await wait_log(proxy, lambda text: text.count(needle) >= count, timeout)
-
-
 # -- upstream servers ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def test_ca() -> trustme.CA:
-    """The upstream servers' CA: the proxy must be told to trust it."""
-    return trustme.CA()
-
-
-@pytest.fixture
-def test_ca_file(test_ca: trustme.CA, tmp_path: Path) -> Path:
-    path = tmp_path / "upstream-ca.pem"
-    test_ca.cert_pem.write_to_path(str(path))
-    return path
-
-
-def server_context(test_ca: trustme.CA, *names: str) -> ssl.SSLContext:
+def server_context(upstream_ca: trustme.CA, *names: str) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    test_ca.issue_cert(*names).configure_cert(ctx)
+    upstream_ca.issue_cert(*names).configure_cert(ctx)
     return ctx
 
 
@@ -153,7 +122,7 @@ WssServerFactory = Callable[..., Awaitable[WssEcho]]
 
 
 @pytest.fixture
-async def wss_server(test_ca: trustme.CA) -> AsyncIterator[WssServerFactory]:
+async def wss_server(upstream_ca: trustme.CA) -> AsyncIterator[WssServerFactory]:
     """``await wss_server("localhost", "127.0.0.1")``: a TLS echo server with that cert."""
     servers = []
 
@@ -169,7 +138,7 @@ async def wss_server(test_ca: trustme.CA) -> AsyncIterator[WssServerFactory]:
             handler,
             HOST,
             0,
-            ssl=server_context(test_ca, *names),
+            ssl=server_context(upstream_ca, *names),
             max_size=None,
             ping_interval=None,
         )
@@ -195,7 +164,7 @@ async def wss_wrong_host(wss_server: WssServerFactory) -> WssEcho:
 
 
 @pytest.fixture
-async def https_server(test_ca: trustme.CA) -> AsyncIterator[int]:
+async def https_server(upstream_ca: trustme.CA) -> AsyncIterator[int]:
     """An aiohttp HTTPS server: ``GET /hello`` answers "hello https" and echoes the Host."""
 
     async def hello(request: web.Request) -> web.Response:
@@ -205,7 +174,7 @@ async def https_server(test_ca: trustme.CA) -> AsyncIterator[int]:
     app.router.add_get("/hello", hello)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, HOST, 0, ssl_context=server_context(test_ca, "localhost", HOST))
+    site = web.TCPSite(runner, HOST, 0, ssl_context=server_context(upstream_ca, "localhost", HOST))
     await site.start()
     server = site._server
     assert isinstance(server, asyncio.Server)
@@ -216,9 +185,9 @@ async def https_server(test_ca: trustme.CA) -> AsyncIterator[int]:
 
 
 @pytest.fixture
-async def tls_proxy(start_proxy: StartProxy, test_ca_file: Path) -> ProxyProcess:
+async def tls_proxy(start_proxy: StartProxy, upstream_ca_file: Path) -> ProxyProcess:
     """A proxy that trusts the upstream test CA."""
-    return await start_proxy("--upstream-ca", str(test_ca_file))
+    return await start_proxy("--upstream-ca", str(upstream_ca_file))
 
 
 # -- payloads through CONNECT + TLS interception ---------------------------------------------
@@ -239,14 +208,14 @@ async def test_websockets_client_echoes_every_size_over_intercepted_wss(
                 assert type(echoed) is type(payload)
                 assert echoed == payload, f"{type(payload).__name__} of {size} bytes"
     assert wss_echo.connections == ["/echo"]
-    log = await wait_count(tls_proxy, marker, 2)
+    log = await tls_proxy.wait_count(marker, 2)
     assert f"CONNECT {HOST}:{wss_echo.port}" in log
     assert f"GET wss://{HOST}:{wss_echo.port}/echo" in log
     assert "client -> server TEXT" in log and "server -> client BINARY" in log
     # The close handshake ended the session at once: the upstream's TLS close_notify counts
     # as its TCP close, so the proxy does not wait out --close-timeout (5 s).
     started = time.monotonic()
-    log = await wait_log(tls_proxy, lambda t: "WebSocket closed" in t, timeout=10)
+    log = await tls_proxy.wait_log(lambda t: "WebSocket closed" in t, timeout=10)
     assert time.monotonic() - started < 3, log
     assert "no close answer in time" not in log
     assert "client close 1000, server close 1000" in log
@@ -276,7 +245,7 @@ async def test_aiohttp_client_echoes_every_size_over_intercepted_wss(
             msg = await ws.receive(timeout=60)
             assert msg.type == aiohttp.WSMsgType.TEXT, msg
             assert msg.data == text, f"text of {size} bytes"
-    log = await wait_count(tls_proxy, marker, 2)
+    log = await tls_proxy.wait_count(marker, 2)
     assert f"CONNECT {HOST}:{wss_echo.port}" in log
     assert "server -> client BINARY" in log
 
@@ -307,7 +276,7 @@ async def test_leaf_chains_to_the_confdir_ca_and_names_the_host(
 
 
 async def test_a_mitmproxy_confdir_is_used_as_it_is(
-    start_proxy: StartProxy, test_ca_file: Path, wss_echo: WssEcho, tmp_path: Path
+    start_proxy: StartProxy, upstream_ca_file: Path, wss_echo: WssEcho, tmp_path: Path
 ) -> None:
     confdir = tmp_path / "mitmproxy-conf"
     code = (
@@ -322,7 +291,7 @@ async def test_a_mitmproxy_confdir_is_used_as_it_is(
     before = (confdir / "mitmproxy-ca.pem").read_bytes()
     mitm_ca = load_cert(confdir / CA_CERT)
 
-    proxy = await start_proxy("--upstream-ca", str(test_ca_file), confdir=confdir)
+    proxy = await start_proxy("--upstream-ca", str(upstream_ca_file), confdir=confdir)
     async with ws_client(f"{wss_echo.url}/mitm", proxy, trusting(confdir / CA_CERT)) as ws:
         leaf = peer_cert(ws)
         await ws.send("from mitmproxy's CA")
@@ -362,7 +331,7 @@ async def test_untrusted_upstream_is_a_502_inside_the_tunnel(
 ) -> None:
     proxy = await start_proxy()  # trusts the system roots only
     await expect_502(proxy, f"{wss_echo.url}/untrusted")
-    log = await wait_log(proxy, lambda t: "certificate verify failed" in t)
+    log = await proxy.wait_log(lambda t: "certificate verify failed" in t)
     assert f"{HOST}:{wss_echo.port}" in log
     assert wss_echo.connections == []  # the upgrade never reached the server
 
@@ -371,7 +340,7 @@ async def test_upstream_cert_for_another_host_is_a_502(
     tls_proxy: ProxyProcess, wss_wrong_host: WssEcho
 ) -> None:
     await expect_502(tls_proxy, f"{wss_wrong_host.url}/wrong-host")
-    await wait_log(tls_proxy, lambda t: "certificate verify failed" in t)
+    await tls_proxy.wait_log(lambda t: "certificate verify failed" in t)
     assert wss_wrong_host.connections == []
 
 
@@ -391,19 +360,19 @@ async def test_ssl_insecure_accepts_any_upstream(
 
 
 async def test_ignored_host_is_tunnelled_untouched(
-    start_proxy: StartProxy, test_ca: trustme.CA, test_ca_file: Path, wss_echo: WssEcho
+    start_proxy: StartProxy, upstream_ca: trustme.CA, upstream_ca_file: Path, wss_echo: WssEcho
 ) -> None:
     proxy = await start_proxy("--ignore-hosts", rf"^127\.0\.0\.1:{wss_echo.port}$")
     marker = f"marker-{os.urandom(4).hex()}"
-    async with ws_client(f"{wss_echo.url}/ignored", proxy, trusting(test_ca_file)) as ws:
+    async with ws_client(f"{wss_echo.url}/ignored", proxy, trusting(upstream_ca_file)) as ws:
         cert = peer_cert(ws)
         await ws.send(marker)
         assert await ws.recv() == marker
-    upstream_ca = load_cert(test_ca_file)
-    assert cert.issuer == upstream_ca.subject
-    cert.verify_directly_issued_by(upstream_ca)
+    upstream_cert = load_cert(upstream_ca_file)
+    assert cert.issuer == upstream_cert.subject
+    cert.verify_directly_issued_by(upstream_cert)
     assert wss_echo.connections == ["/ignored"]
-    await wait_log(proxy, lambda t: f"CONNECT {HOST}:{wss_echo.port}" in t)
+    await proxy.wait_log(lambda t: f"CONNECT {HOST}:{wss_echo.port}" in t)
     await asyncio.sleep(0.2)
     log = proxy.stderr()
     assert marker not in log
@@ -445,7 +414,7 @@ async def test_plain_websocket_inside_connect(tls_proxy: ProxyProcess) -> None:
             assert close is not None and close.close_code == 1000
         finally:
             writer.close()
-    log = await wait_count(tls_proxy, marker, 2)
+    log = await tls_proxy.wait_count(marker, 2)
     assert f"CONNECT {HOST}:{port}" in log
     assert f"GET ws://{HOST}:{port}/plain" in log
 
@@ -466,7 +435,7 @@ async def test_absolute_form_https_get(tls_proxy: ProxyProcess, https_server: in
     assert resp.status == 200, resp
     assert resp.body == b"hello https"
     assert resp.get("X-Host") == f"{HOST}:{https_server}"
-    await wait_log(tls_proxy, lambda t: f"GET https://{HOST}:{https_server}/hello" in t)
+    await tls_proxy.wait_log(lambda t: f"GET https://{HOST}:{https_server}/hello" in t)
 
 
 async def test_absolute_form_https_get_to_an_untrusted_upstream_is_a_502(
@@ -483,7 +452,7 @@ async def test_absolute_form_https_get_to_an_untrusted_upstream_is_a_502(
     finally:
         writer.close()
     assert resp.status == 502
-    await wait_log(proxy, lambda t: "certificate verify failed" in t)
+    await proxy.wait_log(lambda t: "certificate verify failed" in t)
 
 
 async def test_absolute_form_wss_upgrade(tls_proxy: ProxyProcess, wss_echo: WssEcho) -> None:
@@ -511,7 +480,7 @@ async def test_absolute_form_wss_upgrade(tls_proxy: ProxyProcess, wss_echo: WssE
     finally:
         writer.close()
     assert wss_echo.connections == ["/abs"]
-    log = await wait_count(tls_proxy, marker, 2)
+    log = await tls_proxy.wait_count(marker, 2)
     assert f"GET wss://{HOST}:{wss_echo.port}/abs" in log
     assert "CONNECT" not in log
 
@@ -551,16 +520,16 @@ async def test_magic_page_serves_the_ca(tls_proxy: ProxyProcess) -> None:
 
 
 async def test_untrusting_asyncio_client_fails_and_nothing_reaches_upstream(
-    start_proxy: StartProxy, wss_echo: WssEcho, test_ca_file: Path
+    start_proxy: StartProxy, wss_echo: WssEcho, upstream_ca_file: Path
 ) -> None:
     """asyncio's TLS layer drops the connection without sending its ``unknown_ca`` alert, so
     to the proxy this is a hang-up (debug), not distrust: see test_tls_warnings.py for the
     warning that clients sending the alert get."""
-    proxy = await start_proxy("--upstream-ca", str(test_ca_file), "-v")  # -vv: debug lines
+    proxy = await start_proxy("--upstream-ca", str(upstream_ca_file), "-v")  # -vv: debug lines
     for _attempt in range(2):
         with pytest.raises(ssl.SSLCertVerificationError):
-            async with ws_client(f"{wss_echo.url}/x", proxy, trusting(test_ca_file)):
+            async with ws_client(f"{wss_echo.url}/x", proxy, trusting(upstream_ca_file)):
                 pass
-    log = await wait_count(proxy, f"TLS handshake for {HOST} ended early", 2)
+    log = await proxy.wait_count(f"TLS handshake for {HOST} ended early", 2)
     assert "client TLS handshake for" not in log, log
     assert wss_echo.connections == []

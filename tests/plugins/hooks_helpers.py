@@ -1,8 +1,6 @@
-"""Helpers for the plugin hook tests: real upstreams on 127.0.0.1 (the in-process proxy is
-``tests.helpers.running_proxy``).
+"""Helpers for the plugin hook tests (the in-process proxy and the ``websockets`` upstream
+are ``tests.harness.running_proxy`` and ``tests.harness.ws_upstream``).
 
-* ``ws_upstream(handler)`` is a ``websockets`` server; ``Upstream`` records what it got
-  (handshake requests, messages, close codes) and echoes unless told otherwise.
 * ``raw_upstream()`` is a bare WebSocket server that records every frame exactly as it came
   (fin, opcode, rsv, payload) and echoes data frames, answers pings and closes.
 """
@@ -12,14 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-
-from tests.helpers import HOST
+from tests.harness import HOST
 from tests.integration.wsraw import (
     OP_CLOSE,
     OP_PING,
@@ -34,73 +28,6 @@ from tests.integration.wsraw import (
 
 def ws_url(port: int, path: str = "/") -> str:
     return f"ws://{HOST}:{port}{path}"
-
-
-# -- a websockets upstream that records ------------------------------------------------------
-
-
-@dataclass
-class Upstream:
-    """What a ``websockets`` upstream saw, across its connections."""
-
-    port: int = 0
-    handshakes: int = 0
-    paths: list[str] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    received: list[str | bytes] = field(default_factory=list)
-    close_codes: list[tuple[int | None, str | None]] = field(default_factory=list)
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
-    subprotocols: list[str | None] = field(default_factory=list)
-
-
-Handler = Callable[[ServerConnection, Upstream], Awaitable[None]]
-
-
-async def echo(ws: ServerConnection, up: Upstream) -> None:
-    async for message in ws:
-        up.received.append(message)
-        await ws.send(message)
-
-
-async def sink(ws: ServerConnection, up: Upstream) -> None:
-    async for message in ws:
-        up.received.append(message)
-
-
-@contextlib.asynccontextmanager
-async def ws_upstream(
-    handler: Handler = echo, *, subprotocols: list[str] | None = None, **kwargs: Any
-) -> AsyncIterator[Upstream]:
-    up = Upstream()
-
-    def process_request(ws: ServerConnection, request: Any) -> None:
-        up.handshakes += 1
-        up.paths.append(request.path)
-        up.headers.append({k.lower(): v for k, v in request.headers.raw_items()})
-
-    async def run(ws: ServerConnection) -> None:
-        up.subprotocols.append(ws.subprotocol)
-        try:
-            await handler(ws, up)
-        except ConnectionClosed:
-            pass
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.wait_closed(), 10)
-            up.close_codes.append((ws.close_code, ws.close_reason))
-            up.closed.set()
-
-    kwargs.setdefault("max_size", None)
-    async with serve(
-        run,
-        HOST,
-        0,
-        process_request=process_request,
-        subprotocols=subprotocols,  # type: ignore[arg-type]
-        **kwargs,
-    ) as server:
-        up.port = next(iter(server.sockets)).getsockname()[1]
-        yield up
 
 
 # -- a raw upstream that records frames ------------------------------------------------------

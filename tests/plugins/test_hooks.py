@@ -20,16 +20,12 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
-from tests.helpers import running_proxy
+from tests.harness import WsUpstream, echo, running_proxy, sink, ws_upstream
 from tests.integration.wsraw import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT
 from tests.plugins.hooks_helpers import (
-    Upstream,
-    echo,
     raw_upstream,
-    sink,
     wordy_bytes,
     wordy_texts,
-    ws_upstream,
     ws_url,
 )
 from wsproxy.model import Flow, FrameEvent, Message
@@ -206,14 +202,14 @@ async def test_opened_and_closed_client_closes(tmp_path: Path, hooked: bool) -> 
     assert flow.server_counts.bytes == (2 + 1) + (2 + 2) + (2 + 3) + (2 + 2)
 
 
-async def bye_after_one(ws: ServerConnection, up: Upstream) -> None:
+async def bye_after_one(ws: ServerConnection, up: WsUpstream) -> None:
     message = await ws.recv()
     up.received.append(message)
     await ws.send(message)
     await ws.close(4001, "bye")
 
 
-async def echo_until_bye(ws: ServerConnection, up: Upstream) -> None:
+async def echo_until_bye(ws: ServerConnection, up: WsUpstream) -> None:
     async for message in ws:
         up.received.append(message)
         await ws.send(message)
@@ -418,7 +414,7 @@ async def test_fragmented_message_reassembled_and_kept_fragmented(tmp_path: Path
     ]
 
 
-async def streaming_recorder(ws: ServerConnection, up: Upstream) -> None:
+async def streaming_recorder(ws: ServerConnection, up: WsUpstream) -> None:
     """Records each message as the list of its fragments (websockets' recv_streaming)."""
     while True:
         fragments = [f async for f in ws.recv_streaming()]
@@ -662,7 +658,7 @@ async def test_inject_towards_upstream(tmp_path: Path) -> None:
 BIG_PARTS = [bytes([65 + i]) * (256 * 1024) for i in range(8)]
 
 
-async def slow_fragmented(ws: ServerConnection, up: Upstream) -> None:
+async def slow_fragmented(ws: ServerConnection, up: WsUpstream) -> None:
     """On "go", sends a 2 MiB binary message in 8 fragments, 50 ms apart, then "done"."""
     async for message in ws:
         up.received.append(message)
@@ -992,7 +988,7 @@ class Slow:
             await asyncio.sleep(0.2)
 
 
-async def chatty(ws: ServerConnection, up: Upstream) -> None:
+async def chatty(ws: ServerConnection, up: WsUpstream) -> None:
     """Pushes "srv N" every 20 ms on its own, and echoes what the client sends."""
 
     async def push() -> None:

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.plugins.conftest import Echo, StartCli, StartProxy
+from tests.harness import WsUpstream
+from tests.plugins.conftest import PluginProxy, StartCli
 from wsproxy.plugins import PluginChain
 
 
@@ -60,12 +61,12 @@ def test_log_file_is_created_0600(load_plugin: Callable[[str], Any], tmp_path: P
 
 
 async def test_text_lines_to_a_file(
-    load_plugin: Callable[[str], Any], start_proxy: StartProxy, tmp_path: Path
+    load_plugin: Callable[[str], Any], plugin_proxy: PluginProxy, tmp_path: Path
 ) -> None:
     path = tmp_path / "ws.log"
     plugin = load_plugin("log")
     plugin.configure(options(log_file=str(path)))
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     assert await talk(proxy.port, "hello", b"\x00\x01\xff") == ["hello", b"\x00\x01\xff"]
     await wait_for(lambda: path.exists() and "closed by" in path.read_text())
     lines = path.read_text().splitlines()
@@ -84,12 +85,12 @@ async def test_text_lines_to_a_file(
 
 
 async def test_json_lines(
-    load_plugin: Callable[[str], Any], start_proxy: StartProxy, tmp_path: Path
+    load_plugin: Callable[[str], Any], plugin_proxy: PluginProxy, tmp_path: Path
 ) -> None:
     path = tmp_path / "ws.jsonl"
     plugin = load_plugin("log")
     plugin.configure(options(log_file=str(path), log_json=True, log_max_preview=4))
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     await talk(proxy.port, "héllo!", b"\x00\x01")
     await wait_for(lambda: path.exists() and '"close"' in path.read_text())
     records = [json.loads(line) for line in path.read_text().splitlines()]
@@ -119,14 +120,14 @@ async def test_json_lines(
 
 
 async def test_frames_are_logged_one_line_each(
-    load_plugin: Callable[[str], Any], start_proxy: StartProxy, tmp_path: Path
+    load_plugin: Callable[[str], Any], plugin_proxy: PluginProxy, tmp_path: Path
 ) -> None:
     path = tmp_path / "frames.log"
     plugin = load_plugin("log")
     plugin.configure(options(log_file=str(path), log_frames=True))
     chain = PluginChain([plugin])
     assert chain.wants_frames and not chain.wants_messages  # only the hook it needs
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     assert await talk(proxy.port, ["ab", "cd", "ef"]) == ["abcdef"]
     await wait_for(lambda: path.exists() and "closed by" in path.read_text())
     lines = path.read_text().splitlines()
@@ -151,7 +152,7 @@ async def test_message_mode_asks_for_messages_only(load_plugin: Callable[[str], 
 
 async def test_stderr_preview_and_colours(
     load_plugin: Callable[[str], Any],
-    start_proxy: StartProxy,
+    plugin_proxy: PluginProxy,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     class Terminal(io.StringIO):
@@ -163,7 +164,7 @@ async def test_stderr_preview_and_colours(
     monkeypatch.delenv("NO_COLOR", raising=False)
     plugin = load_plugin("log")
     plugin.configure(options(log_max_preview=10))
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     await talk(proxy.port, "x" * 50)
     await wait_for(lambda: "closed by" in terminal.getvalue())
     lines = terminal.getvalue().splitlines()
@@ -179,7 +180,10 @@ async def test_stderr_preview_and_colours(
 
 
 async def test_modified_messages_name_the_plugin(
-    load_plugin: Callable[[str], Any], echo: Echo, start_proxy: StartProxy, tmp_path: Path
+    load_plugin: Callable[[str], Any],
+    ws_echo: WsUpstream,
+    plugin_proxy: PluginProxy,
+    tmp_path: Path,
 ) -> None:
     class Upper:
         name = "upper"
@@ -191,13 +195,13 @@ async def test_modified_messages_name_the_plugin(
     path = tmp_path / "ws.log"
     plugin = load_plugin("log")
     plugin.configure(options(log_file=str(path)))
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     assert proxy.chain is not None
     proxy.chain.set_plugins([Upper(), plugin])
     assert await talk(proxy.port, "hi") == ["HI"]
     await wait_for(lambda: "closed by" in path.read_text())
     assert "client -> server TEXT z len=2 'HI' (modified by upper)" in path.read_text()
-    assert echo.received == ["HI"]
+    assert ws_echo.received == ["HI"]
 
 
 async def test_through_the_cli(start_cli: StartCli, tmp_path: Path) -> None:
