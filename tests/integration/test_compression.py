@@ -412,8 +412,7 @@ async def test_websockets_through_the_proxy_process(proxy: Proxy, variant: str) 
         check_negotiation(ws, rec, expected)
         await exchange(ws, messages)
     assert rec.received == [*messages, "".join(FRAGMENTS)]
-    await asyncio.sleep(0.1)
-    log = proxy.stderr()
+    log = await proxy.wait_count("WebSocket closed", 1)  # logged after its last frame
     for direction in ("client -> server", "server -> client"):
         lines = log_lines(log, direction)
         data = [line for line in lines if " CLOSE " not in line]
@@ -496,10 +495,8 @@ async def test_aiohttp_client_and_server(
         await aiohttp_exchange(ws, messages)
     offer = aiohttp_server.requests[-1].headers.get("Sec-WebSocket-Extensions", "")
     assert offer.startswith("permessage-deflate")
-    await asyncio.sleep(0.1)
-    lines = [
-        line for line in log_lines(proxy.stderr(), "client -> server") if " CLOSE " not in line
-    ]
+    log = await proxy.wait_count("WebSocket closed", 1)  # logged after its last frame
+    lines = [line for line in log_lines(log, "client -> server") if " CLOSE " not in line]
     assert len(lines) == len(messages)
     for message, line in zip(messages, lines, strict=True):
         assert "F1z len=" in line, line
@@ -558,8 +555,8 @@ async def test_no_compression_strips_the_offer_for_every_client(
         assert await ws2.recv() == text
     # nothing is offered upstream: the proxy only offers what it can decode (README)
     assert "Sec-WebSocket-Extensions" not in ws_echo.requests[-1].headers
-    await asyncio.sleep(0.1)
-    lines = [line for line in proxy.stderr().splitlines() if " len=" in line]
+    log = await proxy.wait_count("WebSocket closed", 2)  # each logged after its last frame
+    lines = [line for line in log.splitlines() if " len=" in line]
     data = [line for line in lines if " TEXT " in line or " BINARY " in line]
     assert len(data) == 6
     assert all(flags_of(line) == "F" for line in data), data  # no RSV1, not compressed
@@ -635,8 +632,7 @@ async def test_invalid_answer_is_502(
     status, relayed = await answer_with(raw_server, raw_client, proxy, offer, answer)
     assert status == 502
     assert relayed is None
-    await asyncio.sleep(0.05)
-    assert "502" in proxy.stderr() or "permessage-deflate" in proxy.stderr()
+    await proxy.wait_log(lambda text: "502" in text or "permessage-deflate" in text)
 
 
 @pytest.mark.parametrize(
@@ -809,10 +805,7 @@ async def test_upstream_deflate_bomb(start_proxy: StartProxy, raw_server: RawSer
         with pytest.raises(ConnectionClosed) as info:
             await asyncio.wait_for(ws.recv(), TIMEOUT)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1014
-    for _ in range(100):
-        if "close" in upstream.connections[0].extra:
-            break
-        await asyncio.sleep(0.05)
+    await asyncio.wait_for(upstream.finished.get(), TIMEOUT)  # bomb_upstream has its close
     close = upstream.connections[0].extra["close"]
     assert isinstance(close, Frame) and close.close_code == 1009
     growth = status_kib(proxy.proc.pid, "VmHWM") - before
@@ -877,10 +870,7 @@ async def test_upstream_sends_bad_compressed_frames(
         with pytest.raises(ConnectionClosed) as info:
             await asyncio.wait_for(ws.recv(), TIMEOUT)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1014
-    for _ in range(100):
-        if "close" in upstream.connections[0].extra:
-            break
-        await asyncio.sleep(0.05)
+    await asyncio.wait_for(upstream.finished.get(), TIMEOUT)  # bomb_upstream has its close
     close = upstream.connections[0].extra["close"]
     assert isinstance(close, Frame) and close.close_code == code
 

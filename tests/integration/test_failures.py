@@ -71,7 +71,7 @@ async def test_unmasked_client_frame(
     assert closed.code == 1001
     # The proxy then closes the TCP connection.
     assert await asyncio.wait_for(conn.reader.read(), 10) == b""
-    assert "1002" in proxy.stderr()
+    await proxy.wait_log(lambda text: "1002" in text)
 
 
 async def test_client_vanishes(proxy: Proxy, ws_echo: WsUpstream, raw_client: RawClient) -> None:
@@ -230,7 +230,7 @@ async def test_upstream_dies_mid_large_frame(
     assert int.from_bytes(received[2:10], "big") == 1 << 20
     assert 0 < len(received) - 10 <= 100_000
     assert set(received[10:]) == {ord("z")}
-    assert "half-sent" in proxy.stderr()
+    await proxy.wait_log(lambda text: "half-sent" in text)
 
 
 async def test_upstream_dies_mid_large_frame_websockets_client(
