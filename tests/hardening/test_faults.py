@@ -35,6 +35,7 @@ from tests.harness import (
     free_port,
     launch_sync,
     running_proxy,
+    wait_until,
 )
 from tests.integration import wsraw
 from tests.integration.wsraw import OP_BINARY, OP_CLOSE, OP_TEXT
@@ -148,6 +149,8 @@ class FaultUpstream:
             writer.write(half_frame(100, 10, mask=False))
             await writer.drain()
         if behaviour.endswith("rst"):
+            # The peer's own pace: the half frame leaves before the RST, which would discard
+            # what is still unsent (SO_LINGER 0).
             await asyncio.sleep(0.01)
             reset(writer)
             return
@@ -266,6 +269,8 @@ async def case_client_halfbig(port: int, up: FaultUpstream, rst: bool = False) -
     _, writer, conn_id = await open_ws(port, up, "echo")
     writer.write(half_frame(BIG, BIG // 3, mask=True))
     await writer.drain()
+    # The client's own pace: it dies 20 ms into the frame, most often once the proxy streams
+    # it. Nothing outside the proxy shows that moment, so both endings are accepted below.
     await asyncio.sleep(0.02)
     if rst:
         reset(writer)
@@ -400,15 +405,12 @@ async def test_upstream_that_never_answers_is_504(
     started = time.monotonic()
     await case_upstream_silent(proxy.port, upstream)
     assert 0.9 <= time.monotonic() - started < 3
-    await asyncio.sleep(0.1)
-    assert "did not answer the upgrade in time" in proxy.stderr()
+    await proxy.wait_log(lambda text: "did not answer the upgrade in time" in text)
 
 
 async def test_dns_failure_is_502_with_the_reason(proxy: Proxy, upstream: FaultUpstream) -> None:
     await case_dns_failure(proxy.port, upstream)
-    await asyncio.sleep(0.1)
-    log = proxy.stderr()
-    assert "cannot connect to nonexistent.invalid:80" in log, log
+    log = await proxy.wait_log(lambda text: "cannot connect to nonexistent.invalid:80" in text)
     assert "(502)" in log
 
 
@@ -443,6 +445,20 @@ async def settle(baseline_tasks: int, baseline_fds: int, deadline: float) -> tup
         if (tasks <= 0 and fds <= 0) or time.monotonic() > deadline:
             return tasks, fds
         await asyncio.sleep(0.1)
+
+
+async def steady_counts(looks: int = 5, timeout: float = 15) -> tuple[int, int]:
+    """The numbers of asyncio tasks and open descriptors once ``looks`` looks in a row
+    (``POLL`` apart) found the same."""
+    seen: list[tuple[int, int]] = []
+
+    def steady() -> bool:
+        gc.collect()
+        seen.append((len(asyncio.all_tasks()), open_fds()))
+        return len(seen) >= looks and len(set(seen[-looks:])) == 1
+
+    await wait_until(steady, timeout, "task and descriptor counts kept changing")
+    return seen[-1]
 
 
 async def test_a_thousand_faults_leak_nothing(tmp_path: Path, upstream: FaultUpstream) -> None:
@@ -482,9 +498,12 @@ async def test_a_thousand_faults_leak_nothing(tmp_path: Path, upstream: FaultUps
 
             # Warm up (lazily created things: the resolver's threads, caches), then count.
             assert await run(names * 2) == []
-            await settle(10**6, 10**6, 0)
-            await asyncio.sleep(3)
-            baseline_tasks, baseline_fds = len(asyncio.all_tasks()), open_fds()
+            # The baseline once the warm-up is over: no connection left on either side, and
+            # the task and descriptor counts steady over several looks.
+            await wait_until(
+                lambda: not (server.sessions or server._handlers or upstream.tasks), 15
+            )
+            baseline_tasks, baseline_fds = await steady_counts()
 
             started = time.monotonic()
             cases = rng.choices(names, weights, k=LEAK_CASES)
