@@ -105,16 +105,21 @@ class ProcessExited(Exception):
 
 
 async def wait_until(
-    check: Callable[[], T], timeout: float = 10, what: str | Callable[[], str] = "condition"
+    check: Callable[[], T],
+    timeout: float = 10,
+    what: str | Callable[[], str] = "condition",
+    *,
+    interval: float = POLL,
 ) -> T:
     """``check()`` once it returns something true; AssertionError after ``timeout`` seconds
-    (``what`` says what never held, or is called for the message)."""
+    (``what`` says what never held, or is called for the message). ``interval`` is how long
+    a look may lag behind the change (smaller for tests that time it)."""
     deadline = time.monotonic() + timeout
     while not (result := check()):
         if time.monotonic() > deadline:
             message = what() if callable(what) else what
             raise AssertionError(f"never held within {timeout} s: {message}")
-        await asyncio.sleep(POLL)
+        await asyncio.sleep(interval)
     return result
 
 

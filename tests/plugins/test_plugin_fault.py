@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.harness import WsUpstream
+from tests.harness import WsUpstream, wait_until
 from tests.plugins.conftest import PluginProxy, StartCli
 from wsproxy.exceptions import ConfigError
 
@@ -34,13 +34,10 @@ async def forwarded_upstream(
     ws_echo.echo = False
     for _ in range(flows):
         ws_echo.received.clear()
-        finished = ws_echo.finished
         async with connect(f"ws://127.0.0.1:{port}/", proxy=None) as ws:
             for i in range(count):
                 await ws.send(str(i))
-        async with asyncio.timeout(5):
-            while ws_echo.finished == finished:
-                await asyncio.sleep(0.01)
+        await ws_echo.next_close(5)  # the upstream has seen every message and the close
         got.append([int(m) for m in ws_echo.received])
     return got
 
@@ -90,9 +87,7 @@ async def test_delay_one_direction(
         start = time.monotonic()
         for text in ("a", "b", "c"):
             await ws.send(text)
-        async with asyncio.timeout(5):
-            while len(ws_echo.received) < 3:
-                await asyncio.sleep(0.005)
+        await wait_until(lambda: len(ws_echo.received) >= 3, 5, interval=0.005)
         assert time.monotonic() - start < 0.15  # the client's messages are not held
         assert [await ws.recv() for _ in range(3)] == ["a", "b", "c"]  # in order
         assert time.monotonic() - start >= 0.45

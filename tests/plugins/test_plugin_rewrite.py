@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.harness import WsUpstream
+from tests.harness import WsUpstream, wait_until
 from tests.plugins.conftest import PluginProxy, StartCli, plugin_module
 from wsproxy.exceptions import ConfigError
 
@@ -135,9 +134,7 @@ async def test_hits_are_logged_per_flow_and_in_total(
     plugin.configure(SimpleNamespace(rewrite_rules=str(path)))
     proxy = await plugin_proxy(plugin)
     await exchange(proxy.port, ["secret", "public", "secret secret"])
-    async with asyncio.timeout(5):
-        while "hit" not in caplog.text:
-            await asyncio.sleep(0.02)
+    await wait_until(lambda: "hit" in caplog.text, 5)
     # A rule hits once per message it matched, however many replacements it made.
     assert "rewrite: [c1] rule 'mask-token' hit 2 times" in caplog.messages
     assert not any("'never'" in line for line in caplog.messages)
