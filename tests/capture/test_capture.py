@@ -3,7 +3,6 @@ queue overflow."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import threading
@@ -16,7 +15,7 @@ from websockets.asyncio.client import connect
 
 from tests.capture.conftest import CaptureProxy
 from tests.capture.harcheck import check_har
-from tests.harness import HOST, ServeProxy, WsUpstream, stop_server
+from tests.harness import HOST, ServeProxy, WsUpstream, stop_server, wait_until
 from wsproxy.capture import jsonl
 from wsproxy.capture.har import journal_to_har, read_har
 from wsproxy.capture.messages import Message, reassemble
@@ -180,10 +179,7 @@ async def test_har_rewritten_while_running(capture_proxy: CaptureProxy, tmp_path
     async with connect(f"ws://{HOST}:{server.port}/") as ws:
         await ws.send("one")
         await ws.recv()
-        for _ in range(100):
-            await asyncio.sleep(0.05)
-            if path.exists():
-                break
+        await wait_until(path.exists, 5)  # har_interval=0.1: rewritten while it runs
         doc = json.loads(path.read_text("utf-8"))  # complete JSON while the socket is open
         check_har(doc)
         assert doc["log"]["entries"][0]["_webSocketMessages"][0]["data"] == "one"
@@ -207,11 +203,13 @@ async def test_filter(capture_proxy: CaptureProxy, tmp_path: Path) -> None:
 
 
 class BlockedWriter(CaptureWriter):
-    """A writer whose disk hangs until ``gate`` is set."""
+    """A writer whose disk hangs until ``gate`` is set; ``hung`` is set once it does."""
 
     gate = threading.Event()
+    hung = threading.Event()
 
     def _write_batch(self, batch: deque[_Item]) -> bool:
+        self.hung.set()
         self.gate.wait(10)
         return super()._write_batch(batch)
 
@@ -224,12 +222,13 @@ async def test_overflow_is_counted_and_reported(
     # Without write-ahead every record goes through the queue, which the hung disk fills.
     writer = BlockedWriter(path, max_records=5, report_interval=0.0, write_ahead=False)
     writer.gate = threading.Event()
+    writer.hung = threading.Event()
     server = await serve_proxy(None, ws_echo.port, capture=writer)
     caplog.set_level(logging.WARNING, logger="wsproxy")
     async with connect(f"ws://{HOST}:{server.port}/") as ws:
         await ws.send("first")  # the writer takes the first record(s), then hangs
         await ws.recv()
-        await asyncio.sleep(0.1)
+        await wait_until(writer.hung.is_set, 10)
         for i in range(50):
             await ws.send(f"m{i}")
             await ws.recv()

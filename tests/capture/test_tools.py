@@ -29,7 +29,7 @@ async def record(capture_proxy: CaptureProxy, path: Path) -> None:
         for item in ("hello", "world", b"\x00\x01\x02"):
             await ws.send(item)
             await ws.recv()
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # the client's pace: gaps for test_replay_keeps_timing
     async with connect(f"ws://{HOST}:{server.port}/other") as ws:
         await ws.send("second connection")
         await ws.recv()
