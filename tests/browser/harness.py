@@ -142,7 +142,7 @@ class Chromium:
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline and _group_alive(self.proc.pid):
                 self.proc.poll()
-                time.sleep(0.05)
+                time.sleep(0.05)  # a poll: nothing signals the end of a process group
             if not _group_alive(self.proc.pid):
                 break
         self.proc.wait(10)

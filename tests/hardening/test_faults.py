@@ -437,14 +437,20 @@ class Problems(logging.Handler):
             self.records.append(record)
 
 
-async def settle(baseline_tasks: int, baseline_fds: int, deadline: float) -> tuple[int, int]:
-    while True:
+async def settle(baseline_tasks: int, baseline_fds: int, timeout: float) -> tuple[int, int]:
+    """Tasks and descriptors above the baseline, once there are none (or after ``timeout``
+    seconds: the caller's asserts then say how many are left)."""
+    counts = (0, 0)
+
+    def settled() -> bool:
+        nonlocal counts
         gc.collect()
-        tasks = len(asyncio.all_tasks()) - baseline_tasks
-        fds = open_fds() - baseline_fds
-        if (tasks <= 0 and fds <= 0) or time.monotonic() > deadline:
-            return tasks, fds
-        await asyncio.sleep(0.1)
+        counts = (len(asyncio.all_tasks()) - baseline_tasks, open_fds() - baseline_fds)
+        return counts[0] <= 0 and counts[1] <= 0
+
+    with contextlib.suppress(AssertionError):
+        await wait_until(settled, timeout)
+    return counts
 
 
 async def steady_counts(looks: int = 5, timeout: float = 15) -> tuple[int, int]:
@@ -510,7 +516,7 @@ async def test_a_thousand_faults_leak_nothing(tmp_path: Path, upstream: FaultUps
             failures = await run(cases)
             elapsed = time.monotonic() - started
             assert not failures, f"seed {seed}: {len(failures)} failed, e.g. {failures[:5]}"
-            tasks, fds = await settle(baseline_tasks, baseline_fds, time.monotonic() + 15)
+            tasks, fds = await settle(baseline_tasks, baseline_fds, 15)
             assert tasks <= 0, f"{tasks} more asyncio tasks than before: {asyncio.all_tasks()}"
             assert fds <= 3, f"{fds} more open file descriptors than before"
             assert not server.sessions and len(server._handlers) == 0

@@ -148,7 +148,7 @@ async def finish_close_as_server(conn: RawConnection) -> None:
 
 async def wait_for_checkpoint(pace: Pace) -> None:
     """Let the slow reader read for SLOW_PHASE seconds (it must have read something)."""
-    await asyncio.sleep(SLOW_PHASE)
+    await asyncio.sleep(SLOW_PHASE)  # the scenario's length, not a wait for an event
     assert pace.read > 0, "the reader read nothing: the relay is stuck"
 
 
