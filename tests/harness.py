@@ -565,6 +565,8 @@ class WsUpstream:
     paths: list[str] = field(default_factory=list)
     requests: list[Any] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    responses: list[Any] = field(default_factory=list)  # the handshake answers it sent
+    extensions: list[list[Any]] = field(default_factory=list)  # negotiated, per connection
     subprotocols: list[str | None] = field(default_factory=list)
     received: list[str | bytes] = field(default_factory=list)
     close_codes: list[tuple[int | None, str | None]] = field(default_factory=list)
@@ -639,6 +641,8 @@ async def ws_upstream(
         up.headers.append({k.lower(): v for k, v in request.headers.raw_items()})
 
     async def run(ws: ServerConnection) -> None:
+        up.responses.append(ws.response)
+        up.extensions.append(list(ws.protocol.extensions))
         up.subprotocols.append(ws.subprotocol)
         try:
             await handler(ws, up)

@@ -34,7 +34,7 @@ from typing import Any
 import aiohttp
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.base import ServerExtensionFactory
 from websockets.extensions.permessage_deflate import (
@@ -54,6 +54,7 @@ from tests.harness import (
     WsUpstream,
     running_proxy,
     status_kib,
+    ws_upstream,
 )
 from tests.integration.wsraw import (
     OP_BINARY,
@@ -153,49 +154,23 @@ def bomb() -> bytes:
 # -- peers -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Recorder:
-    """A ``websockets`` echo server that records the handshake as it saw it."""
-
-    port: int = 0
-    offers: list[str | None] = field(default_factory=list)
-    answers: list[str | None] = field(default_factory=list)
-    negotiated: list[list[Any]] = field(default_factory=list)
-    received: list[str | bytes] = field(default_factory=list)
-    close_codes: list[int | None] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"ws://{HOST}:{self.port}"
-
-
-@contextlib.asynccontextmanager
-async def recorder(
+def recorder(
     extensions: Sequence[ServerExtensionFactory] | None = None,
-) -> AsyncIterator[Recorder]:
-    rec = Recorder()
-
-    async def handler(ws: ServerConnection) -> None:
-        assert ws.request is not None and ws.response is not None
-        rec.offers.append(ws.request.headers.get("Sec-WebSocket-Extensions"))
-        rec.answers.append(ws.response.headers.get("Sec-WebSocket-Extensions"))
-        rec.negotiated.append(list(ws.protocol.extensions))
-        try:
-            async for message in ws:
-                rec.received.append(message)
-                await ws.send(message)
-        except ConnectionClosed:
-            pass
-        finally:
-            await ws.wait_closed()
-            rec.close_codes.append(ws.close_code)
-
+) -> contextlib.AbstractAsyncContextManager[WsUpstream]:
+    """The echo upstream (it records the handshake as it saw it), with websockets'
+    permessage-deflate or with ``extensions``."""
     kwargs: dict[str, Any] = {"compression": "deflate"}
     if extensions is not None:
         kwargs = {"compression": None, "extensions": list(extensions)}
-    async with serve(handler, HOST, 0, max_size=None, ping_interval=None, **kwargs) as server:
-        rec.port = server.sockets[0].getsockname()[1]
-        yield rec
+    return ws_upstream(**kwargs)
+
+
+def offer_of(rec: WsUpstream, n: int = 0) -> str | None:
+    return rec.requests[n].headers.get("Sec-WebSocket-Extensions")
+
+
+def answer_of(rec: WsUpstream, n: int = 0) -> str | None:
+    return rec.responses[n].headers.get("Sec-WebSocket-Extensions")
 
 
 class Seen:
@@ -340,11 +315,11 @@ SIZES = [0, 1, 1000, 65536, MiB]
 FRAGMENTS = ["frag-one " * 30, "frag-two " * 3000, "", "frag-three " * 10]
 
 
-def check_negotiation(ws: ClientConnection, rec: Recorder, expected: Any) -> None:
+def check_negotiation(ws: ClientConnection, rec: WsUpstream, expected: Any) -> None:
     snct, cnct, sbits, cbits = expected
-    assert "permessage-deflate" in (rec.offers[0] or "")
+    assert "permessage-deflate" in (offer_of(rec) or "")
     # the upstream's answer reached the client unchanged
-    assert ext_header(ws) == rec.answers[0]
+    assert ext_header(ws) == answer_of(rec)
     client_side = deflate_of(ws)
     assert (
         client_side.remote_no_context_takeover,
@@ -352,7 +327,7 @@ def check_negotiation(ws: ClientConnection, rec: Recorder, expected: Any) -> Non
         client_side.remote_max_window_bits,
         client_side.local_max_window_bits,
     ) == (snct, cnct, sbits, cbits)
-    (server_side,) = rec.negotiated[0]
+    (server_side,) = rec.extensions[0]
     assert (
         server_side.local_no_context_takeover,
         server_side.remote_no_context_takeover,
@@ -518,8 +493,8 @@ async def test_aiohttp_client_and_websockets_server(tmp_path: Path) -> None:
         ) as ws,
     ):
         answer = ws._response.headers.get("Sec-WebSocket-Extensions", "")
-        assert answer == rec.answers[0] and answer.startswith("permessage-deflate")
-        assert (rec.offers[0] or "").startswith("permessage-deflate")
+        assert answer == answer_of(rec) and answer.startswith("permessage-deflate")
+        assert (offer_of(rec) or "").startswith("permessage-deflate")
         await aiohttp_exchange(ws, messages)
     assert rec.received == messages
     encoded = [m.encode() if isinstance(m, str) else m for m in messages]
