@@ -13,12 +13,13 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from tests.harness import HOST
+from tests.harness import HOST, raw_servers
 from tests.integration.wsraw import (
     OP_CLOSE,
     OP_PING,
     OP_PONG,
     Frame,
+    RawConnection,
     encode_frame,
     read_frame,
     read_head,
@@ -45,12 +46,13 @@ class RawUpstream:
 
 @contextlib.asynccontextmanager
 async def raw_upstream(bad_on: bytes | None = None) -> AsyncIterator[RawUpstream]:
-    """A minimal WebSocket server (no extensions) that records frames exactly and echoes
-    each data frame as it came; a data frame carrying ``bad_on`` is answered with a frame of
-    the reserved opcode 0x3 (a protocol error)."""
+    """A minimal WebSocket server (no extensions, on ``tests.harness.raw_servers``) that
+    records frames exactly and echoes each data frame as it came; a data frame carrying
+    ``bad_on`` is answered with a frame of the reserved opcode 0x3 (a protocol error)."""
     up = RawUpstream()
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(conn: RawConnection) -> None:
+        reader, writer = conn.reader, conn.writer
         try:
             writer.write(switching_protocols(await read_head(reader)))
             while True:
@@ -67,20 +69,12 @@ async def raw_upstream(bad_on: bytes | None = None) -> AsyncIterator[RawUpstream
                 elif frame.opcode < 0x8:
                     writer.write(encode_frame(frame.opcode, frame.payload, fin=frame.fin))
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
         finally:
             up.closed.set()
-            writer.close()
 
-    server = await asyncio.start_server(handle, HOST, 0)
-    up.port = server.sockets[0].getsockname()[1]
-    try:
+    async with raw_servers() as start:
+        up.port = (await start(handle)).port
         yield up
-    finally:
-        server.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(server.wait_closed(), 5)
 
 
 # -- data ------------------------------------------------------------------------------------
