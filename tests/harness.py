@@ -577,9 +577,11 @@ class WsUpstream:
     # peer's close until the TCP connection is gone, which holds up the messages behind it.
     echo: bool = True
 
+    tls: bool = False  # served with ``ssl=``: its URLs are wss://
+
     @property
     def url(self) -> str:
-        return f"ws://{HOST}:{self.port}"
+        return f"{'wss' if self.tls else 'ws'}://{HOST}:{self.port}"
 
     @property
     def finished(self) -> int:
@@ -627,7 +629,7 @@ async def ws_upstream(
 ) -> AsyncIterator[WsUpstream]:
     """A ``websockets`` server running ``handler`` for every connection (``kwargs`` go to
     ``serve``; no size limit and no keepalive pings unless given)."""
-    up = WsUpstream(upper=upper)
+    up = WsUpstream(upper=upper, tls=kwargs.get("ssl") is not None)
 
     class Counting(ServerConnection):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:

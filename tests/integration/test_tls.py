@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -28,10 +27,9 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
-from tests.harness import HOST, ProxyProcess, StartProxy
+from tests.harness import HOST, ProxyProcess, StartProxy, StartWsEcho, WsUpstream, ws_upstream
 from tests.integration import wsraw
 
 pytestmark = pytest.mark.timeout(90)
@@ -93,6 +91,8 @@ def san_of(cert: x509.Certificate) -> x509.SubjectAlternativeName:
 
 # -- upstream servers ------------------------------------------------------------------------
 
+WssServerFactory = Callable[..., Awaitable[WsUpstream]]
+
 
 def server_context(upstream_ca: trustme.CA, *names: str) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -100,66 +100,24 @@ def server_context(upstream_ca: trustme.CA, *names: str) -> ssl.SSLContext:
     return ctx
 
 
-@dataclass
-class WssEcho:
-    port: int
-    connections: list[str]
+@pytest.fixture
+def wss_server(upstream_ca: trustme.CA, start_ws_echo: StartWsEcho) -> WssServerFactory:
+    """``await wss_server("localhost", "127.0.0.1")``: a TLS echo server with that cert
+    (``paths`` are the upgrades it got)."""
 
-    @property
-    def url(self) -> str:
-        return f"wss://{HOST}:{self.port}"
+    async def start(*names: str) -> WsUpstream:
+        return await start_ws_echo(ssl=server_context(upstream_ca, *names))
 
-
-async def _echo(ws: ServerConnection) -> None:
-    try:
-        async for message in ws:
-            await ws.send(message)
-    except ConnectionClosed:
-        pass
-
-
-WssServerFactory = Callable[..., Awaitable[WssEcho]]
+    return start
 
 
 @pytest.fixture
-async def wss_server(upstream_ca: trustme.CA) -> AsyncIterator[WssServerFactory]:
-    """``await wss_server("localhost", "127.0.0.1")``: a TLS echo server with that cert."""
-    servers = []
-
-    async def start(*names: str) -> WssEcho:
-        connections: list[str] = []
-
-        async def handler(ws: ServerConnection) -> None:
-            assert ws.request is not None
-            connections.append(ws.request.path)
-            await _echo(ws)
-
-        server = await serve(
-            handler,
-            HOST,
-            0,
-            ssl=server_context(upstream_ca, *names),
-            max_size=None,
-            ping_interval=None,
-        )
-        servers.append(server)
-        return WssEcho(server.sockets[0].getsockname()[1], connections)
-
-    try:
-        yield start
-    finally:
-        for server in servers:
-            server.close()
-            await server.wait_closed()
-
-
-@pytest.fixture
-async def wss_echo(wss_server: WssServerFactory) -> WssEcho:
+async def wss_echo(wss_server: WssServerFactory) -> WsUpstream:
     return await wss_server("localhost", HOST)
 
 
 @pytest.fixture
-async def wss_wrong_host(wss_server: WssServerFactory) -> WssEcho:
+async def wss_wrong_host(wss_server: WssServerFactory) -> WsUpstream:
     return await wss_server("other.example")
 
 
@@ -194,7 +152,7 @@ async def tls_proxy(start_proxy: StartProxy, upstream_ca_file: Path) -> ProxyPro
 
 
 async def test_websockets_client_echoes_every_size_over_intercepted_wss(
-    tls_proxy: ProxyProcess, wss_echo: WssEcho
+    tls_proxy: ProxyProcess, wss_echo: WsUpstream
 ) -> None:
     marker = f"marker-{os.urandom(4).hex()}"
     ctx = trusting(proxy_ca(tls_proxy))
@@ -207,7 +165,7 @@ async def test_websockets_client_echoes_every_size_over_intercepted_wss(
                 echoed = await asyncio.wait_for(ws.recv(), 60)
                 assert type(echoed) is type(payload)
                 assert echoed == payload, f"{type(payload).__name__} of {size} bytes"
-    assert wss_echo.connections == ["/echo"]
+    assert wss_echo.paths == ["/echo"]
     log = await tls_proxy.wait_count(marker, 2)
     assert f"CONNECT {HOST}:{wss_echo.port}" in log
     assert f"GET wss://{HOST}:{wss_echo.port}/echo" in log
@@ -222,7 +180,7 @@ async def test_websockets_client_echoes_every_size_over_intercepted_wss(
 
 
 async def test_aiohttp_client_echoes_every_size_over_intercepted_wss(
-    tls_proxy: ProxyProcess, wss_echo: WssEcho
+    tls_proxy: ProxyProcess, wss_echo: WsUpstream
 ) -> None:
     marker = f"marker-{os.urandom(4).hex()}"
     ctx = trusting(proxy_ca(tls_proxy))
@@ -255,7 +213,7 @@ async def test_aiohttp_client_echoes_every_size_over_intercepted_wss(
 
 @pytest.mark.parametrize("host", ["localhost", HOST])
 async def test_leaf_chains_to_the_confdir_ca_and_names_the_host(
-    tls_proxy: ProxyProcess, wss_echo: WssEcho, host: str
+    tls_proxy: ProxyProcess, wss_echo: WsUpstream, host: str
 ) -> None:
     ca_cert = load_cert(proxy_ca(tls_proxy))
     async with ws_client(
@@ -272,11 +230,11 @@ async def test_leaf_chains_to_the_confdir_ca_and_names_the_host(
         assert san.get_values_for_type(x509.DNSName) == []
     else:
         assert "localhost" in san.get_values_for_type(x509.DNSName)
-    assert wss_echo.connections == ["/leaf"]
+    assert wss_echo.paths == ["/leaf"]
 
 
 async def test_a_mitmproxy_confdir_is_used_as_it_is(
-    start_proxy: StartProxy, upstream_ca_file: Path, wss_echo: WssEcho, tmp_path: Path
+    start_proxy: StartProxy, upstream_ca_file: Path, wss_echo: WsUpstream, tmp_path: Path
 ) -> None:
     confdir = tmp_path / "mitmproxy-conf"
     code = (
@@ -327,32 +285,32 @@ async def expect_502(proxy: ProxyProcess, url: str) -> None:
 
 
 async def test_untrusted_upstream_is_a_502_inside_the_tunnel(
-    start_proxy: StartProxy, wss_echo: WssEcho
+    start_proxy: StartProxy, wss_echo: WsUpstream
 ) -> None:
     proxy = await start_proxy()  # trusts the system roots only
     await expect_502(proxy, f"{wss_echo.url}/untrusted")
     log = await proxy.wait_log(lambda t: "certificate verify failed" in t)
     assert f"{HOST}:{wss_echo.port}" in log
-    assert wss_echo.connections == []  # the upgrade never reached the server
+    assert wss_echo.paths == []  # the upgrade never reached the server
 
 
 async def test_upstream_cert_for_another_host_is_a_502(
-    tls_proxy: ProxyProcess, wss_wrong_host: WssEcho
+    tls_proxy: ProxyProcess, wss_wrong_host: WsUpstream
 ) -> None:
     await expect_502(tls_proxy, f"{wss_wrong_host.url}/wrong-host")
     await tls_proxy.wait_log(lambda t: "certificate verify failed" in t)
-    assert wss_wrong_host.connections == []
+    assert wss_wrong_host.paths == []
 
 
 async def test_ssl_insecure_accepts_any_upstream(
-    start_proxy: StartProxy, wss_echo: WssEcho, wss_wrong_host: WssEcho
+    start_proxy: StartProxy, wss_echo: WsUpstream, wss_wrong_host: WsUpstream
 ) -> None:
     proxy = await start_proxy("-k")
     for server in (wss_echo, wss_wrong_host):
         async with ws_client(f"{server.url}/insecure", proxy, trusting(proxy_ca(proxy))) as ws:
             await ws.send("ok")
             assert await ws.recv() == "ok"
-        assert server.connections == ["/insecure"]
+        assert server.paths == ["/insecure"]
     assert "certificate verify failed" not in proxy.stderr()
 
 
@@ -360,7 +318,7 @@ async def test_ssl_insecure_accepts_any_upstream(
 
 
 async def test_ignored_host_is_tunnelled_untouched(
-    start_proxy: StartProxy, upstream_ca: trustme.CA, upstream_ca_file: Path, wss_echo: WssEcho
+    start_proxy: StartProxy, upstream_ca: trustme.CA, upstream_ca_file: Path, wss_echo: WsUpstream
 ) -> None:
     proxy = await start_proxy("--ignore-hosts", rf"^127\.0\.0\.1:{wss_echo.port}$")
     marker = f"marker-{os.urandom(4).hex()}"
@@ -371,7 +329,7 @@ async def test_ignored_host_is_tunnelled_untouched(
     upstream_cert = load_cert(upstream_ca_file)
     assert cert.issuer == upstream_cert.subject
     cert.verify_directly_issued_by(upstream_cert)
-    assert wss_echo.connections == ["/ignored"]
+    assert wss_echo.paths == ["/ignored"]
 
     # A client that trusts only wsproxy's CA cannot talk to an ignored host: nothing is re-signed.
     with pytest.raises(ssl.SSLCertVerificationError):
@@ -390,12 +348,9 @@ async def test_ignored_host_is_tunnelled_untouched(
 async def test_plain_websocket_inside_connect(tls_proxy: ProxyProcess) -> None:
     """Browsers send ``CONNECT host:port`` for ws:// too, then speak plain HTTP inside."""
 
-    async def handler(ws: ServerConnection) -> None:
-        await _echo(ws)
-
     marker = f"plain-{os.urandom(4).hex()}"
-    async with serve(handler, HOST, 0, ping_interval=None) as server:
-        port = server.sockets[0].getsockname()[1]
+    async with ws_upstream() as up:
+        port = up.port
         reader, writer = await asyncio.open_connection(HOST, tls_proxy.port)
         try:
             writer.write(f"CONNECT {HOST}:{port} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode())
@@ -455,7 +410,7 @@ async def test_absolute_form_https_get_to_an_untrusted_upstream_is_a_502(
     await proxy.wait_log(lambda t: "certificate verify failed" in t)
 
 
-async def test_absolute_form_wss_upgrade(tls_proxy: ProxyProcess, wss_echo: WssEcho) -> None:
+async def test_absolute_form_wss_upgrade(tls_proxy: ProxyProcess, wss_echo: WsUpstream) -> None:
     marker = f"abs-{os.urandom(4).hex()}"
     reader, writer = await asyncio.open_connection(HOST, tls_proxy.port)
     try:
@@ -479,7 +434,7 @@ async def test_absolute_form_wss_upgrade(tls_proxy: ProxyProcess, wss_echo: WssE
         assert close is not None and close.close_code == 1000
     finally:
         writer.close()
-    assert wss_echo.connections == ["/abs"]
+    assert wss_echo.paths == ["/abs"]
     log = await tls_proxy.wait_count(marker, 2)
     assert f"GET wss://{HOST}:{wss_echo.port}/abs" in log
     assert "CONNECT" not in log
@@ -520,7 +475,7 @@ async def test_magic_page_serves_the_ca(tls_proxy: ProxyProcess) -> None:
 
 
 async def test_untrusting_asyncio_client_fails_and_nothing_reaches_upstream(
-    start_proxy: StartProxy, wss_echo: WssEcho, upstream_ca_file: Path
+    start_proxy: StartProxy, wss_echo: WsUpstream, upstream_ca_file: Path
 ) -> None:
     """asyncio's TLS layer drops the connection without sending its ``unknown_ca`` alert, so
     to the proxy this is a hang-up (debug), not distrust: see test_tls_warnings.py for the
@@ -532,4 +487,4 @@ async def test_untrusting_asyncio_client_fails_and_nothing_reaches_upstream(
                 pass
     log = await proxy.wait_count(f"TLS handshake for {HOST} ended early", 2)
     assert "client TLS handshake for" not in log, log
-    assert wss_echo.connections == []
+    assert wss_echo.paths == []
