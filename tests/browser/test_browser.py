@@ -26,8 +26,6 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 import trustme
 from aiohttp import web
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 
 from tests.browser.harness import (
     HOST,
@@ -36,7 +34,7 @@ from tests.browser.harness import (
     browser_tools,
     make_nssdb,
 )
-from tests.harness import launch
+from tests.harness import WsUpstream, launch, ws_upstream
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -87,7 +85,11 @@ class Servers:
     ws_port: int = 0
     wss_port: int = 0
     reports: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
-    ws_paths: list[str] = field(default_factory=list)
+    echoes: list[WsUpstream] = field(default_factory=list)  # the ws:// and wss:// ones
+
+    @property
+    def ws_paths(self) -> list[str]:
+        return [path for echo in self.echoes for path in echo.paths]
 
     @property
     def ws_url(self) -> str:
@@ -132,23 +134,13 @@ async def servers(upstream_ca: trustme.CA) -> AsyncIterator[Servers]:
     assert isinstance(site._server, asyncio.Server)
     state.page_port = int(site._server.sockets[0].getsockname()[1])
 
-    async def echo(ws: ServerConnection) -> None:
-        assert ws.request is not None
-        state.ws_paths.append(ws.request.path)
-        try:
-            async for message in ws:
-                await ws.send(message)
-        except ConnectionClosed:
-            pass
-
-    options: dict[str, Any] = {"max_size": 2**24, "ping_interval": None}
     try:
         async with (
-            serve(echo, HOST, 0, **options) as ws_server,
-            serve(echo, HOST, 0, ssl=tls, **options) as wss_server,
+            ws_upstream(max_size=2**24) as ws_echo,
+            ws_upstream(ssl=tls, max_size=2**24) as wss_echo,
         ):
-            state.ws_port = ws_server.sockets[0].getsockname()[1]
-            state.wss_port = wss_server.sockets[0].getsockname()[1]
+            state.echoes = [ws_echo, wss_echo]
+            state.ws_port, state.wss_port = ws_echo.port, wss_echo.port
             yield state
     finally:
         await runner.cleanup()
