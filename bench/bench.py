@@ -52,8 +52,9 @@ REPO_DIR = BENCH_DIR.parent
 LOADGEN = BENCH_DIR / "loadgen.mjs"
 RELAY = BENCH_DIR / "relay.py"
 MIB = 1024 * 1024
-ALL_TARGETS = ("direct", "relay", "relay-streams", "mitmproxy", "wsproxy")
-RATIO_TARGETS = ("wsproxy", "mitmproxy")  # ratio columns X/relay, for the CPU rows
+ALL_TARGETS = ("direct", "relay", "relay-streams", "mitmproxy", "wsproxy", "wsproxy-base")
+# wsproxy-base: another checkout of wsproxy (--baseline DIR), to compare two versions in one run.
+RATIO_TARGETS = ("wsproxy", "wsproxy-base", "mitmproxy")  # ratio columns X/relay, for the CPU rows
 
 
 def log(msg: str) -> None:
@@ -248,10 +249,14 @@ def make_targets(names: list[str], echo_port: int, opts: Options) -> list[Target
                     f"confdir={opts.logdir / 'mitmproxy-conf'}",
                 ]
             targets.append(t)
-        elif name == "wsproxy":
+        elif name in ("wsproxy", "wsproxy-base"):
             cmd = [sys.executable, "-m", "wsproxy", "--mode", f"reverse:ws://{HOST}:{echo_port}"]
             cmd += ["-p", str(port), "-q", *shlex.split(opts.wsproxy_args)]
-            targets.append(Target(name, cmd, port, opts.logdir, cwd=REPO_DIR))
+            where = REPO_DIR if name == "wsproxy" else opts.baseline
+            t = Target(name, cmd, port, opts.logdir, cwd=where)
+            if where is None:
+                t.available, t.reason = False, "no --baseline DIR given"
+            targets.append(t)
         else:
             raise SystemExit(f"unknown target {name!r}; choose from {','.join(ALL_TARGETS)}")
     return targets
@@ -883,6 +888,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--wsproxy-args", default="", help="extra flags for python -m wsproxy (one string)"
+    )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="another wsproxy checkout, run as the wsproxy-base target (python -m wsproxy there)",
     )
     ap.add_argument("--idle-conns", type=int, default=1000, help="connections in the idle scenario")
     ap.add_argument("--json", metavar="FILE", help="write all runs, medians and the table as JSON")

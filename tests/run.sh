@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs everything the test suite needs on a fresh machine, then runs all of it:
-# the pytest suite (unit, integration, TLS, browser) and the Autobahn|Testsuite through wsproxy.
+# Installs everything the test suite needs on a fresh machine, then runs all of it: ruff, mypy,
+# the per-module coverage gate of the sans-I/O core (tests/coverage_gate.py), the pytest suite
+# (unit, integration, TLS, browser) and the Autobahn|Testsuite through wsproxy.
 # Usage (from the repository root): bash tests/run.sh [extra pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,20 +19,30 @@ if ! command -v chromium >/dev/null || ! command -v certutil >/dev/null; then
   fi
 fi
 
-echo "== Python environment (.venv): pip install '.[test]' mitmproxy"
+echo "== Python environment (.venv): pip install '.[test,mitmproxy]' (the extra: mitmproxy)"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
 # mitmproxy goes into the same environment on purpose: this checks that wsproxy's
 # dependency ranges (cryptography above all) resolve together with mitmproxy's, and lets the
 # tests check CA files and addon scripts against the real mitmproxy (they also hide it to test
 # the stand-in).
-.venv/bin/pip install -q --disable-pip-version-check '.[test]' 'mitmproxy>=10'
+.venv/bin/pip install -q --disable-pip-version-check '.[test,mitmproxy]'
 .venv/bin/python -c 'import cryptography, mitmproxy.version, wsproxy; print("wsproxy with mitmproxy", mitmproxy.version.VERSION, "and cryptography", cryptography.__version__)'
 .venv/bin/mitmdump --version
+
+# pip built the C extension (wsproxy.sansio._speedups) into the installed copy; the tests import
+# this checkout, so build it here too. Both are optional builds: without a compiler the pure
+# fallback serves, and under CI=true tests/sansio/test_masking.py fails instead of skipping.
+echo "== C extension: as pip installed it, and built in place for the tests"
+(cd / && "$ROOT/.venv/bin/python" -c 'import wsproxy.sansio.masking as m; print("installed wsproxy masks in", m.IMPLEMENTATION)')
+.venv/bin/python setup.py -q build_ext --inplace
 
 echo "== static checks: ruff, mypy"
 .venv/bin/ruff check wsproxy plugins tests bench
 .venv/bin/mypy
+
+echo "== branch coverage of each wsproxy/sansio module by tests/sansio alone"
+.venv/bin/python tests/coverage_gate.py
 
 echo "== pytest"
 .venv/bin/python -m pytest -p no:cacheprovider "$@"

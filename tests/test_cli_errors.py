@@ -108,7 +108,7 @@ PROXY_CASES = [
     (["--handshake-timeout", "0"], 2, "argument --handshake-timeout: not a number of seconds"),
     (["--connect-timeout", "nan"], 2, "argument --connect-timeout: not a number of seconds"),
     (["--idle-timeout", "-1"], 2, "--idle-timeout: not a number of seconds: '-1' (must be 0 or"),
-    (["-w", "session.mitm"], 2, "unsupported capture format .mitm; use .jsonl or .har"),
+    (["-w", "session.pcap"], 2, "unsupported capture format .pcap; use .jsonl, .har or .mitm"),
     (["-w", "a.jsonl", "-w", "a.jsonl"], 2, "-w a.jsonl and -w a.jsonl both write a.jsonl"),
     (["-w", "a.har", "-w", "a.har.jsonl"], 2, "both write a.har.jsonl"),
     (["-w", "no/such/dir/a.jsonl"], 1, "cannot write the capture no/such/dir/a.jsonl: No such"),
@@ -130,6 +130,20 @@ def test_a_taken_port(tmp_path: Path) -> None:
         argv = wsproxy_command(port, tmp_path / "confdir")[3:]
         status, stderr = run(*argv, cwd=tmp_path)
     check(status, stderr, 1, f"cannot listen on {HOST}:{port}: Address already in use")
+
+
+def test_a_taken_port_leaves_an_existing_capture_alone(tmp_path: Path) -> None:
+    """The port is bound before captures are opened: yesterday's capture survives a failed start."""
+    old = tmp_path / "old.jsonl"
+    old.write_text('{"type": "header"}\n')
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = wsproxy_command(port, tmp_path / "confdir", "-w", str(old))[3:]
+        status, stderr = run(*argv, cwd=tmp_path)
+    check(status, stderr, 1, f"cannot listen on {HOST}:{port}: Address already in use")
+    assert old.read_text() == '{"type": "header"}\n'
 
 
 def test_a_capture_path_that_is_a_directory(tmp_path: Path) -> None:
@@ -162,7 +176,7 @@ BAD_FILES = [
     ("missing.jsonl", "missing.jsonl: No such file or directory"),
     ("folder.jsonl", "folder.jsonl: Is a directory"),
     ("empty.jsonl", "empty.jsonl: not a capture (empty file)"),
-    ("garbage.bin", "garbage.bin: not a capture (neither wsproxy JSONL nor a HAR file)"),
+    ("garbage.bin", "garbage.bin: not a capture (not wsproxy JSONL, HAR or a mitmproxy flow"),
     ("garbage.jsonl", "garbage.jsonl: not a capture (line 1 is not a wsproxy JSONL record)"),
     ("truncated.jsonl", "truncated.jsonl: not a capture (line 1 is not a wsproxy JSONL"),
     ("nothar.json", "nothar.json: not a HAR file (no log.entries list)"),

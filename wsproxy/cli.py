@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wsproxy.capture.commands import cmd_har, cmd_replay, cmd_show
-from wsproxy.capture.writer import check_capture_paths, open_capture
+from wsproxy.capture.commands import cmd_har, cmd_mitm, cmd_replay, cmd_show
+from wsproxy.capture.formats import check_capture_paths
+from wsproxy.capture.run import open_capture
 from wsproxy.exceptions import (
     ConfigError,
     PluginError,
@@ -261,12 +262,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         type=Path,
         metavar="FILE",
-        help="record every WebSocket to FILE: .jsonl (one record per line), or .har (HAR 1.2 "
-        "rewritten as it goes, with a FILE.har.jsonl journal beside it); repeatable: every "
+        help="record every WebSocket to FILE: .jsonl (one record per line), .har (HAR 1.2 "
+        "rewritten as it goes, with a FILE.har.jsonl journal beside it) or .mitm (a mitmproxy "
+        "flow file, needs wsproxy[mitmproxy]; journal FILE.mitm.jsonl); repeatable: every "
         "FILE is written",
     )
     add("--capture-filter", metavar="REGEX", help="capture only WebSockets whose URL matches")
     add("--capture-fsync", action="store_true", help="fsync the capture after every batch")
+    add(
+        "--capture-http",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="record plain HTTP requests and responses too (bodies up to 1MiB each); "
+        "default: on for .har (a page session, as DevTools shows it), off for .jsonl",
+    )
     return parser
 
 
@@ -309,6 +318,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         capture_paths=check_capture_paths(args.capture),
         capture_filter=_regex("--capture-filter", args.capture_filter),
         capture_fsync=args.capture_fsync,
+        capture_http=args.capture_http,
     )
 
 
@@ -352,9 +362,15 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
     chain = await scripts.start() if scripts is not None else None
     watcher = asyncio.create_task(scripts.watch()) if scripts is not None else None
     try:
-        capture = open_capture(options)
+        server = ProxyServer(options, ca, chain)
         try:
-            await _serve(options, ProxyServer(options, ca, chain, capture))
+            await server.bind()  # the port first: a taken one leaves capture files untouched
+        except OSError as error:
+            where = f"{options.listen_host}:{options.listen_port}"
+            raise StartupError(f"cannot listen on {where}: {os_error_text(error)}") from None
+        capture = server.capture = open_capture(options)
+        try:
+            await _serve(options, server)
         finally:
             if capture is not None:
                 await capture.aclose()
@@ -368,11 +384,7 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
 
 
 async def _serve(options: Options, server: ProxyServer) -> None:
-    try:
-        await server.start()
-    except OSError as error:
-        where = f"{options.listen_host}:{options.listen_port}"
-        raise StartupError(f"cannot listen on {where}: {os_error_text(error)}") from None
+    await server.start()
     where = f"{options.listen_host}:{server.port}"
     log.warning("wsproxy listening on %s (%s mode)", where, options.mode)
     stop = asyncio.Event()
@@ -399,7 +411,13 @@ def cmd_ca(argv: Sequence[str]) -> int:
     return 0
 
 
-SUBCOMMANDS = {"ca": cmd_ca, "show": cmd_show, "replay": cmd_replay, "har": cmd_har}
+SUBCOMMANDS = {
+    "ca": cmd_ca,
+    "show": cmd_show,
+    "replay": cmd_replay,
+    "har": cmd_har,
+    "mitm": cmd_mitm,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

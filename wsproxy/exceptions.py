@@ -19,40 +19,31 @@ way one line on stderr, never a traceback. ``os_error_text`` words an ``OSError`
 
 The sans-I/O core raises only ``ProtocolError`` and ``HttpError``; the asyncio shell turns them
 into close frames and HTTP answers, so none of them reaches the console as a traceback.
+
+Where they are defined: ``wsproxy.sansio`` imports only itself and the standard library, so the
+classes the core raises, and the root they derive from, are defined in ``wsproxy.sansio.errors``
+(``WsproxyError``, ``ProtocolError``, ``HttpError``, ``HandshakeError``) and re-exported here;
+the rest are defined here. This module is the public name for all of them: import from here,
+and ``isinstance`` checks against any of them hold whichever module raised the error.
 """
 
 from __future__ import annotations
 
 import os
 
+from wsproxy.sansio.errors import HandshakeError, HttpError, ProtocolError, WsproxyError
 
-class WsproxyError(Exception):
-    """Root of every error wsproxy raises on purpose."""
-
-
-class ProtocolError(WsproxyError):
-    """A peer broke the WebSocket protocol; ``code`` is the close code to send it (RFC 6455 7.4)."""
-
-    def __init__(self, reason: str, code: int = 1002) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
-
-
-class HttpError(WsproxyError):
-    """A request the proxy refuses; ``status`` is the HTTP status to answer with."""
-
-    def __init__(
-        self, status: int, reason: str, headers: list[tuple[str, str]] | None = None
-    ) -> None:
-        super().__init__(f"{status}: {reason}")
-        self.status = status
-        self.reason = reason
-        self.headers = headers or []
-
-
-class HandshakeError(HttpError):
-    """The WebSocket opening handshake failed (SEED-NOTES sections 1-2)."""
+__all__ = [
+    "ConfigError",
+    "HandshakeError",
+    "HttpError",
+    "PluginError",
+    "ProtocolError",
+    "StartupError",
+    "TLSError",
+    "UpstreamError",
+    "WsproxyError",
+]
 
 
 class UpstreamError(WsproxyError):

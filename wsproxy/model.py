@@ -138,3 +138,59 @@ __all__ = [
     "HandshakeResponse",
     "Message",
 ]
+
+
+BODY_KEEP = 1024 * 1024
+"""The most of one plain HTTP body a capture keeps (1 MiB, as mitmproxy's ``body_size_limit``
+examples and HAR viewers' practical limits): bodies stream through the proxy, only this much of
+each is held for the record, the full size is counted."""
+
+
+@dataclass(slots=True)
+class BodyCapture:
+    """The start of one HTTP body (its content, transfer framing removed), and its full size."""
+
+    limit: int = BODY_KEEP
+    size: int = 0
+    kept: bytearray = field(default_factory=bytearray)
+
+    def add(self, data: bytes) -> None:
+        self.size += len(data)
+        room = self.limit - len(self.kept)
+        if room > 0:
+            self.kept += data[:room]
+
+    @property
+    def truncated(self) -> bool:
+        return self.size > len(self.kept)
+
+
+@dataclass(slots=True, kw_only=True)
+class HttpExchange:
+    """One plain HTTP request and its response, as the capture records it (``http`` records).
+
+    Times are epoch seconds: ``started`` when the request head was read, ``request_sent`` when
+    its body had gone upstream, ``first_byte`` when the final response head arrived, ``ended``
+    when the exchange was over; None for what never happened. ``answered_by`` is "upstream"
+    (its response was relayed) or "proxy" (an error status the proxy answered, in ``status``).
+    """
+
+    conn: str
+    started: float
+    client_address: Any
+    method: str
+    url: str
+    http_version: str
+    upstream: tuple[str, int]
+    request_headers: list[tuple[str, str]]
+    request_body: BodyCapture = field(default_factory=BodyCapture)
+    status: int | None = None
+    reason: str = ""
+    response_version: str = "HTTP/1.1"
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    response_body: BodyCapture = field(default_factory=BodyCapture)
+    request_sent: float | None = None
+    first_byte: float | None = None
+    ended: float | None = None
+    answered_by: str | None = None
+    error: str | None = None

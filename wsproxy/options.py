@@ -61,6 +61,8 @@ class Options:
     capture_paths: tuple[Path, ...] = ()
     capture_filter: str | None = None
     capture_fsync: bool = False
+    # Plain HTTP exchanges in the capture too: None = by format (HAR yes, JSONL no).
+    capture_http: bool | None = None
 
     @property
     def mode(self) -> str:

@@ -17,11 +17,12 @@ from tests.capture.conftest import CaptureProxy
 from tests.capture.harcheck import check_har
 from tests.harness import HOST, ServeProxy, WsUpstream, stop_server, wait_until
 from wsproxy.capture import jsonl
+from wsproxy.capture.formats import journal_path
 from wsproxy.capture.har import journal_to_har, read_har
 from wsproxy.capture.messages import Message, reassemble
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import Close, Connection, Frame, Header, Lost, Record
-from wsproxy.capture.writer import CaptureWriter, _Item, journal_path
+from wsproxy.capture.writer import CaptureWriter, _Item
 from wsproxy.sansio.relay import FrameRecord, Side
 
 BINARY = bytes(range(256)) * 3
@@ -291,7 +292,7 @@ async def test_a_slow_write_ahead_falls_back_to_the_queue(
 async def test_several_capture_files_are_all_written(
     serve_proxy: ServeProxy, ws_echo: WsUpstream, tmp_path: Path
 ) -> None:
-    from wsproxy.capture.writer import CaptureFanout, open_capture
+    from wsproxy.capture.run import CaptureFanout, open_capture
     from wsproxy.options import Options
 
     paths = (tmp_path / "a.jsonl", tmp_path / "b.har")
@@ -308,7 +309,7 @@ async def test_several_capture_files_are_all_written(
 
 
 def test_one_capture_file_needs_no_fanout(tmp_path: Path) -> None:
-    from wsproxy.capture.writer import open_capture
+    from wsproxy.capture.run import open_capture
     from wsproxy.options import Options
 
     sink = open_capture(Options(capture_paths=(tmp_path / "one.jsonl",)))

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from wsproxy.capture.files import append_private, create_private
+from wsproxy.capture.formats import journal_path
 from wsproxy.capture.har import main as har_main
-from wsproxy.capture.writer import CaptureWriter, journal_path
+from wsproxy.capture.writer import CaptureWriter
 
 
 def mode(path: Path) -> int:

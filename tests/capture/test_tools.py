@@ -14,13 +14,13 @@ from websockets.asyncio.client import connect
 from tests.capture.conftest import FIXTURES, CaptureProxy
 from tests.capture.harcheck import check_har
 from tests.harness import HOST, WsUpstream, stop_server
+from wsproxy.capture.formats import journal_path
 from wsproxy.capture.har import main as har_main
 from wsproxy.capture.messages import reassemble
 from wsproxy.capture.reader import read_capture
-from wsproxy.capture.records import Connection, Frame
+from wsproxy.capture.records import Connection, Frame, Http
 from wsproxy.capture.replay import ReplayServer, load, replay_client
 from wsproxy.capture.show import show
-from wsproxy.capture.writer import journal_path
 
 
 async def record(capture_proxy: CaptureProxy, path: Path) -> None:
@@ -170,8 +170,16 @@ def test_chrome_har() -> None:
         ("server", 2),
     ]
     assert msgs[3].content == b"\x00\x01\x02\x03"
+    (fetch,) = [r for r in records if isinstance(r, Http)]  # the page's other request
+    assert (fetch.method, fetch.url, fetch.status, fetch.response_size) == (
+        "GET",
+        "https://example.com/api",
+        200,
+        2,
+    )
     lines = run_show(str(path))
-    assert lines[1].endswith("""client -> server TEXT F len=22 '{"op":"join","room":7}'""")
+    assert lines[0].endswith("[-] GET https://example.com/api 200 2 B 12.5 ms")
+    assert lines[2].endswith("""client -> server TEXT F len=22 '{"op":"join","room":7}'""")
     recorded, _ = load(str(path))
     server = ReplayServer(recorded)
     # Answers after the client's 1st message: joined, hello; after the 2nd: the binary echo.

@@ -7,11 +7,14 @@ fixtures, so each playbook shows exactly which bytes it feeds.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import strategies as st
 
+from wsproxy.sansio import masking
 from wsproxy.sansio.endpoint import (
     ControlFrame,
     DataChunk,
@@ -24,6 +27,33 @@ from wsproxy.sansio.frames import MAX_CONTROL_PAYLOAD, Opcode, serialize_close
 
 MIB = 1 << 20
 BIG = 64 * MIB  # limits high enough to stay out of the way
+
+# Both masking implementations, for the tests that run the same vectors through each. The C
+# one skips when it was not built (no compiler at install time), except in CI (CI=true), where
+# ``pip install`` must have built it and a missing one fails every test that names it.
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+class NotBuilt(RuntimeError):
+    """Stands in for the C masker in CI when it is missing: every test that calls it fails."""
+
+
+def _c_not_built(buffer: bytearray | memoryview, key: bytes, offset: int = 0) -> None:
+    # A plain exception, not pytest.fail: some callers run in threads or under hypothesis.
+    raise NotBuilt("wsproxy.sansio._speedups is not built: pip install must compile it in CI")
+
+
+MASKERS = [
+    pytest.param(
+        masking.mask_c or _c_not_built,
+        id="c",
+        marks=pytest.mark.skipif(
+            masking.mask_c is None and not IN_CI,
+            reason="wsproxy.sansio._speedups is not built (no compiler at install time)",
+        ),
+    ),
+    pytest.param(masking.mask_py, id="python"),
+]
 
 
 @dataclass(frozen=True)

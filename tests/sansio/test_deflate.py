@@ -713,3 +713,88 @@ def test_chunking_property(messages: list[bytes], data: st.DataObject) -> None:
         payload = deflater.compress(message)
         cuts = data.draw(st.lists(st.integers(0, 40), max_size=len(payload) // 4 + 1))
         assert inflate_all(chunked, payload, cuts) == whole.decompress(payload) == message
+
+
+# --- compress_piece: a recompressed message that goes out in several frames -------------------
+
+PIECES = [TEXT[:700], b"", TEXT[700:1500], TEXT[1500:]]
+
+
+def compress_pieces(deflater: Deflater, pieces: list[bytes]) -> list[bytes]:
+    return [deflater.compress_piece(p, i == len(pieces) - 1) for i, p in enumerate(pieces)]
+
+
+@pytest.mark.parametrize("params", [DEFAULT, NO_TAKEOVER, DeflateParams(False, False, 9, 9)])
+def test_pieces_inflate_as_they_arrive(params: DeflateParams) -> None:
+    deflater = Deflater(params, from_client=True)
+    inflater = Inflater(params, True, MIB)
+    for _ in range(3):  # three messages: the window carries on, or restarts, as negotiated
+        payloads = compress_pieces(deflater, PIECES)
+        # Every piece but the last ends with its sync flush; RFC 7692 7.2.1 strips the last's.
+        assert all(p.endswith(b"\x00\x00\xff\xff") for p in payloads[:-1])
+        assert not payloads[-1].endswith(b"\x00\x00\xff\xff")
+        # Each frame's worth inflates whole, before the next frame arrives.
+        for piece, payload in zip(PIECES[:-1], payloads[:-1], strict=True):
+            assert inflater.feed(payload) == piece
+        assert inflater.feed(payloads[-1]) + inflater.end_message() == PIECES[-1]
+
+
+def test_pieces_fed_byte_by_byte_are_the_message() -> None:
+    payload = b"".join(compress_pieces(Deflater(DEFAULT, False), PIECES))
+    inflater = Inflater(DEFAULT, False, MIB)
+    out = b"".join(inflater.feed(payload[i : i + 1]) for i in range(len(payload)))
+    assert out + inflater.end_message() == TEXT
+
+
+@pytest.mark.parametrize("params", [DEFAULT, NO_TAKEOVER])
+@pytest.mark.parametrize("from_client", [True, False])
+def test_pieces_interoperate_with_websockets(params: DeflateParams, from_client: bool) -> None:
+    deflater = Deflater(params, from_client)
+    theirs = ws_decoder(params, from_client)
+    for _ in range(2):
+        payloads = compress_pieces(deflater, PIECES)
+        frames = [
+            Frame(
+                Opcode.TEXT if i == 0 else Opcode.CONT,
+                payload,
+                fin=i == len(payloads) - 1,
+                rsv1=i == 0,
+            )
+            for i, payload in enumerate(payloads)
+        ]
+        assert b"".join(theirs.decode(frame, max_size=MIB).data for frame in frames) == TEXT
+
+
+@pytest.mark.parametrize("takeover", [True, False])
+def test_pieces_follow_context_takeover(takeover: bool) -> None:
+    # The second message repeats the first: with takeover it refers back into the first
+    # one's window, so a fresh decoder cannot read it; without, it stands alone.
+    params = DEFAULT if takeover else NO_TAKEOVER
+    deflater = Deflater(params, from_client=True)
+    compress_pieces(deflater, PIECES)
+    second = b"".join(compress_pieces(deflater, PIECES)) + b"\x00\x00\xff\xff"
+    fresh = zlib.decompressobj(wbits=-15)
+    if takeover:
+        with pytest.raises(zlib.error, match="too far back"):
+            fresh.decompress(second)
+    else:
+        assert fresh.decompress(second) == TEXT
+
+
+def test_pieces_and_whole_messages_share_the_window() -> None:
+    deflater = Deflater(DEFAULT, from_client=False)
+    inflater = Inflater(DEFAULT, False, MIB)
+    assert inflater.decompress(deflater.compress(TEXT)) == TEXT
+    assert inflater.decompress(b"".join(compress_pieces(deflater, PIECES))) == TEXT
+    assert inflater.decompress(deflater.compress(TEXT)) == TEXT
+
+
+@pytest.mark.parametrize("pieces", [[b""], [b"", b""], [b"abc", b""]])
+def test_empty_pieces_and_an_empty_last_piece(pieces: list[bytes]) -> None:
+    # An empty last piece still ends the message with a payload a receiver can read
+    # (RFC 7692 section 7.2.3.6: the 0x00 of an empty message).
+    payloads = compress_pieces(Deflater(NO_TAKEOVER, True), pieces)
+    assert payloads[-1] != b""
+    assert Inflater(NO_TAKEOVER, True, MIB).decompress(b"".join(payloads)) == b"".join(pieces)
+    fresh = zlib.decompressobj(wbits=-15)
+    assert fresh.decompress(b"".join(payloads) + b"\x00\x00\xff\xff") == b"".join(pieces)

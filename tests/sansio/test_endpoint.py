@@ -27,12 +27,14 @@ from tests.sansio.conftest import (
 )
 from wsproxy.sansio.deflate import DeflateParams, Inflater
 from wsproxy.sansio.endpoint import (
+    JOIN_LIMIT,
     ControlFrame,
     DataChunk,
     Event,
     FrameReader,
     FrameWriter,
     Violation,
+    clear_preview,
 )
 from wsproxy.sansio.frames import (
     FIN,
@@ -765,3 +767,149 @@ def test_writer_streaming_equals_send_frame(mask: bool, size: int) -> None:
         assert one[:offset] == two[:offset]
         assert apply_mask(one[offset + 4 :], one[offset : offset + 4]) == payload
         assert apply_mask(two[offset + 4 :], two[offset : offset + 4]) == payload
+
+
+# --- binary payloads that stay masked (keep_binary_masked), as the relay forwards them ----------
+
+
+def kept_masked_reader() -> FrameReader:
+    r = reader(True)
+    r.keep_binary_masked = True
+    return r
+
+
+def chunks(events: list[Event]) -> list[DataChunk]:
+    assert all(isinstance(event, DataChunk) for event in events), events
+    return [event for event in events if isinstance(event, DataChunk)]
+
+
+def test_binary_from_a_client_may_stay_masked() -> None:
+    payload = bytes(range(10))
+    wire = raw(FIN | BINARY, payload, masked=True)
+    (chunk,) = chunks(kept_masked_reader().receive_data(wire))
+    assert chunk.data == wire[-10:] == apply_mask(payload, KEY)  # as it came, still masked
+    assert (chunk.mask_key, chunk.mask_offset) == (KEY, 0)
+    assert clear_preview(chunk) == payload
+    assert clear_preview(chunk, 3) == payload[:3]
+
+
+def test_masked_pieces_carry_their_offset_byte_by_byte() -> None:
+    payload = b"every byte its own offset"
+    wire = raw(FIN | BINARY, payload, masked=True)
+    pieces = chunks(feed(kept_masked_reader(), wire, step=1))
+    assert [c.mask_offset for c in pieces] == list(range(len(payload)))
+    assert b"".join(clear_preview(c) for c in pieces) == payload
+    assert b"".join(c.data for c in pieces) == apply_mask(payload, KEY)
+    assert all(c.mask_key == KEY for c in pieces)
+
+
+@pytest.mark.parametrize("masked_opcode", [TEXT, BINARY])
+def test_only_plain_binary_stays_masked(masked_opcode: int) -> None:
+    # Text is checked for UTF-8, so it is unmasked whatever keep_binary_masked says.
+    payload = "é".encode() * 3
+    (chunk,) = chunks(
+        kept_masked_reader().receive_data(raw(FIN | masked_opcode, payload, masked=True))
+    )
+    if masked_opcode == TEXT:
+        assert (chunk.data, chunk.mask_key) == (payload, b"")
+    else:
+        assert (chunk.data, chunk.mask_key) == (apply_mask(payload, KEY), KEY)
+    assert clear_preview(chunk) == payload
+
+
+def test_compressed_binary_is_unmasked_to_inflate() -> None:
+    r = kept_masked_reader()
+    r.inflater = Inflater(DeflateParams(), True, MIB)
+    compressed = bytes.fromhex("f248cdc9c90700")  # RFC 7692 section 7.2.3.1: "Hello"
+    (chunk,) = chunks(r.receive_data(raw(FIN | RSV1 | BINARY, compressed, masked=True)))
+    assert (chunk.data, chunk.content, chunk.mask_key) == (compressed, b"Hello", b"")
+    assert clear_preview(chunk) == b"Hello"
+
+
+def test_clear_preview_of_a_plain_chunk_is_its_content() -> None:
+    (chunk,) = chunks(reader(False).receive_data(raw(FIN | BINARY, bytes(100), masked=False)))
+    assert chunk.mask_key == b""
+    assert clear_preview(chunk) == bytes(64)
+    assert clear_preview(chunk, 100) == bytes(100)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_masked_payload_is_remasked_in_one_pass(streamed: bool) -> None:
+    # client -> proxy -> upstream: the payload stays masked with the client's key and the
+    # writer masks it again with both keys XORed; the upstream reads the plain payload.
+    payload = bytes(i % 251 for i in range(70_000))
+    wire = raw(FIN | BINARY, payload, masked=True)
+    writer = FrameWriter(mask=True)
+    for step in (None, 997) if streamed else (None,):
+        pieces = chunks(feed(kept_masked_reader(), wire, step))
+        if streamed:
+            first = pieces[0]
+            writer.start_frame(first.opcode, first.fin, first.rsv, first.frame_length)
+            for piece in pieces:
+                writer.send_payload(piece.data, masked_with=piece.mask_key)
+        else:
+            (whole,) = pieces
+            writer.send_frame(BINARY, whole.data, masked_with=whole.mask_key)
+    out = writer.data_to_send()
+    expected = [Wire(BINARY, payload)] * (2 if streamed else 1)
+    assert parse(out, masked=True) == expected
+    assert payload[:64] not in out  # masked on the wire, with a key of the writer's
+
+
+# --- chunks_to_send: what the asyncio shell writes ---------------------------------------------
+
+
+def test_chunks_to_send_joins_small_output_into_one_write() -> None:
+    writer = FrameWriter(mask=False)
+    writer.send_frame(TEXT, b"Hello")
+    writer.send_frame(PING, b"p")
+    writer.send_close(1000)
+    assert writer.chunks_to_send() == [bytes.fromhex("810548656c6c6f 890170 880203e8")]
+    assert writer.bytes_sent == 14
+    assert writer.chunks_to_send() == []
+    assert writer.bytes_sent == 14
+
+
+def test_chunks_to_send_passes_large_payloads_without_a_copy() -> None:
+    writer = FrameWriter(mask=False)
+    payload = bytes(JOIN_LIMIT)
+    writer.send_frame(BINARY, payload)
+    out = writer.chunks_to_send()
+    assert out[0] == serialize_header(BINARY, True, 0, JOIN_LIMIT)
+    assert out[1] is payload
+    assert len(out) == 2
+    assert writer.bytes_sent == len(out[0]) + JOIN_LIMIT
+
+
+def test_chunks_to_send_joins_up_to_the_limit_exactly() -> None:
+    writer = FrameWriter(mask=False)
+    header = serialize_header(BINARY, True, 0, JOIN_LIMIT - 4)
+    writer.send_frame(BINARY, bytes(JOIN_LIMIT - len(header)))
+    (one,) = writer.chunks_to_send()
+    assert len(one) == JOIN_LIMIT
+    writer.send_frame(BINARY, bytes(JOIN_LIMIT - len(header) + 1))
+    assert [len(piece) for piece in writer.chunks_to_send()] == [4, JOIN_LIMIT - 3]
+
+
+def test_chunks_to_send_leaves_a_single_piece_alone() -> None:
+    writer = FrameWriter(mask=True)
+    writer.start_frame(BINARY, True, 0, 3)
+    (header,) = writer.chunks_to_send()
+    assert header[:2] == bytes([FIN | BINARY, MASK | 3])
+    assert len(header) == 6
+    writer.send_payload(b"abc")
+    (body,) = writer.chunks_to_send()
+    assert apply_mask(body, header[2:6]) == b"abc"
+    assert writer.bytes_sent == 9
+
+
+def test_chunks_to_send_and_data_to_send_agree() -> None:
+    sent = [Wire(TEXT, b"x" * 10), Wire(BINARY, bytes(100_000)), Wire(PING, b"")]
+    one, two = FrameWriter(mask=False), FrameWriter(mask=False)
+    for frame in sent:
+        one.send_frame(frame.opcode, frame.payload)
+        two.send_frame(frame.opcode, frame.payload)
+    data = two.data_to_send()
+    assert b"".join(one.chunks_to_send()) == data
+    assert one.bytes_sent == two.bytes_sent == len(data)
+    assert parse(data, masked=False) == sent

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.sansio.conftest import Wire, parse
+from tests.sansio.conftest import MASKERS, Wire, parse
 from wsproxy.exceptions import ProtocolError
-from wsproxy.sansio import frames
+from wsproxy.sansio import masking
 from wsproxy.sansio.frames import (
     MAX_CONTROL_PAYLOAD,
     RSV1,
@@ -26,6 +26,7 @@ from wsproxy.sansio.frames import (
     serialize_frame,
     serialize_header,
 )
+from wsproxy.sansio.masking import Masker
 
 KEY = bytes.fromhex("37fa213d")
 
@@ -140,14 +141,28 @@ def test_serialize_frame_masked_empty_payload() -> None:
 # --- masking ----------------------------------------------------------------------------------
 
 
-def test_apply_mask_rfc_vector_and_inverse() -> None:
+@pytest.fixture(params=MASKERS)
+def masker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Masker:
+    """apply_mask over each implementation (test_masking.py tests them directly)."""
+    mask: Masker = request.param
+    monkeypatch.setattr(masking, "mask", mask)
+    return mask
+
+
+def test_apply_mask_rfc_vector_and_inverse(masker: Masker) -> None:
     assert apply_mask(b"Hello", KEY) == bytes.fromhex("7f9f4d5158")
     assert apply_mask(bytes.fromhex("7f9f4d5158"), KEY) == b"Hello"
     assert apply_mask(b"", KEY) == b""
     assert apply_mask(bytearray(b"Hello"), KEY) == apply_mask(memoryview(b"Hello"), KEY)
 
 
-def test_apply_mask_at_every_split_point() -> None:
+def test_apply_mask_leaves_its_input_alone(masker: Masker) -> None:
+    data = bytearray(b"Hello")
+    assert apply_mask(data, KEY, 1) == bytes(b ^ KEY[(i + 1) % 4] for i, b in enumerate(data))
+    assert data == b"Hello"
+
+
+def test_apply_mask_at_every_split_point(masker: Masker) -> None:
     payload = bytes(range(37))
     whole = apply_mask(payload, KEY)
     for split in range(len(payload) + 1):
@@ -156,25 +171,22 @@ def test_apply_mask_at_every_split_point() -> None:
         assert head + tail == whole, split
 
 
+@pytest.mark.parametrize("mask", MASKERS)
 @given(
     payload=st.binary(max_size=300),
     key=st.binary(min_size=4, max_size=4),
     cuts=st.lists(st.integers(0, 300), max_size=8),
 )
-def test_apply_mask_in_pieces_equals_whole(payload: bytes, key: bytes, cuts: list[int]) -> None:
-    bounds = sorted({0, len(payload), *(c for c in cuts if c <= len(payload))})
-    pieces = [apply_mask(payload[a:b], key, a) for a, b in itertools.pairwise(bounds)]
-    assert b"".join(pieces) == apply_mask(payload, key)
-    expected = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    assert apply_mask(payload, key) == expected
-
-
-def test_apply_mask_fallback_without_aiohttp(monkeypatch: pytest.MonkeyPatch) -> None:
-    payload = bytes(range(256)) * 3 + b"odd"
-    expected = apply_mask(payload, KEY, 3)
-    monkeypatch.setattr(frames, "_mask_in_place", None)
-    assert apply_mask(payload, KEY, 3) == expected
-    assert apply_mask(b"\x00", KEY) == KEY[:1]
+def test_apply_mask_in_pieces_equals_whole(
+    mask: Masker, payload: bytes, key: bytes, cuts: list[int]
+) -> None:
+    with pytest.MonkeyPatch.context() as patch:  # a fixture would outlive hypothesis examples
+        patch.setattr(masking, "mask", mask)
+        bounds = sorted({0, len(payload), *(c for c in cuts if c <= len(payload))})
+        pieces = [apply_mask(payload[a:b], key, a) for a, b in itertools.pairwise(bounds)]
+        assert b"".join(pieces) == apply_mask(payload, key)
+        expected = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        assert apply_mask(payload, key) == expected
 
 
 def test_new_mask_key_is_four_fresh_bytes() -> None:

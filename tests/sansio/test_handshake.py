@@ -255,6 +255,28 @@ def test_upstream_request_headers() -> None:
     assert req.headers.get("Keep-Alive") == "timeout=5"  # the original is untouched
 
 
+def test_repeated_upgrade_headers_are_sent_once_in_the_first_ones_place() -> None:
+    req = request(
+        [
+            ("Sec-WebSocket-Extensions", "permessage-deflate"),
+            ("Connection", "keep-alive, Upgrade"),
+            ("Cookie", "a=b"),
+            ("Sec-WebSocket-Extensions", "x-other"),
+            ("Upgrade", "websocket"),
+        ]
+    )
+    headers = upstream_request_headers(req, extensions=["permessage-deflate; a=1"])
+    assert headers.raw() == [
+        ("Host", "server.example.com"),
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", KEY),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Extensions", "permessage-deflate; a=1"),
+        ("Cookie", "a=b"),
+    ]
+
+
 def test_upstream_request_headers_adds_missing_upgrade_headers() -> None:
     headers = upstream_request_headers(request(drop=("Connection", "Upgrade")), extensions=None)
     assert headers.raw()[-2:] == [("Connection", "Upgrade"), ("Upgrade", "websocket")]

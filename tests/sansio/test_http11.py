@@ -441,6 +441,23 @@ def test_chunked_whole_and_bytewise() -> None:
     )
 
 
+def test_content_without_the_chunk_framing() -> None:
+    """What a capture records: the content, fed whole or byte by byte; the bytes passed on
+    stay the wire bytes."""
+    for step in (len(CHUNKED), 1):
+        reader = BodyReader(Framing("chunked", None), content=True)
+        content = b""
+        for i in range(0, len(CHUNKED), step):
+            reader.feed(CHUNKED[i : i + step])
+            content += reader.take_content()
+        assert content == b"hello world0123456789" and reader.finished
+    for framing, wire in ((Framing("length", 3), b"abcdef"), (Framing("close", None), b"xy")):
+        reader = BodyReader(framing, content=True)
+        assert reader.feed(wire)[0] == reader.take_content() == wire[:3]
+        assert reader.take_content() == b""
+    assert BodyReader(Framing("length", 3)).take_content() == b""
+
+
 def test_chunked_streams_data_without_buffering() -> None:
     reader = BodyReader(Framing("chunked", None))
     assert reader.feed(b"10") == (b"", False)  # an incomplete size line is held

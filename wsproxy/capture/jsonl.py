@@ -59,6 +59,27 @@ message's pieces are cut between characters, so each piece is ``text`` when the 
      "counts": {"client": {"messages": 4, "frames": 4, "bytes": 120}, "server": {...}},
      "error": "protocol error: ..." | null}
 
+``http`` (a plain HTTP exchange, once it ended; only with ``--capture-http``, the default for
+HAR captures; ``time``/``ts`` are when the request head was read)::
+
+    {"type": "http", "conn": "c2", "time": ..., "ts": ...,
+     "client": "127.0.0.1:50310", "upstream": "example.com:80",
+     "method": "POST", "url": "http://example.com/api?x=1", "http_version": "HTTP/1.1",
+     "request_headers": [["Host", "example.com"], ...],   # as sent upstream, order kept
+     "request_body": {"size": 5000000, "kept": 1048576, "truncated": true, "b64": "..."},
+     "status": 200 | null, "reason": "OK", "response_version": "HTTP/1.1",
+     "response_headers": [["Content-Type", "text/html"], ...],  # as the upstream sent them
+     "response_body": {"size": 12, "kept": 12, "truncated": false, "text": "<html></html>"},
+     "timings": {"request_sent": 0.0004, "first_byte": 0.0031, "end": 0.0042},  # seconds
+                                            # after ts; null: it did not happen
+     "answered_by": "upstream" | "proxy" | null,   # proxy: an error status it answered itself
+     "error": "upstream closed without answering" | null}
+
+A body's content (transfer framing removed, content coding kept) is ``text`` when its kept bytes
+are UTF-8, else ``b64``; at most ``model.BODY_KEEP`` (1 MiB) of it is kept, ``size`` is the
+whole body's (the proxy streams bodies and never holds one whole). No ``text``/``b64`` when the
+body is empty.
+
 ``lost`` (the writer fell behind and dropped records: readers see the gap)::
 
     {"type": "lost", "time": ..., "ts": ..., "count": 120, "total": 120}
@@ -82,12 +103,14 @@ from wsproxy.capture.records import (
     Connection,
     Frame,
     Header,
+    Http,
     Lost,
     Record,
     file_opcode_name,
     iso_time,
     opcode_from_name,
 )
+from wsproxy.model import BodyCapture, HttpExchange
 from wsproxy.sansio.relay import RECORD_PIECE, FrameRecord, utf8_boundary
 
 VERSION = 2
@@ -251,6 +274,68 @@ def _line(
     yield b"}\n"
 
 
+def _address(address: Any) -> str | None:
+    try:
+        host, port = address[0], address[1]
+    except (TypeError, IndexError):
+        return None
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def _body(body: BodyCapture) -> dict[str, Any]:
+    out: dict[str, Any] = {"size": body.size, "kept": len(body.kept), "truncated": body.truncated}
+    data = bytes(body.kept)
+    if not data:
+        return out
+    cut = utf8_boundary(data, len(data)) if body.truncated else len(data)
+    try:
+        out["text"] = data[:cut].decode("utf-8")  # a truncated text ends between characters
+        out["kept"] = cut
+    except UnicodeDecodeError:
+        out["b64"] = base64.b64encode(data).decode("ascii")
+    return out
+
+
+def http(exchange: HttpExchange) -> dict[str, Any]:
+    """The ``http`` record of one exchange (encoded in the writer thread: it holds bodies)."""
+    e = exchange
+    started = e.started
+
+    def after(ts: float | None) -> float | None:
+        return None if ts is None else round(max(0.0, ts - started), 6)
+
+    return {
+        "type": "http",
+        "conn": e.conn,
+        "time": iso_time(started),
+        "ts": started,
+        "client": _address(e.client_address),
+        "upstream": _address(e.upstream),
+        "method": e.method,
+        "url": e.url,
+        "http_version": e.http_version,
+        "request_headers": [list(item) for item in e.request_headers],
+        "request_body": _body(e.request_body),
+        "status": e.status,
+        "reason": e.reason,
+        "response_version": e.response_version,
+        "response_headers": [list(item) for item in e.response_headers],
+        "response_body": _body(e.response_body),
+        "timings": {
+            "request_sent": after(e.request_sent),
+            "first_byte": after(e.first_byte),
+            "end": after(e.ended),
+        },
+        "answered_by": e.answered_by,
+        "error": e.error,
+    }
+
+
+def http_line(exchange: HttpExchange) -> Iterator[bytes]:
+    yield dumps(http(exchange)).encode("utf-8")
+    yield b"\n"
+
+
 def lost(count: int, total: int, ts: float | None = None) -> dict[str, Any]:
     ts = time.time() if ts is None else ts
     return {"type": "lost", "time": iso_time(ts), "ts": ts, "count": count, "total": total}
@@ -327,9 +412,47 @@ def decode(obj: dict[str, Any]) -> Record | None:
         )
     if kind == "lost":
         return Lost(ts, int(obj.get("count", 0)), int(obj.get("total", 0)))
+    if kind == "http":
+        return _decode_http(obj, ts)
     if kind == TYPE:
         return Header(int(obj.get("version", 0)), ts, obj.get("tool", ""), obj.get("filter"))
     return None
+
+
+def _body_of(obj: Any) -> tuple[int, bytes | None]:
+    if not isinstance(obj, dict):
+        return 0, None
+    return int(obj.get("size", 0)), _bytes(obj, "") or b""
+
+
+def _decode_http(obj: dict[str, Any], ts: float) -> Http:
+    timings = obj.get("timings")
+    timings = timings if isinstance(timings, dict) else {}
+    request_size, request_body = _body_of(obj.get("request_body"))
+    response_size, response_body = _body_of(obj.get("response_body"))
+    first_byte, end = timings.get("first_byte"), timings.get("end")
+    status = obj.get("status")
+    return Http(
+        conn=str(obj["conn"]),
+        time=ts,
+        method=str(obj.get("method", "")),
+        url=str(obj.get("url", "")),
+        status=None if status is None else int(status),
+        reason=str(obj.get("reason", "")),
+        http_version=str(obj.get("http_version", "HTTP/1.1")),
+        client=obj.get("client"),
+        upstream=obj.get("upstream"),
+        request_headers=[(n, v) for n, v in obj.get("request_headers", [])],
+        response_headers=[(n, v) for n, v in obj.get("response_headers", [])],
+        request_size=request_size,
+        response_size=response_size,
+        request_body=request_body,
+        response_body=response_body,
+        wait=None if first_byte is None else float(first_byte),
+        duration=0.0 if end is None else float(end),
+        answered_by=obj.get("answered_by"),
+        error=obj.get("error"),
+    )
 
 
 def decode_line(line: str | bytes) -> Record | None:

@@ -1,4 +1,5 @@
-"""Read any capture as one stream of records: JSONL (ours) or HAR (ours, Chrome, mitmproxy).
+"""Read any capture as one stream of records: JSONL (ours), HAR (ours, Chrome, mitmproxy) or
+a mitmproxy flow file (``mitmflows``, read one flow at a time).
 
 JSONL is read line by line, so memory does not grow with the file: a 1 GiB capture is read with
 one line in memory at a time (a line holds at most ``jsonl.PIECE`` bytes of content: a large
@@ -6,7 +7,7 @@ frame is recorded in pieces, each read as a ``Frame`` of its own; ``join_frames`
 back together, holding one frame).
 ``follow`` keeps reading a file that is being written, like ``tail -f``: at the end it waits
 for more, and a line the writer has only half written is held until its newline arrives.
-HAR files are read whole (see ``har.MAX_HAR_SIZE``).
+HAR files are streamed too (``har.read_har``): one entry's fields and one message at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from wsproxy.capture import jsonl
 from wsproxy.capture.har import CaptureFormatError, read_har, unreadable
+from wsproxy.capture.mitmflows import is_flow_file, read_flows
 from wsproxy.capture.records import Frame, Record
 
 FOLLOW_POLL = 0.2  # seconds between looks at a followed file
@@ -42,14 +44,16 @@ def _is_record(line: bytes) -> bool:
 
 
 def detect_format(path: Path) -> str:
-    """ "jsonl" or "har": by extension, else by the first line; CaptureFormatError for a file
-    that cannot be read or is neither."""
+    """ "jsonl", "har" or "mitm": by extension, else by the first line (a flow file by its
+    tnetstring start); CaptureFormatError for a file that cannot be read or is none of them."""
     suffix = path.suffix.lower()
     first = _first_line(path)  # also for a known extension: a missing file fails here
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
     if suffix == ".har":
         return "har"
+    if suffix == ".mitm" or is_flow_file(first):
+        return "mitm"
     if _is_record(first):
         return "jsonl"
     if first.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
@@ -59,7 +63,7 @@ def detect_format(path: Path) -> str:
 
 def not_a_capture(path: Path, why: str | None = None) -> CaptureFormatError:
     return CaptureFormatError(
-        f"{path}: not a capture ({why or 'neither wsproxy JSONL nor a HAR file'})"
+        f"{path}: not a capture ({why or 'not wsproxy JSONL, HAR or a mitmproxy flow file'})"
     )
 
 
@@ -112,11 +116,15 @@ def read_capture(path: Path | str, *, follow: bool = False) -> Iterator[Record]:
     """Every record of a capture file, in file order. A file that is missing, cannot be
     read or is not a capture is a CaptureFormatError, worded the same for every command."""
     path = Path(path)
-    if detect_format(path) == "jsonl":
+    fmt = detect_format(path)
+    if fmt == "jsonl":
         return read_jsonl(path, follow=follow)
     if follow:
-        raise CaptureFormatError("--follow reads JSONL captures (a HAR file is rewritten whole)")
-    return read_har(path)
+        raise CaptureFormatError(
+            "--follow reads JSONL captures (a HAR file is rewritten whole; for a .mitm, follow "
+            "its .mitm.jsonl journal)"
+        )
+    return read_flows(path) if fmt == "mitm" else read_har(path)
 
 
 def join_frames(records: Iterable[Record]) -> Iterator[Record]:

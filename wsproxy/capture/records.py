@@ -142,4 +142,36 @@ class Lost:
     total: int
 
 
-Record = Header | Connection | Frame | Close | Lost
+@dataclass(slots=True)
+class Http:
+    """A plain HTTP exchange: the JSONL ``http`` record, or a HAR entry that is not a WebSocket.
+
+    ``time`` is when the request started; ``wait`` (to the response head) and ``duration`` are
+    seconds after it. Sizes are the bodies' full sizes; ``request_body`` and ``response_body``
+    hold what the capture kept of them (at most ``model.BODY_KEEP``; None when not recorded, and
+    from a HAR file, whose bodies are not read back). ``status`` is None when no answer was
+    given; ``answered_by`` is "proxy" when it is an error the proxy answered itself.
+    """
+
+    conn: str | None
+    time: float
+    method: str
+    url: str
+    status: int | None = None
+    reason: str = ""
+    http_version: str = "HTTP/1.1"
+    client: str | None = None
+    upstream: str | None = None
+    request_headers: list[tuple[str, str]] = field(default_factory=list)
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    request_size: int = 0
+    response_size: int = 0
+    request_body: bytes | None = None
+    response_body: bytes | None = None
+    wait: float | None = None
+    duration: float = 0.0
+    answered_by: str | None = None
+    error: str | None = None
+
+
+Record = Header | Connection | Frame | Close | Lost | Http

@@ -40,7 +40,7 @@ from aiohttp import web
 from wsproxy.capture.har import CaptureFormatError
 from wsproxy.capture.messages import TEXT, Message, Reassembler
 from wsproxy.capture.reader import read_capture
-from wsproxy.capture.records import Close, Connection, Frame
+from wsproxy.capture.records import Close, Connection, Frame, Http
 from wsproxy.capture.show import no_connection
 from wsproxy.cli import parse_port, seconds, seconds_or_zero
 from wsproxy.exceptions import WsproxyError, os_error_text
@@ -72,8 +72,8 @@ def load(path: str, conn: str | None = None) -> tuple[Recorded, list[str]]:
     assembler = Reassembler()
     for record in read_capture(path):
         record_conn = getattr(record, "conn", None)
-        if record_conn is None:
-            continue
+        if record_conn is None or isinstance(record, Http):
+            continue  # plain HTTP exchanges are not replayed
         if record_conn not in seen:
             seen.append(record_conn)
         if chosen is None and (conn is None or record_conn == conn):
@@ -387,7 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
         "server's answers) or, with --serve, as its server.",
     )
     add = parser.add_argument
-    add("file", help="a capture: wsproxy .jsonl, or a HAR (wsproxy, Chrome, mitmproxy)")
+    add(
+        "file",
+        help="a capture: wsproxy .jsonl, a HAR (wsproxy, Chrome, mitmproxy) or a .mitm flow file",
+    )
     add("--conn", metavar="ID", help="the connection to replay (default: the first)")
     add("--url", help="connect here instead of the captured URL (ws:// or wss://)")
     add("--fast", action="store_true", help="no captured delays: send as fast as possible")

@@ -27,7 +27,16 @@ from typing import TextIO
 from wsproxy import logformat
 from wsproxy.capture.har import CaptureFormatError
 from wsproxy.capture.reader import read_capture
-from wsproxy.capture.records import Close, CloseSide, Connection, Frame, Header, Lost, Record
+from wsproxy.capture.records import (
+    Close,
+    CloseSide,
+    Connection,
+    Frame,
+    Header,
+    Http,
+    Lost,
+    Record,
+)
 
 
 def parse_when(text: str) -> float:
@@ -89,9 +98,33 @@ def _side(name: str, side: CloseSide) -> str:
     return f"{name} close {code}" + (f" {side.reason!r}" if side.reason else "")
 
 
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / (1024 * 1024):.1f} MiB"
+
+
+def http_line(record: Http) -> str:
+    """``10:36:48.966665 [c2] GET http://host/app.js 200 5.1 KiB 3.2 ms``: one exchange."""
+    status = "-" if record.status is None else str(record.status)
+    if record.answered_by == "proxy":
+        status += " (answered by the proxy)"
+    line = (
+        f"{clock(record.time)} [{record.conn or '-'}] {record.method} {record.url} {status} "
+        f"{_size(record.response_size)} {record.duration * 1000:.1f} ms"
+    )
+    if record.error:
+        line += f"; error: {record.error}"
+    return line
+
+
 def record_line(record: Record, full: bool = False) -> str:
     if isinstance(record, Frame):
         return frame_line(record, full)
+    if isinstance(record, Http):
+        return http_line(record)
     if isinstance(record, Connection):
         extra = [f"client {record.client}"] if record.client else []
         if record.subprotocol:
@@ -124,10 +157,14 @@ def record_line(record: Record, full: bool = False) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="wsproxy show", description="Print a capture (.jsonl or .har) as readable lines."
+        prog="wsproxy show",
+        description="Print a capture (.jsonl, .har or .mitm) as readable lines.",
     )
     add = parser.add_argument
-    add("file", help="a capture: wsproxy .jsonl, or a HAR (wsproxy, Chrome, mitmproxy)")
+    add(
+        "file",
+        help="a capture: wsproxy .jsonl, a HAR (wsproxy, Chrome, mitmproxy) or a .mitm flow file",
+    )
     add("--conn", action="append", default=[], metavar="ID", help="only this connection")
     add("--direction", choices=("client", "server"), help="only frames this side sent")
     add(
@@ -185,7 +222,7 @@ def show(argv: Sequence[str], out: TextIO | None = None) -> int:
 def _in_range(record: Record, args: argparse.Namespace, conns: set[str]) -> bool:
     """Whether ``record`` is of a chosen connection (--conn) and within --since/--until."""
     conn = getattr(record, "conn", None)
-    if conns and conn is not None and conn not in conns:
+    if conns and (conn is not None or isinstance(record, Http)) and conn not in conns:
         return False
     if args.since is not None and record.time < args.since:
         return False

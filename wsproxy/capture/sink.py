@@ -1,11 +1,12 @@
-"""What a capture writer offers the relay's shell (``proxy/session.py``)."""
+"""What a capture writer offers the relay's shell (``proxy/session.py``) and the plain HTTP
+relay (``proxy/http_relay.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Protocol
 
-from wsproxy.model import Flow
+from wsproxy.model import Flow, HttpExchange
 from wsproxy.sansio.records import FrameRecord
 
 
@@ -24,3 +25,9 @@ class CaptureSink(Protocol):
     def congested(self, resume: Callable[[], None]) -> bool:
         """Whether the writer is behind; ``resume`` is then called (from any thread) once it
         caught up."""
+
+    def wants_http(self, url: str) -> bool:
+        """Whether plain HTTP exchanges to ``url`` are recorded (``--capture-http``, filter)."""
+
+    def http(self, exchange: HttpExchange) -> None:
+        """One plain HTTP exchange, once it ended (called on the event loop)."""

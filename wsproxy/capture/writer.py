@@ -44,6 +44,14 @@ seconds while traffic flows, so a crash leaves the last good HAR plus a journal 
 journal, so on a large capture rewrites are spaced out (at least four times as long as the last
 one took).
 
+Plain HTTP (``--capture-http``, on by default for HAR files: see ``open_capture``): the relay
+hands over each exchange when it ended (``http``), as an ``http`` record queued like a frame
+(its kept body bytes count as payload), encoded in the thread.
+
+mitmproxy output (``-w FILE.mitm``): the same journal, ``FILE.mitm.jsonl``, and at the same
+moments ``mitmflows.FlowFile`` appends to the flow file the flows of the WebSockets that
+closed (at the end of the run, also those still open); see ``mitmflows``.
+
 Several ``-w`` files: one writer each, behind a ``CaptureFanout`` (each encodes and writes on
 its own; they share nothing but the filter). Every file is created 0600 (see ``files``).
 """
@@ -56,17 +64,19 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from wsproxy.capture import jsonl
 from wsproxy.capture.files import create_private
+from wsproxy.capture.formats import JOURNALED, capture_format, journal_path
 from wsproxy.capture.records import iso_time
-from wsproxy.exceptions import ConfigError, StartupError, os_error_text
-from wsproxy.model import Flow
-from wsproxy.options import Options
+from wsproxy.model import Flow, HttpExchange
 from wsproxy.sansio.relay import FrameRecord
+
+if TYPE_CHECKING:
+    from wsproxy.capture.mitmflows import FlowFile
 
 log = logging.getLogger("wsproxy")
 
@@ -79,38 +89,6 @@ INLINE_MAX = 64 * 1024  # larger frame payloads are always encoded in the writer
 SLOW_WRITE = 0.005  # seconds: a write-ahead slower than this means the disk is struggling
 SLOW_PAUSE = 10.0  # seconds without write-ahead after a slow one
 HAR_INTERVAL = 5.0  # seconds between HAR rewrites while traffic flows
-
-
-def journal_path(path: Path) -> Path:
-    """Where the JSONL journal of a HAR capture goes: ``FILE.har`` -> ``FILE.har.jsonl``."""
-    return path.with_name(path.name + ".jsonl")
-
-
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".har": "har"}
-
-
-def capture_format(path: Path) -> str:
-    """The format ``path``'s extension names, "jsonl" or "har"; ConfigError for any other
-    (rather than JSONL under a name that promises something else)."""
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        what = f"format {suffix}" if suffix else f"file {path} (no extension)"
-        raise ConfigError(f"unsupported capture {what}; use .jsonl or .har")
-    return FORMATS[suffix]
-
-
-def check_capture_paths(paths: Sequence[Path]) -> tuple[Path, ...]:
-    """``-w`` paths, checked: known formats, and no two writing the same file (a HAR's
-    journal included: ``-w a.har -w a.har.jsonl`` would interleave two writers)."""
-    written: dict[Path, Path] = {}
-    for path in paths:
-        targets = [path, journal_path(path)] if capture_format(path) == "har" else [path]
-        for target in targets:
-            key = Path(os.path.abspath(target))
-            if key in written:
-                raise ConfigError(f"-w {path} and -w {written[key]} both write {target}")
-            written[key] = path
-    return tuple(paths)
 
 
 def _address(address: tuple[str, int] | Any) -> str | None:
@@ -170,8 +148,9 @@ def close_record(flow: Flow) -> dict[str, Any]:
     }
 
 
-# A queued item: a ready record (handshake, close) or a frame to encode in the thread.
-_Item = dict[str, Any] | tuple[str, FrameRecord, float]
+# A queued item: a ready record (handshake, close), or a frame or an HTTP exchange to encode
+# in the thread.
+_Item = dict[str, Any] | tuple[str, FrameRecord, float] | HttpExchange
 
 
 def _item_parts(item: _Item) -> Iterator[bytes]:
@@ -180,6 +159,9 @@ def _item_parts(item: _Item) -> Iterator[bytes]:
     if isinstance(item, dict):
         yield jsonl.dumps(item).encode("utf-8")
         yield b"\n"
+        return
+    if isinstance(item, HttpExchange):
+        yield from jsonl.http_line(item)
         return
     conn, r, ts = item
     yield from jsonl.frame_line(conn, ts, r)
@@ -201,14 +183,21 @@ class CaptureWriter:
         report_interval: float = REPORT_INTERVAL,
         tool: str = "wsproxy",
         write_ahead: bool = True,
+        http: bool = False,
     ) -> None:
         self.path = Path(path)
-        self.har_path: Path | None = None
+        self.har_path: Path | None = None  # the file made from the journal: .har or .mitm
         self.journal = self.path
-        if capture_format(self.path) == "har":
+        self._flows: FlowFile | None = None
+        if capture_format(self.path) in JOURNALED:
             self.har_path = self.path
             self.journal = journal_path(self.path)
+        if capture_format(self.path) == "mitm":
+            from wsproxy.capture.mitmflows import FlowFile
+
+            self._flows = FlowFile(self.path, self.journal)
         self.filter = re.compile(filter) if filter else None
+        self.capture_http = http  # plain HTTP exchanges too
         self.fsync = fsync
         self.write_ahead = write_ahead and not fsync
         self.max_records = max_records
@@ -257,6 +246,14 @@ class CaptureWriter:
 
     def close(self, flow: Flow) -> None:
         self._put(close_record(flow), 0, droppable=False)
+        self.sync()
+
+    def wants_http(self, url: str) -> bool:
+        return self.capture_http and (self.filter is None or self.filter.search(url) is not None)
+
+    def http(self, exchange: HttpExchange) -> None:
+        size = len(exchange.request_body.kept) + len(exchange.response_body.kept)
+        self._put(exchange, size, droppable=True)
         self.sync()
 
     def congested(self, resume: Callable[[], None]) -> bool:
@@ -437,12 +434,15 @@ class CaptureWriter:
     def _write_line(self, obj: dict[str, Any]) -> None:
         self._file.write(jsonl.dumps(obj).encode("utf-8") + b"\n")
 
-    def _write_har(self) -> None:
+    def _write_har(self, final: bool = False) -> None:
         from wsproxy.capture.har import journal_to_har
 
         assert self.har_path is not None
         try:
-            journal_to_har(self.journal, self.har_path)
+            if self._flows is not None:
+                self._flows.update(final)  # appends the flows of closed WebSockets
+            else:
+                journal_to_har(self.journal, self.har_path)
         except Exception as error:  # the journal is intact: the HAR can be made later
             log.error("capture: writing %s failed: %s", self.har_path, error)
 
@@ -460,7 +460,7 @@ class CaptureWriter:
             self._cond.notify()
         self._thread.join()
         if self.har_path is not None and self.error is None:
-            self._write_har()
+            self._write_har(final=True)
         if self.lost:
             log.warning(
                 "capture: %d frame record(s) were lost in all (the writer could not keep up); "
@@ -474,97 +474,3 @@ class CaptureWriter:
         import asyncio
 
         await asyncio.to_thread(self.finish)
-
-
-class CaptureFanout:
-    """Several capture writers (``-w a.jsonl -w b.har``) as one sink for the server.
-
-    They share one filter (``open_capture`` gives each the run's ``--capture-filter``), so
-    the first one answers ``wants`` for all. A single ``-w`` uses its ``CaptureWriter``
-    directly: this loop only costs when there are several.
-    """
-
-    def __init__(self, writers: Sequence[CaptureWriter]) -> None:
-        assert len({w.filter.pattern if w.filter else None for w in writers}) == 1
-        self.writers = tuple(writers)
-
-    def wants(self, flow: Flow) -> bool:
-        return self.writers[0].wants(flow)
-
-    def handshake(self, flow: Flow) -> None:
-        for writer in self.writers:
-            writer.handshake(flow)
-
-    def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None:
-        for writer in self.writers:
-            writer.frame(flow, record, timestamp)
-
-    def close(self, flow: Flow) -> None:
-        for writer in self.writers:
-            writer.close(flow)
-
-    def sync(self) -> None:
-        for writer in self.writers:
-            writer.sync()
-
-    def congested(self, resume: Callable[[], None]) -> bool:
-        """Congested while any writer is; ``resume`` runs once the last of them caught up."""
-        behind = [False]
-        waiting = [0]
-        lock = threading.Lock()
-
-        def one_resumed() -> None:
-            with lock:
-                waiting[0] -= 1
-                last = waiting[0] == 0 and behind[0]
-            if last:
-                resume()
-
-        for writer in self.writers:
-            with lock:
-                waiting[0] += 1
-            if not writer.congested(one_resumed):
-                with lock:
-                    waiting[0] -= 1
-        with lock:
-            behind[0] = waiting[0] > 0
-        return behind[0]
-
-    def finish(self) -> None:
-        for writer in self.writers:
-            writer.finish()
-
-    async def aclose(self) -> None:
-        import asyncio
-
-        await asyncio.gather(*(writer.aclose() for writer in self.writers))
-
-
-def open_capture(options: Options) -> CaptureWriter | CaptureFanout | None:
-    """The run's capture sink from ``Options`` (``-w``, repeatable), or None without one.
-
-    A file that cannot be created is a ``StartupError``; those opened before it are finished.
-    """
-    writers: list[CaptureWriter] = []
-    try:
-        for path in options.capture_paths:
-            try:
-                writer = CaptureWriter(
-                    path, filter=options.capture_filter, fsync=options.capture_fsync
-                )
-            except OSError as error:
-                target = journal_path(path) if capture_format(path) == "har" else path
-                raise StartupError(
-                    f"cannot write the capture {target}: {os_error_text(error)}"
-                ) from None
-            writers.append(writer)
-            where = writer.journal if writer.har_path is None else writer.har_path
-            more = f" (journal {writer.journal})" if writer.har_path else ""
-            log.warning("capturing WebSockets to %s%s", where, more)
-    except BaseException:
-        for writer in writers:
-            writer.finish()
-        raise
-    if not writers:
-        return None
-    return writers[0] if len(writers) == 1 else CaptureFanout(writers)

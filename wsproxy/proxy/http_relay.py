@@ -6,16 +6,24 @@ request gets exactly one answer — an error found before any response byte reac
 becomes a status line, after that the client connection is aborted instead; the upstream gets
 ``--handshake-timeout`` to start its response once the request stopped moving, and a body that
 moves no byte either way for ``--idle-timeout`` ends the exchange (0: never).
+
+Capture (``--capture-http``): each exchange the capture wants becomes an ``HttpExchange``,
+handed to the capture when it ends, however it ends: heads, the first ``BODY_KEEP`` bytes of
+each body's content (counted in full, never held whole), times, and for a failure the error
+and the status the proxy answered (``listener.answer`` answers the same exceptions).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from wsproxy.capture.sink import CaptureSink
 from wsproxy.exceptions import HttpError, UpstreamError
+from wsproxy.model import BodyCapture, HttpExchange
 from wsproxy.options import Options
 from wsproxy.proxy.heads import read_head
 from wsproxy.proxy.peer import Peer
@@ -24,6 +32,8 @@ from wsproxy.proxy.watchdog import Watchdog
 from wsproxy.sansio.bodies import BodyReader, Framing, body_framing
 from wsproxy.sansio.handshake import strip_hop_by_hop
 from wsproxy.sansio.http11 import (
+    STATUS_REASONS,
+    Headers,
     Limits,
     Request,
     Response,
@@ -81,26 +91,75 @@ class PlainHttp:
     """Relays plain HTTP exchanges for the server's request loop."""
 
     def __init__(
-        self, options: Options, limits: Limits, open_upstream: OpenUpstream, via: str
+        self,
+        options: Options,
+        limits: Limits,
+        open_upstream: OpenUpstream,
+        via: str,
+        capture: CaptureSink | None = None,
     ) -> None:
         self.options = options
         self.limits = limits
         self.open_upstream = open_upstream
         self.via = via
+        self.capture = capture
 
-    async def exchange(self, client: Peer, req: Request, upstream: Upstream, path: str) -> bool:
+    async def exchange(
+        self, client: Peer, req: Request, upstream: Upstream, path: str, conn_id: str = ""
+    ) -> bool:
         """Relay one request and its response; returns whether the client connection stays."""
         framing = body_framing(req)
         headers = strip_hop_by_hop(req.headers)
         headers.set("Host", upstream.authority)
         headers.set("Via", append_via(req.headers.get_all("Via"), self.via))
+        url = f"{upstream.scheme}://{upstream.authority}{path}"
+        capture = self.capture
+        if capture is None or not capture.wants_http(url):
+            return await self._exchange(client, req, upstream, path, headers, framing, None)
+        record = HttpExchange(
+            conn=conn_id,
+            started=time.time(),
+            client_address=client.address,
+            method=req.method,
+            url=url,
+            http_version=req.version,
+            upstream=(upstream.host, upstream.port),
+            request_headers=list(headers.items()),
+        )
+        try:
+            return await self._exchange(client, req, upstream, path, headers, framing, record)
+        except asyncio.CancelledError:
+            record.error = "cancelled (the proxy is shutting down)"
+            raise
+        except Exception as error:
+            _failed(record, error, answered=client.answering)
+            raise
+        finally:
+            record.ended = time.time()
+            capture.http(record)
+
+    async def _exchange(
+        self,
+        client: Peer,
+        req: Request,
+        upstream: Upstream,
+        path: str,
+        headers: Headers,
+        framing: Framing,
+        record: HttpExchange | None,
+    ) -> bool:
         server = await self.open_upstream(upstream)
         watchdog = Watchdog(self.options.handshake_timeout)
         progress = _Progress()
-        upload = asyncio.ensure_future(self._copy_body(client, server, framing, 400, watchdog))
+        body = None if record is None else record.request_body
+        upload = asyncio.ensure_future(
+            self._copy_body(client, server, framing, 400, watchdog, body)
+        )
         upload.add_done_callback(lambda _: setattr(progress, "body_sent", True))
+        if record is not None:
+            upload.add_done_callback(lambda task: _sent(record, task))
         download = asyncio.ensure_future(
-            self._response(client, server, req.method, watchdog, progress)
+            self._response(client, server, req.method, watchdog, progress, record)
         )
         try:
             server.write(serialize_request(Request(req.method, path, "HTTP/1.1", headers)))
@@ -127,7 +186,13 @@ class PlainHttp:
             await _cancel(task)
 
     async def _response(
-        self, client: Peer, server: Peer, method: str, watchdog: Watchdog, progress: _Progress
+        self,
+        client: Peer,
+        server: Peer,
+        method: str,
+        watchdog: Watchdog,
+        progress: _Progress,
+        record: HttpExchange | None,
     ) -> bool:
         """Read the response head (1xx ones relayed), then relay the response."""
         while True:
@@ -138,7 +203,14 @@ class PlainHttp:
             watchdog.touch()
         progress.head = True
         watchdog.set_timeout(self.options.idle_timeout)
-        return await self.relay_response(client, server, resp, method, watchdog)
+        if record is not None:
+            record.first_byte = time.time()
+            record.status, record.reason = resp.status, resp.reason
+            record.response_version = resp.version
+            record.response_headers = list(resp.headers.items())
+            record.answered_by = "upstream"
+        body = None if record is None else record.response_body
+        return await self.relay_response(client, server, resp, method, watchdog, body)
 
     async def _read_response_head(self, server: Peer) -> Response:
         head = await read_head(server, self.limits, response=True, timeout=None)
@@ -153,7 +225,13 @@ class PlainHttp:
         return Response("HTTP/1.1", resp.status, resp.reason, headers)
 
     async def relay_response(
-        self, client: Peer, server: Peer, resp: Response, method: str, watchdog: Watchdog
+        self,
+        client: Peer,
+        server: Peer,
+        resp: Response,
+        method: str,
+        watchdog: Watchdog,
+        content: BodyCapture | None = None,
     ) -> bool:
         """Send ``resp`` and its body to the client; returns whether the framing allows more."""
         framing = body_framing(resp, request_method=method)
@@ -161,15 +239,21 @@ class PlainHttp:
         if framing.kind == "close":
             forwarded.headers.set("Connection", "close")
         client.write(serialize_response(forwarded))
-        await self._copy_body(server, client, framing, 502, watchdog)
+        await self._copy_body(server, client, framing, 502, watchdog, content)
         return framing.kind != "close"
 
     @staticmethod
     async def _copy_body(
-        src: Peer, dst: Peer, framing: Framing, status: int, watchdog: Watchdog
+        src: Peer,
+        dst: Peer,
+        framing: Framing,
+        status: int,
+        watchdog: Watchdog,
+        content: BodyCapture | None = None,
     ) -> None:
-        """Copy one body as it arrives; memory stays at one read however large it is."""
-        reader = BodyReader(framing, error_status=status)
+        """Copy one body as it arrives; memory stays at one read however large it is (and
+        ``content``'s bound when the capture keeps the start of it)."""
+        reader = BodyReader(framing, error_status=status, content=content is not None)
         while not reader.finished:
             data = await src.read()
             watchdog.touch()
@@ -177,8 +261,38 @@ class PlainHttp:
                 reader.feed_eof()
                 break
             body, _ = reader.feed(data)
+            if content is not None:
+                content.add(reader.take_content())
             if body:
                 dst.write(body)
                 await dst.drain()
                 watchdog.touch()
         src.unread(reader.leftover)
+
+
+def _sent(record: HttpExchange, upload: asyncio.Future[None]) -> None:
+    if not upload.cancelled() and upload.exception() is None:
+        record.request_sent = time.time()
+
+
+def _failed(record: HttpExchange, error: Exception, *, answered: bool) -> None:
+    """Note on ``record`` what ended its exchange, and the answer the proxy gives for it: the
+    listener answers an ``HttpError`` or ``UpstreamError`` with its status, unless the
+    response had begun (then the client connection is aborted)."""
+    reason = getattr(error, "reason", None)
+    record.error = str(reason if reason is not None else error) or type(error).__name__
+    status = getattr(error, "status", None)
+    if answered or not isinstance(error, HttpError | UpstreamError) or status is None:
+        return
+    text = (" ".join(record.error.splitlines()) + "\n").encode("utf-8")
+    record.status, record.reason = status, STATUS_REASONS.get(status, "Unknown")
+    record.response_version = "HTTP/1.1"
+    record.response_headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(text))),
+        ("Connection", "close"),
+    ]
+    record.response_body = BodyCapture()
+    record.response_body.add(text)
+    record.first_byte = time.time()
+    record.answered_by = "proxy"

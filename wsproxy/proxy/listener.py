@@ -45,14 +45,23 @@ class Listener:
         self.handlers: set[asyncio.Task[None]] = set()
         self.per_client: dict[str, int] = {}  # open connections by client address
 
-    async def start(self) -> None:
+    async def bind(self) -> None:
+        """Listen on the address without accepting yet."""
+        if self._server is not None:
+            return
         loop = asyncio.get_running_loop()
         self._accepts.install(loop)  # out of file descriptors: one warning per burst
         self._server = await loop.create_server(
             self._accepts.watching(self._new_peer),
             self.options.listen_host,
             self.options.listen_port,
+            start_serving=False,
         )
+
+    async def start(self) -> None:
+        await self.bind()
+        assert self._server is not None
+        await self._server.start_serving()
 
     @property
     def port(self) -> int:

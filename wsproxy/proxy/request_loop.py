@@ -114,7 +114,7 @@ class RequestLoop:
             if session is not None:
                 await self.websockets.run(session)
             return False
-        return await self.plain.exchange(peer, head, upstream, path)
+        return await self.plain.exchange(peer, head, upstream, path, conn_id)
 
 
 def route(

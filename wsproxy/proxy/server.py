@@ -43,7 +43,6 @@ class ProxyServer:
         self.options = options
         self.ca = ca
         self.chain = chain
-        self.capture = capture
         self.limits = Limits(
             max_line=options.max_request_line,
             max_head_size=options.max_head_size,
@@ -55,7 +54,7 @@ class ProxyServer:
         access = AccessPolicy(options.allow_clients, options.proxyauth)
         self.listener = Listener(options, access, self._serve)
         self.upstreams = Connector(options, self.listener.addresses)
-        self.plain = PlainHttp(options, self.limits, self.upstreams.open, self.via)
+        self.plain = PlainHttp(options, self.limits, self.upstreams.open, self.via, capture)
         self.websockets = WebSockets(
             options,
             limits=self.limits,
@@ -90,7 +89,24 @@ class ProxyServer:
     def _per_client(self) -> dict[str, int]:
         return self.listener.per_client
 
+    @property
+    def capture(self) -> Capture | None:
+        return self.websockets.capture
+
+    @capture.setter
+    def capture(self, capture: Capture | None) -> None:
+        """The run's capture, for connections accepted from now on (set between ``bind`` and
+        ``start``: captures are opened only once the port is ours, so a taken port leaves an
+        existing capture file as it was)."""
+        self.plain.capture = capture
+        self.websockets.capture = capture
+
+    async def bind(self) -> None:
+        """Listen without accepting yet (raises OSError when the address cannot be had)."""
+        await self.listener.bind()
+
     async def start(self) -> None:
+        """Accept connections (binding first unless ``bind`` did)."""
         await self.listener.start()
 
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Literal, NamedTuple
 
-from wsproxy.exceptions import HandshakeError, HttpError
+from wsproxy.sansio.errors import HandshakeError, HttpError
 from wsproxy.sansio.extensions import parse_token_list
 from wsproxy.sansio.http11 import FIELD_VALUE_RE, TOKEN_RE, Request, Response
 
@@ -109,8 +109,11 @@ class BodyReader:
     reader the peer closed: that ends a close-delimited body and is an error for the others.
     """
 
-    def __init__(self, framing: Framing, *, error_status: int = 400) -> None:
+    def __init__(self, framing: Framing, *, error_status: int = 400, content: bool = False) -> None:
         self.framing = framing
+        # With ``content``: the body's content (chunk framing removed) of each feed, for a
+        # capture to record; taken by ``take_content``, so it never holds more than one feed.
+        self._content: list[bytes] | None = [] if content else None
         self._status = error_status
         self._finished = framing.kind == "none"
         self._remaining = framing.length or 0  # body bytes (length) or chunk bytes (chunked)
@@ -128,15 +131,27 @@ class BodyReader:
     def leftover(self) -> bytes:
         return self._leftover
 
+    def take_content(self) -> bytes:
+        """The content the feeds since the last call passed (only with ``content=True``)."""
+        if not self._content:
+            return b""
+        content = b"".join(self._content)
+        self._content.clear()
+        return content
+
     def feed(self, data: bytes) -> tuple[bytes, bool]:
         if self._finished:
             self._leftover += data
             return b"", True
         kind = self.framing.kind
         if kind == "close":
+            if self._content is not None:
+                self._content.append(data)
             return data, False
         if kind == "length":
             body = data[: self._remaining]
+            if self._content is not None:
+                self._content.append(body)
             self._remaining -= len(body)
             if self._remaining == 0:
                 self._finished = True
@@ -160,6 +175,8 @@ class BodyReader:
             if self._state == "data":
                 take = min(self._remaining, len(data) - pos)
                 out += data[pos : pos + take]
+                if self._content is not None:
+                    self._content.append(data[pos : pos + take])
                 pos += take
                 self._remaining -= take
                 if self._remaining == 0:

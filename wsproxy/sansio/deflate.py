@@ -27,7 +27,7 @@ import re
 import zlib
 from dataclasses import dataclass
 
-from wsproxy.exceptions import HandshakeError, ProtocolError
+from wsproxy.sansio.errors import HandshakeError, ProtocolError
 from wsproxy.sansio.extensions import (
     Extension,
     ExtensionParams,

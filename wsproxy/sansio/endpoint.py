@@ -17,7 +17,7 @@ import codecs
 from dataclasses import dataclass
 from typing import Protocol
 
-from wsproxy.exceptions import ProtocolError
+from wsproxy.sansio.errors import ProtocolError
 from wsproxy.sansio.frames import (
     FIN,
     KNOWN_OPCODES,

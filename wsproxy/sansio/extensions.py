@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from wsproxy.exceptions import HandshakeError
+from wsproxy.sansio.errors import HandshakeError
 
 ExtensionParams = list[tuple[str, str | None]]
 Extension = tuple[str, ExtensionParams]

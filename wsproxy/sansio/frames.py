@@ -1,8 +1,9 @@
 """WebSocket frames on the wire: RFC 6455 section 5.
 
 Everything here is a pure function of bytes: opcodes and close codes, the frame header
-(serialize and check), masking, and the body of close frames. Parsing a *stream* of frames,
-with its state (fragmentation, UTF-8, limits), lives in ``endpoint.py``.
+(serialize and check), masking (the XOR itself is in ``masking.py``), and the body of close
+frames. Parsing a *stream* of frames, with its state (fragmentation, UTF-8, limits), lives in
+``endpoint.py``.
 """
 
 from __future__ import annotations
@@ -10,16 +11,10 @@ from __future__ import annotations
 import enum
 import os
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from wsproxy.exceptions import ProtocolError
-
-_mask_in_place: Callable[[bytes, bytearray], None] | None
-try:  # aiohttp ships a compiled XOR masker; use it rather than writing our own loop.
-    from aiohttp._websocket.helpers import websocket_mask as _mask_in_place
-except ImportError:  # pragma: no cover - depends on the installed aiohttp
-    _mask_in_place = None
+from wsproxy.sansio import masking
+from wsproxy.sansio.errors import ProtocolError
 
 
 class Opcode(enum.IntEnum):
@@ -104,26 +99,16 @@ def apply_mask(data: bytes | bytearray | memoryview, key: bytes, offset: int = 0
     """XOR ``data`` with ``key``; ``offset`` is the position of ``data`` within its frame.
 
     Masking is its own inverse, so this both masks and unmasks. A frame that arrives in several
-    pieces is unmasked piece by piece with the running offset.
+    pieces is unmasked piece by piece with the running offset. The XOR is ``masking.mask``:
+    C when built, else pure Python.
     """
     if not data:
         return b""
-    if offset % 4:
-        shift = offset % 4
-        key = key[shift:] + key[:shift]
     buffer = bytearray(data)
-    if _mask_in_place is not None:
-        _mask_in_place(key, buffer)
-        # A bytearray is as good as bytes to every consumer here, and skipping the copy to
-        # bytes halves the cost of masking a large frame (fresh pages for every copy).
-        return buffer  # type: ignore[return-value]
-    # Fallback: one big-integer XOR is far faster than a per-byte loop.
-    size = len(buffer)  # pragma: no cover
-    repeated = (key * (size // 4 + 1))[:size]  # pragma: no cover
-    value = int.from_bytes(buffer, "little") ^ int.from_bytes(
-        repeated, "little"
-    )  # pragma: no cover
-    return value.to_bytes(size, "little")  # pragma: no cover
+    masking.mask(buffer, key, offset)
+    # A bytearray is as good as bytes to every consumer here, and skipping the copy to
+    # bytes halves the cost of masking a large frame (fresh pages for every copy).
+    return buffer  # type: ignore[return-value]
 
 
 _PACK_16 = struct.Struct("!BBH").pack

@@ -23,7 +23,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from wsproxy.exceptions import HandshakeError
+from wsproxy.sansio.errors import HandshakeError
 from wsproxy.sansio.extensions import parse_extension_header, parse_token_list
 from wsproxy.sansio.http11 import Headers, Request, Response
 

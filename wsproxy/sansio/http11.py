@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
-from wsproxy.exceptions import HttpError
+from wsproxy.sansio.errors import HttpError
 
 __all__ = [
     "FIELD_VALUE_RE",

@@ -158,17 +158,22 @@ class StreamRecorder:
         about RECORD_PIECE bytes), except that a chunk already larger than a piece (content
         inflated far beyond its read) is recorded as it is rather than copied: the capture
         writer cuts long records into short lines without copying. In a text message the end
-        of a character cut in two waits for the next piece, so every piece is valid text.
+        of a character cut in two waits for the next piece, so every piece is valid text (a
+        large chunk that brings the end of such a character is then joined to its start).
         """
         parts = self._parts
+        text = chunk.message_opcode == Opcode.TEXT
         if len(parts) > 1 and len(parts[-1]) >= RECORD_PIECE:
-            last = parts.pop()
-            self._piece(side, chunk, b"".join(parts), verdict, emit)
-            parts[:] = [last]
+            head = b"".join(parts[:-1])
+            # Not when ``head`` ends inside a character (the carry of the last piece): it
+            # would be recorded alone, and the large chunk start with the character's end.
+            if not text or utf8_boundary(head, len(head)) == len(head):
+                self._piece(side, chunk, head, verdict, emit)
+                parts[:] = [parts[-1]]
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         parts.clear()
         carry = b""
-        if chunk.message_opcode == Opcode.TEXT:
+        if text:
             cut = utf8_boundary(data, len(data))
             if cut < len(data):
                 data, carry = data[:cut], data[cut:]

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from wsproxy.exceptions import HttpError
+from wsproxy.sansio.errors import HttpError
 from wsproxy.sansio.http11 import Request
 
 __all__ = [

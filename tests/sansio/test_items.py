@@ -1,0 +1,110 @@
+"""items.py: what plugins read and change, and how a change or a drop is attributed."""
+
+from __future__ import annotations
+
+import pytest
+
+from wsproxy.sansio.frames import Opcode
+from wsproxy.sansio.items import FrameEvent, Message
+
+TEXT, BINARY, CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION
+CLOSE, PING, PONG = Opcode.CLOSE, Opcode.PING, Opcode.PONG
+
+
+def test_a_message_as_built() -> None:
+    message = Message(True, TEXT, "héllo".encode())
+    assert (message.direction, message.is_text, message.text) == ("client", True, "héllo")
+    assert message.fragment_sizes == [6] and message.wire_frames == []
+    assert (message.timestamp, message.injected, message.compressed) == (0.0, False, False)
+    assert not (message.modified or message.dropped)
+    assert repr(message) == "Message(client, TEXT, b'h\\xc3\\xa9llo')"
+    server = Message(False, BINARY, b"\x00", fragment_sizes=[0, 1], timestamp=2.5, injected=True)
+    assert (server.direction, server.is_text, server.fragment_sizes) == ("server", False, [0, 1])
+    assert (server.timestamp, server.injected) == (2.5, True)
+
+
+def test_setting_the_same_content_changes_nothing() -> None:
+    message = Message(False, BINARY, b"abc")
+    message.content = b"abc"
+    message.text = "abc"
+    message.opcode = BINARY
+    assert not message.modified
+
+
+def test_a_change_is_attributed_to_the_plugin_running_and_the_original_kept() -> None:
+    message = Message(True, TEXT, b"hi")
+    message._actor = "first"
+    message.text = "hé"
+    message._actor = "second"
+    message.content = b"ho"
+    assert message.modified_by == "first"  # the first to change it
+    assert message.content == b"ho"
+    assert (message.original_content, message.original_opcode) == (b"hi", TEXT)
+    message.content = "str is UTF-8"
+    assert message.content == b"str is UTF-8"
+
+
+def test_without_an_actor_the_change_is_the_plugins() -> None:
+    message = Message(True, BINARY, b"x")
+    message.opcode = TEXT
+    assert (message.opcode, message.modified_by) == (TEXT, "plugin")
+    message.drop()
+    assert (message.dropped, message.dropped_by) == (True, "plugin")
+
+
+@pytest.mark.parametrize("opcode", [CONT, CLOSE, PING, PONG, 3])
+def test_a_message_is_text_or_binary(opcode: int) -> None:
+    message = Message(True, TEXT, b"x")
+    with pytest.raises(ValueError, match="TEXT"):
+        message.opcode = opcode
+    assert (message.opcode, message.modified) == (TEXT, False)
+
+
+def test_text_of_invalid_utf8_is_replaced() -> None:
+    assert Message(False, BINARY, b"\xff").text == "\ufffd"
+
+
+def test_drop_names_the_plugin() -> None:
+    message = Message(True, TEXT, b"x")
+    message._actor = "block"
+    message.drop()
+    assert (message.dropped_by, message.modified) == ("block", False)
+
+
+def test_a_frame_event_as_built() -> None:
+    frame = FrameEvent(False, CONT, b"lo", fin=True, rsv=0, message_opcode=TEXT)
+    assert (frame.direction, frame.is_control, frame.message_opcode) == ("server", False, TEXT)
+    assert (frame.wire, frame.original_payload, frame.timestamp) == (b"lo", b"lo", 0.0)
+    assert repr(frame) == "FrameEvent(server, CONTINUATION, fin=True, b'lo')"
+    ping = FrameEvent(True, PING, b"p")
+    assert (ping.direction, ping.is_control, ping.message_opcode) == ("client", True, PING)
+    compressed = FrameEvent(True, TEXT, b"Hello", compressed=True, wire=b"\xf2H")
+    assert (compressed.payload, compressed.wire) == (b"Hello", b"\xf2H")
+
+
+def test_a_frames_payload_change_and_drop() -> None:
+    frame = FrameEvent(True, PING, b"p")
+    frame.payload = b"p"
+    assert not frame.modified
+    frame._actor = "edit"
+    frame.payload = "q" * 125
+    assert (frame.payload, frame.modified_by, frame.original_payload) == (b"q" * 125, "edit", b"p")
+    with pytest.raises(ValueError, match="at most 125"):
+        frame.payload = bytes(126)
+    frame.drop()
+    assert frame.dropped_by == "edit"
+
+
+def test_a_data_frame_may_carry_more_than_125_bytes() -> None:
+    frame = FrameEvent(False, BINARY, b"")
+    frame.payload = bytes(1000)
+    assert len(frame.payload) == 1000 and frame.modified_by == "plugin"
+
+
+def test_a_close_frame_is_neither_changed_nor_dropped() -> None:
+    frame = FrameEvent(True, CLOSE, b"\x03\xe8")
+    with pytest.raises(ValueError, match="cannot be changed"):
+        frame.payload = b"\x03\xe8"  # not even to the same bytes
+    with pytest.raises(ValueError, match="cannot be dropped"):
+        frame.drop()
+    assert not (frame.modified or frame.dropped)

@@ -1,0 +1,3 @@
+"""Type stub for the C extension built from _speedups.c (see masking.py for the contract)."""
+
+def mask(buffer: bytearray | memoryview, key: bytes, offset: int = 0, /) -> None: ...
