@@ -9,19 +9,17 @@ argparse's own errors), 1 that a well-formed command failed (a missing file, a t
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import HOST, free_port, proxy_free_env, wsproxy_command
+from tests.harness import HOST, RawServerFactory, free_port, proxy_free_env, wsproxy_command
+from tests.integration.wsraw import RawConnection, accept_upgrade
 
 TIMEOUT = 60  # seconds for one CLI run: generous, the machine is shared
 
@@ -259,56 +257,21 @@ def test_damaged_records_do_not_crash_the_readers(tmp_path: Path) -> None:
 
 # -- replay against servers that do not answer ---------------------------------------------------
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
-    """``await serve(handler)``: a raw TCP server on 127.0.0.1 running ``handler``; its port."""
-    servers: list[asyncio.Server] = []
-    held: list[asyncio.StreamWriter] = []
-
-    async def start(handler: Handler) -> int:
-        async def keep(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            held.append(writer)
-            await handler(reader, writer)
-
-        server = await asyncio.start_server(keep, HOST, 0)
-        servers.append(server)
-        return int(server.sockets[0].getsockname()[1])
-
-    yield start
-    for writer in held:
-        writer.transport.abort()
-    for server in servers:
-        server.close()
-        await server.wait_closed()
-
-
-async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def never_answer(conn: RawConnection) -> None:
     await asyncio.Event().wait()  # accepts TCP, reads nothing, says nothing
 
 
-async def upgrade_then_silence(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def upgrade_then_silence(conn: RawConnection) -> None:
     """Answers the upgrade (RFC 6455 4.2.2), then neither reads nor writes."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    key = next(
-        line.split(b":", 1)[1].strip()
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"sec-websocket-key:")
-    )
-    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-    writer.write(
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-    )
+    await accept_upgrade(conn)
     await asyncio.Event().wait()
 
 
 async def test_replay_against_a_server_that_never_answers_the_upgrade(
-    serve: Callable[[Handler], Awaitable[int]], files: Path
+    raw_server: RawServerFactory, files: Path
 ) -> None:
-    port = await serve(never_answer)
+    port = (await raw_server(never_answer)).port
     url = f"ws://{HOST}:{port}/chat"
     argv = ("replay", "good.jsonl", "--url", url, "--timeout", "1")
     status, _, stderr = await arun(*argv, cwd=files)
@@ -316,7 +279,7 @@ async def test_replay_against_a_server_that_never_answers_the_upgrade(
 
 
 async def test_replay_against_a_server_that_goes_silent(
-    serve: Callable[[Handler], Awaitable[int]], tmp_path: Path
+    raw_server: RawServerFactory, tmp_path: Path
 ) -> None:
     write_jsonl(
         tmp_path / "talk.jsonl",
@@ -325,7 +288,7 @@ async def test_replay_against_a_server_that_goes_silent(
         frame("client", "hi"),
         frame("server", "hello", ts=1.6),
     )
-    port = await serve(upgrade_then_silence)
+    port = (await raw_server(upgrade_then_silence)).port
     url = f"ws://{HOST}:{port}/chat"
     argv = ("replay", "talk.jsonl", "--url", url, "--timeout", "1", "--wait", "0.1")
     status, stdout, stderr = await arun(*argv, cwd=tmp_path)
@@ -335,12 +298,12 @@ async def test_replay_against_a_server_that_goes_silent(
 
 
 async def test_replay_against_a_server_that_stops_reading(
-    serve: Callable[[Handler], Awaitable[int]], tmp_path: Path
+    raw_server: RawServerFactory, tmp_path: Path
 ) -> None:
     # 16 MiB: more than the socket buffers of both ends hold, so the send has to wait.
     big = frame("client", "x" * (16 << 20))
     write_jsonl(tmp_path / "big.jsonl", HEADER, HANDSHAKE, big, frame("client", "next"))
-    port = await serve(upgrade_then_silence)
+    port = (await raw_server(upgrade_then_silence)).port
     url = f"ws://{HOST}:{port}/chat"
     argv = ("replay", "big.jsonl", "--url", url, "--timeout", "1", "--fast")
     status, _, stderr = await arun(*argv, cwd=tmp_path)

@@ -1,4 +1,5 @@
-"""Helpers for the browser test: the proxy process, an NSS database, and headless Chromium.
+"""Helpers for the browser test: an NSS database and headless Chromium (the proxy process is
+``tests.harness.ProxyProcess``).
 
 Chromium is driven from the command line (no Playwright, no WebDriver): it opens the test page,
 the page reports its results with a POST, and Chromium is then killed with its whole process
@@ -16,14 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (
-    HOST,
-    free_port,
-    proxy_free_env,
-    stop_group_sync,
-    wait_started,
-    wsproxy_command,
-)
+from tests.harness import HOST
 
 INSTALL_HINT = "apt-get install chromium libnss3-tools"
 
@@ -97,46 +91,6 @@ def browser_tools() -> tuple[str, str]:
     return chromium, certutil
 
 
-class Proxy:
-    """``python -m wsproxy -v`` in its own process group, stderr to a file."""
-
-    def __init__(self, workdir: Path, *args: str) -> None:
-        self.confdir = workdir / "confdir"
-        self.log_path = workdir / "proxy-stderr.log"
-        self.port = free_port()
-        self.command = wsproxy_command(self.port, self.confdir, "-v", *args)
-        env = proxy_free_env()
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                self.command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def ca_cert(self) -> Path:
-        return self.confdir / "mitmproxy-ca-cert.pem"
-
-    def log(self) -> str:
-        return self.log_path.read_text("utf-8", "replace")
-
-    async def wait_ready(self, timeout: float = 15) -> None:
-        await wait_started(self.port, self.proc, self.log, timeout)
-        assert self.ca_cert.is_file(), f"no CA at {self.ca_cert}\n{self.log()}"
-
-    def stop(self, timeout: float = 15) -> int:
-        """SIGTERM, then SIGKILL of the whole group if it hangs; returns the exit code."""
-        stop_group_sync(self.proc, timeout)
-        return self.proc.wait()
-
-
 def make_nssdb(certutil: str, home: Path, ca_pem: Path) -> None:
     """``$HOME/.pki/nssdb`` trusting ``ca_pem`` (and nothing else) as a CA for TLS servers.
 
@@ -188,7 +142,7 @@ class Chromium:
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline and _group_alive(self.proc.pid):
                 self.proc.poll()
-                time.sleep(0.05)
+                time.sleep(0.05)  # a poll: nothing signals the end of a process group
             if not _group_alive(self.proc.pid):
                 break
         self.proc.wait(10)

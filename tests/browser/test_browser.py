@@ -26,17 +26,15 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 import trustme
 from aiohttp import web
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 
 from tests.browser.harness import (
     HOST,
     TEST_HOSTS,
     Chromium,
-    Proxy,
     browser_tools,
     make_nssdb,
 )
+from tests.harness import WsUpstream, launch, ws_upstream
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -87,7 +85,11 @@ class Servers:
     ws_port: int = 0
     wss_port: int = 0
     reports: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
-    ws_paths: list[str] = field(default_factory=list)
+    echoes: list[WsUpstream] = field(default_factory=list)  # the ws:// and wss:// ones
+
+    @property
+    def ws_paths(self) -> list[str]:
+        return [path for echo in self.echoes for path in echo.paths]
 
     @property
     def ws_url(self) -> str:
@@ -105,16 +107,11 @@ class Servers:
 
 
 @pytest.fixture
-def test_ca(tmp_path: Path) -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-async def servers(test_ca: trustme.CA) -> AsyncIterator[Servers]:
+async def servers(upstream_ca: trustme.CA) -> AsyncIterator[Servers]:
     """The https page server (aiohttp), a ws:// echo and a wss:// echo (websockets)."""
     state = Servers()
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    test_ca.issue_cert(HOST, "localhost").configure_cert(tls)
+    upstream_ca.issue_cert(HOST, "localhost").configure_cert(tls)
 
     async def page(request: web.Request) -> web.Response:
         return web.Response(text=PAGE, content_type="text/html", charset="utf-8")
@@ -137,23 +134,13 @@ async def servers(test_ca: trustme.CA) -> AsyncIterator[Servers]:
     assert isinstance(site._server, asyncio.Server)
     state.page_port = int(site._server.sockets[0].getsockname()[1])
 
-    async def echo(ws: ServerConnection) -> None:
-        assert ws.request is not None
-        state.ws_paths.append(ws.request.path)
-        try:
-            async for message in ws:
-                await ws.send(message)
-        except ConnectionClosed:
-            pass
-
-    options: dict[str, Any] = {"max_size": 2**24, "ping_interval": None}
     try:
         async with (
-            serve(echo, HOST, 0, **options) as ws_server,
-            serve(echo, HOST, 0, ssl=tls, **options) as wss_server,
+            ws_upstream(max_size=2**24) as ws_echo,
+            ws_upstream(ssl=tls, max_size=2**24) as wss_echo,
         ):
-            state.ws_port = ws_server.sockets[0].getsockname()[1]
-            state.wss_port = wss_server.sockets[0].getsockname()[1]
+            state.echoes = [ws_echo, wss_echo]
+            state.ws_port, state.wss_port = ws_echo.port, wss_echo.port
             yield state
     finally:
         await runner.cleanup()
@@ -183,15 +170,13 @@ class Run:
     elapsed: float
 
 
-async def run_page(servers: Servers, test_ca: trustme.CA, tmp_path: Path) -> Run:
+async def run_page(servers: Servers, upstream_ca_file: Path, tmp_path: Path) -> Run:
     """Chromium, trusting only wsproxy's CA, opens the test page through a fresh proxy."""
     chromium_bin, certutil = browser_tools()
-    upstream_ca = tmp_path / "upstream-ca.pem"
-    test_ca.cert_pem.write_to_path(str(upstream_ca))
-    proxy = Proxy(tmp_path, "--upstream-ca", str(upstream_ca))
+    proxy = await launch(["--upstream-ca", str(upstream_ca_file)], tmp_path / "confdir", tmp_path)
     chromium: Chromium | None = None
     try:
-        await proxy.wait_ready()
+        assert proxy.ca_cert.is_file(), f"no CA at {proxy.ca_cert}\n{proxy.stderr()}"
         home = tmp_path / "home"
         make_nssdb(certutil, home, proxy.ca_cert)  # only after the proxy wrote its CA
 
@@ -204,15 +189,15 @@ async def run_page(servers: Servers, test_ca: trustme.CA, tmp_path: Path) -> Run
             result = await asyncio.wait_for(servers.reports.get(), REPORT_TIMEOUT)
         except TimeoutError:
             raise AssertionError(
-                f"the page never reported back\n--- proxy ---\n{proxy.log()}"
+                f"the page never reported back\n--- proxy ---\n{proxy.stderr()}"
                 f"\n--- chromium ---\n{chromium.log()[-3000:]}"
             ) from None
         elapsed = time.monotonic() - started
     finally:
         if chromium is not None:
             chromium.stop()
-        code = proxy.stop()
-    return Run(result, token, proxy.log(), code, elapsed)
+        code = await proxy.stop()
+    return Run(result, token, proxy.stderr(), code, elapsed)
 
 
 REQUEST_LINE = re.compile(r"^\S+ \[c\d+\] \S+ ([A-Z]+) (\S+)$")
@@ -232,12 +217,12 @@ def requested(log: str) -> list[tuple[str, str, int | None]]:
 
 
 async def test_chromium_sends_nothing_but_the_test_page(
-    servers: Servers, test_ca: trustme.CA, tmp_path: Path
+    servers: Servers, upstream_ca_file: Path, tmp_path: Path
 ) -> None:
     """The proxy sees all of Chromium's traffic: with the harness's flags, none of it is
     Chromium's own (no updates, sign-in, time sync, safe browsing, metrics...), and no name
     but the test's is looked up, by Chromium or by the proxy."""
-    run = await run_page(servers, test_ca, tmp_path)
+    run = await run_page(servers, upstream_ca_file, tmp_path)
     ours = {servers.page_port, servers.ws_port, servers.wss_port}
     seen = requested(run.log)
     assert ("CONNECT", HOST, servers.page_port) in seen, run.log
@@ -248,9 +233,9 @@ async def test_chromium_sends_nothing_but_the_test_page(
 
 
 async def test_chromium_echoes_over_ws_and_wss_through_wsproxy(
-    servers: Servers, test_ca: trustme.CA, tmp_path: Path
+    servers: Servers, upstream_ca_file: Path, tmp_path: Path
 ) -> None:
-    run = await run_page(servers, test_ca, tmp_path)
+    run = await run_page(servers, upstream_ca_file, tmp_path)
     result, token, log, code = run.result, run.token, run.log, run.code
 
     sent = result["sent"]

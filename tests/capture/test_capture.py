@@ -3,7 +3,6 @@ queue overflow."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import threading
@@ -14,8 +13,9 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.capture.conftest import HOST, CaptureProxy, stop
+from tests.capture.conftest import CaptureProxy
 from tests.capture.harcheck import check_har
+from tests.harness import HOST, ServeProxy, WsUpstream, stop_server, wait_until
 from wsproxy.capture import jsonl
 from wsproxy.capture.formats import journal_path
 from wsproxy.capture.har import journal_to_har, read_har
@@ -51,9 +51,9 @@ async def test_jsonl_round_trip(
     capture_proxy: CaptureProxy, tmp_path: Path, compression: str | None
 ) -> None:
     path = tmp_path / "c.jsonl"
-    server, writer = await capture_proxy(path)
+    server, _writer = await capture_proxy(path)
     await talk(server.port, compression)
-    await stop(server, writer)
+    await stop_server(server)
 
     lines = path.read_text("utf-8").splitlines()
     first = json.loads(lines[0])
@@ -105,7 +105,7 @@ async def test_verdicts(
     capture_proxy: CaptureProxy, tmp_path: Path, compression: str | None
 ) -> None:
     path = tmp_path / "v.jsonl"
-    server, writer = await capture_proxy(path, (Verdicts(),))
+    server, _writer = await capture_proxy(path, (Verdicts(),))
     async with connect(f"ws://{HOST}:{server.port}/", compression=compression) as ws:
         await ws.send("up:abc")
         assert await ws.recv() == "UP:ABC"
@@ -115,7 +115,7 @@ async def test_verdicts(
         assert await ws.recv() == "inject:x"
         await ws.send(b"\x00bin")
         assert await ws.recv() == b"\x00bin"
-    await stop(server, writer)
+    await stop_server(server)
 
     got = messages(list(read_capture(path)))
     client = [(m.verdict, m.by, m.content, m.original) for m in got if m.direction == "client"]
@@ -141,12 +141,12 @@ async def test_verdicts(
 
 async def test_har_output(capture_proxy: CaptureProxy, tmp_path: Path) -> None:
     path = tmp_path / "c.har"
-    server, writer = await capture_proxy(path, (Verdicts(),))
+    server, _writer = await capture_proxy(path, (Verdicts(),))
     await talk(server.port, "deflate", "/a?x=1")
     async with connect(f"ws://{HOST}:{server.port}/b") as ws:
         await ws.send("up:b")
         assert await ws.recv() == "UP:B"
-    await stop(server, writer)
+    await stop_server(server)
 
     assert journal_path(path).exists()
     doc = json.loads(path.read_text("utf-8"))
@@ -180,10 +180,7 @@ async def test_har_rewritten_while_running(capture_proxy: CaptureProxy, tmp_path
     async with connect(f"ws://{HOST}:{server.port}/") as ws:
         await ws.send("one")
         await ws.recv()
-        for _ in range(100):
-            await asyncio.sleep(0.05)
-            if path.exists():
-                break
+        await wait_until(path.exists, 5)  # har_interval=0.1: rewritten while it runs
         doc = json.loads(path.read_text("utf-8"))  # complete JSON while the socket is open
         check_har(doc)
         assert doc["log"]["entries"][0]["_webSocketMessages"][0]["data"] == "one"
@@ -191,12 +188,12 @@ async def test_har_rewritten_while_running(capture_proxy: CaptureProxy, tmp_path
 
 async def test_filter(capture_proxy: CaptureProxy, tmp_path: Path) -> None:
     path = tmp_path / "f.jsonl"
-    server, writer = await capture_proxy(path, filter=r"/keep")
+    server, _writer = await capture_proxy(path, filter=r"/keep")
     for where in ("/keep/1", "/skip", "/keep/2"):
         async with connect(f"ws://{HOST}:{server.port}{where}") as ws:
             await ws.send(where)
             await ws.recv()
-    await stop(server, writer)
+    await stop_server(server)
     records = list(read_capture(path))
     urls = [r.url.split("/", 3)[3] for r in records if isinstance(r, Connection)]
     assert urls == ["keep/1", "keep/2"]
@@ -207,42 +204,39 @@ async def test_filter(capture_proxy: CaptureProxy, tmp_path: Path) -> None:
 
 
 class BlockedWriter(CaptureWriter):
-    """A writer whose disk hangs until ``gate`` is set."""
+    """A writer whose disk hangs until ``gate`` is set; ``hung`` is set once it does."""
 
     gate = threading.Event()
+    hung = threading.Event()
 
     def _write_batch(self, batch: deque[_Item]) -> bool:
+        self.hung.set()
         self.gate.wait(10)
         return super()._write_batch(batch)
 
 
 async def test_overflow_is_counted_and_reported(
-    tmp_path: Path, echo: int, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, serve_proxy: ServeProxy, ws_echo: WsUpstream, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from wsproxy.options import Options, ReverseTarget
-    from wsproxy.proxy.server import ProxyServer
 
     path = tmp_path / "o.jsonl"
     # Without write-ahead every record goes through the queue, which the hung disk fills.
     writer = BlockedWriter(path, max_records=5, report_interval=0.0, write_ahead=False)
     writer.gate = threading.Event()
-    options = Options(
-        listen_host=HOST, listen_port=0, reverse=ReverseTarget("ws", HOST, echo), verbosity=-1
-    )
-    server = ProxyServer(options, None, None, writer)
-    await server.start()
+    writer.hung = threading.Event()
+    server = await serve_proxy(None, ws_echo.port, capture=writer)
     caplog.set_level(logging.WARNING, logger="wsproxy")
     async with connect(f"ws://{HOST}:{server.port}/") as ws:
         await ws.send("first")  # the writer takes the first record(s), then hangs
         await ws.recv()
-        await asyncio.sleep(0.1)
+        await wait_until(writer.hung.is_set, 10)
         for i in range(50):
             await ws.send(f"m{i}")
             await ws.recv()
         assert writer.lost > 0
         assert "NOT being recorded" in caplog.text
         writer.gate.set()
-    await stop(server, writer)
+    await stop_server(server)
     records = list(read_capture(path))
     lost = [r for r in records if isinstance(r, Lost)]
     assert lost and lost[-1].total == writer.lost
@@ -268,28 +262,26 @@ def test_decode_ignores_unknown_and_cut_lines() -> None:
 
 
 async def test_a_slow_write_ahead_falls_back_to_the_queue(
-    tmp_path: Path, echo: int, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    serve_proxy: ServeProxy,
+    ws_echo: WsUpstream,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A write-ahead slower than SLOW_WRITE (a struggling disk) must not hold the relay again:
     the writer switches to its queue for a while, and nothing is lost on the way."""
     from wsproxy.capture import writer as writer_module
-    from wsproxy.options import Options, ReverseTarget
-    from wsproxy.proxy.server import ProxyServer
 
     monkeypatch.setattr(writer_module, "SLOW_WRITE", -1.0)  # every write counts as slow
     path = tmp_path / "slow.jsonl"
     writer = CaptureWriter(path)
-    options = Options(
-        listen_host=HOST, listen_port=0, reverse=ReverseTarget("ws", HOST, echo), verbosity=-1
-    )
-    server = ProxyServer(options, None, None, writer)
-    await server.start()
+    server = await serve_proxy(None, ws_echo.port, capture=writer)
     caplog.set_level(logging.WARNING, logger="wsproxy")
     async with connect(f"ws://{HOST}:{server.port}/") as ws:
         for i in range(20):
             await ws.send(f"m{i}")
             assert await ws.recv() == f"m{i}"
-    await stop(server, writer)
+    await stop_server(server)
     assert writer.written_inline == 1  # the handshake went ahead, then the pause began
     assert "writing through the queue" in caplog.text
     records = list(read_capture(path))
@@ -297,28 +289,20 @@ async def test_a_slow_write_ahead_falls_back_to_the_queue(
     assert sent == [f"m{i}".encode() for i in range(20)]
 
 
-async def test_several_capture_files_are_all_written(echo: int, tmp_path: Path) -> None:
+async def test_several_capture_files_are_all_written(
+    serve_proxy: ServeProxy, ws_echo: WsUpstream, tmp_path: Path
+) -> None:
     from wsproxy.capture.run import CaptureFanout, open_capture
-    from wsproxy.options import Options, ReverseTarget
-    from wsproxy.proxy.server import ProxyServer
+    from wsproxy.options import Options
 
     paths = (tmp_path / "a.jsonl", tmp_path / "b.har")
-    options = Options(
-        listen_host=HOST,
-        listen_port=0,
-        reverse=ReverseTarget("ws", HOST, echo),
-        confdir=tmp_path / "confdir",
-        verbosity=-1,
-        capture_paths=paths,
-    )
-    sink = open_capture(options)
+    sink = open_capture(Options(capture_paths=paths))
     assert isinstance(sink, CaptureFanout) and len(sink.writers) == 2
-    server = ProxyServer(options, None, None, sink)
-    await server.start()
+    server = await serve_proxy(None, ws_echo.port, capture=sink)
     async with connect(f"ws://{HOST}:{server.port}/both") as ws:
         await ws.send("to every file")
         assert await ws.recv() == "to every file"
-    await stop(server, sink)  # type: ignore[arg-type]
+    await stop_server(server)
     for path in (paths[0], paths[1], journal_path(paths[1])):
         texts = [r.payload for r in read_capture(path) if isinstance(r, Frame) and r.is_text]
         assert texts == [b"to every file"] * 2, path  # the client's, then the echo

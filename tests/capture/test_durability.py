@@ -6,56 +6,37 @@ import base64
 import json
 import os
 import signal
-import subprocess
 import tracemalloc
 from pathlib import Path
 
 from websockets.asyncio.client import connect
 
-from tests.capture.conftest import HOST
-from tests.helpers import free_port, wait_accepting, wsproxy_command
+from tests.harness import HOST, StartProxy, WsUpstream
 from wsproxy.capture.messages import reassemble
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import Frame
 from wsproxy.capture.show import record_line
 
 
-async def test_sigkill_keeps_every_echoed_message(echo: int, tmp_path: Path) -> None:
+async def test_sigkill_keeps_every_echoed_message(
+    start_proxy: StartProxy, ws_echo: WsUpstream, tmp_path: Path
+) -> None:
     path = tmp_path / "kill.jsonl"
-    port = free_port()
-    proc = subprocess.Popen(
-        wsproxy_command(
-            port,
-            tmp_path / "conf",
-            "-q",
-            "--mode",
-            f"reverse:ws://{HOST}:{echo}",
-            "-w",
-            str(path),
-        ),
-        stdin=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
+    proxy = await start_proxy(
+        "-q", "--mode", f"reverse:{ws_echo.url}", "-w", str(path), verbose=False
     )
-    try:
-        await wait_accepting(port, proc, 15)
-        echoed: list[bytes] = []
-        async with connect(f"ws://{HOST}:{port}/") as ws:
-            for i in range(300):
-                data = os.urandom(64) if i % 2 else f"message {i}"
-                await ws.send(data)
-                assert await ws.recv() == data
-                echoed.append(data if isinstance(data, bytes) else data.encode())
-            # Small frames are written ahead of forwarding: kill at once, mid-connection
-            # (no close record), and every echoed message must be in the file.
-            os.killpg(proc.pid, signal.SIGKILL)
-    except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
-    finally:
-        proc.wait(10)
-        assert proc.stderr is not None
-        proc.stderr.close()
+    proxy.expect_exit()  # SIGKILLed below
+    echoed: list[bytes] = []
+    async with connect(f"ws://{HOST}:{proxy.port}/") as ws:
+        for i in range(300):
+            data = os.urandom(64) if i % 2 else f"message {i}"
+            await ws.send(data)
+            assert await ws.recv() == data
+            echoed.append(data if isinstance(data, bytes) else data.encode())
+        # Small frames are written ahead of forwarding: kill at once, mid-connection
+        # (no close record), and every echoed message must be in the file.
+        os.killpg(proxy.proc.pid, signal.SIGKILL)
+        assert await proxy.wait_exit(10) == -signal.SIGKILL
     messages = list(reassemble(r for r in read_capture(path) if isinstance(r, Frame)))
     assert [m.content for m in messages if m.direction == "client"] == echoed
     # Every echo the client got passed the proxy: it is in the file too.

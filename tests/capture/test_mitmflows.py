@@ -28,8 +28,15 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from tests.helpers import HOST, proxy_free_env
-from tests.plugins import HIDE_MITMPROXY, ROOT, ProxyProc, wsproxy_process
+from tests.harness import (
+    HIDE_MITMPROXY,
+    HOST,
+    ROOT,
+    ProxyProcess,
+    proxy_free_env,
+    proxy_process,
+    wait_until,
+)
 from wsproxy.capture.formats import journal_path
 from wsproxy.capture.mitmflows import is_flow_file, journal_to_flows
 from wsproxy.capture.reader import detect_format, read_capture
@@ -97,24 +104,21 @@ async def wait_flows(path: Path, count: int, timeout: float = 15) -> list[Any]:
     a flow being appended reads as a damaged file, as with mitmdump's own ``-w``: read again)."""
     from mitmproxy.exceptions import FlowReadException
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
+    def enough() -> list[list[Any]]:
         try:
             flows = read_flows(path)
         except FlowReadException:
-            flows = []
-        if len(flows) >= count:
-            return flows
-        assert loop.time() < deadline, f"{path}: {len(flows)} flow(s), expected {count}"
-        await asyncio.sleep(0.1)
+            return []
+        return [flows] if len(flows) >= count else []
+
+    return (await wait_until(enough, timeout, f"{path}: fewer than {count} flow(s)"))[0]
 
 
 @contextlib.asynccontextmanager
-async def recording(tmp_path: Path, port: int) -> AsyncIterator[tuple[ProxyProc, Path]]:
+async def recording(tmp_path: Path, port: int) -> AsyncIterator[tuple[ProxyProcess, Path]]:
     path = tmp_path / "x.mitm"
     args = ["--mode", f"reverse:ws://{HOST}:{port}", "-w", str(path)]
-    async with wsproxy_process(args, tmp_path) as proxy:
+    async with proxy_process(args, tmp_path / "confdir", tmp_path, verbose=False) as proxy:
         yield proxy, path
 
 
@@ -241,7 +245,8 @@ async def test_show_and_replay_read_flow_files(tmp_path: Path, server: int) -> N
 @needs_mitmproxy
 async def test_crash_leaves_a_journal_wsproxy_mitm_converts(tmp_path: Path, server: int) -> None:
     path = tmp_path / "x.mitm"
-    proxy = ProxyProc(["--mode", f"reverse:ws://{HOST}:{server}", "-w", str(path)], tmp_path)
+    args = ["--mode", f"reverse:ws://{HOST}:{server}", "-w", str(path)]
+    proxy = ProxyProcess(args, tmp_path / "confdir", tmp_path, verbose=False)
     try:
         await proxy.wait_ready()
         ws = await connect(f"ws://{HOST}:{proxy.port}/chat")

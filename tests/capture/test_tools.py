@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.capture.conftest import FIXTURES, HOST, CaptureProxy, stop
+from tests.capture.conftest import FIXTURES, CaptureProxy
 from tests.capture.harcheck import check_har
+from tests.harness import HOST, WsUpstream, stop_server
 from wsproxy.capture.formats import journal_path
 from wsproxy.capture.har import main as har_main
 from wsproxy.capture.messages import reassemble
@@ -23,16 +24,16 @@ from wsproxy.capture.show import show
 
 
 async def record(capture_proxy: CaptureProxy, path: Path) -> None:
-    server, writer = await capture_proxy(path)
+    server, _writer = await capture_proxy(path)
     async with connect(f"ws://{HOST}:{server.port}/room") as ws:
         for item in ("hello", "world", b"\x00\x01\x02"):
             await ws.send(item)
             await ws.recv()
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # the client's pace: gaps for test_replay_keeps_timing
     async with connect(f"ws://{HOST}:{server.port}/other") as ws:
         await ws.send("second connection")
         await ws.recv()
-    await stop(server, writer)
+    await stop_server(server)
 
 
 def run_show(*argv: str) -> list[str]:
@@ -89,21 +90,21 @@ async def test_show_follow(capture_proxy: CaptureProxy, tmp_path: Path) -> None:
 
 
 async def test_replay_identical_and_different(
-    capture_proxy: CaptureProxy, tmp_path: Path, echo: int, upper_echo: int
+    capture_proxy: CaptureProxy, tmp_path: Path, ws_echo: WsUpstream, upper_echo: WsUpstream
 ) -> None:
     path = tmp_path / "r.jsonl"
     await record(capture_proxy, path)
     recorded, seen = load(str(path))
     assert seen == ["c1", "c2"] and recorded.conn == "c1"
-    result = await replay_client(recorded, f"ws://{HOST}:{echo}/room")
+    result = await replay_client(recorded, f"ws://{HOST}:{ws_echo.port}/room")
     assert result.identical, result.report()
     assert "identical" in result.report()
-    result = await replay_client(recorded, f"ws://{HOST}:{upper_echo}/room", fast=True)
+    result = await replay_client(recorded, f"ws://{HOST}:{upper_echo.port}/room", fast=True)
     assert not result.identical
     report = result.report()
     assert "first at index 0" in report and "'hello'" in report and "'HELLO'" in report
     # The CLI: exit 0 when identical, 1 when different.
-    for port, code in ((echo, 0), (upper_echo, 1)):
+    for port, code in ((ws_echo.port, 0), (upper_echo.port, 1)):
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -121,14 +122,16 @@ async def test_replay_identical_and_different(
         assert proc.returncode == code, out
 
 
-async def test_replay_keeps_timing(capture_proxy: CaptureProxy, tmp_path: Path, echo: int) -> None:
+async def test_replay_keeps_timing(
+    capture_proxy: CaptureProxy, tmp_path: Path, ws_echo: WsUpstream
+) -> None:
     path = tmp_path / "t.jsonl"
     await record(capture_proxy, path)
     recorded, _ = load(str(path))
     client = [m.time for m in recorded.messages if m.direction == "client"]
     loop = asyncio.get_running_loop()
     start = loop.time()
-    await replay_client(recorded, f"ws://{HOST}:{echo}/")
+    await replay_client(recorded, f"ws://{HOST}:{ws_echo.port}/")
     assert loop.time() - start >= (client[-1] - client[0]) * 0.9
 
 
@@ -187,14 +190,14 @@ def test_chrome_har() -> None:
     ]
 
 
-async def test_mitmproxy_har(echo: int) -> None:
+async def test_mitmproxy_har(ws_echo: WsUpstream) -> None:
     """A real ``mitmdump --set hardump=`` file (mitmproxy 11.0.2, websockets client, echo)."""
     path = FIXTURES / "mitmproxy11.har"
     check_har(json.loads(path.read_text()))
     recorded, _ = load(str(path))
     assert recorded.url.startswith("ws://127.0.0.1:")  # mitmproxy writes http://
     assert len(recorded.messages) == 6
-    result = await replay_client(recorded, f"ws://{HOST}:{echo}/", fast=True)
+    result = await replay_client(recorded, f"ws://{HOST}:{ws_echo.port}/", fast=True)
     assert result.identical, result.report()
 
 

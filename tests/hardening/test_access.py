@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import ipaddress
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import aiohttp
@@ -22,16 +20,17 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidProxyStatus
 
-from tests.integration import wsraw
-from tests.integration.conftest import (
+from tests.harness import (
     HOST,
     AioServer,
     ProxyProcess,
     RawClient,
     RawServerFactory,
     StartProxy,
-    WsEcho,
+    WsUpstream,
+    proxy_process,
 )
+from tests.integration import wsraw
 from tests.integration.wsraw import OP_TEXT, RawConnection
 from wsproxy.exceptions import ConfigError, HttpError
 from wsproxy.proxy.access import REALM, AccessPolicy
@@ -164,7 +163,7 @@ def auth_header(value: str | None) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("kind", ["ws", "http", "connect"])
 async def test_missing_or_wrong_credentials_get_407(
     start_proxy: StartProxy,
-    ws_echo: WsEcho,
+    ws_echo: WsUpstream,
     raw_client: RawClient,
     value: str | None,
     kind: str,
@@ -187,7 +186,7 @@ async def test_missing_or_wrong_credentials_get_407(
 
 async def test_right_credentials_work_for_every_way_in(
     start_proxy: StartProxy,
-    ws_echo: WsEcho,
+    ws_echo: WsUpstream,
     aiohttp_server: AioServer,
     raw_client: RawClient,
 ) -> None:
@@ -232,7 +231,7 @@ async def test_right_credentials_work_for_every_way_in(
         assert "Proxy-Authorization" not in req.headers, req.path
     for request in aiohttp_server.requests:
         assert "Proxy-Authorization" not in request.headers
-    await asyncio.sleep(0.2)
+    assert await proxy.stop() == 0  # a stopped proxy has logged all it ever will
     log = proxy.stderr()
     token = GOOD.split()[1]
     for secret in (PASSWORD, token, f"{USER}:{PASSWORD}"):
@@ -244,7 +243,7 @@ async def test_right_credentials_work_for_every_way_in(
 
 async def test_authorization_and_cookies_are_not_logged_at_debug_level(
     start_proxy: StartProxy,
-    ws_echo: WsEcho,
+    ws_echo: WsUpstream,
     aiohttp_server: AioServer,
     raw_server: RawServerFactory,
     raw_client: RawClient,
@@ -294,7 +293,7 @@ async def test_authorization_and_cookies_are_not_logged_at_debug_level(
     assert head.status == 404
     # Upstreams did get the end-to-end ones (Authorization, Cookie): only logs must not.
     assert ws_echo.requests[0].headers["Authorization"] == secrets["Authorization"]
-    await asyncio.sleep(0.3)
+    assert await proxy.stop() == 0  # a stopped proxy has logged all it ever will
     log = proxy.stderr()
     assert "DEBUG" in log or log.count("\n") > 5  # it did log at length
     for secret in (
@@ -397,24 +396,8 @@ def public_client_netns() -> Iterator[str]:
         assert ns not in _run(ip, "netns", "list").stdout
 
 
-@contextlib.asynccontextmanager
-async def proxy_on(host: str, tmp_path: Path, *args: str) -> AsyncIterator[ProxyProcess]:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    proc = ProxyProcess(["--listen-host", host, *args], tmp_path / "confdir", tmp_path)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert proc.returncode is None, proc.describe()
-            try:
-                socket.create_connection((host, proc.port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, proc.describe()
-                await asyncio.sleep(0.05)
-        yield proc
-    finally:
-        problems = proc.problems(await proc.stop())
-        assert not problems, "\n\n".join(problems)
+def proxy_on(host: str, tmp_path: Path, *args: str) -> AbstractAsyncContextManager[ProxyProcess]:
+    return proxy_process(args, tmp_path / "confdir", tmp_path, host=host)
 
 
 async def run_in_netns(ns: str, port: int, target: str) -> str:
@@ -430,16 +413,16 @@ async def run_in_netns(ns: str, port: int, target: str) -> str:
 
 
 async def test_public_client_gets_403_unless_allowed(
-    public_client_netns: str, ws_echo: WsEcho, tmp_path: Path
+    public_client_netns: str, ws_echo: WsUpstream, tmp_path: Path
 ) -> None:
     target = f"ws://{HOST}:{ws_echo.port}/ns"
     assert ipaddress.ip_address(NS_CLIENT).is_global or NS_CLIENT.startswith("203.0.113.")
     async with proxy_on(NS_HOST, tmp_path / "refused") as proxy:
         assert await run_in_netns(public_client_netns, proxy.port, target) == "403"
-        await asyncio.sleep(0.2)
-        log = proxy.stderr()
-        assert f"{NS_CLIENT} 403: client {NS_CLIENT} is not on loopback" in log, log
-    assert ws_echo.connections == 0
+        await proxy.wait_log(
+            lambda t: f"{NS_CLIENT} 403: client {NS_CLIENT} is not on loopback" in t
+        )
+    assert ws_echo.connections == 0  # checked once the proxy is stopped
     async with proxy_on(NS_HOST, tmp_path / "allowed", "--allow-clients", NS_NET) as proxy:
         answer = await run_in_netns(public_client_netns, proxy.port, target)
         assert answer == "101 from the namespace"
@@ -455,7 +438,7 @@ async def test_refused_client_is_refused_before_anything_else(
 
 
 async def test_websockets_client_without_credentials_gets_407(
-    start_proxy: StartProxy, ws_echo: WsEcho
+    start_proxy: StartProxy, ws_echo: WsUpstream
 ) -> None:
     proxy = await start_proxy("--proxyauth", f"{USER}:{PASSWORD}")
     with pytest.raises(InvalidProxyStatus) as info:

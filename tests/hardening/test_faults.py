@@ -26,19 +26,19 @@ from typing import Any
 
 import pytest
 
-from tests.integration import wsraw
-from tests.integration.conftest import (
+from tests.harness import (
     HOST,
     Proxy,
     ProxyProcess,
-    ProxyStartError,
     ProxyView,
     StartProxy,
     free_port,
+    launch_sync,
+    running_proxy,
+    wait_until,
 )
+from tests.integration import wsraw
 from tests.integration.wsraw import OP_BINARY, OP_CLOSE, OP_TEXT
-from wsproxy.options import Options
-from wsproxy.proxy.server import ProxyServer
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -149,6 +149,8 @@ class FaultUpstream:
             writer.write(half_frame(100, 10, mask=False))
             await writer.drain()
         if behaviour.endswith("rst"):
+            # The peer's own pace: the half frame leaves before the RST, which would discard
+            # what is still unsent (SO_LINGER 0).
             await asyncio.sleep(0.01)
             reset(writer)
             return
@@ -267,6 +269,8 @@ async def case_client_halfbig(port: int, up: FaultUpstream, rst: bool = False) -
     _, writer, conn_id = await open_ws(port, up, "echo")
     writer.write(half_frame(BIG, BIG // 3, mask=True))
     await writer.drain()
+    # The client's own pace: it dies 20 ms into the frame, most often once the proxy streams
+    # it. Nothing outside the proxy shows that moment, so both endings are accepted below.
     await asyncio.sleep(0.02)
     if rst:
         reset(writer)
@@ -381,16 +385,7 @@ def _faults_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyPro
     """One proxy with default options for this module's single cases (stopped with the
     module, so that its end is checked like every other proxy's)."""
     tmp = tmp_path_factory.mktemp("faults-proxy")
-    for _attempt in range(3):
-        process = ProxyProcess([], tmp / "confdir", tmp)
-        try:
-            process.wait_ready_sync()
-            break
-        except ProxyStartError:
-            process.failed_start = True
-            if process.returncode is None or "in use" not in process.stderr():
-                process.stop_sync()
-                raise
+    process = launch_sync([], tmp / "confdir", tmp)
     yield process
     problems = process.problems(process.stop_sync())
     assert not problems, "\n\n".join(problems)
@@ -400,9 +395,7 @@ def _faults_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyPro
 async def proxy(_faults_proxy: ProxyProcess) -> AsyncIterator[ProxyView]:
     view = ProxyView(_faults_proxy)
     yield view
-    await asyncio.sleep(0.05)
-    assert "Traceback" not in view.stderr(), f"the proxy printed a traceback\n{view.describe()}"
-    assert _faults_proxy.returncode is None, f"the proxy died\n{view.describe()}"
+    await view.finish()
 
 
 @pytest.mark.parametrize("name", [n for n in CASES if n not in ("upstream_silent", "dns_failure")])
@@ -417,15 +410,12 @@ async def test_upstream_that_never_answers_is_504(
     started = time.monotonic()
     await case_upstream_silent(proxy.port, upstream)
     assert 0.9 <= time.monotonic() - started < 3
-    await asyncio.sleep(0.1)
-    assert "did not answer the upgrade in time" in proxy.stderr()
+    await proxy.wait_log(lambda text: "did not answer the upgrade in time" in text)
 
 
 async def test_dns_failure_is_502_with_the_reason(proxy: Proxy, upstream: FaultUpstream) -> None:
     await case_dns_failure(proxy.port, upstream)
-    await asyncio.sleep(0.1)
-    log = proxy.stderr()
-    assert f"cannot connect to {UNRESOLVABLE}:80" in log, log
+    log = await proxy.wait_log(lambda text: f"cannot connect to {UNRESOLVABLE}:80" in text)
     assert "(502)" in log
 
 
@@ -452,14 +442,34 @@ class Problems(logging.Handler):
             self.records.append(record)
 
 
-async def settle(baseline_tasks: int, baseline_fds: int, deadline: float) -> tuple[int, int]:
-    while True:
+async def settle(baseline_tasks: int, baseline_fds: int, timeout: float) -> tuple[int, int]:
+    """Tasks and descriptors above the baseline, once there are none (or after ``timeout``
+    seconds: the caller's asserts then say how many are left)."""
+    counts = (0, 0)
+
+    def settled() -> bool:
+        nonlocal counts
         gc.collect()
-        tasks = len(asyncio.all_tasks()) - baseline_tasks
-        fds = open_fds() - baseline_fds
-        if (tasks <= 0 and fds <= 0) or time.monotonic() > deadline:
-            return tasks, fds
-        await asyncio.sleep(0.1)
+        counts = (len(asyncio.all_tasks()) - baseline_tasks, open_fds() - baseline_fds)
+        return counts[0] <= 0 and counts[1] <= 0
+
+    with contextlib.suppress(AssertionError):
+        await wait_until(settled, timeout)
+    return counts
+
+
+async def steady_counts(looks: int = 5, timeout: float = 15) -> tuple[int, int]:
+    """The numbers of asyncio tasks and open descriptors once ``looks`` looks in a row
+    (``POLL`` apart) found the same."""
+    seen: list[tuple[int, int]] = []
+
+    def steady() -> bool:
+        gc.collect()
+        seen.append((len(asyncio.all_tasks()), open_fds()))
+        return len(seen) >= looks and len(set(seen[-looks:])) == 1
+
+    await wait_until(steady, timeout, "task and descriptor counts kept changing")
+    return seen[-1]
 
 
 async def test_a_thousand_faults_leak_nothing(tmp_path: Path, upstream: FaultUpstream) -> None:
@@ -471,53 +481,53 @@ async def test_a_thousand_faults_leak_nothing(tmp_path: Path, upstream: FaultUps
     problems = Problems()
     wsproxy_log = logging.getLogger("wsproxy")
     wsproxy_log.addHandler(problems)
-    options = Options(
-        listen_port=0,
-        confdir=tmp_path / "confdir",
-        handshake_timeout=0.5,
-        close_timeout=0.5,
-        connect_timeout=2,
-        max_connections_per_client=100_000,
-    )
-    server = ProxyServer(options)
-    await server.start()
     try:
-        names = list(WEIGHTS)
-        weights = [WEIGHTS[n] for n in names]
+        async with running_proxy(
+            tmp_path,
+            verbosity=0,
+            handshake_timeout=0.5,
+            close_timeout=0.5,
+            connect_timeout=2,
+            max_connections_per_client=100_000,
+        ) as server:
+            names = list(WEIGHTS)
+            weights = [WEIGHTS[n] for n in names]
 
-        async def run(cases: list[str]) -> list[str]:
-            failures: list[str] = []
-            gate = asyncio.Semaphore(25)
+            async def run(cases: list[str]) -> list[str]:
+                failures: list[str] = []
+                gate = asyncio.Semaphore(25)
 
-            async def one(name: str) -> None:
-                async with gate:
-                    try:
-                        await CASES[name](server.port, upstream)
-                    except BaseException as error:
-                        failures.append(f"{name}: {error!r}")
+                async def one(name: str) -> None:
+                    async with gate:
+                        try:
+                            await CASES[name](server.port, upstream)
+                        except BaseException as error:
+                            failures.append(f"{name}: {error!r}")
 
-            await asyncio.gather(*(one(name) for name in cases))
-            return failures
+                await asyncio.gather(*(one(name) for name in cases))
+                return failures
 
-        # Warm up (lazily created things: the resolver's threads, caches), then count.
-        assert await run(names * 2) == []
-        await settle(10**6, 10**6, 0)
-        await asyncio.sleep(3)
-        baseline_tasks, baseline_fds = len(asyncio.all_tasks()), open_fds()
+            # Warm up (lazily created things: the resolver's threads, caches), then count.
+            assert await run(names * 2) == []
+            # The baseline once the warm-up is over: no connection left on either side, and
+            # the task and descriptor counts steady over several looks.
+            await wait_until(
+                lambda: not (server.sessions or server._handlers or upstream.tasks), 15
+            )
+            baseline_tasks, baseline_fds = await steady_counts()
 
-        started = time.monotonic()
-        cases = rng.choices(names, weights, k=LEAK_CASES)
-        failures = await run(cases)
-        elapsed = time.monotonic() - started
-        assert not failures, f"seed {seed}: {len(failures)} failed, e.g. {failures[:5]}"
-        tasks, fds = await settle(baseline_tasks, baseline_fds, time.monotonic() + 15)
-        assert tasks <= 0, f"{tasks} more asyncio tasks than before: {asyncio.all_tasks()}"
-        assert fds <= 3, f"{fds} more open file descriptors than before"
-        assert not server.sessions and len(server._handlers) == 0
-        assert server._per_client == {} and server.turns.active == 0
-        assert elapsed < 60, elapsed
+            started = time.monotonic()
+            cases = rng.choices(names, weights, k=LEAK_CASES)
+            failures = await run(cases)
+            elapsed = time.monotonic() - started
+            assert not failures, f"seed {seed}: {len(failures)} failed, e.g. {failures[:5]}"
+            tasks, fds = await settle(baseline_tasks, baseline_fds, 15)
+            assert tasks <= 0, f"{tasks} more asyncio tasks than before: {asyncio.all_tasks()}"
+            assert fds <= 3, f"{fds} more open file descriptors than before"
+            assert not server.sessions and len(server._handlers) == 0
+            assert server._per_client == {} and server.turns.active == 0
+            assert elapsed < 60, elapsed
     finally:
-        await server.shutdown()
         wsproxy_log.removeHandler(problems)
         loop.set_exception_handler(None)
     assert not loop_errors, loop_errors[:3]

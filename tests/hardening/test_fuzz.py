@@ -29,12 +29,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
-from tests.integration import wsraw
-from tests.integration.conftest import (
+from tests.harness import (
     HOST,
     StartProxy,
-    WsEcho,
+    WsUpstream,
 )
+from tests.integration import wsraw
 from tests.sansio.conftest import split
 from tests.sansio.driver import Driven
 from wsproxy.exceptions import HttpError
@@ -368,7 +368,7 @@ async def one_hostile_connection(rng: random.Random, port: int, upstream: str) -
 
 
 @pytest.mark.timeout(60)
-async def test_real_proxy_survives_garbage(start_proxy: StartProxy, ws_echo: WsEcho) -> None:
+async def test_real_proxy_survives_garbage(start_proxy: StartProxy, ws_echo: WsUpstream) -> None:
     """Seed in the failure message; rerun one with WSPROXY_FUZZ_SEED=N."""
     rng = random.Random(FUZZ_SEED)
     proxy = await start_proxy("--handshake-timeout", "2", "--close-timeout", "1")

@@ -12,9 +12,7 @@ import re
 
 import pytest
 
-from tests.helpers import status_kib
-from tests.integration import wsraw
-from tests.integration.conftest import (
+from tests.harness import (
     HOST,
     ProxyProcess,
     RawClient,
@@ -22,7 +20,9 @@ from tests.integration.conftest import (
     RawServer,
     RawServerFactory,
     StartProxy,
+    status_kib,
 )
+from tests.integration import wsraw
 
 TIMEOUT = 10.0
 MiB = 1024 * 1024
@@ -217,7 +217,7 @@ async def test_plain_http_upload_to_a_server_that_does_not_read(
     async def not_reading(conn: RawConnection) -> None:
         await wsraw.read_head(conn.reader)
         got_head.set()
-        await asyncio.sleep(3600)  # never reads the body: cancelled at teardown
+        await asyncio.Event().wait()  # never reads the body: cancelled at teardown
 
     upstream = await raw_server(not_reading)
     proxy = await start_proxy("--handshake-timeout", "60")

@@ -34,7 +34,7 @@ from typing import Any
 import aiohttp
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.base import ServerExtensionFactory
 from websockets.extensions.permessage_deflate import (
@@ -43,15 +43,18 @@ from websockets.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory,
 )
 
-from tests.helpers import Memory, running_proxy, status_kib
-from tests.integration.conftest import (
+from tests.harness import (
     HOST,
     AioServer,
+    Memory,
     Proxy,
     RawClient,
     RawServerFactory,
     StartProxy,
-    WsEcho,
+    WsUpstream,
+    running_proxy,
+    status_kib,
+    ws_upstream,
 )
 from tests.integration.wsraw import (
     OP_BINARY,
@@ -151,49 +154,23 @@ def bomb() -> bytes:
 # -- peers -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Recorder:
-    """A ``websockets`` echo server that records the handshake as it saw it."""
-
-    port: int = 0
-    offers: list[str | None] = field(default_factory=list)
-    answers: list[str | None] = field(default_factory=list)
-    negotiated: list[list[Any]] = field(default_factory=list)
-    received: list[str | bytes] = field(default_factory=list)
-    close_codes: list[int | None] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"ws://{HOST}:{self.port}"
-
-
-@contextlib.asynccontextmanager
-async def recorder(
+def recorder(
     extensions: Sequence[ServerExtensionFactory] | None = None,
-) -> AsyncIterator[Recorder]:
-    rec = Recorder()
-
-    async def handler(ws: ServerConnection) -> None:
-        assert ws.request is not None and ws.response is not None
-        rec.offers.append(ws.request.headers.get("Sec-WebSocket-Extensions"))
-        rec.answers.append(ws.response.headers.get("Sec-WebSocket-Extensions"))
-        rec.negotiated.append(list(ws.protocol.extensions))
-        try:
-            async for message in ws:
-                rec.received.append(message)
-                await ws.send(message)
-        except ConnectionClosed:
-            pass
-        finally:
-            await ws.wait_closed()
-            rec.close_codes.append(ws.close_code)
-
+) -> contextlib.AbstractAsyncContextManager[WsUpstream]:
+    """The echo upstream (it records the handshake as it saw it), with websockets'
+    permessage-deflate or with ``extensions``."""
     kwargs: dict[str, Any] = {"compression": "deflate"}
     if extensions is not None:
         kwargs = {"compression": None, "extensions": list(extensions)}
-    async with serve(handler, HOST, 0, max_size=None, ping_interval=None, **kwargs) as server:
-        rec.port = server.sockets[0].getsockname()[1]
-        yield rec
+    return ws_upstream(**kwargs)
+
+
+def offer_of(rec: WsUpstream, n: int = 0) -> str | None:
+    return rec.requests[n].headers.get("Sec-WebSocket-Extensions")
+
+
+def answer_of(rec: WsUpstream, n: int = 0) -> str | None:
+    return rec.responses[n].headers.get("Sec-WebSocket-Extensions")
 
 
 class Seen:
@@ -338,11 +315,11 @@ SIZES = [0, 1, 1000, 65536, MiB]
 FRAGMENTS = ["frag-one " * 30, "frag-two " * 3000, "", "frag-three " * 10]
 
 
-def check_negotiation(ws: ClientConnection, rec: Recorder, expected: Any) -> None:
+def check_negotiation(ws: ClientConnection, rec: WsUpstream, expected: Any) -> None:
     snct, cnct, sbits, cbits = expected
-    assert "permessage-deflate" in (rec.offers[0] or "")
+    assert "permessage-deflate" in (offer_of(rec) or "")
     # the upstream's answer reached the client unchanged
-    assert ext_header(ws) == rec.answers[0]
+    assert ext_header(ws) == answer_of(rec)
     client_side = deflate_of(ws)
     assert (
         client_side.remote_no_context_takeover,
@@ -350,7 +327,7 @@ def check_negotiation(ws: ClientConnection, rec: Recorder, expected: Any) -> Non
         client_side.remote_max_window_bits,
         client_side.local_max_window_bits,
     ) == (snct, cnct, sbits, cbits)
-    (server_side,) = rec.negotiated[0]
+    (server_side,) = rec.extensions[0]
     assert (
         server_side.local_no_context_takeover,
         server_side.remote_no_context_takeover,
@@ -410,8 +387,7 @@ async def test_websockets_through_the_proxy_process(proxy: Proxy, variant: str) 
         check_negotiation(ws, rec, expected)
         await exchange(ws, messages)
     assert rec.received == [*messages, "".join(FRAGMENTS)]
-    await asyncio.sleep(0.1)
-    log = proxy.stderr()
+    log = await proxy.wait_count("WebSocket closed", 1)  # logged after its last frame
     for direction in ("client -> server", "server -> client"):
         lines = log_lines(log, direction)
         data = [line for line in lines if " CLOSE " not in line]
@@ -494,10 +470,8 @@ async def test_aiohttp_client_and_server(
         await aiohttp_exchange(ws, messages)
     offer = aiohttp_server.requests[-1].headers.get("Sec-WebSocket-Extensions", "")
     assert offer.startswith("permessage-deflate")
-    await asyncio.sleep(0.1)
-    lines = [
-        line for line in log_lines(proxy.stderr(), "client -> server") if " CLOSE " not in line
-    ]
+    log = await proxy.wait_count("WebSocket closed", 1)  # logged after its last frame
+    lines = [line for line in log_lines(log, "client -> server") if " CLOSE " not in line]
     assert len(lines) == len(messages)
     for message, line in zip(messages, lines, strict=True):
         assert "F1z len=" in line, line
@@ -519,8 +493,8 @@ async def test_aiohttp_client_and_websockets_server(tmp_path: Path) -> None:
         ) as ws,
     ):
         answer = ws._response.headers.get("Sec-WebSocket-Extensions", "")
-        assert answer == rec.answers[0] and answer.startswith("permessage-deflate")
-        assert (rec.offers[0] or "").startswith("permessage-deflate")
+        assert answer == answer_of(rec) and answer.startswith("permessage-deflate")
+        assert (offer_of(rec) or "").startswith("permessage-deflate")
         await aiohttp_exchange(ws, messages)
     assert rec.received == messages
     encoded = [m.encode() if isinstance(m, str) else m for m in messages]
@@ -533,7 +507,7 @@ async def test_aiohttp_client_and_websockets_server(tmp_path: Path) -> None:
 
 
 async def test_no_compression_strips_the_offer_for_every_client(
-    start_proxy: StartProxy, aiohttp_server: AioServer, ws_echo: WsEcho
+    start_proxy: StartProxy, aiohttp_server: AioServer, ws_echo: WsUpstream
 ) -> None:
     proxy = await start_proxy("--no-compression")
     text, binary = "plain " * 100, os.urandom(3000)
@@ -556,8 +530,8 @@ async def test_no_compression_strips_the_offer_for_every_client(
         assert await ws2.recv() == text
     # nothing is offered upstream: the proxy only offers what it can decode (README)
     assert "Sec-WebSocket-Extensions" not in ws_echo.requests[-1].headers
-    await asyncio.sleep(0.1)
-    lines = [line for line in proxy.stderr().splitlines() if " len=" in line]
+    log = await proxy.wait_count("WebSocket closed", 2)  # each logged after its last frame
+    lines = [line for line in log.splitlines() if " len=" in line]
     data = [line for line in lines if " TEXT " in line or " BINARY " in line]
     assert len(data) == 6
     assert all(flags_of(line) == "F" for line in data), data  # no RSV1, not compressed
@@ -633,8 +607,7 @@ async def test_invalid_answer_is_502(
     status, relayed = await answer_with(raw_server, raw_client, proxy, offer, answer)
     assert status == 502
     assert relayed is None
-    await asyncio.sleep(0.05)
-    assert "502" in proxy.stderr() or "permessage-deflate" in proxy.stderr()
+    await proxy.wait_log(lambda text: "502" in text or "permessage-deflate" in text)
 
 
 @pytest.mark.parametrize(
@@ -747,7 +720,7 @@ def frames_of(kind: str, compressed: bytes) -> list[tuple[int, bytes, bool, int]
 
 @pytest.mark.parametrize("kind", ["one-frame", "fragmented"])
 async def test_client_deflate_bomb(
-    start_proxy: StartProxy, ws_echo: WsEcho, raw_client: RawClient, kind: str
+    start_proxy: StartProxy, ws_echo: WsUpstream, raw_client: RawClient, kind: str
 ) -> None:
     payload = bomb()
     assert len(payload) < 200_000
@@ -807,10 +780,7 @@ async def test_upstream_deflate_bomb(start_proxy: StartProxy, raw_server: RawSer
         with pytest.raises(ConnectionClosed) as info:
             await asyncio.wait_for(ws.recv(), TIMEOUT)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1014
-    for _ in range(100):
-        if "close" in upstream.connections[0].extra:
-            break
-        await asyncio.sleep(0.05)
+    await asyncio.wait_for(upstream.finished.get(), TIMEOUT)  # bomb_upstream has its close
     close = upstream.connections[0].extra["close"]
     assert isinstance(close, Frame) and close.close_code == 1009
     growth = status_kib(proxy.proc.pid, "VmHWM") - before
@@ -842,7 +812,7 @@ BAD: dict[str, tuple[bool, list[tuple[int, bytes, bool, int]], int]] = {
 
 @pytest.mark.parametrize("case", list(BAD))
 async def test_client_sends_bad_compressed_frames(
-    proxy: Proxy, ws_echo: WsEcho, raw_client: RawClient, case: str
+    proxy: Proxy, ws_echo: WsUpstream, raw_client: RawClient, case: str
 ) -> None:
     offer, frames, code = BAD[case]
     conn = await raw_ws(raw_client, proxy, ws_echo.port, "permessage-deflate" if offer else None)
@@ -875,10 +845,7 @@ async def test_upstream_sends_bad_compressed_frames(
         with pytest.raises(ConnectionClosed) as info:
             await asyncio.wait_for(ws.recv(), TIMEOUT)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1014
-    for _ in range(100):
-        if "close" in upstream.connections[0].extra:
-            break
-        await asyncio.sleep(0.05)
+    await asyncio.wait_for(upstream.finished.get(), TIMEOUT)  # bomb_upstream has its close
     close = upstream.connections[0].extra["close"]
     assert isinstance(close, Frame) and close.close_code == code
 

@@ -10,15 +10,15 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.integration import wsraw
-from tests.integration.conftest import (
+from tests.harness import (
     HOST,
     Proxy,
     RawClient,
     RawServerFactory,
     StartProxy,
-    WsEcho,
+    WsUpstream,
 )
+from tests.integration import wsraw
 from tests.integration.wsraw import OP_BINARY, OP_CLOSE, OP_TEXT, RawConnection
 
 pytestmark = pytest.mark.timeout(60)
@@ -53,7 +53,9 @@ def client(url: str, proxy: Proxy, **kwargs: object) -> connect:
 # -- the client breaks the protocol -----------------------------------------------------------
 
 
-async def test_unmasked_client_frame(proxy: Proxy, ws_echo: WsEcho, raw_client: RawClient) -> None:
+async def test_unmasked_client_frame(
+    proxy: Proxy, ws_echo: WsUpstream, raw_client: RawClient
+) -> None:
     """The client gets 1002 (after the upstream finished its close), the upstream 1001."""
     conn = await raw_ws_via_proxy(raw_client, proxy, ws_echo.port, "/echo")
     conn.writer.write(wsraw.encode_frame(OP_TEXT, b"first", mask=True))
@@ -69,10 +71,10 @@ async def test_unmasked_client_frame(proxy: Proxy, ws_echo: WsEcho, raw_client: 
     assert closed.code == 1001
     # The proxy then closes the TCP connection.
     assert await asyncio.wait_for(conn.reader.read(), 10) == b""
-    assert "1002" in proxy.stderr()
+    await proxy.wait_log(lambda text: "1002" in text)
 
 
-async def test_client_vanishes(proxy: Proxy, ws_echo: WsEcho, raw_client: RawClient) -> None:
+async def test_client_vanishes(proxy: Proxy, ws_echo: WsUpstream, raw_client: RawClient) -> None:
     """The client's TCP connection ends without a close frame: the upstream gets 1001."""
     conn = await raw_ws_via_proxy(raw_client, proxy, ws_echo.port, "/echo")
     conn.writer.write(wsraw.encode_frame(OP_BINARY, b"\x01\x02", mask=True))
@@ -83,7 +85,7 @@ async def test_client_vanishes(proxy: Proxy, ws_echo: WsEcho, raw_client: RawCli
 
 
 async def test_client_vanishes_by_reset(
-    proxy: Proxy, ws_echo: WsEcho, raw_client: RawClient
+    proxy: Proxy, ws_echo: WsUpstream, raw_client: RawClient
 ) -> None:
     conn = await raw_ws_via_proxy(raw_client, proxy, ws_echo.port, "/echo")
     conn.writer.transport.abort()  # RST when nothing is unread
@@ -91,7 +93,7 @@ async def test_client_vanishes_by_reset(
     assert closed.code == 1001
 
 
-async def test_client_message_over_the_limit(start_proxy: StartProxy, ws_echo: WsEcho) -> None:
+async def test_client_message_over_the_limit(start_proxy: StartProxy, ws_echo: WsUpstream) -> None:
     proxy = await start_proxy("--max-message-size", "1KiB")
     async with client(f"{ws_echo.url}/echo", proxy) as ws:
         await ws.send(b"x" * 1024)  # at the limit: fine
@@ -105,7 +107,7 @@ async def test_client_message_over_the_limit(start_proxy: StartProxy, ws_echo: W
 
 
 async def test_compressed_client_message_over_the_limit_once_inflated(
-    start_proxy: StartProxy, ws_echo: WsEcho
+    start_proxy: StartProxy, ws_echo: WsUpstream
 ) -> None:
     """The limit counts decompressed bytes: 4000 bytes of "a" deflate to a few bytes."""
     proxy = await start_proxy("--max-message-size", "1KiB")
@@ -120,7 +122,7 @@ async def test_compressed_client_message_over_the_limit_once_inflated(
 
 
 async def test_fragmented_client_message_over_the_limit(
-    start_proxy: StartProxy, ws_echo: WsEcho
+    start_proxy: StartProxy, ws_echo: WsUpstream
 ) -> None:
     proxy = await start_proxy("--max-message-size", "1KiB")
     async with client(f"{ws_echo.url}/echo", proxy, compression=None) as ws:
@@ -131,7 +133,7 @@ async def test_fragmented_client_message_over_the_limit(
     assert (await ws_echo.next_close()).code == 1001
 
 
-async def test_server_message_over_the_limit(start_proxy: StartProxy, ws_echo: WsEcho) -> None:
+async def test_server_message_over_the_limit(start_proxy: StartProxy, ws_echo: WsUpstream) -> None:
     """The upstream breaks the limit: it gets 1009, the client 1014."""
     proxy = await start_proxy("--max-message-size", "1KiB")
     async with client(f"{ws_echo.url}/send?n=2000", proxy) as ws:
@@ -228,7 +230,7 @@ async def test_upstream_dies_mid_large_frame(
     assert int.from_bytes(received[2:10], "big") == 1 << 20
     assert 0 < len(received) - 10 <= 100_000
     assert set(received[10:]) == {ord("z")}
-    assert "half-sent" in proxy.stderr()
+    await proxy.wait_log(lambda text: "half-sent" in text)
 
 
 async def test_upstream_dies_mid_large_frame_websockets_client(

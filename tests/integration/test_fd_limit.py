@@ -16,9 +16,8 @@ import sys
 
 import pytest
 
+from tests.harness import HOST, ProxyProcess, StartProxy
 from tests.integration import wsraw
-from tests.integration.conftest import HOST, ProxyProcess, StartProxy
-from tests.integration.test_tls import wait_count
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -70,12 +69,12 @@ async def test_out_of_file_descriptors_warns_once_per_burst(start_proxy: StartPr
     for burst in (1, 2):
         writers = await exhaust(proxy)
         try:
-            await wait_count(proxy, WARNING, burst)
+            await proxy.wait_count(WARNING, burst)
         finally:
             await close_all(writers)
         # The backlog drains (more failed accepts on the way); two seconds after the last one
         # the burst is over.
-        log = await wait_count(proxy, AGAIN, burst)
+        log = await proxy.wait_count(AGAIN, burst)
         assert await magic_page_status(proxy) == 200
         warnings = [line for line in log.splitlines() if WARNING in line]
         assert len(warnings) == burst, log

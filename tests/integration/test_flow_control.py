@@ -22,15 +22,15 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from tests.helpers import Memory
-from tests.integration import wsraw
-from tests.integration.conftest import (
+from tests.harness import (
     HOST,
+    Memory,
     ProxyProcess,
     RawClient,
     RawServerFactory,
     StartProxy,
 )
+from tests.integration import wsraw
 from tests.integration.wsraw import OP_BINARY, OP_CLOSE, RawConnection
 from wsproxy.capture.messages import reassemble
 from wsproxy.capture.reader import read_capture
@@ -148,7 +148,7 @@ async def finish_close_as_server(conn: RawConnection) -> None:
 
 async def wait_for_checkpoint(pace: Pace) -> None:
     """Let the slow reader read for SLOW_PHASE seconds (it must have read something)."""
-    await asyncio.sleep(SLOW_PHASE)
+    await asyncio.sleep(SLOW_PHASE)  # the scenario's length, not a wait for an event
     assert pace.read > 0, "the reader read nothing: the relay is stuck"
 
 
@@ -438,9 +438,11 @@ async def test_second_upgrade_waits_until_the_first_is_answered(
     a, sent_a = await send_upgrade(proxy.port, slow.port, "/a")
     b, _ = await send_upgrade(proxy.port, slow.port, "/b")
     clients += [a, b]
-    await asyncio.sleep(0.2)
-    # The first is in CONNECTING, the second waits in the proxy: the upstream saw only one.
-    assert len(slow.requests) == 1 and len(slow.connected) == 1
+    # The first is in CONNECTING (the upstream has it), and the proxy has read the second.
+    await slow.seen(1)
+    await proxy.wait_log(
+        lambda t: f"GET ws://{HOST}:{slow.port}/a" in t and f"GET ws://{HOST}:{slow.port}/b" in t
+    )
     assert slow.answered == []
 
     c, sent_c = await send_upgrade(proxy.port, other_port.port, "/c")
@@ -449,6 +451,10 @@ async def test_second_upgrade_waits_until_the_first_is_answered(
     (head_c, got_c), (head_d, got_d) = await asyncio.gather(answer_of(c), answer_of(d))
     assert head_c.status == 101 and head_d.status == 101
     assert [path for path, _ in slow.answered] == ["/d"], "/a or /b answered before /c and /d"
+    # /c and /d, sent after the proxy read the second, went through; the second still waits
+    # in the proxy: the upstream saw the first and /d only (requests and TCP connections).
+    assert [path for path, _ in slow.requests][1:] == ["/d"], slow.requests
+    assert len(slow.connected) == 2
     assert got_c - sent_c < FIRST_DELAY / 2, "another port waited for the pending upgrade"
     assert got_d - sent_d < FIRST_DELAY / 2, "another client address waited for it"
 
@@ -471,13 +477,16 @@ async def test_waiting_upgrade_goes_on_when_the_first_times_out(
     start_proxy: StartProxy, raw_server: RawServerFactory, clients: list[RawConnection]
 ) -> None:
     """--handshake-timeout 1, an upstream that never answers the first upgrade: the first gets
-    504 after 1 s, which ends its CONNECTING state; the second, waiting since 0.3 s, then gets
-    its turn (within its own 1 s wait) and is answered."""
+    504 after 1 s, which ends its CONNECTING state; the second, sent 0.3 s after the first,
+    then gets its turn (within its own 1 s wait) and is answered."""
     upstream = await start_upstream(raw_server, lambda rank: None if rank == 0 else 0)
     proxy = await start_proxy("--handshake-timeout", "1")
     a, sent_a = await send_upgrade(proxy.port, upstream.port, "/a")
     clients.append(a)
-    await asyncio.sleep(0.3)
+    await upstream.seen(1)  # the first is in CONNECTING
+    # The scenario's timing, not a wait for an event: the second comes 0.3 s into the first's
+    # 1 s, so the first's timeout falls inside the second's own wait.
+    await asyncio.sleep(sent_a + 0.3 - time.monotonic())
     b, sent_b = await send_upgrade(proxy.port, upstream.port, "/b")
     clients.append(b)
     (head_a, got_a), (head_b, got_b) = await asyncio.gather(answer_of(a), answer_of(b))

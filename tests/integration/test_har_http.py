@@ -18,8 +18,7 @@ import pytest
 from aiohttp import web
 
 from tests.capture.harcheck import check_har
-from tests.helpers import HOST, free_port
-from tests.integration.conftest import StartProxy
+from tests.harness import HOST, StartProxy, free_port
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import Close, Connection, Frame, Http
 from wsproxy.capture.replay import load

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from tests.integration.conftest import ProxyStartError, StartProxy
+from tests.harness import ProxyStartError, StartProxy
 
 
 async def test_start_failure_shows_the_proxy_stderr(start_proxy: StartProxy) -> None:

@@ -11,13 +11,13 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.integration.conftest import AioServer, StartProxy, WsEcho
+from tests.harness import AioServer, StartProxy, WsUpstream
 
 pytestmark = pytest.mark.timeout(60)
 
 
 async def test_sigterm_closes_open_websockets_with_1001(
-    start_proxy: StartProxy, ws_echo: WsEcho, aiohttp_server: AioServer
+    start_proxy: StartProxy, ws_echo: WsUpstream, aiohttp_server: AioServer
 ) -> None:
     proxy = await start_proxy()
     async with (
@@ -59,7 +59,7 @@ async def test_sigterm_when_idle(start_proxy: StartProxy) -> None:
     assert "Traceback" not in proxy.stderr()
 
 
-async def test_sigint_exits_cleanly(start_proxy: StartProxy, ws_echo: WsEcho) -> None:
+async def test_sigint_exits_cleanly(start_proxy: StartProxy, ws_echo: WsUpstream) -> None:
     proxy = await start_proxy()
     async with connect(f"{ws_echo.url}/echo", proxy=proxy.url, ping_interval=None) as ws:
         proxy.signal(signal.SIGINT)

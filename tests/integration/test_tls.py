@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -28,11 +27,10 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
+from tests.harness import HOST, ProxyProcess, StartProxy, StartWsEcho, WsUpstream, ws_upstream
 from tests.integration import wsraw
-from tests.integration.conftest import HOST, ProxyProcess, StartProxy
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -91,111 +89,40 @@ def san_of(cert: x509.Certificate) -> x509.SubjectAlternativeName:
     return cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
 
 
-async def wait_log(
-    proxy: ProxyProcess, predicate: Callable[[str], bool], timeout: float = 10
-) -> str:
-    """The proxy's stderr once ``predicate`` holds on it; fails with the log if it never does."""
-    deadline = time.monotonic() + timeout
-    while True:
-        text = proxy.stderr()
-        if predicate(text):
-            return text
-        if time.monotonic() > deadline:
-            raise AssertionError(f"log condition never held\n--- proxy stderr ---\n{text}")
-        await asyncio.sleep(0.05)
-
-
-async def wait_count(proxy: ProxyProcess, needle: str, count: int, timeout: float = 10) -> str:
-    return await wait_log(proxy, lambda text: text.count(needle) >= count, timeout)
-
-
 # -- upstream servers ------------------------------------------------------------------------
 
-
-@pytest.fixture
-def test_ca() -> trustme.CA:
-    """The upstream servers' CA: the proxy must be told to trust it."""
-    return trustme.CA()
+WssServerFactory = Callable[..., Awaitable[WsUpstream]]
 
 
-@pytest.fixture
-def test_ca_file(test_ca: trustme.CA, tmp_path: Path) -> Path:
-    path = tmp_path / "upstream-ca.pem"
-    test_ca.cert_pem.write_to_path(str(path))
-    return path
-
-
-def server_context(test_ca: trustme.CA, *names: str) -> ssl.SSLContext:
+def server_context(upstream_ca: trustme.CA, *names: str) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    test_ca.issue_cert(*names).configure_cert(ctx)
+    upstream_ca.issue_cert(*names).configure_cert(ctx)
     return ctx
 
 
-@dataclass
-class WssEcho:
-    port: int
-    connections: list[str]
+@pytest.fixture
+def wss_server(upstream_ca: trustme.CA, start_ws_echo: StartWsEcho) -> WssServerFactory:
+    """``await wss_server("localhost", "127.0.0.1")``: a TLS echo server with that cert
+    (``paths`` are the upgrades it got)."""
 
-    @property
-    def url(self) -> str:
-        return f"wss://{HOST}:{self.port}"
+    async def start(*names: str) -> WsUpstream:
+        return await start_ws_echo(ssl=server_context(upstream_ca, *names))
 
-
-async def _echo(ws: ServerConnection) -> None:
-    try:
-        async for message in ws:
-            await ws.send(message)
-    except ConnectionClosed:
-        pass
-
-
-WssServerFactory = Callable[..., Awaitable[WssEcho]]
+    return start
 
 
 @pytest.fixture
-async def wss_server(test_ca: trustme.CA) -> AsyncIterator[WssServerFactory]:
-    """``await wss_server("localhost", "127.0.0.1")``: a TLS echo server with that cert."""
-    servers = []
-
-    async def start(*names: str) -> WssEcho:
-        connections: list[str] = []
-
-        async def handler(ws: ServerConnection) -> None:
-            assert ws.request is not None
-            connections.append(ws.request.path)
-            await _echo(ws)
-
-        server = await serve(
-            handler,
-            HOST,
-            0,
-            ssl=server_context(test_ca, *names),
-            max_size=None,
-            ping_interval=None,
-        )
-        servers.append(server)
-        return WssEcho(server.sockets[0].getsockname()[1], connections)
-
-    try:
-        yield start
-    finally:
-        for server in servers:
-            server.close()
-            await server.wait_closed()
-
-
-@pytest.fixture
-async def wss_echo(wss_server: WssServerFactory) -> WssEcho:
+async def wss_echo(wss_server: WssServerFactory) -> WsUpstream:
     return await wss_server("localhost", HOST)
 
 
 @pytest.fixture
-async def wss_wrong_host(wss_server: WssServerFactory) -> WssEcho:
+async def wss_wrong_host(wss_server: WssServerFactory) -> WsUpstream:
     return await wss_server("other.example")
 
 
 @pytest.fixture
-async def https_server(test_ca: trustme.CA) -> AsyncIterator[int]:
+async def https_server(upstream_ca: trustme.CA) -> AsyncIterator[int]:
     """An aiohttp HTTPS server: ``GET /hello`` answers "hello https" and echoes the Host."""
 
     async def hello(request: web.Request) -> web.Response:
@@ -205,7 +132,7 @@ async def https_server(test_ca: trustme.CA) -> AsyncIterator[int]:
     app.router.add_get("/hello", hello)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, HOST, 0, ssl_context=server_context(test_ca, "localhost", HOST))
+    site = web.TCPSite(runner, HOST, 0, ssl_context=server_context(upstream_ca, "localhost", HOST))
     await site.start()
     server = site._server
     assert isinstance(server, asyncio.Server)
@@ -216,16 +143,16 @@ async def https_server(test_ca: trustme.CA) -> AsyncIterator[int]:
 
 
 @pytest.fixture
-async def tls_proxy(start_proxy: StartProxy, test_ca_file: Path) -> ProxyProcess:
+async def tls_proxy(start_proxy: StartProxy, upstream_ca_file: Path) -> ProxyProcess:
     """A proxy that trusts the upstream test CA."""
-    return await start_proxy("--upstream-ca", str(test_ca_file))
+    return await start_proxy("--upstream-ca", str(upstream_ca_file))
 
 
 # -- payloads through CONNECT + TLS interception ---------------------------------------------
 
 
 async def test_websockets_client_echoes_every_size_over_intercepted_wss(
-    tls_proxy: ProxyProcess, wss_echo: WssEcho
+    tls_proxy: ProxyProcess, wss_echo: WsUpstream
 ) -> None:
     marker = f"marker-{os.urandom(4).hex()}"
     ctx = trusting(proxy_ca(tls_proxy))
@@ -238,22 +165,22 @@ async def test_websockets_client_echoes_every_size_over_intercepted_wss(
                 echoed = await asyncio.wait_for(ws.recv(), 60)
                 assert type(echoed) is type(payload)
                 assert echoed == payload, f"{type(payload).__name__} of {size} bytes"
-    assert wss_echo.connections == ["/echo"]
-    log = await wait_count(tls_proxy, marker, 2)
+    assert wss_echo.paths == ["/echo"]
+    log = await tls_proxy.wait_count(marker, 2)
     assert f"CONNECT {HOST}:{wss_echo.port}" in log
     assert f"GET wss://{HOST}:{wss_echo.port}/echo" in log
     assert "client -> server TEXT" in log and "server -> client BINARY" in log
     # The close handshake ended the session at once: the upstream's TLS close_notify counts
     # as its TCP close, so the proxy does not wait out --close-timeout (5 s).
     started = time.monotonic()
-    log = await wait_log(tls_proxy, lambda t: "WebSocket closed" in t, timeout=10)
+    log = await tls_proxy.wait_log(lambda t: "WebSocket closed" in t, timeout=10)
     assert time.monotonic() - started < 3, log
     assert "no close answer in time" not in log
     assert "client close 1000, server close 1000" in log
 
 
 async def test_aiohttp_client_echoes_every_size_over_intercepted_wss(
-    tls_proxy: ProxyProcess, wss_echo: WssEcho
+    tls_proxy: ProxyProcess, wss_echo: WsUpstream
 ) -> None:
     marker = f"marker-{os.urandom(4).hex()}"
     ctx = trusting(proxy_ca(tls_proxy))
@@ -276,7 +203,7 @@ async def test_aiohttp_client_echoes_every_size_over_intercepted_wss(
             msg = await ws.receive(timeout=60)
             assert msg.type == aiohttp.WSMsgType.TEXT, msg
             assert msg.data == text, f"text of {size} bytes"
-    log = await wait_count(tls_proxy, marker, 2)
+    log = await tls_proxy.wait_count(marker, 2)
     assert f"CONNECT {HOST}:{wss_echo.port}" in log
     assert "server -> client BINARY" in log
 
@@ -286,7 +213,7 @@ async def test_aiohttp_client_echoes_every_size_over_intercepted_wss(
 
 @pytest.mark.parametrize("host", ["localhost", HOST])
 async def test_leaf_chains_to_the_confdir_ca_and_names_the_host(
-    tls_proxy: ProxyProcess, wss_echo: WssEcho, host: str
+    tls_proxy: ProxyProcess, wss_echo: WsUpstream, host: str
 ) -> None:
     ca_cert = load_cert(proxy_ca(tls_proxy))
     async with ws_client(
@@ -303,11 +230,11 @@ async def test_leaf_chains_to_the_confdir_ca_and_names_the_host(
         assert san.get_values_for_type(x509.DNSName) == []
     else:
         assert "localhost" in san.get_values_for_type(x509.DNSName)
-    assert wss_echo.connections == ["/leaf"]
+    assert wss_echo.paths == ["/leaf"]
 
 
 async def test_a_mitmproxy_confdir_is_used_as_it_is(
-    start_proxy: StartProxy, test_ca_file: Path, wss_echo: WssEcho, tmp_path: Path
+    start_proxy: StartProxy, upstream_ca_file: Path, wss_echo: WsUpstream, tmp_path: Path
 ) -> None:
     confdir = tmp_path / "mitmproxy-conf"
     code = (
@@ -322,7 +249,7 @@ async def test_a_mitmproxy_confdir_is_used_as_it_is(
     before = (confdir / "mitmproxy-ca.pem").read_bytes()
     mitm_ca = load_cert(confdir / CA_CERT)
 
-    proxy = await start_proxy("--upstream-ca", str(test_ca_file), confdir=confdir)
+    proxy = await start_proxy("--upstream-ca", str(upstream_ca_file), confdir=confdir)
     async with ws_client(f"{wss_echo.url}/mitm", proxy, trusting(confdir / CA_CERT)) as ws:
         leaf = peer_cert(ws)
         await ws.send("from mitmproxy's CA")
@@ -358,32 +285,32 @@ async def expect_502(proxy: ProxyProcess, url: str) -> None:
 
 
 async def test_untrusted_upstream_is_a_502_inside_the_tunnel(
-    start_proxy: StartProxy, wss_echo: WssEcho
+    start_proxy: StartProxy, wss_echo: WsUpstream
 ) -> None:
     proxy = await start_proxy()  # trusts the system roots only
     await expect_502(proxy, f"{wss_echo.url}/untrusted")
-    log = await wait_log(proxy, lambda t: "certificate verify failed" in t)
+    log = await proxy.wait_log(lambda t: "certificate verify failed" in t)
     assert f"{HOST}:{wss_echo.port}" in log
-    assert wss_echo.connections == []  # the upgrade never reached the server
+    assert wss_echo.paths == []  # the upgrade never reached the server
 
 
 async def test_upstream_cert_for_another_host_is_a_502(
-    tls_proxy: ProxyProcess, wss_wrong_host: WssEcho
+    tls_proxy: ProxyProcess, wss_wrong_host: WsUpstream
 ) -> None:
     await expect_502(tls_proxy, f"{wss_wrong_host.url}/wrong-host")
-    await wait_log(tls_proxy, lambda t: "certificate verify failed" in t)
-    assert wss_wrong_host.connections == []
+    await tls_proxy.wait_log(lambda t: "certificate verify failed" in t)
+    assert wss_wrong_host.paths == []
 
 
 async def test_ssl_insecure_accepts_any_upstream(
-    start_proxy: StartProxy, wss_echo: WssEcho, wss_wrong_host: WssEcho
+    start_proxy: StartProxy, wss_echo: WsUpstream, wss_wrong_host: WsUpstream
 ) -> None:
     proxy = await start_proxy("-k")
     for server in (wss_echo, wss_wrong_host):
         async with ws_client(f"{server.url}/insecure", proxy, trusting(proxy_ca(proxy))) as ws:
             await ws.send("ok")
             assert await ws.recv() == "ok"
-        assert server.connections == ["/insecure"]
+        assert server.paths == ["/insecure"]
     assert "certificate verify failed" not in proxy.stderr()
 
 
@@ -391,28 +318,28 @@ async def test_ssl_insecure_accepts_any_upstream(
 
 
 async def test_ignored_host_is_tunnelled_untouched(
-    start_proxy: StartProxy, test_ca: trustme.CA, test_ca_file: Path, wss_echo: WssEcho
+    start_proxy: StartProxy, upstream_ca: trustme.CA, upstream_ca_file: Path, wss_echo: WsUpstream
 ) -> None:
     proxy = await start_proxy("--ignore-hosts", rf"^127\.0\.0\.1:{wss_echo.port}$")
     marker = f"marker-{os.urandom(4).hex()}"
-    async with ws_client(f"{wss_echo.url}/ignored", proxy, trusting(test_ca_file)) as ws:
+    async with ws_client(f"{wss_echo.url}/ignored", proxy, trusting(upstream_ca_file)) as ws:
         cert = peer_cert(ws)
         await ws.send(marker)
         assert await ws.recv() == marker
-    upstream_ca = load_cert(test_ca_file)
-    assert cert.issuer == upstream_ca.subject
-    cert.verify_directly_issued_by(upstream_ca)
-    assert wss_echo.connections == ["/ignored"]
-    await wait_log(proxy, lambda t: f"CONNECT {HOST}:{wss_echo.port}" in t)
-    await asyncio.sleep(0.2)
-    log = proxy.stderr()
-    assert marker not in log
-    assert "client -> server" not in log and "server -> client" not in log
+    upstream_cert = load_cert(upstream_ca_file)
+    assert cert.issuer == upstream_cert.subject
+    cert.verify_directly_issued_by(upstream_cert)
+    assert wss_echo.paths == ["/ignored"]
 
     # A client that trusts only wsproxy's CA cannot talk to an ignored host: nothing is re-signed.
     with pytest.raises(ssl.SSLCertVerificationError):
         async with ws_client(f"{wss_echo.url}/ignored", proxy, trusting(proxy_ca(proxy))):
             pass
+    # The second CONNECT is logged after the first tunnel relayed everything: no frame of the
+    # first would be logged later than this.
+    log = await proxy.wait_count(f"CONNECT {HOST}:{wss_echo.port}", 2)
+    assert marker not in log
+    assert "client -> server" not in log and "server -> client" not in log
 
 
 # -- plain ws:// inside CONNECT ----------------------------------------------------------------
@@ -421,12 +348,9 @@ async def test_ignored_host_is_tunnelled_untouched(
 async def test_plain_websocket_inside_connect(tls_proxy: ProxyProcess) -> None:
     """Browsers send ``CONNECT host:port`` for ws:// too, then speak plain HTTP inside."""
 
-    async def handler(ws: ServerConnection) -> None:
-        await _echo(ws)
-
     marker = f"plain-{os.urandom(4).hex()}"
-    async with serve(handler, HOST, 0, ping_interval=None) as server:
-        port = server.sockets[0].getsockname()[1]
+    async with ws_upstream() as up:
+        port = up.port
         reader, writer = await asyncio.open_connection(HOST, tls_proxy.port)
         try:
             writer.write(f"CONNECT {HOST}:{port} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode())
@@ -445,7 +369,7 @@ async def test_plain_websocket_inside_connect(tls_proxy: ProxyProcess) -> None:
             assert close is not None and close.close_code == 1000
         finally:
             writer.close()
-    log = await wait_count(tls_proxy, marker, 2)
+    log = await tls_proxy.wait_count(marker, 2)
     assert f"CONNECT {HOST}:{port}" in log
     assert f"GET ws://{HOST}:{port}/plain" in log
 
@@ -466,7 +390,7 @@ async def test_absolute_form_https_get(tls_proxy: ProxyProcess, https_server: in
     assert resp.status == 200, resp
     assert resp.body == b"hello https"
     assert resp.get("X-Host") == f"{HOST}:{https_server}"
-    await wait_log(tls_proxy, lambda t: f"GET https://{HOST}:{https_server}/hello" in t)
+    await tls_proxy.wait_log(lambda t: f"GET https://{HOST}:{https_server}/hello" in t)
 
 
 async def test_absolute_form_https_get_to_an_untrusted_upstream_is_a_502(
@@ -483,10 +407,10 @@ async def test_absolute_form_https_get_to_an_untrusted_upstream_is_a_502(
     finally:
         writer.close()
     assert resp.status == 502
-    await wait_log(proxy, lambda t: "certificate verify failed" in t)
+    await proxy.wait_log(lambda t: "certificate verify failed" in t)
 
 
-async def test_absolute_form_wss_upgrade(tls_proxy: ProxyProcess, wss_echo: WssEcho) -> None:
+async def test_absolute_form_wss_upgrade(tls_proxy: ProxyProcess, wss_echo: WsUpstream) -> None:
     marker = f"abs-{os.urandom(4).hex()}"
     reader, writer = await asyncio.open_connection(HOST, tls_proxy.port)
     try:
@@ -510,8 +434,8 @@ async def test_absolute_form_wss_upgrade(tls_proxy: ProxyProcess, wss_echo: WssE
         assert close is not None and close.close_code == 1000
     finally:
         writer.close()
-    assert wss_echo.connections == ["/abs"]
-    log = await wait_count(tls_proxy, marker, 2)
+    assert wss_echo.paths == ["/abs"]
+    log = await tls_proxy.wait_count(marker, 2)
     assert f"GET wss://{HOST}:{wss_echo.port}/abs" in log
     assert "CONNECT" not in log
 
@@ -551,16 +475,16 @@ async def test_magic_page_serves_the_ca(tls_proxy: ProxyProcess) -> None:
 
 
 async def test_untrusting_asyncio_client_fails_and_nothing_reaches_upstream(
-    start_proxy: StartProxy, wss_echo: WssEcho, test_ca_file: Path
+    start_proxy: StartProxy, wss_echo: WsUpstream, upstream_ca_file: Path
 ) -> None:
     """asyncio's TLS layer drops the connection without sending its ``unknown_ca`` alert, so
     to the proxy this is a hang-up (debug), not distrust: see test_tls_warnings.py for the
     warning that clients sending the alert get."""
-    proxy = await start_proxy("--upstream-ca", str(test_ca_file), "-v")  # -vv: debug lines
+    proxy = await start_proxy("--upstream-ca", str(upstream_ca_file), "-v")  # -vv: debug lines
     for _attempt in range(2):
         with pytest.raises(ssl.SSLCertVerificationError):
-            async with ws_client(f"{wss_echo.url}/x", proxy, trusting(test_ca_file)):
+            async with ws_client(f"{wss_echo.url}/x", proxy, trusting(upstream_ca_file)):
                 pass
-    log = await wait_count(proxy, f"TLS handshake for {HOST} ended early", 2)
+    log = await proxy.wait_count(f"TLS handshake for {HOST} ended early", 2)
     assert "client TLS handshake for" not in log, log
-    assert wss_echo.connections == []
+    assert wss_echo.paths == []

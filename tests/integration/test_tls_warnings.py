@@ -14,9 +14,8 @@ import ssl
 
 import pytest
 
+from tests.harness import HOST, ProxyProcess, StartProxy
 from tests.integration import wsraw
-from tests.integration.conftest import HOST, ProxyProcess, StartProxy
-from tests.integration.test_tls import wait_count
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -97,13 +96,13 @@ async def test_a_hangup_is_debug_and_a_rejection_warns_once(start_proxy: StartPr
     _, writer = await tunnel(proxy)  # and one that just drops the connection
     writer.write(client_hello())
     await close(writer)
-    log = await wait_count(proxy, HANGUP, 2)
+    log = await proxy.wait_count(HANGUP, 2)
     assert not lines_with(log, FAILED), log
 
     await reject_certificate(proxy)
-    await wait_count(proxy, WARNING, 1)
+    await proxy.wait_count(WARNING, 1)
     await reject_certificate(proxy)
-    log = await wait_count(proxy, "warned once already", 1)
+    log = await proxy.wait_count("warned once already", 1)
     [warning] = lines_with(log, WARNING)
     assert "unknown_ca" in warning
     assert str(proxy.confdir / "mitmproxy-ca-cert.pem") in warning
@@ -116,6 +115,6 @@ async def test_hangups_first_do_not_use_up_the_warning(start_proxy: StartProxy) 
     for _ in range(3):
         await hang_up_after_client_hello(proxy)
     await reject_certificate(proxy)
-    log = await wait_count(proxy, WARNING, 1)
+    log = await proxy.wait_count(WARNING, 1)
     assert len(lines_with(log, WARNING)) == 1, log
     assert not lines_with(log, "ended early"), log

@@ -9,12 +9,11 @@ import os
 import aiohttp
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from tests.integration import wsraw
-from tests.integration.conftest import (
+from tests.harness import (
     HOST,
     AioServer,
     Proxy,
@@ -23,8 +22,10 @@ from tests.integration.conftest import (
     RawServer,
     RawServerFactory,
     StartProxy,
-    WsEcho,
+    StartWsEcho,
+    WsUpstream,
 )
+from tests.integration import wsraw
 from tests.integration.wsraw import OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawConnection
 
 pytestmark = pytest.mark.timeout(60)
@@ -67,7 +68,7 @@ def extensions_of(ws: ClientConnection) -> str:
 
 @pytest.mark.parametrize("compression", ["deflate", None])
 async def test_connect_path_echoes_every_size(
-    proxy: Proxy, ws_echo: WsEcho, compression: str | None
+    proxy: Proxy, ws_echo: WsUpstream, compression: str | None
 ) -> None:
     async with ws_client(f"{ws_echo.url}/echo", proxy.url, compression=compression) as ws:
         if compression:
@@ -83,9 +84,8 @@ async def test_connect_path_echoes_every_size(
     assert closed.code == 1000
     assert ws_echo.connections == 1
     # The proxy saw a CONNECT and then the upgrade inside the tunnel.
-    log = proxy.stderr()
+    log = await proxy.wait_log(lambda t: f"GET ws://{HOST}:{ws_echo.port}/echo" in t)
     assert f"CONNECT {HOST}:{ws_echo.port}" in log
-    assert f"GET ws://{HOST}:{ws_echo.port}/echo" in log
 
 
 @pytest.mark.parametrize("compress", [15, 0])
@@ -120,13 +120,12 @@ async def test_absolute_path_echoes_every_size(
         await ws.close()
     closed = await aiohttp_server.next_close()
     assert closed.code == 1000
-    log = proxy.stderr()
+    log = await proxy.wait_log(lambda t: f"GET ws://{HOST}:{aiohttp_server.port}/ws" in t)
     assert "CONNECT" not in log
-    assert f"GET ws://{HOST}:{aiohttp_server.port}/ws" in log
 
 
 async def test_cross_clients_and_servers(
-    proxy: Proxy, ws_echo: WsEcho, aiohttp_server: AioServer
+    proxy: Proxy, ws_echo: WsUpstream, aiohttp_server: AioServer
 ) -> None:
     """websockets client to the aiohttp server, aiohttp client to the websockets server."""
     async with ws_client(f"{aiohttp_server.ws_url}/ws", proxy.url) as ws:
@@ -146,7 +145,7 @@ async def test_cross_clients_and_servers(
 @pytest.mark.parametrize("scheme", ["ws", "http"])
 async def test_raw_absolute_form_upgrade(
     proxy: Proxy,
-    ws_echo: WsEcho,
+    ws_echo: WsUpstream,
     raw_client: RawClient,
     scheme: str,
 ) -> None:
@@ -268,12 +267,16 @@ async def test_fragment_boundaries_server_to_client_with_interleaved_ping(
 # -- ping / pong -------------------------------------------------------------------------------
 
 
-async def test_ping_pong_connect_path(proxy: Proxy, ws_echo: WsEcho) -> None:
+async def test_ping_pong_connect_path(proxy: Proxy, ws_echo: WsUpstream) -> None:
     async with ws_client(f"{ws_echo.url}/echo", proxy.url) as ws:
         waiter = await ws.ping(b"are you there")
-        latency = await asyncio.wait_for(waiter, 10)
-        assert latency >= 0
-    assert "PING" in proxy.stderr() and "PONG" in proxy.stderr()
+        await asyncio.wait_for(waiter, 10)  # resolved only by a pong with this payload
+    await proxy.wait_log(
+        lambda t: (
+            "client -> server PING F len=13 'are you there'" in t
+            and "server -> client PONG F len=13 'are you there'" in t
+        )
+    )
 
 
 async def test_ping_pong_absolute_path(proxy: Proxy, aiohttp_server: AioServer) -> None:
@@ -289,7 +292,7 @@ async def test_ping_pong_absolute_path(proxy: Proxy, aiohttp_server: AioServer) 
 # -- closing -----------------------------------------------------------------------------------
 
 
-async def test_close_from_client(proxy: Proxy, ws_echo: WsEcho) -> None:
+async def test_close_from_client(proxy: Proxy, ws_echo: WsUpstream) -> None:
     async with ws_client(f"{ws_echo.url}/echo", proxy.url) as ws:
         await ws.send("one")
         assert await ws.recv() == "one"
@@ -299,7 +302,7 @@ async def test_close_from_client(proxy: Proxy, ws_echo: WsEcho) -> None:
     assert (closed.code, closed.reason) == (1000, "done")
 
 
-async def test_close_from_server_connect_path(proxy: Proxy, ws_echo: WsEcho) -> None:
+async def test_close_from_server_connect_path(proxy: Proxy, ws_echo: WsUpstream) -> None:
     async with ws_client(f"{ws_echo.url}/bye", proxy.url) as ws:
         with pytest.raises(ConnectionClosed) as info:
             await asyncio.wait_for(ws.recv(), 10)
@@ -323,7 +326,7 @@ async def test_close_from_server_absolute_path(proxy: Proxy, aiohttp_server: Aio
 # -- reverse mode ------------------------------------------------------------------------------
 
 
-async def test_reverse_mode(start_proxy: StartProxy, ws_echo: WsEcho) -> None:
+async def test_reverse_mode(start_proxy: StartProxy, ws_echo: WsUpstream) -> None:
     proxy: ProxyProcess = await start_proxy("--mode", f"reverse:ws://{HOST}:{ws_echo.port}")
     async with ws_client(f"ws://{HOST}:{proxy.port}/chat/room?id=7", None) as ws:
         assert "permessage-deflate" in extensions_of(ws)
@@ -333,7 +336,7 @@ async def test_reverse_mode(start_proxy: StartProxy, ws_echo: WsEcho) -> None:
     closed = await ws_echo.next_close()
     assert (closed.path, closed.code) == ("/chat/room?id=7", 1000)
     assert ws_echo.requests[0].headers["Host"] == f"{HOST}:{ws_echo.port}"
-    assert "reverse:ws://" in proxy.stderr()
+    await proxy.wait_log(lambda text: "reverse:ws://" in text)
 
 
 async def test_reverse_mode_aiohttp_client(
@@ -352,7 +355,7 @@ async def test_reverse_mode_aiohttp_client(
 
 
 async def test_no_compression_flag_strips_the_offer(
-    start_proxy: StartProxy, ws_echo: WsEcho
+    start_proxy: StartProxy, ws_echo: WsUpstream
 ) -> None:
     proxy: ProxyProcess = await start_proxy("--no-compression")
     async with ws_client(f"{ws_echo.url}/echo", proxy.url) as ws:
@@ -366,24 +369,24 @@ async def test_no_compression_flag_strips_the_offer(
 # -- subprotocols and idle timeout -------------------------------------------------------------
 
 
-async def test_subprotocol_negotiated_end_to_end(proxy: Proxy) -> None:
-    async def handler(ws: ServerConnection) -> None:
+async def test_subprotocol_negotiated_end_to_end(proxy: Proxy, start_ws_echo: StartWsEcho) -> None:
+    async def handler(ws: ServerConnection, up: WsUpstream) -> None:
         await ws.send(ws.subprotocol or "none")
         await ws.wait_closed()
 
-    async with serve(handler, HOST, 0, subprotocols=[Subprotocol("chat.v2")]) as server:
-        port = server.sockets[0].getsockname()[1]
-        async with connect(
-            f"ws://{HOST}:{port}/",
-            proxy=proxy.url,
-            subprotocols=[Subprotocol("chat.v1"), Subprotocol("chat.v2")],
-        ) as ws:
-            assert ws.subprotocol == "chat.v2"
-            assert await ws.recv() == "chat.v2"
+    up = await start_ws_echo(handler, subprotocols=[Subprotocol("chat.v2")])
+    async with connect(
+        f"{up.url}/",
+        proxy=proxy.url,
+        subprotocols=[Subprotocol("chat.v1"), Subprotocol("chat.v2")],
+    ) as ws:
+        assert ws.subprotocol == "chat.v2"
+        assert await ws.recv() == "chat.v2"
+    assert up.subprotocols == ["chat.v2"]
 
 
 async def test_idle_timeout_closes_both_sides_with_1001(
-    start_proxy: StartProxy, ws_echo: WsEcho
+    start_proxy: StartProxy, ws_echo: WsUpstream
 ) -> None:
     proxy = await start_proxy("--idle-timeout", "1")
     async with ws_client(f"{ws_echo.url}/echo", proxy.url) as ws:

@@ -1,8 +1,6 @@
-"""Helpers for the plugin hook tests: real upstreams on 127.0.0.1 (the in-process proxy is
-``tests.helpers.running_proxy``).
+"""Helpers for the plugin hook tests (the in-process proxy and the ``websockets`` upstream
+are ``tests.harness.running_proxy`` and ``tests.harness.ws_upstream``).
 
-* ``ws_upstream(handler)`` is a ``websockets`` server; ``Upstream`` records what it got
-  (handshake requests, messages, close codes) and echoes unless told otherwise.
 * ``raw_upstream()`` is a bare WebSocket server that records every frame exactly as it came
   (fin, opcode, rsv, payload) and echoes data frames, answers pings and closes.
 """
@@ -12,19 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-
-from tests.helpers import HOST
+from tests.harness import HOST, raw_servers
 from tests.integration.wsraw import (
     OP_CLOSE,
     OP_PING,
     OP_PONG,
     Frame,
+    RawConnection,
     encode_frame,
     read_frame,
     read_head,
@@ -34,73 +29,6 @@ from tests.integration.wsraw import (
 
 def ws_url(port: int, path: str = "/") -> str:
     return f"ws://{HOST}:{port}{path}"
-
-
-# -- a websockets upstream that records ------------------------------------------------------
-
-
-@dataclass
-class Upstream:
-    """What a ``websockets`` upstream saw, across its connections."""
-
-    port: int = 0
-    handshakes: int = 0
-    paths: list[str] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    received: list[str | bytes] = field(default_factory=list)
-    close_codes: list[tuple[int | None, str | None]] = field(default_factory=list)
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
-    subprotocols: list[str | None] = field(default_factory=list)
-
-
-Handler = Callable[[ServerConnection, Upstream], Awaitable[None]]
-
-
-async def echo(ws: ServerConnection, up: Upstream) -> None:
-    async for message in ws:
-        up.received.append(message)
-        await ws.send(message)
-
-
-async def sink(ws: ServerConnection, up: Upstream) -> None:
-    async for message in ws:
-        up.received.append(message)
-
-
-@contextlib.asynccontextmanager
-async def ws_upstream(
-    handler: Handler = echo, *, subprotocols: list[str] | None = None, **kwargs: Any
-) -> AsyncIterator[Upstream]:
-    up = Upstream()
-
-    def process_request(ws: ServerConnection, request: Any) -> None:
-        up.handshakes += 1
-        up.paths.append(request.path)
-        up.headers.append({k.lower(): v for k, v in request.headers.raw_items()})
-
-    async def run(ws: ServerConnection) -> None:
-        up.subprotocols.append(ws.subprotocol)
-        try:
-            await handler(ws, up)
-        except ConnectionClosed:
-            pass
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.wait_closed(), 10)
-            up.close_codes.append((ws.close_code, ws.close_reason))
-            up.closed.set()
-
-    kwargs.setdefault("max_size", None)
-    async with serve(
-        run,
-        HOST,
-        0,
-        process_request=process_request,
-        subprotocols=subprotocols,  # type: ignore[arg-type]
-        **kwargs,
-    ) as server:
-        up.port = next(iter(server.sockets)).getsockname()[1]
-        yield up
 
 
 # -- a raw upstream that records frames ------------------------------------------------------
@@ -118,12 +46,13 @@ class RawUpstream:
 
 @contextlib.asynccontextmanager
 async def raw_upstream(bad_on: bytes | None = None) -> AsyncIterator[RawUpstream]:
-    """A minimal WebSocket server (no extensions) that records frames exactly and echoes
-    each data frame as it came; a data frame carrying ``bad_on`` is answered with a frame of
-    the reserved opcode 0x3 (a protocol error)."""
+    """A minimal WebSocket server (no extensions, on ``tests.harness.raw_servers``) that
+    records frames exactly and echoes each data frame as it came; a data frame carrying
+    ``bad_on`` is answered with a frame of the reserved opcode 0x3 (a protocol error)."""
     up = RawUpstream()
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(conn: RawConnection) -> None:
+        reader, writer = conn.reader, conn.writer
         try:
             writer.write(switching_protocols(await read_head(reader)))
             while True:
@@ -140,20 +69,12 @@ async def raw_upstream(bad_on: bytes | None = None) -> AsyncIterator[RawUpstream
                 elif frame.opcode < 0x8:
                     writer.write(encode_frame(frame.opcode, frame.payload, fin=frame.fin))
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
         finally:
             up.closed.set()
-            writer.close()
 
-    server = await asyncio.start_server(handle, HOST, 0)
-    up.port = server.sockets[0].getsockname()[1]
-    try:
+    async with raw_servers() as start:
+        up.port = (await start(handle)).port
         yield up
-    finally:
-        server.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(server.wait_closed(), 5)
 
 
 # -- data ------------------------------------------------------------------------------------

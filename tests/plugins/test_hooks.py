@@ -20,16 +20,12 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
-from tests.helpers import running_proxy
+from tests.harness import WsUpstream, echo, running_proxy, sink, wait_until, ws_upstream
 from tests.integration.wsraw import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT
 from tests.plugins.hooks_helpers import (
-    Upstream,
-    echo,
     raw_upstream,
-    sink,
     wordy_bytes,
     wordy_texts,
-    ws_upstream,
     ws_url,
 )
 from wsproxy.model import Flow, FrameEvent, Message
@@ -206,26 +202,19 @@ async def test_opened_and_closed_client_closes(tmp_path: Path, hooked: bool) -> 
     assert flow.server_counts.bytes == (2 + 1) + (2 + 2) + (2 + 3) + (2 + 2)
 
 
-async def bye_after_one(ws: ServerConnection, up: Upstream) -> None:
+async def bye_after_one(ws: ServerConnection, up: WsUpstream) -> None:
     message = await ws.recv()
     up.received.append(message)
     await ws.send(message)
     await ws.close(4001, "bye")
 
 
-async def echo_until_bye(ws: ServerConnection, up: Upstream) -> None:
+async def echo_until_bye(ws: ServerConnection, up: WsUpstream) -> None:
     async for message in ws:
         up.received.append(message)
         await ws.send(message)
         if message == "bye":
             await ws.close(4001, "bye")
-
-
-async def until(predicate: Any, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_closed_server_closes_4001(tmp_path: Path) -> None:
@@ -418,7 +407,7 @@ async def test_fragmented_message_reassembled_and_kept_fragmented(tmp_path: Path
     ]
 
 
-async def streaming_recorder(ws: ServerConnection, up: Upstream) -> None:
+async def streaming_recorder(ws: ServerConnection, up: WsUpstream) -> None:
     """Records each message as the list of its fragments (websockets' recv_streaming)."""
     while True:
         fragments = [f async for f in ws.recv_streaming()]
@@ -455,9 +444,10 @@ class FrameRecorder:
 async def test_frame_sees_every_frame_in_order(tmp_path: Path) -> None:
     plugin = FrameRecorder()
     messages = Reader()
+    closed = Closed()  # last in the chain: its hook runs after every frame went through
     async with (
         ws_upstream() as up,
-        running_proxy(tmp_path, [plugin, messages], up.port) as proxy,
+        running_proxy(tmp_path, [plugin, messages, closed], up.port) as proxy,
     ):
         async with connect(ws_url(proxy.port), compression=None) as ws:
             await ws.send(["ab", "cd"])
@@ -467,7 +457,7 @@ async def test_frame_sees_every_frame_in_order(tmp_path: Path) -> None:
             await ws.send(b"\x07")
             assert await recv(ws) == b"\x07"
         await wait(up.closed)
-        await asyncio.sleep(0.1)
+        await wait(closed.done)
     client = [s[1:] for s in plugin.seen if s[0] == "client"]
     server = [s[1:] for s in plugin.seen if s[0] == "server"]
     assert client == [
@@ -567,7 +557,7 @@ async def test_frame_close_cannot_be_dropped_or_changed(
             await ws.send("y")
             assert await recv(ws) == "y"
             await ws.close(1000, "client done")
-        await until(lambda: len(up.close_codes) == 2)
+        await wait_until(lambda: len(up.close_codes) == 2, TIMEOUT)
     assert up.close_codes[0] == (4001, "bye")
     assert up.close_codes[1] == (1000, "client done")
     assert closed.flows[0].client_close.code == 4001
@@ -598,7 +588,7 @@ class Ticker:
     async def _tick(self, flow: Flow) -> None:
         n = 0
         while True:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the plugin's own pace: a tick every 50 ms
             if not flow.inject(f"tick {n}", to_client=True):
                 self.refused += 1
                 return
@@ -625,7 +615,7 @@ async def test_inject_from_background_task_while_traffic_flows(tmp_path: Path) -
                 got: list[str | bytes] = []
                 for i in range(25):
                     await ws.send(f"msg {i}")
-                    await asyncio.sleep(0.02)
+                    await asyncio.sleep(0.02)  # the client's pace: ticks come in between
                 while sum(1 for g in got if str(g).startswith("msg")) < 25:
                     got.append(await recv(ws))
         finally:
@@ -662,7 +652,7 @@ async def test_inject_towards_upstream(tmp_path: Path) -> None:
 BIG_PARTS = [bytes([65 + i]) * (256 * 1024) for i in range(8)]
 
 
-async def slow_fragmented(ws: ServerConnection, up: Upstream) -> None:
+async def slow_fragmented(ws: ServerConnection, up: WsUpstream) -> None:
     """On "go", sends a 2 MiB binary message in 8 fragments, 50 ms apart, then "done"."""
     async for message in ws:
         up.received.append(message)
@@ -671,7 +661,7 @@ async def slow_fragmented(ws: ServerConnection, up: Upstream) -> None:
             async def parts() -> Any:
                 for part in BIG_PARTS:
                     yield part
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.05)  # the server's pace: fragments 50 ms apart
 
             await ws.send(parts())
             await ws.send("done")
@@ -989,16 +979,16 @@ async def test_compressed_sizes_up_to_16_mib(tmp_path: Path, variant: str) -> No
 class Slow:
     async def message(self, flow: Flow, message: Message) -> None:
         if message.from_client:
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # the slow hook under test
 
 
-async def chatty(ws: ServerConnection, up: Upstream) -> None:
+async def chatty(ws: ServerConnection, up: WsUpstream) -> None:
     """Pushes "srv N" every 20 ms on its own, and echoes what the client sends."""
 
     async def push() -> None:
         for i in range(10):
             await ws.send(f"srv {i}")
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # the server's own pace: a push every 20 ms
 
     task = asyncio.get_running_loop().create_task(push())
     try:
@@ -1079,7 +1069,7 @@ async def test_no_chain_sanity(tmp_path: Path, compression: str | None) -> None:
             closing = await aws.receive(TIMEOUT)
             assert closing.type == aiohttp.WSMsgType.CLOSE
             assert closing.data == 4001
-        await until(lambda: len(up.close_codes) == 2)
+        await wait_until(lambda: len(up.close_codes) == 2, TIMEOUT)
     assert up.close_codes[0] == (1000, "")
     assert up.close_codes[1] == (4001, "bye")
 
@@ -1095,7 +1085,7 @@ class SlowClientUpload:
             n = 0
             while flow.inject(f"to upstream {n}", to_client=False):
                 n += 1
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # the plugin's own pace: one every 20 ms
 
         self.tasks.append(asyncio.get_running_loop().create_task(run()))
 
@@ -1106,7 +1096,7 @@ async def test_inject_towards_upstream_while_client_message_half_sent(tmp_path: 
     async def parts() -> Any:
         for part in BIG_PARTS[:6]:
             yield part
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the client's pace: the message stays half-sent a while
 
     async with (
         ws_upstream(sink) as up,
@@ -1116,7 +1106,7 @@ async def test_inject_towards_upstream_while_client_message_half_sent(tmp_path: 
             async with connect(ws_url(proxy.port), max_size=None) as ws:
                 await ws.send(parts())
                 await ws.send("client done")
-                await until(lambda: "client done" in up.received)
+                await wait_until(lambda: "client done" in up.received, TIMEOUT)
         finally:
             for task in plugin.tasks:
                 task.cancel()

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.plugins import HOST, ROOT, upstream, wsproxy_process
+from tests.harness import HOST, ROOT, proxy_process, running_proxy, ws_upstream
 from wsproxy.exceptions import ConfigError, PluginError
-from wsproxy.options import Options, ReverseTarget
 from wsproxy.proxy.server import ProxyServer
 from wsproxy.scripts import ScriptHost, bundled_names, resolve
 
@@ -40,14 +39,11 @@ def wsproxy(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextlib.asynccontextmanager
-async def _serve(host: ScriptHost, up_port: int) -> AsyncIterator[ProxyServer]:
-    options = Options(listen_port=0, reverse=ReverseTarget("ws", HOST, up_port))
-    server = ProxyServer(options, None, await host.start())
-    await server.start()
+async def _serve(host: ScriptHost, up_port: int, tmp_path: Path) -> AsyncIterator[ProxyServer]:
     try:
-        yield server
+        async with running_proxy(tmp_path, await host.start(), up_port) as server:
+            yield server
     finally:
-        await server.shutdown()
         await host.stop()
 
 
@@ -69,8 +65,11 @@ async def test_module_level_hooks_make_the_module_a_plugin(tmp_path: Path) -> No
     host = ScriptHost([str(script)])
     [plugin] = host.plugins
     assert plugin.__name__.startswith("wsproxy_script_upper")  # type: ignore[attr-defined]
-    async with upstream() as up:
-        async with _serve(host, up.port) as server, connect(f"ws://{HOST}:{server.port}/") as ws:
+    async with ws_upstream() as up:
+        async with (
+            _serve(host, up.port, tmp_path) as server,
+            connect(f"ws://{HOST}:{server.port}/") as ws,
+        ):
             await ws.send("abc")
             assert await ws.recv() == "ABC"
         assert up.received == ["ABC"]
@@ -119,8 +118,8 @@ async def test_plugins_list_and_typed_set_values(tmp_path: Path) -> None:
     host = ScriptHost([str(script)], sets)
     [plugin] = host.plugins
     async with (
-        upstream() as up,
-        _serve(host, up.port) as server,
+        ws_upstream() as up,
+        _serve(host, up.port, tmp_path) as server,
         connect(f"ws://{HOST}:{server.port}/") as ws,
     ):
         await ws.send("x")
@@ -208,10 +207,10 @@ async def test_hot_reload_keeps_connections_and_refuses_broken_versions(tmp_path
     events = tmp_path / "events.txt"
     script = tmp_path / "live.py"
     write(script, VERSION.format(events=str(events), tag="v1"))
-    async with upstream() as up:
+    async with ws_upstream() as up:
         args = ["--mode", f"reverse:{up.url}", "-s", str(script)]
         async with (
-            wsproxy_process(args, tmp_path) as proxy,
+            proxy_process(args, tmp_path / "confdir", tmp_path, verbose=False) as proxy,
             connect(f"ws://{HOST}:{proxy.port}/") as ws,
         ):
             await ws.send("a")

@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.plugins import HOST, upstream, wsproxy_process
+from tests.harness import HOST, proxy_process, ws_upstream
 from wsproxy.mitmcompat import MAX_MESSAGES, HTTPFlow, MitmAddon, is_mitm_style
 from wsproxy.mitmcompat.addon import option_type
 from wsproxy.model import Flow, HandshakeRequest, Message
@@ -46,10 +46,12 @@ def _check_modules_line(text: str, hidden: bool) -> None:
 
 @modes
 async def test_count_messages_logs_every_message(tmp_path: Path, hidden: bool) -> None:
-    async with upstream() as up:
+    async with ws_upstream() as up:
         args = ["--mode", f"reverse:{up.url}", "-s", str(SCRIPTS / "count_messages.py")]
         args += ["--set", "count_label=tally"]
-        async with wsproxy_process(args, tmp_path, hide_mitmproxy=hidden) as proxy:
+        async with proxy_process(
+            args, tmp_path / "confdir", tmp_path, verbose=False, hide_mitmproxy=hidden
+        ) as proxy:
             async with connect(f"ws://{HOST}:{proxy.port}/chat") as ws:
                 await ws.send("one")
                 assert await ws.recv() == "one"
@@ -71,10 +73,12 @@ async def test_count_messages_logs_every_message(tmp_path: Path, hidden: bool) -
 
 @modes
 async def test_rewrite_content_changes_messages_both_ways(tmp_path: Path, hidden: bool) -> None:
-    async with upstream() as up:
+    async with ws_upstream() as up:
         args = ["--mode", f"reverse:{up.url}", "-s", str(SCRIPTS / "rewrite_content.py")]
         async with (
-            wsproxy_process(args, tmp_path, hide_mitmproxy=hidden) as proxy,
+            proxy_process(
+                args, tmp_path / "confdir", tmp_path, verbose=False, hide_mitmproxy=hidden
+            ) as proxy,
             connect(f"ws://{HOST}:{proxy.port}/") as ws,
         ):
             await ws.send("hello world")
@@ -87,10 +91,12 @@ async def test_rewrite_content_changes_messages_both_ways(tmp_path: Path, hidden
 
 @modes
 async def test_blocker_drops_injects_and_edits_the_handshake(tmp_path: Path, hidden: bool) -> None:
-    async with upstream() as up:
+    async with ws_upstream() as up:
         args = ["--mode", f"reverse:{up.url}", "-s", str(SCRIPTS / "blocker.py")]
         args += ["--set", "blocker_word=password"]
-        async with wsproxy_process(args, tmp_path, hide_mitmproxy=hidden) as proxy:
+        async with proxy_process(
+            args, tmp_path / "confdir", tmp_path, verbose=False, hide_mitmproxy=hidden
+        ) as proxy:
             url = f"ws://{HOST}:{proxy.port}/room"
             async with connect(url, additional_headers={"X-Remove-Me": "1"}) as ws:
                 assert ws.response is not None
@@ -122,10 +128,12 @@ async def test_mitm_and_native_scripts_share_one_chain(tmp_path: Path, hidden: b
         "    if message.from_client and message.is_text:\n"
         "        message.text = message.text + '!'\n"
     )
-    async with upstream() as up:
+    async with ws_upstream() as up:
         args = ["--mode", f"reverse:{up.url}", "-s", str(SCRIPTS / "rewrite_content.py")]
         args += ["-s", str(native), "-s", str(SCRIPTS / "count_messages.py")]
-        async with wsproxy_process(args, tmp_path, hide_mitmproxy=hidden) as proxy:
+        async with proxy_process(
+            args, tmp_path / "confdir", tmp_path, verbose=False, hide_mitmproxy=hidden
+        ) as proxy:
             async with connect(f"ws://{HOST}:{proxy.port}/") as ws:
                 await ws.send("hello")
                 assert await ws.recv() == "HELLO! [seen]"

@@ -12,7 +12,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.plugins.conftest import Echo, StartCli, StartProxy
+from tests.harness import WsUpstream
+from tests.plugins.conftest import PluginProxy, StartCli
 from wsproxy.exceptions import ConfigError
 from wsproxy.plugins import PluginChain
 
@@ -37,32 +38,34 @@ async def refused_status(url: str, **kwargs: Any) -> int | None:
 
 
 async def test_hosts_in_regular_mode(
-    load_plugin: Load, echo: Echo, start_proxy: StartProxy
+    load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy
 ) -> None:
     plugin = block(load_plugin, block_hosts=[r"^localhost$", "example"])
-    proxy = await start_proxy(plugin, reverse=False)
+    proxy = await plugin_proxy(plugin, reverse=False)
     via = f"http://127.0.0.1:{proxy.port}"
-    assert await refused_status(f"ws://localhost:{echo.port}/a", proxy=via) == 403
-    assert await refused_status(f"ws://127.0.0.1:{echo.port}/b", proxy=via) is None
-    assert echo.paths == ["/b"]  # the refused one never reached the upstream
+    assert await refused_status(f"ws://localhost:{ws_echo.port}/a", proxy=via) == 403
+    assert await refused_status(f"ws://127.0.0.1:{ws_echo.port}/b", proxy=via) is None
+    assert ws_echo.paths == ["/b"]  # the refused one never reached the upstream
 
 
-async def test_paths_with_a_status(load_plugin: Load, echo: Echo, start_proxy: StartProxy) -> None:
+async def test_paths_with_a_status(
+    load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy
+) -> None:
     plugin = block(load_plugin, block_paths="^/admin", block_status=451)  # a single string
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     assert await refused_status(f"ws://127.0.0.1:{proxy.port}/admin?x", proxy=None) == 451
     assert await refused_status(f"ws://127.0.0.1:{proxy.port}/user/admin", proxy=None) is None
-    assert echo.paths == ["/user/admin"]
+    assert ws_echo.paths == ["/user/admin"]
 
 
-async def test_origins(load_plugin: Load, echo: Echo, start_proxy: StartProxy) -> None:
+async def test_origins(load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy) -> None:
     plugin = block(load_plugin, block_origins=[r"^https?://evil\."])
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     url = f"ws://127.0.0.1:{proxy.port}/"
     assert await refused_status(url, proxy=None, origin="https://evil.example") == 403
     assert await refused_status(url, proxy=None, origin="https://good.example") is None
     assert await refused_status(url, proxy=None) is None  # no Origin: nothing to match
-    assert len(echo.paths) == 2
+    assert len(ws_echo.paths) == 2
 
 
 async def test_handshake_only_leaves_messages_unhooked(load_plugin: Load) -> None:
@@ -74,26 +77,26 @@ async def test_handshake_only_leaves_messages_unhooked(load_plugin: Load) -> Non
 
 async def test_drop_matching_messages(
     load_plugin: Load,
-    echo: Echo,
-    start_proxy: StartProxy,
+    ws_echo: WsUpstream,
+    plugin_proxy: PluginProxy,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="wsproxy")
     plugin = block(load_plugin, block_messages=["secret", r"\x00\xff"])
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     async with connect(f"ws://127.0.0.1:{proxy.port}/", proxy=None) as ws:
         for message in ("one", "top secret", b"a\x00\xffb", "two", b"\x00"):
             await ws.send(message)
         assert [await ws.recv() for _ in range(3)] == ["one", "two", b"\x00"]
-    assert echo.received == ["one", "two", b"\x00"]
+    assert ws_echo.received == ["one", "two", b"\x00"]
     assert caplog.messages.count("[c1] client: message dropped by block") == 2
 
 
 async def test_close_on_a_client_message(
-    load_plugin: Load, echo: Echo, start_proxy: StartProxy
+    load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy
 ) -> None:
     plugin = block(load_plugin, block_messages=["rm -rf"], block_action="close")
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     async with connect(f"ws://127.0.0.1:{proxy.port}/", proxy=None) as ws:
         await ws.send("ls")
         assert await ws.recv() == "ls"
@@ -102,11 +105,11 @@ async def test_close_on_a_client_message(
             await asyncio.wait_for(ws.recv(), 5)
     assert caught.value.rcvd is not None
     assert (caught.value.rcvd.code, caught.value.rcvd.reason) == (1008, "blocked by policy")
-    assert echo.received == ["ls"]  # the offending message was not forwarded
+    assert ws_echo.received == ["ls"]  # the offending message was not forwarded
 
 
 async def test_close_on_a_server_message_with_a_code(
-    load_plugin: Load, echo: Echo, start_proxy: StartProxy
+    load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy
 ) -> None:
     plugin = block(
         load_plugin,
@@ -116,14 +119,14 @@ async def test_close_on_a_server_message_with_a_code(
         block_close_code=4000,
         block_close_reason="no echoes of that",
     )
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     async with connect(f"ws://127.0.0.1:{proxy.port}/", proxy=None) as ws:
         await ws.send("forbidden")  # the client may send it; the echo is blocked
         with pytest.raises(ConnectionClosed) as caught:
             await asyncio.wait_for(ws.recv(), 5)
     assert caught.value.rcvd is not None
     assert (caught.value.rcvd.code, caught.value.rcvd.reason) == (4000, "no echoes of that")
-    assert echo.received == ["forbidden"]
+    assert ws_echo.received == ["forbidden"]
 
 
 @pytest.mark.parametrize(
@@ -144,7 +147,7 @@ def test_invalid_options(load_plugin: Load, values: dict[str, Any], problem: str
     assert problem in str(caught.value)
 
 
-async def test_through_the_cli(start_cli: StartCli, echo: Echo) -> None:
+async def test_through_the_cli(start_cli: StartCli, ws_echo: WsUpstream) -> None:
     cli = await start_cli(
         "-q",
         "-s",
@@ -160,4 +163,4 @@ async def test_through_the_cli(start_cli: StartCli, echo: Echo) -> None:
         with pytest.raises(ConnectionClosed) as caught:
             await asyncio.wait_for(ws.recv(), 5)
     assert caught.value.rcvd is not None and caught.value.rcvd.code == 1008
-    assert echo.paths == ["/ok"] and echo.received == []
+    assert ws_echo.paths == ["/ok"] and ws_echo.received == []

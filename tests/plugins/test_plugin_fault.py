@@ -12,7 +12,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.plugins.conftest import Echo, StartCli, StartProxy
+from tests.harness import WsUpstream, wait_until
+from tests.plugins.conftest import PluginProxy, StartCli
 from wsproxy.exceptions import ConfigError
 
 Load = Callable[[str], Any]
@@ -24,30 +25,31 @@ def fault(load_plugin: Load, **values: Any) -> Any:
     return plugin
 
 
-async def forwarded_upstream(port: int, echo: Echo, flows: int = 2, count: int = 40) -> list[Any]:
+async def forwarded_upstream(
+    port: int, ws_echo: WsUpstream, flows: int = 2, count: int = 40
+) -> list[Any]:
     """Open ``flows`` WebSockets one after the other, send ``count`` numbered messages on
     each; return what the upstream got from each."""
     got = []
-    echo.echo = False
+    ws_echo.echo = False
     for _ in range(flows):
-        echo.received.clear()
-        finished = echo.finished
+        ws_echo.received.clear()
         async with connect(f"ws://127.0.0.1:{port}/", proxy=None) as ws:
             for i in range(count):
                 await ws.send(str(i))
-        async with asyncio.timeout(5):
-            while echo.finished == finished:
-                await asyncio.sleep(0.01)
-        got.append([int(m) for m in echo.received])
+        await ws_echo.next_close(5)  # the upstream has seen every message and the close
+        got.append([int(m) for m in ws_echo.received])
     return got
 
 
-async def test_seeded_drops_repeat(load_plugin: Load, echo: Echo, start_proxy: StartProxy) -> None:
+async def test_seeded_drops_repeat(
+    load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy
+) -> None:
     runs = []
     for seed in (7, 7, 8):
         plugin = fault(load_plugin, fault_drop_rate=0.5, fault_seed=seed, fault_direction="client")
-        proxy = await start_proxy(plugin)
-        runs.append(await forwarded_upstream(proxy.port, echo))
+        proxy = await plugin_proxy(plugin)
+        runs.append(await forwarded_upstream(proxy.port, ws_echo))
     first, again, other = runs
     assert first == again  # same seed, same traffic: the same messages dropped, flow by flow
     assert first[0] != first[1]  # each flow has its own sequence
@@ -56,15 +58,17 @@ async def test_seeded_drops_repeat(load_plugin: Load, echo: Echo, start_proxy: S
         assert 5 < len(kept) < 35 and kept == sorted(kept)
 
 
-async def test_drop_all_and_none(load_plugin: Load, echo: Echo, start_proxy: StartProxy) -> None:
-    proxy = await start_proxy(fault(load_plugin, fault_drop_rate=1.0, fault_direction="client"))
-    assert await forwarded_upstream(proxy.port, echo, flows=1, count=5) == [[]]
+async def test_drop_all_and_none(
+    load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy
+) -> None:
+    proxy = await plugin_proxy(fault(load_plugin, fault_drop_rate=1.0, fault_direction="client"))
+    assert await forwarded_upstream(proxy.port, ws_echo, flows=1, count=5) == [[]]
     plugin = fault(load_plugin, fault_drop_rate=0.0)
     assert plugin.message is None  # nothing to do: the chain does not reassemble messages
 
 
-async def test_delay(load_plugin: Load, echo: Echo, start_proxy: StartProxy) -> None:
-    proxy = await start_proxy(fault(load_plugin, fault_delay_ms=100))
+async def test_delay(load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy) -> None:
+    proxy = await plugin_proxy(fault(load_plugin, fault_delay_ms=100))
     async with connect(f"ws://127.0.0.1:{proxy.port}/", proxy=None) as ws:
         start = time.monotonic()
         for text in ("a", "b"):
@@ -75,15 +79,15 @@ async def test_delay(load_plugin: Load, echo: Echo, start_proxy: StartProxy) -> 
     assert elapsed < 3
 
 
-async def test_delay_one_direction(load_plugin: Load, echo: Echo, start_proxy: StartProxy) -> None:
-    proxy = await start_proxy(fault(load_plugin, fault_delay_ms=150, fault_direction="server"))
+async def test_delay_one_direction(
+    load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy
+) -> None:
+    proxy = await plugin_proxy(fault(load_plugin, fault_delay_ms=150, fault_direction="server"))
     async with connect(f"ws://127.0.0.1:{proxy.port}/", proxy=None) as ws:
         start = time.monotonic()
         for text in ("a", "b", "c"):
             await ws.send(text)
-        async with asyncio.timeout(5):
-            while len(echo.received) < 3:
-                await asyncio.sleep(0.005)
+        await wait_until(lambda: len(ws_echo.received) >= 3, 5, interval=0.005)
         assert time.monotonic() - start < 0.15  # the client's messages are not held
         assert [await ws.recv() for _ in range(3)] == ["a", "b", "c"]  # in order
         assert time.monotonic() - start >= 0.45
@@ -102,26 +106,32 @@ async def cut(port: int, messages: list[str]) -> tuple[list[Any], int, str]:
     return answers, caught.value.rcvd.code, caught.value.rcvd.reason
 
 
-async def test_cut_after_messages(load_plugin: Load, echo: Echo, start_proxy: StartProxy) -> None:
+async def test_cut_after_messages(
+    load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy
+) -> None:
     plugin = fault(load_plugin, fault_cut_after_messages=3, fault_direction="client")
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     answers, code, reason = await cut(proxy.port, [str(i) for i in range(6)])
     assert answers == ["0", "1", "2"]
     assert (code, reason) == (1011, "fault injected")
-    assert echo.received == ["0", "1", "2"]
+    assert ws_echo.received == ["0", "1", "2"]
 
 
-async def test_cut_after_bytes(load_plugin: Load, echo: Echo, start_proxy: StartProxy) -> None:
-    proxy = await start_proxy(fault(load_plugin, fault_cut_after_bytes=10))
+async def test_cut_after_bytes(
+    load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy
+) -> None:
+    proxy = await plugin_proxy(fault(load_plugin, fault_cut_after_bytes=10))
     # both directions count: 4 bytes up and 4 back make 8; the next 4 up would make 12
     answers, code, _ = await cut(proxy.port, ["abcd", "efgh"])
-    assert answers == ["abcd"] and echo.received == ["abcd"]
+    assert answers == ["abcd"] and ws_echo.received == ["abcd"]
     assert code == 1011
 
 
-async def test_cut_abort_drops_tcp(load_plugin: Load, echo: Echo, start_proxy: StartProxy) -> None:
+async def test_cut_abort_drops_tcp(
+    load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy
+) -> None:
     plugin = fault(load_plugin, fault_cut_after_messages=2, fault_cut_abort=True)
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     answers = []
     async with connect(f"ws://127.0.0.1:{proxy.port}/", proxy=None) as ws:
         with pytest.raises(ConnectionClosed) as caught:
@@ -147,7 +157,7 @@ def test_invalid_options(load_plugin: Load, values: dict[str, Any], problem: str
     assert problem in str(caught.value)
 
 
-async def test_through_the_cli(start_cli: StartCli, echo: Echo) -> None:
+async def test_through_the_cli(start_cli: StartCli, ws_echo: WsUpstream) -> None:
     cli = await start_cli(
         "-q",
         "-s",

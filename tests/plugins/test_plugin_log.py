@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
@@ -15,14 +14,9 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.plugins.conftest import Echo, StartCli, StartProxy
+from tests.harness import WsUpstream, wait_until
+from tests.plugins.conftest import PluginProxy, StartCli
 from wsproxy.plugins import PluginChain
-
-
-async def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.02)
 
 
 def options(**values: Any) -> SimpleNamespace:
@@ -60,14 +54,14 @@ def test_log_file_is_created_0600(load_plugin: Callable[[str], Any], tmp_path: P
 
 
 async def test_text_lines_to_a_file(
-    load_plugin: Callable[[str], Any], start_proxy: StartProxy, tmp_path: Path
+    load_plugin: Callable[[str], Any], plugin_proxy: PluginProxy, tmp_path: Path
 ) -> None:
     path = tmp_path / "ws.log"
     plugin = load_plugin("log")
     plugin.configure(options(log_file=str(path)))
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     assert await talk(proxy.port, "hello", b"\x00\x01\xff") == ["hello", b"\x00\x01\xff"]
-    await wait_for(lambda: path.exists() and "closed by" in path.read_text())
+    await wait_until(lambda: path.exists() and "closed by" in path.read_text(), 5)
     lines = path.read_text().splitlines()
     assert len(lines) == 6, lines
     assert f"open ws://127.0.0.1:{proxy.port}" not in lines[0]  # the upstream's URL, not ours
@@ -84,14 +78,14 @@ async def test_text_lines_to_a_file(
 
 
 async def test_json_lines(
-    load_plugin: Callable[[str], Any], start_proxy: StartProxy, tmp_path: Path
+    load_plugin: Callable[[str], Any], plugin_proxy: PluginProxy, tmp_path: Path
 ) -> None:
     path = tmp_path / "ws.jsonl"
     plugin = load_plugin("log")
     plugin.configure(options(log_file=str(path), log_json=True, log_max_preview=4))
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     await talk(proxy.port, "héllo!", b"\x00\x01")
-    await wait_for(lambda: path.exists() and '"close"' in path.read_text())
+    await wait_until(lambda: path.exists() and '"close"' in path.read_text(), 5)
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["event"] for r in records] == ["open", *["message"] * 4, "close"]
     assert {r["conn"] for r in records} == {"c1"}
@@ -119,16 +113,16 @@ async def test_json_lines(
 
 
 async def test_frames_are_logged_one_line_each(
-    load_plugin: Callable[[str], Any], start_proxy: StartProxy, tmp_path: Path
+    load_plugin: Callable[[str], Any], plugin_proxy: PluginProxy, tmp_path: Path
 ) -> None:
     path = tmp_path / "frames.log"
     plugin = load_plugin("log")
     plugin.configure(options(log_file=str(path), log_frames=True))
     chain = PluginChain([plugin])
     assert chain.wants_frames and not chain.wants_messages  # only the hook it needs
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     assert await talk(proxy.port, ["ab", "cd", "ef"]) == ["abcdef"]
-    await wait_for(lambda: path.exists() and "closed by" in path.read_text())
+    await wait_until(lambda: path.exists() and "closed by" in path.read_text(), 5)
     lines = path.read_text().splitlines()
     client = [line.split("] ", 1)[1] for line in lines if "client -> server" in line]
     assert client == [
@@ -151,7 +145,7 @@ async def test_message_mode_asks_for_messages_only(load_plugin: Callable[[str], 
 
 async def test_stderr_preview_and_colours(
     load_plugin: Callable[[str], Any],
-    start_proxy: StartProxy,
+    plugin_proxy: PluginProxy,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     class Terminal(io.StringIO):
@@ -163,9 +157,9 @@ async def test_stderr_preview_and_colours(
     monkeypatch.delenv("NO_COLOR", raising=False)
     plugin = load_plugin("log")
     plugin.configure(options(log_max_preview=10))
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     await talk(proxy.port, "x" * 50)
-    await wait_for(lambda: "closed by" in terminal.getvalue())
+    await wait_until(lambda: "closed by" in terminal.getvalue(), 5)
     lines = terminal.getvalue().splitlines()
     assert lines[1].startswith("\x1b[32m") and lines[1].endswith("'xxxxxxxxxx…'\x1b[0m")
     assert lines[2].startswith("\x1b[36m")  # server -> client in another colour
@@ -174,12 +168,15 @@ async def test_stderr_preview_and_colours(
     terminal.seek(0)
     terminal.truncate()
     await talk(proxy.port, "plain")
-    await wait_for(lambda: "closed by" in terminal.getvalue())
+    await wait_until(lambda: "closed by" in terminal.getvalue(), 5)
     assert "\x1b[" not in terminal.getvalue()
 
 
 async def test_modified_messages_name_the_plugin(
-    load_plugin: Callable[[str], Any], echo: Echo, start_proxy: StartProxy, tmp_path: Path
+    load_plugin: Callable[[str], Any],
+    ws_echo: WsUpstream,
+    plugin_proxy: PluginProxy,
+    tmp_path: Path,
 ) -> None:
     class Upper:
         name = "upper"
@@ -191,20 +188,20 @@ async def test_modified_messages_name_the_plugin(
     path = tmp_path / "ws.log"
     plugin = load_plugin("log")
     plugin.configure(options(log_file=str(path)))
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     assert proxy.chain is not None
     proxy.chain.set_plugins([Upper(), plugin])
     assert await talk(proxy.port, "hi") == ["HI"]
-    await wait_for(lambda: "closed by" in path.read_text())
+    await wait_until(lambda: "closed by" in path.read_text(), 5)
     assert "client -> server TEXT z len=2 'HI' (modified by upper)" in path.read_text()
-    assert echo.received == ["HI"]
+    assert ws_echo.received == ["HI"]
 
 
 async def test_through_the_cli(start_cli: StartCli, tmp_path: Path) -> None:
     path = tmp_path / "cli.jsonl"
     cli = await start_cli("-q", "-s", "log", "--set", "log_json=yes", "--set", f"log_file={path}")
     assert await talk(cli.port, "via the CLI") == ["via the CLI"]
-    await wait_for(lambda: path.exists() and '"close"' in path.read_text(), timeout=10)
+    await wait_until(lambda: path.exists() and '"close"' in path.read_text(), 10)
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["event"] for r in records] == ["open", "message", "message", "close"]
     assert records[1]["text"] == "via the CLI"

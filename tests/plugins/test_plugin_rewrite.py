@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -14,7 +13,8 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.plugins.conftest import Echo, StartCli, StartProxy, plugin_module, wait_exit
+from tests.harness import WsUpstream, wait_until
+from tests.plugins.conftest import PluginProxy, StartCli, plugin_module
 from wsproxy.exceptions import ConfigError
 
 Load = Callable[[str], Any]
@@ -38,7 +38,7 @@ async def exchange(port: int, messages: Sequence[str | bytes], path: str = "/") 
 
 
 async def test_regex_with_backreferences_by_direction(
-    load_plugin: Load, echo: Echo, start_proxy: StartProxy, tmp_path: Path
+    load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy, tmp_path: Path
 ) -> None:
     plugin = rewrite_with(
         load_plugin,
@@ -50,15 +50,15 @@ async def test_regex_with_backreferences_by_direction(
             {"name": "ping", "match": "^ping$", "content": "pong"},
         ],
     )  # fmt: skip
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     answers = await exchange(proxy.port, ["token=abcdef&x=1", "hello world", "ping", "pingpong"])
-    assert echo.received == ["token=a***&x=1", "hello world", "pong", "pingpong"]
+    assert ws_echo.received == ["token=a***&x=1", "hello world", "pong", "pingpong"]
     assert answers == ["token=a***&x=1", "bye world", "pong", "pingpong"]
     assert plugin.hits == {"mask-token": 1, "greet": 1, "ping": 1}  # the echo is "pong"
 
 
 async def test_json_paths(
-    load_plugin: Load, echo: Echo, start_proxy: StartProxy, tmp_path: Path
+    load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy, tmp_path: Path
 ) -> None:
     plugin = rewrite_with(
         load_plugin,
@@ -73,7 +73,7 @@ async def test_json_paths(
             ]
         },
     )  # fmt: skip
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     sent = [
         '{"user": {"name": "Ann", "id": 7}}',
         '{"items":[{"secret":"x"},{"secret":"hunter2"}]}',
@@ -83,7 +83,7 @@ async def test_json_paths(
         '{"items":[{"secret":"x"}]}',  # index out of range: unchanged
     ]
     await exchange(proxy.port, sent)
-    assert echo.received == [
+    assert ws_echo.received == [
         '{"user": {"name": {"first": "A."}, "id": 7}}',
         '{"items":[{"secret":"x"},{"secret":"*******"}]}',
         '{"a.b":null,"a":{"b":2}}',
@@ -93,7 +93,7 @@ async def test_json_paths(
 
 
 async def test_host_path_and_binary_rules(
-    load_plugin: Load, echo: Echo, start_proxy: StartProxy, tmp_path: Path
+    load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy, tmp_path: Path
 ) -> None:
     plugin = rewrite_with(
         load_plugin,
@@ -106,16 +106,16 @@ async def test_host_path_and_binary_rules(
              "direction": "client"},
         ],
     )  # fmt: skip
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     await exchange(proxy.port, ["banana", b"a\x00\x00b"], path="/api/v1")
     await exchange(proxy.port, ["banana", b"a\x00\x00b"], path="/other")
-    assert echo.received == ["bAnAnA", b"a-b", "banana", b"a-b"]
+    assert ws_echo.received == ["bAnAnA", b"a-b", "banana", b"a-b"]
     assert plugin.hits == {"here": 1, "bytes": 2}
 
 
 async def test_hits_are_logged_per_flow_and_in_total(
     load_plugin: Load,
-    start_proxy: StartProxy,
+    plugin_proxy: PluginProxy,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -132,11 +132,9 @@ async def test_hits_are_logged_per_flow_and_in_total(
     path.write_text(rules)
     plugin = load_plugin("rewrite")
     plugin.configure(SimpleNamespace(rewrite_rules=str(path)))
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     await exchange(proxy.port, ["secret", "public", "secret secret"])
-    async with asyncio.timeout(5):
-        while "hit" not in caplog.text:
-            await asyncio.sleep(0.02)
+    await wait_until(lambda: "hit" in caplog.text, 5)
     # A rule hits once per message it matched, however many replacements it made.
     assert "rewrite: [c1] rule 'mask-token' hit 2 times" in caplog.messages
     assert not any("'never'" in line for line in caplog.messages)
@@ -146,14 +144,14 @@ async def test_hits_are_logged_per_flow_and_in_total(
 
 
 async def test_compressed_stream_stays_correct_after_a_rewrite(
-    load_plugin: Load, echo: Echo, start_proxy: StartProxy, tmp_path: Path
+    load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy, tmp_path: Path
 ) -> None:
     """A changed message in a context-takeover stream, then many unchanged ones that point
     back into the compressor's window: every one must arrive intact, both ways."""
     plugin = rewrite_with(
         load_plugin, tmp_path, [{"name": "first", "match": "^message 0 ", "replace": "MSG 0 "}]
     )
-    proxy = await start_proxy(plugin)
+    proxy = await plugin_proxy(plugin)
     sent = [f"message {i} " + "repeated payload " * 20 for i in range(300)]
     async with connect(f"ws://127.0.0.1:{proxy.port}/", proxy=None) as ws:
         assert ws.protocol.extensions and ws.protocol.extensions[0].name == "permessage-deflate"
@@ -163,7 +161,7 @@ async def test_compressed_stream_stays_correct_after_a_rewrite(
             await ws.send(message)
         answers = [await ws.recv() for _ in sent]
     expected = ["MSG 0 " + sent[0].removeprefix("message 0 "), *sent[1:]]
-    assert echo.received == expected
+    assert ws_echo.received == expected
     assert answers == expected
 
 
@@ -219,17 +217,17 @@ def test_module_does_not_import_yaml_up_front(monkeypatch: pytest.MonkeyPatch) -
     assert plugin_module("rewrite").plugins
 
 
-async def test_through_the_cli(start_cli: StartCli, echo: Echo, tmp_path: Path) -> None:
+async def test_through_the_cli(start_cli: StartCli, ws_echo: WsUpstream, tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text("- name: up\n  direction: client\n  match: '(\\w+)'\n  replace: '<\\1>'\n")
     cli = await start_cli("-q", "-s", "rewrite", "--set", f"rewrite_rules={rules}")
     assert await exchange(cli.port, ["a b"]) == ["<a> <b>"]
-    assert echo.received == ["<a> <b>"]
+    assert ws_echo.received == ["<a> <b>"]
 
 
 async def test_an_invalid_file_stops_the_cli(start_cli: StartCli, tmp_path: Path) -> None:
     rules = tmp_path / "rules.json"
     rules.write_text('[{"name": "oops", "match": "(", "replace": "x"}]')
     cli = await start_cli("-s", "rewrite", "--set", f"rewrite_rules={rules}", ready=False)
-    assert await wait_exit(cli) != 0
+    assert await cli.wait_exit(15) != 0
     assert f"rewrite_rules {rules}: rule 1 ('oops'): match: invalid regex" in cli.stderr()

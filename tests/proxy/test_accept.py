@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.harness import wait_until
 from wsproxy.proxy.accept import (
     ACCEPT_OUT_OF_RESOURCE,
     AcceptFailures,
@@ -116,9 +117,7 @@ async def test_a_timer_ends_the_burst_when_no_accept_comes_later(
     try:
         loop.call_exception_handler({"message": ACCEPT_OUT_OF_RESOURCE, "exception": EMFILE})
         watch.watching(lambda: None)()  # one accept works; then nothing
-        async with asyncio.timeout(5):
-            while watch.failures.in_burst:
-                await asyncio.sleep(0.01)
+        await wait_until(lambda: not watch.failures.in_burst, 5)
         assert "accepting connections again (1 accept() calls had failed)" in caplog.text
     finally:
         loop.set_exception_handler(None)

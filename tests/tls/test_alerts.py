@@ -49,39 +49,34 @@ def server_error(client: ssl.SSLContext, server: ssl.SSLContext) -> ssl.SSLError
     raise AssertionError("the handshake did not fail on the server side")
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-def proxy_side(ca: trustme.CA, name: str = HOST) -> ssl.SSLContext:
+def proxy_side(upstream_ca: trustme.CA, name: str = HOST) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # as wsproxy.tls.contexts.server_context
-    ca.issue_cert(name).configure_cert(ctx)
+    upstream_ca.issue_cert(name).configure_cert(ctx)
     return ctx
 
 
 # -- real handshakes ---------------------------------------------------------------------------
 
 
-def test_a_client_without_our_ca_sends_unknown_ca(ca: trustme.CA) -> None:
-    error = server_error(ssl.create_default_context(), proxy_side(ca))
+def test_a_client_without_our_ca_sends_unknown_ca(upstream_ca: trustme.CA) -> None:
+    error = server_error(ssl.create_default_context(), proxy_side(upstream_ca))
     verdict = classify(error)
     assert (verdict.kind, verdict.alert) == (Kind.DISTRUST, "unknown_ca")
 
 
-def test_a_name_mismatch_is_bad_certificate(ca: trustme.CA) -> None:
+def test_a_name_mismatch_is_bad_certificate(upstream_ca: trustme.CA) -> None:
     client = ssl.create_default_context()
-    ca.configure_trust(client)
-    verdict = classify(server_error(client, proxy_side(ca, "other.test")))
+    upstream_ca.configure_trust(client)
+    verdict = classify(server_error(client, proxy_side(upstream_ca, "other.test")))
     assert (verdict.kind, verdict.alert) == (Kind.DISTRUST, "bad_certificate")
 
 
-def test_a_tls_1_1_client_is_incompatible_not_distrust(ca: trustme.CA) -> None:
+def test_a_tls_1_1_client_is_incompatible_not_distrust(upstream_ca: trustme.CA) -> None:
     client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client.load_verify_locations(cadata=ca.cert_pem.bytes().decode())
+    client.load_verify_locations(cadata=upstream_ca.cert_pem.bytes().decode())
     client.maximum_version = ssl.TLSVersion.TLSv1_2
-    server = proxy_side(ca)
+    server = proxy_side(upstream_ca)
     server.minimum_version = ssl.TLSVersion.TLSv1_3
     verdict = classify(server_error(client, server))
     assert verdict.kind is Kind.INCOMPATIBLE
@@ -89,12 +84,12 @@ def test_a_tls_1_1_client_is_incompatible_not_distrust(ca: trustme.CA) -> None:
     assert verdict.alert is None  # detected by the proxy itself
 
 
-def test_no_shared_cipher_is_incompatible(ca: trustme.CA) -> None:
+def test_no_shared_cipher_is_incompatible(upstream_ca: trustme.CA) -> None:
     client = ssl.create_default_context()
-    ca.configure_trust(client)
+    upstream_ca.configure_trust(client)
     client.maximum_version = ssl.TLSVersion.TLSv1_2
     client.set_ciphers("ECDHE-ECDSA-AES128-SHA")  # and the server only ECDHE-RSA-...
-    server = proxy_side(ca)
+    server = proxy_side(upstream_ca)
     server.maximum_version = ssl.TLSVersion.TLSv1_2
     server.set_ciphers("ECDHE-RSA-AES256-GCM-SHA384")
     verdict = classify(server_error(client, server))

@@ -17,22 +17,10 @@ from wsproxy.exceptions import TLSError
 from wsproxy.tls import describe_verify_error, upstream_context
 
 
-@pytest.fixture(scope="module")
-def authority() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def ca_file(authority: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("upstream") / "ca.pem"
-    authority.cert_pem.write_to_path(str(path))
-    return path
-
-
-def connect(authority: trustme.CA, client: ssl.SSLContext, server_hostname: str) -> str | None:
+def connect(upstream_ca: trustme.CA, client: ssl.SSLContext, server_hostname: str) -> str | None:
     """Handshake with a trustme-signed "localhost" server; return the ALPN protocol."""
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
+    upstream_ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
     server_ctx.set_alpn_protocols(["h2", "http/1.1"])
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -59,45 +47,45 @@ def connect(authority: trustme.CA, client: ssl.SSLContext, server_hostname: str)
     return asyncio.run(asyncio.wait_for(main(), 10))
 
 
-def test_untrusted_upstream_fails(authority: trustme.CA) -> None:
+def test_untrusted_upstream_fails(upstream_ca: trustme.CA) -> None:
     with pytest.raises(ssl.SSLCertVerificationError) as info:
-        connect(authority, upstream_context(), "localhost")
+        connect(upstream_ca, upstream_context(), "localhost")
     assert describe_verify_error(info.value) == (
         "certificate verify failed: unable to get local issuer certificate"
     )
 
 
-def test_upstream_ca_file_is_trusted(authority: trustme.CA, ca_file: Path) -> None:
-    assert connect(authority, upstream_context(ca_file), "localhost") == "http/1.1"
+def test_upstream_ca_file_is_trusted(upstream_ca: trustme.CA, upstream_ca_file: Path) -> None:
+    assert connect(upstream_ca, upstream_context(upstream_ca_file), "localhost") == "http/1.1"
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_upstream_ca_directory_is_trusted(
-    authority: trustme.CA, ca_file: Path, tmp_path: Path
+    upstream_ca: trustme.CA, upstream_ca_file: Path, tmp_path: Path
 ) -> None:
     # OpenSSL's hashed-directory layout, <subject hash>.0, as c_rehash makes it.
     out = subprocess.run(
-        ["openssl", "x509", "-hash", "-noout", "-in", str(ca_file)],
+        ["openssl", "x509", "-hash", "-noout", "-in", str(upstream_ca_file)],
         check=True,
         capture_output=True,
         text=True,
     )
-    (tmp_path / f"{out.stdout.strip()}.0").write_bytes(ca_file.read_bytes())
-    assert connect(authority, upstream_context(tmp_path), "localhost") == "http/1.1"
+    (tmp_path / f"{out.stdout.strip()}.0").write_bytes(upstream_ca_file.read_bytes())
+    assert connect(upstream_ca, upstream_context(tmp_path), "localhost") == "http/1.1"
 
 
-def test_hostname_is_checked(authority: trustme.CA, ca_file: Path) -> None:
+def test_hostname_is_checked(upstream_ca: trustme.CA, upstream_ca_file: Path) -> None:
     with pytest.raises(ssl.SSLCertVerificationError) as info:
-        connect(authority, upstream_context(ca_file), "other.test")
+        connect(upstream_ca, upstream_context(upstream_ca_file), "other.test")
     reason = describe_verify_error(info.value)
     assert reason.startswith("certificate verify failed: Hostname mismatch")
     assert "other.test" in reason and not reason.endswith(".")
 
 
-def test_insecure_skips_verification(authority: trustme.CA) -> None:
+def test_insecure_skips_verification(upstream_ca: trustme.CA) -> None:
     ctx = upstream_context(insecure=True)
     assert not ctx.check_hostname and ctx.verify_mode == ssl.CERT_NONE
-    assert connect(authority, ctx, "other.test") == "http/1.1"
+    assert connect(upstream_ca, ctx, "other.test") == "http/1.1"
 
 
 def test_upstream_context_defaults() -> None:
@@ -112,9 +100,9 @@ def test_missing_ca_file_is_a_tls_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_ca_file_is_a_tls_error(ca_file: Path, tmp_path: Path) -> None:
+def test_unreadable_ca_file_is_a_tls_error(upstream_ca_file: Path, tmp_path: Path) -> None:
     locked = tmp_path / "locked.pem"
-    locked.write_bytes(ca_file.read_bytes())
+    locked.write_bytes(upstream_ca_file.read_bytes())
     locked.chmod(0)
     with pytest.raises(TLSError, match="not readable"):
         upstream_context(locked)
@@ -127,9 +115,9 @@ def test_ca_file_without_certificates_is_a_tls_error(tmp_path: Path) -> None:
         upstream_context(junk)
 
 
-def test_describe_finds_the_ssl_error_behind_wrappers(authority: trustme.CA) -> None:
+def test_describe_finds_the_ssl_error_behind_wrappers(upstream_ca: trustme.CA) -> None:
     with pytest.raises(ssl.SSLCertVerificationError) as info:
-        connect(authority, upstream_context(), "localhost")
+        connect(upstream_ca, upstream_context(), "localhost")
     verify_error = info.value
 
     class ClientConnectorCertificateError(OSError):

@@ -19,11 +19,6 @@ from cryptography import x509
 from wsproxy.tls import CertAuthority
 
 
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> CertAuthority:
-    return CertAuthority.load_or_create(tmp_path_factory.mktemp("ca"))
-
-
 def trusting(ca_file: Path) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(ca_file))
     ctx.set_alpn_protocols(["h2", "http/1.1"])

@@ -17,11 +17,6 @@ from wsproxy.tls import CertAuthority
 from wsproxy.tls import ca as ca_module
 
 
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> CertAuthority:
-    return CertAuthority.load_or_create(tmp_path_factory.mktemp("ca"))
-
-
 @pytest.fixture
 def fresh_ca(ca: CertAuthority) -> CertAuthority:
     """Same CA, empty caches and no leaf key yet."""

@@ -10,11 +10,6 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from wsproxy.tls import MAGIC_HOST, CertAuthority, render
 
 
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> CertAuthority:
-    return CertAuthority.load_or_create(tmp_path_factory.mktemp("ca"))
-
-
 def test_magic_host_is_reserved() -> None:
     assert MAGIC_HOST == "wsproxy.invalid"  # RFC 6761 section 6.4: never resolves
 

@@ -12,11 +12,6 @@ from wsproxy.tls.handshakes import is_client_hello
 from wsproxy.tls.memory import TLSLayer
 
 
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> CertAuthority:
-    return CertAuthority.load_or_create(tmp_path_factory.mktemp("ca"))
-
-
 def joined(ca: CertAuthority) -> tuple[TLSLayer, TLSLayer]:
     """A client and a server layer after their handshake, each fed what the other wrote."""
     trusting = ssl.create_default_context(cafile=str(ca.cert_pem_path))
