@@ -201,17 +201,15 @@ class WebSocketSession:
 
     def _carry_out(self, commands: list[Command]) -> None:
         capture = self.capture
+        client = self.client
         for command in commands:
-            kind = type(command)
-            if kind is Send:
-                assert isinstance(command, Send)
+            if isinstance(command, Send):
                 if capture is not None:
                     capture.sync()  # the capture's write-ahead: recorded before forwarded
-                write = self.peer(command.side).write
+                write = client.write if command.side is Side.CLIENT else self.server.write
                 for chunk in command.chunks:
                     write(chunk)
-            elif kind is Record:
-                assert isinstance(command, Record)
+            elif isinstance(command, Record):
                 for observe in self._observers:
                     observe(command.record)
             else:

@@ -99,6 +99,11 @@ class Leg:
     reader: FrameReader
     writer: FrameWriter
     state: LegState = LegState.OPEN
+    # Answers about ``state``, kept beside it by ``change`` because the relay asks them for
+    # every frame: may a frame still go to this peer (RFC 6455 5.5.1: nothing after our
+    # close)? Is the transport up, and not yet to be closed by the proxy?
+    can_send: bool = True
+    live: bool = True
     received: CloseFrame | None = None  # the peer's close frame
     sent: CloseFrame | None = None  # ours
     violation: Violation | None = None
@@ -145,19 +150,11 @@ class Leg:
             new = TRANSITIONS[(self.state, event)]
         except KeyError:
             raise StateError(f"{self.side.value} leg: no {event} from {self.state}") from None
-        was_live = self.state in _LIVE
+        was_live = self.live
         self.state = new
-        return was_live and new not in _LIVE
-
-    @property
-    def can_send(self) -> bool:
-        """Whether a frame may still go to this peer (RFC 6455 5.5.1: nothing after our close)."""
-        return self.state in _SENDABLE
-
-    @property
-    def live(self) -> bool:
-        """Whether the transport is up and the proxy has not decided to close it."""
-        return self.state in _LIVE
+        self.can_send = new in _SENDABLE
+        self.live = new in _LIVE
+        return was_live and not self.live
 
     @property
     def gone(self) -> bool:

@@ -93,6 +93,7 @@ class Relay(CloseHandshake, HookSeam):
         self.client = self._leg(Side.CLIENT, config)
         self.server = self._leg(Side.SERVER, config)
         self._records = config.records
+        self._hooked = config.want_frames or config.want_messages
         self._full = config.full_payloads
         self._out: list[Command] = []
         self._ended: list[Leg] = []  # legs whose transport must now be closed or aborted
@@ -229,15 +230,23 @@ class Relay(CloseHandshake, HookSeam):
         """The commands of this entry point, in the order the module doc gives."""
         out = self._out
         self._out = []
-        for leg in (self.client, self.server):
-            writer = leg.writer
-            if writer.has_output:
-                out.append(Send(leg.side, writer.chunks_to_send()))
-        if self._ended:
-            for leg in self._ended:
-                out.append(self._end_command(leg))
-            self._ended.clear()
-        for leg in (self.client, self.server):
+        client, server = self.client, self.server
+        if client.writer.has_output:
+            out.append(Send(Side.CLIENT, client.writer.chunks_to_send()))
+        if server.writer.has_output:
+            out.append(Send(Side.SERVER, server.writer.chunks_to_send()))
+        if (
+            client.state is LegState.OPEN
+            and server.state is LegState.OPEN
+            and not self._hooked
+            and client.owed_close is None
+            and server.grace_close is None
+        ):
+            return out  # the common case: nothing but frames moved
+        for leg in self._ended:
+            out.append(self._end_command(leg))
+        self._ended.clear()
+        for leg in (client, server):
             self._state_commands(leg, out)
         if not self._finished and self.finished:
             self._finished = True
@@ -293,7 +302,7 @@ class Relay(CloseHandshake, HookSeam):
     # -- frames -----------------------------------------------------------------------------
 
     def _handle(self, source: Leg, target: Leg, events: list[Event]) -> None:
-        if source.hooked:
+        if self._hooked:
             self._queue(source, target, events)
             return
         for event in events:
