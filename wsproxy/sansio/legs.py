@@ -102,8 +102,8 @@ class Leg:
     # Answers about ``state``, kept beside it by ``change`` because the relay asks them for
     # every frame: may a frame still go to this peer (RFC 6455 5.5.1: nothing after our
     # close)? Is the transport up, and not yet to be closed by the proxy?
-    can_send: bool = True
-    live: bool = True
+    can_send: bool = field(init=False)
+    live: bool = field(init=False)
     received: CloseFrame | None = None  # the peer's close frame
     sent: CloseFrame | None = None  # ours
     violation: Violation | None = None
@@ -142,6 +142,10 @@ class Leg:
     # Towards this peer: a fragmented message is half-sent, so injected messages must wait.
     out_open: bool = False
     inject_queue: list[tuple[int, bytes]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.can_send = self.state in _SENDABLE
+        self.live = self.state in _LIVE
 
     def change(self, event: LegEvent) -> bool:
         """Apply ``event``; True when the transport is now to be closed or aborted (the
