@@ -17,6 +17,8 @@ thread writes them a little behind the relay (it wakes as soon as a record is qu
 few records can be missing after a SIGKILL. Data that reached the OS survives the proxy being
 SIGKILLed; ``fsync`` only adds protection against power loss or a kernel crash and costs a disk
 round trip per batch, so it is opt-in: ``--capture-fsync`` (write-ahead is off with it).
+Write-ahead is also off for a capture that is not a regular file, such as a named pipe: a write
+to a pipe blocks while its reader is slow, and that must not happen on the event loop.
 
 Backpressure: a WebSocket can send faster than the thread encodes (large frames come in
 pieces of 256 KiB, see ``jsonl``), so when the queue holds more than ``high_water`` bytes of
@@ -25,7 +27,14 @@ connections, and calls it back when the thread has taken the queue. Records then
 sockets' buffers, not in the proxy: capture memory stays near twice ``high_water`` (the queue
 and the batch being written), and records are not lost to a writer that is merely slower than
 the network. A stalled disk therefore stalls captured connections too, for as long as it stalls
-(the write-ahead pause above still keeps the event loop itself from waiting for it).
+(the write-ahead pause above still keeps the event loop itself from waiting for it). Many small
+frames weigh little but cost the thread per record, so more than ``high_water_records`` (2,000)
+queued records congest too: a session stops reading at the end of the chunk it is relaying
+(256 KiB at most, about 3,700 small frames), so the hard limits below stay out of reach unless
+several connections overshoot at the same instant. That is ``overflow="wait"``, the default
+(``--capture-overflow wait``); with ``overflow="drop"`` (``--capture-overflow drop``)
+``congested`` always says no: the relay never waits for the capture, and when the writer falls
+behind, records are dropped as below.
 
 Overload: the queue holds at most ``max_records`` records and ``max_bytes`` of payload (10,000
 and 64 MiB by default; one record is always accepted into an empty queue, so a message larger
@@ -61,12 +70,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from wsproxy.capture import jsonl
 from wsproxy.capture.files import create_private
@@ -84,6 +94,8 @@ MiB = 1024 * 1024
 MAX_RECORDS = 10_000
 MAX_BYTES = 64 * MiB
 HIGH_WATER = 8 * MiB  # queued payload above which captured connections stop reading
+HIGH_WATER_RECORDS = 2_000  # ... or queued records
+OVERFLOW = ("wait", "drop")  # what a writer behind the traffic does: congest, or drop records
 REPORT_INTERVAL = 5.0  # seconds between loss summaries
 INLINE_MAX = 64 * 1024  # larger frame payloads are always encoded in the writer thread
 SLOW_WRITE = 0.005  # seconds: a write-ahead slower than this means the disk is struggling
@@ -179,6 +191,8 @@ class CaptureWriter:
         max_records: int = MAX_RECORDS,
         max_bytes: int = MAX_BYTES,
         high_water: int = HIGH_WATER,
+        high_water_records: int = HIGH_WATER_RECORDS,
+        overflow: Literal["wait", "drop"] = "wait",
         har_interval: float = HAR_INTERVAL,
         report_interval: float = REPORT_INTERVAL,
         tool: str = "wsproxy",
@@ -203,10 +217,18 @@ class CaptureWriter:
         self.max_records = max_records
         self.max_bytes = max_bytes
         self.high_water = high_water
+        self.high_water_records = high_water_records
+        if overflow not in OVERFLOW:
+            raise ValueError(f"overflow must be one of {OVERFLOW}, not {overflow!r}")
+        self.overflow = overflow
         self.har_interval = har_interval
         self.report_interval = report_interval
         # Mode 0600 from creation: a capture holds cookies and payloads (see files.py).
         self._file: BinaryIO = create_private(self.journal)  # closed by the thread
+        if not stat.S_ISREG(os.fstat(self._file.fileno()).st_mode):
+            # A FIFO (or a terminal): a write blocks for as long as its reader is slow, so
+            # never on the event loop; the thread writes everything.
+            self.write_ahead = False
         self._file.write(jsonl.dumps(jsonl.header(tool, filter)).encode() + b"\n")
         self._file.flush()
         self._cond = threading.Condition()
@@ -257,16 +279,22 @@ class CaptureWriter:
         self.sync()
 
     def congested(self, resume: Callable[[], None]) -> bool:
-        """Whether the queue holds more than ``high_water`` bytes; if so ``resume`` is called,
-        from the writer thread, once the thread has taken the queue (see the module doc)."""
-        if self._queued_bytes <= self.high_water:  # read without the lock: a hint, re-checked
+        """Whether the queue holds more than ``high_water`` bytes or ``high_water_records``
+        records (never with ``overflow="drop"``); if so ``resume`` is called, from the writer
+        thread, once the thread has taken the queue (see the module doc)."""
+        if not self._over_high_water():  # read without the lock: a hint, re-checked
             return False
         with self._cond:
-            if self._queued_bytes <= self.high_water or self._stopping:
+            if not self._over_high_water() or self._stopping:
                 return False
             self._waiting.append(resume)
             self.congestions += 1
             return True
+
+    def _over_high_water(self) -> bool:
+        return self.overflow == "wait" and (
+            self._queued_bytes > self.high_water or len(self._queue) > self.high_water_records
+        )
 
     def sync(self) -> None:
         """Write the write-ahead lines of this batch: called before the relay's output goes out."""
