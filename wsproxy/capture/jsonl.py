@@ -92,9 +92,10 @@ by a crash is skipped.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from wsproxy.capture.records import (
@@ -123,10 +124,42 @@ Data = bytes | memoryview
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
+# The writer's two hot spots, measured (bench/capture_bench.py): base64 of large payloads
+# (CPython's binascii does about 300 MB/s, pybase64's SIMD code over 10 GB/s) and JSON of
+# small records (orjson about 5x faster than json). Both are optional (``wsproxy[fast]``):
+# used when installed, and the lines are the same JSON either way.
+_b64encode: Callable[[Data], bytes] = base64.b64encode
+_orjson: Any = None
+try:
+    import pybase64
+
+    _b64encode = pybase64.b64encode
+except ImportError:  # pragma: no cover - depends on what is installed
+    pass
+with contextlib.suppress(ImportError):  # pragma: no cover - depends on what is installed
+    import orjson as _orjson
+
 
 def dumps(obj: dict[str, Any]) -> str:
     """One record as one line (no newline): compact, UTF-8 text kept as it is."""
     return _dumps(obj)
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    """``dumps(obj)`` as UTF-8 bytes, with orjson when it is installed."""
+    if _orjson is not None:
+        try:
+            line: bytes = _orjson.dumps(obj)
+            return line
+        except TypeError:  # orjson.JSONEncodeError: a lone surrogate, an int over 64 bits
+            pass
+    return _dumps(obj).encode("utf-8")
+
+
+def b64encode(data: Data) -> bytes:
+    """Base64 of ``data`` (bytes or a memoryview, not copied first), with pybase64 when it is
+    installed."""
+    return _b64encode(data)
 
 
 def header(tool: str, filter: str | None, ts: float | None = None) -> dict[str, Any]:
@@ -157,7 +190,7 @@ def _content(
     if raw is not None:
         raw.append((prefix + "b64", data))  # encoded by frame_line, outside the JSON encoder
     else:
-        out[prefix + "b64"] = base64.b64encode(data).decode("ascii")
+        out[prefix + "b64"] = b64encode(data).decode("ascii")
 
 
 def frame(
@@ -261,7 +294,7 @@ def _line(
     obj = frame(
         conn, ts, record, payload=payload, original=original, offset=offset, more=more, raw=raw
     )
-    head = dumps(obj).encode("utf-8")
+    head = encode(obj)
     if not raw:
         yield head
         yield b"\n"
@@ -269,7 +302,7 @@ def _line(
     yield head[:-1]
     for key, data in raw:
         yield b',"' + key.encode("ascii") + b'":"'
-        yield base64.b64encode(data)
+        yield b64encode(data)
         yield b'"'
     yield b"}\n"
 
@@ -332,7 +365,7 @@ def http(exchange: HttpExchange) -> dict[str, Any]:
 
 
 def http_line(exchange: HttpExchange) -> Iterator[bytes]:
-    yield dumps(http(exchange)).encode("utf-8")
+    yield encode(http(exchange))
     yield b"\n"
 
 

@@ -169,7 +169,7 @@ def _item_parts(item: _Item) -> Iterator[bytes]:
     """One queued item as the pieces of its JSONL line(s), newlines included, made as they are
     taken (a large frame's lines are encoded one after the other, never all at once)."""
     if isinstance(item, dict):
-        yield jsonl.dumps(item).encode("utf-8")
+        yield jsonl.encode(item)
         yield b"\n"
         return
     if isinstance(item, HttpExchange):
@@ -460,7 +460,7 @@ class CaptureWriter:
         return closed
 
     def _write_line(self, obj: dict[str, Any]) -> None:
-        self._file.write(jsonl.dumps(obj).encode("utf-8") + b"\n")
+        self._file.write(jsonl.encode(obj) + b"\n")
 
     def _write_har(self, final: bool = False) -> None:
         from wsproxy.capture.har import journal_to_har
