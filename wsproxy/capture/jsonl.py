@@ -84,6 +84,10 @@ body is empty.
 
     {"type": "lost", "time": ..., "ts": ..., "count": 120, "total": 120}
 
+``stopped`` (writing the capture failed, as on a full disk; the last line, when it fits)::
+
+    {"type": "stopped", "time": ..., "ts": ..., "error": "ENOSPC: No space left on device"}
+
 Readers ignore fields and record types they do not know; ``version`` changes only when a
 field changes meaning (2: frames in pieces; this reader reads 1 and 2). A last line cut short
 by a crash is skipped.
@@ -367,6 +371,12 @@ def http(exchange: HttpExchange) -> dict[str, Any]:
 def http_line(exchange: HttpExchange) -> Iterator[bytes]:
     yield encode(http(exchange))
     yield b"\n"
+
+
+def stopped(error: str, ts: float | None = None) -> dict[str, Any]:
+    """The last record of a capture whose writing failed (a full disk): nothing follows."""
+    ts = time.time() if ts is None else ts
+    return {"type": "stopped", "time": iso_time(ts), "ts": ts, "error": error}
 
 
 def lost(count: int, total: int, ts: float | None = None) -> dict[str, Any]:

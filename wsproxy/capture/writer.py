@@ -45,6 +45,12 @@ at shutdown, and a ``lost`` record with the count goes into the file when the wr
 up, so readers see the gap. Handshake and close records are never dropped (one each per
 connection, small), so every connection in the file has its start and end.
 
+A full disk (``ENOSPC``, or any other write error): the capture stops, the relay does not. The
+file is cut back to its last whole line (``linefile``: the kernel may have taken half of the
+last one) and ends with a ``stopped`` record if that fits; every line written before stays.
+One error in the log names the file and the cause; from then on records are not queued and
+captured connections are never held for the capture.
+
 HAR output (``-w FILE.har``): the records go to a JSONL journal beside it, ``FILE.har.jsonl``
 (kept after the run), and the HAR is rewritten from the journal, atomically (a temporary file
 then ``os.replace``), when the run ends, after a connection closes and every ``har_interval``
@@ -67,6 +73,7 @@ its own; they share nothing but the filter). Every file is created 0600 (see ``f
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -81,6 +88,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 from wsproxy.capture import jsonl
 from wsproxy.capture.files import create_private
 from wsproxy.capture.formats import JOURNALED, capture_format, journal_path
+from wsproxy.capture.linefile import LineFile
 from wsproxy.capture.records import iso_time
 from wsproxy.model import Flow, HttpExchange
 from wsproxy.sansio.relay import FrameRecord
@@ -101,6 +109,13 @@ INLINE_MAX = 64 * 1024  # larger frame payloads are always encoded in the writer
 SLOW_WRITE = 0.005  # seconds: a write-ahead slower than this means the disk is struggling
 SLOW_PAUSE = 10.0  # seconds without write-ahead after a slow one
 HAR_INTERVAL = 5.0  # seconds between HAR rewrites while traffic flows
+
+
+def _describe(error: BaseException) -> str:
+    """``ENOSPC: No space left on device``; any other exception as its type and text."""
+    if isinstance(error, OSError) and error.errno:
+        return f"{errno.errorcode.get(error.errno, error.errno)}: {os.strerror(error.errno)}"
+    return f"{type(error).__name__}: {error}"
 
 
 def _address(address: tuple[str, int] | Any) -> str | None:
@@ -229,8 +244,9 @@ class CaptureWriter:
             # A FIFO (or a terminal): a write blocks for as long as its reader is slow, so
             # never on the event loop; the thread writes everything.
             self.write_ahead = False
-        self._file.write(jsonl.dumps(jsonl.header(tool, filter)).encode() + b"\n")
-        self._file.flush()
+        self._out = LineFile(self._file.fileno())  # whole lines, even on a full disk
+        self._out.write(jsonl.encode(jsonl.header(tool, filter)) + b"\n")
+        self._out.flush()
         self._cond = threading.Condition()
         self._queue: deque[_Item] = deque()
         self._queued_bytes = 0
@@ -304,19 +320,17 @@ class CaptureWriter:
             self._write_inline()
 
     def _write_inline(self) -> None:
-        """With the lock held: one ``os.write`` of the waiting lines (the thread is idle)."""
-        data = b"".join(self._inline)
-        self._inline.clear()
+        """With the lock held: one ``os.writev`` of the waiting lines (the thread is idle)."""
         started = time.monotonic()
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._file.fileno(), view) :]
+            for line in self._inline:
+                self._out.write(line)
+            self._out.flush()
         except OSError as error:
-            self.error = error
-            self._stopping = True
-            log.error("capture: writing %s failed, capture stopped: %s", self.journal, error)
+            self._fail(error)
             return
+        finally:
+            self._inline.clear()
         self.written_inline += 1
         self._journal_grew = True  # the thread keeps the HAR up to date
         took = time.monotonic() - started
@@ -401,7 +415,7 @@ class CaptureWriter:
                         self._write_line(jsonl.lost(lost - self._lost_written, lost))
                         self._lost_written = lost
                     if had or lost:
-                        self._file.flush()
+                        self._out.flush()
                         if self.fsync:
                             os.fsync(self._file.fileno())
                 finally:
@@ -431,8 +445,7 @@ class CaptureWriter:
                     har_gap = max(self.har_interval, 4 * took)
                     har_due = time.monotonic() + har_gap
         except BaseException as error:  # a full disk must not go unnoticed
-            self.error = error
-            log.error("capture: writing %s failed, capture stopped: %s", self.journal, error)
+            self._fail(error)
             with self._cond:
                 self._stopping = True
                 self._queue.clear()
@@ -449,7 +462,7 @@ class CaptureWriter:
         batch of large frames never sits in memory twice.
         """
         closed = False
-        write = self._file.write
+        write = self._out.write
         while batch:
             item = batch.popleft()
             if isinstance(item, dict):
@@ -460,7 +473,25 @@ class CaptureWriter:
         return closed
 
     def _write_line(self, obj: dict[str, Any]) -> None:
-        self._file.write(jsonl.encode(obj) + b"\n")
+        self._out.write(jsonl.encode(obj) + b"\n")
+
+    def _fail(self, error: BaseException) -> None:
+        """Stop capturing after a write failed: the file ends with its last whole line (see
+        ``linefile``), then a ``stopped`` record if it fits; one error in the log. The relay
+        goes on without capture."""
+        if self.error is not None:
+            return
+        self.error = error
+        self._stopping = True
+        why = _describe(error)
+        final = self._out.write_final(jsonl.encode(jsonl.stopped(why)) + b"\n")
+        log.error(
+            "capture: writing %s failed (%s): capture stopped, the proxy goes on relaying "
+            "without it; the file ends with %s",
+            self.journal,
+            why,
+            "a 'stopped' record" if final else "the last whole record",
+        )
 
     def _write_har(self, final: bool = False) -> None:
         from wsproxy.capture.har import journal_to_har
