@@ -197,6 +197,9 @@ def _content(
         out[prefix + "b64"] = b64encode(data).decode("ascii")
 
 
+_NAMES = {opcode: file_opcode_name(opcode) for opcode in range(16)}
+
+
 def frame(
     conn: str,
     ts: float,
@@ -218,8 +221,8 @@ def frame(
         "time": iso_time(ts),
         "ts": ts,
         "direction": r.side.value,
-        "opcode": file_opcode_name(r.opcode),
-        "message_opcode": file_opcode_name(r.message_opcode),
+        "opcode": _NAMES.get(r.opcode) or file_opcode_name(r.opcode),
+        "message_opcode": _NAMES.get(r.message_opcode) or file_opcode_name(r.message_opcode),
         "fin": r.fin,
         "rsv1": bool(r.rsv & 0x40),
         "rsv2": bool(r.rsv & 0x20),
@@ -285,6 +288,16 @@ def frame_line(conn: str, ts: float, record: FrameRecord) -> Iterator[bytes]:
         yield from _line(conn, ts, r, piece, was, r.offset + start, more)
 
 
+def frame_bytes(conn: str, ts: float, record: FrameRecord) -> bytes:
+    """``frame_line`` joined: the write-ahead's path for small frames, one call per record
+    instead of a generator's steps (a small frame's line is encoded on the event loop)."""
+    r = record
+    if len(r.payload) > PIECE or (r.original is not None and len(r.original) > PIECE):
+        return b"".join(frame_line(conn, ts, r))
+    parts = _line_parts(conn, ts, r, r.payload, r.original, r.offset, r.more)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 def _line(
     conn: str,
     ts: float,
@@ -294,21 +307,30 @@ def _line(
     offset: int,
     more: bool,
 ) -> Iterator[bytes]:
+    yield from _line_parts(conn, ts, record, payload, original, offset, more)
+
+
+def _line_parts(
+    conn: str,
+    ts: float,
+    record: FrameRecord,
+    payload: Data,
+    original: Data | None,
+    offset: int,
+    more: bool,
+) -> list[bytes]:
     raw: list[tuple[str, Data]] = []
     obj = frame(
         conn, ts, record, payload=payload, original=original, offset=offset, more=more, raw=raw
     )
     head = encode(obj)
     if not raw:
-        yield head
-        yield b"\n"
-        return
-    yield head[:-1]
+        return [head + b"\n"]
+    parts = [head[:-1]]
     for key, data in raw:
-        yield b',"' + key.encode("ascii") + b'":"'
-        yield b64encode(data)
-        yield b'"'
-    yield b"}\n"
+        parts += (b',"', key.encode("ascii"), b'":"', b64encode(data), b'"')
+    parts.append(b"}\n")
+    return parts
 
 
 def _address(address: Any) -> str | None:

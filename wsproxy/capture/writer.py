@@ -344,6 +344,9 @@ class CaptureWriter:
             )
 
     def _encode_inline(self, item: _Item) -> bytes:
+        if isinstance(item, tuple):
+            conn, record, ts = item
+            return jsonl.frame_bytes(conn, ts, record)
         return b"".join(_item_parts(item))
 
     def _put(self, item: _Item, size: int, *, droppable: bool) -> None:
