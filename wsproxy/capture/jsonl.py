@@ -130,8 +130,8 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 # The writer's two hot spots, measured (bench/capture_bench.py): base64 of large payloads
 # (CPython's binascii does about 300 MB/s, pybase64's SIMD code over 10 GB/s) and JSON of
-# small records (orjson about 5x faster than json). Both are optional (``wsproxy[fast]``):
-# used when installed, and the lines are the same JSON either way.
+# small records (orjson about 5x faster than json). pybase64 is a dependency, orjson an option
+# (``wsproxy[fast]``); each is used when installed, and the lines are the same JSON either way.
 _b64encode: Callable[[Data], bytes] = base64.b64encode
 _orjson: Any = None
 try:
