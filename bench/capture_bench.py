@@ -187,7 +187,7 @@ def main() -> None:
         "small": ("x" * 64, args.messages, args.window, ["off", *formats]),
         "large": (os.urandom(MiB), args.large, 4, ["off", *formats]),
         # The stream: 1 GiB each way through one connection, capture off and JSONL only (a
-        # HAR of it would be rewritten from a 2.7 GiB journal); one round is enough for RSS.
+        # HAR of it would be rewritten from a 2.7 GiB journal).
         "stream": (os.urandom(MiB), args.stream, 4, ["off", "jsonl"]),
     }
     echo_port = free_port()
@@ -212,7 +212,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as confdir:
             for name in args.scenarios.split(","):
                 payload, count, window, configs = scenarios[name]
-                repeats = 1 if name == "stream" else args.repeats
+                repeats = args.repeats
                 results: dict[str, list[Run]] = {c: [] for c in configs}
                 for round_ in range(repeats):
                     order = configs[round_ % len(configs) :] + configs[: round_ % len(configs)]
@@ -245,13 +245,13 @@ def main() -> None:
                             str(m.lost) if config != "off" else "-",
                         ]
                     )
-                print(render(rows), flush=True)
-                print(flush=True)
+                print(render(rows), file=sys.stderr, flush=True)  # so far
     finally:
         os.killpg(echo.pid, signal.SIGTERM)
         echo.wait()
+    print(render(rows))
     print(
-        f"medians of {args.repeats} interleaved rounds (stream: 1); throughput of messages "
+        f"medians of {args.repeats} interleaved rounds; throughput of messages "
         "echoed (each crossed the proxy twice); 'x off': throughput / capture off's, CPU / "
         "capture off's; rt = round trip"
     )
