@@ -20,6 +20,7 @@ from tests.helpers import free_port, wait_accepting, wsproxy_command
 from wsproxy.capture.messages import reassemble
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import Frame
+from wsproxy.capture.show import record_line
 
 FREE = 300_000  # bytes left on the small disk when the proxy starts
 
@@ -92,6 +93,8 @@ async def test_a_full_disk_stops_the_capture_not_the_proxy(
     assert lines[-1]["type"] in ("stopped", "frame", "handshake"), lines[-1]["type"]
     if lines[-1]["type"] == "stopped":
         assert lines[-1]["error"] == "ENOSPC: No space left on device"
+        last = list(read_capture(path))[-1]
+        assert "!! capture stopped here: ENOSPC" in record_line(last)  # as show prints it
     # What was written stays: each direction's messages are the first ones sent, in order.
     messages = list(reassemble(r for r in read_capture(path) if isinstance(r, Frame)))
     for direction in ("client", "server"):

@@ -111,6 +111,7 @@ from wsproxy.capture.records import (
     Http,
     Lost,
     Record,
+    Stopped,
     file_opcode_name,
     iso_time,
     opcode_from_name,
@@ -477,6 +478,8 @@ def decode(obj: dict[str, Any]) -> Record | None:
         )
     if kind == "lost":
         return Lost(ts, int(obj.get("count", 0)), int(obj.get("total", 0)))
+    if kind == "stopped":
+        return Stopped(ts, str(obj.get("error", "")))
     if kind == "http":
         return _decode_http(obj, ts)
     if kind == TYPE:

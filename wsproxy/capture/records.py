@@ -168,6 +168,14 @@ class Lost:
 
 
 @dataclass(slots=True)
+class Stopped:
+    """Writing the capture failed (a full disk): the file's last record, nothing follows."""
+
+    time: float
+    error: str
+
+
+@dataclass(slots=True)
 class Http:
     """A plain HTTP exchange: the JSONL ``http`` record, or a HAR entry that is not a WebSocket.
 
@@ -199,4 +207,4 @@ class Http:
     error: str | None = None
 
 
-Record = Header | Connection | Frame | Close | Lost | Http
+Record = Header | Connection | Frame | Close | Lost | Stopped | Http
