@@ -461,8 +461,8 @@ class CaptureWriter:
     def _write_batch(self, batch: deque[_Item]) -> bool:
         """Encode and write ``batch``; True if it held a close record.
 
-        Each record is written as it is encoded (the file object buffers small ones), so a
-        batch of large frames never sits in memory twice.
+        Each record is handed to the ``LineFile`` as it is encoded (it gathers up to 256 KiB
+        per write), so a batch of large frames never sits in memory twice.
         """
         closed = False
         write = self._out.write
