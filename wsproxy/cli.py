@@ -270,6 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--capture-filter", metavar="REGEX", help="capture only WebSockets whose URL matches")
     add("--capture-fsync", action="store_true", help="fsync the capture after every batch")
     add(
+        "--capture-overflow",
+        choices=("wait", "drop"),
+        default="wait",
+        help="when the capture writer falls behind the traffic: wait (default: captured "
+        "connections stop reading until it caught up, nothing is lost) or drop (the relay never "
+        "waits; records are dropped and 'lost' records mark the gaps)",
+    )
+    add(
         "--capture-http",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -318,6 +326,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         capture_paths=check_capture_paths(args.capture),
         capture_filter=_regex("--capture-filter", args.capture_filter),
         capture_fsync=args.capture_fsync,
+        capture_overflow=args.capture_overflow,
         capture_http=args.capture_http,
     )
 

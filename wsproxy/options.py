@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 MiB = 1024 * 1024
 
@@ -61,6 +62,10 @@ class Options:
     capture_paths: tuple[Path, ...] = ()
     capture_filter: str | None = None
     capture_fsync: bool = False
+    # A capture writer behind the traffic: "wait" stops reading the captured connections until
+    # it caught up (nothing lost), "drop" never slows the relay and drops records (a "lost"
+    # record marks each gap). --capture-overflow.
+    capture_overflow: Literal["wait", "drop"] = "wait"
     # Plain HTTP exchanges in the capture too: None = by format (HAR yes, JSONL no).
     capture_http: bool | None = None
 

@@ -84,6 +84,10 @@ body is empty.
 
     {"type": "lost", "time": ..., "ts": ..., "count": 120, "total": 120}
 
+``stopped`` (writing the capture failed, as on a full disk; the last line, when it fits)::
+
+    {"type": "stopped", "time": ..., "ts": ..., "error": "ENOSPC: No space left on device"}
+
 Readers ignore fields and record types they do not know; ``version`` changes only when a
 field changes meaning (2: frames in pieces; this reader reads 1 and 2). A last line cut short
 by a crash is skipped.
@@ -92,9 +96,10 @@ by a crash is skipped.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from wsproxy.capture.records import (
@@ -106,6 +111,7 @@ from wsproxy.capture.records import (
     Http,
     Lost,
     Record,
+    Stopped,
     file_opcode_name,
     iso_time,
     opcode_from_name,
@@ -123,10 +129,42 @@ Data = bytes | memoryview
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
+# The writer's two hot spots, measured (bench/capture_bench.py): base64 of large payloads
+# (CPython's binascii does about 300 MB/s, pybase64's SIMD code over 10 GB/s) and JSON of
+# small records (orjson about 5x faster than json). pybase64 is a dependency, orjson an option
+# (``wsproxy[fast]``); each is used when installed, and the lines are the same JSON either way.
+_b64encode: Callable[[Data], bytes] = base64.b64encode
+_orjson: Any = None
+try:
+    import pybase64
+
+    _b64encode = pybase64.b64encode
+except ImportError:  # pragma: no cover - depends on what is installed
+    pass
+with contextlib.suppress(ImportError):  # pragma: no cover - depends on what is installed
+    import orjson as _orjson
+
 
 def dumps(obj: dict[str, Any]) -> str:
     """One record as one line (no newline): compact, UTF-8 text kept as it is."""
     return _dumps(obj)
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    """``dumps(obj)`` as UTF-8 bytes, with orjson when it is installed."""
+    if _orjson is not None:
+        try:
+            line: bytes = _orjson.dumps(obj)
+            return line
+        except TypeError:  # orjson.JSONEncodeError: a lone surrogate, an int over 64 bits
+            pass
+    return _dumps(obj).encode("utf-8")
+
+
+def b64encode(data: Data) -> bytes:
+    """Base64 of ``data`` (bytes or a memoryview, not copied first), with pybase64 when it is
+    installed."""
+    return _b64encode(data)
 
 
 def header(tool: str, filter: str | None, ts: float | None = None) -> dict[str, Any]:
@@ -157,7 +195,10 @@ def _content(
     if raw is not None:
         raw.append((prefix + "b64", data))  # encoded by frame_line, outside the JSON encoder
     else:
-        out[prefix + "b64"] = base64.b64encode(data).decode("ascii")
+        out[prefix + "b64"] = b64encode(data).decode("ascii")
+
+
+_NAMES = {opcode: file_opcode_name(opcode) for opcode in range(16)}
 
 
 def frame(
@@ -181,8 +222,8 @@ def frame(
         "time": iso_time(ts),
         "ts": ts,
         "direction": r.side.value,
-        "opcode": file_opcode_name(r.opcode),
-        "message_opcode": file_opcode_name(r.message_opcode),
+        "opcode": _NAMES.get(r.opcode) or file_opcode_name(r.opcode),
+        "message_opcode": _NAMES.get(r.message_opcode) or file_opcode_name(r.message_opcode),
         "fin": r.fin,
         "rsv1": bool(r.rsv & 0x40),
         "rsv2": bool(r.rsv & 0x20),
@@ -248,6 +289,16 @@ def frame_line(conn: str, ts: float, record: FrameRecord) -> Iterator[bytes]:
         yield from _line(conn, ts, r, piece, was, r.offset + start, more)
 
 
+def frame_bytes(conn: str, ts: float, record: FrameRecord) -> bytes:
+    """``frame_line`` joined: the write-ahead's path for small frames, one call per record
+    instead of a generator's steps (a small frame's line is encoded on the event loop)."""
+    r = record
+    if len(r.payload) > PIECE or (r.original is not None and len(r.original) > PIECE):
+        return b"".join(frame_line(conn, ts, r))
+    parts = _line_parts(conn, ts, r, r.payload, r.original, r.offset, r.more)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 def _line(
     conn: str,
     ts: float,
@@ -257,21 +308,30 @@ def _line(
     offset: int,
     more: bool,
 ) -> Iterator[bytes]:
+    yield from _line_parts(conn, ts, record, payload, original, offset, more)
+
+
+def _line_parts(
+    conn: str,
+    ts: float,
+    record: FrameRecord,
+    payload: Data,
+    original: Data | None,
+    offset: int,
+    more: bool,
+) -> list[bytes]:
     raw: list[tuple[str, Data]] = []
     obj = frame(
         conn, ts, record, payload=payload, original=original, offset=offset, more=more, raw=raw
     )
-    head = dumps(obj).encode("utf-8")
+    head = encode(obj)
     if not raw:
-        yield head
-        yield b"\n"
-        return
-    yield head[:-1]
+        return [head + b"\n"]
+    parts = [head[:-1]]
     for key, data in raw:
-        yield b',"' + key.encode("ascii") + b'":"'
-        yield base64.b64encode(data)
-        yield b'"'
-    yield b"}\n"
+        parts += (b',"', key.encode("ascii"), b'":"', b64encode(data), b'"')
+    parts.append(b"}\n")
+    return parts
 
 
 def _address(address: Any) -> str | None:
@@ -332,8 +392,14 @@ def http(exchange: HttpExchange) -> dict[str, Any]:
 
 
 def http_line(exchange: HttpExchange) -> Iterator[bytes]:
-    yield dumps(http(exchange)).encode("utf-8")
+    yield encode(http(exchange))
     yield b"\n"
+
+
+def stopped(error: str, ts: float | None = None) -> dict[str, Any]:
+    """The last record of a capture whose writing failed (a full disk): nothing follows."""
+    ts = time.time() if ts is None else ts
+    return {"type": "stopped", "time": iso_time(ts), "ts": ts, "error": error}
 
 
 def lost(count: int, total: int, ts: float | None = None) -> dict[str, Any]:
@@ -412,6 +478,8 @@ def decode(obj: dict[str, Any]) -> Record | None:
         )
     if kind == "lost":
         return Lost(ts, int(obj.get("count", 0)), int(obj.get("total", 0)))
+    if kind == "stopped":
+        return Stopped(ts, str(obj.get("error", "")))
     if kind == "http":
         return _decode_http(obj, ts)
     if kind == TYPE:

@@ -7,6 +7,7 @@ opcode, so ``show`` and ``replay`` treat both formats alike.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -32,16 +33,40 @@ def opcode_from_name(name: str | int) -> int:
     return int(name, 0)
 
 
+# The last second iso_time formatted: a capture writes many records a second, and
+# ``isoformat`` was a tenth of the cost of a small frame's line. A tuple, replaced whole, so
+# the writer thread and the event loop can share it.
+_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
+
+
 def iso_time(ts: float) -> str:
-    """Epoch seconds as ISO-8601 UTC with microseconds: ``2026-01-02T03:04:05.678901+00:00``.
+    """Epoch seconds as ISO-8601 UTC with microseconds: ``2026-01-02T03:04:05.678901+00:00``,
+    exactly as ``datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")``.
 
     A time no calendar holds (NaN, 1e300: a damaged or hostile capture) becomes the epoch, so
     that ``wsproxy har`` still writes a file instead of failing on one bad record.
     """
+    global _second
     try:
-        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
+        # datetime's own rounding (CPython's _PyTime_ObjectToTimeval, half to even).
+        frac, whole = math.modf(ts)
+        us = round(frac * 1e6)
+        if us >= 1_000_000:
+            us -= 1_000_000
+            whole += 1
+        elif us < 0:
+            us += 1_000_000
+            whole -= 1
+        second = int(whole)
+        cached = _second
+        if cached[0] != second:
+            cached = _second = (second, datetime.fromtimestamp(second, UTC).strftime(_SECONDS))
     except (OverflowError, OSError, ValueError):
         return datetime.fromtimestamp(0, UTC).isoformat(timespec="microseconds")
+    return f"{cached[1]}.{us:06d}+00:00"
+
+
+_SECONDS = "%Y-%m-%dT%H:%M:%S"
 
 
 @dataclass(slots=True)
@@ -143,6 +168,14 @@ class Lost:
 
 
 @dataclass(slots=True)
+class Stopped:
+    """Writing the capture failed (a full disk): the file's last record, nothing follows."""
+
+    time: float
+    error: str
+
+
+@dataclass(slots=True)
 class Http:
     """A plain HTTP exchange: the JSONL ``http`` record, or a HAR entry that is not a WebSocket.
 
@@ -174,4 +207,4 @@ class Http:
     error: str | None = None
 
 
-Record = Header | Connection | Frame | Close | Lost | Http
+Record = Header | Connection | Frame | Close | Lost | Stopped | Http

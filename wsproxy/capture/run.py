@@ -111,6 +111,7 @@ def open_capture(options: Options) -> CaptureWriter | CaptureFanout | None:
                     path,
                     filter=options.capture_filter,
                     fsync=options.capture_fsync,
+                    overflow=options.capture_overflow,
                     http=capture_http(options, path),
                 )
             except OSError as error:

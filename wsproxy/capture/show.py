@@ -36,6 +36,7 @@ from wsproxy.capture.records import (
     Http,
     Lost,
     Record,
+    Stopped,
 )
 
 
@@ -152,6 +153,8 @@ def record_line(record: Record, full: bool = False) -> str:
             f"{clock(record.time)} !! {record.count} frame record(s) lost here "
             f"({record.total} in all): the writer could not keep up"
         )
+    if isinstance(record, Stopped):
+        return f"{clock(record.time)} !! capture stopped here: {record.error}"
     return f"{clock(record.time, True)} capture (version {record.version}, {record.tool})"
 
 

@@ -17,6 +17,8 @@ thread writes them a little behind the relay (it wakes as soon as a record is qu
 few records can be missing after a SIGKILL. Data that reached the OS survives the proxy being
 SIGKILLed; ``fsync`` only adds protection against power loss or a kernel crash and costs a disk
 round trip per batch, so it is opt-in: ``--capture-fsync`` (write-ahead is off with it).
+Write-ahead is also off for a capture that is not a regular file, such as a named pipe: a write
+to a pipe blocks while its reader is slow, and that must not happen on the event loop.
 
 Backpressure: a WebSocket can send faster than the thread encodes (large frames come in
 pieces of 256 KiB, see ``jsonl``), so when the queue holds more than ``high_water`` bytes of
@@ -25,7 +27,14 @@ connections, and calls it back when the thread has taken the queue. Records then
 sockets' buffers, not in the proxy: capture memory stays near twice ``high_water`` (the queue
 and the batch being written), and records are not lost to a writer that is merely slower than
 the network. A stalled disk therefore stalls captured connections too, for as long as it stalls
-(the write-ahead pause above still keeps the event loop itself from waiting for it).
+(the write-ahead pause above still keeps the event loop itself from waiting for it). Many small
+frames weigh little but cost the thread per record, so more than ``high_water_records`` (2,000)
+queued records congest too: a session stops reading at the end of the chunk it is relaying
+(256 KiB at most, about 3,700 small frames), so the hard limits below stay out of reach unless
+several connections overshoot at the same instant. That is ``overflow="wait"``, the default
+(``--capture-overflow wait``); with ``overflow="drop"`` (``--capture-overflow drop``)
+``congested`` always says no: the relay never waits for the capture, and when the writer falls
+behind, records are dropped as below.
 
 Overload: the queue holds at most ``max_records`` records and ``max_bytes`` of payload (10,000
 and 64 MiB by default; one record is always accepted into an empty queue, so a message larger
@@ -35,6 +44,12 @@ up, the first loss is logged at WARNING at once, then a summary every few second
 at shutdown, and a ``lost`` record with the count goes into the file when the writer catches
 up, so readers see the gap. Handshake and close records are never dropped (one each per
 connection, small), so every connection in the file has its start and end.
+
+A full disk (``ENOSPC``, or any other write error): the capture stops, the relay does not. The
+file is cut back to its last whole line (``linefile``: the kernel may have taken half of the
+last one) and ends with a ``stopped`` record if that fits; every line written before stays.
+One error in the log names the file and the cause; from then on records are not queued and
+captured connections are never held for the capture.
 
 HAR output (``-w FILE.har``): the records go to a JSONL journal beside it, ``FILE.har.jsonl``
 (kept after the run), and the HAR is rewritten from the journal, atomically (a temporary file
@@ -58,19 +73,22 @@ its own; they share nothing but the filter). Every file is created 0600 (see ``f
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from wsproxy.capture import jsonl
 from wsproxy.capture.files import create_private
 from wsproxy.capture.formats import JOURNALED, capture_format, journal_path
+from wsproxy.capture.linefile import LineFile
 from wsproxy.capture.records import iso_time
 from wsproxy.model import Flow, HttpExchange
 from wsproxy.sansio.relay import FrameRecord
@@ -84,11 +102,20 @@ MiB = 1024 * 1024
 MAX_RECORDS = 10_000
 MAX_BYTES = 64 * MiB
 HIGH_WATER = 8 * MiB  # queued payload above which captured connections stop reading
+HIGH_WATER_RECORDS = 2_000  # ... or queued records
+OVERFLOW = ("wait", "drop")  # what a writer behind the traffic does: congest, or drop records
 REPORT_INTERVAL = 5.0  # seconds between loss summaries
 INLINE_MAX = 64 * 1024  # larger frame payloads are always encoded in the writer thread
 SLOW_WRITE = 0.005  # seconds: a write-ahead slower than this means the disk is struggling
 SLOW_PAUSE = 10.0  # seconds without write-ahead after a slow one
 HAR_INTERVAL = 5.0  # seconds between HAR rewrites while traffic flows
+
+
+def _describe(error: BaseException) -> str:
+    """``ENOSPC: No space left on device``; any other exception as its type and text."""
+    if isinstance(error, OSError) and error.errno:
+        return f"{errno.errorcode.get(error.errno, error.errno)}: {os.strerror(error.errno)}"
+    return f"{type(error).__name__}: {error}"
 
 
 def _address(address: tuple[str, int] | Any) -> str | None:
@@ -157,7 +184,7 @@ def _item_parts(item: _Item) -> Iterator[bytes]:
     """One queued item as the pieces of its JSONL line(s), newlines included, made as they are
     taken (a large frame's lines are encoded one after the other, never all at once)."""
     if isinstance(item, dict):
-        yield jsonl.dumps(item).encode("utf-8")
+        yield jsonl.encode(item)
         yield b"\n"
         return
     if isinstance(item, HttpExchange):
@@ -179,6 +206,8 @@ class CaptureWriter:
         max_records: int = MAX_RECORDS,
         max_bytes: int = MAX_BYTES,
         high_water: int = HIGH_WATER,
+        high_water_records: int = HIGH_WATER_RECORDS,
+        overflow: Literal["wait", "drop"] = "wait",
         har_interval: float = HAR_INTERVAL,
         report_interval: float = REPORT_INTERVAL,
         tool: str = "wsproxy",
@@ -203,12 +232,21 @@ class CaptureWriter:
         self.max_records = max_records
         self.max_bytes = max_bytes
         self.high_water = high_water
+        self.high_water_records = high_water_records
+        if overflow not in OVERFLOW:
+            raise ValueError(f"overflow must be one of {OVERFLOW}, not {overflow!r}")
+        self.overflow = overflow
         self.har_interval = har_interval
         self.report_interval = report_interval
         # Mode 0600 from creation: a capture holds cookies and payloads (see files.py).
         self._file: BinaryIO = create_private(self.journal)  # closed by the thread
-        self._file.write(jsonl.dumps(jsonl.header(tool, filter)).encode() + b"\n")
-        self._file.flush()
+        if not stat.S_ISREG(os.fstat(self._file.fileno()).st_mode):
+            # A FIFO (or a terminal): a write blocks for as long as its reader is slow, so
+            # never on the event loop; the thread writes everything.
+            self.write_ahead = False
+        self._out = LineFile(self._file.fileno())  # whole lines, even on a full disk
+        self._out.write(jsonl.encode(jsonl.header(tool, filter)) + b"\n")
+        self._out.flush()
         self._cond = threading.Condition()
         self._queue: deque[_Item] = deque()
         self._queued_bytes = 0
@@ -257,16 +295,22 @@ class CaptureWriter:
         self.sync()
 
     def congested(self, resume: Callable[[], None]) -> bool:
-        """Whether the queue holds more than ``high_water`` bytes; if so ``resume`` is called,
-        from the writer thread, once the thread has taken the queue (see the module doc)."""
-        if self._queued_bytes <= self.high_water:  # read without the lock: a hint, re-checked
+        """Whether the queue holds more than ``high_water`` bytes or ``high_water_records``
+        records (never with ``overflow="drop"``); if so ``resume`` is called, from the writer
+        thread, once the thread has taken the queue (see the module doc)."""
+        if not self._over_high_water():  # read without the lock: a hint, re-checked
             return False
         with self._cond:
-            if self._queued_bytes <= self.high_water or self._stopping:
+            if not self._over_high_water() or self._stopping:
                 return False
             self._waiting.append(resume)
             self.congestions += 1
             return True
+
+    def _over_high_water(self) -> bool:
+        return self.overflow == "wait" and (
+            self._queued_bytes > self.high_water or len(self._queue) > self.high_water_records
+        )
 
     def sync(self) -> None:
         """Write the write-ahead lines of this batch: called before the relay's output goes out."""
@@ -276,19 +320,17 @@ class CaptureWriter:
             self._write_inline()
 
     def _write_inline(self) -> None:
-        """With the lock held: one ``os.write`` of the waiting lines (the thread is idle)."""
-        data = b"".join(self._inline)
-        self._inline.clear()
+        """With the lock held: one ``os.writev`` of the waiting lines (the thread is idle)."""
         started = time.monotonic()
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._file.fileno(), view) :]
+            for line in self._inline:
+                self._out.write(line)
+            self._out.flush()
         except OSError as error:
-            self.error = error
-            self._stopping = True
-            log.error("capture: writing %s failed, capture stopped: %s", self.journal, error)
+            self._fail(error)
             return
+        finally:
+            self._inline.clear()
         self.written_inline += 1
         self._journal_grew = True  # the thread keeps the HAR up to date
         took = time.monotonic() - started
@@ -302,6 +344,9 @@ class CaptureWriter:
             )
 
     def _encode_inline(self, item: _Item) -> bytes:
+        if isinstance(item, tuple):
+            conn, record, ts = item
+            return jsonl.frame_bytes(conn, ts, record)
         return b"".join(_item_parts(item))
 
     def _put(self, item: _Item, size: int, *, droppable: bool) -> None:
@@ -373,7 +418,7 @@ class CaptureWriter:
                         self._write_line(jsonl.lost(lost - self._lost_written, lost))
                         self._lost_written = lost
                     if had or lost:
-                        self._file.flush()
+                        self._out.flush()
                         if self.fsync:
                             os.fsync(self._file.fileno())
                 finally:
@@ -403,8 +448,7 @@ class CaptureWriter:
                     har_gap = max(self.har_interval, 4 * took)
                     har_due = time.monotonic() + har_gap
         except BaseException as error:  # a full disk must not go unnoticed
-            self.error = error
-            log.error("capture: writing %s failed, capture stopped: %s", self.journal, error)
+            self._fail(error)
             with self._cond:
                 self._stopping = True
                 self._queue.clear()
@@ -417,11 +461,11 @@ class CaptureWriter:
     def _write_batch(self, batch: deque[_Item]) -> bool:
         """Encode and write ``batch``; True if it held a close record.
 
-        Each record is written as it is encoded (the file object buffers small ones), so a
-        batch of large frames never sits in memory twice.
+        Each record is handed to the ``LineFile`` as it is encoded (it gathers up to 256 KiB
+        per write), so a batch of large frames never sits in memory twice.
         """
         closed = False
-        write = self._file.write
+        write = self._out.write
         while batch:
             item = batch.popleft()
             if isinstance(item, dict):
@@ -432,7 +476,25 @@ class CaptureWriter:
         return closed
 
     def _write_line(self, obj: dict[str, Any]) -> None:
-        self._file.write(jsonl.dumps(obj).encode("utf-8") + b"\n")
+        self._out.write(jsonl.encode(obj) + b"\n")
+
+    def _fail(self, error: BaseException) -> None:
+        """Stop capturing after a write failed: the file ends with its last whole line (see
+        ``linefile``), then a ``stopped`` record if it fits; one error in the log. The relay
+        goes on without capture."""
+        if self.error is not None:
+            return
+        self.error = error
+        self._stopping = True
+        why = _describe(error)
+        final = self._out.write_final(jsonl.encode(jsonl.stopped(why)) + b"\n")
+        log.error(
+            "capture: writing %s failed (%s): capture stopped, the proxy goes on relaying "
+            "without it; the file ends with %s",
+            self.journal,
+            why,
+            "a 'stopped' record" if final else "the last whole record",
+        )
 
     def _write_har(self, final: bool = False) -> None:
         from wsproxy.capture.har import journal_to_har

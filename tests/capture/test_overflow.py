@@ -1,0 +1,148 @@
+"""``--capture-overflow wait|drop`` against a real slow sink: ``python -m wsproxy -w FIFO.jsonl``
+where the FIFO is a named pipe this test reads at its own pace.
+
+* ``wait`` (the default): the sender is held to the reader's pace, and every message is in
+  the capture.
+* ``drop``: the reader stalls until the sender is done; the sender finishes anyway, and the
+  capture has ``lost`` records whose counts, with the frames written, account for everything.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from websockets.asyncio.client import connect
+
+from tests.capture.conftest import HOST
+from tests.helpers import free_port, wait_accepting, wsproxy_command
+from wsproxy.capture.reader import read_capture
+from wsproxy.capture.records import Frame, Lost
+
+ROUND_TRIPS = 8_000
+WINDOW = 20
+PAYLOAD = "x" * 64
+
+
+class PipeReader(threading.Thread):
+    """Reads the FIFO into ``out``: ``pace`` bytes per 20 ms, after ``go`` is set."""
+
+    def __init__(self, fifo: Path, out: Path, pace: int | None, go: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.fifo, self.out, self.pace, self.go = fifo, out, pace, go
+        self.read = 0
+
+    def run(self) -> None:
+        with open(self.fifo, "rb", buffering=0) as pipe, open(self.out, "wb") as out:
+            self.go.wait(60)
+            while True:
+                started = time.monotonic()
+                chunk = pipe.read(self.pace or 1 << 20)
+                if not chunk:
+                    return
+                out.write(chunk)
+                self.read += len(chunk)
+                if self.pace is not None:
+                    time.sleep(max(0.0, 0.02 - (time.monotonic() - started)))
+
+
+async def _send(port: int, on_done: Callable[[], None]) -> float:
+    """ROUND_TRIPS 64-byte text echoes, WINDOW in flight; the seconds they took."""
+    async with connect(f"ws://{HOST}:{port}/", compression=None) as ws:
+        started = time.monotonic()
+        sent = 0
+        for _ in range(WINDOW):
+            await ws.send(PAYLOAD)
+            sent += 1
+        for _ in range(ROUND_TRIPS):
+            assert await ws.recv() == PAYLOAD
+            if sent < ROUND_TRIPS:
+                await ws.send(PAYLOAD)
+                sent += 1
+        took = time.monotonic() - started
+        on_done()
+    return took
+
+
+async def _run(tmp_path: Path, echo: int, overflow: str | None, pace: int | None) -> dict:
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    out = tmp_path / "out.jsonl"
+    go = threading.Event()
+    if pace is not None:
+        go.set()  # read at the pace from the start
+    reader = PipeReader(fifo, out, pace, go)
+    reader.start()
+    port = free_port()
+    flags = [] if overflow is None else ["--capture-overflow", overflow]
+    proc = subprocess.Popen(
+        wsproxy_command(
+            port, tmp_path / "conf", "-q", "--mode", f"reverse:ws://{HOST}:{echo}",
+            "-w", str(fifo), *flags,
+        ),
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    read_when_done = [0]
+
+    def done() -> None:
+        read_when_done[0] = reader.read
+        go.set()  # drop: the stalled reader drains from now on
+
+    try:
+        await wait_accepting(port, proc, 15)
+        took = await _send(port, done)
+        os.killpg(proc.pid, signal.SIGTERM)  # finishes the capture, then exits
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    reader.join(30)
+    assert not reader.is_alive()
+    records = list(read_capture(out))
+    return {
+        "took": took,
+        "read_when_done": read_when_done[0],
+        "size": out.stat().st_size,
+        "frames": [r for r in records if isinstance(r, Frame) and r.opcode == 0x1],
+        "closes": [r for r in records if isinstance(r, Frame) and r.opcode == 0x8],
+        "lost": [r for r in records if isinstance(r, Lost)],
+        "stderr": stderr.decode(),
+    }
+
+
+async def test_wait_holds_the_sender_to_a_slow_pipe_and_keeps_everything(
+    tmp_path: Path, echo: int
+) -> None:
+    pace = 20_000  # bytes per 20 ms: 1 MB/s, the capture of this traffic is about 5 MB
+    result = await _run(tmp_path, echo, None, pace)  # the default is wait
+    frames = result["frames"]
+    assert not result["lost"] and "NOT being recorded" not in result["stderr"]
+    assert len(frames) == 2 * ROUND_TRIPS  # every message, both ways
+    assert all(f.payload == PAYLOAD.encode() for f in frames)
+    # The sender could not get ahead of the pipe by more than the writer's queue (2,000
+    # records), the batch it writes and the pipe's buffer: when the last echo came back, the
+    # reader had read most of the capture, at its pace.
+    assert result["read_when_done"] > 0.5 * result["size"], result
+    assert result["took"] > 0.4 * result["size"] / (pace * 50), result
+
+
+async def test_drop_never_waits_for_the_pipe_and_marks_the_gaps(tmp_path: Path, echo: int) -> None:
+    result = await _run(tmp_path, echo, "drop", None)
+    # The reader read nothing until the sender was done: the sender never waited for it.
+    assert result["read_when_done"] == 0
+    lost = result["lost"]
+    assert lost, result["stderr"]
+    assert sum(r.count for r in lost) == lost[-1].total
+    # Every frame is written or counted: the messages and the two close frames.
+    written = len(result["frames"]) + len(result["closes"])
+    assert written + lost[-1].total == 2 * ROUND_TRIPS + 2
+    assert "NOT being recorded" in result["stderr"]
+    assert f"{lost[-1].total} frame record(s) were lost in all" in result["stderr"]
