@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.capture.conftest import HOST
-from tests.helpers import free_port, wait_accepting, wsproxy_command
+from tests.harness import StartProxy
 from wsproxy.capture.messages import reassemble
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import Frame
@@ -56,32 +55,19 @@ def _message(i: int) -> bytes:
 
 
 async def test_a_full_disk_stops_the_capture_not_the_proxy(
-    small_disk: Path, tmp_path: Path, echo: int
+    small_disk: Path, echo: int, start_proxy: StartProxy
 ) -> None:
     path = small_disk / "cap.jsonl"
-    port = free_port()
-    proc = subprocess.Popen(
-        wsproxy_command(
-            port, tmp_path / "conf", "-q", "--mode", f"reverse:ws://{HOST}:{echo}", "-w", str(path)
-        ),
-        stdin=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
+    proxy = await start_proxy(
+        "-q", "--mode", f"reverse:ws://{HOST}:{echo}", "-w", str(path), verbose=False
     )
     sent = [_message(i) for i in range(200)]  # about 5 MB of capture: far more than fits
-    try:
-        await wait_accepting(port, proc, 15)
-        async with connect(f"ws://{HOST}:{port}/", compression=None, max_size=None) as ws:
-            for data in sent:
-                await ws.send(data)
-                assert await ws.recv() == data  # relaying goes on, the disk full or not
-        os.killpg(proc.pid, signal.SIGTERM)
-        _, stderr_bytes = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    stderr = stderr_bytes.decode()
+    async with connect(f"ws://{HOST}:{proxy.port}/", compression=None, max_size=None) as ws:
+        for data in sent:
+            await ws.send(data)
+            assert await ws.recv() == data  # relaying goes on, the disk full or not
+    assert await proxy.stop() == 0
+    stderr = proxy.stderr()
     errors = [line for line in stderr.splitlines() if "failed" in line]
     assert len(errors) == 1, stderr
     assert "ENOSPC: No space left on device" in errors[0] and str(path) in errors[0]

@@ -10,8 +10,6 @@ where the FIFO is a named pipe this test reads at its own pace.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +18,7 @@ from pathlib import Path
 from websockets.asyncio.client import connect
 
 from tests.capture.conftest import HOST
-from tests.helpers import free_port, wait_accepting, wsproxy_command
+from tests.harness import StartProxy
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import Frame, Lost
 
@@ -69,7 +67,9 @@ async def _send(port: int, on_done: Callable[[], None]) -> float:
     return took
 
 
-async def _run(tmp_path: Path, echo: int, overflow: str | None, pace: int | None) -> dict:
+async def _run(
+    start_proxy: StartProxy, tmp_path: Path, echo: int, overflow: str | None, pace: int | None
+) -> dict:
     fifo = tmp_path / "pipe.jsonl"
     os.mkfifo(fifo)
     out = tmp_path / "out.jsonl"
@@ -78,32 +78,19 @@ async def _run(tmp_path: Path, echo: int, overflow: str | None, pace: int | None
         go.set()  # read at the pace from the start
     reader = PipeReader(fifo, out, pace, go)
     reader.start()
-    port = free_port()
     flags = [] if overflow is None else ["--capture-overflow", overflow]
-    proc = subprocess.Popen(
-        wsproxy_command(
-            port, tmp_path / "conf", "-q", "--mode", f"reverse:ws://{HOST}:{echo}",
-            "-w", str(fifo), *flags,
-        ),
-        stdin=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )  # fmt: skip
+    proxy = await start_proxy(
+        "-q", "--mode", f"reverse:ws://{HOST}:{echo}", "-w", str(fifo), *flags, verbose=False
+    )
     read_when_done = [0]
 
     def done() -> None:
         read_when_done[0] = reader.read
         go.set()  # drop: the stalled reader drains from now on
 
-    try:
-        await wait_accepting(port, proc, 15)
-        took = await _send(port, done)
-        os.killpg(proc.pid, signal.SIGTERM)  # finishes the capture, then exits
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+    took = await _send(proxy.port, done)
+    assert await proxy.stop(timeout=60) == 0  # SIGTERM finishes the capture, then it exits
+    stderr = proxy.stderr()
     reader.join(30)
     assert not reader.is_alive()
     records = list(read_capture(out))
@@ -114,15 +101,15 @@ async def _run(tmp_path: Path, echo: int, overflow: str | None, pace: int | None
         "frames": [r for r in records if isinstance(r, Frame) and r.opcode == 0x1],
         "closes": [r for r in records if isinstance(r, Frame) and r.opcode == 0x8],
         "lost": [r for r in records if isinstance(r, Lost)],
-        "stderr": stderr.decode(),
+        "stderr": stderr,
     }
 
 
 async def test_wait_holds_the_sender_to_a_slow_pipe_and_keeps_everything(
-    tmp_path: Path, echo: int
+    start_proxy: StartProxy, tmp_path: Path, echo: int
 ) -> None:
     pace = 20_000  # bytes per 20 ms: 1 MB/s, the capture of this traffic is about 5 MB
-    result = await _run(tmp_path, echo, None, pace)  # the default is wait
+    result = await _run(start_proxy, tmp_path, echo, None, pace)  # the default is wait
     frames = result["frames"]
     assert not result["lost"] and "NOT being recorded" not in result["stderr"]
     assert len(frames) == 2 * ROUND_TRIPS  # every message, both ways
@@ -134,8 +121,10 @@ async def test_wait_holds_the_sender_to_a_slow_pipe_and_keeps_everything(
     assert result["took"] > 0.4 * result["size"] / (pace * 50), result
 
 
-async def test_drop_never_waits_for_the_pipe_and_marks_the_gaps(tmp_path: Path, echo: int) -> None:
-    result = await _run(tmp_path, echo, "drop", None)
+async def test_drop_never_waits_for_the_pipe_and_marks_the_gaps(
+    start_proxy: StartProxy, tmp_path: Path, echo: int
+) -> None:
+    result = await _run(start_proxy, tmp_path, echo, "drop", None)
     # The reader read nothing until the sender was done: the sender never waited for it.
     assert result["read_when_done"] == 0
     lost = result["lost"]
