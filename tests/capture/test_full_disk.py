@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.capture.conftest import HOST
-from tests.harness import StartProxy
+from tests.harness import HOST, StartProxy
 from wsproxy.capture.messages import reassemble
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import Frame

@@ -17,8 +17,7 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
-from tests.capture.conftest import HOST
-from tests.harness import StartProxy
+from tests.harness import HOST, StartProxy
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import Frame, Lost
 
