@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.harness import HOST, StartProxy
+from tests.harness import HOST, StartProxy, WsUpstream
 from wsproxy.capture.messages import reassemble
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import Frame
@@ -54,11 +54,11 @@ def _message(i: int) -> bytes:
 
 
 async def test_a_full_disk_stops_the_capture_not_the_proxy(
-    small_disk: Path, echo: int, start_proxy: StartProxy
+    small_disk: Path, ws_echo: WsUpstream, start_proxy: StartProxy
 ) -> None:
     path = small_disk / "cap.jsonl"
     proxy = await start_proxy(
-        "-q", "--mode", f"reverse:ws://{HOST}:{echo}", "-w", str(path), verbose=False
+        "-q", "--mode", f"reverse:ws://{HOST}:{ws_echo.port}", "-w", str(path), verbose=False
     )
     sent = [_message(i) for i in range(200)]  # about 5 MB of capture: far more than fits
     async with connect(f"ws://{HOST}:{proxy.port}/", compression=None, max_size=None) as ws:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
-from tests.harness import HOST, StartProxy
+from tests.harness import HOST, StartProxy, WsUpstream
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import Frame, Lost
 
@@ -105,10 +105,10 @@ async def _run(
 
 
 async def test_wait_holds_the_sender_to_a_slow_pipe_and_keeps_everything(
-    start_proxy: StartProxy, tmp_path: Path, echo: int
+    start_proxy: StartProxy, tmp_path: Path, ws_echo: WsUpstream
 ) -> None:
     pace = 20_000  # bytes per 20 ms: 1 MB/s, the capture of this traffic is about 5 MB
-    result = await _run(start_proxy, tmp_path, echo, None, pace)  # the default is wait
+    result = await _run(start_proxy, tmp_path, ws_echo.port, None, pace)  # the default is wait
     frames = result["frames"]
     assert not result["lost"] and "NOT being recorded" not in result["stderr"]
     assert len(frames) == 2 * ROUND_TRIPS  # every message, both ways
@@ -121,9 +121,9 @@ async def test_wait_holds_the_sender_to_a_slow_pipe_and_keeps_everything(
 
 
 async def test_drop_never_waits_for_the_pipe_and_marks_the_gaps(
-    start_proxy: StartProxy, tmp_path: Path, echo: int
+    start_proxy: StartProxy, tmp_path: Path, ws_echo: WsUpstream
 ) -> None:
-    result = await _run(start_proxy, tmp_path, echo, "drop", None)
+    result = await _run(start_proxy, tmp_path, ws_echo.port, "drop", None)
     # The reader read nothing until the sender was done: the sender never waited for it.
     assert result["read_when_done"] == 0
     lost = result["lost"]
