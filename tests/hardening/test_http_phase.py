@@ -236,6 +236,20 @@ async def test_plain_http_upload_to_a_server_that_does_not_read(
 
 # -- 3. one request, exactly one answer -------------------------------------------------------
 
+
+async def answering(raw_server: RawServerFactory, answer: bytes) -> RawServer:
+    """An upstream that reads a request head, sends ``answer`` (which may stop anywhere) and
+    then only waits for the proxy to close."""
+
+    async def handle(conn: RawConnection) -> None:
+        await wsraw.read_head(conn.reader)
+        conn.writer.write(answer)
+        await conn.writer.drain()
+        await conn.reader.read()
+
+    return await raw_server(handle)
+
+
 BAD_CHUNKED = b"5\r\nhello\r\nzz\r\n"  # a chunk-size line that is not hex
 
 
@@ -275,13 +289,8 @@ async def test_malformed_body_after_the_answer_began_aborts_the_client(
     """The upstream answers 200 before reading the body; then the body turns out malformed:
     the client has its 200 and the connection ends; no second status line ever comes."""
 
-    async def answers_at_once(conn: RawConnection) -> None:
-        await wsraw.read_head(conn.reader)
-        conn.writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
-        await conn.writer.drain()
-        await conn.reader.read()
-
-    upstream = await raw_server(answers_at_once)
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    upstream = await answering(raw_server, chunked + b"5\r\nfirst\r\n")
     proxy = await start_proxy()
     conn = await raw_client(proxy.port)
     authority = f"{HOST}:{upstream.port}"
@@ -300,13 +309,8 @@ async def test_malformed_response_body_never_gets_a_second_status(
     """The same rule the other way: a response whose chunked body breaks after its head was
     relayed ends the client connection instead of adding a 502 after the 200."""
 
-    async def broken(conn: RawConnection) -> None:
-        await wsraw.read_head(conn.reader)
-        conn.writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
-        await conn.writer.drain()
-        await conn.reader.read()
-
-    upstream = await raw_server(broken)
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    upstream = await answering(raw_server, chunked + b"zz\r\n")
     proxy = await start_proxy()
     conn = await raw_client(proxy.port)
     authority = f"{HOST}:{upstream.port}"
@@ -366,13 +370,7 @@ async def test_a_body_that_stops_moving_is_cut_after_the_idle_timeout(
     """--idle-timeout 1: a response body that stops halfway ends the client connection after
     a second of silence, without a second status line."""
 
-    async def stalls(conn: RawConnection) -> None:
-        await wsraw.read_head(conn.reader)
-        conn.writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf")
-        await conn.writer.drain()
-        await conn.reader.read()
-
-    upstream = await raw_server(stalls)
+    upstream = await answering(raw_server, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf")
     proxy = await start_proxy("--idle-timeout", "1")
     conn = await raw_client(proxy.port)
     authority = f"{HOST}:{upstream.port}"
