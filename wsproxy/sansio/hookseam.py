@@ -18,7 +18,7 @@ from wsproxy.sansio.endpoint import ControlFrame, DataChunk, Event, Violation
 from wsproxy.sansio.frames import Opcode
 from wsproxy.sansio.items import FrameEvent, Message
 from wsproxy.sansio.legs import Collected, Leg, Side
-from wsproxy.sansio.records import FrameRecord
+from wsproxy.sansio.records import FrameRecord, whole_record
 
 if TYPE_CHECKING:
     from wsproxy.sansio.commands import Command
@@ -184,19 +184,9 @@ class HookSeam:
             source.dropped += 1
             self._note(source.side, f"{Opcode(frame.opcode).name} dropped by {frame.dropped_by}")
             if self._records:
+                verdict, by = "dropped", frame.dropped_by
                 self._record(
-                    FrameRecord(
-                        side=source.side,
-                        opcode=frame.opcode,
-                        fin=True,
-                        rsv=0,
-                        length=len(control.payload),
-                        payload=control.payload,
-                        compressed=False,
-                        message_opcode=frame.opcode,
-                        verdict="dropped",
-                        by=frame.dropped_by,
-                    )
+                    whole_record(source.side, frame.opcode, control.payload, verdict, by=by)
                 )
             return
         control.payload = frame.payload
@@ -272,16 +262,12 @@ class HookSeam:
         self._note(source.side, f"message dropped by {message.dropped_by}")
         if self._records:
             self._record(
-                FrameRecord(
-                    side=source.side,
-                    opcode=message.opcode,
-                    fin=True,
-                    rsv=0,
-                    length=len(message.content),
-                    payload=message.content,
+                whole_record(
+                    source.side,
+                    message.opcode,
+                    message.content,
+                    "dropped",
                     compressed=message.compressed,
-                    message_opcode=message.opcode,
-                    verdict="dropped",
                     by=message.dropped_by,
                 )
             )

@@ -196,6 +196,31 @@ class StreamRecorder:
         self._offset += len(data)
 
 
+def whole_record(
+    side: Side,
+    opcode: int,
+    payload: bytes,
+    verdict: str,
+    *,
+    compressed: bool = False,
+    by: str | None = None,
+) -> FrameRecord:
+    """The record of a whole frame or message as one: a control frame, an injected message,
+    a message a plugin dropped."""
+    return FrameRecord(
+        side=side,
+        opcode=opcode,
+        fin=True,
+        rsv=0,
+        length=len(payload),
+        payload=payload,
+        compressed=compressed,
+        message_opcode=opcode,
+        verdict=verdict,
+        by=by,
+    )
+
+
 def _chunk_record(
     side: Side,
     chunk: DataChunk,

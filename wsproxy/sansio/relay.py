@@ -61,7 +61,13 @@ from wsproxy.sansio.frames import RSV1, CloseCode, Opcode, serialize_close
 from wsproxy.sansio.hookseam import HOOK_BACKLOG, HookSeam, OutFrame
 from wsproxy.sansio.items import FrameEvent, Message
 from wsproxy.sansio.legs import Leg, LegEvent, LegState, Side
-from wsproxy.sansio.records import PREVIEW, RECORD_PIECE, FrameRecord, utf8_boundary
+from wsproxy.sansio.records import (
+    PREVIEW,
+    RECORD_PIECE,
+    FrameRecord,
+    utf8_boundary,
+    whole_record,
+)
 
 STREAM_THRESHOLD = 64 * 1024
 # How long the upstream may go on answering a failed client before the proxy closes it: an
@@ -197,7 +203,7 @@ class Relay(CloseHandshake, HookSeam):
             target.writer.send_frame(opcode, payload)
         if self._records:
             # Recorded as a frame from the other side (the direction it travels), injected.
-            record = _whole_record(to_side.other, opcode, payload, "injected")
+            record = whole_record(to_side.other, opcode, payload, "injected")
             self._record(record)
         return self._take()
 
@@ -432,7 +438,7 @@ class Relay(CloseHandshake, HookSeam):
         if event is None:
             source.frames += 1
         if self._records:
-            record = _whole_record(source.side, frame.opcode, frame.payload, "forwarded")
+            record = whole_record(source.side, frame.opcode, frame.payload, "forwarded")
             if event is not None and event.modified:
                 record.verdict, record.by = "modified", event.modified_by
                 record.original = event.original_payload
@@ -443,21 +449,6 @@ class Relay(CloseHandshake, HookSeam):
                 target.writer.send_frame(frame.opcode, frame.payload)
             return
         self._close_received(source, target, frame)
-
-
-def _whole_record(side: Side, opcode: int, payload: bytes, verdict: str) -> FrameRecord:
-    """The record of a whole frame sent as it is: a control frame, an injected message."""
-    return FrameRecord(
-        side=side,
-        opcode=opcode,
-        fin=True,
-        rsv=0,
-        length=len(payload),
-        payload=payload,
-        compressed=False,
-        message_opcode=opcode,
-        verdict=verdict,
-    )
 
 
 def _out_record(side: Side, out: OutFrame, opcode: int, rsv: int, length: int) -> FrameRecord:
