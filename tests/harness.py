@@ -52,7 +52,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from tests.integration.wsraw import RawConnection
-from wsproxy.options import Options, ReverseTarget
+from wsproxy.modes import Regular, Reverse
+from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
 from wsproxy.proxy.server import Capture, ProxyServer
 from wsproxy.tls import CertAuthority
@@ -513,11 +514,11 @@ async def running_proxy(
     """A ``ProxyServer`` in this loop: reverse mode in front of ``ws://HOST:upstream_port``
     (regular mode when None); ``plugins`` None means no chain at all. On exit the server
     shuts down (and a capture is finished)."""
-    reverse = None if upstream_port is None else ReverseTarget("ws", HOST, upstream_port)
+    mode = Regular() if upstream_port is None else Reverse("ws", HOST, upstream_port)
     options.setdefault("listen_host", HOST)
     options.setdefault("confdir", tmp_path / "confdir")
     options.setdefault("verbosity", -1)
-    opts = Options(listen_port=0, reverse=reverse, **options)
+    opts = Options(listen_port=0, mode=mode, **options)
     chain = plugins if isinstance(plugins, PluginChain) or plugins is None else None
     if chain is None and plugins is not None:
         chain = PluginChain(list(plugins))  # type: ignore[arg-type]

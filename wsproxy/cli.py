@@ -29,8 +29,16 @@ from wsproxy.exceptions import (
     WsproxyError,
     os_error_text,
 )
-from wsproxy.options import MiB, Options, ReverseTarget
-from wsproxy.sansio.targets import default_port
+from wsproxy.modes import (
+    Listen,
+    ModeError,
+    Regular,
+    Socks5,
+    UpstreamProxy,
+    parse_listen,
+    resolve_listens,
+)
+from wsproxy.options import MiB, Options
 
 if TYPE_CHECKING:
     from wsproxy.proxy.server import ProxyServer
@@ -51,16 +59,12 @@ def parse_size(text: str) -> int:
     return int(match.group(1)) * _UNITS[unit]
 
 
-def parse_mode(text: str) -> ReverseTarget | None:
-    if text == "regular":
-        return None
-    match = re.fullmatch(r"reverse:(wss?)://(\[[^\]]+\]|[^:/]+)(?::(\d+))?/?", text)
-    if match is None:
-        raise argparse.ArgumentTypeError(
-            f"unknown mode {text!r}: use 'regular' or 'reverse:ws://HOST:PORT' (or wss://)"
-        )
-    scheme, host, port = match.group(1), match.group(2).strip("[]"), match.group(3)
-    return ReverseTarget(scheme, host, int(port) if port else default_port(scheme))
+def parse_mode(text: str) -> Listen:
+    """One ``--mode`` flag: a mode, optionally ``@PORT`` or ``@HOST:PORT``."""
+    try:
+        return parse_listen(text)
+    except ModeError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_port(text: str) -> int:
@@ -118,14 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--listen-host", default=defaults.listen_host, help="address to listen on (127.0.0.1)")
-    add("-p", "--listen-port", type=parse_port, default=defaults.listen_port, help="port (8080)")
+    add(
+        "-p",
+        "--listen-port",
+        type=parse_port,
+        default=None,
+        help="port of every listener without MODE@PORT (8080; socks5: 1080)",
+    )
     add(
         "--mode",
         type=parse_mode,
-        default=None,
+        action="append",
+        default=[],
         metavar="MODE",
-        help="'regular' (an HTTP proxy, the default) or 'reverse:ws://HOST:PORT' (or wss://): "
-        "act as the server and send every upgrade to that upstream",
+        help="how clients reach this listener: regular (an HTTP proxy, the default), "
+        "reverse:ws://HOST:PORT (or wss://, http://, https://: act as that server), "
+        "upstream:http://HOST:PORT (chain to another HTTP proxy), transparent (redirected "
+        "by iptables/nft), socks5; add @PORT or @HOST:PORT for its own address; repeat for "
+        "several listeners",
     )
     add("--confdir", type=Path, default=defaults.confdir, help="CA and settings (~/.wsproxy)")
     add("-v", "--verbose", action="count", default=0, help="-v logs every frame, -vv debug")
@@ -293,16 +307,26 @@ def options_from_args(args: argparse.Namespace) -> Options:
             re.compile(pattern)
         except re.error as error:
             raise ConfigError(f"--ignore-hosts {pattern!r}: {error}") from None
-    if args.proxyauth is not None and args.mode is not None:
+    try:
+        listens = resolve_listens(tuple(args.mode), args.listen_host, args.listen_port)
+    except ModeError as error:
+        raise ConfigError(str(error)) from None
+    if args.proxyauth is not None and not any(
+        isinstance(listen.mode, Regular | UpstreamProxy | Socks5) for listen in listens
+    ):
         raise ConfigError(
-            "--proxyauth guards a regular-mode proxy; in reverse mode clients do not send "
-            "proxy credentials (put authentication in front of the upstream instead)"
+            "--proxyauth guards a regular, upstream or socks5 listener; in reverse and "
+            "transparent mode clients do not send proxy credentials (put authentication in "
+            "front of the upstream instead)"
         )
     verbosity = -1 if args.quiet else args.verbose
+    first = listens[0]
+    assert first.host is not None and first.port is not None
     return Options(
-        listen_host=args.listen_host,
-        listen_port=args.listen_port,
-        reverse=args.mode,
+        listen_host=first.host,
+        listen_port=first.port,
+        mode=first.mode,
+        listens=listens,
         confdir=args.confdir.expanduser(),
         verbosity=verbosity,
         max_frame_size=args.max_frame_size,
@@ -361,7 +385,7 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
     """Run until SIGINT/SIGTERM. With ``scripts``, their chain sees every flow and a task
     reloads them when their files change; with none, the relay path has no chain at all."""
     from wsproxy.proxy.memory import tune_allocator
-    from wsproxy.proxy.server import ProxyServer
+    from wsproxy.proxy.server import BindError, ProxyServer
     from wsproxy.tls import CertAuthority, upstream_context
 
     tune_allocator()
@@ -374,9 +398,10 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
         server = ProxyServer(options, ca, chain)
         try:
             await server.bind()  # the port first: a taken one leaves capture files untouched
-        except OSError as error:
-            where = f"{options.listen_host}:{options.listen_port}"
-            raise StartupError(f"cannot listen on {where}: {os_error_text(error)}") from None
+        except BindError as error:
+            reason = os_error_text(error.error)
+            where = f"{error.where}: {reason} ({error.mode} mode)"
+            raise StartupError(f"cannot listen on {where}") from None
         capture = server.capture = open_capture(options)
         try:
             await _serve(options, server)
@@ -394,8 +419,8 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
 
 async def _serve(options: Options, server: ProxyServer) -> None:
     await server.start()
-    where = f"{options.listen_host}:{server.port}"
-    log.warning("wsproxy listening on %s (%s mode)", where, options.mode)
+    for front in server.fronts:
+        log.warning("wsproxy listening on %s (%s mode)", front.where(), front.options.mode)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

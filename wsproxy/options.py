@@ -9,31 +9,24 @@ at most 100 header lines and an 8 KiB request line (as nginx's large_client_head
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
+
+from wsproxy.modes import Listen, Mode, Regular, Reverse
 
 MiB = 1024 * 1024
 
 
 @dataclass(frozen=True)
-class ReverseTarget:
-    """The fixed upstream of ``--mode reverse:ws://HOST:PORT``."""
-
-    scheme: str  # "ws" or "wss"
-    host: str
-    port: int
-
-    @property
-    def tls(self) -> bool:
-        return self.scheme == "wss"
-
-
-@dataclass(frozen=True)
 class Options:
+    # This listener: its address and mode. A run with several listeners (repeated --mode)
+    # lists them all in ``listens``; the server gives each its own copy of these options
+    # with the three fields above filled from its entry (``for_listen``).
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
-    reverse: ReverseTarget | None = None
+    mode: Mode = field(default_factory=Regular)
+    listens: tuple[Listen, ...] = ()
     confdir: Path = field(default_factory=lambda: Path.home() / ".wsproxy")
     verbosity: int = 0  # -1 quiet, 0 normal, 1 frames, 2 debug
     max_frame_size: int = 64 * MiB
@@ -70,7 +63,17 @@ class Options:
     capture_http: bool | None = None
 
     @property
-    def mode(self) -> str:
-        if self.reverse is None:
-            return "regular"
-        return f"reverse:{self.reverse.scheme}://{self.reverse.host}:{self.reverse.port}"
+    def reverse(self) -> Reverse | None:
+        """The fixed upstream of a reverse-mode listener."""
+        return self.mode if isinstance(self.mode, Reverse) else None
+
+    def all_listens(self) -> tuple[Listen, ...]:
+        """Every listener of the run, host and port filled in."""
+        return self.listens or (Listen(self.mode, self.listen_host, self.listen_port),)
+
+    def for_listen(self, listen: Listen) -> Options:
+        """These options as one listener sees them."""
+        assert listen.host is not None and listen.port is not None
+        return replace(
+            self, mode=listen.mode, listen_host=listen.host, listen_port=listen.port, listens=()
+        )

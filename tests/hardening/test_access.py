@@ -455,5 +455,5 @@ def test_proxyauth_is_refused_in_reverse_mode(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert result.returncode == 2
-    assert "--proxyauth guards a regular-mode proxy" in result.stderr
+    assert "--proxyauth guards a regular, upstream or socks5 listener" in result.stderr
     assert "Traceback" not in result.stderr

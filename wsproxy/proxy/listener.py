@@ -35,15 +35,25 @@ Serve = Callable[[Peer, str], Awaitable[None]]
 class Listener:
     """Listens, and runs one handler task per client connection."""
 
-    def __init__(self, options: Options, access: AccessPolicy, serve: Serve) -> None:
+    def __init__(
+        self,
+        options: Options,
+        access: AccessPolicy,
+        serve: Serve,
+        *,
+        handlers: set[asyncio.Task[None]] | None = None,
+        per_client: dict[str, int] | None = None,
+        ids: Iterator[int] | None = None,
+    ) -> None:
         self.options = options
         self.access = access
         self._serve = serve
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(1) if ids is None else ids  # c1, c2, ... across listeners
         self._server: asyncio.Server | None = None
         self._accepts = AcceptWatch()
-        self.handlers: set[asyncio.Task[None]] = set()
-        self.per_client: dict[str, int] = {}  # open connections by client address
+        # Shared by every listener of a run: the limits count all connections together.
+        self.handlers: set[asyncio.Task[None]] = set() if handlers is None else handlers
+        self.per_client: dict[str, int] = {} if per_client is None else per_client
 
     async def bind(self) -> None:
         """Listen on the address without accepting yet."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 
 from wsproxy.exceptions import HttpError
-from wsproxy.options import Options, ReverseTarget
+from wsproxy.modes import Reverse
+from wsproxy.options import Options
 from wsproxy.proxy.access import AccessPolicy
 from wsproxy.proxy.heads import read_head
 from wsproxy.proxy.http_relay import PlainHttp
@@ -118,7 +119,7 @@ class RequestLoop:
 
 
 def route(
-    req: Request, target: Target, tunnel: Tunnel | None, reverse: ReverseTarget | None
+    req: Request, target: Target, tunnel: Tunnel | None, reverse: Reverse | None
 ) -> tuple[Upstream, str]:
     """Where a request goes. Reverse mode: its upstream, whatever the request names (an
     absolute-form target's authority is ignored, as a server does with its Host; RFC 9112

@@ -10,9 +10,12 @@ session). All protocol decisions come from ``wsproxy.sansio``; these modules onl
 from __future__ import annotations
 
 import asyncio
+import itertools
 import secrets
+from typing import Any
 
-from wsproxy.exceptions import WsproxyError
+from wsproxy.exceptions import HttpError, WsproxyError
+from wsproxy.modes import Regular, Reverse, UpstreamProxy
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
 from wsproxy.proxy.access import AccessPolicy
@@ -25,13 +28,69 @@ from wsproxy.proxy.turns import HandshakeTurns
 from wsproxy.proxy.upstream import Connector, Upstream
 from wsproxy.proxy.websocket import Capture, WebSockets
 from wsproxy.sansio.http11 import Limits
+from wsproxy.sansio.targets import format_address
 from wsproxy.tls import CertAuthority
 
-__all__ = ["Capture", "ProxyServer", "Upstream", "WsproxyError"]
+__all__ = ["BindError", "Capture", "Front", "ProxyServer", "Upstream", "WsproxyError"]
+
+
+class Front:
+    """One listener and what serves its connections: the listener's mode decides how a
+    connection's first bytes are read (an HTTP request, a SOCKS greeting, a redirected
+    connection), its options where its upstream connections go."""
+
+    def __init__(
+        self,
+        options: Options,
+        server: ProxyServer,
+        access: AccessPolicy,
+    ) -> None:
+        self.options = options
+        self.listener = Listener(
+            options,
+            access,
+            self._serve,
+            handlers=server.handlers,
+            per_client=server.per_client,
+            ids=server.connection_ids,
+        )
+        self.upstreams = Connector(options, server.addresses)
+        self.plain = PlainHttp(options, server.limits, self.upstreams.open, server.via, None)
+        self.websockets = WebSockets(
+            options,
+            limits=server.limits,
+            via=server.via,
+            open_upstream=self.upstreams.open,
+            plain=self.plain,
+            turns=server.turns,
+            chain=server.chain,
+            capture=None,
+        )
+        self.requests = RequestLoop(
+            options,
+            ca=server.ca,
+            limits=server.limits,
+            via=server.via,
+            access=access,
+            open_upstream=self.upstreams.open,
+            plain=self.plain,
+            websockets=self.websockets,
+        )
+
+    def where(self) -> str:
+        """The listening address as a log line names it."""
+        return format_address(self.options.listen_host, self.listener.port)
+
+    async def _serve(self, peer: Peer, conn_id: str) -> None:
+        mode = self.options.mode
+        if isinstance(mode, Regular | Reverse | UpstreamProxy):
+            await self.requests.serve(peer, conn_id)
+        else:
+            raise HttpError(501, f"{mode} mode is not built yet")
 
 
 class ProxyServer:
-    """Listens, and runs one handler task per client connection."""
+    """Listens on every address of the run, and runs one handler task per client connection."""
 
     def __init__(
         self,
@@ -51,79 +110,92 @@ class ProxyServer:
         self.turns = HandshakeTurns(enabled=not options.parallel_handshakes)
         # This process's Via pseudonym (RFC 9110 7.6.3): random, so only its own loops match.
         self.via = f"wsproxy-{secrets.token_hex(4)}"
+        # Admission counts every listener's connections together.
+        self.handlers: set[asyncio.Task[None]] = set()
+        self.per_client: dict[str, int] = {}
+        self.connection_ids = itertools.count(1)
         access = AccessPolicy(options.allow_clients, options.proxyauth)
-        self.listener = Listener(options, access, self._serve)
-        self.upstreams = Connector(options, self.listener.addresses)
-        self.plain = PlainHttp(options, self.limits, self.upstreams.open, self.via, capture)
-        self.websockets = WebSockets(
-            options,
-            limits=self.limits,
-            via=self.via,
-            open_upstream=self.upstreams.open,
-            plain=self.plain,
-            turns=self.turns,
-            chain=chain,
-            capture=capture,
-        )
-        self.requests = RequestLoop(
-            options,
-            ca=ca,
-            limits=self.limits,
-            via=self.via,
-            access=access,
-            open_upstream=self.upstreams.open,
-            plain=self.plain,
-            websockets=self.websockets,
-        )
+        self.fronts = [
+            Front(options.for_listen(listen), self, access) for listen in options.all_listens()
+        ]
+        self.capture = capture
+
+    def addresses(self) -> list[Any]:
+        """Every listening socket's address (an upstream connection reaching one loops)."""
+        return [address for front in self.fronts for address in front.listener.addresses()]
 
     @property
     def sessions(self) -> set[WebSocketSession]:
         """The open WebSocket sessions."""
-        return self.websockets.sessions
+        return set().union(*(front.websockets.sessions for front in self.fronts))
 
     @property
     def _handlers(self) -> set[asyncio.Task[None]]:
-        return self.listener.handlers
+        return self.handlers
 
     @property
     def _per_client(self) -> dict[str, int]:
-        return self.listener.per_client
+        return self.per_client
 
     @property
     def capture(self) -> Capture | None:
-        return self.websockets.capture
+        return self._capture
 
     @capture.setter
     def capture(self, capture: Capture | None) -> None:
         """The run's capture, for connections accepted from now on (set between ``bind`` and
         ``start``: captures are opened only once the port is ours, so a taken port leaves an
         existing capture file as it was)."""
-        self.plain.capture = capture
-        self.websockets.capture = capture
+        self._capture = capture
+        for front in self.fronts:
+            front.plain.capture = capture
+            front.websockets.capture = capture
 
     async def bind(self) -> None:
-        """Listen without accepting yet (raises OSError when the address cannot be had)."""
-        await self.listener.bind()
+        """Listen on every address without accepting yet; a ``BindError`` names the one that
+        could not be had (the others are closed again)."""
+        for front in self.fronts:
+            try:
+                await front.listener.bind()
+            except OSError as error:
+                self.close_listeners()
+                where = format_address(front.options.listen_host, front.options.listen_port)
+                raise BindError(where, str(front.options.mode), error) from None
 
     async def start(self) -> None:
         """Accept connections (binding first unless ``bind`` did)."""
-        await self.listener.start()
+        await self.bind()
+        for front in self.fronts:
+            await front.listener.start()
 
     @property
     def port(self) -> int:
-        return self.listener.port
+        """The first listener's port (the one of a single-listener run)."""
+        return self.fronts[0].listener.port
+
+    def close_listeners(self) -> None:
+        for front in self.fronts:
+            front.listener.close()
 
     async def shutdown(self) -> None:
         """Stop listening; every open WebSocket gets close 1001 on both sides."""
-        self.listener.close()
-        for session in list(self.sessions):
+        self.close_listeners()
+        sessions = self.sessions
+        for session in list(sessions):
             session.shutdown(1001, "proxy shutting down")
-        if self.sessions:
+        if sessions:
             await asyncio.wait(
-                [asyncio.ensure_future(s.run()) for s in self.sessions],
+                [asyncio.ensure_future(s.run()) for s in sessions],
                 timeout=self.options.close_timeout + 1,
             )
-        await self.listener.cancel_handlers(timeout=2)
+        await self.fronts[0].listener.cancel_handlers(timeout=2)
 
-    async def _serve(self, peer: Peer, conn_id: str) -> None:
-        await self.requests.serve(peer, conn_id)
+
+class BindError(OSError):
+    """A listener's address could not be had."""
+
+    def __init__(self, where: str, mode: str, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror or str(error))
+        self.where = where
+        self.mode = mode
+        self.error = error

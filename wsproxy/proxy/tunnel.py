@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from wsproxy.options import Options
 from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.upstream import Upstream
-from wsproxy.sansio.targets import default_port
+from wsproxy.sansio.targets import default_port, format_address
 from wsproxy.tls import MAGIC_HOST, CertAuthority
 from wsproxy.tls.alerts import HandshakeFailureLog
 from wsproxy.tls.handshakes import accept_client, is_client_hello
@@ -62,13 +62,25 @@ class Tunnels:
         self._tls_failures = HandshakeFailureLog(MAGIC_HOST)
 
     async def connect(self, peer: Peer, conn_id: str, host: str, port: int) -> None:
-        log.info("[%s] %s CONNECT %s:%d", conn_id, peer.address[0], host, port)
+        """An HTTP CONNECT: 200, then whatever the client speaks inside the tunnel."""
+        log.info("[%s] %s CONNECT %s", conn_id, peer.address[0], format_address(host, port))
+        await self.enter(peer, conn_id, host, port, established=ESTABLISHED)
+
+    async def enter(
+        self, peer: Peer, conn_id: str, host: str, port: int, *, established: bytes = b""
+    ) -> None:
+        """A connection bound for ``host:port`` (a CONNECT tunnel, a SOCKS5 CONNECT, a
+        redirected connection): ``established`` is written first (the mode's answer, if it
+        has one), then the client's first bytes decide: a ClientHello is intercepted, anything
+        else is served as HTTP; an ``--ignore-hosts`` match is piped untouched."""
         if any(pattern.search(f"{host}:{port}") for pattern in self._ignore):
             upstream = await self._open(Upstream("tcp", host, port))
-            peer.write(ESTABLISHED)
+            if established:
+                peer.write(established)
             await self.pipe(peer, upstream)
             return
-        peer.write(ESTABLISHED)
+        if established:
+            peer.write(established)
         async with asyncio.timeout(self.options.handshake_timeout):
             first = await peer.read()
         if not first:

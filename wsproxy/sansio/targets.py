@@ -18,6 +18,7 @@ __all__ = [
     "Target",
     "check_request",
     "default_port",
+    "format_address",
     "format_authority",
     "parse_host_header",
     "parse_target",
@@ -40,6 +41,12 @@ def format_authority(host: str, port: int, scheme: str) -> str:
     default port left out (RFC 7230 5.4, RFC 3986 3.2.3)."""
     name = f"[{host}]" if ":" in host else host
     return name if port == default_port(scheme) else f"{name}:{port}"
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port`` for a log line or a socket address: IPv6 in brackets, the port always
+    written (``[::1]:8080``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass(frozen=True)
