@@ -19,6 +19,7 @@ from wsproxy.proxy.access import AccessPolicy
 from wsproxy.proxy.http_relay import PlainHttp
 from wsproxy.proxy.listener import Listener
 from wsproxy.proxy.peer import Peer
+from wsproxy.proxy.pool import UpstreamPool
 from wsproxy.proxy.request_loop import RequestLoop
 from wsproxy.proxy.session import WebSocketSession
 from wsproxy.proxy.turns import HandshakeTurns
@@ -54,7 +55,14 @@ class ProxyServer:
         access = AccessPolicy(options.allow_clients, options.proxyauth)
         self.listener = Listener(options, access, self._serve)
         self.upstreams = Connector(options, self.listener.addresses)
-        self.plain = PlainHttp(options, self.limits, self.upstreams.open, self.via, capture)
+        # Plain HTTP reuses upstream connections; WebSockets and tunnels open their own.
+        self.pool = UpstreamPool(
+            self.upstreams.open,
+            max_per_host=options.pool_max_per_host,
+            max_idle=options.pool_max_idle,
+            idle_timeout=options.pool_idle_timeout,
+        )
+        self.plain = PlainHttp(options, self.limits, self.pool, self.via, capture)
         self.websockets = WebSockets(
             options,
             limits=self.limits,
@@ -114,8 +122,10 @@ class ProxyServer:
         return self.listener.port
 
     async def shutdown(self) -> None:
-        """Stop listening; every open WebSocket gets close 1001 on both sides."""
+        """Stop listening; every open WebSocket gets close 1001 on both sides; idle upstream
+        connections are closed."""
         self.listener.close()
+        self.pool.close()
         for session in list(self.sessions):
             session.shutdown(1001, "proxy shutting down")
         if self.sessions:
@@ -124,6 +134,7 @@ class ProxyServer:
                 timeout=self.options.close_timeout + 1,
             )
         await self.listener.cancel_handlers(timeout=2)
+        self.pool.close()  # what exchanges that ended meanwhile released
 
     async def _serve(self, peer: Peer, conn_id: str) -> None:
         await self.requests.serve(peer, conn_id)
