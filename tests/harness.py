@@ -768,11 +768,13 @@ def aiohttp_app(state: AioServer) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def aiohttp_upstream(ssl: Any = None) -> AsyncIterator[AioServer]:
-    """``aiohttp_app`` on a free port (over TLS with an ``ssl`` context), counting its TCP
-    connections."""
+async def aiohttp_upstream(
+    ssl: Any = None, app: Callable[[AioServer], web.Application] = aiohttp_app
+) -> AsyncIterator[AioServer]:
+    """``app`` (``aiohttp_app`` unless given) on a free port (over TLS with an ``ssl``
+    context), counting its TCP connections."""
     state = AioServer()
-    runner = web.AppRunner(aiohttp_app(state), handle_signals=False, access_log=None)
+    runner = web.AppRunner(app(state), handle_signals=False, access_log=None)
     await runner.setup()
     # Listen like web.TCPSite does, through a protocol factory that counts TCP connections.
     handler_factory = runner.server

@@ -6,17 +6,34 @@ from __future__ import annotations
 import pytest
 
 from wsproxy.sansio.bodies import NO_BODY, Framing, body_framing
-from wsproxy.sansio.http11 import Headers, HeadParser, Response
-from wsproxy.sansio.persistence import IDEMPOTENT_METHODS, REPLAY_LIMIT, Exchange, keeps_alive
+from wsproxy.sansio.http11 import Headers, HeadParser, Request, Response
+from wsproxy.sansio.persistence import (
+    IDEMPOTENT_METHODS,
+    REPLAY_LIMIT,
+    Exchange,
+    binds_connection,
+    keeps_alive,
+)
 
 LENGTH = Framing("length", 5)
 CHUNKED = Framing("chunked", None)
 UNTIL_CLOSE = Framing("close", None)
 
 
-def response(status: int = 200, version: str = "HTTP/1.1", **fields: str) -> Response:
-    headers = Headers((name.replace("_", "-"), value) for name, value in fields.items())
-    return Response(version, status, "", headers)
+def fields(**named: str) -> Headers:
+    return Headers((name.replace("_", "-"), value) for name, value in named.items())
+
+
+def response(status: int = 200, version: str = "HTTP/1.1", **named: str) -> Response:
+    return Response(version, status, "", fields(**named))
+
+
+def request(method: str = "GET", **named: str) -> Request:
+    return Request(method, "/", "HTTP/1.1", fields(**named))
+
+
+def exchange(method: str = "GET", *, reused: bool = True, framing: Framing = NO_BODY) -> Exchange:
+    return Exchange(request(method), reused=reused, request_framing=framing)
 
 
 def answered(
@@ -30,7 +47,7 @@ def answered(
 ) -> Exchange:
     """An exchange whose request went out whole and whose response ended."""
     resp = resp or response(Content_Length="5")
-    state = Exchange(method, reused=reused, request_framing=request_framing)
+    state = exchange(method, reused=reused, framing=request_framing)
     if request_framing.kind != "none":
         state.request_body(b"hello")
         state.request_finished()
@@ -113,7 +130,7 @@ def test_not_reusable_with_bytes_after_the_body() -> None:
 
 
 def test_not_reusable_before_the_response_ended() -> None:
-    state = Exchange("GET", reused=True, request_framing=NO_BODY)
+    state = exchange("GET", reused=True, framing=NO_BODY)
     assert not state.reusable
     state.response_head(response(Content_Length="5"))
     assert not state.reusable  # body not read yet
@@ -124,7 +141,7 @@ def test_not_reusable_before_the_response_ended() -> None:
 def test_not_reusable_when_answered_before_the_request_body_ended() -> None:
     """The server answered (a 413, say) while the client was still sending: the rest of that
     body would reach the server as the next request."""
-    state = Exchange("POST", reused=False, request_framing=CHUNKED)
+    state = exchange("POST", reused=False, framing=CHUNKED)
     state.request_body(b"5\r\nhello\r\n")
     state.response_head(response(413, Content_Length="5"))
     state.response_finished(LENGTH, b"")
@@ -134,7 +151,7 @@ def test_not_reusable_when_answered_before_the_request_body_ended() -> None:
 
 
 def test_interim_responses_do_not_decide() -> None:
-    state = Exchange("PUT", reused=True, request_framing=LENGTH)
+    state = exchange("PUT", reused=True, framing=LENGTH)
     state.response_head(response(100, Connection="close"))
     state.request_body(b"hello")
     state.request_finished()
@@ -144,7 +161,7 @@ def test_interim_responses_do_not_decide() -> None:
 
 
 def test_the_final_head_decides() -> None:
-    state = Exchange("GET", reused=True, request_framing=NO_BODY)
+    state = exchange("GET", reused=True, framing=NO_BODY)
     state.response_head(response(103))
     state.response_head(response(Connection="close", Content_Length="5"))
     state.response_finished(LENGTH, b"")
@@ -152,7 +169,7 @@ def test_the_final_head_decides() -> None:
 
 
 def test_never_reusable_after_switching_protocols() -> None:
-    state = Exchange("GET", reused=True, request_framing=NO_BODY)
+    state = exchange("GET", reused=True, framing=NO_BODY)
     state.response_head(response(101, Upgrade="h2c"))
     state.response_head(response(Content_Length="5"))
     state.response_finished(LENGTH, b"")
@@ -164,7 +181,7 @@ def test_never_reusable_after_switching_protocols() -> None:
 
 @pytest.mark.parametrize("method", sorted(IDEMPOTENT_METHODS))
 def test_idempotent_request_without_body_is_sent_again(method: str) -> None:
-    state = Exchange(method, reused=True, request_framing=NO_BODY)
+    state = exchange(method, reused=True, framing=NO_BODY)
     assert state.replay() == b""
 
 
@@ -174,14 +191,14 @@ def test_idempotent_methods_are_rfc_9110s() -> None:
 
 @pytest.mark.parametrize("method", ["POST", "PATCH", "CONNECT", "PROPFIND", "get"])
 def test_other_methods_are_never_sent_again(method: str) -> None:
-    state = Exchange(method, reused=True, request_framing=NO_BODY)
+    state = exchange(method, reused=True, framing=NO_BODY)
     assert state.replay() is None
     assert "not idempotent" in state.no_retry
     assert method in state.no_retry
 
 
 def test_put_body_is_kept_and_sent_again() -> None:
-    state = Exchange("PUT", reused=True, request_framing=CHUNKED)
+    state = exchange("PUT", reused=True, framing=CHUNKED)
     state.request_body(b"5\r\nhel")
     assert state.replay() is None  # the body is still arriving
     assert "still sending" in state.no_retry
@@ -191,7 +208,7 @@ def test_put_body_is_kept_and_sent_again() -> None:
 
 
 def test_a_body_up_to_the_limit_is_kept() -> None:
-    state = Exchange("PUT", reused=True, request_framing=Framing("length", REPLAY_LIMIT))
+    state = exchange("PUT", reused=True, framing=Framing("length", REPLAY_LIMIT))
     state.request_body(b"x" * (REPLAY_LIMIT - 1))
     state.request_body(b"y")
     state.request_finished()
@@ -199,7 +216,7 @@ def test_a_body_up_to_the_limit_is_kept() -> None:
 
 
 def test_a_larger_body_is_not_kept_nor_sent_again() -> None:
-    state = Exchange("PUT", reused=True, request_framing=Framing("length", REPLAY_LIMIT + 1))
+    state = exchange("PUT", reused=True, framing=Framing("length", REPLAY_LIMIT + 1))
     state.request_body(b"x" * REPLAY_LIMIT)
     state.request_body(b"y")
     state.request_body(b"")  # later pieces change nothing
@@ -210,20 +227,58 @@ def test_a_larger_body_is_not_kept_nor_sent_again() -> None:
 
 def test_a_new_connection_is_not_retried() -> None:
     """A server that closes a connection it just accepted will not do better on the next."""
-    state = Exchange("GET", reused=False, request_framing=NO_BODY)
+    state = exchange("GET", reused=False, framing=NO_BODY)
     state.request_body(b"ignored")
     assert state.replay() is None
     assert state.no_retry == "a new connection"
 
 
 def test_not_sent_again_once_the_server_began_to_answer() -> None:
-    state = Exchange("GET", reused=True, request_framing=NO_BODY)
+    state = exchange("GET", reused=True, framing=NO_BODY)
     state.response_head(response(100))
     assert state.replay() is None
     assert "begun" in state.no_retry
 
 
 def test_no_retry_reason_when_a_retry_is_allowed() -> None:
-    state = Exchange("DELETE", reused=True, request_framing=NO_BODY)
+    state = exchange("DELETE", reused=True, framing=NO_BODY)
     assert state.replay() == b""
     assert state.no_retry == "it could have been sent again"
+
+
+# -- connection-bound authentication ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("req", "resp", "bound"),
+    [
+        (request(Authorization="NTLM TlRMTVNTUAABAAAA"), response(), True),
+        (request(Authorization="negotiate YIIFyg=="), response(), True),
+        (request(), response(401, WWW_Authenticate="NTLM"), True),
+        (request(), response(401, WWW_Authenticate='Basic realm="a, b", Negotiate'), True),
+        (request(Authorization="Basic dTpw"), response(), False),
+        (request(Authorization="Bearer x"), response(401, WWW_Authenticate="Bearer"), False),
+        (request(Authorization=""), response(WWW_Authenticate=" , "), False),
+        (request(), response(), False),
+    ],
+)
+def test_binds_connection(req: Request, resp: Response, bound: bool) -> None:
+    assert binds_connection(req, resp) is bound
+
+
+def test_binds_connection_by_the_request_alone() -> None:
+    assert binds_connection(request(Authorization="NTLM abc"))
+    assert not binds_connection(request())
+
+
+def test_connection_authenticated_for_one_client_is_never_pooled() -> None:
+    """The pool serves every client: an NTLM or Negotiate connection would carry one
+    client's login to the next."""
+    for req, resp in [
+        (request(Authorization="NTLM abc"), response(Content_Length="5")),
+        (request(), response(401, WWW_Authenticate="Negotiate", Content_Length="5")),
+    ]:
+        state = Exchange(req, reused=False, request_framing=NO_BODY)
+        state.response_head(resp)
+        state.response_finished(LENGTH, b"")
+        assert not state.reusable

@@ -173,7 +173,7 @@ class PlainHttp:
     ) -> bool:
         head = serialize_request(Request(req.method, path, "HTTP/1.1", headers))
         server, reused = await self.pool.acquire(upstream)
-        state = Exchange(req.method, reused=reused, request_framing=framing)
+        state = Exchange(req, reused=reused, request_framing=framing)
         try:
             keep = await self._attempt(client, server, upstream, head, None, framing, state, record)
         except _Unanswered as error:
@@ -191,7 +191,7 @@ class PlainHttp:
                 req.method,
             )
             server = await self.pool.open(upstream)
-            state = Exchange(req.method, reused=False, request_framing=framing)
+            state = Exchange(req, reused=False, request_framing=framing)
             keep = await self._attempt(
                 client, server, upstream, head, replay, framing, state, record
             )

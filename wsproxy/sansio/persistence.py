@@ -12,14 +12,25 @@ idempotent request automatically, and only those (RFC 9110 9.2.2): a POST that m
 processed is never sent twice. A retry also needs the request body again; the proxy streams
 bodies, so it keeps a copy only up to ``REPLAY_LIMIT`` (a request with a larger body is not
 retried). ``Exchange`` is fed what happened, by the I/O layer, and answers both questions.
+
+The pool is shared by every client, so a connection that carries state of one client must not
+serve another: NTLM and Negotiate authenticate the connection, not the request (RFC 4559 6),
+so an exchange that uses either never returns its connection to the pool.
 """
 
 from __future__ import annotations
 
 from wsproxy.sansio.bodies import Framing
-from wsproxy.sansio.http11 import Response
+from wsproxy.sansio.http11 import Request, Response
 
-__all__ = ["IDEMPOTENT_METHODS", "REPLAY_LIMIT", "Exchange", "keeps_alive"]
+__all__ = [
+    "CONNECTION_AUTH",
+    "IDEMPOTENT_METHODS",
+    "REPLAY_LIMIT",
+    "Exchange",
+    "binds_connection",
+    "keeps_alive",
+]
 
 # RFC 9110 9.2.2: PUT, DELETE and the safe methods (9.2.1: GET, HEAD, OPTIONS, TRACE).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -29,12 +40,31 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELET
 # and keeps a proxy with many such requests in flight small.
 REPLAY_LIMIT = 64 * 1024
 
+# Authentication schemes that authenticate the connection rather than each request.
+CONNECTION_AUTH = frozenset({"ntlm", "negotiate"})
+
 
 def _connection_tokens(response: Response) -> set[str]:
     """Lower-case options of every Connection field (RFC 9110 7.6.1), read loosely: a
     malformed list still says "close" if it names it."""
     values = response.headers.get_all("Connection")
     return {item.strip().lower() for value in values for item in value.split(",")}
+
+
+def _schemes(values: list[str]) -> set[str]:
+    """Lower-case first words of each comma item (loosely: a quoted comma in a parameter
+    only adds words that name no scheme)."""
+    return {
+        item.split()[0].lower() for value in values for item in value.split(",") if item.strip()
+    }
+
+
+def binds_connection(request: Request, response: Response | None = None) -> bool:
+    """Whether the exchange authenticates the connection itself (NTLM, Negotiate)."""
+    schemes = _schemes(request.headers.get_all("Authorization"))
+    if response is not None:
+        schemes |= _schemes(response.headers.get_all("WWW-Authenticate"))
+    return not schemes.isdisjoint(CONNECTION_AUTH)
 
 
 def keeps_alive(response: Response) -> bool:
@@ -58,13 +88,14 @@ class Exchange:
     connection, or None when the request must not or cannot be retried).
     """
 
-    def __init__(self, method: str, *, reused: bool, request_framing: Framing) -> None:
-        self.method = method
+    def __init__(self, request: Request, *, reused: bool, request_framing: Framing) -> None:
+        self.request = request
+        self.method = request.method
         self.reused = reused
         self._request_done = request_framing.kind == "none"
         # A copy of the body for a retry: only where a retry may happen at all.
         self._replay: bytearray | None = (
-            bytearray() if reused and method in IDEMPOTENT_METHODS else None
+            bytearray() if reused and self.method in IDEMPOTENT_METHODS else None
         )
         self._answered = False  # a response byte arrived: the request reached the server
         self._persists = False  # the final head allows the connection to persist
@@ -87,7 +118,7 @@ class Exchange:
         if response.status == 101:
             self._switched = True
         elif response.status >= 200:
-            self._persists = keeps_alive(response)
+            self._persists = keeps_alive(response) and not binds_connection(self.request, response)
 
     def response_finished(self, framing: Framing, leftover: bytes) -> None:
         """The response body ended by ``framing``; ``leftover`` came after it, unasked."""
@@ -98,8 +129,8 @@ class Exchange:
     @property
     def reusable(self) -> bool:
         """The connection may carry the next request: both messages ended by their framing
-        (a request body the server answered early was not read to its end) and the server
-        keeps the connection (``keeps_alive``)."""
+        (a request body the server answered early was not read to its end), the server
+        keeps the connection (``keeps_alive``) and it holds no client's authentication."""
         return self._persists and self._response_done and self._request_done and not self._switched
 
     @property
@@ -110,7 +141,7 @@ class Exchange:
         if not self.reused:
             return "a new connection"
         if self.method not in IDEMPOTENT_METHODS:
-            return f"{self.method} is not idempotent, so it is not sent twice (RFC 9110 9.2.2)"
+            return f"{self.method} is not idempotent (RFC 9110 9.2.2), so it is not sent twice"
         if self._replay is None:
             return f"the request body was over {REPLAY_LIMIT // 1024} KiB, too large to keep"
         if not self._request_done:
