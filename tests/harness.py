@@ -16,7 +16,9 @@ Upstreams:
   closes; its default handler ``echo`` echoes (``/bye`` closes with 4000, ``/send?n=N``
   sends N bytes first, ``upper`` answers text in upper case, ``echo=False`` only records).
 * ``aiohttp_app(state)``: an aiohttp application with a WebSocket echo and HTTP routes.
-* ``RawServer``: a bare asyncio server for peers that must misbehave (see the fixture).
+* ``RawServer``: a bare asyncio server for peers that must misbehave (see the fixture);
+  ``http_handler(answer)`` makes it a keep-alive HTTP/1.1 server whose ``answer`` decides
+  each response (or closes without one).
 
 Waits:
 
@@ -51,7 +53,7 @@ from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from tests.integration.wsraw import RawConnection
+from tests.integration.wsraw import Head, RawConnection, read_request
 from wsproxy.modes import Regular, Reverse
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
@@ -767,10 +769,13 @@ def aiohttp_app(state: AioServer) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def aiohttp_upstream() -> AsyncIterator[AioServer]:
-    """``aiohttp_app`` on a free port, counting its TCP connections."""
+async def aiohttp_upstream(
+    ssl: Any = None, app: Callable[[AioServer], web.Application] = aiohttp_app
+) -> AsyncIterator[AioServer]:
+    """``app`` (``aiohttp_app`` unless given) on a free port (over TLS with an ``ssl``
+    context), counting its TCP connections."""
     state = AioServer()
-    runner = web.AppRunner(aiohttp_app(state), handle_signals=False, access_log=None)
+    runner = web.AppRunner(app(state), handle_signals=False, access_log=None)
     await runner.setup()
     # Listen like web.TCPSite does, through a protocol factory that counts TCP connections.
     handler_factory = runner.server
@@ -780,7 +785,7 @@ async def aiohttp_upstream() -> AsyncIterator[AioServer]:
         state.connections += 1
         return handler_factory()
 
-    server = await asyncio.get_running_loop().create_server(counting_factory, HOST, 0)
+    server = await asyncio.get_running_loop().create_server(counting_factory, HOST, 0, ssl=ssl)
     state.port = server.sockets[0].getsockname()[1]
     try:
         yield state
@@ -860,6 +865,49 @@ async def raw_servers() -> AsyncIterator[Callable[[RawHandler], Awaitable[RawSer
         errors = [e for s in servers for e in s.errors]
         if errors:
             raise errors[0]
+
+
+# What an ``http_handler`` server answers: (the request, how many came before it on this
+# connection) -> the whole response in bytes, or None to close the connection unanswered.
+Answer = Callable[[Head, int], bytes | None]
+
+
+def http_handler(answer: Answer, *, close_after: bool = False) -> RawHandler:
+    """A ``RawServer`` handler serving requests on each connection as they come, for as long
+    as ``answer`` gives a response and the peer keeps the connection; every request is kept
+    in ``conn.extra["requests"]``. A response with ``Connection: close`` ends the connection,
+    as every response does with ``close_after`` (a body read until close, a server that
+    drops idle connections at once)."""
+
+    async def handle(conn: RawConnection) -> None:
+        requests: list[Head] = []
+        conn.extra["requests"] = requests
+        while True:
+            try:
+                request = await read_request(conn.reader)
+            except asyncio.IncompleteReadError:
+                return  # the proxy closed the connection
+            requests.append(request)
+            response = answer(request, len(requests) - 1)
+            if response is None:
+                return
+            conn.writer.write(response)
+            await conn.writer.drain()
+            head_lines = response.split(b"\r\n\r\n", 1)[0].lower().split(b"\r\n")
+            if close_after or b"connection: close" in head_lines:
+                return
+
+    return handle
+
+
+def requests_seen(server: RawServer) -> list[list[Head]]:
+    """The requests an ``http_handler`` server got, per connection in order of acceptance."""
+    seen: list[list[Head]] = []
+    for conn in server.connections:
+        requests = conn.extra.get("requests", [])
+        assert isinstance(requests, list)
+        seen.append(list(requests))
+    return seen
 
 
 RawClient = Callable[[int], Awaitable[RawConnection]]

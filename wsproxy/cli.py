@@ -105,6 +105,11 @@ def count(text: str) -> int:
     return int(_number(text, int, zero=False))
 
 
+def count_or_zero(text: str) -> int:
+    """A limit where 0 turns the thing off: 0 or more."""
+    return int(_number(text, int, zero=True))
+
+
 def size(text: str) -> int:
     """``parse_size``, at least 1 byte: a size limit of 0 would refuse everything."""
     value = parse_size(text)
@@ -233,6 +238,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.connect_timeout,
         help="seconds to open a TCP connection upstream, else 504 (10)",
     )
+    add(
+        "--pool-max-per-host",
+        type=count_or_zero,
+        default=defaults.pool_max_per_host,
+        metavar="N",
+        help="idle upstream connections kept per server for the next plain HTTP request; "
+        "0 = none, a new connection for every request (6)",
+    )
+    add(
+        "--pool-max-idle",
+        type=count_or_zero,
+        default=defaults.pool_max_idle,
+        metavar="N",
+        help="idle upstream connections kept in all (100)",
+    )
+    add(
+        "--pool-idle-timeout",
+        type=seconds,
+        default=defaults.pool_idle_timeout,
+        metavar="S",
+        help="seconds an idle upstream connection is kept unused before it is closed (30)",
+    )
     add("--upstream-ca", type=Path, default=None, help="extra CA file to trust upstream")
     add("-k", "--ssl-insecure", action="store_true", help="do not verify upstream certificates")
     add(
@@ -342,6 +369,9 @@ def options_from_args(args: argparse.Namespace) -> Options:
         idle_timeout=args.idle_timeout,
         close_timeout=args.close_timeout,
         connect_timeout=args.connect_timeout,
+        pool_max_per_host=args.pool_max_per_host,
+        pool_max_idle=args.pool_max_idle,
+        pool_idle_timeout=args.pool_idle_timeout,
         parallel_handshakes=args.parallel_handshakes,
         upstream_ca=args.upstream_ca,
         ssl_insecure=args.ssl_insecure,
