@@ -15,9 +15,9 @@ import math
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from wsproxy.capture.commands import cmd_har, cmd_mitm, cmd_replay, cmd_show
 from wsproxy.capture.formats import check_capture_paths
@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wsproxy",
         description="A man-in-the-middle proxy to see, log, rewrite and block WebSocket traffic.",
-        epilog="Subcommands: 'wsproxy ca --path' prints where the CA certificate is.",
+        epilog=subcommands_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog's lines stay lines
     )
     add = parser.add_argument
     add("--listen-host", default=defaults.listen_host, help="address to listen on (127.0.0.1)")
@@ -420,20 +421,34 @@ def cmd_ca(argv: Sequence[str]) -> int:
     return 0
 
 
+class Subcommand(NamedTuple):
+    run: Callable[[Sequence[str]], int]
+    summary: str  # its line in ``wsproxy --help``
+
+
 SUBCOMMANDS = {
-    "ca": cmd_ca,
-    "show": cmd_show,
-    "replay": cmd_replay,
-    "har": cmd_har,
-    "mitm": cmd_mitm,
+    "ca": Subcommand(cmd_ca, "print the CA certificate's path and fingerprint (--path: path only)"),
+    "show": Subcommand(cmd_show, "print a capture (.jsonl, .har, .mitm) as -v log lines"),
+    "replay": Subcommand(
+        cmd_replay, "replay a captured connection to a server (--serve: to a client)"
+    ),
+    "har": Subcommand(cmd_har, "turn a JSONL capture or a crashed run's journal into HAR"),
+    "mitm": Subcommand(cmd_mitm, "turn a JSONL capture or journal into a mitmproxy flow file"),
 }
+
+
+def subcommands_help() -> str:
+    """The epilog of ``wsproxy --help``: one line per entry of SUBCOMMANDS, so none is missed."""
+    width = max(map(len, SUBCOMMANDS))
+    lines = [f"  {name:<{width}}  {sub.summary}" for name, sub in SUBCOMMANDS.items()]
+    return "subcommands (wsproxy NAME --help for their flags):\n" + "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:
-            return SUBCOMMANDS[argv[0]](argv[1:])
+            return SUBCOMMANDS[argv[0]].run(argv[1:])
         args = build_parser().parse_args(argv)
         if args.help_plugins:
             from wsproxy.scripts import help_text
