@@ -363,10 +363,12 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
     reloads them when their files change; with none, the relay path has no chain at all."""
     from wsproxy.proxy.memory import tune_allocator
     from wsproxy.proxy.server import ProxyServer
-    from wsproxy.tls import CertAuthority, upstream_context
+    from wsproxy.tls import CertAuthority, trust_notice, upstream_context
 
     tune_allocator()
     ca = CertAuthority.load_or_create(options.confdir)
+    if ca.created:
+        log.warning("%s", trust_notice(ca, regular=options.reverse is None))
     if options.upstream_ca is not None:
         upstream_context(options.upstream_ca)  # a missing or unusable file fails now, not later
     chain = await scripts.start() if scripts is not None else None
