@@ -221,21 +221,29 @@ class Memory:
 
 # -- the proxy process -----------------------------------------------------------------------
 
-HIDE_MITMPROXY = '''
+def hiding_source(*modules: str) -> str:
+    """A ``sitecustomize`` that makes importing ``modules`` (and their submodules) fail, as
+    if they were not installed."""
+    return f'''
 import sys
 
+_HIDDEN = {modules!r}
 
-class _HideMitmproxy:
-    """Acts as if mitmproxy were not installed."""
+
+class _Hide:
+    """Acts as if {", ".join(modules)} were not installed."""
 
     def find_spec(self, name, path=None, target=None):
-        if name == "mitmproxy" or name.startswith("mitmproxy."):
-            raise ModuleNotFoundError(f"No module named {name!r} (hidden)", name=name)
+        if name.split(".")[0] in _HIDDEN:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (hidden)", name=name)
         return None
 
 
-sys.meta_path.insert(0, _HideMitmproxy())
+sys.meta_path.insert(0, _Hide())
 '''
+
+
+HIDE_MITMPROXY = hiding_source("mitmproxy")
 
 STARTED: list[ProxyProcess] = []  # every proxy process of the session, checked at its end
 
@@ -249,7 +257,8 @@ class ProxyProcess:
 
     ``verbose`` adds ``-v`` (the frame lines tests wait for); ``hide_mitmproxy`` runs it as
     if mitmproxy were not installed (a ``sitecustomize`` on ``PYTHONPATH`` makes
-    ``import mitmproxy`` fail). It runs in the checkout, so ``-s plugins/NAME.py`` works.
+    ``import mitmproxy`` fail), ``hide_modules`` likewise for others (``("yaml",)``). It runs
+    in the checkout, so ``-s plugins/NAME.py`` works.
     """
 
     def __init__(
@@ -261,6 +270,7 @@ class ProxyProcess:
         host: str = HOST,
         verbose: bool = True,
         hide_mitmproxy: bool = False,
+        hide_modules: Sequence[str] = (),
     ) -> None:
         self.confdir = confdir
         self.host = host
@@ -275,10 +285,11 @@ class ProxyProcess:
             self.port, confdir, *(["-v"] if verbose else []), *self.args, host=host
         )
         env = proxy_free_env()
-        if hide_mitmproxy:
-            site = log_dir / "hide_mitmproxy"
+        hidden = (*(["mitmproxy"] if hide_mitmproxy else []), *hide_modules)
+        if hidden:
+            site = log_dir / ("hide_" + "_".join(hidden))
             site.mkdir(exist_ok=True)
-            (site / "sitecustomize.py").write_text(HIDE_MITMPROXY)
+            (site / "sitecustomize.py").write_text(hiding_source(*hidden))
             env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
         with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
             self.proc = subprocess.Popen(

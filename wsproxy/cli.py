@@ -367,8 +367,6 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
 
     tune_allocator()
     ca = CertAuthority.load_or_create(options.confdir)
-    if ca.created:
-        log.warning("%s", trust_notice(ca, regular=options.reverse is None))
     if options.upstream_ca is not None:
         upstream_context(options.upstream_ca)  # a missing or unusable file fails now, not later
     chain = await scripts.start() if scripts is not None else None
@@ -381,6 +379,8 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
             where = f"{options.listen_host}:{options.listen_port}"
             raise StartupError(f"cannot listen on {where}: {os_error_text(error)}") from None
         capture = server.capture = open_capture(options)
+        if ca.created:  # said once the start has worked: a failed one stays one error line
+            log.warning("%s", trust_notice(ca, regular=options.reverse is None))
         try:
             await _serve(options, server)
         finally:
