@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from wsproxy.options import Options
 from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.upstream import Upstream
-from wsproxy.sansio.targets import default_port
+from wsproxy.sansio.targets import default_port, host_port
 from wsproxy.tls import MAGIC_HOST, CertAuthority
 from wsproxy.tls.alerts import HandshakeFailureLog
 from wsproxy.tls.handshakes import accept_client, is_client_hello
@@ -62,7 +62,7 @@ class Tunnels:
         self._tls_failures = HandshakeFailureLog(MAGIC_HOST)
 
     async def connect(self, peer: Peer, conn_id: str, host: str, port: int) -> None:
-        log.info("[%s] %s CONNECT %s:%d", conn_id, peer.address[0], host, port)
+        log.info("[%s] %s CONNECT %s", conn_id, peer.address[0], host_port(host, port))
         if any(pattern.search(f"{host}:{port}") for pattern in self._ignore):
             upstream = await self._open(Upstream("tcp", host, port))
             peer.write(ESTABLISHED)
