@@ -55,6 +55,7 @@ from tests.integration.wsraw import RawConnection
 from wsproxy.options import Options, ReverseTarget
 from wsproxy.plugins import PluginChain
 from wsproxy.proxy.server import Capture, ProxyServer
+from wsproxy.sansio.targets import host_port
 from wsproxy.tls import CertAuthority
 
 HOST = "127.0.0.1"
@@ -308,7 +309,7 @@ class ProxyProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://{host_port(self.host, self.port)}"
 
     @property
     def returncode(self) -> int | None:
@@ -589,10 +590,11 @@ class WsUpstream:
     echo: bool = True
 
     tls: bool = False  # served with ``ssl=``: its URLs are wss://
+    host: str = HOST  # where it listens (``::1`` for IPv6 tests)
 
     @property
     def url(self) -> str:
-        return f"{'wss' if self.tls else 'ws'}://{HOST}:{self.port}"
+        return f"{'wss' if self.tls else 'ws'}://{host_port(self.host, self.port)}"
 
     @property
     def finished(self) -> int:
@@ -636,11 +638,12 @@ async def ws_upstream(
     *,
     subprotocols: list[str] | None = None,
     upper: bool = False,
+    host: str = HOST,
     **kwargs: Any,
 ) -> AsyncIterator[WsUpstream]:
-    """A ``websockets`` server running ``handler`` for every connection (``kwargs`` go to
-    ``serve``; no size limit and no keepalive pings unless given)."""
-    up = WsUpstream(upper=upper, tls=kwargs.get("ssl") is not None)
+    """A ``websockets`` server running ``handler`` for every connection on ``host`` (``kwargs``
+    go to ``serve``; no size limit and no keepalive pings unless given)."""
+    up = WsUpstream(upper=upper, tls=kwargs.get("ssl") is not None, host=host)
 
     class Counting(ServerConnection):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -673,7 +676,7 @@ async def ws_upstream(
     kwargs.setdefault("ping_interval", None)
     async with serve(
         run,
-        HOST,
+        host,
         0,
         process_request=process_request,
         subprotocols=subprotocols,  # type: ignore[arg-type]

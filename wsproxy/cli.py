@@ -30,7 +30,7 @@ from wsproxy.exceptions import (
     os_error_text,
 )
 from wsproxy.options import MiB, Options, ReverseTarget
-from wsproxy.sansio.targets import default_port
+from wsproxy.sansio.targets import default_port, host_port
 
 if TYPE_CHECKING:
     from wsproxy.proxy.server import ProxyServer
@@ -101,6 +101,11 @@ def count(text: str) -> int:
     return int(_number(text, int, zero=False))
 
 
+def count_or_zero(text: str) -> int:
+    """A count where 0 means none: 0 or more."""
+    return int(_number(text, int, zero=True))
+
+
 def size(text: str) -> int:
     """``parse_size``, at least 1 byte: a size limit of 0 would refuse everything."""
     value = parse_size(text)
@@ -131,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--confdir", type=Path, default=defaults.confdir, help="CA and settings (~/.wsproxy)")
     add("-v", "--verbose", action="count", default=0, help="-v logs every frame, -vv debug")
     add("-q", "--quiet", action="store_true", help="warnings and errors only")
+    add(
+        "--preview-length",
+        type=count_or_zero,
+        default=defaults.preview_length,
+        metavar="N",
+        help="characters of payload shown in each -v frame line, binary as N/2 bytes in hex; "
+        "0 = none (40)",
+    )
     add(
         "--max-frame-size",
         type=size,
@@ -306,6 +319,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         reverse=args.mode,
         confdir=args.confdir.expanduser(),
         verbosity=verbosity,
+        preview_length=args.preview_length,
         max_frame_size=args.max_frame_size,
         max_message_size=args.max_message_size,
         max_head_size=args.max_head_size,
@@ -376,7 +390,7 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
         try:
             await server.bind()  # the port first: a taken one leaves capture files untouched
         except OSError as error:
-            where = f"{options.listen_host}:{options.listen_port}"
+            where = host_port(options.listen_host, options.listen_port)
             raise StartupError(f"cannot listen on {where}: {os_error_text(error)}") from None
         capture = server.capture = open_capture(options)
         if ca.created:  # said once the start has worked: a failed one stays one error line
@@ -397,7 +411,7 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
 
 async def _serve(options: Options, server: ProxyServer) -> None:
     await server.start()
-    where = f"{options.listen_host}:{server.port}"
+    where = host_port(options.listen_host, server.port)
     log.warning("wsproxy listening on %s (%s mode)", where, options.mode)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from wsproxy.sansio.targets import host_port
+
 MiB = 1024 * 1024
 
 
@@ -36,6 +38,7 @@ class Options:
     reverse: ReverseTarget | None = None
     confdir: Path = field(default_factory=lambda: Path.home() / ".wsproxy")
     verbosity: int = 0  # -1 quiet, 0 normal, 1 frames, 2 debug
+    preview_length: int = 40  # characters of payload in each -v frame line; 0: none
     max_frame_size: int = 64 * MiB
     max_message_size: int = 64 * MiB
     max_head_size: int = 64 * 1024
@@ -73,4 +76,4 @@ class Options:
     def mode(self) -> str:
         if self.reverse is None:
             return "regular"
-        return f"reverse:{self.reverse.scheme}://{self.reverse.host}:{self.reverse.port}"
+        return f"reverse:{self.reverse.scheme}://{host_port(self.reverse.host, self.reverse.port)}"
