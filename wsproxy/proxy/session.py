@@ -340,7 +340,7 @@ class WebSocketSession:
             length=record.length,
             shown=shown,
         )
-        log.info("[%s] %s", self.conn_id, line.rstrip())
+        log.info("[%s] %s", self.conn_id, line if width else line[:-1])  # no preview, no " "
 
     def _capture_frame(self, record: FrameRecord) -> None:
         assert self.capture is not None and self.flow is not None
