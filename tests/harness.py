@@ -58,6 +58,7 @@ from wsproxy.modes import Regular, Reverse
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
 from wsproxy.proxy.server import Capture, ProxyServer
+from wsproxy.sansio.targets import host_port
 from wsproxy.tls import CertAuthority
 
 HOST = "127.0.0.1"
@@ -224,21 +225,30 @@ class Memory:
 
 # -- the proxy process -----------------------------------------------------------------------
 
-HIDE_MITMPROXY = '''
+
+def hiding_source(*modules: str) -> str:
+    """A ``sitecustomize`` that makes importing ``modules`` (and their submodules) fail, as
+    if they were not installed."""
+    return f'''
 import sys
 
+_HIDDEN = {modules!r}
 
-class _HideMitmproxy:
-    """Acts as if mitmproxy were not installed."""
+
+class _Hide:
+    """Acts as if {", ".join(modules)} were not installed."""
 
     def find_spec(self, name, path=None, target=None):
-        if name == "mitmproxy" or name.startswith("mitmproxy."):
-            raise ModuleNotFoundError(f"No module named {name!r} (hidden)", name=name)
+        if name.split(".")[0] in _HIDDEN:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (hidden)", name=name)
         return None
 
 
-sys.meta_path.insert(0, _HideMitmproxy())
+sys.meta_path.insert(0, _Hide())
 '''
+
+
+HIDE_MITMPROXY = hiding_source("mitmproxy")
 
 STARTED: list[ProxyProcess] = []  # every proxy process of the session, checked at its end
 
@@ -252,7 +262,8 @@ class ProxyProcess:
 
     ``verbose`` adds ``-v`` (the frame lines tests wait for); ``hide_mitmproxy`` runs it as
     if mitmproxy were not installed (a ``sitecustomize`` on ``PYTHONPATH`` makes
-    ``import mitmproxy`` fail). It runs in the checkout, so ``-s plugins/NAME.py`` works.
+    ``import mitmproxy`` fail), ``hide_modules`` likewise for others (``("yaml",)``). It runs
+    in the checkout, so ``-s plugins/NAME.py`` works.
     """
 
     def __init__(
@@ -264,6 +275,7 @@ class ProxyProcess:
         host: str = HOST,
         verbose: bool = True,
         hide_mitmproxy: bool = False,
+        hide_modules: Sequence[str] = (),
     ) -> None:
         self.confdir = confdir
         self.host = host
@@ -278,10 +290,11 @@ class ProxyProcess:
             self.port, confdir, *(["-v"] if verbose else []), *self.args, host=host
         )
         env = proxy_free_env()
-        if hide_mitmproxy:
-            site = log_dir / "hide_mitmproxy"
+        hidden = (*(["mitmproxy"] if hide_mitmproxy else []), *hide_modules)
+        if hidden:
+            site = log_dir / ("hide_" + "_".join(hidden))
             site.mkdir(exist_ok=True)
-            (site / "sitecustomize.py").write_text(HIDE_MITMPROXY)
+            (site / "sitecustomize.py").write_text(hiding_source(*hidden))
             env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
         with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
             self.proc = subprocess.Popen(
@@ -300,7 +313,7 @@ class ProxyProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://{host_port(self.host, self.port)}"
 
     @property
     def returncode(self) -> int | None:
@@ -581,10 +594,11 @@ class WsUpstream:
     echo: bool = True
 
     tls: bool = False  # served with ``ssl=``: its URLs are wss://
+    host: str = HOST  # where it listens (``::1`` for IPv6 tests)
 
     @property
     def url(self) -> str:
-        return f"{'wss' if self.tls else 'ws'}://{HOST}:{self.port}"
+        return f"{'wss' if self.tls else 'ws'}://{host_port(self.host, self.port)}"
 
     @property
     def finished(self) -> int:
@@ -628,11 +642,12 @@ async def ws_upstream(
     *,
     subprotocols: list[str] | None = None,
     upper: bool = False,
+    host: str = HOST,
     **kwargs: Any,
 ) -> AsyncIterator[WsUpstream]:
-    """A ``websockets`` server running ``handler`` for every connection (``kwargs`` go to
-    ``serve``; no size limit and no keepalive pings unless given)."""
-    up = WsUpstream(upper=upper, tls=kwargs.get("ssl") is not None)
+    """A ``websockets`` server running ``handler`` for every connection on ``host`` (``kwargs``
+    go to ``serve``; no size limit and no keepalive pings unless given)."""
+    up = WsUpstream(upper=upper, tls=kwargs.get("ssl") is not None, host=host)
 
     class Counting(ServerConnection):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -665,7 +680,7 @@ async def ws_upstream(
     kwargs.setdefault("ping_interval", None)
     async with serve(
         run,
-        HOST,
+        host,
         0,
         process_request=process_request,
         subprotocols=subprotocols,  # type: ignore[arg-type]

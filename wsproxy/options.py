@@ -29,6 +29,7 @@ class Options:
     listens: tuple[Listen, ...] = ()
     confdir: Path = field(default_factory=lambda: Path.home() / ".wsproxy")
     verbosity: int = 0  # -1 quiet, 0 normal, 1 frames, 2 debug
+    preview_length: int = 40  # characters of payload in each -v frame line; 0: none
     max_frame_size: int = 64 * MiB
     max_message_size: int = 64 * MiB
     max_head_size: int = 64 * 1024

@@ -29,7 +29,7 @@ from wsproxy.proxy.turns import HandshakeTurns
 from wsproxy.proxy.upstream import Connector, Upstream
 from wsproxy.proxy.websocket import Capture, WebSockets
 from wsproxy.sansio.http11 import Limits
-from wsproxy.sansio.targets import format_address
+from wsproxy.sansio.targets import host_port
 from wsproxy.tls import CertAuthority
 
 __all__ = ["BindError", "Capture", "Front", "ProxyServer", "Upstream", "WsproxyError"]
@@ -87,7 +87,7 @@ class Front:
 
     def where(self) -> str:
         """The listening address as a log line names it."""
-        return format_address(self.options.listen_host, self.listener.port)
+        return host_port(self.options.listen_host, self.listener.port)
 
     async def _serve(self, peer: Peer, conn_id: str) -> None:
         mode = self.options.mode
@@ -167,7 +167,7 @@ class ProxyServer:
                 await front.listener.bind()
             except OSError as error:
                 self.close_listeners()
-                where = format_address(front.options.listen_host, front.options.listen_port)
+                where = host_port(front.options.listen_host, front.options.listen_port)
                 raise BindError(where, str(front.options.mode), error) from None
 
     async def start(self) -> None:

@@ -43,7 +43,6 @@ from wsproxy.sansio.commands import (
 )
 from wsproxy.sansio.deflate import DeflateParams
 from wsproxy.sansio.frames import Opcode
-from wsproxy.sansio.records import PREVIEW
 from wsproxy.sansio.relay import FrameRecord, Relay, RelayConfig, Side
 
 log = logging.getLogger("wsproxy")
@@ -100,6 +99,7 @@ class WebSocketSession:
                 full_payloads=self.capture is not None,
                 want_frames=chain is not None and chain.wants_frames,
                 want_messages=chain is not None and chain.wants_messages,
+                preview_size=logformat.preview_bytes(options.preview_length),
             )
         )
         if flow is not None:
@@ -327,9 +327,11 @@ class WebSocketSession:
     def _log_frame(self, record: FrameRecord) -> None:
         if record.offset:
             return  # a later piece of a frame recorded in pieces: logged with its first
-        data = record.preview
+        width = self.options.preview_length
+        size = logformat.preview_bytes(width)
+        data = record.payload[:size]  # the whole payload when a capture listens too
         kind = logformat.payload_kind(record.opcode, record.message_opcode)
-        shown = logformat.preview(data, kind, partial=len(data) >= PREVIEW)
+        shown = logformat.preview(data, kind, width, partial=len(data) >= size) if width else ""
         flags = logformat.frame_flags(fin=record.fin, rsv=record.rsv, compressed=record.compressed)
         line = logformat.frame_line(
             from_client=record.side is Side.CLIENT,
@@ -338,7 +340,7 @@ class WebSocketSession:
             length=record.length,
             shown=shown,
         )
-        log.info("[%s] %s", self.conn_id, line)
+        log.info("[%s] %s", self.conn_id, line if width else line[:-1])  # no preview, no " "
 
     def _capture_frame(self, record: FrameRecord) -> None:
         assert self.capture is not None and self.flow is not None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from wsproxy.options import Options
 from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.upstream import Upstream
-from wsproxy.sansio.targets import default_port, format_address
+from wsproxy.sansio.targets import default_port, host_port
 from wsproxy.tls import MAGIC_HOST, CertAuthority
 from wsproxy.tls.alerts import HandshakeFailureLog
 from wsproxy.tls.handshakes import accept_client, is_client_hello
@@ -63,7 +63,7 @@ class Tunnels:
 
     async def connect(self, peer: Peer, conn_id: str, host: str, port: int) -> None:
         """An HTTP CONNECT: 200, then whatever the client speaks inside the tunnel."""
-        log.info("[%s] %s CONNECT %s", conn_id, peer.address[0], format_address(host, port))
+        log.info("[%s] %s CONNECT %s", conn_id, peer.address[0], host_port(host, port))
         await self.enter(peer, conn_id, host, port, established=ESTABLISHED)
 
     async def enter(

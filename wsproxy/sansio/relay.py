@@ -89,6 +89,7 @@ class RelayConfig:
     full_payloads: bool = False  # ... and wants whole contents (a capture), not previews
     want_frames: bool = False  # the plugin chain has frame hooks
     want_messages: bool = False  # ... message hooks
+    preview_size: int = PREVIEW  # bytes of content each record keeps without full_payloads
 
 
 class Relay(CloseHandshake, HookSeam):
@@ -123,6 +124,7 @@ class Relay(CloseHandshake, HookSeam):
             reader.inflater = Inflater(config.deflate, from_client, config.max_message_size)
         leg.want_frames = config.want_frames
         leg.want_messages = config.want_messages
+        leg.recorder.preview_size = config.preview_size
         # Binary payloads nobody reads stay masked: re-masked with one XOR of the two keys.
         reader.keep_binary_masked = not leg.hooked and not config.full_payloads
         return leg
@@ -295,7 +297,7 @@ class Relay(CloseHandshake, HookSeam):
 
     def _record(self, record: FrameRecord) -> None:
         if not self._full:
-            record.payload = record.payload[:PREVIEW]
+            record.payload = record.payload[: self.config.preview_size]
         self._out.append(Record(record))
 
     def _note(self, side: Side, text: str) -> None:
