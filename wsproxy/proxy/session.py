@@ -114,6 +114,7 @@ class WebSocketSession:
         self._holds = {Side.CLIENT: Hold.NONE, Side.SERVER: Hold.NONE}
         self._dispatching = False
         self._queue: list[Command] = []
+        self._refusal_logged = False  # an injected message was refused (logged once)
 
     def peer(self, side: Side) -> Peer:
         return self.client if side is Side.CLIENT else self.server
@@ -148,7 +149,16 @@ class WebSocketSession:
         opcode = Opcode.TEXT if isinstance(content, str) else Opcode.BINARY
         payload = content.encode("utf-8") if isinstance(content, str) else bytes(content)
         side = Side.CLIENT if to_client else Side.SERVER
-        if not self.relay.leg(side).can_send:
+        refusal = self.relay.inject_refusal(side)
+        if refusal is None and Hold.WRITER_FULL in self._holds[side.other]:
+            # Its send buffer is full: what a plugin injects waits in no unbounded queue.
+            refusal = f"the {side.value} does not read fast enough"
+        if refusal is not None:
+            if not self._refusal_logged:
+                self._refusal_logged = True
+                self._log_event(
+                    side.other, f"injected message not sent: {refusal} (later ones: not logged)"
+                )
             return False
         self._dispatch(self.relay.inject(side, opcode, payload))
         return True
@@ -266,6 +276,12 @@ class WebSocketSession:
         it is a plain function, else in a task (which may hold it as long as it likes)."""
         chain = self.chain
         assert chain is not None
+        if isinstance(item, Message) and item.injected and chain.inline("message"):
+            # On the next turn of the loop, as mitmproxy does: a plugin that injects in answer
+            # to every injected message loops, but one message per turn, never stalling the
+            # proxy (nor, within the relay's backlog limit, growing its memory).
+            self.loop.call_soon(self._run_injected_hooks, side, item)
+            return
         item.timestamp = time.time()
         if isinstance(item, FrameEvent):
             if chain.inline("frame"):
@@ -277,6 +293,17 @@ class WebSocketSession:
             self._dispatch(self.relay.hooks_done(side))
             return
         self._hook_tasks[side] = self.loop.create_task(self._run_hooks_async(side, item))
+
+    def _run_injected_hooks(self, side: Side, item: Message) -> None:
+        chain = self.chain
+        if self.done.done() or chain is None:
+            return
+        item.timestamp = time.time()
+        if chain.inline("message"):
+            chain.message_inline(self.flow, item)
+            self._dispatch(self.relay.hooks_done(side))
+        else:  # a reload made a message hook async meanwhile
+            self._hook_tasks[side] = self.loop.create_task(self._run_hooks_async(side, item))
 
     async def _run_hooks_async(self, side: Side, item: FrameEvent | Message) -> None:
         assert self.chain is not None
