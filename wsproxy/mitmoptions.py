@@ -194,8 +194,8 @@ ALREADY: dict[str, tuple[Kind, tuple[object, ...], str]] = {
 }
 
 _UI = "wsproxy has no interactive UI; it logs to stderr and `wsproxy show FILE` prints a capture"
-_REPLAY = "server replay is not supported; `wsproxy replay --serve FILE` plays a capture's server"
-_DNS = "DNS mode is not supported: wsproxy relays WebSockets"
+_REPLAY = "no server replay in the proxy; `wsproxy replay --serve FILE` plays a capture's server"
+_DNS = "wsproxy has no DNS mode (it relays WebSockets)"
 _PLUGIN = "use a plugin: -s rewrite (WebSocket messages) or your own -s FILE"
 _CIPHERS = "wsproxy uses OpenSSL's defaults"
 
@@ -208,7 +208,7 @@ UNSUPPORTED: dict[str, str] = {
     "block_list": "use -s block --set block_hosts=REGEX (or block_paths, block_origins)",
     "add_upstream_certs_to_client_chain": "clients get the leaf and wsproxy's CA only",
     "connect_addr": "wsproxy connects upstream from the address the system picks",
-    "client_certs": "client certificates towards the upstream are not supported",
+    "client_certs": "wsproxy presents no client certificate upstream",
     "http_connect_send_host_header": "wsproxy decides the headers of its CONNECT to an "
     "upstream proxy itself",
     "cert_passphrase": "decrypt the key first: openssl pkey -in FILE -out PLAIN.pem",
@@ -231,8 +231,8 @@ UNSUPPORTED: dict[str, str] = {
     "map_remote": _PLUGIN,
     "modify_body": _PLUGIN,
     "modify_headers": _PLUGIN,
-    "save_stream_filter": "mitmproxy filter expressions are not supported; use "
-    "--capture-filter REGEX (matched against the WebSocket URL)",
+    "save_stream_filter": "mitmproxy filter expressions; use --capture-filter REGEX (matched "
+    "against the WebSocket URL)",
     "rfile": "use `wsproxy show FILE` to print a capture",
     "readfile_filter": "use `wsproxy show FILE`",
     "client_replay": "use `wsproxy replay FILE` (plays a capture's client against its server)",
@@ -372,7 +372,7 @@ def _already(values: tuple[object, ...], note: str) -> Apply:
 def _already_words(values: tuple[object, ...]) -> str:
     if ... in values:
         return "accepted, no effect"
-    spelled = " or ".join(str(v).lower() for v in values)
+    spelled = " or ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values)
     return f"{spelled}: what wsproxy does; otherwise not supported"
 
 
