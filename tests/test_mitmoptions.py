@@ -14,7 +14,7 @@ import pytest
 
 from tests.harness import StartProxy
 from tests.test_cli_errors import check, run
-from wsproxy.cli import build_parser
+from wsproxy.cli import build_parser, options_from_args
 from wsproxy.exceptions import ConfigError
 from wsproxy.mitmoptions import (
     ALREADY,
@@ -26,6 +26,7 @@ from wsproxy.mitmoptions import (
     parser_flags,
     translate,
 )
+from wsproxy.proxy.access import AccessPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 OURS = parser_flags(build_parser())
@@ -112,6 +113,17 @@ def test_translation(argv: list[str], want: list[str]) -> None:
     assert flags(*argv) == want
     if not want or want[0].partition("=")[0] in OURS:  # --upstream-auth arrives in another branch
         build_parser().parse_args(want)  # wsproxy's parser takes the result
+
+
+@pytest.mark.parametrize(("value", "served"), [("false", True), ("true", False)])
+def test_block_global_decides_whether_public_clients_are_served(value: str, served: bool) -> None:
+    """A public client address needs a network namespace in a process test; the admission
+    policy the options build shows the effect."""
+    args = build_parser().parse_args(flags("--set", f"block_global={value}"))
+    policy = AccessPolicy(options_from_args(args).allow_clients)
+    assert policy.allows("203.0.113.5") is served
+    assert policy.allows("2001:db8::5") is served
+    assert policy.allows("192.168.1.2")
 
 
 def test_a_value_starting_with_a_dash_stays_a_value() -> None:

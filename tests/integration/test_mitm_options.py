@@ -259,15 +259,6 @@ async def test_set_anticomp_strips_permessage_deflate(
     assert "permessage-deflate" not in (ws_echo.headers[0].get("sec-websocket-extensions") or "")
 
 
-async def test_set_block_global_false_allows_every_client(start_proxy: StartProxy) -> None:
-    """A public client address needs a network namespace; the rule the flag adds is shown by
-    the admission check's own tests (tests/hardening/test_access.py). Here: the proxy starts
-    with it and says nothing is refused."""
-    proxy = await start_proxy("--set", "block_global=false")
-    async with aiohttp.ClientSession() as session, session.get(f"{proxy.url}/") as response:
-        assert response.status == 400  # served (not a proxy request), not refused with 403
-
-
 # -- websocket=false: upgrades passed through untouched --------------------------------------------
 
 CALLS_PLUGIN = """
