@@ -101,5 +101,5 @@ def test_negotiated(subprotocol: str | None, extensions: list[str], expected: st
 
 
 def test_message_counts() -> None:
-    assert message_counts(3, 2) == "3 messages client -> server, 2 server -> client"
-    assert message_counts(1, 0) == "1 message client -> server, 0 server -> client"
+    assert message_counts(3, 2) == "data messages: 3 from the client, 2 from the server"
+    assert message_counts(1, 0) == "data messages: 1 from the client, 0 from the server"

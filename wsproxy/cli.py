@@ -29,6 +29,7 @@ from wsproxy.exceptions import (
     WsproxyError,
     os_error_text,
 )
+from wsproxy.mitmoptions import parser_flags, translate
 from wsproxy.modes import (
     Listen,
     ModeError,
@@ -280,6 +281,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="tunnel CONNECTs to matching host:port untouched (repeatable)",
     )
     add(
+        "--allow-hosts",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="intercept only CONNECTs to matching host:port, tunnel all others untouched "
+        "(repeatable; the opposite of --ignore-hosts)",
+    )
+    add(
+        "--certs",
+        action="append",
+        default=[],
+        metavar="[DOMAIN=]FILE",
+        help="serve this certificate instead of a generated one: a PEM file with the private "
+        "key and the chain, leaf first; for DOMAIN (*.example.com works), else for the names "
+        "in the certificate (repeatable)",
+    )
+    add(
+        "--no-websocket",
+        action="store_true",
+        help="pass WebSockets through untouched: after the 101 the bytes are copied both ways "
+        "as they are (no frame parsing, no plugins, no capture)",
+    )
+    add(
         "--no-compression",
         action="store_true",
         help="strip permessage-deflate from offers: frames on the wire stay readable",
@@ -299,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         dest="sets",
         metavar="NAME=VALUE",
-        help="set a plugin option (repeatable; a list option appends); see --help-plugins",
+        help="set a plugin option (repeatable; a list option appends; see --help-plugins), "
+        "or one of mitmproxy's core options (README: 'Coming from mitmproxy')",
     )
     add(
         "--help-plugins",
@@ -339,11 +364,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
-    for pattern in args.ignore_hosts:
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            raise ConfigError(f"--ignore-hosts {pattern!r}: {error}") from None
+    for flag, patterns in (
+        ("--ignore-hosts", args.ignore_hosts),
+        ("--allow-hosts", args.allow_hosts),
+    ):
+        for pattern in patterns:
+            _regex(flag, pattern)
+    if args.ignore_hosts and args.allow_hosts:
+        raise ConfigError(
+            "--ignore-hosts and --allow-hosts exclude each other: give the hosts to tunnel "
+            "untouched, or the only ones to intercept"
+        )
     try:
         listens = resolve_listens(tuple(args.mode), args.listen_host, args.listen_port)
     except ModeError as error:
@@ -387,6 +418,9 @@ def options_from_args(args: argparse.Namespace) -> Options:
         upstream_ca=args.upstream_ca,
         ssl_insecure=args.ssl_insecure,
         ignore_hosts=tuple(args.ignore_hosts),
+        allow_hosts=tuple(args.allow_hosts),
+        certs=tuple(args.certs),
+        no_websocket=args.no_websocket,
         no_compression=args.no_compression,
         capture_paths=check_capture_paths(args.capture),
         capture_filter=_regex("--capture-filter", args.capture_filter),
@@ -431,6 +465,10 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
 
     tune_allocator()
     ca = CertAuthority.load_or_create(options.confdir)
+    if options.certs:
+        from wsproxy.tls.served import load_served
+
+        ca.served = load_served(options.certs)
     if options.upstream_ca is not None:
         upstream_context(options.upstream_ca)  # a missing or unusable file fails now, not later
     chain = await scripts.start() if scripts is not None else None
@@ -517,7 +555,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv and argv[0] in SUBCOMMANDS:
             return SUBCOMMANDS[argv[0]].run(argv[1:])
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        translation = translate(argv, parser_flags(parser))
+        args = parser.parse_args(translation.argv)
         if args.help_plugins:
             from wsproxy.scripts import help_text
 
@@ -525,6 +565,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         options = options_from_args(args)
         setup_logging(options.verbosity)
+        for note in translation.notes:
+            log.info("%s", note)
         scripts = None
         if args.script or args.sets:
             from wsproxy.scripts import ScriptHost

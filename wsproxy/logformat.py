@@ -110,7 +110,7 @@ def negotiated(subprotocol: str | None, extensions: list[str]) -> str:
 
 
 def message_counts(from_client: int, from_server: int) -> str:
-    """``3 messages client -> server, 2 server -> client``: the data messages each peer sent
-    (those a plugin dropped included), as the frame lines' arrows say it."""
-    noun = "message" if from_client == 1 else "messages"
-    return f"{from_client} {noun} {arrow(True)}, {from_server} {arrow(False)}"
+    """``data messages: 3 from the client, 2 from the server``: the data messages each peer
+    sent (those a plugin dropped included). Worded without the frame lines' arrows, so a
+    search for ``client -> server`` finds frames only."""
+    return f"data messages: {from_client} from the client, {from_server} from the server"

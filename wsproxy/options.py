@@ -54,6 +54,13 @@ class Options:
     upstream_ca: Path | None = None
     ssl_insecure: bool = False
     ignore_hosts: tuple[str, ...] = ()
+    # Intercept only CONNECTs to host:port matching one of these, tunnel the rest untouched
+    # (--allow-hosts; never together with ignore_hosts).
+    allow_hosts: tuple[str, ...] = ()
+    # --certs [DOMAIN=]FILE.pem: certificates served instead of generated leaves (tls.served).
+    certs: tuple[str, ...] = ()
+    # --no-websocket: after the 101, copy the bytes both ways untouched (no frames, no plugins).
+    no_websocket: bool = False
     no_compression: bool = False
     # -w FILE (repeatable): record every WebSocket (whose URL matches capture_filter) to each
     # .jsonl or .har file; see wsproxy.capture. fsync per batch only with capture_fsync

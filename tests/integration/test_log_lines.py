@@ -122,7 +122,7 @@ async def test_close_line_counts_each_direction(
     log = await proxy.wait_log(lambda t: "WebSocket closed" in t)
     assert (
         "WebSocket closed: client close 1000, server close 1000; "
-        "2 messages client -> server, 3 server -> client"
+        "data messages: 2 from the client, 3 from the server"
     ) in log
 
 

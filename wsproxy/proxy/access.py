@@ -43,8 +43,7 @@ class AccessPolicy:
         self._networks = networks
         self._credentials: bytes | None = None
         if proxyauth is not None:
-            if ":" not in proxyauth:
-                raise ConfigError("--proxyauth takes user:pass")
+            _check_proxyauth(proxyauth)
             self._credentials = proxyauth.encode("utf-8")
 
     def allows(self, address: str) -> bool:
@@ -71,3 +70,17 @@ class AccessPolicy:
                 given = b""
         if not hmac.compare_digest(given, self._credentials):
             raise HttpError(407, "wrong proxy credentials", [("Proxy-Authenticate", REALM)])
+
+
+def _check_proxyauth(spec: str) -> None:
+    """``user:pass``; mitmproxy's other forms get their own answer."""
+    if spec == "any":
+        raise ConfigError(
+            "--proxyauth any (accept any credentials) is not supported: give user:pass"
+        )
+    if spec.startswith("@"):
+        raise ConfigError("--proxyauth @FILE (an htpasswd file) is not supported: give user:pass")
+    if spec.startswith(("ldap:", "ldaps:")):
+        raise ConfigError("--proxyauth with LDAP is not supported: give user:pass")
+    if ":" not in spec:
+        raise ConfigError("--proxyauth takes user:pass")

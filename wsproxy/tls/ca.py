@@ -42,6 +42,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from wsproxy.exceptions import TLSError
 from wsproxy.tls.contexts import server_context
+from wsproxy.tls.served import ServedCerts
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ class CertAuthority:
         # True when load_or_create made this CA (the first start with this confdir), so the
         # proxy can say once where it is and how to trust it.
         self.created = False
+        # --certs: certificates served instead of a generated leaf for the hosts they are for.
+        self.served: ServedCerts | None = None
 
     # -- files -----------------------------------------------------------------------------
 
@@ -216,6 +219,9 @@ class CertAuthority:
 
     def _leaf(self, host: str) -> tuple[bytes, ssl.SSLContext]:
         host = _normalize_host(host)
+        served = self.served.find(host) if self.served is not None else None
+        if served is not None:
+            return served.bundle, served.context
         entry = self._leaves.get(host, self._lock)
         if entry is None:
             # Built outside the lock: two threads may race to sign the same host, which is
