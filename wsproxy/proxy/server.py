@@ -15,7 +15,7 @@ import secrets
 from typing import Any
 
 from wsproxy.exceptions import HttpError, WsproxyError
-from wsproxy.modes import Regular, Reverse, UpstreamProxy
+from wsproxy.modes import Regular, Reverse, Socks5, UpstreamProxy
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
 from wsproxy.proxy.access import AccessPolicy
@@ -24,6 +24,7 @@ from wsproxy.proxy.listener import Listener
 from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.request_loop import RequestLoop
 from wsproxy.proxy.session import WebSocketSession
+from wsproxy.proxy.socks import HandOver, Socks5Front
 from wsproxy.proxy.turns import HandshakeTurns
 from wsproxy.proxy.upstream import Connector, Upstream
 from wsproxy.proxy.websocket import Capture, WebSockets
@@ -46,6 +47,7 @@ class Front:
         access: AccessPolicy,
     ) -> None:
         self.options = options
+        socks = isinstance(options.mode, Socks5)
         self.listener = Listener(
             options,
             access,
@@ -53,14 +55,18 @@ class Front:
             handlers=server.handlers,
             per_client=server.per_client,
             ids=server.connection_ids,
+            http_refusals=not socks,  # a SOCKS5 client reads a SOCKS reply, not HTTP
         )
         self.upstreams = Connector(options, server.addresses)
-        self.plain = PlainHttp(options, server.limits, self.upstreams.open, server.via, None)
+        # In a SOCKS5 tunnel the first request takes the connection its CONNECT opened.
+        handover = HandOver(self.upstreams)
+        open_upstream = handover.open if socks else self.upstreams.open
+        self.plain = PlainHttp(options, server.limits, open_upstream, server.via, None)
         self.websockets = WebSockets(
             options,
             limits=server.limits,
             via=server.via,
-            open_upstream=self.upstreams.open,
+            open_upstream=open_upstream,
             plain=self.plain,
             turns=server.turns,
             chain=server.chain,
@@ -72,10 +78,11 @@ class Front:
             limits=server.limits,
             via=server.via,
             access=access,
-            open_upstream=self.upstreams.open,
+            open_upstream=open_upstream,
             plain=self.plain,
             websockets=self.websockets,
         )
+        self.socks = Socks5Front(options, access, self.requests.tunnels, handover, server.addresses)
 
     def where(self) -> str:
         """The listening address as a log line names it."""
@@ -85,6 +92,8 @@ class Front:
         mode = self.options.mode
         if isinstance(mode, Regular | Reverse | UpstreamProxy):
             await self.requests.serve(peer, conn_id)
+        elif isinstance(mode, Socks5):
+            await self.socks.serve(peer, conn_id)
         else:
             raise HttpError(501, f"{mode} mode is not built yet")
 
