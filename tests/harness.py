@@ -44,6 +44,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from ssl import SSLContext
 from typing import Any, TypeVar
 
 import aiohttp
@@ -579,10 +580,12 @@ class WsUpstream:
     echo: bool = True
 
     tls: bool = False  # served with ``ssl=``: its URLs are wss://
+    host: str = HOST  # where it listens (``ws_upstream(host="::1")`` for IPv6)
 
     @property
     def url(self) -> str:
-        return f"{'wss' if self.tls else 'ws'}://{HOST}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'wss' if self.tls else 'ws'}://{host}:{self.port}"
 
     @property
     def finished(self) -> int:
@@ -626,11 +629,12 @@ async def ws_upstream(
     *,
     subprotocols: list[str] | None = None,
     upper: bool = False,
+    host: str = HOST,
     **kwargs: Any,
 ) -> AsyncIterator[WsUpstream]:
-    """A ``websockets`` server running ``handler`` for every connection (``kwargs`` go to
-    ``serve``; no size limit and no keepalive pings unless given)."""
-    up = WsUpstream(upper=upper, tls=kwargs.get("ssl") is not None)
+    """A ``websockets`` server on ``host`` running ``handler`` for every connection
+    (``kwargs`` go to ``serve``; no size limit and no keepalive pings unless given)."""
+    up = WsUpstream(upper=upper, tls=kwargs.get("ssl") is not None, host=host)
 
     class Counting(ServerConnection):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -663,7 +667,7 @@ async def ws_upstream(
     kwargs.setdefault("ping_interval", None)
     async with serve(
         run,
-        HOST,
+        host,
         0,
         process_request=process_request,
         subprotocols=subprotocols,  # type: ignore[arg-type]
@@ -682,14 +686,15 @@ class AioServer:
     connections: int = 0
     requests: list[web.Request] = field(default_factory=list)
     closes: asyncio.Queue[Closed] = field(default_factory=asyncio.Queue)
+    tls: bool = False  # served with ``ssl=``: its URLs are https:// and wss://
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{HOST}:{self.port}"
+        return f"{'wss' if self.tls else 'ws'}://{HOST}:{self.port}"
 
     async def next_close(self, timeout: float = 10) -> Closed:
         return await asyncio.wait_for(self.closes.get(), timeout)
@@ -767,9 +772,9 @@ def aiohttp_app(state: AioServer) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def aiohttp_upstream() -> AsyncIterator[AioServer]:
-    """``aiohttp_app`` on a free port, counting its TCP connections."""
-    state = AioServer()
+async def aiohttp_upstream(ssl: SSLContext | None = None) -> AsyncIterator[AioServer]:
+    """``aiohttp_app`` on a free port (TLS with ``ssl``), counting its TCP connections."""
+    state = AioServer(tls=ssl is not None)
     runner = web.AppRunner(aiohttp_app(state), handle_signals=False, access_log=None)
     await runner.setup()
     # Listen like web.TCPSite does, through a protocol factory that counts TCP connections.
@@ -780,7 +785,7 @@ async def aiohttp_upstream() -> AsyncIterator[AioServer]:
         state.connections += 1
         return handler_factory()
 
-    server = await asyncio.get_running_loop().create_server(counting_factory, HOST, 0)
+    server = await asyncio.get_running_loop().create_server(counting_factory, HOST, 0, ssl=ssl)
     state.port = server.sockets[0].getsockname()[1]
     try:
         yield state
