@@ -2,9 +2,10 @@
 WebSocket sessions together, and shuts them down.
 
 Each job has its module: ``listener`` (accept, admission, what ended a connection),
-``request_loop`` (the HTTP phase and routing), ``tunnel`` (CONNECT), ``upstream`` (connections
-to servers), ``http_relay`` (plain HTTP) and ``websocket`` (the opening handshake and the
-session). All protocol decisions come from ``wsproxy.sansio``; these modules only do the I/O.
+``request_loop`` (the HTTP phase and routing), ``tunnel`` (CONNECT), ``socks`` (SOCKS5 mode),
+``upstream`` (connections to servers), ``http_relay`` (plain HTTP) and ``websocket`` (the
+opening handshake and the session). All protocol decisions come from ``wsproxy.sansio``;
+these modules only do the I/O.
 """
 
 from __future__ import annotations
