@@ -135,6 +135,14 @@ async def test_curl_https_is_intercepted(
         assert server.connections == 2  # TLS went over the CONNECT's own connection
 
 
+async def test_the_ca_page_is_served_through_socks5(start_proxy: StartProxy) -> None:
+    proxy = await socks5(start_proxy)
+    socks = f"{HOST}:{proxy.port}"
+    code, out, err = await curl("--socks5-hostname", socks, "http://wsproxy.invalid/cert/pem")
+    assert (code, out) == (0, proxy.ca_cert.read_text()), err
+    await proxy.wait_log(lambda t: "SOCKS5 CONNECT wsproxy.invalid:80" in t)
+
+
 async def test_curl_hears_why_the_upstream_cannot_be_had(start_proxy: StartProxy) -> None:
     proxy = await socks5(start_proxy)
     closed = free_port()

@@ -9,7 +9,8 @@ unreachable (a name that does not resolve too), 06 for ``--connect-timeout`` (TT
 the code SOCKS servers use for a timeout), 02 for this proxy's own listener (a loop), 01 for
 anything else. curl and browsers report these codes by name. The connection is not wasted:
 ``HandOver`` gives it to the first request inside the tunnel (with TLS on top for https and
-wss), or to the ``--ignore-hosts`` pipe, and closes it if the tunnel never used it.
+wss), or to the ``--ignore-hosts`` pipe, and closes it if the tunnel never used it. The one
+name never connected to is ``wsproxy.invalid``: its CA page is served inside the tunnel.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from wsproxy.sansio.socks5 import (
     reply_for_errno,
 )
 from wsproxy.sansio.targets import format_address
+from wsproxy.tls import MAGIC_HOST
 
 __all__ = ["HandOver", "Socks5Front"]
 
@@ -144,6 +146,10 @@ class Socks5Front:
             return
         where = format_address(request.host, request.port)
         log.info("[%s] %s SOCKS5 CONNECT %s", conn_id, client, where)
+        if request.host == MAGIC_HOST:  # the CA page: served inside the tunnel, no upstream
+            self._established(peer, conn_id, negotiation, ("0.0.0.0", 0))
+            await self.tunnels.enter(peer, conn_id, request.host, request.port)
+            return
         try:
             upstream = await self._dial(request.host, request.port)
         except _DialFailed as failed:
@@ -151,13 +157,20 @@ class Socks5Front:
             self._carry_out(peer, conn_id, negotiation, outputs)
             return
         assert upstream.transport is not None
-        bound = upstream.transport.get_extra_info("sockname")
         with self.handover.parked(request.host, request.port, upstream):
-            outputs = negotiation.connected(str(bound[0]), int(bound[1]))
-            established = self._carry_out(peer, conn_id, negotiation, outputs)
-            assert isinstance(established, Established)
-            peer.unread(established.data)
+            bound = upstream.transport.get_extra_info("sockname")
+            self._established(peer, conn_id, negotiation, bound)
             await self.tunnels.enter(peer, conn_id, request.host, request.port)
+
+    def _established(
+        self, peer: Peer, conn_id: str, negotiation: Negotiation, bound: tuple[Any, ...]
+    ) -> None:
+        """The success reply (naming ``bound``, the upstream socket's address), and what the
+        client sent past its request back in front of the peer's buffer."""
+        outputs = negotiation.connected(str(bound[0]), int(bound[1]))
+        established = self._carry_out(peer, conn_id, negotiation, outputs)
+        assert isinstance(established, Established)
+        peer.unread(established.data)
 
     async def _negotiate(
         self, peer: Peer, conn_id: str, negotiation: Negotiation
