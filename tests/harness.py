@@ -699,14 +699,15 @@ class AioServer:
     connections: int = 0
     requests: list[web.Request] = field(default_factory=list)
     closes: asyncio.Queue[Closed] = field(default_factory=asyncio.Queue)
+    tls: bool = False  # served with ``ssl=``: its URLs are https:// and wss://
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{HOST}:{self.port}"
+        return f"{'wss' if self.tls else 'ws'}://{HOST}:{self.port}"
 
     async def next_close(self, timeout: float = 10) -> Closed:
         return await asyncio.wait_for(self.closes.get(), timeout)
@@ -789,7 +790,7 @@ async def aiohttp_upstream(
 ) -> AsyncIterator[AioServer]:
     """``app`` (``aiohttp_app`` unless given) on a free port (over TLS with an ``ssl``
     context), counting its TCP connections."""
-    state = AioServer()
+    state = AioServer(tls=ssl is not None)
     runner = web.AppRunner(app(state), handle_signals=False, access_log=None)
     await runner.setup()
     # Listen like web.TCPSite does, through a protocol factory that counts TCP connections.

@@ -8,14 +8,16 @@ cd "$(dirname "$0")/.."
 ROOT="$PWD"
 PY="${PYTHON:-python3}"
 
-# System packages: Chromium and certutil for the browser test (Debian package names).
-if ! command -v chromium >/dev/null || ! command -v certutil >/dev/null; then
+# System packages: Chromium and certutil for the browser test, curl for the SOCKS5 tests
+# (Debian package names).
+if ! command -v chromium >/dev/null || ! command -v certutil >/dev/null \
+    || ! command -v curl >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "== apt-get install chromium libnss3-tools"
+    echo "== apt-get install chromium libnss3-tools curl"
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium libnss3-tools >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium libnss3-tools curl >/dev/null
   else
-    echo "!! chromium/certutil missing and cannot apt-get: the browser test will skip (outside CI)"
+    echo "!! chromium/certutil/curl missing and cannot apt-get: their tests will skip or fail"
   fi
 fi
 

@@ -2,9 +2,10 @@
 WebSocket sessions together, and shuts them down.
 
 Each job has its module: ``listener`` (accept, admission, what ended a connection),
-``request_loop`` (the HTTP phase and routing), ``tunnel`` (CONNECT), ``upstream`` (connections
-to servers), ``http_relay`` (plain HTTP) and ``websocket`` (the opening handshake and the
-session). All protocol decisions come from ``wsproxy.sansio``; these modules only do the I/O.
+``request_loop`` (the HTTP phase and routing), ``tunnel`` (CONNECT), ``socks`` (SOCKS5 mode),
+``upstream`` (connections to servers), ``http_relay`` (plain HTTP) and ``websocket`` (the
+opening handshake and the session). All protocol decisions come from ``wsproxy.sansio``;
+these modules only do the I/O.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import secrets
 from typing import Any
 
 from wsproxy.exceptions import HttpError, WsproxyError
-from wsproxy.modes import Regular, Reverse, UpstreamProxy
+from wsproxy.modes import Regular, Reverse, Socks5, UpstreamProxy
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
 from wsproxy.proxy.access import AccessPolicy
@@ -25,6 +26,7 @@ from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.pool import UpstreamPool
 from wsproxy.proxy.request_loop import RequestLoop
 from wsproxy.proxy.session import WebSocketSession
+from wsproxy.proxy.socks import HandOver, Socks5Front
 from wsproxy.proxy.turns import HandshakeTurns
 from wsproxy.proxy.upstream import Connector, Upstream
 from wsproxy.proxy.websocket import Capture, WebSockets
@@ -47,6 +49,7 @@ class Front:
         access: AccessPolicy,
     ) -> None:
         self.options = options
+        socks = isinstance(options.mode, Socks5)
         self.listener = Listener(
             options,
             access,
@@ -54,11 +57,15 @@ class Front:
             handlers=server.handlers,
             per_client=server.per_client,
             ids=server.connection_ids,
+            http_refusals=not socks,  # a SOCKS5 client reads a SOCKS reply, not HTTP
         )
         self.upstreams = Connector(options, server.addresses)
+        # In a SOCKS5 tunnel the first request takes the connection its CONNECT opened.
+        handover = HandOver(self.upstreams)
+        open_upstream = handover.open if socks else self.upstreams.open
         # Plain HTTP reuses upstream connections; WebSockets and tunnels open their own.
         self.pool = UpstreamPool(
-            self.upstreams.open,
+            open_upstream,
             max_per_host=options.pool_max_per_host,
             max_idle=options.pool_max_idle,
             idle_timeout=options.pool_idle_timeout,
@@ -68,7 +75,7 @@ class Front:
             options,
             limits=server.limits,
             via=server.via,
-            open_upstream=self.upstreams.open,
+            open_upstream=open_upstream,
             plain=self.plain,
             turns=server.turns,
             chain=server.chain,
@@ -80,10 +87,11 @@ class Front:
             limits=server.limits,
             via=server.via,
             access=access,
-            open_upstream=self.upstreams.open,
+            open_upstream=open_upstream,
             plain=self.plain,
             websockets=self.websockets,
         )
+        self.socks = Socks5Front(options, access, self.requests.tunnels, handover, server.addresses)
 
     def where(self) -> str:
         """The listening address as a log line names it."""
@@ -93,6 +101,8 @@ class Front:
         mode = self.options.mode
         if isinstance(mode, Regular | Reverse | UpstreamProxy):
             await self.requests.serve(peer, conn_id)
+        elif isinstance(mode, Socks5):
+            await self.socks.serve(peer, conn_id)
         else:
             raise HttpError(501, f"{mode} mode is not built yet")
 

@@ -59,14 +59,19 @@ class Connector:
             raise UpstreamError(f"cannot connect to {where}: {reason}", 502) from None
         self._refuse_own_address(peer, where)
         if upstream.tls:
-            await connect_upstream(
-                peer,
-                self._context(),
-                upstream.host,
-                where=where,
-                timeout=self.options.handshake_timeout,
-            )
+            await self.secure(peer, upstream)
         return peer
+
+    async def secure(self, peer: Peer, upstream: Upstream) -> None:
+        """TLS with ``upstream`` over ``peer``, a TCP connection to it already up (this
+        method's, or the one a SOCKS5 CONNECT opened before its reply)."""
+        await connect_upstream(
+            peer,
+            self._context(),
+            upstream.host,
+            where=f"{upstream.host}:{upstream.port}",
+            timeout=self.options.handshake_timeout,
+        )
 
     def _refuse_own_address(self, peer: Peer, where: str) -> None:
         """A connection that reached this proxy's own listener would loop: 508 at once."""
