@@ -15,7 +15,7 @@ import secrets
 from typing import Any
 
 from wsproxy.exceptions import HttpError, WsproxyError
-from wsproxy.modes import Regular, Reverse, UpstreamProxy
+from wsproxy.modes import Regular, Reverse, Transparent, UpstreamProxy
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
 from wsproxy.proxy.access import AccessPolicy
@@ -24,6 +24,7 @@ from wsproxy.proxy.listener import Listener
 from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.request_loop import RequestLoop
 from wsproxy.proxy.session import WebSocketSession
+from wsproxy.proxy.transparent import Redirected
 from wsproxy.proxy.turns import HandshakeTurns
 from wsproxy.proxy.upstream import Connector, Upstream
 from wsproxy.proxy.websocket import Capture, WebSockets
@@ -76,6 +77,7 @@ class Front:
             plain=self.plain,
             websockets=self.websockets,
         )
+        self.redirected = Redirected(options, self.requests.tunnels, server.addresses)
 
     def where(self) -> str:
         """The listening address as a log line names it."""
@@ -85,6 +87,8 @@ class Front:
         mode = self.options.mode
         if isinstance(mode, Regular | Reverse | UpstreamProxy):
             await self.requests.serve(peer, conn_id)
+        elif isinstance(mode, Transparent):
+            await self.redirected.serve(peer, conn_id)
         else:
             raise HttpError(501, f"{mode} mode is not built yet")
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from wsproxy.options import Options
 from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.upstream import Upstream
+from wsproxy.sansio.clienthello import Hello, Incomplete, Malformed, scan_client_hello
 from wsproxy.sansio.targets import default_port, format_address
 from wsproxy.tls import MAGIC_HOST, CertAuthority
 from wsproxy.tls.alerts import HandshakeFailureLog
@@ -27,11 +28,17 @@ ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
 @dataclass(frozen=True)
 class Tunnel:
-    """A CONNECT tunnel: requests inside it go to this host and port."""
+    """A CONNECT tunnel: requests inside it go to this host and port.
+
+    A ``redirected`` one (transparent mode) was named by no one: ``host`` is the address the
+    client connected to, and ``server_name`` the name its ClientHello asked for (SNI), if any.
+    """
 
     host: str
     port: int
     tls: bool
+    server_name: str | None = None
+    redirected: bool = False
 
     @property
     def default_port(self) -> int:
@@ -67,27 +74,43 @@ class Tunnels:
         await self.enter(peer, conn_id, host, port, established=ESTABLISHED)
 
     async def enter(
-        self, peer: Peer, conn_id: str, host: str, port: int, *, established: bytes = b""
+        self,
+        peer: Peer,
+        conn_id: str,
+        host: str,
+        port: int,
+        *,
+        established: bytes = b"",
+        redirected: bool = False,
     ) -> None:
         """A connection bound for ``host:port`` (a CONNECT tunnel, a SOCKS5 CONNECT, a
         redirected connection): ``established`` is written first (the mode's answer, if it
         has one), then the client's first bytes decide: a ClientHello is intercepted, anything
-        else is served as HTTP; an ``--ignore-hosts`` match is piped untouched."""
-        if any(pattern.search(f"{host}:{port}") for pattern in self._ignore):
-            upstream = await self._open(Upstream("tcp", host, port))
-            if established:
-                peer.write(established)
-            await self.pipe(peer, upstream)
+        else is served as HTTP; an ``--ignore-hosts`` match is piped untouched.
+
+        ``redirected`` (transparent mode): ``host`` is an address, so the ClientHello's SNI
+        names the server: ``--ignore-hosts`` is matched on it too, and the upstream TLS
+        connection goes to ``host`` under that name."""
+        if self._ignored(host, port):
+            await self._pipe_to(peer, conn_id, host, port, established)
             return
         if established:
             peer.write(established)
         async with asyncio.timeout(self.options.handshake_timeout):
             first = await peer.read()
-        if not first:
+            if not first:
+                return
+            tls = is_client_hello(first)
+            server_name = None
+            if tls and redirected:
+                server_name = await self._server_name(peer, conn_id, first)  # puts it back
+            else:
+                peer.unread(first)
+        if server_name is not None and self._ignored(server_name, port):
+            await self._pipe_to(peer, conn_id, host, port, b"", server_name)
             return
-        peer.unread(first)
-        if not is_client_hello(first):
-            await self._serve(peer, conn_id, Tunnel(host, port, tls=False))
+        if not tls:
+            await self._serve(peer, conn_id, Tunnel(host, port, tls=False, redirected=redirected))
             return
         if self.ca is None:
             raise ConnectionResetError("TLS inside CONNECT but no CA is loaded")
@@ -99,7 +122,44 @@ class Tunnels:
             failures=self._tls_failures,
             conn_id=conn_id,
         ):
-            await self._serve(peer, conn_id, Tunnel(host, port, tls=True))
+            tunnel = Tunnel(host, port, tls=True, server_name=server_name, redirected=redirected)
+            await self._serve(peer, conn_id, tunnel)
+
+    def _ignored(self, host: str, port: int) -> bool:
+        return any(pattern.search(f"{host}:{port}") for pattern in self._ignore)
+
+    async def _pipe_to(
+        self,
+        peer: Peer,
+        conn_id: str,
+        host: str,
+        port: int,
+        established: bytes,
+        server_name: str | None = None,
+    ) -> None:
+        """Bytes copied unchanged between the client and ``host:port`` (``--ignore-hosts``)."""
+        upstream = await self._open(Upstream("tcp", host, port))
+        where = format_address(host, port)
+        sni = f" (SNI {server_name})" if server_name else ""
+        log.info("[%s] piping to %s%s untouched (--ignore-hosts)", conn_id, where, sni)
+        if established:
+            peer.write(established)
+        await self.pipe(peer, upstream)
+
+    async def _server_name(self, peer: Peer, conn_id: str, first: bytes) -> str | None:
+        """The SNI host name of the ClientHello that starts with ``first`` (read whole, then
+        put back for the TLS layer); None without one, or when the hello cannot be read (the
+        TLS handshake then says what is wrong with it)."""
+        hello = first
+        while isinstance(scan := scan_client_hello(hello), Incomplete):
+            more = await peer.read()
+            if not more:
+                break
+            hello += more
+        peer.unread(hello)
+        if isinstance(scan, Malformed):
+            log.debug("[%s] no server name read: %s", conn_id, scan.reason)
+        return scan.server_name if isinstance(scan, Hello) else None
 
     async def pipe(self, a: Peer, b: Peer) -> None:
         """Copy bytes both ways unchanged (ignored hosts), with backpressure, until both end."""
