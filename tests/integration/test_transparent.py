@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import trustme
 
+from tests.browser.harness import Chromium, browser_tools, make_nssdb
 from tests.harness import ROOT, ProxyProcess, StartProxy, proxy_free_env
 from tests.netns import Net, in_netns, require, topology
 
@@ -308,3 +309,41 @@ async def test_clients_on_test_net_need_allow_clients(
     assert status == 403
     text = await proxy.wait_log(lambda t: "403" in t)
     assert f"client {net.client_ip} is not on loopback or a private network" in text
+
+
+async def test_chromium_without_a_proxy_setting(
+    net: Net, server: NsServer, transparent: Any, tmp_path: Path
+) -> None:
+    """A real browser in the client namespace, with no proxy configured: it opens a page and
+    wss:// and ws:// WebSockets by name (the page is http://, as an https:// one may not open
+    ws://); the router redirects it all to the proxy, which intercepts wss:// under the SNI
+    name (Chromium trusts only the proxy's CA) and verifies that name upstream."""
+    chromium_bin, certutil = browser_tools()
+    proxy = await transparent()
+    net.redirect_iptables(proxy.port)
+    home = tmp_path / "home"
+    make_nssdb(certutil, home, proxy.ca_cert)
+    wss, ws = f"wss://{NAME}/ws", f"ws://{NAME}/ws"
+    chromium = Chromium(
+        chromium_bin,
+        f"http://{NAME}/page?ws={wss}&ws={ws}",
+        None,
+        home,
+        tmp_path / "profile",
+        netns=net.client,
+        resolver_rules=f"MAP {NAME} {net.server_ip}, MAP * ~NOTFOUND",
+    )
+    try:
+        report = await server.next("report", timeout=60)
+    except TimeoutError:
+        message = f"no report from the page\n{chromium.log()}\n{proxy.describe()}"
+        raise AssertionError(message) from None
+    finally:
+        chromium.stop()
+    assert report[wss] == f"hello from {wss}", report
+    assert report[ws] == f"hello from {ws}", report
+    text = await proxy.wait_count("WebSocket closed", 2)
+    assert f"{net.client_ip} redirected, original destination {net.server_ip}:443" in text
+    assert f"{net.client_ip} redirected, original destination {net.server_ip}:80" in text
+    assert f"GET http://{NAME}/page" in text
+    assert f"WebSocket open {NAME}/ws" in text
