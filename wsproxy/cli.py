@@ -15,9 +15,9 @@ import math
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from wsproxy.capture.commands import cmd_har, cmd_mitm, cmd_replay, cmd_show
 from wsproxy.capture.formats import check_capture_paths
@@ -33,6 +33,7 @@ from wsproxy.modes import (
     Listen,
     ModeError,
     Regular,
+    Reverse,
     Socks5,
     UpstreamProxy,
     parse_listen,
@@ -105,6 +106,11 @@ def count(text: str) -> int:
     return int(_number(text, int, zero=False))
 
 
+def count_or_zero(text: str) -> int:
+    """A limit where 0 turns the thing off: 0 or more."""
+    return int(_number(text, int, zero=True))
+
+
 def size(text: str) -> int:
     """``parse_size``, at least 1 byte: a size limit of 0 would refuse everything."""
     value = parse_size(text)
@@ -118,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wsproxy",
         description="A man-in-the-middle proxy to see, log, rewrite and block WebSocket traffic.",
-        epilog="Subcommands: 'wsproxy ca --path' prints where the CA certificate is.",
+        epilog=subcommands_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog's lines stay lines
     )
     add = parser.add_argument
     add("--listen-host", default=defaults.listen_host, help="address to listen on (127.0.0.1)")
@@ -144,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--confdir", type=Path, default=defaults.confdir, help="CA and settings (~/.wsproxy)")
     add("-v", "--verbose", action="count", default=0, help="-v logs every frame, -vv debug")
     add("-q", "--quiet", action="store_true", help="warnings and errors only")
+    add(
+        "--preview-length",
+        type=count_or_zero,
+        default=defaults.preview_length,
+        metavar="N",
+        help="characters of payload shown in each -v frame line, binary as N/2 bytes in hex; "
+        "0 = none (40)",
+    )
     add(
         "--max-frame-size",
         type=size,
@@ -232,6 +247,28 @@ def build_parser() -> argparse.ArgumentParser:
         type=seconds,
         default=defaults.connect_timeout,
         help="seconds to open a TCP connection upstream, else 504 (10)",
+    )
+    add(
+        "--pool-max-per-host",
+        type=count_or_zero,
+        default=defaults.pool_max_per_host,
+        metavar="N",
+        help="idle upstream connections kept per server for the next plain HTTP request; "
+        "0 = none, a new connection for every request (6)",
+    )
+    add(
+        "--pool-max-idle",
+        type=count_or_zero,
+        default=defaults.pool_max_idle,
+        metavar="N",
+        help="idle upstream connections kept in all (100)",
+    )
+    add(
+        "--pool-idle-timeout",
+        type=seconds,
+        default=defaults.pool_idle_timeout,
+        metavar="S",
+        help="seconds an idle upstream connection is kept unused before it is closed (30)",
     )
     add("--upstream-ca", type=Path, default=None, help="extra CA file to trust upstream")
     add("-k", "--ssl-insecure", action="store_true", help="do not verify upstream certificates")
@@ -330,6 +367,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         listens=listens,
         confdir=args.confdir.expanduser(),
         verbosity=verbosity,
+        preview_length=args.preview_length,
         max_frame_size=args.max_frame_size,
         max_message_size=args.max_message_size,
         max_head_size=args.max_head_size,
@@ -343,6 +381,9 @@ def options_from_args(args: argparse.Namespace) -> Options:
         idle_timeout=args.idle_timeout,
         close_timeout=args.close_timeout,
         connect_timeout=args.connect_timeout,
+        pool_max_per_host=args.pool_max_per_host,
+        pool_max_idle=args.pool_max_idle,
+        pool_idle_timeout=args.pool_idle_timeout,
         parallel_handshakes=args.parallel_handshakes,
         upstream_ca=args.upstream_ca,
         ssl_insecure=args.ssl_insecure,
@@ -387,7 +428,7 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
     reloads them when their files change; with none, the relay path has no chain at all."""
     from wsproxy.proxy.memory import tune_allocator
     from wsproxy.proxy.server import BindError, ProxyServer
-    from wsproxy.tls import CertAuthority, upstream_context
+    from wsproxy.tls import CertAuthority, trust_notice, upstream_context
 
     tune_allocator()
     ca = CertAuthority.load_or_create(options.confdir)
@@ -404,6 +445,9 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
             where = f"{error.where}: {reason} ({error.mode} mode)"
             raise StartupError(f"cannot listen on {where}") from None
         capture = server.capture = open_capture(options)
+        if ca.created:  # said once the start has worked: a failed one stays one error line
+            serves_page = not all(isinstance(lst.mode, Reverse) for lst in options.all_listens())
+            log.warning("%s", trust_notice(ca, regular=serves_page))
         try:
             await _serve(options, server)
         finally:
@@ -446,20 +490,34 @@ def cmd_ca(argv: Sequence[str]) -> int:
     return 0
 
 
+class Subcommand(NamedTuple):
+    run: Callable[[Sequence[str]], int]
+    summary: str  # its line in ``wsproxy --help``
+
+
 SUBCOMMANDS = {
-    "ca": cmd_ca,
-    "show": cmd_show,
-    "replay": cmd_replay,
-    "har": cmd_har,
-    "mitm": cmd_mitm,
+    "ca": Subcommand(cmd_ca, "print the CA certificate's path and fingerprint (--path: path only)"),
+    "show": Subcommand(cmd_show, "print a capture (.jsonl, .har, .mitm) as -v log lines"),
+    "replay": Subcommand(
+        cmd_replay, "replay a captured connection to a server (--serve: to a client)"
+    ),
+    "har": Subcommand(cmd_har, "turn a JSONL capture or a crashed run's journal into HAR"),
+    "mitm": Subcommand(cmd_mitm, "turn a JSONL capture or journal into a mitmproxy flow file"),
 }
+
+
+def subcommands_help() -> str:
+    """The epilog of ``wsproxy --help``: one line per entry of SUBCOMMANDS, so none is missed."""
+    width = max(map(len, SUBCOMMANDS))
+    lines = [f"  {name:<{width}}  {sub.summary}" for name, sub in SUBCOMMANDS.items()]
+    return "subcommands (wsproxy NAME --help for their flags):\n" + "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:
-            return SUBCOMMANDS[argv[0]](argv[1:])
+            return SUBCOMMANDS[argv[0]].run(argv[1:])
         args = build_parser().parse_args(argv)
         if args.help_plugins:
             from wsproxy.scripts import help_text

@@ -22,6 +22,7 @@ from wsproxy.proxy.access import AccessPolicy
 from wsproxy.proxy.http_relay import PlainHttp
 from wsproxy.proxy.listener import Listener
 from wsproxy.proxy.peer import Peer
+from wsproxy.proxy.pool import UpstreamPool
 from wsproxy.proxy.request_loop import RequestLoop
 from wsproxy.proxy.session import WebSocketSession
 from wsproxy.proxy.transparent import Redirected
@@ -29,7 +30,7 @@ from wsproxy.proxy.turns import HandshakeTurns
 from wsproxy.proxy.upstream import Connector, Upstream
 from wsproxy.proxy.websocket import Capture, WebSockets
 from wsproxy.sansio.http11 import Limits
-from wsproxy.sansio.targets import format_address
+from wsproxy.sansio.targets import host_port
 from wsproxy.tls import CertAuthority
 
 __all__ = ["BindError", "Capture", "Front", "ProxyServer", "Upstream", "WsproxyError"]
@@ -56,7 +57,14 @@ class Front:
             ids=server.connection_ids,
         )
         self.upstreams = Connector(options, server.addresses)
-        self.plain = PlainHttp(options, server.limits, self.upstreams.open, server.via, None)
+        # Plain HTTP reuses upstream connections; WebSockets and tunnels open their own.
+        self.pool = UpstreamPool(
+            self.upstreams.open,
+            max_per_host=options.pool_max_per_host,
+            max_idle=options.pool_max_idle,
+            idle_timeout=options.pool_idle_timeout,
+        )
+        self.plain = PlainHttp(options, server.limits, self.pool, server.via, None)
         self.websockets = WebSockets(
             options,
             limits=server.limits,
@@ -81,7 +89,7 @@ class Front:
 
     def where(self) -> str:
         """The listening address as a log line names it."""
-        return format_address(self.options.listen_host, self.listener.port)
+        return host_port(self.options.listen_host, self.listener.port)
 
     async def _serve(self, peer: Peer, conn_id: str) -> None:
         mode = self.options.mode
@@ -163,7 +171,7 @@ class ProxyServer:
                 await front.listener.bind()
             except OSError as error:
                 self.close_listeners()
-                where = format_address(front.options.listen_host, front.options.listen_port)
+                where = host_port(front.options.listen_host, front.options.listen_port)
                 raise BindError(where, str(front.options.mode), error) from None
 
     async def start(self) -> None:
@@ -181,9 +189,15 @@ class ProxyServer:
         for front in self.fronts:
             front.listener.close()
 
+    def close_pools(self) -> None:
+        for front in self.fronts:
+            front.pool.close()
+
     async def shutdown(self) -> None:
-        """Stop listening; every open WebSocket gets close 1001 on both sides."""
+        """Stop listening; every open WebSocket gets close 1001 on both sides; idle upstream
+        connections are closed."""
         self.close_listeners()
+        self.close_pools()
         sessions = self.sessions
         for session in list(sessions):
             session.shutdown(1001, "proxy shutting down")
@@ -193,6 +207,7 @@ class ProxyServer:
                 timeout=self.options.close_timeout + 1,
             )
         await self.fronts[0].listener.cancel_handlers(timeout=2)
+        self.close_pools()  # what exchanges that ended meanwhile released
 
 
 class BindError(OSError):

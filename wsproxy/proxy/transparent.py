@@ -33,7 +33,7 @@ from wsproxy.sansio.origdst import (
     OriginalDestinationError,
     parse_sockaddr,
 )
-from wsproxy.sansio.targets import format_address
+from wsproxy.sansio.targets import host_port
 from wsproxy.tls.handshakes import is_client_hello
 
 __all__ = ["NotRedirected", "Redirected", "original_destination"]
@@ -94,7 +94,7 @@ class Redirected:
             )
             await self._refuse(peer, conn_id, 400, reason)
             return
-        where = format_address(host, port)
+        where = host_port(host, port)
         if reaches_own_listener((host, port), local, self._listening()):
             reason = (
                 f"loop detected: the original destination {where} is this proxy's own "

@@ -14,7 +14,7 @@ from wsproxy.options import Options
 from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.upstream import Upstream
 from wsproxy.sansio.clienthello import Hello, Incomplete, Malformed, scan_client_hello
-from wsproxy.sansio.targets import default_port, format_address
+from wsproxy.sansio.targets import default_port, host_port
 from wsproxy.tls import MAGIC_HOST, CertAuthority
 from wsproxy.tls.alerts import HandshakeFailureLog
 from wsproxy.tls.handshakes import accept_client, is_client_hello
@@ -70,7 +70,7 @@ class Tunnels:
 
     async def connect(self, peer: Peer, conn_id: str, host: str, port: int) -> None:
         """An HTTP CONNECT: 200, then whatever the client speaks inside the tunnel."""
-        log.info("[%s] %s CONNECT %s", conn_id, peer.address[0], format_address(host, port))
+        log.info("[%s] %s CONNECT %s", conn_id, peer.address[0], host_port(host, port))
         await self.enter(peer, conn_id, host, port, established=ESTABLISHED)
 
     async def enter(
@@ -139,7 +139,7 @@ class Tunnels:
     ) -> None:
         """Bytes copied unchanged between the client and ``host:port`` (``--ignore-hosts``)."""
         upstream = await self._open(Upstream("tcp", host, port))
-        where = format_address(host, port)
+        where = host_port(host, port)
         sni = f" (SNI {server_name})" if server_name else ""
         log.info("[%s] piping to %s%s untouched (--ignore-hosts)", conn_id, where, sni)
         if established:

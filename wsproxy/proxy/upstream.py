@@ -13,7 +13,7 @@ from wsproxy.exceptions import HttpError, UpstreamError
 from wsproxy.options import Options
 from wsproxy.proxy.peer import Peer
 from wsproxy.sansio.loops import reaches_own_listener
-from wsproxy.sansio.targets import format_authority
+from wsproxy.sansio.targets import format_authority, host_port
 from wsproxy.tls import upstream_context
 from wsproxy.tls.handshakes import connect_upstream
 
@@ -60,7 +60,7 @@ class Connector:
     async def open(self, upstream: Upstream) -> Peer:
         """A connected peer (TLS done when ``upstream.tls``); UpstreamError when it fails."""
         loop = asyncio.get_running_loop()
-        where = f"{upstream.host}:{upstream.port}"
+        where = host_port(upstream.host, upstream.port)
         try:
             async with asyncio.timeout(self.options.connect_timeout):
                 _, peer = await loop.create_connection(Peer, upstream.host, upstream.port)
@@ -85,7 +85,9 @@ class Connector:
         assert peer.transport is not None
         remote = peer.transport.get_extra_info("peername")
         local = peer.transport.get_extra_info("sockname")
-        if remote and local and reaches_own_listener(remote, local, self._listening()):
+        # IPv6 socket names are (host, port, flowinfo, scope_id): the check takes host and port.
+        listening = [(str(name[0]), int(name[1])) for name in self._listening()]
+        if remote and local and reaches_own_listener(remote[:2], local[:2], listening):
             peer.abort()
             raise HttpError(508, f"loop detected: {where} is this proxy's own listening address")
 

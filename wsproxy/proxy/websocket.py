@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from wsproxy import logformat
 from wsproxy.exceptions import HandshakeError, UpstreamError
 from wsproxy.model import Flow, HandshakeRequest, HandshakeResponse
 from wsproxy.options import Options
@@ -126,7 +127,13 @@ class WebSockets:
             deflate_params=params,
             capture=capture,
         )
-        log.info("[%s] WebSocket open %s%s", conn_id, upgrade.upstream.authority, upgrade.path)
+        log.info(
+            "[%s] WebSocket open %s%s%s",
+            conn_id,
+            upgrade.upstream.authority,
+            upgrade.path,
+            logformat.negotiated(flow.subprotocol, flow.extensions),
+        )
         return session
 
     async def _upgrade(
@@ -236,12 +243,11 @@ class WebSockets:
         finally:
             self.sessions.discard(session)
             log.info(
-                "[%s] WebSocket closed: client %s, server %s; %d/%d messages",
+                "[%s] WebSocket closed: client %s, server %s; %s",
                 session.conn_id,
                 close_summary(relay.client.received_code, relay.client.close_received),
                 close_summary(relay.server.received_code, relay.server.close_received),
-                relay.client.messages,
-                relay.server.messages,
+                logformat.message_counts(relay.client.messages, relay.server.messages),
             )
             if flow is not None:
                 await self._closed(session, flow)
