@@ -5,7 +5,8 @@ Proxies:
 * ``ProxyProcess(args, confdir, log_dir)``: ``python -m wsproxy`` on a free port, in its own
   process group, stderr to a file. ``wait_log(predicate)`` is the one way to wait on its log;
   ``problems(code)`` says what was wrong with how it ended (a traceback, SIGKILL, a non-zero
-  status the test did not ask for with ``expect_exit()``).
+  status the test did not ask for with ``expect_exit()``). ``netns=NAME`` runs it inside a
+  network namespace (``tests.netns``), where its readiness is probed too.
 * ``ProxyView``: a long-running proxy as one test sees it (its part of the log only).
 * ``running_proxy(tmp_path, plugins, upstream_port, **options)``: a ``ProxyServer`` in the
   test's event loop, for tests that hand it plugin objects, a capture sink or a CA.
@@ -54,6 +55,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from tests.integration.wsraw import Head, RawConnection, read_request
+from tests.netns import accepting_probe, in_netns
 from wsproxy.modes import Regular, Reverse
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
@@ -276,9 +278,11 @@ class ProxyProcess:
         verbose: bool = True,
         hide_mitmproxy: bool = False,
         hide_modules: Sequence[str] = (),
+        netns: str | None = None,
     ) -> None:
         self.confdir = confdir
         self.host = host
+        self.netns = netns
         self.port = free_port()
         # "{port}" in an argument stands for the proxy's own port (a proxy pointed at itself).
         self.args = [arg.replace("{port}", str(self.port)) for arg in args]
@@ -289,6 +293,8 @@ class ProxyProcess:
         self.command = wsproxy_command(
             self.port, confdir, *(["-v"] if verbose else []), *self.args, host=host
         )
+        if netns is not None:
+            self.command = in_netns(netns, *self.command)
         env = proxy_free_env()
         hidden = (*(["mitmproxy"] if hide_mitmproxy else []), *hide_modules)
         if hidden:
@@ -333,11 +339,34 @@ class ProxyProcess:
         )
 
     async def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        """Poll until the port accepts a connection; fail with the proxy's stderr if not."""
+        """Poll until the port accepts a connection; fail with the proxy's stderr if not.
+        A proxy in a network namespace is probed from inside it."""
         try:
-            await wait_accepting(self.port, self.proc, timeout, self.host)
+            if self.netns is not None:
+                await self._wait_accepting_in_netns(self.netns, timeout)
+            else:
+                await wait_accepting(self.port, self.proc, timeout, self.host)
         except (ProcessExited, TimeoutError) as e:
             raise self._start_error(e, timeout) from None
+
+    async def _wait_accepting_in_netns(self, netns: str, timeout: float) -> None:
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        probe = await asyncio.create_subprocess_exec(
+            *accepting_probe(netns, host, self.port, self.proc.pid, timeout),
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            code = await asyncio.wait_for(probe.wait(), timeout + 5)
+        finally:
+            if probe.returncode is None:
+                probe.kill()
+                await probe.wait()
+        if code == 3:
+            raise ProcessExited(f"exited with {self.proc.poll()}")
+        if code != 0:
+            raise TimeoutError(
+                f"nothing accepts on {host}:{self.port} in {netns} after {timeout} s"
+            )
 
     def wait_ready_sync(self, timeout: float = READY_TIMEOUT) -> None:
         """``wait_ready`` for fixtures outside an event loop."""

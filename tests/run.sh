@@ -8,16 +8,21 @@ cd "$(dirname "$0")/.."
 ROOT="$PWD"
 PY="${PYTHON:-python3}"
 
-# System packages: Chromium and certutil for the browser test, curl for the SOCKS5 tests
-# (Debian package names).
-if ! command -v chromium >/dev/null || ! command -v certutil >/dev/null \
-    || ! command -v curl >/dev/null; then
+# System packages (Debian names): Chromium and certutil for the browser tests; iproute2,
+# iptables and nftables for the transparent-mode tests in network namespaces; curl. Only
+# what is missing is installed.
+missing=()
+for pair in chromium:chromium certutil:libnss3-tools ip:iproute2 iptables:iptables \
+  ip6tables:iptables nft:nftables curl:curl; do
+  command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "== apt-get install chromium libnss3-tools curl"
+    echo "== apt-get install ${missing[*]}"
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium libnss3-tools curl >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "!! chromium/certutil/curl missing and cannot apt-get: their tests will skip or fail"
+    echo "!! ${missing[*]} missing and cannot apt-get: the tests needing them skip (outside CI)"
   fi
 fi
 

@@ -278,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="REGEX",
-        help="tunnel CONNECTs to matching host:port untouched (repeatable)",
+        help="tunnel CONNECTs to matching host:port untouched; in transparent mode the "
+        "SNI name or the original address is matched (repeatable)",
     )
     add(
         "--allow-hosts",

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import HOST
+from tests.netns import in_netns
 
 INSTALL_HINT = "apt-get install chromium libnss3-tools"
 
@@ -106,19 +107,35 @@ def make_nssdb(certutil: str, home: Path, ca_pem: Path) -> None:
 
 
 class Chromium:
-    """Headless Chromium on one URL, in its own process group, always killed by ``stop``."""
+    """Headless Chromium on one URL, in its own process group, always killed by ``stop``.
 
-    def __init__(self, binary: str, url: str, proxy_url: str, home: Path, profile: Path) -> None:
+    ``proxy_url`` None: no proxy at all (``--no-proxy-server``, for a client whose traffic a
+    router redirects); ``netns`` runs it in that network namespace; ``resolver_rules``
+    replaces the default ``--host-resolver-rules`` (to map a test name to an address).
+    """
+
+    def __init__(
+        self,
+        binary: str,
+        url: str,
+        proxy_url: str | None,
+        home: Path,
+        profile: Path,
+        *,
+        netns: str | None = None,
+        resolver_rules: str | None = None,
+    ) -> None:
         self.log_path = profile.parent / "chromium.log"
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         env["HOME"] = str(home)
-        command = [
-            binary,
-            *CHROMIUM_FLAGS,
-            f"--user-data-dir={profile}",
-            f"--proxy-server={proxy_url}",
-            url,
-        ]
+        flags = CHROMIUM_FLAGS
+        if resolver_rules is not None:
+            flags = [f for f in flags if not f.startswith("--host-resolver-rules=")]
+            flags.append(f"--host-resolver-rules={resolver_rules}")
+        proxy = [f"--proxy-server={proxy_url}"] if proxy_url else ["--no-proxy-server"]
+        command = [binary, *flags, f"--user-data-dir={profile}", *proxy, url]
+        if netns is not None:
+            command = in_netns(netns, *command)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 command,

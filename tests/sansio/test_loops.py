@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from wsproxy.sansio.loops import (
@@ -99,10 +101,13 @@ LOCAL = ("127.0.0.1", 50000)
         # The second of several listeners.
         (("127.0.0.1", 9090), LOCAL, [("127.0.0.1", 8080), ("0.0.0.0", 9090)]),
         (("server.local", 8080), LOCAL, [("server.local", 8080)]),  # a name, spelt the same
+        # IPv6 socket addresses as getsockname gives them: flowinfo and scope id too.
+        (("2001:db8::1", 8080, 0, 0), ("2001:db8::1", 4000, 0, 0), [("::", 8080, 0, 0)]),
+        (("2001:db8::1", 8080), LOCAL, [("0.0.0.0", 8080), ("2001:db8::1", 8080, 0, 0)]),
     ],
 )
 def test_reaches_own_listener(
-    remote: tuple[str, int], local: tuple[str, int], listening: list[tuple[str, int]]
+    remote: tuple[Any, ...], local: tuple[Any, ...], listening: list[tuple[Any, ...]]
 ) -> None:
     assert reaches_own_listener(remote, local, listening)
 

@@ -10,6 +10,7 @@ then the upgrade inside the tunnel, or an absolute-form ``GET http://`` / ``ws:/
 from __future__ import annotations
 
 import logging
+from ipaddress import ip_address
 
 from wsproxy.exceptions import HttpError
 from wsproxy.modes import Reverse
@@ -27,7 +28,7 @@ from wsproxy.sansio.loops import carries_via
 from wsproxy.sansio.targets import Target, check_request, host_port, parse_target
 from wsproxy.tls import MAGIC_HOST, CertAuthority, render
 
-__all__ = ["RequestLoop", "route"]
+__all__ = ["RequestLoop", "redirected_name", "route"]
 
 log = logging.getLogger("wsproxy")
 
@@ -139,7 +140,8 @@ def route(
                 f"another server ({host_port(target.host or '', target.port or 0)})",
             )
         scheme = ("wss" if upgrade else "https") if tunnel.tls else "ws" if upgrade else "http"
-        return Upstream(scheme, tunnel.host, tunnel.port), target.path
+        name = redirected_name(target, tunnel) if tunnel.redirected else None
+        return Upstream(scheme, tunnel.host, tunnel.port, name), target.path
     if target.form == "absolute":
         assert target.scheme and target.host and target.port
         scheme = target.scheme
@@ -149,3 +151,32 @@ def route(
             scheme = "http" if scheme == "ws" else "https"
         return Upstream(scheme, target.host, target.port), target.path
     raise HttpError(400, "a proxy request needs an absolute URL (GET http://host/...) or CONNECT")
+
+
+def redirected_name(target: Target, tunnel: Tunnel) -> str | None:
+    """The server's name for a request on a redirected connection (transparent mode), which
+    goes to the original destination whatever it names: routing by Host would let any client
+    reach any server through the proxy (an open relay).
+
+    A Host that is an IP address must be that destination's: 400 otherwise. A Host that is a
+    name is taken as it is, without resolving it: a lookup could give another address than
+    the one the client connected to (a second answer, from another resolver or another
+    moment), and the connection goes to the address either way. Over TLS the name is the
+    SNI's, which the client checked our certificate against; over plain HTTP, Host's.
+    """
+    host = target.host
+    if host is not None:
+        try:
+            address = ip_address(host)
+        except ValueError:
+            address = None
+        if address is not None:
+            if address != ip_address(tunnel.host.split("%", 1)[0]):
+                raise HttpError(
+                    400,
+                    f"Host {host} is another address than the original destination "
+                    f"{host_port(tunnel.host, tunnel.port)}: a redirected connection goes "
+                    "only where the client connected",
+                )
+            host = None  # the address itself: no name to add
+    return tunnel.server_name if tunnel.tls else host

@@ -16,7 +16,7 @@ import secrets
 from typing import Any
 
 from wsproxy.exceptions import HttpError, WsproxyError
-from wsproxy.modes import Regular, Reverse, Socks5, UpstreamProxy
+from wsproxy.modes import Regular, Reverse, Socks5, Transparent, UpstreamProxy
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
 from wsproxy.proxy.access import AccessPolicy
@@ -27,6 +27,7 @@ from wsproxy.proxy.pool import UpstreamPool
 from wsproxy.proxy.request_loop import RequestLoop
 from wsproxy.proxy.session import WebSocketSession
 from wsproxy.proxy.socks import HandOver, Socks5Front
+from wsproxy.proxy.transparent import Redirected
 from wsproxy.proxy.turns import HandshakeTurns
 from wsproxy.proxy.upstream import Connector, Upstream
 from wsproxy.proxy.websocket import Capture, WebSockets
@@ -92,6 +93,7 @@ class Front:
             websockets=self.websockets,
         )
         self.socks = Socks5Front(options, access, self.requests.tunnels, handover, server.addresses)
+        self.redirected = Redirected(options, self.requests.tunnels, server.addresses)
 
     def where(self) -> str:
         """The listening address as a log line names it."""
@@ -103,6 +105,8 @@ class Front:
             await self.requests.serve(peer, conn_id)
         elif isinstance(mode, Socks5):
             await self.socks.serve(peer, conn_id)
+        elif isinstance(mode, Transparent):
+            await self.redirected.serve(peer, conn_id)
         else:
             raise HttpError(501, f"{mode} mode is not built yet")
 

@@ -22,11 +22,18 @@ __all__ = ["Connector", "Upstream"]
 
 @dataclass(frozen=True)
 class Upstream:
-    """Where a request goes: scheme decides TLS, host and port the TCP connection."""
+    """Where a request goes: scheme decides TLS, host and port the TCP connection.
+
+    ``name`` is the server's name when ``host`` is only its address (a redirected connection
+    goes to the address the client connected to, under the name its SNI or Host gave): TLS
+    sends it as SNI and checks the certificate against it, and the Host header carries it.
+    None means ``host`` is the name too (every mode but transparent).
+    """
 
     scheme: str
     host: str
     port: int
+    name: str | None = None
 
     @property
     def tls(self) -> bool:
@@ -34,7 +41,12 @@ class Upstream:
 
     @property
     def authority(self) -> str:
-        return format_authority(self.host, self.port, self.scheme)
+        return format_authority(self.server_name, self.port, self.scheme)
+
+    @property
+    def server_name(self) -> str:
+        """The name TLS verifies and Host carries: ``name``, else ``host``."""
+        return self.name or self.host
 
 
 class Connector:
@@ -68,8 +80,8 @@ class Connector:
         await connect_upstream(
             peer,
             self._context(),
-            upstream.host,
-            where=f"{upstream.host}:{upstream.port}",
+            upstream.server_name,
+            where=host_port(upstream.host, upstream.port),
             timeout=self.options.handshake_timeout,
         )
 

@@ -167,7 +167,9 @@ class WebSockets:
             await chain.handshake_request(flow)
             _raise_if_refused(flow)
             request = flow.request
-            upstream = Upstream(request.scheme, request.host, request.port)
+            # A hook that keeps the address keeps the name it is reached under (SNI, Host).
+            name = upstream.name if request.host == upstream.host else None
+            upstream = Upstream(request.scheme, request.host, request.port, name)
             path = request.path
         # Only extensions the proxy can decode may be negotiated: anything else would leave it
         # unable to read the frames. Today that is permessage-deflate alone, and not even that

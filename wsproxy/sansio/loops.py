@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from ipaddress import ip_address
+from typing import Any
 
 VIA_PROTOCOL = "1.1"  # received-protocol: HTTP/1.1, the only version the proxy forwards
 
@@ -45,9 +46,12 @@ def _ip(address: str) -> str:
     return str(mapped if mapped is not None else parsed)
 
 
-def reaches_own_listener(
-    remote: tuple[str, int], local: tuple[str, int], listening: Iterable[tuple[str, int]]
-) -> bool:
+# A socket address as ``getsockname`` gives it: (host, port), and for IPv6 also flowinfo and
+# scope id, which play no part here.
+Address = tuple[Any, ...]
+
+
+def reaches_own_listener(remote: Address, local: Address, listening: Iterable[Address]) -> bool:
     """Whether an outgoing connection from ``local`` to ``remote`` landed on our own listener.
 
     A listener on a wildcard address (0.0.0.0, ::) accepts on every local address: a connection
@@ -55,7 +59,8 @@ def reaches_own_listener(
     kernel shows by picking that same address (or loopback) as the connection's source.
     """
     remote_ip, remote_port = _ip(remote[0]), remote[1]
-    for host, port in listening:
+    for address in listening:
+        host, port = address[0], address[1]
         if port != remote_port:
             continue
         listen_ip = _ip(host)
