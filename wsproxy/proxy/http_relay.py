@@ -27,7 +27,7 @@ from wsproxy.model import BodyCapture, HttpExchange
 from wsproxy.options import Options
 from wsproxy.proxy.heads import read_head
 from wsproxy.proxy.peer import Peer
-from wsproxy.proxy.upstream import Upstream
+from wsproxy.proxy.upstream import Upstream, check_forwarded_answer, outgoing_request
 from wsproxy.proxy.watchdog import Watchdog
 from wsproxy.sansio.bodies import BodyReader, Framing, body_framing
 from wsproxy.sansio.handshake import strip_hop_by_hop
@@ -159,10 +159,11 @@ class PlainHttp:
         if record is not None:
             upload.add_done_callback(lambda task: _sent(record, task))
         download = asyncio.ensure_future(
-            self._response(client, server, req.method, watchdog, progress, record)
+            self._response(client, server, req.method, watchdog, progress, record, upstream)
         )
         try:
-            server.write(serialize_request(Request(req.method, path, "HTTP/1.1", headers)))
+            head = Request(req.method, path, "HTTP/1.1", headers)
+            server.write(serialize_request(outgoing_request(self.options, upstream, head)))
             await _first_failure(download, [upload, download], watchdog, progress, upstream)
             keep = download.result()
             if not upload.done():
@@ -193,6 +194,7 @@ class PlainHttp:
         watchdog: Watchdog,
         progress: _Progress,
         record: HttpExchange | None,
+        upstream: Upstream,
     ) -> bool:
         """Read the response head (1xx ones relayed), then relay the response."""
         while True:
@@ -201,6 +203,7 @@ class PlainHttp:
                 break
             client.write(serialize_response(self._forwarded(resp)))
             watchdog.touch()
+        check_forwarded_answer(self.options, upstream, resp)  # a next proxy's own 407
         progress.head = True
         watchdog.set_timeout(self.options.idle_timeout)
         if record is not None:

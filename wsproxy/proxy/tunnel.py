@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from wsproxy.options import Options
 from wsproxy.proxy.peer import Peer
-from wsproxy.proxy.upstream import Upstream
+from wsproxy.proxy.upstream import Upstream, via_next_proxy
 from wsproxy.sansio.targets import default_port, format_address
 from wsproxy.tls import MAGIC_HOST, CertAuthority
 from wsproxy.tls.alerts import HandshakeFailureLog
@@ -75,6 +75,12 @@ class Tunnels:
         else is served as HTTP; an ``--ignore-hosts`` match is piped untouched."""
         if any(pattern.search(f"{host}:{port}") for pattern in self._ignore):
             upstream = await self._open(Upstream("tcp", host, port))
+            log.info(
+                "[%s] piping %s untouched (--ignore-hosts)%s",
+                conn_id,
+                format_address(host, port),
+                via_next_proxy(self.options),
+            )
             if established:
                 peer.write(established)
             await self.pipe(peer, upstream)
