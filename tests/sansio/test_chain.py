@@ -128,6 +128,13 @@ def test_switching_protocols_is_refused() -> None:
     )
 
 
+def test_401_to_connect_is_the_proxys_credential_refusal() -> None:
+    outcome = answer(b"HTTP/1.0 401 Unauthorized\r\n\r\n", credentials="alice:wrong")
+    assert outcome == Refused(
+        502, f"upstream proxy {PROXY} refused the --upstream-auth credentials (401 Unauthorized)"
+    )
+
+
 def test_407_without_credentials() -> None:
     outcome = answer(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
     assert outcome == Refused(

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from wsproxy.exceptions import HttpError, UpstreamError
+from wsproxy.exceptions import HttpError, UpstreamError, os_error_text
 from wsproxy.modes import UpstreamProxy
 from wsproxy.options import Options
 from wsproxy.proxy.peer import Peer
@@ -152,9 +152,8 @@ class Connector:
                 _, peer = await loop.create_connection(factory, host, port)
         except TimeoutError:
             raise UpstreamError(f"timed out connecting to {where}", 504) from None
-        except OSError as error:
-            reason = error.strerror or str(error)
-            raise UpstreamError(f"cannot connect to {where}: {reason}", 502) from None
+        except OSError as error:  # "Connection refused", not asyncio's "Connect call failed"
+            raise UpstreamError(f"cannot connect to {where}: {os_error_text(error)}", 502) from None
         self._refuse_own_address(peer, where)
         return peer
 

@@ -153,7 +153,10 @@ class ConnectHandshake:
             # RFC 9110 9.3.6: a 2xx to CONNECT has no content; Content-Length or
             # Transfer-Encoding in it are to be ignored, and the tunnel starts after the head.
             return Established(leftover)
-        if resp.status == 407:
+        if resp.status in (401, 407):
+            # 407 is the standard answer (RFC 9110 15.5.8); a 401 to CONNECT can only be the
+            # proxy's own too (no origin was reached), and tinyproxy sends one for wrong
+            # credentials.
             return _auth_refusal(self.proxy, resp, sent_credentials=self.credentials is not None)
         return Refused(
             BAD_GATEWAY,
@@ -178,7 +181,8 @@ def forwarded_request(
 
 def refused_forward(resp: Response, proxy: str, *, sent_credentials: bool) -> Refused | None:
     """The next proxy's answer to an absolute-form request: a 407 is its own refusal (for
-    the client it would read as this proxy's), anything else is the origin's answer."""
+    the client it would read as this proxy's), anything else is the origin's answer (a 401
+    too: here it may be the origin's, unlike a 401 to CONNECT)."""
     if resp.status != 407:
         return None
     return _auth_refusal(proxy, resp, sent_credentials=sent_credentials)
