@@ -8,14 +8,20 @@ cd "$(dirname "$0")/.."
 ROOT="$PWD"
 PY="${PYTHON:-python3}"
 
-# System packages: Chromium and certutil for the browser test (Debian package names).
-if ! command -v chromium >/dev/null || ! command -v certutil >/dev/null; then
+# System packages (Debian package names), each installed only when its command is missing:
+# Chromium and certutil for the browser test, tinyproxy (the binary alone, no service) as a
+# next proxy for the upstream-mode tests.
+APT_PACKAGES=()
+command -v chromium >/dev/null || APT_PACKAGES+=(chromium)
+command -v certutil >/dev/null || APT_PACKAGES+=(libnss3-tools)
+command -v tinyproxy >/dev/null || APT_PACKAGES+=(tinyproxy-bin)
+if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "== apt-get install chromium libnss3-tools"
+    echo "== apt-get install ${APT_PACKAGES[*]}"
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium libnss3-tools >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
   else
-    echo "!! chromium/certutil missing and cannot apt-get: the browser test will skip (outside CI)"
+    echo "!! ${APT_PACKAGES[*]} missing and cannot apt-get: their tests will skip (outside CI)"
   fi
 fi
 
