@@ -253,11 +253,24 @@ async def test_upstream_auth_against_a_wsproxy_with_proxyauth(
     assert not any(secret in first.stderr() for secret in secrets)
 
 
-async def test_upstream_auth_needs_an_upstream_listener(start_proxy: StartProxy) -> None:
-    proc = await start_proxy("--upstream-auth", "alice:s3cret", ready=False)
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--upstream-auth", "alice:s3cret"], "--upstream-auth is for the next proxy of --mode"),
+        (
+            ["--mode", f"upstream:http://{HOST}:3128", "--upstream-auth", "s3cret"],
+            "--upstream-auth takes USER:PASS",
+        ),
+    ],
+    ids=["no-upstream-listener", "no-colon"],
+)
+async def test_upstream_auth_refused_on_the_command_line(
+    start_proxy: StartProxy, args: list[str], message: str
+) -> None:
+    proc = await start_proxy(*args, ready=False)
     proc.expect_exit()
     assert await proc.wait_exit(15) == 2
-    assert "--upstream-auth is for the next proxy of --mode upstream:" in proc.stderr()
+    assert message in proc.stderr()
     assert "s3cret" not in proc.stderr()
 
 
@@ -442,7 +455,10 @@ async def test_next_proxy_down_is_a_502_with_a_clear_log_line(
 
 
 async def test_next_proxy_answering_garbage_is_a_502(
-    start_proxy: StartProxy, raw_server: RawServerFactory, ws_echo: WsUpstream
+    start_proxy: StartProxy,
+    raw_server: RawServerFactory,
+    ws_echo: WsUpstream,
+    aiohttp_server: AioServer,
 ) -> None:
     async def ssh_banner(conn: RawConnection) -> None:
         await conn.reader.readuntil(b"\r\n\r\n")
@@ -460,6 +476,10 @@ async def test_next_proxy_answering_garbage_is_a_502(
             f"{HOST}:{ws_echo.port}: malformed status line" in t
         )
     )
+    status, _ = await http_get(first, f"{aiohttp_server.url}/hello")  # absolute form
+    assert status == 502
+    await first.wait_log(lambda t: "502: malformed status line: b'SSH-2.0" in t)
+    assert aiohttp_server.requests == []
 
 
 async def test_next_proxy_refusing_connect_names_its_status_line(
