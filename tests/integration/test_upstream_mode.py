@@ -523,3 +523,18 @@ async def test_next_proxy_being_this_proxy_is_a_508(
         lambda t: f"loop detected: upstream proxy {HOST}:{first.port} is this proxy's own" in t
     )
     assert ws_echo.connections == 0
+
+
+async def test_https_next_proxy_is_verified_like_an_upstream(
+    start_proxy: StartProxy, mitmdump: tuple[int, Path], aiohttp_server: AioServer
+) -> None:
+    port, _ = mitmdump
+    untrusting = await start_proxy(*chain_mode(port, "https"))
+    status, body = await http_get(untrusting, f"{aiohttp_server.url}/hello")
+    assert status == 502 and "certificate verify failed" in body
+    await untrusting.wait_log(
+        lambda t: f"TLS with upstream proxy {HOST}:{port} failed: certificate verify failed" in t
+    )
+    assert aiohttp_server.requests == []
+    insecure = await start_proxy(*chain_mode(port, "https"), "-k", confdir=untrusting.confdir)
+    assert await http_get(insecure, f"{aiohttp_server.url}/hello") == (200, "hello world")
