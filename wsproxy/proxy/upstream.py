@@ -124,15 +124,14 @@ class Connector:
 
     async def open(self, upstream: Upstream) -> Peer:
         """A connected peer (TLS done when ``upstream.tls``); UpstreamError when it fails."""
+        where = format_address(upstream.host, upstream.port)
         chain = next_proxy(self.options)
         if chain is None:
-            where = format_address(upstream.host, upstream.port)
             peer = await self._connect(upstream.host, upstream.port, where)
         else:
             peer = await self._open_next_proxy(chain)
-            if upstream.scheme == "http":
-                return peer  # absolute-form requests: see outgoing_request
-            where = format_address(upstream.host, upstream.port)
+            if _absolute_form(self.options, upstream) is not None:
+                return peer  # plain http: the requests say where (outgoing_request)
             await self._tunnel(peer, chain, upstream)
         if upstream.tls:
             await connect_upstream(
