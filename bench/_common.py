@@ -8,6 +8,9 @@ this directory is on ``sys.path`` and ``from _common import ...`` finds this fil
   with ``die_with_parent`` as its ``preexec_fn``), ``stop_group`` (SIGTERM the group,
   SIGKILL if it lingers).
 * output: ``render`` (a plain-text table).
+* what a plain ``pip install .`` does not bring, each missing piece named in one line with the
+  command that installs it: ``find_mitmdump`` and ``MITMPROXY_MISSING`` (the mitmproxy
+  comparison target), ``NODE_MISSING`` (bench/node_modules), ``require_modules``.
 
 Benches never import from tests/: they run by hand from the repository root.
 """
@@ -17,15 +20,56 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import importlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# pip's extra for the benches (mitmproxy, websockets, trustme), run from the repository root.
+INSTALL_BENCH = f"{sys.executable} -m pip install '.[bench]'"
+MITMPROXY_MISSING = (
+    f"mitmproxy (the comparison target) is not installed for {sys.executable}: run "
+    f"`{INSTALL_BENCH}` from the repository root; until then its column shows n/a"
+)
+NODE_MISSING = (
+    "the Node echo server and load generator are missing (bench/node_modules with ws and "
+    "bufferutil): run `npm install --prefix bench` from the repository root (Node 18 or newer)"
+)
+
+
+def find_mitmdump() -> str | None:
+    """mitmproxy's ``mitmdump`` next to this Python (its venv), else on PATH."""
+    here = Path(sys.executable).parent / "mitmdump"
+    if here.exists() and os.access(here, os.X_OK):
+        return str(here)
+    return shutil.which("mitmdump")
+
+
+def require_modules(script: str, *modules: str) -> None:
+    """Exit with status 2 and one line when a Python package the bench needs is missing."""
+    missing = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        print(
+            f"{script} needs {', '.join(missing)}, not installed for {sys.executable}: run "
+            f"`{INSTALL_BENCH}` from the repository root",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)  # as bench.py: 2 is a missing set-up
 
 
 class SetupError(Exception):

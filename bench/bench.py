@@ -36,8 +36,11 @@ from typing import Any
 
 from _common import (  # bench/_common.py; also what tls_bench.py reaches as bench.NAME
     HOST,
+    MITMPROXY_MISSING,
+    NODE_MISSING,
     cpu_seconds,
     die_with_parent,
+    find_mitmdump,
     free_port,
     hwm_kib,
     proc_tree,
@@ -212,13 +215,6 @@ class Target:
             self.proc = None
 
 
-def find_mitmdump() -> str | None:
-    here = Path(sys.executable).parent / "mitmdump"
-    if here.exists() and os.access(here, os.X_OK):
-        return str(here)
-    return shutil.which("mitmdump")
-
-
 def make_targets(names: list[str], echo_port: int, opts: Options) -> list[Target]:
     targets = []
     for name in names:
@@ -234,7 +230,7 @@ def make_targets(names: list[str], echo_port: int, opts: Options) -> list[Target
             mitmdump = find_mitmdump()
             t = Target(name, None, port, opts.logdir)
             if mitmdump is None:
-                t.available, t.reason = False, "mitmdump not found next to python or on PATH"
+                t.available, t.reason = False, MITMPROXY_MISSING
             else:
                 t.cmd = [
                     mitmdump,
@@ -912,10 +908,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if not (BENCH_DIR / "node_modules" / "ws").is_dir():
-        print("bench/node_modules is missing: run  npm install --prefix bench", file=sys.stderr)
+        print(NODE_MISSING, file=sys.stderr)
         return 2
     if shutil.which(args.node) is None:
-        print(f"node not found ({args.node})", file=sys.stderr)
+        print(f"node not found ({args.node}): install Node 18 or newer", file=sys.stderr)
         return 2
     if args.repeats < 1:
         ap.error("--repeats must be >= 1")

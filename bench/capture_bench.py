@@ -31,8 +31,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import HOST, cpu_seconds, free_port, hwm_kib, render, stop_group, wait_port_sync
-from websockets.asyncio.client import connect
+from _common import (
+    HOST,
+    cpu_seconds,
+    free_port,
+    hwm_kib,
+    render,
+    require_modules,
+    stop_group,
+    wait_port_sync,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
@@ -91,6 +99,8 @@ async def pump(
 ) -> tuple[float, float]:
     """Send ``count`` messages with ``window`` in flight: (seconds from first send to last echo,
     proxy CPU seconds over the same span)."""
+    from websockets.asyncio.client import connect  # after main's require_modules
+
     async with connect(f"ws://{HOST}:{port}/", max_size=None, compression=None) as ws:
         for _ in range(window):  # warm-up
             await ws.send(payload)
@@ -180,6 +190,7 @@ def main() -> None:
     parser.add_argument("--wsproxy-args", default="", help="extra flags, one shell string")
     parser.add_argument("-r", "--repeats", type=int, default=3)
     args = parser.parse_args()
+    require_modules("bench/capture_bench.py", "websockets")
     formats = [f for f in args.formats.split(",") if f]
     extra = shlex.split(args.wsproxy_args)
     scenarios = {

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import cpu_seconds, free_port, wait_port
+from _common import NODE_MISSING, cpu_seconds, free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LOADGEN = ROOT / "bench" / "loadgen.mjs"
@@ -163,7 +163,7 @@ async def one_run(
 async def amain(args: Any) -> int:
     node = args.node
     if not (ROOT / "bench" / "node_modules" / "ws").exists():
-        print("bench/node_modules missing: npm install --prefix bench", file=sys.stderr)
+        print(NODE_MISSING, file=sys.stderr)
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="wsproxy-compression-bench-"))
     plugin = tmp / "swapcase.py"

@@ -48,6 +48,7 @@ from _common import (
     free_port,
     hwm_kib,
     render,
+    require_modules,
     reset_hwm,
     rss_kib,
     spawn,
@@ -664,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the temporary directory")
     opts = parser.parse_args(argv)
+    require_modules("bench/memory_bench.py", "websockets")
     chosen = [name.strip() for name in opts.cases.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in names]
     if unknown:

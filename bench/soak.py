@@ -50,6 +50,7 @@ from _common import (
     SetupError,
     die_with_parent,
     free_port,
+    require_modules,
     rss_kib,
     spawn,
     stop_group,
@@ -277,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
+    require_modules("bench/soak.py", "websockets")
     workers = args.workers or max(1, min(4, os.cpu_count() or 1))
     limit = raise_nofile()
     need = 3 * args.conns + 200

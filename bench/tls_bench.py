@@ -43,7 +43,7 @@ REPO_DIR = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(1, str(REPO_DIR))
 
-from _common import render  # noqa: E402  (bench/_common.py)
+from _common import render, require_modules  # noqa: E402  (bench/_common.py)
 
 import bench  # noqa: E402  (bench/bench.py: process helpers and /proc readings)
 
@@ -244,7 +244,7 @@ def make_proxies(env: Env, names: list[str], wsproxy_args: str) -> list[Proxy]:
         elif name == "mitmproxy":
             mitmdump = bench.find_mitmdump()
             if mitmdump is None:
-                log("mitmproxy: mitmdump not found, skipped")
+                log(f"mitmproxy: skipped: {bench.MITMPROXY_MISSING}")
                 continue
             cmd = [mitmdump, "--listen-host", HOST, "-p", str(port), "--set", f"confdir={conf}"]
             cmd += ["--set", f"ssl_verify_upstream_trusted_ca={env.ca_file}", "-q"]
@@ -619,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
             argv[i : i + 2] = [f"--wsproxy-args={argv[i + 1]}"]
             break
     args = ap.parse_args(argv)
+    require_modules("bench/tls_bench.py", "websockets", "trustme")
     bench.raise_nofile(4096)
     rc = 130
     try:

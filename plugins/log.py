@@ -60,6 +60,7 @@ from wsproxy.logformat import frame_flags, frame_line, opcode_name, payload_kind
 from wsproxy.model import Flow, FrameEvent, Message
 from wsproxy.plugins import Option
 from wsproxy.sansio.frames import Opcode
+from wsproxy.sansio.targets import host_port
 
 # ANSI SGR colours (ECMA-48 8.3.117): who sent what, at a glance.
 _COLOURS = {"client": "\x1b[32m", "server": "\x1b[36m", "event": "\x1b[33m", "error": "\x1b[31m"}
@@ -115,7 +116,7 @@ class Log:
         return self._frame if self.log_frames else None
 
     def opened(self, flow: Flow) -> None:
-        client = f"{flow.client_address[0]}:{flow.client_address[1]}"
+        client = host_port(*flow.client_address)
         if self.log_json:
             self._json(
                 "open",

@@ -4,8 +4,9 @@ Options (``--set NAME=VALUE``)::
 
     rewrite_rules=PATH    the rules file: ``.json`` is read as JSON, anything else as YAML
 
-Example: ``wsproxy -s rewrite --set rewrite_rules=rules.yaml``. YAML needs PyYAML
-(``pip install pyyaml``); a JSON file needs nothing.
+Example: ``wsproxy -s rewrite --set rewrite_rules=rules.yaml``. YAML is read with PyYAML, a
+dependency of wsproxy (an environment without it gets an error naming the fix); a JSON file
+needs nothing.
 
 The file holds a list of rules (or a mapping with a ``rules`` list). Each message goes through
 every rule in order, each rule seeing what the previous ones made of it::
@@ -62,6 +63,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -293,11 +295,14 @@ def load_rules(path: str) -> list[Rule]:
             raise ConfigError(f"{where}: invalid JSON: {error}") from None
     else:
         try:
-            import yaml  # only when a YAML file is given: PyYAML is optional
+            import yaml  # only when a YAML file is given: JSON rules need no PyYAML
         except ImportError:
+            # wsproxy depends on PyYAML; this is an environment that lost it (or a copy of
+            # plugins/ run elsewhere): name the Python that lacks it, so the fix is exact.
             raise ConfigError(
-                f"{where}: reading YAML needs PyYAML: pip install pyyaml, or write the rules "
-                "as JSON (a .json file)"
+                f"{where}: reading YAML needs PyYAML, which is not installed for "
+                f"{sys.executable}: run `{sys.executable} -m pip install pyyaml`, or write the "
+                "rules as JSON (a .json file)"
             ) from None
         try:
             document = yaml.safe_load(text)

@@ -16,7 +16,9 @@ Upstreams:
   closes; its default handler ``echo`` echoes (``/bye`` closes with 4000, ``/send?n=N``
   sends N bytes first, ``upper`` answers text in upper case, ``echo=False`` only records).
 * ``aiohttp_app(state)``: an aiohttp application with a WebSocket echo and HTTP routes.
-* ``RawServer``: a bare asyncio server for peers that must misbehave (see the fixture).
+* ``RawServer``: a bare asyncio server for peers that must misbehave (see the fixture);
+  ``http_handler(answer)`` makes it a keep-alive HTTP/1.1 server whose ``answer`` decides
+  each response (or closes without one).
 
 Waits:
 
@@ -59,11 +61,12 @@ from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from tests.integration.wsraw import RawConnection
+from tests.integration.wsraw import Head, RawConnection, read_request
 from wsproxy.modes import Regular, Reverse
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
 from wsproxy.proxy.server import Capture, ProxyServer
+from wsproxy.sansio.targets import host_port
 from wsproxy.tls import CertAuthority
 
 HOST = "127.0.0.1"
@@ -273,21 +276,30 @@ async def server_process(
 
 # -- the proxy process -----------------------------------------------------------------------
 
-HIDE_MITMPROXY = '''
+
+def hiding_source(*modules: str) -> str:
+    """A ``sitecustomize`` that makes importing ``modules`` (and their submodules) fail, as
+    if they were not installed."""
+    return f'''
 import sys
 
+_HIDDEN = {modules!r}
 
-class _HideMitmproxy:
-    """Acts as if mitmproxy were not installed."""
+
+class _Hide:
+    """Acts as if {", ".join(modules)} were not installed."""
 
     def find_spec(self, name, path=None, target=None):
-        if name == "mitmproxy" or name.startswith("mitmproxy."):
-            raise ModuleNotFoundError(f"No module named {name!r} (hidden)", name=name)
+        if name.split(".")[0] in _HIDDEN:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (hidden)", name=name)
         return None
 
 
-sys.meta_path.insert(0, _HideMitmproxy())
+sys.meta_path.insert(0, _Hide())
 '''
+
+
+HIDE_MITMPROXY = hiding_source("mitmproxy")
 
 STARTED: list[ProxyProcess] = []  # every proxy process of the session, checked at its end
 
@@ -301,7 +313,8 @@ class ProxyProcess:
 
     ``verbose`` adds ``-v`` (the frame lines tests wait for); ``hide_mitmproxy`` runs it as
     if mitmproxy were not installed (a ``sitecustomize`` on ``PYTHONPATH`` makes
-    ``import mitmproxy`` fail). It runs in the checkout, so ``-s plugins/NAME.py`` works.
+    ``import mitmproxy`` fail), ``hide_modules`` likewise for others (``("yaml",)``). It runs
+    in the checkout, so ``-s plugins/NAME.py`` works.
     """
 
     def __init__(
@@ -313,6 +326,7 @@ class ProxyProcess:
         host: str = HOST,
         verbose: bool = True,
         hide_mitmproxy: bool = False,
+        hide_modules: Sequence[str] = (),
     ) -> None:
         self.confdir = confdir
         self.host = host
@@ -327,10 +341,11 @@ class ProxyProcess:
             self.port, confdir, *(["-v"] if verbose else []), *self.args, host=host
         )
         env = proxy_free_env()
-        if hide_mitmproxy:
-            site = log_dir / "hide_mitmproxy"
+        hidden = (*(["mitmproxy"] if hide_mitmproxy else []), *hide_modules)
+        if hidden:
+            site = log_dir / ("hide_" + "_".join(hidden))
             site.mkdir(exist_ok=True)
-            (site / "sitecustomize.py").write_text(HIDE_MITMPROXY)
+            (site / "sitecustomize.py").write_text(hiding_source(*hidden))
             env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
         with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
             self.proc = subprocess.Popen(
@@ -349,7 +364,7 @@ class ProxyProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://{host_port(self.host, self.port)}"
 
     @property
     def returncode(self) -> int | None:
@@ -630,10 +645,11 @@ class WsUpstream:
     echo: bool = True
 
     tls: bool = False  # served with ``ssl=``: its URLs are wss://
+    host: str = HOST  # where it listens (``::1`` for IPv6 tests)
 
     @property
     def url(self) -> str:
-        return f"{'wss' if self.tls else 'ws'}://{HOST}:{self.port}"
+        return f"{'wss' if self.tls else 'ws'}://{host_port(self.host, self.port)}"
 
     @property
     def finished(self) -> int:
@@ -677,11 +693,12 @@ async def ws_upstream(
     *,
     subprotocols: list[str] | None = None,
     upper: bool = False,
+    host: str = HOST,
     **kwargs: Any,
 ) -> AsyncIterator[WsUpstream]:
-    """A ``websockets`` server running ``handler`` for every connection (``kwargs`` go to
-    ``serve``; no size limit and no keepalive pings unless given)."""
-    up = WsUpstream(upper=upper, tls=kwargs.get("ssl") is not None)
+    """A ``websockets`` server running ``handler`` for every connection on ``host`` (``kwargs``
+    go to ``serve``; no size limit and no keepalive pings unless given)."""
+    up = WsUpstream(upper=upper, tls=kwargs.get("ssl") is not None, host=host)
 
     class Counting(ServerConnection):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -714,7 +731,7 @@ async def ws_upstream(
     kwargs.setdefault("ping_interval", None)
     async with serve(
         run,
-        HOST,
+        host,
         0,
         process_request=process_request,
         subprotocols=subprotocols,  # type: ignore[arg-type]
@@ -733,14 +750,15 @@ class AioServer:
     connections: int = 0
     requests: list[web.Request] = field(default_factory=list)
     closes: asyncio.Queue[Closed] = field(default_factory=asyncio.Queue)
+    tls: bool = False  # served with ``ssl=``: its URLs are https:// and wss://
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{HOST}:{self.port}"
+        return f"{'wss' if self.tls else 'ws'}://{HOST}:{self.port}"
 
     async def next_close(self, timeout: float = 10) -> Closed:
         return await asyncio.wait_for(self.closes.get(), timeout)
@@ -818,10 +836,13 @@ def aiohttp_app(state: AioServer) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def aiohttp_upstream() -> AsyncIterator[AioServer]:
-    """``aiohttp_app`` on a free port, counting its TCP connections."""
-    state = AioServer()
-    runner = web.AppRunner(aiohttp_app(state), handle_signals=False, access_log=None)
+async def aiohttp_upstream(
+    ssl: Any = None, app: Callable[[AioServer], web.Application] = aiohttp_app
+) -> AsyncIterator[AioServer]:
+    """``app`` (``aiohttp_app`` unless given) on a free port (over TLS with an ``ssl``
+    context), counting its TCP connections."""
+    state = AioServer(tls=ssl is not None)
+    runner = web.AppRunner(app(state), handle_signals=False, access_log=None)
     await runner.setup()
     # Listen like web.TCPSite does, through a protocol factory that counts TCP connections.
     handler_factory = runner.server
@@ -831,7 +852,7 @@ async def aiohttp_upstream() -> AsyncIterator[AioServer]:
         state.connections += 1
         return handler_factory()
 
-    server = await asyncio.get_running_loop().create_server(counting_factory, HOST, 0)
+    server = await asyncio.get_running_loop().create_server(counting_factory, HOST, 0, ssl=ssl)
     state.port = server.sockets[0].getsockname()[1]
     try:
         yield state
@@ -911,6 +932,49 @@ async def raw_servers() -> AsyncIterator[Callable[[RawHandler], Awaitable[RawSer
         errors = [e for s in servers for e in s.errors]
         if errors:
             raise errors[0]
+
+
+# What an ``http_handler`` server answers: (the request, how many came before it on this
+# connection) -> the whole response in bytes, or None to close the connection unanswered.
+Answer = Callable[[Head, int], bytes | None]
+
+
+def http_handler(answer: Answer, *, close_after: bool = False) -> RawHandler:
+    """A ``RawServer`` handler serving requests on each connection as they come, for as long
+    as ``answer`` gives a response and the peer keeps the connection; every request is kept
+    in ``conn.extra["requests"]``. A response with ``Connection: close`` ends the connection,
+    as every response does with ``close_after`` (a body read until close, a server that
+    drops idle connections at once)."""
+
+    async def handle(conn: RawConnection) -> None:
+        requests: list[Head] = []
+        conn.extra["requests"] = requests
+        while True:
+            try:
+                request = await read_request(conn.reader)
+            except asyncio.IncompleteReadError:
+                return  # the proxy closed the connection
+            requests.append(request)
+            response = answer(request, len(requests) - 1)
+            if response is None:
+                return
+            conn.writer.write(response)
+            await conn.writer.drain()
+            head_lines = response.split(b"\r\n\r\n", 1)[0].lower().split(b"\r\n")
+            if close_after or b"connection: close" in head_lines:
+                return
+
+    return handle
+
+
+def requests_seen(server: RawServer) -> list[list[Head]]:
+    """The requests an ``http_handler`` server got, per connection in order of acceptance."""
+    seen: list[list[Head]] = []
+    for conn in server.connections:
+        requests = conn.extra.get("requests", [])
+        assert isinstance(requests, list)
+        seen.append(list(requests))
+    return seen
 
 
 RawClient = Callable[[int], Awaitable[RawConnection]]

@@ -9,11 +9,12 @@ ROOT="$PWD"
 PY="${PYTHON:-python3}"
 
 # System packages (Debian package names), each installed only when its command is missing:
-# Chromium and certutil for the browser test, tinyproxy (the binary alone, no service) as a
-# next proxy for the upstream-mode tests.
+# Chromium and certutil for the browser test, curl for the SOCKS5 tests, tinyproxy (the binary
+# alone, no service) as a next proxy for the upstream-mode tests.
 APT_PACKAGES=()
 command -v chromium >/dev/null || APT_PACKAGES+=(chromium)
 command -v certutil >/dev/null || APT_PACKAGES+=(libnss3-tools)
+command -v curl >/dev/null || APT_PACKAGES+=(curl)
 command -v tinyproxy >/dev/null || APT_PACKAGES+=(tinyproxy-bin)
 if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

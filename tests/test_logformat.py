@@ -7,9 +7,12 @@ import pytest
 from wsproxy.logformat import (
     frame_flags,
     frame_line,
+    message_counts,
+    negotiated,
     opcode_name,
     payload_kind,
     preview,
+    preview_bytes,
 )
 from wsproxy.sansio.frames import Opcode
 
@@ -68,3 +71,35 @@ def test_preview(data: bytes, kind: int, width: int, partial: bool, expected: st
 def test_frame_line() -> None:
     line = frame_line(from_client=False, opcode=Opcode.TEXT, flags="Fz", length=5, shown="'hi'")
     assert line == "server -> client TEXT Fz len=5 'hi'"
+
+
+def test_preview_bytes_hold_width_characters_of_utf8() -> None:
+    assert preview_bytes(0) == 0
+    assert preview_bytes(10) == 64  # never less than the relay's usual preview
+    assert preview_bytes(40) == 160
+    text = "€" * 40  # three bytes each
+    assert preview(text.encode()[: preview_bytes(40)], Opcode.TEXT, 40) == repr(text)
+
+
+@pytest.mark.parametrize(
+    ("subprotocol", "extensions", "expected"),
+    [
+        (None, [], ""),
+        ("graphql-transport-ws", [], " subprotocol=graphql-transport-ws"),
+        (
+            None,
+            ["permessage-deflate; client_max_window_bits"],
+            " extensions=permessage-deflate; client_max_window_bits",
+        ),
+        ("chat", ["a", "b"], " subprotocol=chat extensions=a, b"),
+        ("Bearer.abc", [], " subprotocol=<hidden, 10 characters>"),
+        ("v1." + "x" * 70, [], " subprotocol=<hidden, 73 characters>"),
+    ],
+)
+def test_negotiated(subprotocol: str | None, extensions: list[str], expected: str) -> None:
+    assert negotiated(subprotocol, extensions) == expected
+
+
+def test_message_counts() -> None:
+    assert message_counts(3, 2) == "data messages: 3 from the client, 2 from the server"
+    assert message_counts(1, 0) == "data messages: 1 from the client, 0 from the server"

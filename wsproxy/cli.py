@@ -15,9 +15,9 @@ import math
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from wsproxy.capture.commands import cmd_har, cmd_mitm, cmd_replay, cmd_show
 from wsproxy.capture.formats import check_capture_paths
@@ -29,10 +29,12 @@ from wsproxy.exceptions import (
     WsproxyError,
     os_error_text,
 )
+from wsproxy.mitmoptions import parser_flags, translate
 from wsproxy.modes import (
     Listen,
     ModeError,
     Regular,
+    Reverse,
     Socks5,
     UpstreamProxy,
     parse_listen,
@@ -105,6 +107,11 @@ def count(text: str) -> int:
     return int(_number(text, int, zero=False))
 
 
+def count_or_zero(text: str) -> int:
+    """A limit where 0 turns the thing off: 0 or more."""
+    return int(_number(text, int, zero=True))
+
+
 def size(text: str) -> int:
     """``parse_size``, at least 1 byte: a size limit of 0 would refuse everything."""
     value = parse_size(text)
@@ -118,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wsproxy",
         description="A man-in-the-middle proxy to see, log, rewrite and block WebSocket traffic.",
-        epilog="Subcommands: 'wsproxy ca --path' prints where the CA certificate is.",
+        epilog=subcommands_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog's lines stay lines
     )
     add = parser.add_argument
     add("--listen-host", default=defaults.listen_host, help="address to listen on (127.0.0.1)")
@@ -144,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--confdir", type=Path, default=defaults.confdir, help="CA and settings (~/.wsproxy)")
     add("-v", "--verbose", action="count", default=0, help="-v logs every frame, -vv debug")
     add("-q", "--quiet", action="store_true", help="warnings and errors only")
+    add(
+        "--preview-length",
+        type=count_or_zero,
+        default=defaults.preview_length,
+        metavar="N",
+        help="characters of payload shown in each -v frame line, binary as N/2 bytes in hex; "
+        "0 = none (40)",
+    )
     add(
         "--max-frame-size",
         type=size,
@@ -234,6 +250,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to open a TCP connection upstream, else 504 (10)",
     )
     add(
+        "--pool-max-per-host",
+        type=count_or_zero,
+        default=defaults.pool_max_per_host,
+        metavar="N",
+        help="idle upstream connections kept per server for the next plain HTTP request; "
+        "0 = none, a new connection for every request (6)",
+    )
+    add(
+        "--pool-max-idle",
+        type=count_or_zero,
+        default=defaults.pool_max_idle,
+        metavar="N",
+        help="idle upstream connections kept in all (100)",
+    )
+    add(
+        "--pool-idle-timeout",
+        type=seconds,
+        default=defaults.pool_idle_timeout,
+        metavar="S",
+        help="seconds an idle upstream connection is kept unused before it is closed (30)",
+    )
+    add(
         "--upstream-auth",
         default=None,
         metavar="USER:PASS",
@@ -248,6 +286,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="REGEX",
         help="tunnel CONNECTs to matching host:port untouched (repeatable)",
+    )
+    add(
+        "--allow-hosts",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="intercept only CONNECTs to matching host:port, tunnel all others untouched "
+        "(repeatable; the opposite of --ignore-hosts)",
+    )
+    add(
+        "--certs",
+        action="append",
+        default=[],
+        metavar="[DOMAIN=]FILE",
+        help="serve this certificate instead of a generated one: a PEM file with the private "
+        "key and the chain, leaf first; for DOMAIN (*.example.com works), else for the names "
+        "in the certificate (repeatable)",
+    )
+    add(
+        "--no-websocket",
+        action="store_true",
+        help="pass WebSockets through untouched: after the 101 the bytes are copied both ways "
+        "as they are (no frame parsing, no plugins, no capture)",
     )
     add(
         "--no-compression",
@@ -269,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         dest="sets",
         metavar="NAME=VALUE",
-        help="set a plugin option (repeatable; a list option appends); see --help-plugins",
+        help="set a plugin option (repeatable; a list option appends; see --help-plugins), "
+        "or one of mitmproxy's core options (README: 'Coming from mitmproxy')",
     )
     add(
         "--help-plugins",
@@ -309,11 +371,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
-    for pattern in args.ignore_hosts:
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            raise ConfigError(f"--ignore-hosts {pattern!r}: {error}") from None
+    for flag, patterns in (
+        ("--ignore-hosts", args.ignore_hosts),
+        ("--allow-hosts", args.allow_hosts),
+    ):
+        for pattern in patterns:
+            _regex(flag, pattern)
+    if args.ignore_hosts and args.allow_hosts:
+        raise ConfigError(
+            "--ignore-hosts and --allow-hosts exclude each other: give the hosts to tunnel "
+            "untouched, or the only ones to intercept"
+        )
     try:
         listens = resolve_listens(tuple(args.mode), args.listen_host, args.listen_port)
     except ModeError as error:
@@ -337,6 +405,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         listens=listens,
         confdir=args.confdir.expanduser(),
         verbosity=verbosity,
+        preview_length=args.preview_length,
         max_frame_size=args.max_frame_size,
         max_message_size=args.max_message_size,
         max_head_size=args.max_head_size,
@@ -350,11 +419,17 @@ def options_from_args(args: argparse.Namespace) -> Options:
         idle_timeout=args.idle_timeout,
         close_timeout=args.close_timeout,
         connect_timeout=args.connect_timeout,
+        pool_max_per_host=args.pool_max_per_host,
+        pool_max_idle=args.pool_max_idle,
+        pool_idle_timeout=args.pool_idle_timeout,
         parallel_handshakes=args.parallel_handshakes,
         upstream_auth=args.upstream_auth,
         upstream_ca=args.upstream_ca,
         ssl_insecure=args.ssl_insecure,
         ignore_hosts=tuple(args.ignore_hosts),
+        allow_hosts=tuple(args.allow_hosts),
+        certs=tuple(args.certs),
+        no_websocket=args.no_websocket,
         no_compression=args.no_compression,
         capture_paths=check_capture_paths(args.capture),
         capture_filter=_regex("--capture-filter", args.capture_filter),
@@ -408,10 +483,14 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
     reloads them when their files change; with none, the relay path has no chain at all."""
     from wsproxy.proxy.memory import tune_allocator
     from wsproxy.proxy.server import BindError, ProxyServer
-    from wsproxy.tls import CertAuthority, upstream_context
+    from wsproxy.tls import CertAuthority, trust_notice, upstream_context
 
     tune_allocator()
     ca = CertAuthority.load_or_create(options.confdir)
+    if options.certs:
+        from wsproxy.tls.served import load_served
+
+        ca.served = load_served(options.certs)
     if options.upstream_ca is not None:
         upstream_context(options.upstream_ca)  # a missing or unusable file fails now, not later
     chain = await scripts.start() if scripts is not None else None
@@ -425,6 +504,9 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
             where = f"{error.where}: {reason} ({error.mode} mode)"
             raise StartupError(f"cannot listen on {where}") from None
         capture = server.capture = open_capture(options)
+        if ca.created:  # said once the start has worked: a failed one stays one error line
+            serves_page = not all(isinstance(lst.mode, Reverse) for lst in options.all_listens())
+            log.warning("%s", trust_notice(ca, regular=serves_page))
         try:
             await _serve(options, server)
         finally:
@@ -467,21 +549,37 @@ def cmd_ca(argv: Sequence[str]) -> int:
     return 0
 
 
+class Subcommand(NamedTuple):
+    run: Callable[[Sequence[str]], int]
+    summary: str  # its line in ``wsproxy --help``
+
+
 SUBCOMMANDS = {
-    "ca": cmd_ca,
-    "show": cmd_show,
-    "replay": cmd_replay,
-    "har": cmd_har,
-    "mitm": cmd_mitm,
+    "ca": Subcommand(cmd_ca, "print the CA certificate's path and fingerprint (--path: path only)"),
+    "show": Subcommand(cmd_show, "print a capture (.jsonl, .har, .mitm) as -v log lines"),
+    "replay": Subcommand(
+        cmd_replay, "replay a captured connection to a server (--serve: to a client)"
+    ),
+    "har": Subcommand(cmd_har, "turn a JSONL capture or a crashed run's journal into HAR"),
+    "mitm": Subcommand(cmd_mitm, "turn a JSONL capture or journal into a mitmproxy flow file"),
 }
+
+
+def subcommands_help() -> str:
+    """The epilog of ``wsproxy --help``: one line per entry of SUBCOMMANDS, so none is missed."""
+    width = max(map(len, SUBCOMMANDS))
+    lines = [f"  {name:<{width}}  {sub.summary}" for name, sub in SUBCOMMANDS.items()]
+    return "subcommands (wsproxy NAME --help for their flags):\n" + "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:
-            return SUBCOMMANDS[argv[0]](argv[1:])
-        args = build_parser().parse_args(argv)
+            return SUBCOMMANDS[argv[0]].run(argv[1:])
+        parser = build_parser()
+        translation = translate(argv, parser_flags(parser))
+        args = parser.parse_args(translation.argv)
         if args.help_plugins:
             from wsproxy.scripts import help_text
 
@@ -489,6 +587,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         options = options_from_args(args)
         setup_logging(options.verbosity)
+        for note in translation.notes:
+            log.info("%s", note)
         scripts = None
         if args.script or args.sets:
             from wsproxy.scripts import ScriptHost

@@ -16,6 +16,8 @@ Pure functions over plain values, so each caller passes its own record's fields.
 
 from __future__ import annotations
 
+import re
+
 from wsproxy.sansio.frames import Opcode
 
 __all__ = [
@@ -24,13 +26,16 @@ __all__ = [
     "arrow",
     "frame_flags",
     "frame_line",
+    "message_counts",
+    "negotiated",
     "opcode_name",
     "payload_kind",
     "preview",
+    "preview_bytes",
 ]
 
 OPCODE_NAMES: dict[int, str] = {int(op): op.name for op in Opcode}
-PREVIEW_WIDTH = 40  # text characters shown (binary: half as many bytes)
+PREVIEW_WIDTH = 40  # text characters shown (binary: half as many bytes); --preview-length
 
 _TEXT_LIKE = (Opcode.TEXT, Opcode.PING, Opcode.PONG)
 
@@ -73,6 +78,39 @@ def preview(data: bytes, kind: int, width: int = PREVIEW_WIDTH, *, partial: bool
     return data[:half].hex(" ") + (" …" if len(data) > half or partial else "")
 
 
+def preview_bytes(width: int) -> int:
+    """How much of a payload a ``width``-character preview needs: up to 4 bytes per character
+    (UTF-8), never less than the relay's usual 64, so a cut is always seen as one."""
+    return max(64, 4 * width) if width else 0
+
+
 def frame_line(*, from_client: bool, opcode: int, flags: str, length: int, shown: str) -> str:
     """``client -> server TEXT Fz len=5 'hello'``: what every frame (or message) line says."""
     return f"{arrow(from_client)} {opcode_name(opcode)} {flags} len={length} {shown}"
+
+
+# A subprotocol is a header value: some applications smuggle a credential through it (a
+# browser cannot set Authorization on a WebSocket), and logs never print secrets.
+_SECRET_LIKE = re.compile(r"auth|bearer|token|secret|key|jwt|session|password", re.IGNORECASE)
+_SUBPROTOCOL_SHOWN = 64  # longer ones look like data, not a protocol name
+
+
+def negotiated(subprotocol: str | None, extensions: list[str]) -> str:
+    """`` subprotocol=graphql-transport-ws extensions=permessage-deflate; ...`` for the
+    "WebSocket open" line: what the upstream chose, "" when nothing was negotiated. A
+    subprotocol that looks like a credential shows as its length only."""
+    parts = []
+    if subprotocol is not None:
+        secret = len(subprotocol) > _SUBPROTOCOL_SHOWN or _SECRET_LIKE.search(subprotocol)
+        shown = f"<hidden, {len(subprotocol)} characters>" if secret else subprotocol
+        parts.append(f" subprotocol={shown}")
+    if extensions:
+        parts.append(f" extensions={', '.join(extensions)}")
+    return "".join(parts)
+
+
+def message_counts(from_client: int, from_server: int) -> str:
+    """``data messages: 3 from the client, 2 from the server``: the data messages each peer
+    sent (those a plugin dropped included). Worded without the frame lines' arrows, so a
+    search for ``client -> server`` finds frames only."""
+    return f"data messages: {from_client} from the client, {from_server} from the server"

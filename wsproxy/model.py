@@ -111,7 +111,9 @@ class Flow:
     def inject(self, content: bytes | str, *, to_client: bool) -> bool:
         """Send a new message to the client or the upstream; text for ``str``, binary for bytes.
 
-        Returns False when that side is already closing (the message is then not sent).
+        With message hooks it first goes through them (``message.injected``). Returns False,
+        and the message is not sent, when that side is closing, does not read fast enough, or
+        too much already waits for the hooks in that direction (the log says which, once).
         """
         if self._injector is None:
             return False

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from wsproxy.sansio.targets import default_port, format_address
+from wsproxy.sansio.targets import default_port, host_port
 
 __all__ = [
     "Listen",
@@ -55,7 +55,7 @@ class Reverse:
         return self.scheme == "wss"
 
     def __str__(self) -> str:
-        return f"reverse:{self.scheme}://{format_address(self.host, self.port)}"
+        return f"reverse:{self.scheme}://{host_port(self.host, self.port)}"
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class UpstreamProxy:
         return self.scheme == "https"
 
     def __str__(self) -> str:
-        return f"upstream:{self.scheme}://{format_address(self.host, self.port)}"
+        return f"upstream:{self.scheme}://{host_port(self.host, self.port)}"
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ class Listen:
         """As the user would write it back: ``MODE[@HOST:PORT]``."""
         if self.port is None:
             return str(self.mode)
-        where = str(self.port) if self.host is None else format_address(self.host, self.port)
+        where = str(self.port) if self.host is None else host_port(self.host, self.port)
         return f"{self.mode}@{where}"
 
 
@@ -137,11 +137,11 @@ def parse_listen(text: str) -> Listen:
     host: str | None = None
     port: int | None = None
     if at:
-        host, port = _parseformat_address(text, where)
+        host, port = _parse_at(text, where)
     return Listen(_parse_mode(spec), host, port)
 
 
-def _parseformat_address(text: str, where: str) -> tuple[str | None, int]:
+def _parse_at(text: str, where: str) -> tuple[str | None, int]:
     host: str | None = None
     port_text = where
     if ":" in where:
@@ -210,7 +210,7 @@ def resolve_listens(
         if port != 0 and key in taken:
             raise ModeError(
                 f"--mode {taken[key].spelled()} and --mode {listen.spelled()} would both listen "
-                f"on {format_address(filled.host, port)}: give one its own port with "
+                f"on {host_port(filled.host, port)}: give one its own port with "
                 "MODE@PORT"
             )
         taken[key] = listen

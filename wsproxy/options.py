@@ -29,6 +29,7 @@ class Options:
     listens: tuple[Listen, ...] = ()
     confdir: Path = field(default_factory=lambda: Path.home() / ".wsproxy")
     verbosity: int = 0  # -1 quiet, 0 normal, 1 frames, 2 debug
+    preview_length: int = 40  # characters of payload in each -v frame line; 0: none
     max_frame_size: int = 64 * MiB
     max_message_size: int = 64 * MiB
     max_head_size: int = 64 * 1024
@@ -38,6 +39,11 @@ class Options:
     idle_timeout: float = 600.0
     close_timeout: float = 5.0
     connect_timeout: float = 10.0
+    # Idle upstream connections kept for plain HTTP (wsproxy.proxy.pool has the precedents):
+    # per server (0: none kept, a new connection per request), in all, and for how long.
+    pool_max_per_host: int = 6
+    pool_max_idle: int = 100
+    pool_idle_timeout: float = 30.0
     # RFC 6455 4.1: one handshake per (client, host, port) at a time, unless this is set.
     parallel_handshakes: bool = False
     max_connections: int = 10_000
@@ -51,6 +57,13 @@ class Options:
     upstream_ca: Path | None = None
     ssl_insecure: bool = False
     ignore_hosts: tuple[str, ...] = ()
+    # Intercept only CONNECTs to host:port matching one of these, tunnel the rest untouched
+    # (--allow-hosts; never together with ignore_hosts).
+    allow_hosts: tuple[str, ...] = ()
+    # --certs [DOMAIN=]FILE.pem: certificates served instead of generated leaves (tls.served).
+    certs: tuple[str, ...] = ()
+    # --no-websocket: after the 101, copy the bytes both ways untouched (no frames, no plugins).
+    no_websocket: bool = False
     no_compression: bool = False
     # -w FILE (repeatable): record every WebSocket (whose URL matches capture_filter) to each
     # .jsonl or .har file; see wsproxy.capture. fsync per batch only with capture_fsync

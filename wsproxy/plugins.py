@@ -18,6 +18,9 @@ class attribute or a module-level list); the user sets them with ``--set name=va
 plugin gets them in ``configure(options)``, an object with one attribute per option, called
 once at load and again whenever they change. ``wsproxy --help-plugins`` lists them.
 
+A plugin dropped a message (or frame): the plugins after it do not see it, except those with
+``sees_dropped = True`` (the mitmproxy addon adapter: mitmproxy runs every addon's hook).
+
 The chain never lets a plugin take the proxy down: a hook that raises is logged once (per
 plugin and hook) with its traceback, whatever it changed is undone, and the item continues
 through the rest of the chain unchanged.
@@ -62,6 +65,11 @@ HOOKS = (
 )
 
 __all__ = ["HOOKS", "Option", "PluginChain", "plugin_name"]
+
+
+def _sees_dropped(hook: Callable[..., Any]) -> bool:
+    """Whether the plugin of this hook method wants items an earlier plugin dropped."""
+    return bool(getattr(getattr(hook, "__self__", None), "sees_dropped", False))
 
 
 def plugin_name(plugin: object) -> str:
@@ -142,47 +150,43 @@ class PluginChain:
     def frame_inline(self, flow: Any, frame: FrameEvent) -> None:
         """``frame`` for chains whose frame hooks are all plain functions."""
         for name, hook in self._hooks["frame"]:
-            if frame.dropped:
-                return
-            saved = (frame.payload, frame.modified_by)
+            if frame.dropped and not _sees_dropped(hook):
+                continue
+            saved = (frame.payload, frame.modified_by, frame.dropped_by)
             frame._actor = name
             if not self._call_inline(name, "frame", hook, flow, frame):
-                frame._payload, frame.modified_by = saved
-                frame.dropped_by = None
+                frame._payload, frame.modified_by, frame.dropped_by = saved
         frame._actor = None
 
     def message_inline(self, flow: Any, message: Message) -> None:
         """``message`` for chains whose message hooks are all plain functions."""
         for name, hook in self._hooks["message"]:
-            if message.dropped:
-                return
-            saved = (message.content, message.opcode, message.modified_by)
+            if message.dropped and not _sees_dropped(hook):
+                continue
+            saved = (message.content, message.opcode, message.modified_by, message.dropped_by)
             message._actor = name
             if not self._call_inline(name, "message", hook, flow, message):
-                message._content, message._opcode, message.modified_by = saved
-                message.dropped_by = None
+                (message._content, message._opcode, message.modified_by, message.dropped_by) = saved
         message._actor = None
 
     async def frame(self, flow: Any, frame: FrameEvent) -> None:
         for name, hook in self._hooks["frame"]:
-            if frame.dropped:
-                return
-            saved = (frame.payload, frame.modified_by)
+            if frame.dropped and not _sees_dropped(hook):
+                continue
+            saved = (frame.payload, frame.modified_by, frame.dropped_by)
             frame._actor = name
             if not await self._call(name, "frame", hook, flow, frame):
-                frame._payload, frame.modified_by = saved
-                frame.dropped_by = None
+                frame._payload, frame.modified_by, frame.dropped_by = saved
         frame._actor = None
 
     async def message(self, flow: Any, message: Message) -> None:
         for name, hook in self._hooks["message"]:
-            if message.dropped:
-                return
-            saved = (message.content, message.opcode, message.modified_by)
+            if message.dropped and not _sees_dropped(hook):
+                continue
+            saved = (message.content, message.opcode, message.modified_by, message.dropped_by)
             message._actor = name
             if not await self._call(name, "message", hook, flow, message):
-                message._content, message._opcode, message.modified_by = saved
-                message.dropped_by = None
+                (message._content, message._opcode, message.modified_by, message.dropped_by) = saved
         message._actor = None
 
     async def _call(self, name: str, hook: str, fn: Callable[..., Any], *args: Any) -> bool:

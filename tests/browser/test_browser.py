@@ -170,10 +170,16 @@ class Run:
     elapsed: float
 
 
-async def run_page(servers: Servers, upstream_ca_file: Path, tmp_path: Path) -> Run:
-    """Chromium, trusting only wsproxy's CA, opens the test page through a fresh proxy."""
+async def run_page(
+    servers: Servers, upstream_ca_file: Path, tmp_path: Path, *, socks5: bool = False
+) -> Run:
+    """Chromium, trusting only wsproxy's CA, opens the test page through a fresh proxy
+    (``socks5``: a ``--mode socks5`` one, as ``--proxy-server=socks5://``)."""
     chromium_bin, certutil = browser_tools()
-    proxy = await launch(["--upstream-ca", str(upstream_ca_file)], tmp_path / "confdir", tmp_path)
+    mode = ["--mode", "socks5"] if socks5 else []
+    args = [*mode, "--upstream-ca", str(upstream_ca_file)]
+    proxy = await launch(args, tmp_path / "confdir", tmp_path)
+    proxy_url = f"socks5://{HOST}:{proxy.port}" if socks5 else proxy.url
     chromium: Chromium | None = None
     try:
         assert proxy.ca_cert.is_file(), f"no CA at {proxy.ca_cert}\n{proxy.stderr()}"
@@ -183,7 +189,7 @@ async def run_page(servers: Servers, upstream_ca_file: Path, tmp_path: Path) -> 
         token = os.urandom(4).hex()
         started = time.monotonic()
         chromium = Chromium(
-            chromium_bin, servers.page_url(token), proxy.url, home, tmp_path / "profile"
+            chromium_bin, servers.page_url(token), proxy_url, home, tmp_path / "profile"
         )
         try:
             result = await asyncio.wait_for(servers.reports.get(), REPORT_TIMEOUT)
@@ -264,3 +270,28 @@ async def test_chromium_echoes_over_ws_and_wss_through_wsproxy(
     assert "Traceback" not in log, log
     assert code == 0, f"the proxy exited with {code}\n{log}"
     print(f"page, ws and wss round trips took {run.elapsed:.2f} s")
+
+
+async def test_chromium_through_socks5_mode(
+    servers: Servers, upstream_ca_file: Path, tmp_path: Path
+) -> None:
+    """``--proxy-server=socks5://``: Chromium sends every name to the proxy (the test's are
+    IP addresses, and the resolver rules keep anything else from being looked up); the page
+    over https and both WebSockets go through SOCKS5 tunnels, TLS intercepted inside."""
+    run = await run_page(servers, upstream_ca_file, tmp_path, socks5=True)
+    result, log = run.result, run.log
+    sent = result["sent"]
+    assert result[servers.ws_url] == sent, log[-3000:]
+    assert result[servers.wss_url] == sent, log[-3000:]
+    assert servers.ws_paths == ["/echo", "/echo"]
+    tunnels = re.findall(r"SOCKS5 CONNECT (\S+)", log)
+    ours = {f"{HOST}:{port}" for port in (servers.page_port, servers.ws_port, servers.wss_port)}
+    assert set(tunnels) == ours, log  # every tunnel is the test's: nothing of Chromium's own
+    assert f"GET https://{HOST}:{servers.page_port}/?" in log
+    for url in (servers.ws_url, servers.wss_url):
+        conn_id = conn_id_of(log, f"GET {url}")
+        for text in sent:
+            assert frame_lines(log, conn_id, "client -> server", text), f"{url}\n{log}"
+            assert frame_lines(log, conn_id, "server -> client", text), f"{url}\n{log}"
+    assert "Traceback" not in log, log
+    assert run.code == 0, log

@@ -8,31 +8,49 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$PWD"
-AUTOBAHN="${AUTOBAHN:-$ROOT/../shared/autobahn/setup_and_run.sh}"
+# The suite's build script is in the repository (tests/conformance/autobahn/); AUTOBAHN points
+# at another copy. It builds the suite once into $TMPDIR/abport-suite (needs PyPI).
+AUTOBAHN="${AUTOBAHN:-$ROOT/tests/conformance/autobahn/setup_and_run.sh}"
 if [ ! -f "$AUTOBAHN" ]; then
-  # The suite's build script lives beside the project in CI (../shared/autobahn/).
-  if [ "${CI:-}" = true ]; then echo "autobahn: $AUTOBAHN not found" >&2; exit 1; fi
-  echo "autobahn: skipped, $AUTOBAHN not found (set AUTOBAHN=/path/to/setup_and_run.sh)"
-  exit 0
+  echo "autobahn: $AUTOBAHN not found (AUTOBAHN must name the suite's setup_and_run.sh)" >&2
+  exit 1
 fi
 DEFLATE="12.1.1,12.1.2,12.1.3,12.1.11,12.2.1,12.2.2,12.3.1,12.3.11,12.4.1,12.4.2,12.5.1,12.5.2"
 DEFLATE="$DEFLATE,13.1.1,13.1.2,13.1.11,13.2.1,13.2.2,13.3.1,13.3.2,13.4.1,13.4.2,13.5.1,13.5.2"
 DEFLATE="$DEFLATE,13.6.1,13.6.2,13.7.1,13.7.2,13.7.11"
 CASES="${CASES:-1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*,$DEFLATE}"
 PY="$ROOT/.venv/bin/python"
+# wsproxy and the echo server's websockets (the test extra) in .venv, as tests/run.sh makes it;
+# on a fresh clone this script makes it itself.
+if ! { [ -x "$PY" ] && "$PY" -c 'import websockets, wsproxy.cli' 2>/dev/null; }; then
+  echo "== autobahn: pip install '.[test]' into .venv (wsproxy and the echo server's websockets)"
+  [ -x "$PY" ] || "${PYTHON:-python3}" -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check '.[test]'
+fi
+# Build first (a no-op once built), in the open: a failed build says why here, not in a report.
+bash "$AUTOBAHN" build || { echo "autobahn: building the suite failed (see above)" >&2; exit 1; }
 OUT="$(mktemp -d)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do "$PY" -c "import socket; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+wait_port() {  # port, pid, log: until the port accepts; fails with the log if the process ends
+  for _ in $(seq 300); do
+    "$PY" -c "import socket; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || { echo "autobahn: $3 ended before listening on $1:" >&2; tail -n 5 "$3" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "autobahn: port $1 never opened (see $3)" >&2; return 1
+}
 
 ECHO=$(free_port); REV=$(free_port); REG=$(free_port)
 "$PY" tests/conformance/echo_server.py "$ECHO" > "$OUT/echo.log" 2>&1 & pids+=($!)
+wait_port "$ECHO" $! "$OUT/echo.log"
 "$PY" -m wsproxy -q --confdir "$OUT/conf" -p "$REV" --mode "reverse:ws://127.0.0.1:$ECHO" > "$OUT/reverse.log" 2>&1 & pids+=($!)
+wait_port "$REV" $! "$OUT/reverse.log"
 "$PY" -m wsproxy -q --confdir "$OUT/conf" -p "$REG" > "$OUT/regular.log" 2>&1 & pids+=($!)
-wait_port "$ECHO"; wait_port "$REV"; wait_port "$REG"
+wait_port "$REG" $! "$OUT/regular.log"
 
 status=0
 check() {  # name, summary-file

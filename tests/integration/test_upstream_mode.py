@@ -207,7 +207,7 @@ async def test_ignored_host_is_piped_through_the_next_proxy(
     answer = await echo_once(first, f"{wss.url}/piped", trusting(second.ca_cert))
     assert answer == "through the chain"
     await first.wait_log(
-        lambda t: f"piping {HOST}:{wss.port} untouched" in t and hop(second.port) in t
+        lambda t: f"{HOST}:{wss.port}: tunnelled untouched {hop(second.port)}" in t
     )
     await second.wait_log(lambda t: f"CONNECT {HOST}:{wss.port}" in t)
 
@@ -538,3 +538,18 @@ async def test_https_next_proxy_is_verified_like_an_upstream(
     assert aiohttp_server.requests == []
     insecure = await start_proxy(*chain_mode(port, "https"), "-k", confdir=untrusting.confdir)
     assert await http_get(insecure, f"{aiohttp_server.url}/hello") == (200, "hello world")
+
+
+async def test_plain_http_connections_to_the_next_proxy_are_kept_alive(
+    start_proxy: StartProxy, second: ProxyProcess, aiohttp_server: AioServer
+) -> None:
+    first = await start_proxy(*chain_mode(second))
+    async with aiohttp.ClientSession() as session:
+        for n in range(3):
+            url = f"{aiohttp_server.url}/hello?n={n}"
+            async with session.get(url, proxy=first.url) as resp:
+                assert (resp.status, await resp.text()) == (200, "hello world")
+    log = await second.wait_count(f"GET http://{HOST}:{aiohttp_server.port}/hello?n=", 3)
+    # One connection from the first proxy carried all three (the pool, keyed on the origin).
+    lines = [line for line in log.splitlines() if "/hello?n=" in line]
+    assert len({line.split()[1] for line in lines}) == 1, log

@@ -188,6 +188,16 @@ async def read_response(reader: asyncio.StreamReader, *, method: str = "GET") ->
     return head
 
 
+async def read_request(reader: asyncio.StreamReader) -> Head:
+    """A whole request: head and body (Content-Length, chunked, or none)."""
+    head = await read_head(reader)
+    if "chunked" in (head.get("Transfer-Encoding") or "").lower():
+        head.body = await read_chunked(reader)
+    elif head.get("Content-Length") is not None:
+        head.body = await reader.readexactly(int(head.get("Content-Length") or 0))
+    return head
+
+
 def upgrade_request(
     target: str,
     host: str | None,

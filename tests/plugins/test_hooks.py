@@ -649,6 +649,52 @@ async def test_inject_towards_upstream(tmp_path: Path) -> None:
     assert up.received == ["hello upstream", b"\x00binary hello", "then the client"]
 
 
+class InjectOnOpen:
+    """Injects towards the upstream when the WebSocket opens; drops what says "drop"."""
+
+    def opened(self, flow: Flow) -> None:
+        assert flow.inject("injected hello", to_client=False)
+
+    def message(self, flow: Flow, message: Message) -> None:
+        if message.text.startswith("drop"):
+            message.drop()
+
+
+class Seer:
+    """Records every message it gets with its flags; ``sees_dropped`` as the class says."""
+
+    def __init__(self, sees_dropped: bool) -> None:
+        self.sees_dropped = sees_dropped
+        self.seen: list[tuple[str, str, bool, bool]] = []
+
+    def message(self, flow: Flow, message: Message) -> None:
+        self.seen.append((message.direction, message.text, message.injected, message.dropped))
+
+
+@pytest.mark.parametrize("sees_dropped", [False, True])
+async def test_message_hooks_see_injected_messages(tmp_path: Path, sees_dropped: bool) -> None:
+    seer = Seer(sees_dropped)
+    async with (
+        ws_upstream() as up,
+        running_proxy(tmp_path, [InjectOnOpen(), seer], up.port) as proxy,
+        connect(ws_url(proxy.port)) as ws,
+    ):
+        assert await recv(ws) == "injected hello"  # the upstream's echo: not injected
+        await ws.send("drop me")
+        await ws.send("keep me")
+        assert await recv(ws) == "keep me"
+    assert up.received == ["injected hello", "keep me"]
+    expected = [
+        ("client", "injected hello", True, False),
+        ("server", "injected hello", False, False),
+        ("client", "keep me", False, False),
+        ("server", "keep me", False, False),
+    ]
+    if sees_dropped:
+        expected.insert(2, ("client", "drop me", False, True))
+    assert seer.seen == expected
+
+
 BIG_PARTS = [bytes([65 + i]) * (256 * 1024) for i in range(8)]
 
 

@@ -8,17 +8,20 @@ the scripts get wsproxy's stand-in modules. The in-process tests check the adapt
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib.util
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.harness import HOST, proxy_process, ws_upstream
+from tests.harness import HOST, proxy_process, wait_until, ws_upstream
 from wsproxy.mitmcompat import MAX_MESSAGES, HTTPFlow, MitmAddon, is_mitm_style
 from wsproxy.mitmcompat.addon import option_type
-from wsproxy.model import Flow, HandshakeRequest, Message
+from wsproxy.model import CloseInfo, Flow, HandshakeRequest, HandshakeResponse, Message
 from wsproxy.sansio.http11 import Headers
 
 SCRIPTS = Path(__file__).parent / "mitm_scripts"
@@ -143,6 +146,62 @@ async def test_mitm_and_native_scripts_share_one_chain(tmp_path: Path, hidden: b
     assert "count client #1 TEXT b'HELLO!' total=1" in text
 
 
+@modes
+async def test_state_dump_gets_mitmproxy_shaped_state(tmp_path: Path, hidden: bool) -> None:
+    """``get_state()``/``set_state()`` as mitmproxy's contrib jsondump.py uses them: JSON lines
+    at ``response`` and ``websocket_end``, with every message though the addon has no
+    ``websocket_message`` hook; ``set_state`` in ``request`` changes what the upstream gets."""
+    dump = tmp_path / "state.jsonl"
+    async with ws_upstream() as up:
+        args = ["--mode", f"reverse:{up.url}", "-s", str(SCRIPTS / "state_dump.py")]
+        args += ["--set", f"state_dump_file={dump}"]
+        async with proxy_process(
+            args, tmp_path / "confdir", tmp_path, verbose=False, hide_mitmproxy=hidden
+        ) as proxy:
+            async with connect(f"ws://{HOST}:{proxy.port}/old/room") as ws:
+                await ws.send("one")
+                assert await ws.recv() == "one"
+                await ws.send(b"\x00\xff")
+                assert await ws.recv() == b"\x00\xff"
+            await up.next_close()
+            await wait_until(lambda: dump.exists() and dump.read_text().count("\n") == 2)
+        assert up.paths == ["/new/room"]
+        assert up.headers[0]["x-state"] == "set"
+    _check_modules_line(proxy.stderr(), hidden)
+    at_response, at_end = (json.loads(line) for line in dump.read_text().splitlines())
+    assert at_response["event"] == "response" and at_end["event"] == "websocket_end"
+    for state in (at_response, at_end):
+        assert (state["version"], state["type"]) == (21, "http")
+        assert state["metadata"] == {"moved": True}
+        request = state["request"]
+        assert (request["method"], request["scheme"], request["path"]) == (
+            "GET",
+            "http",
+            "/new/room",
+        )
+        assert (request["host"], request["port"]) == (HOST, up.port)
+        assert request["headers"]["X-State"] == "set"
+        assert state["response"]["status_code"] == 101
+        assert state["response"]["reason"] == "Switching Protocols"
+        assert state["client_conn"]["peername"][0] == HOST
+        assert state["server_conn"]["address"] == [HOST, up.port]
+    assert at_response["websocket"]["messages"] == []
+    assert at_response["client_conn"]["timestamp_end"] is None
+    ws_state = at_end["websocket"]
+    got = [
+        (m["type"], m["from_client"], base64.b64decode(m["content"])) for m in ws_state["messages"]
+    ]
+    assert got == [
+        (1, True, b"one"),
+        (1, False, b"one"),
+        (2, True, b"\x00\xff"),
+        (2, False, b"\x00\xff"),
+    ]
+    assert not any(m["dropped"] or m["injected"] for m in ws_state["messages"])
+    assert (ws_state["close_code"], ws_state["closed_by_client"]) == (1000, True)
+    assert ws_state["timestamp_end"] >= at_end["client_conn"]["timestamp_start"]
+
+
 # -- the adapters in-process -------------------------------------------------------------------
 
 
@@ -240,3 +299,109 @@ async def test_inject_command_reaches_the_flow() -> None:
     adapter.kill()  # open now: closes instead of refusing
     assert flow.refused is None
     await asyncio.sleep(0)
+
+
+# -- get_state / set_state in-process -------------------------------------------------------------
+
+
+def _open_flow() -> tuple[Flow, HTTPFlow]:
+    """A flow past its handshake with two messages, the second dropped, and then closed."""
+    flow = _flow()
+    flow.response = HandshakeResponse(
+        101, "Switching Protocols", Headers([("Upgrade", "websocket")])
+    )
+    flow.metadata["note"] = {"a": [1, 2]}
+    adapter = HTTPFlow.of(flow)
+    adapter._set_response()
+    ws = adapter._websocket()
+    ws._push(Message(True, 1, b"hi", timestamp=5.0))
+    dropped = Message(False, 2, b"\x00", timestamp=6.0, injected=True)
+    ws._push(dropped)
+    dropped.drop()
+    flow.closed_by = "server"
+    flow.server_close = CloseInfo(4000, "bye", received_close=True)
+    flow.ended = 9.0
+    adapter._end()
+    return flow, adapter
+
+
+def _shape(value: Any) -> Any:
+    """The keys and value types of a state, for comparing with mitmproxy's."""
+    if isinstance(value, dict):
+        return {key: _shape(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__
+    return type(value).__name__ if value is not None else None
+
+
+def test_get_state_is_plain_data_in_mitmproxys_shape() -> None:
+    flow, adapter = _open_flow()
+    state = adapter.get_state()
+    assert state["id"] == "c1" and state["websocket"]["messages"] == [
+        (1, True, b"hi", 5.0, False, False),
+        (2, False, b"\x00", 6.0, True, True),
+    ]
+    ws = state["websocket"]
+    assert (ws["closed_by_client"], ws["close_code"], ws["close_reason"]) == (False, 4000, "bye")
+    assert ws["timestamp_end"] == 9.0 == state["client_conn"]["timestamp_end"]
+    assert state["request"]["headers"] == (
+        (b"Host", b"example.com"),
+        (b"X-Twice", b"a"),
+        (b"x-twice", b"b"),
+    )
+    assert (state["request"]["scheme"], state["request"]["path"]) == (b"https", b"/p")
+    assert state["server_conn"]["tls"] and state["server_conn"]["sni"] == "example.com"
+    assert state["response"]["status_code"] == 101
+    state["metadata"]["note"]["a"].append(3)  # a copy: the flow's metadata stays
+    assert flow.metadata == {"note": {"a": [1, 2]}}
+    assert adapter.timestamp_start == state["request"]["timestamp_start"]
+    during_handshake = HTTPFlow(_flow()).get_state()
+    assert during_handshake["response"] is None and during_handshake["websocket"] is None
+    assert json.loads(json.dumps(state, default=lambda b: b.decode("latin-1")))["type"] == "http"
+
+
+@pytest.mark.skipif(not HAVE_MITMPROXY, reason="mitmproxy is not installed")
+def test_get_state_rebuilds_a_real_mitmproxy_flow() -> None:
+    from mitmproxy import http
+    from mitmproxy.test import tflow
+
+    _, adapter = _open_flow()
+    state = adapter.get_state()
+    # The same keys, nesting and value types as mitmproxy's own WebSocket flow.
+    theirs = tflow.twebsocketflow().get_state()
+    ours_shape, their_shape = _shape(state), _shape(theirs)
+    for part in ("client_conn", "server_conn", "request", "response", "websocket"):
+        assert set(ours_shape[part]) == set(their_shape[part]), part
+    assert list(ours_shape) == list(their_shape)
+    rebuilt = http.HTTPFlow.from_state(adapter.get_state())
+    assert rebuilt.get_state() == state
+    assert rebuilt.websocket is not None and rebuilt.websocket.messages[1].injected
+    assert rebuilt.request.url == "https://example.com/p"
+
+
+def test_set_state_applies_what_a_flow_can_change() -> None:
+    flow = _flow()
+    adapter = HTTPFlow.of(flow)
+    state = adapter.get_state()
+    state["request"].update(host="other.test", port=8443, path=b"/q", scheme=b"http")
+    state["request"]["headers"] = ((b"Host", b"example.com"), (b"X-New", b"1"))
+    state.update(marked=":star:", comment="seen", metadata={"k": 1}, id="ignored")
+    adapter.set_state(state)
+    request = flow.request
+    assert (request.scheme, request.host, request.port, request.path) == (
+        "ws",
+        "other.test",
+        8443,
+        "/q",
+    )
+    assert request.headers.items() == [("Host", "other.test:8443"), ("X-New", "1")]
+    assert (adapter.marked, adapter.comment, adapter.id) == (":star:", "seen", "c1")
+    assert flow.metadata == {"k": 1} == adapter.metadata
+    flow.response = HandshakeResponse(101, "Switching Protocols", Headers([("A", "1")]))
+    adapter._set_response()
+    state = adapter.get_state()
+    state["response"]["headers"] = ((b"B", b"2"),)
+    adapter.set_state(state)
+    assert flow.response.headers.items() == [("B", "2")]
+    with pytest.raises(ValueError, match="not the state of an HTTP flow"):
+        adapter.set_state({"type": "tcp"})

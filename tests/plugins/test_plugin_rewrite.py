@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.harness import WsUpstream, wait_until
+from tests.harness import ROOT, StartProxy, WsUpstream, wait_until
 from tests.plugins.conftest import PluginProxy, StartCli, plugin_module
 from wsproxy.exceptions import ConfigError
 
@@ -206,7 +206,7 @@ def test_missing_and_yaml_files(
     with pytest.raises(ConfigError, match="invalid YAML"):
         plugin.configure(SimpleNamespace(rewrite_rules=str(bad)))
     monkeypatch.setitem(sys.modules, "yaml", None)  # as if PyYAML were not installed
-    with pytest.raises(ConfigError, match="pip install pyyaml, or write the rules as JSON"):
+    with pytest.raises(ConfigError, match="-m pip install pyyaml`, or write the rules as JSON"):
         plugin.configure(SimpleNamespace(rewrite_rules=str(bad)))
     plugin.configure(SimpleNamespace(rewrite_rules=""))
     assert plugin.message is None  # no rules: the chain is not asked to reassemble messages
@@ -231,3 +231,47 @@ async def test_an_invalid_file_stops_the_cli(start_cli: StartCli, tmp_path: Path
     cli = await start_cli("-s", "rewrite", "--set", f"rewrite_rules={rules}", ready=False)
     assert await cli.wait_exit(15) != 0
     assert f"rewrite_rules {rules}: rule 1 ('oops'): match: invalid regex" in cli.stderr()
+
+
+def readme_rules() -> str:
+    """The README's example rules file (the yaml block under the rewrite plugin)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("* **`rewrite`**") :]
+    block = section[section.index("```yaml\n") + len("```yaml\n") : section.index("```\n", 8)]
+    return "\n".join(line.removeprefix("  ") for line in block.splitlines()) + "\n"
+
+
+async def test_the_readme_yaml_example_through_the_cli(
+    start_cli: StartCli, ws_echo: WsUpstream, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(readme_rules())
+    cli = await start_cli("-s", "rewrite", "--set", f"rewrite_rules={rules}")
+    sent = ["token=abc&x=1", '{"user": {"name": "alice"}}']
+    assert await exchange(cli.port, sent) == ["token=***&x=1", '{"user": {"name": "anonymous"}}']
+    assert ws_echo.received == ["token=***&x=1", '{"user": {"name": "alice"}}']
+
+
+def test_a_plain_install_brings_pyyaml() -> None:
+    """PyYAML is a dependency, not an extra: the README's ``pip install .`` reads YAML rules."""
+    from importlib.metadata import requires
+
+    plain = [r for r in requires("wsproxy") or [] if "extra ==" not in r]
+    assert any(r.lower().startswith("pyyaml") for r in plain), plain
+
+
+async def test_yaml_rules_without_pyyaml_stop_the_cli_with_the_fix(
+    start_proxy: StartProxy, ws_echo: WsUpstream, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(readme_rules())
+    args = ["--mode", f"reverse:{ws_echo.url}", "-s", "rewrite", "--set", f"rewrite_rules={rules}"]
+    cli = await start_proxy(*args, verbose=False, ready=False, hide_modules=["yaml"])
+    cli.expect_exit()
+    assert await cli.wait_exit(15) == 2
+    assert cli.stderr().splitlines() == [
+        f"wsproxy: plugin rewrite: configure failed: rewrite_rules {rules}: reading YAML needs "
+        f"PyYAML, which is not installed for "
+        f"{sys.executable}: run `{sys.executable} -m pip install pyyaml`, or write the rules as "
+        "JSON (a .json file)"
+    ]

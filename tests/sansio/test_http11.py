@@ -26,6 +26,7 @@ from wsproxy.sansio.targets import (
     check_request,
     default_port,
     format_authority,
+    host_port,
     parse_host_header,
     parse_target,
 )
@@ -677,3 +678,16 @@ def test_default_port(scheme: str, port: int) -> None:
 )
 def test_format_authority(host: str, port: int, scheme: str, expected: str) -> None:
     assert format_authority(host, port, scheme) == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("127.0.0.1", 8080, "127.0.0.1:8080"),
+        ("example.com", 80, "example.com:80"),  # the port always shows, unlike an authority
+        ("::1", 47801, "[::1]:47801"),
+        ("fe80::1%eth0", 443, "[fe80::1%eth0]:443"),
+    ],
+)
+def test_host_port_brackets_ipv6(host: str, port: int, expected: str) -> None:
+    assert host_port(host, port) == expected

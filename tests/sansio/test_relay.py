@@ -57,6 +57,7 @@ class Playbook:
         *,
         full_payloads: bool = False,
         deflate: DeflateParams | None = None,
+        preview_size: int = relay_module.PREVIEW,
         **limits: int,
     ) -> None:
         self.relay = Driven(
@@ -66,6 +67,7 @@ class Playbook:
                 deflate=deflate,
                 records=True,
                 full_payloads=full_payloads,
+                preview_size=preview_size,
             )
         )
         self.records = self.relay.records
@@ -111,6 +113,21 @@ def test_text_and_binary_pass_through_both_ways() -> None:
     assert p.client_gets() == [Wire(TEXT, b"echo"), Wire(BINARY, b"")]
     assert p.server_gets() == []
     assert (p.client.messages, p.client.frames, p.server.messages) == (2, 2, 2)
+
+
+@pytest.mark.parametrize("size", [0, 10, 200])
+def test_records_keep_preview_size_bytes(size: int) -> None:
+    """Without full payloads a record keeps ``preview_size`` bytes (the -v log's
+    --preview-length): of a small frame, of one that streams through, of a control frame."""
+    p = Playbook(preview_size=size)
+    small, large = bytes(range(256)), bytes(4 * STREAM_THRESHOLD)
+    p.client_sends(Wire(BINARY, small), Wire(BINARY, large), Wire(PING, b"p" * 100))
+    assert p.server_gets() == [Wire(BINARY, small), Wire(BINARY, large), Wire(PING, b"p" * 100)]
+    assert [(r.length, r.payload) for r in p.records] == [
+        (256, small[:size]),
+        (len(large), large[:size]),
+        (100, b"p" * min(size, 100)),
+    ]
 
 
 def test_fragmented_message_keeps_its_fragments() -> None:

@@ -603,6 +603,98 @@ def test_inject_to_a_peer_that_got_a_close_returns_nothing() -> None:
     ]
 
 
+def test_an_injected_message_goes_through_the_message_hooks_then_out_whole() -> None:
+    """As in mitmproxy: with message hooks, an injected message is handed to them like any
+    message (``injected`` set, from the side it travels from), and sent by their verdict."""
+    b = Book(want_messages=True, records=True)
+    assert b.inject(CLIENT, TEXT, b"news") == [b.hooks(SERVER)]
+    message = b.message(SERVER)
+    assert (message.from_client, message.injected, message.content) == (False, True, b"news")
+    assert b.done(SERVER) == [
+        rec(SERVER, TEXT, b"news", verdict="injected"),
+        Sent(CLIENT, Wire(TEXT, b"news")),
+    ]
+    assert b.inject(SERVER, BINARY, b"\x00") == [b.hooks(CLIENT)]
+    assert b.message(CLIENT).from_client
+    assert b.done(CLIENT) == [
+        rec(CLIENT, BINARY, b"\x00", verdict="injected"),
+        Sent(SERVER, Wire(BINARY, b"\x00")),
+    ]
+    # No peer sent them: they count as no peer's messages.
+    assert (b.leg(CLIENT).messages, b.leg(SERVER).messages) == (0, 0)
+
+
+def test_an_injected_message_waits_behind_what_the_peer_sent_and_hooks_may_change_it() -> None:
+    b = Book(want_messages=True)
+    assert b.server(Wire(TEXT, b"first")) == [b.hooks(SERVER)]
+    assert b.inject(CLIENT, TEXT, b"second") == []  # the server's message is with the hooks
+    assert b.done(SERVER) == [Sent(CLIENT, Wire(TEXT, b"first")), b.hooks(SERVER)]
+    injected = b.message(SERVER, "edit")
+    assert injected.injected
+    injected.text = "SECOND"
+    injected.opcode = BINARY
+    assert b.done(SERVER) == [Sent(CLIENT, Wire(BINARY, b"SECOND"))]
+
+
+def test_an_injected_message_a_hook_drops_is_noted_not_recorded_nor_sent() -> None:
+    b = Book(want_messages=True, records=True)
+    b.inject(CLIENT, TEXT, b"hush")
+    b.message(SERVER, "quiet").drop()
+    assert b.done(SERVER) == [Note(SERVER, "injected message dropped by quiet")]
+    assert b.peers[CLIENT].messages == []
+
+
+def test_an_injected_message_skips_frame_hooks() -> None:
+    b = Book(want_frames=True, want_messages=True)
+    assert b.inject(SERVER, TEXT, b"hi") == [b.hooks(CLIENT)]
+    assert isinstance(b.item(CLIENT), Message)
+    assert b.done(CLIENT) == [Sent(SERVER, Wire(TEXT, b"hi"))]
+
+
+def test_an_injected_message_between_compressed_ones_leaves_the_window_alone() -> None:
+    b = Book(want_messages=True, deflate=DeflateParams())
+    first, second = deflated(b"Hello", b"Hello, Hello", client=False)
+    b.server(Wire(TEXT, first, rsv=RSV1))
+    b.inject(CLIENT, TEXT, b"Hello?")
+    b.server(Wire(TEXT, second, rsv=RSV1))
+    assert b.done(SERVER) == [Sent(CLIENT, Wire(TEXT, first, rsv=RSV1)), b.hooks(SERVER)]
+    assert b.done(SERVER) == [Sent(CLIENT, Wire(TEXT, b"Hello?")), b.hooks(SERVER)]
+    assert b.done(SERVER) == [Sent(CLIENT, Wire(TEXT, second, rsv=RSV1))]
+    assert b.peers[CLIENT].messages == [b"Hello", b"Hello?", b"Hello, Hello"]
+
+
+def test_injected_messages_behind_the_peers_close_are_dropped_with_a_note() -> None:
+    b = Book(want_messages=True)
+    b.server(Wire(TEXT, b"held"), close(1000))
+    b.inject(CLIENT, TEXT, b"late")  # the client takes frames until the close reaches it
+    b.inject(CLIENT, TEXT, b"later")
+    out = b.done(SERVER)
+    assert Note(SERVER, "2 injected message(s) dropped: the client is closing") in out
+    assert b.peers[CLIENT].messages == [b"held"]
+    assert b.relay.inject_refusal(CLIENT) == "the client is closing"
+    assert b.inject(CLIENT, TEXT, b"too late") == []
+
+
+def test_injection_is_refused_while_the_backlog_is_over_its_limit() -> None:
+    """An addon that injects in answer to every injected message loops, as in mitmproxy, but
+    what waits for the hooks in one direction stays bounded."""
+    b = Book(want_messages=True)
+    b.server(Wire(TEXT, b"held"))
+    assert b.relay.inject_refusal(CLIENT) is None
+    assert b.inject(CLIENT, BINARY, bytes(HOOK_BACKLOG + 1)) == [PauseReading(SERVER)]
+    refusal = "more than 1024 KiB wait for the plugins towards the client"
+    assert b.relay.inject_refusal(CLIENT) == refusal
+    assert b.inject(CLIENT, TEXT, b"x") == []
+    assert b.relay.inject_refusal(SERVER) is None  # the other direction has room
+    assert b.done(SERVER) == [
+        Sent(CLIENT, Wire(TEXT, b"held")),
+        b.hooks(SERVER),
+        ResumeReading(SERVER),
+    ]
+    assert b.relay.inject_refusal(CLIENT) is None
+    assert len(b.message(SERVER).content) == HOOK_BACKLOG + 1
+
+
 # --- the proxy's own closes and aborts -----------------------------------------------------------
 
 

@@ -7,7 +7,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from wsproxy.tls import MAGIC_HOST, CertAuthority, render
+from wsproxy.options import Options
+from wsproxy.tls import MAGIC_HOST, CertAuthority, render, trust_notice
 
 
 def test_magic_host_is_reserved() -> None:
@@ -65,3 +66,11 @@ def test_the_private_key_is_never_served(ca: CertAuthority, path: str) -> None:
         serialization.NoEncryption(),
     )
     assert key_der[-64:] not in body
+
+
+def test_trust_notice_with_the_default_confdir_names_plain_wsproxy_ca(ca: CertAuthority) -> None:
+    """``wsproxy ca`` without ``--confdir`` when the CA is in the default place."""
+    default = CertAuthority(Options().confdir, ca.key, ca.cert, [ca.cert])
+    line = trust_notice(default, regular=True)
+    assert "run `wsproxy ca` for its path" in line
+    assert str(Options().confdir / "mitmproxy-ca-cert.pem") in line

@@ -118,6 +118,7 @@ from wsproxy.capture.records import (
 )
 from wsproxy.model import BodyCapture, HttpExchange
 from wsproxy.sansio.relay import RECORD_PIECE, FrameRecord, utf8_boundary
+from wsproxy.sansio.targets import host_port
 
 VERSION = 2
 TYPE = "wsproxy-capture"
@@ -339,7 +340,7 @@ def _address(address: Any) -> str | None:
         host, port = address[0], address[1]
     except (TypeError, IndexError):
         return None
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return host_port(str(host), port)
 
 
 def _body(body: BodyCapture) -> dict[str, Any]:

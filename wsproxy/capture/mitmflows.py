@@ -55,6 +55,7 @@ from wsproxy.capture.har import CaptureFormatError, unreadable
 from wsproxy.capture.messages import Message, Reassembler
 from wsproxy.capture.records import Close, CloseSide, Connection, Frame, Record
 from wsproxy.exceptions import ConfigError
+from wsproxy.sansio.targets import host_port
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -373,7 +374,7 @@ def _format(address: Any) -> str | None:
         return None
     if not host:
         return None
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return host_port(host, port)
 
 
 def _pairs(headers: http.Headers) -> list[tuple[str, str]]:

@@ -45,6 +45,7 @@ from wsproxy.capture.show import no_connection
 from wsproxy.cli import parse_port, seconds, seconds_or_zero
 from wsproxy.exceptions import WsproxyError, os_error_text
 from wsproxy.logformat import opcode_name, preview
+from wsproxy.sansio.targets import host_port
 
 TIMEOUT = 10.0  # seconds for the upgrade, each send and the close (--timeout), as the proxy's
 
@@ -432,11 +433,11 @@ async def _serve(args: argparse.Namespace, recorded: Recorded) -> int:
     try:
         port = await server.start(args.listen_host, args.listen_port)
     except OSError as error:
-        where = f"{args.listen_host}:{args.listen_port}"
+        where = host_port(args.listen_host, args.listen_port)
         raise ReplayError(f"cannot listen on {where}: {os_error_text(error)}") from None
     print(
         f"replaying connection {recorded.conn} ({len(server.script)} server message(s)) on "
-        f"ws://{args.listen_host}:{port}/ (Ctrl-C to stop)",
+        f"ws://{host_port(args.listen_host, port)}/ (Ctrl-C to stop)",
         flush=True,
     )
     try:

@@ -92,6 +92,7 @@ from wsproxy.capture.linefile import LineFile
 from wsproxy.capture.records import iso_time
 from wsproxy.model import Flow, HttpExchange
 from wsproxy.sansio.relay import FrameRecord
+from wsproxy.sansio.targets import host_port
 
 if TYPE_CHECKING:
     from wsproxy.capture.mitmflows import FlowFile
@@ -123,7 +124,7 @@ def _address(address: tuple[str, int] | Any) -> str | None:
         host, port = address[0], address[1]
     except (TypeError, IndexError):
         return None
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return host_port(str(host), port)
 
 
 def handshake_record(flow: Flow) -> dict[str, Any]:

@@ -16,7 +16,8 @@ What is covered of mitmproxy's API (11.x), exactly:
   ``configure(updated)`` (the set of option names, at load and after each reload);
   ``running()``; ``done()`` (at shutdown, and on the old version when a script reloads).
 * ``flow`` (``http.HTTPFlow``): ``id``, ``metadata`` (a dict shared by every addon, kept for the
-  flow's life), ``live``, ``error`` (``.msg``), ``timestamp_created``, ``killable``,
+  flow's life), ``live``, ``error`` (``.msg``), ``timestamp_created``, ``timestamp_start``,
+  ``get_state()``, ``set_state(state)``, ``killable``,
   ``kill()`` (handshake: answer 403; open: close both sides with 1001), ``client_conn.peername``
   (and ``.address``), ``server_conn.address`` (and ``.peername``, ``.sni``,
   ``.tls_established``).
@@ -43,8 +44,11 @@ What is covered of mitmproxy's API (11.x), exactly:
 
 Not covered: other commands, other events (``tcp_*``, ``dns_*``, ``client_connected`` ...),
 intercept/resume, ``flow.request.query``/bodies of plain HTTP exchanges (wsproxy relays them
-without hooks), and the ``@concurrent`` decorator. Injected messages do not reach
-``websocket_message``.
+without hooks), and the ``@concurrent`` decorator.
+
+As in mitmproxy, ``websocket_message`` runs in every addon for injected messages
+(``injected``) and for messages an earlier addon dropped (``dropped``); ``flow.get_state()``
+and ``flow.set_state()`` are in ``wsproxy.mitmcompat.state``.
 """
 
 from __future__ import annotations

@@ -7,16 +7,19 @@ wsproxy hook                    mitmproxy events called, in order
 ``handshake_response(flow)``    ``responseheaders(flow)``, ``response(flow)``
 ``opened(flow)``                ``websocket_start(flow)``
 ``message(flow, message)``      ``websocket_message(flow)`` (the message is
-                                ``flow.websocket.messages[-1]``)
+                                ``flow.websocket.messages[-1]``), also for
+                                injected messages and ones an earlier addon dropped
 ``closed(flow)``                ``websocket_end(flow)``
 ``error(flow, error)``          ``error(flow)`` (``flow.error.msg`` says what failed)
 ``configure(options)``          ``configure(updated)``: the set of option names
 ``running()`` / ``done()``      ``running()`` / ``done()``
 ==============================  ====================================================
 
-The wrapper exposes only the hooks the addon has, so an addon without ``websocket_message``
-does not make the relay reassemble messages. Hooks may be plain or ``async``. An exception in
-a hook reaches the chain, which logs it once and undoes the item's changes.
+The wrapper exposes only the hooks the addon needs, so an addon without ``websocket_message``
+or ``websocket_end`` (which may read ``flow.websocket.messages``) does not make the relay
+reassemble messages; ``closed`` is always there, to end every addon's view of the flow.
+Hooks may be plain or ``async``. An exception in a hook reaches the chain, which logs it once
+and undoes the item's changes.
 """
 
 from __future__ import annotations
@@ -122,12 +125,20 @@ class MitmAddon:
             self.handshake_response = self._handshake_response
         if "websocket_start" in events:
             self.opened = self._opened
-        if "websocket_message" in events:
+        # Messages are kept in flow.websocket.messages for an addon that reads them (as they
+        # come, or all at the end); a plain function runs inline, as native hooks do.
+        on_message = events.get("websocket_message")
+        self.message: Callable[[Flow, Message], Any]
+        if inspect.iscoroutinefunction(on_message):
+            self.message = self._message_async
+        elif on_message is not None or "websocket_end" in events:
             self.message = self._message
-        if "websocket_end" in events:
-            self.closed = self._closed
         if "error" in events:
             self.error = self._error
+
+    # mitmproxy calls every addon's websocket_message, also for a message an earlier one
+    # dropped (``message.dropped`` says so): the chain does the same for this wrapper.
+    sees_dropped = True
 
     def __repr__(self) -> str:
         return f"<mitmproxy addon {self.name}>"
@@ -171,16 +182,28 @@ class MitmAddon:
         adapter._websocket()
         await _run(self._events["websocket_start"], adapter)
 
-    async def _message(self, flow: Flow, message: Message) -> None:
+    def _message(self, flow: Flow, message: Message) -> None:
         adapter = HTTPFlow.of(flow)
         adapter._open = True
         adapter._websocket()._push(message)
-        await _run(self._events["websocket_message"], adapter)
+        on_message = self._events.get("websocket_message")
+        if on_message is not None:
+            on_message(adapter)
+
+    async def _message_async(self, flow: Flow, message: Message) -> None:
+        adapter = HTTPFlow.of(flow)
+        adapter._open = True
+        adapter._websocket()._push(message)
+        await self._events["websocket_message"](adapter)
 
     async def _error(self, flow: Flow, error: str) -> None:
         await _run(self._events["error"], HTTPFlow.of(flow))
 
-    async def _closed(self, flow: Flow) -> None:
+    async def closed(self, flow: Flow) -> None:
+        """Every addon's flow ends (``live``, ``websocket.timestamp_end`` and the close
+        fields), so a task an addon started can see it, whether or not it has
+        ``websocket_end``."""
         adapter = HTTPFlow.of(flow)
         adapter._end()
-        await _run(self._events["websocket_end"], adapter)
+        if "websocket_end" in self._events:
+            await _run(self._events["websocket_end"], adapter)

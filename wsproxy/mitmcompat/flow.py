@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
+from wsproxy.mitmcompat import state
 from wsproxy.model import Flow, HandshakeRequest, HandshakeResponse, Message
 from wsproxy.sansio.frames import Opcode
 from wsproxy.sansio.http11 import Headers as WsHeaders
@@ -104,6 +105,7 @@ class Request:
         self._request = request
         self.headers = Headers(request.headers)
         self.timestamp_start = time.time()
+        self.timestamp_end = self.timestamp_start  # an upgrade request has no body
 
     @property
     def scheme(self) -> str:
@@ -190,6 +192,7 @@ class Response:
         self._response = response
         self.headers = Headers(response.headers)
         self.timestamp_start = time.time()
+        self.timestamp_end = self.timestamp_start
 
     @property
     def status_code(self) -> int:
@@ -258,8 +261,8 @@ class WebSocketMessage:
 
     def drop(self) -> None:
         """Do not forward this message."""
-        if self._live is not None:
-            self._live.drop()
+        if self._live is not None and not self._live.dropped:
+            self._live.drop()  # the first addon that dropped it is the one recorded
         self._dropped = True
 
     def kill(self) -> None:  # mitmproxy's older name for drop()
@@ -316,6 +319,7 @@ class Error:
 
 class ClientConn:
     def __init__(self, flow: Flow) -> None:
+        self.id = state.new_id()
         self.peername = flow.client_address
         self.address = flow.client_address  # mitmproxy's older name
         self.tls_established = False
@@ -323,6 +327,7 @@ class ClientConn:
 
 class ServerConn:
     def __init__(self, flow: Flow) -> None:
+        self.id = state.new_id()
         self._flow = flow
 
     @property
@@ -380,6 +385,19 @@ class HTTPFlow:
     @property
     def error(self) -> Error | None:
         return Error(self._flow.error) if self._flow.error else None
+
+    @property
+    def timestamp_start(self) -> float:
+        """When the upgrade request arrived (``request.timestamp_start``, as in mitmproxy)."""
+        return self.request.timestamp_start
+
+    def get_state(self) -> dict[str, Any]:
+        """The flow as plain data, shaped as mitmproxy's ``get_state()`` (``state``)."""
+        return state.flow_state(self)
+
+    def set_state(self, saved: dict[str, Any]) -> None:
+        """Apply a ``get_state()`` dict: what a wsproxy flow can change (``state``)."""
+        state.set_flow_state(self, saved)
 
     @property
     def killable(self) -> bool:

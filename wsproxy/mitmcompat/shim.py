@@ -100,8 +100,10 @@ def inject_websocket(
         return
     data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
     content: bytes | str = data.decode("utf-8", "replace") if is_text else data
-    if not native.inject(content, to_client=bool(to_client)):
-        script_log.warning("inject.websocket: flow %s is not open (or closing)", native.id)
+    if native._injector is None:
+        script_log.warning("inject.websocket: flow %s is not open", native.id)
+    else:
+        native.inject(content, to_client=bool(to_client))  # a refusal is logged by the proxy
 
 
 class Commands:

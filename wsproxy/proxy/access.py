@@ -3,8 +3,9 @@
 An open proxy on a public address is an abuse magnet, so by default only clients on loopback
 and private networks are served (as mitmproxy's ``block_global``); ``--allow-clients CIDR``
 adds networks. ``--proxyauth user:pass`` requires RFC 7617 Basic credentials in
-``Proxy-Authorization`` (RFC 7235 4.4) and answers 407 with ``Proxy-Authenticate`` otherwise.
-The credentials are never logged.
+``Proxy-Authorization`` (RFC 7235 4.4) and answers 407 with ``Proxy-Authenticate`` otherwise;
+a SOCKS5 listener asks for the same credentials by RFC 1929 username/password. Credentials
+are compared in constant time and never logged.
 """
 
 from __future__ import annotations
@@ -43,8 +44,7 @@ class AccessPolicy:
         self._networks = networks
         self._credentials: bytes | None = None
         if proxyauth is not None:
-            if ":" not in proxyauth:
-                raise ConfigError("--proxyauth takes user:pass")
+            _check_proxyauth(proxyauth)
             self._credentials = proxyauth.encode("utf-8")
 
     def allows(self, address: str) -> bool:
@@ -55,6 +55,22 @@ class AccessPolicy:
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         return any(ip in network for network in self._networks)
+
+    @property
+    def requires_password(self) -> bool:
+        """Whether ``--proxyauth`` is set."""
+        return self._credentials is not None
+
+    def password_matches(self, username: bytes, password: bytes) -> bool:
+        """RFC 1929 credentials (a SOCKS5 client's) against ``--proxyauth``: the user name
+        is what comes before its first colon, as in Basic (RFC 7617 2). Both halves are
+        compared in constant time, whichever differs."""
+        if self._credentials is None:
+            return True
+        user, _, secret = self._credentials.partition(b":")
+        user_ok = hmac.compare_digest(username, user)
+        secret_ok = hmac.compare_digest(password, secret)
+        return user_ok and secret_ok
 
     def check_proxy_auth(self, header: str | None) -> None:
         """Raise 407 unless ``header`` carries the configured Basic credentials."""
@@ -71,3 +87,17 @@ class AccessPolicy:
                 given = b""
         if not hmac.compare_digest(given, self._credentials):
             raise HttpError(407, "wrong proxy credentials", [("Proxy-Authenticate", REALM)])
+
+
+def _check_proxyauth(spec: str) -> None:
+    """``user:pass``; mitmproxy's other forms get their own answer."""
+    if spec == "any":
+        raise ConfigError(
+            "--proxyauth any (accept any credentials) is not supported: give user:pass"
+        )
+    if spec.startswith("@"):
+        raise ConfigError("--proxyauth @FILE (an htpasswd file) is not supported: give user:pass")
+    if spec.startswith(("ldap:", "ldaps:")):
+        raise ConfigError("--proxyauth with LDAP is not supported: give user:pass")
+    if ":" not in spec:
+        raise ConfigError("--proxyauth takes user:pass")

@@ -7,6 +7,12 @@ becomes a status line, after that the client connection is aborted instead; the 
 ``--handshake-timeout`` to start its response once the request stopped moving, and a body that
 moves no byte either way for ``--idle-timeout`` ends the exchange (0: never).
 
+Upstream connections come from ``UpstreamPool``: a kept-alive one when there is one, and back
+into it when ``persistence.Exchange`` says the exchange left it reusable. A kept-alive
+connection that the server closes before answering gets the request once more, on a new
+connection, when ``Exchange.replay`` allows it (idempotent methods, a body small enough to
+keep); otherwise the client gets 502 saying why.
+
 Capture (``--capture-http``): each exchange the capture wants becomes an ``HttpExchange``,
 handed to the capture when it ends, however it ends: heads, the first ``BODY_KEEP`` bytes of
 each body's content (counted in full, never held whole), times, and for a failure the error
@@ -16,8 +22,9 @@ and the status the proxy answered (``listener.answer`` answers the same exceptio
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +34,7 @@ from wsproxy.model import BodyCapture, HttpExchange
 from wsproxy.options import Options
 from wsproxy.proxy.heads import read_head
 from wsproxy.proxy.peer import Peer
+from wsproxy.proxy.pool import UpstreamPool
 from wsproxy.proxy.upstream import Upstream, check_forwarded_answer, outgoing_request
 from wsproxy.proxy.watchdog import Watchdog
 from wsproxy.sansio.bodies import BodyReader, Framing, body_framing
@@ -41,8 +49,18 @@ from wsproxy.sansio.http11 import (
     serialize_response,
 )
 from wsproxy.sansio.loops import append_via
+from wsproxy.sansio.persistence import Exchange
 
-OpenUpstream = Callable[["Upstream"], Awaitable[Peer]]
+log = logging.getLogger("wsproxy")
+
+OnBody = Callable[[bytes], None]
+
+
+class _Unanswered(UpstreamError):
+    """The upstream closed the connection before any byte of an answer."""
+
+    def __init__(self) -> None:
+        super().__init__("upstream closed without answering", 502)
 
 
 @dataclass
@@ -94,13 +112,13 @@ class PlainHttp:
         self,
         options: Options,
         limits: Limits,
-        open_upstream: OpenUpstream,
+        pool: UpstreamPool,
         via: str,
         capture: CaptureSink | None = None,
     ) -> None:
         self.options = options
         self.limits = limits
-        self.open_upstream = open_upstream
+        self.pool = pool
         self.via = via
         self.capture = capture
 
@@ -115,7 +133,9 @@ class PlainHttp:
         url = f"{upstream.scheme}://{upstream.authority}{path}"
         capture = self.capture
         if capture is None or not capture.wants_http(url):
-            return await self._exchange(client, req, upstream, path, headers, framing, None)
+            return await self._exchange(
+                client, req, upstream, path, headers, framing, None, conn_id
+            )
         record = HttpExchange(
             conn=conn_id,
             started=time.time(),
@@ -127,7 +147,9 @@ class PlainHttp:
             request_headers=list(headers.items()),
         )
         try:
-            return await self._exchange(client, req, upstream, path, headers, framing, record)
+            return await self._exchange(
+                client, req, upstream, path, headers, framing, record, conn_id
+            )
         except asyncio.CancelledError:
             record.error = "cancelled (the proxy is shutting down)"
             raise
@@ -147,33 +169,99 @@ class PlainHttp:
         headers: Headers,
         framing: Framing,
         record: HttpExchange | None,
+        conn_id: str,
     ) -> bool:
-        server = await self.open_upstream(upstream)
+        request = Request(req.method, path, "HTTP/1.1", headers)
+        head = serialize_request(outgoing_request(self.options, upstream, request))
+        server, reused = await self.pool.acquire(upstream)
+        state = Exchange(req, reused=reused, request_framing=framing)
+        try:
+            keep = await self._attempt(client, server, upstream, head, None, framing, state, record)
+        except _Unanswered as error:
+            replay = state.replay()
+            if replay is None and reused:
+                reason = f"{error.reason} on a kept-alive connection ({state.no_retry})"
+                raise UpstreamError(reason, 502) from None
+            if replay is None:
+                raise
+            log.info(
+                "[%s] %s closed a kept-alive connection before answering: %s sent again on a "
+                "new connection",
+                conn_id,
+                upstream.authority,
+                req.method,
+            )
+            server = await self.pool.open(upstream)
+            state = Exchange(req, reused=False, request_framing=framing)
+            keep = await self._attempt(
+                client, server, upstream, head, replay, framing, state, record
+            )
+        client_close = "close" in (req.headers.get("Connection") or "").lower()
+        return keep and not client_close and req.version == "HTTP/1.1"
+
+    async def _attempt(
+        self,
+        client: Peer,
+        server: Peer,
+        upstream: Upstream,
+        head: bytes,
+        replay: bytes | None,
+        framing: Framing,
+        state: Exchange,
+        record: HttpExchange | None,
+    ) -> bool:
+        """Send the request on ``server`` (its body from the client, or ``replay`` when it
+        is sent again) and relay the response; ``server`` then goes back to the pool when
+        ``state`` says it may, else it is closed. Returns whether the client may go on."""
         watchdog = Watchdog(self.options.handshake_timeout)
         progress = _Progress()
-        body = None if record is None else record.request_body
-        upload = asyncio.ensure_future(
-            self._copy_body(client, server, framing, 400, watchdog, body)
-        )
-        upload.add_done_callback(lambda _: setattr(progress, "body_sent", True))
-        if record is not None:
-            upload.add_done_callback(lambda task: _sent(record, task))
+        upload: asyncio.Future[None]
+        if replay is None:
+            body = None if record is None else record.request_body
+            upload = asyncio.ensure_future(
+                self._upload(client, server, framing, watchdog, state, body)
+            )
+            upload.add_done_callback(lambda _: setattr(progress, "body_sent", True))
+            if record is not None:
+                upload.add_done_callback(lambda task: _sent(record, task))
+        else:
+            upload = asyncio.get_running_loop().create_future()  # the body goes with the head
+            upload.set_result(None)
+            progress.body_sent = True
+            state.request_finished()
+            if record is not None:
+                record.request_sent = time.time()
         download = asyncio.ensure_future(
-            self._response(client, server, req.method, watchdog, progress, record, upstream)
+            self._response(client, server, state, watchdog, progress, record, upstream)
         )
+        released = False
         try:
-            head = Request(req.method, path, "HTTP/1.1", headers)
-            server.write(serialize_request(outgoing_request(self.options, upstream, head)))
+            server.write(head + (replay or b""))
             await _first_failure(download, [upload, download], watchdog, progress, upstream)
             keep = download.result()
             if not upload.done():
                 keep = False  # answered before the request body ended: that body is not read
+            if state.reusable:  # (so the upload is done: nothing else writes to ``server``)
+                self.pool.release(upstream, server)
+                released = True
         finally:
             watchdog.cancel()
             await _cancel(upload, download)
-            server.close()
-        client_close = "close" in (req.headers.get("Connection") or "").lower()
-        return keep and not client_close and req.version == "HTTP/1.1"
+            if not released:
+                server.close()
+        return keep
+
+    async def _upload(
+        self,
+        client: Peer,
+        server: Peer,
+        framing: Framing,
+        watchdog: Watchdog,
+        state: Exchange,
+        content: BodyCapture | None,
+    ) -> None:
+        await self._copy_body(client, server, framing, 400, watchdog, content, state.request_body)
+        state.request_finished()
 
     async def relay_answer(self, client: Peer, server: Peer, resp: Response, method: str) -> None:
         """Relay an upstream's answer that is not a 101 to an upgrade request."""
@@ -190,7 +278,7 @@ class PlainHttp:
         self,
         client: Peer,
         server: Peer,
-        method: str,
+        state: Exchange,
         watchdog: Watchdog,
         progress: _Progress,
         record: HttpExchange | None,
@@ -199,6 +287,7 @@ class PlainHttp:
         """Read the response head (1xx ones relayed), then relay the response."""
         while True:
             resp = await self._read_response_head(server)
+            state.response_head(resp)
             if not 100 <= resp.status < 200:
                 break
             client.write(serialize_response(self._forwarded(resp)))
@@ -213,12 +302,12 @@ class PlainHttp:
             record.response_headers = list(resp.headers.items())
             record.answered_by = "upstream"
         body = None if record is None else record.response_body
-        return await self.relay_response(client, server, resp, method, watchdog, body)
+        return await self.relay_response(client, server, resp, state.method, watchdog, body, state)
 
     async def _read_response_head(self, server: Peer) -> Response:
         head = await read_head(server, self.limits, response=True, timeout=None)
         if head is None:
-            raise UpstreamError("upstream closed without answering", 502)
+            raise _Unanswered()
         assert isinstance(head, Response)
         return head
 
@@ -235,14 +324,18 @@ class PlainHttp:
         method: str,
         watchdog: Watchdog,
         content: BodyCapture | None = None,
+        state: Exchange | None = None,
     ) -> bool:
-        """Send ``resp`` and its body to the client; returns whether the framing allows more."""
+        """Send ``resp`` and its body to the client; returns whether the framing allows more
+        (and tells ``state`` how the body ended)."""
         framing = body_framing(resp, request_method=method)
         forwarded = self._forwarded(resp)
         if framing.kind == "close":
             forwarded.headers.set("Connection", "close")
         client.write(serialize_response(forwarded))
-        await self._copy_body(server, client, framing, 502, watchdog, content)
+        leftover = await self._copy_body(server, client, framing, 502, watchdog, content)
+        if state is not None:
+            state.response_finished(framing, leftover)
         return framing.kind != "close"
 
     @staticmethod
@@ -253,9 +346,11 @@ class PlainHttp:
         status: int,
         watchdog: Watchdog,
         content: BodyCapture | None = None,
-    ) -> None:
+        on_body: OnBody | None = None,
+    ) -> bytes:
         """Copy one body as it arrives; memory stays at one read however large it is (and
-        ``content``'s bound when the capture keeps the start of it)."""
+        ``content``'s bound when the capture keeps the start of it). ``on_body`` sees each
+        piece forwarded; returns what came after the body (also put back into ``src``)."""
         reader = BodyReader(framing, error_status=status, content=content is not None)
         while not reader.finished:
             data = await src.read()
@@ -267,10 +362,13 @@ class PlainHttp:
             if content is not None:
                 content.add(reader.take_content())
             if body:
+                if on_body is not None:
+                    on_body(body)
                 dst.write(body)
                 await dst.drain()
                 watchdog.touch()
         src.unread(reader.leftover)
+        return reader.leftover
 
 
 def _sent(record: HttpExchange, upload: asyncio.Future[None]) -> None:

@@ -44,8 +44,13 @@ class Listener:
         handlers: set[asyncio.Task[None]] | None = None,
         per_client: dict[str, int] | None = None,
         ids: Iterator[int] | None = None,
+        http_refusals: bool = True,
     ) -> None:
         self.options = options
+        # Whether a refused client is answered in HTTP (403, 503); otherwise it is closed
+        # without an answer (a SOCKS5 client's first message is its greeting, and it reads
+        # a SOCKS reply), the log line saying why all the same.
+        self.http_refusals = http_refusals
         self.access = access
         self._serve = serve
         self._ids = itertools.count(1) if ids is None else ids  # c1, c2, ... across listeners
@@ -107,6 +112,14 @@ class Listener:
         with self._counted(client):
             try:
                 self._admit(client)
+            except HttpError as refusal:
+                if self.http_refusals:
+                    _ended(peer, conn_id, refusal)
+                else:
+                    log.warning("[%s] %s refused: %s", conn_id, client, refusal.reason)
+                peer.close()
+                return
+            try:
                 await self._serve(peer, conn_id)
             except Exception as error:  # not CancelledError: a BaseException, it goes on up
                 _ended(peer, conn_id, error)

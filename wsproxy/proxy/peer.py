@@ -161,6 +161,11 @@ class Peer(asyncio.Protocol):
         return data
 
     @property
+    def buffered(self) -> int:
+        """How many bytes were received and not taken yet."""
+        return len(self._buffer)
+
+    @property
     def at_eof(self) -> bool:
         return self._eof and not self._buffer
 

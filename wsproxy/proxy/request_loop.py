@@ -24,7 +24,7 @@ from wsproxy.proxy.websocket import WebSockets
 from wsproxy.sansio.handshake import is_upgrade_request
 from wsproxy.sansio.http11 import Limits, Request, simple_response
 from wsproxy.sansio.loops import carries_via
-from wsproxy.sansio.targets import Target, check_request, parse_target
+from wsproxy.sansio.targets import Target, check_request, host_port, parse_target
 from wsproxy.tls import MAGIC_HOST, CertAuthority, render
 
 __all__ = ["RequestLoop", "route"]
@@ -136,8 +136,8 @@ def route(
         ):
             raise HttpError(
                 400,
-                f"a request inside the tunnel to {tunnel.host}:{tunnel.port} names "
-                f"another server ({target.host}:{target.port})",
+                f"a request inside the tunnel to {host_port(tunnel.host, tunnel.port)} names "
+                f"another server ({host_port(target.host or '', target.port or 0)})",
             )
         scheme = ("wss" if upgrade else "https") if tunnel.tls else "ws" if upgrade else "http"
         return Upstream(scheme, tunnel.host, tunnel.port), target.path

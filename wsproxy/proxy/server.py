@@ -2,9 +2,10 @@
 WebSocket sessions together, and shuts them down.
 
 Each job has its module: ``listener`` (accept, admission, what ended a connection),
-``request_loop`` (the HTTP phase and routing), ``tunnel`` (CONNECT), ``upstream`` (connections
-to servers), ``http_relay`` (plain HTTP) and ``websocket`` (the opening handshake and the
-session). All protocol decisions come from ``wsproxy.sansio``; these modules only do the I/O.
+``request_loop`` (the HTTP phase and routing), ``tunnel`` (CONNECT), ``socks`` (SOCKS5 mode),
+``upstream`` (connections to servers), ``http_relay`` (plain HTTP) and ``websocket`` (the
+opening handshake and the session). All protocol decisions come from ``wsproxy.sansio``;
+these modules only do the I/O.
 """
 
 from __future__ import annotations
@@ -15,20 +16,22 @@ import secrets
 from typing import Any
 
 from wsproxy.exceptions import HttpError, WsproxyError
-from wsproxy.modes import Regular, Reverse, UpstreamProxy
+from wsproxy.modes import Regular, Reverse, Socks5, UpstreamProxy
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
 from wsproxy.proxy.access import AccessPolicy
 from wsproxy.proxy.http_relay import PlainHttp
 from wsproxy.proxy.listener import Listener
 from wsproxy.proxy.peer import Peer
+from wsproxy.proxy.pool import UpstreamPool
 from wsproxy.proxy.request_loop import RequestLoop
 from wsproxy.proxy.session import WebSocketSession
+from wsproxy.proxy.socks import HandOver, Socks5Front
 from wsproxy.proxy.turns import HandshakeTurns
 from wsproxy.proxy.upstream import Connector, Upstream
 from wsproxy.proxy.websocket import Capture, WebSockets
 from wsproxy.sansio.http11 import Limits
-from wsproxy.sansio.targets import format_address
+from wsproxy.sansio.targets import host_port
 from wsproxy.tls import CertAuthority
 
 __all__ = ["BindError", "Capture", "Front", "ProxyServer", "Upstream", "WsproxyError"]
@@ -46,6 +49,7 @@ class Front:
         access: AccessPolicy,
     ) -> None:
         self.options = options
+        socks = isinstance(options.mode, Socks5)
         self.listener = Listener(
             options,
             access,
@@ -53,14 +57,25 @@ class Front:
             handlers=server.handlers,
             per_client=server.per_client,
             ids=server.connection_ids,
+            http_refusals=not socks,  # a SOCKS5 client reads a SOCKS reply, not HTTP
         )
         self.upstreams = Connector(options, server.addresses)
-        self.plain = PlainHttp(options, server.limits, self.upstreams.open, server.via, None)
+        # In a SOCKS5 tunnel the first request takes the connection its CONNECT opened.
+        handover = HandOver(self.upstreams)
+        open_upstream = handover.open if socks else self.upstreams.open
+        # Plain HTTP reuses upstream connections; WebSockets and tunnels open their own.
+        self.pool = UpstreamPool(
+            open_upstream,
+            max_per_host=options.pool_max_per_host,
+            max_idle=options.pool_max_idle,
+            idle_timeout=options.pool_idle_timeout,
+        )
+        self.plain = PlainHttp(options, server.limits, self.pool, server.via, None)
         self.websockets = WebSockets(
             options,
             limits=server.limits,
             via=server.via,
-            open_upstream=self.upstreams.open,
+            open_upstream=open_upstream,
             plain=self.plain,
             turns=server.turns,
             chain=server.chain,
@@ -72,19 +87,22 @@ class Front:
             limits=server.limits,
             via=server.via,
             access=access,
-            open_upstream=self.upstreams.open,
+            open_upstream=open_upstream,
             plain=self.plain,
             websockets=self.websockets,
         )
+        self.socks = Socks5Front(options, access, self.requests.tunnels, handover, server.addresses)
 
     def where(self) -> str:
         """The listening address as a log line names it."""
-        return format_address(self.options.listen_host, self.listener.port)
+        return host_port(self.options.listen_host, self.listener.port)
 
     async def _serve(self, peer: Peer, conn_id: str) -> None:
         mode = self.options.mode
         if isinstance(mode, Regular | Reverse | UpstreamProxy):
             await self.requests.serve(peer, conn_id)
+        elif isinstance(mode, Socks5):
+            await self.socks.serve(peer, conn_id)
         else:
             raise HttpError(501, f"{mode} mode is not built yet")
 
@@ -159,7 +177,7 @@ class ProxyServer:
                 await front.listener.bind()
             except OSError as error:
                 self.close_listeners()
-                where = format_address(front.options.listen_host, front.options.listen_port)
+                where = host_port(front.options.listen_host, front.options.listen_port)
                 raise BindError(where, str(front.options.mode), error) from None
 
     async def start(self) -> None:
@@ -177,9 +195,15 @@ class ProxyServer:
         for front in self.fronts:
             front.listener.close()
 
+    def close_pools(self) -> None:
+        for front in self.fronts:
+            front.pool.close()
+
     async def shutdown(self) -> None:
-        """Stop listening; every open WebSocket gets close 1001 on both sides."""
+        """Stop listening; every open WebSocket gets close 1001 on both sides; idle upstream
+        connections are closed."""
         self.close_listeners()
+        self.close_pools()
         sessions = self.sessions
         for session in list(sessions):
             session.shutdown(1001, "proxy shutting down")
@@ -189,6 +213,7 @@ class ProxyServer:
                 timeout=self.options.close_timeout + 1,
             )
         await self.fronts[0].listener.cancel_handlers(timeout=2)
+        self.close_pools()  # what exchanges that ended meanwhile released
 
 
 class BindError(OSError):

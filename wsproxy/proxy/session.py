@@ -43,7 +43,6 @@ from wsproxy.sansio.commands import (
 )
 from wsproxy.sansio.deflate import DeflateParams
 from wsproxy.sansio.frames import Opcode
-from wsproxy.sansio.records import PREVIEW
 from wsproxy.sansio.relay import FrameRecord, Relay, RelayConfig, Side
 
 log = logging.getLogger("wsproxy")
@@ -100,6 +99,7 @@ class WebSocketSession:
                 full_payloads=self.capture is not None,
                 want_frames=chain is not None and chain.wants_frames,
                 want_messages=chain is not None and chain.wants_messages,
+                preview_size=logformat.preview_bytes(options.preview_length),
             )
         )
         if flow is not None:
@@ -114,6 +114,7 @@ class WebSocketSession:
         self._holds = {Side.CLIENT: Hold.NONE, Side.SERVER: Hold.NONE}
         self._dispatching = False
         self._queue: list[Command] = []
+        self._refusal_logged = False  # an injected message was refused (logged once)
 
     def peer(self, side: Side) -> Peer:
         return self.client if side is Side.CLIENT else self.server
@@ -148,7 +149,16 @@ class WebSocketSession:
         opcode = Opcode.TEXT if isinstance(content, str) else Opcode.BINARY
         payload = content.encode("utf-8") if isinstance(content, str) else bytes(content)
         side = Side.CLIENT if to_client else Side.SERVER
-        if not self.relay.leg(side).can_send:
+        refusal = self.relay.inject_refusal(side)
+        if refusal is None and Hold.WRITER_FULL in self._holds[side.other]:
+            # Its send buffer is full: what a plugin injects waits in no unbounded queue.
+            refusal = f"the {side.value} does not read fast enough"
+        if refusal is not None:
+            if not self._refusal_logged:
+                self._refusal_logged = True
+                self._log_event(
+                    side.other, f"injected message not sent: {refusal} (later ones: not logged)"
+                )
             return False
         self._dispatch(self.relay.inject(side, opcode, payload))
         return True
@@ -266,6 +276,12 @@ class WebSocketSession:
         it is a plain function, else in a task (which may hold it as long as it likes)."""
         chain = self.chain
         assert chain is not None
+        if isinstance(item, Message) and item.injected and chain.inline("message"):
+            # On the next turn of the loop, as mitmproxy does: a plugin that injects in answer
+            # to every injected message loops, but one message per turn, never stalling the
+            # proxy (nor, within the relay's backlog limit, growing its memory).
+            self.loop.call_soon(self._run_injected_hooks, side, item)
+            return
         item.timestamp = time.time()
         if isinstance(item, FrameEvent):
             if chain.inline("frame"):
@@ -277,6 +293,17 @@ class WebSocketSession:
             self._dispatch(self.relay.hooks_done(side))
             return
         self._hook_tasks[side] = self.loop.create_task(self._run_hooks_async(side, item))
+
+    def _run_injected_hooks(self, side: Side, item: Message) -> None:
+        chain = self.chain
+        if self.done.done() or chain is None:
+            return
+        item.timestamp = time.time()
+        if chain.inline("message"):
+            chain.message_inline(self.flow, item)
+            self._dispatch(self.relay.hooks_done(side))
+        else:  # a reload made a message hook async meanwhile
+            self._hook_tasks[side] = self.loop.create_task(self._run_hooks_async(side, item))
 
     async def _run_hooks_async(self, side: Side, item: FrameEvent | Message) -> None:
         assert self.chain is not None
@@ -327,9 +354,11 @@ class WebSocketSession:
     def _log_frame(self, record: FrameRecord) -> None:
         if record.offset:
             return  # a later piece of a frame recorded in pieces: logged with its first
-        data = record.preview
+        width = self.options.preview_length
+        size = logformat.preview_bytes(width)
+        data = record.payload[:size]  # the whole payload when a capture listens too
         kind = logformat.payload_kind(record.opcode, record.message_opcode)
-        shown = logformat.preview(data, kind, partial=len(data) >= PREVIEW)
+        shown = logformat.preview(data, kind, width, partial=len(data) >= size) if width else ""
         flags = logformat.frame_flags(fin=record.fin, rsv=record.rsv, compressed=record.compressed)
         line = logformat.frame_line(
             from_client=record.side is Side.CLIENT,
@@ -338,7 +367,7 @@ class WebSocketSession:
             length=record.length,
             shown=shown,
         )
-        log.info("[%s] %s", self.conn_id, line)
+        log.info("[%s] %s", self.conn_id, line if width else line[:-1])  # no preview, no " "
 
     def _capture_frame(self, record: FrameRecord) -> None:
         assert self.capture is not None and self.flow is not None

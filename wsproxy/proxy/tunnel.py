@@ -1,6 +1,6 @@
 """CONNECT: a tunnel to one host and port, inside which the client speaks HTTP (TLS
 intercepted when its first bytes are a ClientHello), or bytes copied unchanged both ways for
-an ``--ignore-hosts`` match."""
+an ``--ignore-hosts`` match (or, with ``--allow-hosts``, for every host that does not match)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from wsproxy.options import Options
 from wsproxy.proxy.peer import Peer
+from wsproxy.proxy.pipe import pipe
 from wsproxy.proxy.upstream import Upstream, via_next_proxy
-from wsproxy.sansio.targets import default_port, format_address
+from wsproxy.sansio.targets import default_port, host_port
 from wsproxy.tls import MAGIC_HOST, CertAuthority
 from wsproxy.tls.alerts import HandshakeFailureLog
 from wsproxy.tls.handshakes import accept_client, is_client_hello
@@ -59,11 +60,12 @@ class Tunnels:
         self._open = open_upstream
         self._serve = serve
         self._ignore = [re.compile(pattern) for pattern in options.ignore_hosts]
+        self._allow = [re.compile(pattern) for pattern in options.allow_hosts]
         self._tls_failures = HandshakeFailureLog(MAGIC_HOST)
 
     async def connect(self, peer: Peer, conn_id: str, host: str, port: int) -> None:
         """An HTTP CONNECT: 200, then whatever the client speaks inside the tunnel."""
-        log.info("[%s] %s CONNECT %s", conn_id, peer.address[0], format_address(host, port))
+        log.info("[%s] %s CONNECT %s", conn_id, peer.address[0], host_port(host, port))
         await self.enter(peer, conn_id, host, port, established=ESTABLISHED)
 
     async def enter(
@@ -72,15 +74,15 @@ class Tunnels:
         """A connection bound for ``host:port`` (a CONNECT tunnel, a SOCKS5 CONNECT, a
         redirected connection): ``established`` is written first (the mode's answer, if it
         has one), then the client's first bytes decide: a ClientHello is intercepted, anything
-        else is served as HTTP; an ``--ignore-hosts`` match is piped untouched."""
-        if any(pattern.search(f"{host}:{port}") for pattern in self._ignore):
-            upstream = await self._open(Upstream("tcp", host, port))
+        else is served as HTTP; a host not to intercept is piped untouched."""
+        if self.untouched(host, port):
             log.info(
-                "[%s] piping %s untouched (--ignore-hosts)%s",
+                "[%s] %s: tunnelled untouched%s",
                 conn_id,
-                format_address(host, port),
+                host_port(host, port),
                 via_next_proxy(self.options),
             )
+            upstream = await self._open(Upstream("tcp", host, port))
             if established:
                 peer.write(established)
             await self.pipe(peer, upstream)
@@ -107,19 +109,14 @@ class Tunnels:
         ):
             await self._serve(peer, conn_id, Tunnel(host, port, tls=True))
 
+    def untouched(self, host: str, port: int) -> bool:
+        """Whether a connection to ``host:port`` is piped as it is: it matches
+        ``--ignore-hosts``, or ``--allow-hosts`` is given and it matches none of them."""
+        where = f"{host}:{port}"
+        if self._allow:
+            return not any(pattern.search(where) for pattern in self._allow)
+        return any(pattern.search(where) for pattern in self._ignore)
+
     async def pipe(self, a: Peer, b: Peer) -> None:
-        """Copy bytes both ways unchanged (ignored hosts), with backpressure, until both end."""
-        for src, dst in ((a, b), (b, a)):
-            src.on_data = dst.write
-            src.on_eof = lambda _reason, dst=dst: dst.write_eof()
-            dst.on_pause_writing = src.pause_reading
-            dst.on_resume_writing = src.resume_reading
-            pending = src.take_buffer()
-            if pending:
-                dst.write(pending)
-            if src.at_eof:
-                dst.write_eof()
-        await asyncio.wait([a.closed, b.closed], return_when=asyncio.FIRST_COMPLETED)
-        await asyncio.wait([a.closed, b.closed], timeout=self.options.close_timeout)
-        a.close()
-        b.close()
+        """Copy bytes both ways unchanged (hosts not intercepted), until both end."""
+        await pipe(a, b, self.options.close_timeout)

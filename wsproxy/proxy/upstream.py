@@ -23,7 +23,7 @@ from wsproxy.proxy.peer import Peer
 from wsproxy.sansio.chain import ConnectHandshake, Refused, forwarded_request, refused_forward
 from wsproxy.sansio.http11 import Limits, Request, Response
 from wsproxy.sansio.loops import reaches_own_listener
-from wsproxy.sansio.targets import format_address, format_authority
+from wsproxy.sansio.targets import format_authority, host_port
 from wsproxy.tls import upstream_context
 from wsproxy.tls.contexts import describe_verify_error
 from wsproxy.tls.handshakes import connect_upstream
@@ -66,7 +66,7 @@ def next_proxy(options: Options) -> UpstreamProxy | None:
 def via_next_proxy(options: Options) -> str:
     """`` via upstream proxy HOST:PORT`` for a log line, or "" for direct connections."""
     chain = next_proxy(options)
-    return "" if chain is None else f" via upstream proxy {format_address(chain.host, chain.port)}"
+    return "" if chain is None else f" via upstream proxy {host_port(chain.host, chain.port)}"
 
 
 def _absolute_form(options: Options, upstream: Upstream) -> UpstreamProxy | None:
@@ -93,7 +93,7 @@ def check_forwarded_answer(options: Options, upstream: Upstream, resp: Response)
         return
     refused = refused_forward(
         resp,
-        format_address(chain.host, chain.port),
+        host_port(chain.host, chain.port),
         sent_credentials=options.upstream_auth is not None,
     )
     if refused is not None:
@@ -124,7 +124,7 @@ class Connector:
 
     async def open(self, upstream: Upstream) -> Peer:
         """A connected peer (TLS done when ``upstream.tls``); UpstreamError when it fails."""
-        where = format_address(upstream.host, upstream.port)
+        where = host_port(upstream.host, upstream.port)
         chain = next_proxy(self.options)
         if chain is None:
             peer = await self._connect(upstream.host, upstream.port, where)
@@ -134,14 +134,19 @@ class Connector:
                 return peer  # plain http: the requests say where (outgoing_request)
             await self._tunnel(peer, chain, upstream)
         if upstream.tls:
-            await connect_upstream(
-                peer,
-                self._context(),
-                upstream.host,
-                where=where,
-                timeout=self.options.handshake_timeout,
-            )
+            await self.secure(peer, upstream)
         return peer
+
+    async def secure(self, peer: Peer, upstream: Upstream) -> None:
+        """TLS with ``upstream`` over ``peer``, a TCP connection to it already up (this
+        method's, or the one a SOCKS5 CONNECT opened before its reply)."""
+        await connect_upstream(
+            peer,
+            self._context(),
+            upstream.host,
+            where=host_port(upstream.host, upstream.port),
+            timeout=self.options.handshake_timeout,
+        )
 
     async def _connect(self, host: str, port: int, where: str, factory: type[Peer] = Peer) -> Peer:
         """TCP to ``host:port`` (``where`` names it in errors), refused when it loops."""
@@ -158,7 +163,7 @@ class Connector:
 
     async def _open_next_proxy(self, chain: UpstreamProxy) -> Peer:
         """A connection to the next proxy, TLS to it done for ``upstream:https://``."""
-        where = f"upstream proxy {format_address(chain.host, chain.port)}"
+        where = f"upstream proxy {host_port(chain.host, chain.port)}"
         peer = await self._connect(
             chain.host, chain.port, where, _TlsTransportPeer if chain.tls else Peer
         )
@@ -196,7 +201,7 @@ class Connector:
     async def _tunnel(self, peer: Peer, chain: UpstreamProxy, upstream: Upstream) -> None:
         """``CONNECT upstream`` through the next proxy; UpstreamError when it refuses."""
         handshake = ConnectHandshake(
-            format_address(chain.host, chain.port),
+            host_port(chain.host, chain.port),
             upstream.host,
             upstream.port,
             credentials=self.options.upstream_auth,
@@ -234,7 +239,9 @@ class Connector:
         assert peer.transport is not None
         remote = peer.transport.get_extra_info("peername")
         local = peer.transport.get_extra_info("sockname")
-        if remote and local and reaches_own_listener(remote, local, self._listening()):
+        # IPv6 socket names are (host, port, flowinfo, scope_id): the check takes host and port.
+        listening = [(str(name[0]), int(name[1])) for name in self._listening()]
+        if remote and local and reaches_own_listener(remote[:2], local[:2], listening):
             peer.abort()
             raise HttpError(508, f"loop detected: {where} is this proxy's own listening address")
 

@@ -6,6 +6,10 @@ per (client, host, port) at a time (``turns``, RFC 6455 4.1). An upstream answer
 101 is relayed as it is; a 101 is checked against what was offered (502 when it does not fit),
 passed to ``handshake_response``, and answered to the client. Then the session runs, and its
 close is summed up in the log, on the flow, in the capture and for the plugins.
+
+With ``--no-websocket`` (mitmproxy's ``websocket=false``) the upgrade goes upstream with the
+client's own offer, the upstream's 101 comes back as it is, and from then on the bytes are
+copied both ways unchanged: no frame is parsed, no plugin is called, nothing is captured.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from wsproxy import logformat
 from wsproxy.exceptions import HandshakeError, UpstreamError
 from wsproxy.model import Flow, HandshakeRequest, HandshakeResponse
 from wsproxy.options import Options
@@ -23,6 +28,7 @@ from wsproxy.plugins import PluginChain
 from wsproxy.proxy.heads import read_head
 from wsproxy.proxy.http_relay import PlainHttp
 from wsproxy.proxy.peer import Peer
+from wsproxy.proxy.pipe import pipe
 from wsproxy.proxy.session import CaptureSink, WebSocketSession
 from wsproxy.proxy.turns import HandshakeTurns
 from wsproxy.proxy.upstream import Upstream
@@ -99,10 +105,13 @@ class WebSockets:
         self, peer: Peer, conn_id: str, req: Request, upstream: Upstream, path: str
     ) -> WebSocketSession | None:
         """The opening handshake on both sides; returns the session to run, or None when the
-        upstream refused and its answer was relayed."""
+        upstream refused and its answer was relayed (or the WebSocket was passed through)."""
+        if self.options.no_websocket:
+            await self._pass_through(peer, conn_id, req, upstream, path)
+            return None
         handshake = check_client_request(req)
         upgrade = await self._upgrade(peer, conn_id, req, handshake, upstream, path)
-        server, resp = await self._exchange(peer, upgrade)
+        server, resp = await self._exchange(peer, upgrade.upstream, upgrade.path, upgrade.headers)
         if resp.status != 101:
             log.info("[%s] upstream answered %d: relayed", conn_id, resp.status)
             try:
@@ -126,7 +135,13 @@ class WebSockets:
             deflate_params=params,
             capture=capture,
         )
-        log.info("[%s] WebSocket open %s%s", conn_id, upgrade.upstream.authority, upgrade.path)
+        log.info(
+            "[%s] WebSocket open %s%s%s",
+            conn_id,
+            upgrade.upstream.authority,
+            upgrade.path,
+            logformat.negotiated(flow.subprotocol, flow.extensions),
+        )
         return session
 
     async def _upgrade(
@@ -166,10 +181,39 @@ class WebSockets:
             headers.add("Sec-WebSocket-Extensions", value)
         return _Upgrade(flow, handshake.key, headers, upstream, path, offer)
 
-    async def _exchange(self, peer: Peer, upgrade: _Upgrade) -> tuple[Peer, Response]:
+    async def _pass_through(
+        self, peer: Peer, conn_id: str, req: Request, upstream: Upstream, path: str
+    ) -> None:
+        """``--no-websocket``: the upgrade as the client offered it, the upstream's answer as
+        it is, then the bytes both ways untouched until either side closes."""
+        headers = upstream_request_headers(req, extensions=None)
+        headers.set("Host", upstream.authority)
+        headers.set("Via", append_via(req.headers.get_all("Via"), self.via))
+        server, resp = await self._exchange(peer, upstream, path, headers)
+        try:
+            if resp.status != 101:
+                log.info("[%s] upstream answered %d: relayed", conn_id, resp.status)
+                await self.plain.relay_answer(peer, server, resp, "GET")
+                return
+            resp.headers.set("Via", append_via(resp.headers.get_all("Via"), self.via))
+            peer.write(serialize_response(resp))
+            log.info(
+                "[%s] WebSocket %s%s passed through untouched (--no-websocket): frames are "
+                "not parsed",
+                conn_id,
+                upstream.authority,
+                path,
+            )
+            await pipe(peer, server, self.options.close_timeout)
+            log.info("[%s] WebSocket pass-through ended", conn_id)
+        finally:
+            server.close()
+
+    async def _exchange(
+        self, peer: Peer, upstream: Upstream, path: str, headers: Headers
+    ) -> tuple[Peer, Response]:
         """Send the upgrade upstream in this client's turn; the upstream and its answer."""
-        upstream = upgrade.upstream
-        upstream_req = Request("GET", upgrade.path, "HTTP/1.1", upgrade.headers)
+        upstream_req = Request("GET", path, "HTTP/1.1", headers)
         turn = (peer.address[0], upstream.host, upstream.port)
         async with self.turns.turn(turn, peer.ended):
             server = await self.open_upstream(upstream)
@@ -234,12 +278,11 @@ class WebSockets:
         finally:
             self.sessions.discard(session)
             log.info(
-                "[%s] WebSocket closed: client %s, server %s; %d/%d messages",
+                "[%s] WebSocket closed: client %s, server %s; %s",
                 session.conn_id,
                 close_summary(relay.client.received_code, relay.client.close_received),
                 close_summary(relay.server.received_code, relay.server.close_received),
-                relay.client.messages,
-                relay.server.messages,
+                logformat.message_counts(relay.client.messages, relay.server.messages),
             )
             if flow is not None:
                 await self._closed(session, flow)

@@ -31,7 +31,7 @@ from wsproxy.sansio.http11 import (
     Response,
     serialize_request,
 )
-from wsproxy.sansio.targets import format_address, format_authority
+from wsproxy.sansio.targets import format_authority, host_port
 
 __all__ = [
     "ConnectHandshake",
@@ -106,7 +106,7 @@ class ConnectHandshake:
         limits: Limits | None = None,
     ) -> None:
         self.proxy = proxy
-        self.target = format_address(host, port)
+        self.target = host_port(host, port)
         self.credentials = credentials
         self.limits = limits or Limits()
         self._parser = HeadParser(self.limits, is_response=True)

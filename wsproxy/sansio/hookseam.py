@@ -90,17 +90,27 @@ class HookSeam:
             busy = True
         self._drain(source, target)
 
+    def _queue_injected(self, source: Leg, target: Leg, message: Message) -> None:
+        """A message a plugin injects in ``source``'s direction: it waits behind what that
+        peer sent, then goes through the message hooks like any other (``injected`` set)."""
+        source.backlog.append(message)
+        source.backlog_bytes += len(message.content)
+        self._drain(source, target)
+
     def _drain(self, source: Leg, target: Leg) -> None:
         while source.backlog and source.pending is None:
             event = source.backlog.popleft()
             if type(event) is DataChunk:
                 source.backlog_bytes -= len(event.data)
+            elif type(event) is Message:
+                source.backlog_bytes -= len(event.content)
             if source.close_received:
-                source.backlog.clear()
-                source.backlog_bytes = 0
+                self._discard_backlog(source, event)
                 return
             if type(event) is DataChunk:
                 self._hook_chunk(source, event)
+            elif type(event) is Message:
+                source.pending = event
             elif type(event) is ControlFrame:
                 if source.want_frames:
                     source.frames += 1
@@ -113,6 +123,18 @@ class HookSeam:
             else:
                 assert isinstance(event, Violation)
                 self._on_violation(source, target, event)
+
+    def _discard_backlog(self, source: Leg, first: Event | Message) -> None:
+        """RFC 6455 5.5.1: nothing the peer sent after its close frame counts, and the other
+        peer, closing now, takes no injected message either."""
+        injected = sum(type(event) is Message for event in (first, *source.backlog))
+        source.backlog.clear()
+        source.backlog_bytes = 0
+        if injected:
+            other = source.side.other.value
+            self._note(
+                source.side, f"{injected} injected message(s) dropped: the {other} is closing"
+            )
 
     def _hook_chunk(self, source: Leg, chunk: DataChunk) -> None:
         if chunk.compressed and chunk.data:
@@ -218,6 +240,9 @@ class HookSeam:
         source.pending = message
 
     def _after_message(self, source: Leg, target: Leg, message: Message) -> None:
+        if message.injected:
+            self._after_injected(source, target, message)
+            return
         source.messages += 1
         content = message.content
         if message.dropped:
@@ -256,6 +281,19 @@ class HookSeam:
                 original=original if index == 0 else None,
             )
             self._emit(source, target, out)
+
+    def _after_injected(self, source: Leg, target: Leg, message: Message) -> None:
+        """An injected message goes out whole and uncompressed (which permessage-deflate
+        allows, leaving the receiver's window untouched); dropped, it never was on a wire, so
+        it gets a note and no record."""
+        if message.dropped:
+            self._note(source.side, f"injected message dropped by {message.dropped_by}")
+            return
+        self._emit(
+            source,
+            target,
+            OutFrame(message.opcode, message.content, True, False, verdict="injected"),
+        )
 
     def _message_dropped(self, source: Leg, message: Message) -> None:
         source.dropped += 1

@@ -125,7 +125,8 @@ class Leg:
     want_messages: bool = False
     pending: FrameEvent | Message | None = None
     hooks_running: bool = False  # the shell has ``pending`` and will call hooks_done
-    backlog: deque[Event] = field(default_factory=deque)
+    # What the peer sent after ``pending``, and messages injected towards the other peer.
+    backlog: deque[Event | Message] = field(default_factory=deque)
     backlog_bytes: int = 0
     backlog_paused: bool = False
     pending_control: ControlFrame | None = None

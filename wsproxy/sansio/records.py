@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 # instead of everything received so far. 256 KiB is one read of the shell's (peer.READ_SIZE):
 # the record costs about what relaying it does.
 RECORD_PIECE = 256 * 1024
-PREVIEW = 64  # bytes of content a record keeps when only the log listens
+PREVIEW = 64  # bytes of content a record keeps when only the log listens (RelayConfig changes it)
 
 
 @dataclass(slots=True)
@@ -106,9 +106,10 @@ class StreamRecorder:
     stalled half-way holds less than a piece.
     """
 
-    __slots__ = ("_offset", "_parts", "_preview", "_size")
+    __slots__ = ("_offset", "_parts", "_preview", "_size", "preview_size")
 
-    def __init__(self) -> None:
+    def __init__(self, preview_size: int = PREVIEW) -> None:
+        self.preview_size = preview_size  # bytes kept of each frame when only the log listens
         self._parts: list[bytes] = []
         self._size = 0
         self._offset = 0  # where the content not yet recorded starts in the frame
@@ -125,7 +126,7 @@ class StreamRecorder:
         """Take one chunk's content; emits a piece when enough is held (``full`` only)."""
         if not full:
             if chunk.frame_start:
-                self._preview = clear_preview(chunk)
+                self._preview = clear_preview(chunk, self.preview_size)
             return
         if not chunk.content:
             return

@@ -89,6 +89,7 @@ class RelayConfig:
     full_payloads: bool = False  # ... and wants whole contents (a capture), not previews
     want_frames: bool = False  # the plugin chain has frame hooks
     want_messages: bool = False  # ... message hooks
+    preview_size: int = PREVIEW  # bytes of content each record keeps without full_payloads
 
 
 class Relay(CloseHandshake, HookSeam):
@@ -123,6 +124,7 @@ class Relay(CloseHandshake, HookSeam):
             reader.inflater = Inflater(config.deflate, from_client, config.max_message_size)
         leg.want_frames = config.want_frames
         leg.want_messages = config.want_messages
+        leg.recorder.preview_size = config.preview_size
         # Binary payloads nobody reads stay masked: re-masked with one XOR of the two keys.
         reader.keep_binary_masked = not leg.hooked and not config.full_payloads
         return leg
@@ -189,13 +191,34 @@ class Relay(CloseHandshake, HookSeam):
         self._drain(source, target)
         return self._take()
 
-    def inject(self, to_side: Side, opcode: int, payload: bytes) -> list[Command]:
-        """A plugin's new message towards ``to_side``'s peer; sent uncompressed, which
-        permessage-deflate allows and which leaves the receiver's window untouched. Nothing
-        is sent (and nothing returned) once that peer cannot take frames any more."""
+    def inject_refusal(self, to_side: Side) -> str | None:
+        """Why a message injected towards ``to_side``'s peer would not be sent, or None: that
+        peer is closing, or the hooks already hold more than ``HOOK_BACKLOG`` bytes in its
+        direction (an addon injecting in answer to every injected message must not grow the
+        proxy's memory)."""
         target = self.leg(to_side)
         if not target.can_send:
+            return f"the {to_side.value} is closing"
+        source = self.leg(to_side.other)
+        if source.want_messages and source.backlog_bytes > HOOK_BACKLOG:
+            waiting = HOOK_BACKLOG // 1024
+            return f"more than {waiting} KiB wait for the plugins towards the {to_side.value}"
+        return None
+
+    def inject(self, to_side: Side, opcode: int, payload: bytes) -> list[Command]:
+        """A plugin's new message towards ``to_side``'s peer; sent uncompressed, which
+        permessage-deflate allows and which leaves the receiver's window untouched. With
+        message hooks it first goes through them (``Message.injected``), after what the other
+        peer sent before. Nothing is sent (and nothing returned) when ``inject_refusal``
+        gives a reason."""
+        if self.inject_refusal(to_side) is not None:
             return []
+        target = self.leg(to_side)
+        source = self.leg(to_side.other)
+        if source.want_messages:
+            message = Message(to_side is Side.SERVER, opcode, payload, injected=True)
+            self._queue_injected(source, target, message)
+            return self._take()
         if target.out_open or target.mid_frame_out:
             # Between a message's fragments, or inside a streamed frame's payload: it waits.
             target.inject_queue.append((opcode, payload))
@@ -295,7 +318,7 @@ class Relay(CloseHandshake, HookSeam):
 
     def _record(self, record: FrameRecord) -> None:
         if not self._full:
-            record.payload = record.payload[:PREVIEW]
+            record.payload = record.payload[: self.config.preview_size]
         self._out.append(Record(record))
 
     def _note(self, side: Side, text: str) -> None:

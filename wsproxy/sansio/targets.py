@@ -18,8 +18,8 @@ __all__ = [
     "Target",
     "check_request",
     "default_port",
-    "format_address",
     "format_authority",
+    "host_port",
     "parse_host_header",
     "parse_target",
 ]
@@ -36,17 +36,18 @@ def default_port(scheme: str) -> int:
     return DEFAULT_PORTS.get(scheme.lower(), 80)
 
 
+def host_port(host: str, port: int) -> str:
+    """``host:port`` with an IPv6 address in brackets (``[::1]:8080``, RFC 3986 3.2.2): the one
+    way logs, error reasons and captures write an address, so ``::1:8080`` never appears."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def format_authority(host: str, port: int, scheme: str) -> str:
     """``host[:port]`` as a Host header or URL writes it: IPv6 in brackets, the scheme's
     default port left out (RFC 7230 5.4, RFC 3986 3.2.3)."""
-    name = f"[{host}]" if ":" in host else host
-    return name if port == default_port(scheme) else f"{name}:{port}"
-
-
-def format_address(host: str, port: int) -> str:
-    """``host:port`` for a log line or a socket address: IPv6 in brackets, the port always
-    written (``[::1]:8080``)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if port == default_port(scheme):
+        return f"[{host}]" if ":" in host else host
+    return host_port(host, port)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ legs, ``magic`` serves the CA certificate at ``http://wsproxy.invalid/`` through
 
 from wsproxy.tls.ca import CertAuthority, ca_cert_path
 from wsproxy.tls.contexts import describe_verify_error, upstream_context
-from wsproxy.tls.magic import MAGIC_HOST, render
+from wsproxy.tls.magic import MAGIC_HOST, render, trust_notice
 
 __all__ = [
     "MAGIC_HOST",
@@ -14,5 +14,6 @@ __all__ = [
     "ca_cert_path",
     "describe_verify_error",
     "render",
+    "trust_notice",
     "upstream_context",
 ]

@@ -42,6 +42,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from wsproxy.exceptions import TLSError
 from wsproxy.tls.contexts import server_context
+from wsproxy.tls.served import ServedCerts
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,11 @@ class CertAuthority:
         self._leaf_key: ec.EllipticCurvePrivateKey | None = None
         self._leaves: _Cache[tuple[bytes, ssl.SSLContext]] = _Cache(LEAF_CACHE_SIZE)
         self._facing: _Cache[ssl.SSLContext] = _Cache(LEAF_CACHE_SIZE)
+        # True when load_or_create made this CA (the first start with this confdir), so the
+        # proxy can say once where it is and how to trust it.
+        self.created = False
+        # --certs: certificates served instead of a generated leaf for the hosts they are for.
+        self.served: ServedCerts | None = None
 
     # -- files -----------------------------------------------------------------------------
 
@@ -104,11 +110,14 @@ class CertAuthority:
         try:
             _ensure_private_dir(confdir)
             key_path = confdir / KEY_FILE
+            created = False
             if not key_path.exists():
                 key, cert = _create_ca()
                 # If another process got there first, its CA wins and we load that one.
-                _write_atomic(key_path, _key_pem(key) + _cert_pem(cert), 0o600, exclusive=True)
+                pem = _key_pem(key) + _cert_pem(cert)
+                created = _write_atomic(key_path, pem, 0o600, exclusive=True)
             ca = cls._load(confdir)
+            ca.created = created
             ca._write_missing_files()
         except OSError as e:
             raise TLSError(f"cannot set up the CA in {confdir}: {e}") from e
@@ -210,6 +219,9 @@ class CertAuthority:
 
     def _leaf(self, host: str) -> tuple[bytes, ssl.SSLContext]:
         host = _normalize_host(host)
+        served = self.served.find(host) if self.served is not None else None
+        if served is not None:
+            return served.bundle, served.context
         entry = self._leaves.get(host, self._lock)
         if entry is None:
             # Built outside the lock: two threads may race to sign the same host, which is

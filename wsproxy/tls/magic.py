@@ -8,7 +8,9 @@ the user trusts the CA. Only the certificate is served here, never the private k
 from __future__ import annotations
 
 import html
+import shlex
 
+from wsproxy.options import Options
 from wsproxy.tls.ca import CertAuthority
 
 MAGIC_HOST = "wsproxy.invalid"
@@ -51,3 +53,16 @@ def render(path: str, ca: CertAuthority) -> tuple[int, str, bytes]:
     if path == "/cert/p12":
         return 200, "application/x-pkcs12", ca.cert_p12()
     return 404, TEXT, b"Not found. The CA certificate is at /cert/pem, /cert/cer and /cert/p12.\n"
+
+
+def trust_notice(ca: CertAuthority, *, regular: bool) -> str:
+    """The log line of the start that created the CA: where it is, and how clients get it."""
+    command = "wsproxy ca"
+    if ca.confdir != Options().confdir.expanduser():
+        command += f" --confdir {shlex.quote(str(ca.confdir))}"
+    page = f"browse http://{MAGIC_HOST}/ through this proxy to download it, or " if regular else ""
+    return (
+        f"created a new CA in {ca.confdir}: to let wsproxy read wss:// and https:// traffic, "
+        f"clients must trust its certificate {ca.cert_pem_path} ({page}run `{command}` for "
+        "its path and fingerprint; certs/README.md has the steps for each client)"
+    )
