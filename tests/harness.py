@@ -29,6 +29,12 @@ Waits:
 * ``wait_accepting(port, proc, timeout)``: until the port accepts; ``ProcessExited`` if the
   process ends first.
 
+Other programs' servers:
+
+* ``server_process(command, port, log_path)``: a program that is not wsproxy (tinyproxy,
+  mitmdump as a next proxy), in its own process group, ready once ``HOST:port`` accepts,
+  stopped at exit; ``program(name, hint)`` finds its executable (fails under CI when missing).
+
 Also: ``free_port()``, ``wsproxy_command``, ``proxy_free_env``, ``stop_group``/``kill_group``,
 ``status_kib`` and ``Memory`` (a process's peak RSS from now on).
 """
@@ -39,6 +45,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -50,6 +57,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import pytest
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -223,6 +231,49 @@ class Memory:
         # Without the reset (clear_refs refused), compare with the peak before the run.
         baseline = self.start if self.start_hwm <= self.start + 1024 else self.start_hwm
         return hwm - baseline
+
+
+# -- other programs' servers -----------------------------------------------------------------
+
+
+def program(name: str, install_hint: str) -> str:
+    """The path of executable ``name`` (the venv's bin first): skip when it is missing, or
+    fail under CI=true, where tests/run.sh installed it and a skip would hide that it did not."""
+    found = shutil.which(name, path=os.pathsep.join([str(Path(sys.executable).parent), os.defpath]))
+    found = found or shutil.which(name)
+    if found is None:
+        message = f"{name} not found: {install_hint}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {message}")
+        pytest.skip(message)
+    return found
+
+
+@contextlib.asynccontextmanager
+async def server_process(
+    command: Sequence[str], port: int, log_path: Path, *, timeout: float = READY_TIMEOUT
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """``command`` (a server that listens on ``HOST:port``) in its own process group with
+    stdout and stderr in ``log_path``; yields once the port accepts (fails with the log if it
+    exits first or never listens), and on exit stops it (SIGTERM, SIGKILL of its group)."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=proxy_free_env(),
+            start_new_session=True,
+        )
+    try:
+        try:
+            await wait_accepting(port, proc, timeout)
+        except (ProcessExited, TimeoutError) as error:
+            text = log_path.read_text("utf-8", "replace")
+            raise AssertionError(f"{command[0]} did not start: {error}\n{text}") from None
+        yield proc
+    finally:
+        await stop_group(proc, STOP_TIMEOUT)
 
 
 # -- the proxy process -----------------------------------------------------------------------

@@ -271,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds an idle upstream connection is kept unused before it is closed (30)",
     )
+    add(
+        "--upstream-auth",
+        default=None,
+        metavar="USER:PASS",
+        help="HTTP Basic credentials for the next proxy of --mode upstream:... (sent as "
+        "Proxy-Authorization, never logged)",
+    )
     add("--upstream-ca", type=Path, default=None, help="extra CA file to trust upstream")
     add("-k", "--ssl-insecure", action="store_true", help="do not verify upstream certificates")
     add(
@@ -388,6 +395,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
             "transparent mode clients do not send proxy credentials (put authentication in "
             "front of the upstream instead)"
         )
+    _check_upstream_auth(args.upstream_auth, listens)
     verbosity = -1 if args.quiet else args.verbose
     first = listens[0]
     assert first.host is not None and first.port is not None
@@ -416,6 +424,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         pool_max_idle=args.pool_max_idle,
         pool_idle_timeout=args.pool_idle_timeout,
         parallel_handshakes=args.parallel_handshakes,
+        upstream_auth=args.upstream_auth,
         upstream_ca=args.upstream_ca,
         ssl_insecure=args.ssl_insecure,
         ignore_hosts=tuple(args.ignore_hosts),
@@ -429,6 +438,19 @@ def options_from_args(args: argparse.Namespace) -> Options:
         capture_overflow=args.capture_overflow,
         capture_http=args.capture_http,
     )
+
+
+def _check_upstream_auth(upstream_auth: str | None, listens: tuple[Listen, ...]) -> None:
+    """--upstream-auth is USER:PASS, and only means something to an upstream-mode listener."""
+    if upstream_auth is None:
+        return
+    if ":" not in upstream_auth:
+        raise ConfigError("--upstream-auth takes USER:PASS")
+    if not any(isinstance(listen.mode, UpstreamProxy) for listen in listens):
+        raise ConfigError(
+            "--upstream-auth is for the next proxy of --mode upstream:http://HOST:PORT; "
+            "no listener of this run chains to one"
+        )
 
 
 def _regex(flag: str, pattern: str | None) -> str | None:

@@ -51,6 +51,9 @@ class Options:
     # Who may use the proxy: loopback and private networks, plus these CIDRs (--allow-clients).
     allow_clients: tuple[str, ...] = ()
     proxyauth: str | None = None  # "user:pass" for HTTP Basic proxy authentication
+    # "user:pass" sent to the next proxy of an upstream-mode listener (--upstream-auth); kept
+    # out of repr so that no printed Options shows it.
+    upstream_auth: str | None = field(default=None, repr=False)
     upstream_ca: Path | None = None
     ssl_insecure: bool = False
     ignore_hosts: tuple[str, ...] = ()

@@ -35,7 +35,7 @@ from wsproxy.options import Options
 from wsproxy.proxy.heads import read_head
 from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.pool import UpstreamPool
-from wsproxy.proxy.upstream import Upstream
+from wsproxy.proxy.upstream import Upstream, check_forwarded_answer, outgoing_request
 from wsproxy.proxy.watchdog import Watchdog
 from wsproxy.sansio.bodies import BodyReader, Framing, body_framing
 from wsproxy.sansio.handshake import strip_hop_by_hop
@@ -171,7 +171,8 @@ class PlainHttp:
         record: HttpExchange | None,
         conn_id: str,
     ) -> bool:
-        head = serialize_request(Request(req.method, path, "HTTP/1.1", headers))
+        request = Request(req.method, path, "HTTP/1.1", headers)
+        head = serialize_request(outgoing_request(self.options, upstream, request))
         server, reused = await self.pool.acquire(upstream)
         state = Exchange(req, reused=reused, request_framing=framing)
         try:
@@ -231,7 +232,7 @@ class PlainHttp:
             if record is not None:
                 record.request_sent = time.time()
         download = asyncio.ensure_future(
-            self._response(client, server, state, watchdog, progress, record)
+            self._response(client, server, state, watchdog, progress, record, upstream)
         )
         released = False
         try:
@@ -281,6 +282,7 @@ class PlainHttp:
         watchdog: Watchdog,
         progress: _Progress,
         record: HttpExchange | None,
+        upstream: Upstream,
     ) -> bool:
         """Read the response head (1xx ones relayed), then relay the response."""
         while True:
@@ -290,6 +292,7 @@ class PlainHttp:
                 break
             client.write(serialize_response(self._forwarded(resp)))
             watchdog.touch()
+        check_forwarded_answer(self.options, upstream, resp)  # a next proxy's own 407
         progress.head = True
         watchdog.set_timeout(self.options.idle_timeout)
         if record is not None:

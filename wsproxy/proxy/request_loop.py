@@ -20,7 +20,7 @@ from wsproxy.proxy.heads import read_head
 from wsproxy.proxy.http_relay import PlainHttp
 from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.tunnel import OpenUpstream, Tunnel, Tunnels
-from wsproxy.proxy.upstream import Upstream
+from wsproxy.proxy.upstream import Upstream, via_next_proxy
 from wsproxy.proxy.websocket import WebSockets
 from wsproxy.sansio.handshake import is_upgrade_request
 from wsproxy.sansio.http11 import Limits, Request, simple_response
@@ -102,13 +102,14 @@ class RequestLoop:
             return False
         upstream, path = route(head, target, tunnel, reverse)
         log.info(
-            "[%s] %s %s %s://%s%s",
+            "[%s] %s %s %s://%s%s%s",
             conn_id,
             peer.address[0],
             head.method,
             upstream.scheme,
             upstream.authority,
             path,
+            via_next_proxy(self.options),
         )
         if is_upgrade_request(head):
             session = await self.websockets.open(peer, conn_id, head, upstream, path)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from wsproxy.options import Options
 from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.pipe import pipe
-from wsproxy.proxy.upstream import Upstream
+from wsproxy.proxy.upstream import Upstream, via_next_proxy
 from wsproxy.sansio.clienthello import Hello, Incomplete, Malformed, scan_client_hello
 from wsproxy.sansio.targets import default_port, host_port
 from wsproxy.tls import MAGIC_HOST, CertAuthority
@@ -144,7 +144,8 @@ class Tunnels:
         where = host_port(host, port)
         sni = f" (SNI {server_name})" if server_name else ""
         why = "not matched by --allow-hosts" if self._allow else "--ignore-hosts"
-        log.info("[%s] %s%s: tunnelled untouched (%s)", conn_id, where, sni, why)
+        hop = via_next_proxy(self.options)
+        log.info("[%s] %s%s: tunnelled untouched (%s)%s", conn_id, where, sni, why, hop)
         if established:
             peer.write(established)
         await self.pipe(peer, upstream)
