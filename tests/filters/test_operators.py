@@ -290,6 +290,12 @@ def test_bound_answers_agree_with_full_evaluation() -> None:
                 assert all(compiled.matches(Subject(flow, m)) is bound.verdict for m in messages)
 
 
+def test_bound_needs() -> None:
+    assert compile_filter("~u chat & ~b x").bind(FLOW).needs_payload
+    assert not compile_filter("~u nothing & ~b x").bind(FLOW).needs_payload
+    assert not compile_filter("~b x | ~u chat").bind(FLOW).needs_payload
+
+
 def test_needs() -> None:
     assert not compile_filter("~u a & ~hq b").needs_message
     flags = compile_filter("~from client & ~len >3")

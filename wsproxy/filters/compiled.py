@@ -27,6 +27,11 @@ class Bound:
     def verdict(self) -> bool | None:
         return self.node.value if isinstance(self.node, Const) else None
 
+    @property
+    def needs_payload(self) -> bool:
+        """Whether what is left to ask reads whole payloads (``~b``, ``~json`` ...)."""
+        return "payload" in self.node.requirements()
+
     def matches(self, message: MessageFacts) -> bool:
         return self.node.matches(Subject(None, message))
 
