@@ -162,7 +162,13 @@ def _decode_once(
 
 class RecordView:
     """A relay ``FrameRecord`` (the ``-v`` log, a capture) or a capture's ``Frame`` as
-    ``MessageFacts``: one frame, its payload as recorded, ``length`` its ``len=``."""
+    ``MessageFacts``: one frame, its payload as recorded (in the clear).
+
+    ``length`` is the payload's size in the clear: the frame's length on the wire when it is
+    not compressed (known even when only a preview was kept), else the decompressed payload's
+    size (``~len`` asks for whole payloads; a compressed frame recorded in pieces counts its
+    first piece).
+    """
 
     __slots__ = (
         "_decoded",
@@ -183,6 +189,7 @@ class RecordView:
         message_opcode: int,
         payload: bytes,
         length: int,
+        compressed: bool = False,
         hints: Hints | None = None,
         state: DecodeState | None = None,
     ) -> None:
@@ -190,7 +197,7 @@ class RecordView:
         self.opcode = opcode
         self.message_opcode = message_opcode
         self.payload = payload
-        self.length = length
+        self.length = len(payload) if compressed else length
         self.hints = hints
         self.state = state
         self._decoded: list[Decoded | None] = []
@@ -216,6 +223,7 @@ class RecordView:
             message_opcode=record.message_opcode,
             payload=record.payload,
             length=record.length,
+            compressed=record.compressed,
             hints=hints,
             state=state,
         )

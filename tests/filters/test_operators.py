@@ -298,8 +298,9 @@ def test_bound_needs() -> None:
 
 def test_needs() -> None:
     assert not compile_filter("~u a & ~hq b").needs_message
-    flags = compile_filter("~from client & ~len >3")
+    flags = compile_filter("~from client & ~opcode text")
     assert flags.needs_message and not flags.needs_payload and not flags.needs_decoding
+    assert compile_filter("~len >3").needs_payload
     body = compile_filter("~u x | !~b y")
     assert body.needs_payload and not body.needs_decoding
     for op in ("~proto json", "~event x", "~op x", "~topic x", "~json a=1"):

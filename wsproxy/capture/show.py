@@ -332,6 +332,7 @@ class _Chosen:
             message_opcode=frame.message_opcode,
             payload=frame.payload,
             length=frame.length,
+            compressed=frame.compressed,
         )
         selection = self._selection(frame.conn)
         injected = frame.verdict == "injected"

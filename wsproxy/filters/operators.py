@@ -314,6 +314,7 @@ class Length(_Arg, MessageTest):
     compare: Callable[[int, int], bool] = field(init=False, compare=False, repr=False)
     code = "len"
     metavar = ">N|<N|=N"
+    needs = frozenset({"message", "payload"})  # a compressed frame's size in the clear
     help = "the payload's size: >N, <N, >=N, <=N, =N (or N) bytes; k/KiB, m/MiB, g/GiB"
 
     def __post_init__(self) -> None:
