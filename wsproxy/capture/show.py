@@ -10,7 +10,9 @@ local. The file is streamed (see ``reader``), so memory stays flat whatever its 
 
 A frame recorded in pieces (a large one) is shown by its first piece, marked
 ``[from byte 0, more follows]``; with ``--full`` every piece is printed as it is read, each with
-where it starts, so a whole 100 MiB frame goes by without being held. ``--grep`` looks at each
+where it starts, so a whole 100 MiB frame goes by without being held. ``--filter EXPR`` takes a
+filter expression (``wsproxy.filters``): a connection by its recorded handshake, each frame by
+its message (a frame in pieces by its first piece). ``--grep`` looks at each
 piece on its own (a match cut in two by a piece boundary is not found) and prints the pieces
 that match.
 """

@@ -11,6 +11,7 @@ too (``~b !important``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +24,7 @@ Kind = Literal["(", ")", "!", "&", "|", "op", "word", "end"]
 _WORD_STOPS = frozenset("()'\"~")
 _SYMBOLS = frozenset("()!&|")
 _QUOTES = frozenset("'\"")
+_ESCAPED = re.compile(r"\\(?=[\\']|$)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,5 +127,7 @@ def quote(value: str) -> str:
     """``value`` as an argument token: bare when it can be, else single-quoted."""
     if is_bare(value):
         return value
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    # A backslash is doubled only where the reader would take it as an escape (before a
+    # backslash, the quote, or the closing quote), so regexes print as written: '\d+ \.'.
+    escaped = _ESCAPED.sub(r"\\\\", value).replace("'", "\\'")
     return f"'{escaped}'"
