@@ -9,6 +9,10 @@ Options (``--set NAME=VALUE``; the list options take one regex each time they ar
     block_status=403           the HTTP status of a refusal
     block_messages=REGEX       act on messages that match (repeatable): text messages are
                                searched as text, binary ones as bytes (the regex as UTF-8)
+    block_filter=EXPR          a filter expression (README: "Filter expressions"): a handshake
+                               it matches from the request alone is refused, and a message it
+                               matches is acted on like block_messages (``~b``, ``~from``,
+                               ``~json``, ``~event`` ...); alongside the options above
     block_direction=both       whose messages are checked: client, server or both
     block_action=drop          drop: the message is not forwarded (recorded as dropped by
                                ``block``); close: the WebSocket is closed, both sides
@@ -21,13 +25,15 @@ Examples::
     wsproxy -s block --set block_hosts='(^|\\.)ads\\.example$' --set block_status=451
     wsproxy -s block --set block_origins='^https?://evil\\.' --set block_paths='^/admin'
     wsproxy -s block --set block_messages='"op":\\s*"delete"' --set block_action=close
+    wsproxy -s block --set block_filter='~d ads\\.example | ~u chat & ~bq "(?i)password"'
 
 Regexes are searched, not anchored (``re.search``). The client of a refused handshake gets an
 HTTP answer with ``block_status`` and a reason naming the rule; the upstream is never
 contacted. With ``block_action=close`` the offending message is dropped too, and both peers get
 ``block_close_code`` and ``block_close_reason``.
 
-Cost: the plugin asks the chain for messages only when ``block_messages`` is set (the
+Cost: the plugin asks the chain for messages only when ``block_messages`` is set, or
+``block_filter`` has message operators, (the
 ``message`` hook reads as ``None`` otherwise), so blocking handshakes alone leaves the relay
 streaming frames untouched.
 """
@@ -40,6 +46,8 @@ from collections.abc import Callable
 from typing import Any
 
 from wsproxy.exceptions import ConfigError
+from wsproxy.filtering import FlowView, MessageView, Selection, option_filter, select
+from wsproxy.filters import Filter
 from wsproxy.model import Flow, Message
 from wsproxy.plugins import Option
 from wsproxy.sansio.frames import is_valid_close_code
@@ -55,6 +63,7 @@ class Block:
         Option("block_origins", list, [], "refuse handshakes whose Origin matches this regex"),
         Option("block_status", int, 403, "HTTP status of a refused handshake"),
         Option("block_messages", list, [], "drop or close on messages matching this regex"),
+        Option("block_filter", str, "", "refuse handshakes, drop or close on messages it matches"),
         Option("block_direction", str, "both", "messages checked: client, server or both"),
         Option("block_action", str, "drop", "drop or close, for block_messages"),
         Option("block_close_code", int, 1008, "close code of block_action=close"),
@@ -68,6 +77,7 @@ class Block:
         self.status = 403
         self.texts: list[re.Pattern[str]] = []
         self.binaries: list[re.Pattern[bytes]] = []
+        self.filter: Filter | None = None
         self.direction = "both"
         self.action = "drop"
         self.close_code = 1008
@@ -84,6 +94,8 @@ class Block:
         self.origins = _patterns(get("block_origins"), "block_origins")
         self.texts = _patterns(get("block_messages"), "block_messages")
         self.binaries = [re.compile(p.pattern.encode("utf-8")) for p in self.texts]
+        text = str(get("block_filter") or "")
+        self.filter = option_filter("block_filter", text) if text else None
         self.status = int(get("block_status"))
         if not 400 <= self.status <= 599:
             raise ConfigError(f"block_status={self.status}: a refusal is a 4xx or 5xx status")
@@ -116,10 +128,14 @@ class Block:
                     log.info("block: [%s] refused %s: %s %r", flow.id, request.url, what, value)
                     flow.refuse(self.status, f"blocked by policy ({what})")
                     return
+        if self.filter is not None and self.filter.bind(FlowView(flow)).verdict is True:
+            log.info("block: [%s] refused %s: block_filter matched", flow.id, request.url)
+            flow.refuse(self.status, "blocked by policy (filter)")
 
     @property
     def message(self) -> Callable[[Flow, Message], None] | None:
-        return self._message if self.texts else None
+        wanted = self.texts or (self.filter is not None and self.filter.needs_message)
+        return self._message if wanted else None
 
     def _message(self, flow: Flow, message: Message) -> None:
         if self.direction != "both" and message.direction != self.direction:
@@ -130,12 +146,25 @@ class Block:
         else:
             data = message.content
             hit = any(pattern.search(data) for pattern in self.binaries)
-        if not hit:
+        if not hit and not self._filtered(flow, message):
             return
         message.drop()
         if self.action == "close":
             log.info("block: [%s] %s message matched: closing", flow.id, message.direction)
             flow.close(self.close_code, self.close_reason)
+
+    def _filtered(self, flow: Flow, message: Message) -> bool:
+        """Whether ``block_filter`` matches ``message``; its flow part is answered once per
+        flow, at its first message (the response is known by then)."""
+        if self.filter is None:
+            return False
+        selection = flow.metadata.get("block")
+        if not isinstance(selection, Selection):
+            selection = flow.metadata["block"] = select(self.filter, flow)
+        if selection.verdict is not None:
+            return selection.verdict
+        view = MessageView(message, selection.hints, selection.state)
+        return selection.bound.matches(view)
 
 
 def _patterns(values: Any, option: str) -> list[re.Pattern[str]]:

@@ -33,7 +33,13 @@ every rule in order, each rule seeing what the previous ones made of it::
         match: '^ping$'
         content: pong                 # replace the whole message
 
-Matching: every field given must match. ``host`` and ``path`` are regexes searched (not
+      - name: quiet-typing
+        filter: '~u chat & ~from client & ~json type=typing'   # a filter expression
+        content: '{"type": "noop"}'
+
+Matching: every field given must match. ``filter`` is a filter expression (the README's
+"Filter expressions": ``~u``, ``~d``, ``~hq``, ``~b``, ``~from``, ``~len``, ``~json``,
+``~event`` ...) the flow and the message must match. ``host`` and ``path`` are regexes searched (not
 anchored) in ``flow.request.host`` and ``flow.request.path``. ``opcode`` is ``text`` (the
 default), ``binary`` or ``any``; with ``binary`` or ``any``, ``match``/``replace`` also work on
 binary messages, as regexes over the bytes (pattern and replacement encoded as UTF-8).
@@ -71,13 +77,15 @@ from pathlib import Path
 from typing import Any
 
 from wsproxy.exceptions import ConfigError
+from wsproxy.filtering import MessageView, Selection, select
+from wsproxy.filters import Filter, FilterError, compile_filter
 from wsproxy.model import Flow, Message
 from wsproxy.plugins import Option
 from wsproxy.sansio.frames import Opcode
 
 log = logging.getLogger("wsproxy")
 
-KEYS = {"name", "host", "path", "direction", "opcode", "match", "json_path"}
+KEYS = {"name", "host", "path", "direction", "opcode", "match", "json_path", "filter"}
 ACTIONS = ("replace", "set", "content")
 _PATH_PART = re.compile(r"""\.?([^.\[\]"]+)|\[\s*(-?\d+)\s*\]|\[\s*"([^"]*)"\s*\]""")
 
@@ -101,11 +109,16 @@ class Rule:
     action: str
     replace: str
     value: Any
+    filter: Filter | None = None
 
     def applies_to(self, flow: Flow) -> bool:
         return (self.host is None or bool(self.host.search(flow.request.host))) and (
             self.path is None or bool(self.path.search(flow.request.path))
         )
+
+    def selection(self, flow: Flow) -> Selection | None:
+        """The ``filter``'s answer for ``flow``; None without a filter."""
+        return None if self.filter is None else select(self.filter, flow)
 
     def apply(self, message: Message) -> bool:
         """Change ``message`` if this rule matches it; returns whether it matched."""
@@ -266,6 +279,14 @@ def parse_rule(raw: Any, number: int) -> Rule:
     if action == "content" and not isinstance(value, str):
         raise RuleError(f"content must be a string, not {value!r}")
     name = raw.get("name", f"rule {number}")
+    filter = None
+    if "filter" in raw:
+        if not isinstance(raw["filter"], str):
+            raise RuleError(f"filter must be a string (an expression), not {raw['filter']!r}")
+        try:
+            filter = compile_filter(raw["filter"])
+        except FilterError as error:
+            raise RuleError(f"filter {error}") from None
     return Rule(
         name=str(name),
         host=_regex(raw, "host"),
@@ -278,6 +299,7 @@ def parse_rule(raw: Any, number: int) -> Rule:
         action=action,
         replace=replace,
         value=value,
+        filter=filter,
     )
 
 
@@ -333,6 +355,28 @@ class FlowState:
 
     rules: list[Rule]
     hits: Counter[str] = field(default_factory=Counter)
+    # Rules whose filter asks each message (its flow part answered "it depends"), by name.
+    selections: dict[str, Selection] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, flow: Flow, rules: list[Rule]) -> FlowState:
+        state = cls([])
+        for rule in rules:
+            if not rule.applies_to(flow):
+                continue
+            selection = rule.selection(flow)
+            if selection is not None and selection.verdict is False:
+                continue
+            if selection is not None and selection.verdict is None:
+                state.selections[rule.name] = selection
+            state.rules.append(rule)
+        return state
+
+    def selects(self, rule: Rule, message: Message) -> bool:
+        selection = self.selections.get(rule.name)
+        if selection is None:
+            return True
+        return selection.bound.matches(MessageView(message, selection.hints, selection.state))
 
 
 class Rewrite:
@@ -355,10 +399,10 @@ class Rewrite:
         state = flow.metadata.get("rewrite")
         if not isinstance(state, FlowState):
             # host and path are known for good once the first message comes
-            state = FlowState([rule for rule in self.rules if rule.applies_to(flow)])
+            state = FlowState.of(flow, self.rules)
             flow.metadata["rewrite"] = state
         for rule in state.rules:
-            if rule.apply(message):
+            if state.selects(rule, message) and rule.apply(message):
                 state.hits[rule.name] += 1
                 self.hits[rule.name] += 1
 

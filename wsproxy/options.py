@@ -30,6 +30,9 @@ class Options:
     confdir: Path = field(default_factory=lambda: Path.home() / ".wsproxy")
     verbosity: int = 0  # -1 quiet, 0 normal, 1 frames, 2 debug
     preview_length: int = 40  # characters of payload in each -v frame line; 0: none
+    # --view-filter: a filter expression (wsproxy.filters); -v prints only the frame lines of
+    # messages it matches. None: every frame.
+    view_filter: str | None = None
     max_frame_size: int = 64 * MiB
     max_message_size: int = 64 * MiB
     max_head_size: int = 64 * 1024
@@ -65,7 +68,8 @@ class Options:
     # --no-websocket: after the 101, copy the bytes both ways untouched (no frames, no plugins).
     no_websocket: bool = False
     no_compression: bool = False
-    # -w FILE (repeatable): record every WebSocket (whose URL matches capture_filter) to each
+    # -w FILE (repeatable): record every WebSocket (and message) capture_filter matches, a
+    # filter expression or a plain URL regex (wsproxy.filters.compile_url_filter), to each
     # .jsonl or .har file; see wsproxy.capture. fsync per batch only with capture_fsync
     # (power-loss safety).
     capture_paths: tuple[Path, ...] = ()

@@ -7,7 +7,7 @@ microseconds, and ``ts``, the same instant as epoch seconds (a float, for arithm
 ``wsproxy-capture`` (first line, once)::
 
     {"type": "wsproxy-capture", "version": 1, "time": ..., "ts": ..., "tool": "wsproxy 0.1.0",
-     "filter": "REGEX" | null}
+     "filter": "EXPR" | null}   (--capture-filter: a filter expression or URL regex)
 
 ``handshake`` (a WebSocket opened; written before its first frame)::
 

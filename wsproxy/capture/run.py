@@ -21,16 +21,18 @@ class CaptureFanout:
     """Several capture writers (``-w a.jsonl -w b.har``) as one sink for the server.
 
     They share one filter (``open_capture`` gives each the run's ``--capture-filter``), so
-    the first one answers ``wants`` for all. A single ``-w`` uses its ``CaptureWriter``
-    directly: this loop only costs when there are several.
+    they all answer ``wants`` alike; each is asked, to pick a flow's frames for itself. A
+    single ``-w`` uses its ``CaptureWriter`` directly: this loop only costs when there are
+    several.
     """
 
     def __init__(self, writers: Sequence[CaptureWriter]) -> None:
-        assert len({w.filter.pattern if w.filter else None for w in writers}) == 1
+        assert len({w.filter.text if w.filter else None for w in writers}) == 1
         self.writers = tuple(writers)
 
     def wants(self, flow: Flow) -> bool:
-        return self.writers[0].wants(flow)
+        answers = [writer.wants(flow) for writer in self.writers]
+        return answers[0]
 
     def handshake(self, flow: Flow) -> None:
         for writer in self.writers:
@@ -44,8 +46,10 @@ class CaptureFanout:
         for writer in self.writers:
             writer.close(flow)
 
-    def wants_http(self, url: str) -> bool:
-        return any(writer.wants_http(url) for writer in self.writers)
+    def wants_http(
+        self, url: str, method: str = "GET", headers: Sequence[tuple[str, str]] = ()
+    ) -> bool:
+        return any(writer.wants_http(url, method, headers) for writer in self.writers)
 
     def http(self, exchange: HttpExchange) -> None:
         for writer in self.writers:  # --capture-http's default differs by format

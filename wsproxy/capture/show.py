@@ -10,7 +10,9 @@ local. The file is streamed (see ``reader``), so memory stays flat whatever its 
 
 A frame recorded in pieces (a large one) is shown by its first piece, marked
 ``[from byte 0, more follows]``; with ``--full`` every piece is printed as it is read, each with
-where it starts, so a whole 100 MiB frame goes by without being held. ``--grep`` looks at each
+where it starts, so a whole 100 MiB frame goes by without being held. ``--filter EXPR`` takes a
+filter expression (``wsproxy.filters``): a connection by its recorded handshake, each frame by
+its message (a frame in pieces by its first piece). ``--grep`` looks at each
 piece on its own (a match cut in two by a piece boundary is not found) and prints the pieces
 that match.
 """
@@ -38,6 +40,9 @@ from wsproxy.capture.records import (
     Record,
     Stopped,
 )
+from wsproxy.decoders.base import Hints
+from wsproxy.filtering import RecordView, Selection, UrlView, hints_of
+from wsproxy.filters import Filter, FilterError, compile_filter
 
 
 def parse_when(text: str) -> float:
@@ -57,6 +62,13 @@ def parse_regex(text: str) -> re.Pattern[str]:
         return re.compile(text)
     except re.error as error:
         raise argparse.ArgumentTypeError(f"bad regex {text!r}: {error}") from None
+
+
+def parse_filter(text: str) -> Filter:
+    try:
+        return compile_filter(text)
+    except FilterError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def clock(ts: float, date: bool = False) -> str:
@@ -176,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="REGEX",
         help="only frames whose text payload matches",
     )
+    add(
+        "--filter",
+        type=parse_filter,
+        metavar="EXPR",
+        help="only what this filter expression matches (README: 'Filter expressions'): "
+        "connections by their handshake, frames by their message",
+    )
     add("--since", type=parse_when, metavar="TIME", help="from this time (ISO-8601 or epoch)")
     add("--until", type=parse_when, metavar="TIME", help="up to this time")
     add("-f", "--follow", action="store_true", help="keep reading a file being written")
@@ -192,6 +211,7 @@ def show(argv: Sequence[str], out: TextIO | None = None) -> int:
     conns = set(args.conn)
     seen: dict[str, None] = {}  # every connection id, in file order
     continuing: set[tuple[str, str, bool]] = set()  # frames in pieces, their first one seen
+    chosen = _Chosen(args.filter)
     try:
         for record in read_capture(args.file, follow=args.follow):
             if isinstance(record, Header):
@@ -199,13 +219,15 @@ def show(argv: Sequence[str], out: TextIO | None = None) -> int:
             conn = getattr(record, "conn", None)
             if conn is not None:
                 seen.setdefault(conn)
+            if isinstance(record, Connection):
+                chosen.open(record)
             if not _in_range(record, args, conns):
                 continue
             if not isinstance(record, Frame):
-                if grep is None and args.direction is None:
+                if grep is None and args.direction is None and chosen.shows(record):
                     print(record_line(record, args.full), file=out)
                 continue
-            if not _frame_shown(record, args, continuing):
+            if not _frame_shown(record, args, continuing, chosen):
                 continue
             print(record_line(record, args.full), file=out, flush=args.follow)
     except CaptureFormatError as error:
@@ -233,10 +255,13 @@ def _in_range(record: Record, args: argparse.Namespace, conns: set[str]) -> bool
 
 
 def _frame_shown(
-    record: Frame, args: argparse.Namespace, continuing: set[tuple[str, str, bool]]
+    record: Frame,
+    args: argparse.Namespace,
+    continuing: set[tuple[str, str, bool]],
+    chosen: _Chosen,
 ) -> bool:
-    """Whether a frame record gets a line: its direction, --grep, and for a frame recorded
-    in pieces only its first piece (every piece with --full or --grep)."""
+    """Whether a frame record gets a line: its direction, --filter, --grep, and for a frame
+    recorded in pieces only its first piece (every piece with --full or --grep)."""
     grep: re.Pattern[str] | None = args.grep
     if args.direction is not None and record.direction != args.direction:
         return False
@@ -248,9 +273,72 @@ def _frame_shown(
         continuing.discard(key)
     if piece and not args.full and grep is None:
         return False  # the frame was shown by its first piece
+    if not chosen.keeps(record):
+        return False
     return grep is None or (
         record.is_text and grep.search(record.payload.decode("utf-8", "replace")) is not None
     )
+
+
+class _Chosen:
+    """``--filter``: each connection's selection, made from its handshake record."""
+
+    def __init__(self, filter: Filter | None) -> None:
+        self.filter = filter
+        self.selections: dict[str, Selection] = {}
+
+    def open(self, record: Connection) -> None:
+        if self.filter is None:
+            return
+        flow = UrlView(
+            record.url,
+            status=record.status,
+            request_headers=record.request_headers,
+            response_headers=record.response_headers,
+        )
+        hints = hints_of(record.subprotocol, record.url)
+        self.selections[record.conn] = Selection(self.filter, flow, hints)
+
+    def _selection(self, conn: str) -> Selection:
+        """A frame or close of a connection whose handshake is not in the file (a journal
+        cut at its start): known by nothing but its frames."""
+        assert self.filter is not None
+        if conn not in self.selections:
+            self.selections[conn] = Selection(self.filter, UrlView(""), Hints())
+        return self.selections[conn]
+
+    def shows(self, record: Record) -> bool:
+        """Whether a record other than a frame gets a line."""
+        if self.filter is None or isinstance(record, Lost | Stopped):
+            return True
+        if isinstance(record, Http):
+            view = UrlView(
+                record.url,
+                method=record.method,
+                status=record.status,
+                request_headers=record.request_headers,
+                response_headers=record.response_headers,
+                is_websocket=False,
+            )
+            return self.filter.bind(view).verdict is True
+        if isinstance(record, Connection | Close):
+            return self._selection(record.conn).verdict is not False
+        return True
+
+    def keeps(self, frame: Frame) -> bool:
+        if self.filter is None:
+            return True
+        view = RecordView(
+            from_client=frame.direction == "client",
+            opcode=frame.opcode,
+            message_opcode=frame.message_opcode,
+            payload=frame.payload,
+            length=frame.length,
+            compressed=frame.compressed,
+        )
+        selection = self._selection(frame.conn)
+        injected = frame.verdict == "injected"
+        return selection.keeps(view, offset=frame.offset, more=frame.more, injected=injected)
 
 
 def no_connection(missing: Sequence[str], seen: Sequence[str]) -> str:

@@ -3,7 +3,7 @@ relay (``proxy/http_relay.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from wsproxy.model import Flow, HttpExchange
@@ -26,8 +26,10 @@ class CaptureSink(Protocol):
         """Whether the writer is behind; ``resume`` is then called (from any thread) once it
         caught up."""
 
-    def wants_http(self, url: str) -> bool:
-        """Whether plain HTTP exchanges to ``url`` are recorded (``--capture-http``, filter)."""
+    def wants_http(
+        self, url: str, method: str = "GET", headers: Sequence[tuple[str, str]] = ()
+    ) -> bool:
+        """Whether this plain HTTP exchange is recorded (``--capture-http``, the filter)."""
 
     def http(self, exchange: HttpExchange) -> None:
         """One plain HTTP exchange, once it ended (called on the event loop)."""

@@ -76,12 +76,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
@@ -90,6 +89,8 @@ from wsproxy.capture.files import create_private
 from wsproxy.capture.formats import JOURNALED, capture_format, journal_path
 from wsproxy.capture.linefile import LineFile
 from wsproxy.capture.records import iso_time
+from wsproxy.filtering import Selection, UrlView, select
+from wsproxy.filters import compile_url_filter
 from wsproxy.model import Flow, HttpExchange
 from wsproxy.sansio.relay import FrameRecord
 from wsproxy.sansio.targets import host_port
@@ -226,7 +227,9 @@ class CaptureWriter:
             from wsproxy.capture.mitmflows import FlowFile
 
             self._flows = FlowFile(self.path, self.journal)
-        self.filter = re.compile(filter) if filter else None
+        # --capture-filter: an expression, or a plain URL regex as it always was.
+        self.filter = compile_url_filter(filter) if filter else None
+        self._selections: dict[str, Selection] = {}  # flows whose frames are picked one by one
         self.capture_http = http  # plain HTTP exchanges too
         self.fsync = fsync
         self.write_ahead = write_ahead and not fsync
@@ -273,22 +276,42 @@ class CaptureWriter:
     # -- the sink, called on the event loop ---------------------------------------------------
 
     def wants(self, flow: Flow) -> bool:
-        return self.filter is None or self.filter.search(flow.request.url) is not None
+        """Whether ``flow`` is captured, asked once its handshake is done; with message
+        operators in the filter, only its matching frames will be (``frame``)."""
+        if self.filter is None:
+            return True
+        selection = select(self.filter, flow)
+        if selection.verdict is None:
+            self._selections[flow.id] = selection
+        return selection.verdict is not False
 
     def handshake(self, flow: Flow) -> None:
         self._put(handshake_record(flow), 0, droppable=False)
         self.sync()
 
     def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None:
+        selection = self._selections.get(flow.id)
+        if selection is not None and not selection.keeps_record(record):
+            return
         size = len(record.payload) + (len(record.original) if record.original else 0)
         self._put((flow.id, record, timestamp), size, droppable=True)
 
     def close(self, flow: Flow) -> None:
+        self._selections.pop(flow.id, None)
         self._put(close_record(flow), 0, droppable=False)
         self.sync()
 
-    def wants_http(self, url: str) -> bool:
-        return self.capture_http and (self.filter is None or self.filter.search(url) is not None)
+    def wants_http(
+        self, url: str, method: str = "GET", headers: Sequence[tuple[str, str]] = ()
+    ) -> bool:
+        """Whether a plain HTTP exchange is captured: when the filter matches it from its
+        request alone (message operators have no message to look at here)."""
+        if not self.capture_http:
+            return False
+        if self.filter is None:
+            return True
+        view = UrlView(url, method=method, request_headers=headers, is_websocket=False)
+        return self.filter.bind(view).verdict is True
 
     def http(self, exchange: HttpExchange) -> None:
         size = len(exchange.request_body.kept) + len(exchange.response_body.kept)

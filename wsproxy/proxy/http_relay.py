@@ -132,7 +132,7 @@ class PlainHttp:
         headers.set("Via", append_via(req.headers.get_all("Via"), self.via))
         url = f"{upstream.scheme}://{upstream.authority}{path}"
         capture = self.capture
-        if capture is None or not capture.wants_http(url):
+        if capture is None or not capture.wants_http(url, req.method, req.headers.items()):
             return await self._exchange(
                 client, req, upstream, path, headers, framing, None, conn_id
             )

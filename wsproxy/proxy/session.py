@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from wsproxy import logformat
 from wsproxy.capture.sink import CaptureSink
+from wsproxy.filtering import Selection
 from wsproxy.model import Flow, FrameEvent, Message
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
@@ -75,6 +76,7 @@ class WebSocketSession:
         flow: Flow | None = None,
         deflate_params: DeflateParams | None = None,
         capture: CaptureSink | None = None,
+        view: Selection | None = None,
     ) -> None:
         self.conn_id = conn_id
         self.client = client
@@ -85,7 +87,9 @@ class WebSocketSession:
         self.loop = asyncio.get_running_loop()
         self.capture = capture if flow is not None else None
         self._observers: list[Callable[[FrameRecord], None]] = []
-        if options.verbosity > 0:
+        # --view-filter: the flow's frame lines all (verdict True), none, or one by one.
+        self.view = view if view is not None and view.verdict is None else None
+        if options.verbosity > 0 and (view is None or view.verdict is not False):
             self._observers.append(self._log_frame)
         if self.capture is not None:
             self._observers.append(self._capture_frame)
@@ -96,7 +100,9 @@ class WebSocketSession:
                 close_timeout=options.close_timeout,
                 deflate=deflate_params,
                 records=bool(self._observers),
-                full_payloads=self.capture is not None,
+                # Whole payloads for the capture, and for a view filter that reads them (~b).
+                full_payloads=self.capture is not None
+                or (self.view is not None and self.view.bound.needs_payload),
                 want_frames=chain is not None and chain.wants_frames,
                 want_messages=chain is not None and chain.wants_messages,
                 preview_size=logformat.preview_bytes(options.preview_length),
@@ -354,6 +360,8 @@ class WebSocketSession:
     def _log_frame(self, record: FrameRecord) -> None:
         if record.offset:
             return  # a later piece of a frame recorded in pieces: logged with its first
+        if self.view is not None and not self.view.keeps_record(record):
+            return
         width = self.options.preview_length
         size = logformat.preview_bytes(width)
         data = record.payload[:size]  # the whole payload when a capture listens too

@@ -22,6 +22,8 @@ from typing import Protocol
 
 from wsproxy import logformat
 from wsproxy.exceptions import HandshakeError, UpstreamError
+from wsproxy.filtering import Selection, select
+from wsproxy.filters import compile_filter
 from wsproxy.model import Flow, HandshakeRequest, HandshakeResponse
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
@@ -134,6 +136,7 @@ class WebSockets:
             flow=flow if chain is not None or capture is not None else None,
             deflate_params=params,
             capture=capture,
+            view=self._view(flow),
         )
         log.info(
             "[%s] WebSocket open %s%s%s",
@@ -143,6 +146,13 @@ class WebSockets:
             logformat.negotiated(flow.subprotocol, flow.extensions),
         )
         return session
+
+    def _view(self, flow: Flow) -> Selection | None:
+        """``--view-filter``'s choice of this flow's frame lines (with ``-v`` only)."""
+        text = self.options.view_filter
+        if text is None or self.options.verbosity <= 0:
+            return None
+        return select(compile_filter(text), flow)
 
     async def _upgrade(
         self,
