@@ -306,11 +306,12 @@ class StompDecoder:
     def _encode_one(self, decoded: Decoded) -> bytes:
         fields = decoded.fields
         headers = []
+        destination = decoded.topic  # the first destination header is the one that counts
         for name, value in fields["headers"]:
             if name in SECRET_HEADERS and value == REDACTED and self._passcode is not None:
                 value = self._passcode
-            if name == "destination" and decoded.topic is not None:
-                value = decoded.topic
+            if name == "destination" and destination is not None:
+                value, destination = destination, None
             headers.append((str(name), str(value)))
         body = decoded.value
         if isinstance(body, str):
