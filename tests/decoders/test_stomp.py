@@ -231,9 +231,7 @@ def test_an_edit_that_is_no_frame_is_not_encoded() -> None:
 frames = st.builds(
     lambda command, headers, body, crlf, trailer: (
         (command + ("\r\n" if crlf else "\n")).encode()
-        + b"".join(
-            f"{k}:{v}{chr(13) if crlf else ''}\n".encode() for k, v in headers
-        )
+        + b"".join(f"{k}:{v}{chr(13) if crlf else ''}\n".encode() for k, v in headers)
         + (b"\r\n" if crlf else b"\n")
         + body
         + b"\0"
