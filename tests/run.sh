@@ -9,11 +9,12 @@ ROOT="$PWD"
 PY="${PYTHON:-python3}"
 
 # System packages (Debian names): Chromium and certutil for the browser tests; iproute2,
-# iptables and nftables for the transparent-mode tests in network namespaces; curl. Only
+# iptables and nftables for the transparent-mode tests in network namespaces; curl; mosquitto
+# (an MQTT broker with a websockets listener) for the MQTT decoder's real-peer test. Only
 # what is missing is installed.
 missing=()
 for pair in chromium:chromium certutil:libnss3-tools ip:iproute2 iptables:iptables \
-  ip6tables:iptables nft:nftables curl:curl; do
+  ip6tables:iptables nft:nftables curl:curl mosquitto:mosquitto; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
