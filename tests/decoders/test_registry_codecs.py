@@ -76,3 +76,12 @@ def test_decoders_import_only_themselves_the_stdlib_and_codecs(path: Path) -> No
                 continue
             outside.add(name)
     assert outside == set()
+
+
+def test_the_readme_example_prints_what_it_says(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Decoders", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    expected = [line.removeprefix("# ") for line in code.splitlines() if line.startswith("# ")]
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.splitlines() == expected
