@@ -11,10 +11,12 @@ PY="${PYTHON:-python3}"
 # System packages (Debian names): Chromium and certutil for the browser tests; iproute2,
 # iptables and nftables for the transparent-mode tests in network namespaces; curl for the
 # SOCKS5 tests; tinyproxy (the binary alone, no service) as a next proxy for the upstream-mode
-# tests. Only what is missing is installed.
+# tests; mosquitto (an MQTT broker with a websockets listener) for the MQTT decoder's
+# real-peer test. Only what is missing is installed.
 missing=()
 for pair in chromium:chromium certutil:libnss3-tools ip:iproute2 iptables:iptables \
-  ip6tables:iptables nft:nftables curl:curl tinyproxy:tinyproxy-bin; do
+  ip6tables:iptables nft:nftables curl:curl tinyproxy:tinyproxy-bin \
+  mosquitto:mosquitto; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
