@@ -161,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
         "0 = none (40)",
     )
     add(
+        "--no-decode",
+        dest="decode",
+        action="store_false",
+        help="-v shows each message's raw preview, not its decoded summary "
+        "(socket.io EVENT \"chat\" [...], graphql next id=3 {...})",
+    )
+    add(
         "--max-frame-size",
         type=size,
         default=defaults.max_frame_size,
@@ -399,6 +406,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         confdir=args.confdir.expanduser(),
         verbosity=verbosity,
         preview_length=args.preview_length,
+        decode=args.decode,
         max_frame_size=args.max_frame_size,
         max_message_size=args.max_message_size,
         max_head_size=args.max_head_size,

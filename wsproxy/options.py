@@ -30,6 +30,9 @@ class Options:
     confdir: Path = field(default_factory=lambda: Path.home() / ".wsproxy")
     verbosity: int = 0  # -1 quiet, 0 normal, 1 frames, 2 debug
     preview_length: int = 40  # characters of payload in each -v frame line; 0: none
+    # -v lines show each message decoded (wsproxy.decoders: Socket.IO, GraphQL, JSON-RPC,
+    # JSON...) instead of its raw preview; --no-decode turns it off.
+    decode: bool = True
     max_frame_size: int = 64 * MiB
     max_message_size: int = 64 * MiB
     max_head_size: int = 64 * 1024

@@ -12,7 +12,7 @@ from __future__ import annotations
 from wsproxy.decoders.base import Decoded, Decoder, DecoderFactory, Hints
 from wsproxy.decoders.registry import FACTORIES, claimed
 
-__all__ = ["DECODE_LIMIT", "SNIFF_TRIES", "ConnectionDecoding", "MessageJoiner"]
+__all__ = ["DECODE_LIMIT", "SNIFF_TRIES", "ConnectionDecoding", "MessageJoiner", "StreamDecoding"]
 
 SNIFF_TRIES = 8  # data messages sniffed before a connection counts as undecodable
 # The largest message decoded (4 MiB): decoding holds the message and its value at once, and
@@ -95,3 +95,26 @@ class MessageJoiner:
         self._size = 0
         self._skip = False
         return message
+
+
+class StreamDecoding:
+    """A connection's decoding fed frame by frame, as the ``-v`` log and ``show --decode``
+    see it: each direction's data frames (or pieces of them) joined into messages, each
+    message decoded when its last piece came."""
+
+    __slots__ = ("_joiners", "decoding")
+
+    def __init__(self, hints: Hints, factories: list[DecoderFactory] | None = None) -> None:
+        self.decoding = ConnectionDecoding(hints, factories)
+        self._joiners = {True: MessageJoiner(), False: MessageJoiner()}
+
+    def frame(
+        self, payload: bytes, *, from_client: bool, text: bool, last: bool, whole: bool = False
+    ) -> Decoded | None:
+        """The decoded message this data frame (piece) ends, else None. ``last``: the final
+        frame's last piece; ``whole``: a message of its own outside any other (an injected
+        one, which may come between another message's frames)."""
+        message = payload if whole else self._joiners[from_client].add(payload, last=last)
+        if message is None:
+            return None
+        return self.decoding.decode(message, text=text, from_client=from_client)

@@ -30,8 +30,10 @@ class Packet:
 
 
 def parse(payload: bytes, *, text: bool, version: int = 4) -> Packet | None:
-    """The packet of one WebSocket message, None when it is not an Engine.IO packet."""
+    """The packet of one WebSocket message, None when it is not an Engine.IO packet.
+    ``payload`` may be any bytes-like object (the relay hands over bytearrays too)."""
     if not text:
+        payload = bytes(payload)
         if version == 3:
             if payload[:1] != b"\x04":
                 return None

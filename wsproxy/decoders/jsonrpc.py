@@ -66,6 +66,8 @@ class JsonRpcDecoder:
         body = item.get(_BODY[kind])
         name = "" if method is None else f" {quoted(method)}"
         shown = "" if ident is None else f" id={ident}"
+        if _BODY[kind] in item:
+            shown += f" {brief(body)}"
         return Decoded(
             "jsonrpc",
             kind,
@@ -73,7 +75,7 @@ class JsonRpcDecoder:
             operation=method,
             id=ident,
             fields={"message": item, "raw": raw},
-            summary=f"jsonrpc {kind}{name}{shown} {brief(body)}",
+            summary=f"jsonrpc {kind}{name}{shown}",
         )
 
     def _method(self, item: dict[str, Any], kind: str, ident: str | None) -> str | None:

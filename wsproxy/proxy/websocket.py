@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from wsproxy import logformat
+from wsproxy.decoders.base import Hints
 from wsproxy.exceptions import HandshakeError, UpstreamError
 from wsproxy.model import Flow, HandshakeRequest, HandshakeResponse
 from wsproxy.options import Options
@@ -134,6 +135,7 @@ class WebSockets:
             flow=flow if chain is not None or capture is not None else None,
             deflate_params=params,
             capture=capture,
+            hints=Hints(subprotocol=flow.subprotocol, path=upgrade.path),
         )
         log.info(
             "[%s] WebSocket open %s%s%s",
