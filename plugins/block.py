@@ -9,6 +9,11 @@ Options (``--set NAME=VALUE``; the list options take one regex each time they ar
     block_status=403           the HTTP status of a refusal
     block_messages=REGEX       act on messages that match (repeatable): text messages are
                                searched as text, binary ones as bytes (the regex as UTF-8)
+    block_events=REGEX         act on messages whose decoded event name matches (a Socket.IO
+                               event; repeatable; see the README's "Decoders")
+    block_operations=REGEX     ... whose operation matches (a GraphQL operation's name, also
+                               on its answers; a JSON-RPC method)
+    block_topics=REGEX         ... whose topic matches (an MQTT topic, a STOMP destination)
     block_direction=both       whose messages are checked: client, server or both
     block_action=drop          drop: the message is not forwarded (recorded as dropped by
                                ``block``); close: the WebSocket is closed, both sides
@@ -21,13 +26,16 @@ Examples::
     wsproxy -s block --set block_hosts='(^|\\.)ads\\.example$' --set block_status=451
     wsproxy -s block --set block_origins='^https?://evil\\.' --set block_paths='^/admin'
     wsproxy -s block --set block_messages='"op":\\s*"delete"' --set block_action=close
+    wsproxy -s block --set block_events='^admin:' --set block_operations='^DeleteUser$'
 
 Regexes are searched, not anchored (``re.search``). The client of a refused handshake gets an
 HTTP answer with ``block_status`` and a reason naming the rule; the upstream is never
 contacted. With ``block_action=close`` the offending message is dropped too, and both peers get
 ``block_close_code`` and ``block_close_reason``.
 
-Cost: the plugin asks the chain for messages only when ``block_messages`` is set (the
+A Socket.IO binary event's attachments carry its name too, so blocking the event drops them
+all. Cost: the plugin asks the chain for messages only when ``block_messages`` or a
+``block_events``/``block_operations``/``block_topics`` is set (the
 ``message`` hook reads as ``None`` otherwise), so blocking handshakes alone leaves the relay
 streaming frames untouched.
 """
@@ -55,6 +63,9 @@ class Block:
         Option("block_origins", list, [], "refuse handshakes whose Origin matches this regex"),
         Option("block_status", int, 403, "HTTP status of a refused handshake"),
         Option("block_messages", list, [], "drop or close on messages matching this regex"),
+        Option("block_events", list, [], "drop or close on decoded events matching this"),
+        Option("block_operations", list, [], "... on decoded operations matching this"),
+        Option("block_topics", list, [], "... on decoded topics matching this"),
         Option("block_direction", str, "both", "messages checked: client, server or both"),
         Option("block_action", str, "drop", "drop or close, for block_messages"),
         Option("block_close_code", int, 1008, "close code of block_action=close"),
@@ -68,6 +79,7 @@ class Block:
         self.status = 403
         self.texts: list[re.Pattern[str]] = []
         self.binaries: list[re.Pattern[bytes]] = []
+        self.decoded: list[tuple[str, re.Pattern[str]]] = []  # (Decoded field, regex)
         self.direction = "both"
         self.action = "drop"
         self.close_code = 1008
@@ -84,6 +96,15 @@ class Block:
         self.origins = _patterns(get("block_origins"), "block_origins")
         self.texts = _patterns(get("block_messages"), "block_messages")
         self.binaries = [re.compile(p.pattern.encode("utf-8")) for p in self.texts]
+        self.decoded = [
+            (field, pattern)
+            for field, option in (
+                ("event", "block_events"),
+                ("operation", "block_operations"),
+                ("topic", "block_topics"),
+            )
+            for pattern in _patterns(get(option), option)
+        ]
         self.status = int(get("block_status"))
         if not 400 <= self.status <= 599:
             raise ConfigError(f"block_status={self.status}: a refusal is a 4xx or 5xx status")
@@ -119,23 +140,36 @@ class Block:
 
     @property
     def message(self) -> Callable[[Flow, Message], None] | None:
-        return self._message if self.texts else None
+        return self._message if self.texts or self.decoded else None
 
     def _message(self, flow: Flow, message: Message) -> None:
         if self.direction != "both" and message.direction != self.direction:
             return
-        if message.is_text:
+        if not self.texts:
+            hit = False
+        elif message.is_text:
             text = message.text
             hit = any(pattern.search(text) for pattern in self.texts)
         else:
             data = message.content
             hit = any(pattern.search(data) for pattern in self.binaries)
+        if not hit and self.decoded:
+            hit = self._decoded_hit(message.decoded)
         if not hit:
             return
         message.drop()
         if self.action == "close":
             log.info("block: [%s] %s message matched: closing", flow.id, message.direction)
             flow.close(self.close_code, self.close_reason)
+
+    def _decoded_hit(self, decoded: Any) -> bool:
+        if decoded is None:
+            return False
+        for field, pattern in self.decoded:
+            value = getattr(decoded, field)
+            if value is not None and pattern.search(value):
+                return True
+        return False
 
 
 def _patterns(values: Any, option: str) -> list[re.Pattern[str]]:
