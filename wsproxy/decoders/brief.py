@@ -23,6 +23,8 @@ def cut(text: str, limit: int = LIMIT) -> str:
 
 def quoted(text: str) -> str:
     """A name as JSON writes it (``"chat"``): quotes and control characters escaped."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'  # the usual name: what json.dumps would give, at a tenth the cost
     return json.dumps(text, ensure_ascii=False)
 
 
@@ -65,6 +67,10 @@ def _leaf(value: Any, limit: int) -> str:
         return f"<{len(value)} B>"
     if isinstance(value, str):
         return quoted(cut(value, limit))
+    if value is None or value is True or value is False:
+        return "null" if value is None else "true" if value else "false"
+    if type(value) is int:
+        return str(value)
     try:
         return json.dumps(value)
     except (TypeError, ValueError):  # a value no JSON has (a codec's own type): its repr

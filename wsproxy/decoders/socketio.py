@@ -70,6 +70,14 @@ class _Pending:
 
 
 def parse_packet(data: str) -> Packet | None:
+    if len(data) > 1 and data[1] in "[{" and data[0] in "01234":
+        # The usual packet (an event or connect in "/" without ack id): no head to parse.
+        try:
+            value = json.loads(data[1:])
+        except (ValueError, RecursionError):
+            return None
+        packet = Packet(int(data[0]), data=value, has_data=True, ascii=data.isascii())
+        return packet if _shape_ok(packet) else None
     found = _HEAD.fullmatch(data)
     if found is None:
         return None
