@@ -13,6 +13,11 @@ Options (``--set NAME=VALUE``; the list options take one regex each time they ar
                                it matches from the request alone is refused, and a message it
                                matches is acted on like block_messages (``~b``, ``~from``,
                                ``~json``, ``~event`` ...); alongside the options above
+    block_events=REGEX         act on messages whose decoded event name matches (a Socket.IO
+                               event; repeatable; see the README's "Decoders")
+    block_operations=REGEX     ... whose operation matches (a GraphQL operation's name, also
+                               on its answers; a JSON-RPC method)
+    block_topics=REGEX         ... whose topic matches (an MQTT topic, a STOMP destination)
     block_direction=both       whose messages are checked: client, server or both
     block_action=drop          drop: the message is not forwarded (recorded as dropped by
                                ``block``); close: the WebSocket is closed, both sides
@@ -26,14 +31,17 @@ Examples::
     wsproxy -s block --set block_origins='^https?://evil\\.' --set block_paths='^/admin'
     wsproxy -s block --set block_messages='"op":\\s*"delete"' --set block_action=close
     wsproxy -s block --set block_filter='~d ads\\.example | ~u chat & ~bq "(?i)password"'
+    wsproxy -s block --set block_events='^admin:' --set block_operations='^DeleteUser$'
 
 Regexes are searched, not anchored (``re.search``). The client of a refused handshake gets an
 HTTP answer with ``block_status`` and a reason naming the rule; the upstream is never
 contacted. With ``block_action=close`` the offending message is dropped too, and both peers get
 ``block_close_code`` and ``block_close_reason``.
 
-Cost: the plugin asks the chain for messages only when ``block_messages`` is set, or
-``block_filter`` has message operators, (the
+A Socket.IO binary event's attachments carry its name too, so blocking the event drops them
+all. Cost: the plugin asks the chain for messages only when ``block_messages`` or a
+``block_events``/``block_operations``/``block_topics`` is set, or ``block_filter`` has
+message operators (the
 ``message`` hook reads as ``None`` otherwise), so blocking handshakes alone leaves the relay
 streaming frames untouched.
 """
@@ -64,6 +72,9 @@ class Block:
         Option("block_status", int, 403, "HTTP status of a refused handshake"),
         Option("block_messages", list, [], "drop or close on messages matching this regex"),
         Option("block_filter", str, "", "refuse handshakes, drop or close on messages it matches"),
+        Option("block_events", list, [], "drop or close on decoded events matching this"),
+        Option("block_operations", list, [], "... on decoded operations matching this"),
+        Option("block_topics", list, [], "... on decoded topics matching this"),
         Option("block_direction", str, "both", "messages checked: client, server or both"),
         Option("block_action", str, "drop", "drop or close, for block_messages"),
         Option("block_close_code", int, 1008, "close code of block_action=close"),
@@ -78,6 +89,7 @@ class Block:
         self.texts: list[re.Pattern[str]] = []
         self.binaries: list[re.Pattern[bytes]] = []
         self.filter: Filter | None = None
+        self.decoded: list[tuple[str, re.Pattern[str]]] = []  # (Decoded field, regex)
         self.direction = "both"
         self.action = "drop"
         self.close_code = 1008
@@ -96,6 +108,15 @@ class Block:
         self.binaries = [re.compile(p.pattern.encode("utf-8")) for p in self.texts]
         text = str(get("block_filter") or "")
         self.filter = option_filter("block_filter", text) if text else None
+        self.decoded = [
+            (field, pattern)
+            for field, option in (
+                ("event", "block_events"),
+                ("operation", "block_operations"),
+                ("topic", "block_topics"),
+            )
+            for pattern in _patterns(get(option), option)
+        ]
         self.status = int(get("block_status"))
         if not 400 <= self.status <= 599:
             raise ConfigError(f"block_status={self.status}: a refusal is a 4xx or 5xx status")
@@ -134,18 +155,24 @@ class Block:
 
     @property
     def message(self) -> Callable[[Flow, Message], None] | None:
-        wanted = self.texts or (self.filter is not None and self.filter.needs_message)
+        wanted = (
+            self.texts or self.decoded or (self.filter is not None and self.filter.needs_message)
+        )
         return self._message if wanted else None
 
     def _message(self, flow: Flow, message: Message) -> None:
         if self.direction != "both" and message.direction != self.direction:
             return
-        if message.is_text:
+        if not self.texts:
+            hit = False
+        elif message.is_text:
             text = message.text
             hit = any(pattern.search(text) for pattern in self.texts)
         else:
             data = message.content
             hit = any(pattern.search(data) for pattern in self.binaries)
+        if not hit and self.decoded:
+            hit = self._decoded_hit(message.decoded)
         if not hit and not self._filtered(flow, message):
             return
         message.drop()
@@ -165,6 +192,15 @@ class Block:
             return selection.verdict
         view = MessageView(message, selection.hints, selection.state)
         return selection.bound.matches(view)
+
+    def _decoded_hit(self, decoded: Any) -> bool:
+        if decoded is None:
+            return False
+        for field, pattern in self.decoded:
+            value = getattr(decoded, field)
+            if value is not None and pattern.search(value):
+                return True
+        return False
 
 
 def _patterns(values: Any, option: str) -> list[re.Pattern[str]]:

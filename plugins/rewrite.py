@@ -37,6 +37,25 @@ every rule in order, each rule seeing what the previous ones made of it::
         filter: '~u chat & ~from client & ~json type=typing'   # a filter expression
         content: '{"type": "noop"}'
 
+      - name: louder-chat             # a Socket.IO event's first argument
+        event: '^chat$'               # regex searched in the decoded event name
+        value_path: '[0]'             # a path into the decoded value (here: the arguments)
+        set: HELLO
+
+      - name: other-room              # a GraphQL subscription's variable
+        operation: '^OnMessage$'      # the operation's name (GraphQL) or method (JSON-RPC)
+        value_path: variables.room
+        set: lobby
+
+Decoded fields (see the README's "Decoders"): ``protocol`` (``socketio``, ``graphql``,
+``jsonrpc``, ``json``...), ``event``, ``operation`` and ``topic`` are regexes searched in the
+message's decoded fields (a message no decoder knows, or without that field, does not match).
+``value_path`` (same syntax as ``json_path``) points into the decoded value: a Socket.IO
+event's arguments, a GraphQL message's payload, a JSON-RPC call's params. With ``set`` the
+value there is replaced (without ``value_path``: the whole value), with ``match``/``replace``
+the string there is edited; the message is then encoded again in its own protocol
+(``message.decoded = ...``). ``content`` replaces the whole message as before.
+
 Matching: every field given must match. ``filter`` is a filter expression (the README's
 "Filter expressions": ``~u``, ``~d``, ``~hq``, ``~b``, ``~from``, ``~len``, ``~json``,
 ``~event`` ...) the flow and the message must match. ``host`` and ``path`` are regexes searched (not
@@ -85,7 +104,9 @@ from wsproxy.sansio.frames import Opcode
 
 log = logging.getLogger("wsproxy")
 
-KEYS = {"name", "host", "path", "direction", "opcode", "match", "json_path", "filter"}
+DECODED_KEYS = ("protocol", "event", "operation", "topic")
+KEYS = {"name", "host", "path", "direction", "opcode", "match", "json_path", "value_path", "filter"}
+KEYS |= set(DECODED_KEYS)
 ACTIONS = ("replace", "set", "content")
 _PATH_PART = re.compile(r"""\.?([^.\[\]"]+)|\[\s*(-?\d+)\s*\]|\[\s*"([^"]*)"\s*\]""")
 
@@ -110,6 +131,9 @@ class Rule:
     replace: str
     value: Any
     filter: Filter | None = None
+    # Regexes on the decoded message's fields (DECODED_KEYS), and a path into its value.
+    decoded: tuple[tuple[str, re.Pattern[str]], ...] = ()
+    value_path: list[PathPart] | None = None
 
     def applies_to(self, flow: Flow) -> bool:
         return (self.host is None or bool(self.host.search(flow.request.host))) and (
@@ -126,6 +150,8 @@ class Rule:
             return False
         if message.opcode not in self.opcodes:
             return False
+        if self.decoded or self.value_path is not None:
+            return self._apply_decoded(message)
         if self.json_path is not None:
             return self._apply_json(message, self.json_path)
         if not message.is_text:
@@ -138,6 +164,57 @@ class Rule:
             message.text = self.match.sub(self.replace, text)
         else:
             message.text = self.value
+        return True
+
+    def _apply_decoded(self, message: Message) -> bool:
+        decoded = message.decoded
+        if decoded is None:
+            return False
+        for key, pattern in self.decoded:
+            field_value = getattr(decoded, key)
+            if field_value is None or not pattern.search(field_value):
+                return False
+        if self.action == "content":
+            if self.match is not None and not self.match.search(message.text):
+                return False
+            message.text = self.value
+            return True
+        if self.action == "replace" and self.value_path is None:
+            return self._apply_text(message)
+        try:
+            self._edit(decoded)
+            message.decoded = decoded
+        except _NoMatch:
+            return False
+        except (KeyError, IndexError, TypeError, ValueError) as error:
+            log.info(
+                "rewrite: rule %r: %s message not changed: %s", self.name, decoded.protocol, error
+            )
+            return False
+        return True
+
+    def _edit(self, decoded: Any) -> None:
+        """Change ``decoded.value`` as the rule says; ``_NoMatch`` when ``match`` does not."""
+        if self.value_path is None:
+            decoded.value = self.value
+            return
+        parent, key = _walk(decoded.value, self.value_path)
+        current = parent[key]
+        if self.match is not None:
+            subject = current if isinstance(current, str) else json.dumps(current)
+            if not self.match.search(subject):
+                raise _NoMatch
+            if self.action == "replace":
+                parent[key] = self.match.sub(self.replace, subject)
+                return
+        parent[key] = self.value
+
+    def _apply_text(self, message: Message) -> bool:
+        text = message.text
+        assert self.match is not None
+        if not self.match.search(text):
+            return False
+        message.text = self.match.sub(self.replace, text)
         return True
 
     def _apply_bytes(self, message: Message) -> bool:
@@ -178,6 +255,10 @@ class Rule:
         separators = (", ", ": ") if '": ' in text else (",", ":")
         message.text = json.dumps(document, ensure_ascii=False, separators=separators)
         return True
+
+
+class _NoMatch(Exception):
+    """The value at a rule's path does not match its regex."""
 
 
 def _walk(document: Any, path: list[PathPart]) -> tuple[Any, PathPart]:
@@ -250,6 +331,18 @@ def _replacement(raw: dict[str, Any], action: str, match: re.Pattern[str] | None
     return replace
 
 
+def _rule_filter(raw: Any) -> Filter | None:
+    """A rule's ``filter`` expression, compiled (None without one)."""
+    if "filter" not in raw:
+        return None
+    if not isinstance(raw["filter"], str):
+        raise RuleError(f"filter must be a string (an expression), not {raw['filter']!r}")
+    try:
+        return compile_filter(raw["filter"])
+    except FilterError as error:
+        raise RuleError(f"filter {error}") from None
+
+
 def parse_rule(raw: Any, number: int) -> Rule:
     action = _action(raw)
     direction = raw.get("direction", "both")
@@ -270,23 +363,25 @@ def parse_rule(raw: Any, number: int) -> Rule:
         json_path = parse_json_path(raw["json_path"])
         if opcode != "text":
             raise RuleError("json_path works on text messages only (opcode: text)")
+    decoded = tuple(
+        (key, pattern) for key in DECODED_KEYS if (pattern := _regex(raw, key)) is not None
+    )
+    value_path = None
+    if "value_path" in raw:
+        if not isinstance(raw["value_path"], str):
+            raise RuleError(f"value_path must be a string, not {raw['value_path']!r}")
+        value_path = parse_json_path(raw["value_path"])
+    if json_path is not None and (decoded or value_path is not None):
+        raise RuleError("json_path is for plain JSON text: with decoded fields use value_path")
     if action == "replace" and match is None:
         raise RuleError("replace needs a match regex")
-    if action == "set" and json_path is None:
-        raise RuleError("set needs a json_path")
+    if action == "set" and json_path is None and not decoded and value_path is None:
+        raise RuleError("set needs a json_path (or a decoded field: event, operation, ...)")
     replace = _replacement(raw, action, match)
     value = raw.get(action) if action != "replace" else None
     if action == "content" and not isinstance(value, str):
         raise RuleError(f"content must be a string, not {value!r}")
     name = raw.get("name", f"rule {number}")
-    filter = None
-    if "filter" in raw:
-        if not isinstance(raw["filter"], str):
-            raise RuleError(f"filter must be a string (an expression), not {raw['filter']!r}")
-        try:
-            filter = compile_filter(raw["filter"])
-        except FilterError as error:
-            raise RuleError(f"filter {error}") from None
     return Rule(
         name=str(name),
         host=_regex(raw, "host"),
@@ -299,7 +394,9 @@ def parse_rule(raw: Any, number: int) -> Rule:
         action=action,
         replace=replace,
         value=value,
-        filter=filter,
+        filter=_rule_filter(raw),
+        decoded=decoded,
+        value_path=value_path,
     )
 
 

@@ -47,6 +47,13 @@ echo "== C extension: as pip installed it, and built in place for the tests"
 (cd / && "$ROOT/.venv/bin/python" -c 'import wsproxy.sansio.masking as m; print("installed wsproxy masks in", m.IMPLEMENTATION)')
 .venv/bin/python setup.py -q build_ext --inplace
 
+echo "== Node peers for the tests (tests/node: the Socket.IO JavaScript client)"
+if command -v npm >/dev/null; then
+  npm install --prefix tests/node --no-audit --no-fund --loglevel=error
+else
+  echo "!! npm missing: tests/integration/test_decoder_peers.py fails its JavaScript test under CI"
+fi
+
 echo "== static checks: ruff, mypy"
 .venv/bin/ruff check wsproxy plugins tests bench
 .venv/bin/mypy

@@ -167,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(README: 'Filter expressions'), e.g. '~u chat & ~from client'",
     )
     add(
+        "--no-decode",
+        dest="decode",
+        action="store_false",
+        help="-v shows each message's raw preview, not its decoded summary "
+        '(socket.io EVENT "chat" [...], graphql next id=3 {...})',
+    )
+    add(
         "--max-frame-size",
         type=size,
         default=defaults.max_frame_size,
@@ -420,6 +427,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         verbosity=verbosity,
         preview_length=args.preview_length,
         view_filter=_filter("--view-filter", args.view_filter),
+        decode=args.decode,
         max_frame_size=args.max_frame_size,
         max_message_size=args.max_message_size,
         max_head_size=args.max_head_size,

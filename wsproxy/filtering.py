@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wsproxy.decoders.base import Decoded, Hints
+from wsproxy.decoders.connection import ConnectionDecoding
 from wsproxy.exceptions import ConfigError
 from wsproxy.filters import (
     Filter,
@@ -52,10 +53,14 @@ def decode_for_filter(
     and request path, ``state`` a dict kept per connection for as long as it lives (a
     ``Decoder`` chosen by ``wsproxy.decoders.registry`` goes in it, so protocols spread over
     several messages keep their state), called once per message a filter asks about, in the
-    order they came. Until the decoders are wired in, nothing decodes: None, and the decoded
-    operators match nothing.
+    order they came. The decoder is chosen as everywhere else (``ConnectionDecoding``: a
+    claim by subprotocol or URL, else sniffing of the first data messages).
     """
-    return None
+    codec = state.get("codec")
+    if codec is None:
+        codec = state["codec"] = ConnectionDecoding(hints)
+    assert isinstance(codec, ConnectionDecoding)
+    return codec.decode(payload, text=text, from_client=from_client)
 
 
 def hints_of(subprotocol: str | None, url: str) -> Hints:

@@ -24,6 +24,7 @@ __all__ = [
     "OPCODE_NAMES",
     "PREVIEW_WIDTH",
     "arrow",
+    "decoded_preview",
     "frame_flags",
     "frame_line",
     "message_counts",
@@ -76,6 +77,18 @@ def preview(data: bytes, kind: int, width: int = PREVIEW_WIDTH, *, partial: bool
         return repr(text[: width or None] + ("…" if cut else ""))
     half = width // 2 if width else len(data)
     return data[:half].hex(" ") + (" …" if len(data) > half or partial else "")
+
+
+def decoded_preview(summary: str, width: int = PREVIEW_WIDTH) -> str:
+    """A decoder's one-line summary (``socket.io EVENT "chat" ["hi", {…}]``) in place of a
+    preview: control characters escaped so it stays one line, cut at ``width`` characters
+    (0: whole). It starts with the protocol's name, so it never reads as a raw preview (a
+    quoted text or hex)."""
+    line = summary.translate(_CONTROLS) if not summary.isprintable() else summary
+    return line if not width or len(line) <= width else line[:width] + "…"
+
+
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(32), 127)}
 
 
 def preview_bytes(width: int) -> int:

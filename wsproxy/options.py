@@ -33,6 +33,9 @@ class Options:
     # --view-filter: a filter expression (wsproxy.filters); -v prints only the frame lines of
     # messages it matches. None: every frame.
     view_filter: str | None = None
+    # -v lines show each message decoded (wsproxy.decoders: Socket.IO, GraphQL, JSON-RPC,
+    # JSON...) instead of its raw preview; --no-decode turns it off.
+    decode: bool = True
     max_frame_size: int = 64 * MiB
     max_message_size: int = 64 * MiB
     max_head_size: int = 64 * 1024

@@ -37,7 +37,7 @@ def test_a_subprotocol_chooses_without_sniffing(subprotocol: str, protocol: str)
         (msgpack.packb({"type": 2, "data": ["chat"]}), False, "msgpack"),
         (cbor2.dumps({"type": 2, "data": ["chat"]}), False, "cbor"),
         (PROTOBUF, False, "protobuf"),
-        (b'{"json": "is the other helper\'s"}', True, None),
+        (b'{"json": "plain"}', True, "json"),
         (b"\x00\x9f\x13\xee\x01\x77", False, None),
     ],
 )
@@ -80,7 +80,7 @@ def test_decoders_import_only_themselves_the_stdlib_and_codecs(path: Path) -> No
 
 def test_the_readme_example_prints_what_it_says(capsys: pytest.CaptureFixture[str]) -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    section = readme.split("## Decoders", 1)[1]
+    section = readme.split("### Messaging and binary protocols", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     expected = [line.removeprefix("# ") for line in code.splitlines() if line.startswith("# ")]
     exec(compile(code, "README.md", "exec"), {})

@@ -1,317 +1,304 @@
-"""The STOMP, MQTT, msgpack, CBOR and protobuf decoders on traffic real peers sent through a
-real ``python -m wsproxy`` (reverse mode, ``-w capture.jsonl``): paho-mqtt against Debian's
-mosquitto with a websockets listener (MQTT 3.1.1 and 5), stomp.py's WebSocket client against
-a small STOMP broker in this file, and msgpack/CBOR/protobuf payloads from a websockets
-client. The capture is read back and decoded as the proxy chooses: by subprotocol, else by
-sniffing the first message."""
+"""Decoders against real peers of each protocol through a real ``python -m wsproxy -v``:
+python-socketio's server with its Python client and with the Socket.IO JavaScript client
+(node), strawberry's graphql-transport-ws server with gql's client, and a JSON-RPC server on
+websockets. The ``-v`` lines, a rewrite rule on a Socket.IO event's arguments as the real
+server sees them, a block rule on a GraphQL operation, and ``show --decode`` of a capture."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
-import subprocess
-import threading
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import cbor2
-import msgpack
-import paho.mqtt.client as mqtt
 import pytest
-import stomp
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+import socketio
+import strawberry
+from aiohttp import web
+from gql import Client, gql
+from gql.transport.websockets import WebsocketsTransport
+from strawberry.aiohttp.views import GraphQLView
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
 
-from tests.harness import HOST, StartProxy, StartWsEcho, WsUpstream, free_port, wait_accepting
-from tests.integration.decoded import DecodedMessage, decode_capture
+from tests.harness import HOST, ROOT, StartProxy, StartWsEcho, WsUpstream, proxy_free_env
 
-MOSQUITTO = shutil.which("mosquitto") or shutil.which("/usr/sbin/mosquitto")
-PASSWORD = "s3cret-Pa55"
-
-
-async def captured(start_proxy: StartProxy, upstream: str, tmp_path: Path) -> Any:
-    capture = tmp_path / "capture.jsonl"
-    proxy = await start_proxy("--mode", f"reverse:{upstream}", "-w", str(capture))
-    return proxy, capture
+NODE_DIR = ROOT / "tests" / "node"
+NODE = shutil.which("node")
 
 
-async def finish(proxy: Any, capture: Path, connections: int) -> dict[str, list[DecodedMessage]]:
-    """Once every WebSocket closed, stop the proxy (the capture is complete) and decode it."""
-    await proxy.wait_log(lambda text: text.count("WebSocket closed") >= connections, timeout=20)
-    assert await proxy.stop() == 0
-    return decode_capture(capture)
+class SocketIoServer:
+    """python-socketio on aiohttp: answers ``chat`` with an ack, counts ``upload`` bytes, and
+    answers ``kick`` in /admin."""
 
+    def __init__(self) -> None:
+        self.sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins="*")
+        self.received: list[tuple[str, Any]] = []
+        self.port = 0
+        sio = self.sio
 
-def assert_round_trips(messages: list[DecodedMessage]) -> None:
-    for m in messages:
-        assert m.decoded is not None, m.message
-        if not m.decoded.fields.get("joined"):
-            assert m.reencoded() == m.message.content, m.decoded.summary
+        @sio.on("chat")  # type: ignore[misc]
+        async def chat(sid: str, message: Any, number: Any = None) -> Any:
+            self.received.append(("chat", message))
+            return {"ok": True, "echo": message}
 
+        @sio.on("upload")  # type: ignore[misc]
+        async def upload(sid: str, name: str, data: bytes) -> Any:
+            self.received.append(("upload", (name, data)))
+            return len(data)
 
-# -- MQTT: paho-mqtt and mosquitto ------------------------------------------------------------
+        @sio.on("kick", namespace="/admin")  # type: ignore[misc]
+        async def kick(sid: str, who: str) -> None:
+            self.received.append(("kick", who))
+            await sio.emit("kicked", who, to=sid, namespace="/admin")
 
 
 @pytest.fixture
-async def mosquitto(tmp_path: Path) -> AsyncIterator[int]:
-    """Debian's mosquitto with a websockets listener (and the plain one that 2.0.11 needs
-    beside it to start at all); yields the websockets port."""
-    if MOSQUITTO is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("mosquitto is not installed (tests/run.sh installs it)")
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    ws_port = free_port()
-    config = tmp_path / "mosquitto.conf"
-    config.write_text(
-        f"listener {free_port()} {HOST}\nlistener {ws_port} {HOST}\nprotocol websockets\n"
-        "allow_anonymous true\npersistence false\nlog_dest stderr\n"
-    )
-    config.chmod(0o644)
-    with open(tmp_path / "mosquitto.log", "wb") as log:
-        proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(config)], stdout=log, stderr=log, start_new_session=True
-        )
+async def sio_server() -> AsyncIterator[SocketIoServer]:
+    server = SocketIoServer()
+    app = web.Application()
+    server.sio.attach(app)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, HOST, 0)
+    await site.start()
+    server.port = runner.addresses[0][1]
     try:
-        await wait_accepting(ws_port, proc, 10)
-        yield ws_port
+        yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        await runner.cleanup()
 
 
-def run_paho(port: int, version: int) -> list[tuple[str, bytes]]:
-    """A paho client over WebSocket: subscribe, publish at QoS 0, 1 and 2, get the three
-    back, unsubscribe, disconnect. Blocking (paho's own thread): run it in a thread."""
-    received: list[tuple[str, bytes]] = []
-    events = {name: threading.Event() for name in ("connected", "subscribed", "got3", "unsub")}
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=f"wsproxy-test-{version}",
-        transport="websockets", protocol=version,
+async def python_sio_client(url: str) -> dict[str, Any]:
+    client = socketio.AsyncClient(reconnection=False)
+    kicked: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    client.on("kicked", lambda who: kicked.set_result(who), namespace="/admin")
+    await client.connect(url, transports=["websocket"], namespaces=["/", "/admin"])
+    try:
+        ack = await client.call("chat", {"text": "from python"}, timeout=10)
+        size = await client.call("upload", ("py.bin", b"\x00\x01\x02\x03"), timeout=10)
+        await client.emit("kick", "ann", namespace="/admin")
+        return {"ack": ack, "size": size, "kicked": await asyncio.wait_for(kicked, 10)}
+    finally:
+        await client.disconnect()
+
+
+def frame_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "-> " in line]
+
+
+async def test_python_socketio_through_the_proxy(
+    start_proxy: StartProxy, sio_server: SocketIoServer, tmp_path: Path
+) -> None:
+    capture = tmp_path / "sio.jsonl"
+    proxy = await start_proxy(
+        "--mode", f"reverse:http://{HOST}:{sio_server.port}", "--preview-length", "120",
+        "-w", str(capture),
     )  # fmt: skip
-    client.ws_set_options(path="/mqtt")
-    client.username_pw_set("tester", PASSWORD)
-
-    def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        received.append((msg.topic, msg.payload))
-        if len(received) == 3:
-            events["got3"].set()
-
-    client.on_connect = lambda *a: events["connected"].set()
-    client.on_subscribe = lambda *a: events["subscribed"].set()
-    client.on_unsubscribe = lambda *a: events["unsub"].set()
-    client.on_message = on_message
-    client.connect(HOST, port, keepalive=30)
-    client.loop_start()
-    try:
-        assert events["connected"].wait(10), "no CONNACK"
-        client.subscribe("sensors/#", qos=2)
-        assert events["subscribed"].wait(10), "no SUBACK"
-        properties = None
-        if version == mqtt.MQTTv5:
-            properties = Properties(PacketTypes.PUBLISH)
-            properties.ContentType = "text/plain"
-            properties.UserProperty = [("origin", "wsproxy")]
-        for qos in (0, 1, 2):
-            client.publish(f"sensors/{qos}", f"reading {qos}!".encode() * (qos + 1), qos=qos,
-                           properties=properties)  # fmt: skip
-        assert events["got3"].wait(10), f"got {received}"
-        client.unsubscribe("sensors/#")
-        assert events["unsub"].wait(10), "no UNSUBACK"
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    return received
+    got = await python_sio_client(proxy.url)
+    assert got == {"ack": {"ok": True, "echo": {"text": "from python"}}, "size": 4, "kicked": "ann"}
+    log = await proxy.wait_log(lambda t: t.count("WebSocket closed") >= 1)
+    lines = frame_lines(log)
+    expected = [
+        'server -> client TEXT F len=', " engine.io open {",
+        'client -> server TEXT F len=', ' socket.io CONNECT /admin',
+        'client -> server TEXT F len=', ' socket.io EVENT "chat" id=1 [{…}]',
+        'server -> client TEXT F len=', ' socket.io ACK id=1 [{…}]',
+        'client -> server TEXT F len=',
+        ' socket.io BINARY_EVENT "upload" id=2 ["py.bin", {…}] +1 attachment',
+        'client -> server BINARY F len=4',
+        ' socket.io BINARY_EVENT "upload" id=2 ["py.bin", <4 B>] (joined: 1 attachment)',
+        'client -> server TEXT F len=', ' socket.io EVENT /admin "kick" ["ann"]',
+        'server -> client TEXT F len=', ' socket.io EVENT /admin "kicked" ["ann"]',
+    ]  # fmt: skip
+    for arrow, summary in zip(expected[::2], expected[1::2], strict=True):
+        assert any(arrow in line and summary in line for line in lines), (summary, lines)
+    assert not any("engine.io message" in line for line in lines), lines  # all understood
+    await proxy.stop()
+    shown = await wsproxy("show", "--decode", str(capture))
+    assert 'client -> server TEXT F len=34 socket.io EVENT "chat" id=1 [{…}]' in shown, shown
+    assert 'BINARY F len=4 socket.io BINARY_EVENT "upload" id=2 ["p…' in shown, shown
+    whole = await wsproxy("show", "--decode", "--full", str(capture))
+    joined = 'BINARY_EVENT "upload" id=2 ["py.bin", <4 B>] (joined: 1 attachment)'
+    assert f"BINARY F len=4 socket.io {joined}" in whole, whole
+    raw = await wsproxy("show", str(capture))
+    assert "socket.io EVENT" not in raw  # without --decode: the raw previews
+    assert """'421["chat",""" in raw  # EVENT with ack id 1
 
 
-@pytest.mark.parametrize("version", [mqtt.MQTTv311, mqtt.MQTTv5], ids=["3.1.1", "5"])
-async def test_mqtt_paho_and_mosquitto(
-    mosquitto: int, start_proxy: StartProxy, tmp_path: Path, version: int
+async def test_rewrite_rule_on_event_arguments(
+    start_proxy: StartProxy, sio_server: SocketIoServer, tmp_path: Path
 ) -> None:
-    proxy, capture = await captured(start_proxy, f"ws://{HOST}:{mosquitto}", tmp_path)
-    received = await asyncio.to_thread(run_paho, proxy.port, version)
-    assert sorted(topic for topic, _ in received) == ["sensors/0", "sensors/1", "sensors/2"]
-    (messages,) = (await finish(proxy, capture, 1)).values()
-    assert_round_trips(messages)
-    packets = [
-        (m.from_client, p)
-        for m in messages
-        for p in [m.decoded, *m.decoded.fields.get("more", [])]  # type: ignore[union-attr]
-    ]
-    kinds = [(c, p.kind) for c, p in packets]
-    level = 5 if version == mqtt.MQTTv5 else 4
-    connect = packets[0][1]
-    assert connect.kind == "CONNECT" and connect.fields["level"] == level
-    assert connect.fields["client_id"] == f"wsproxy-test-{version}"
-    assert connect.fields["username"] == "tester"
-    assert connect.summary == f"mqtt CONNECT client=wsproxy-test-{version} level={level} " + (
-        "keepalive=30 user=tester"
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps([
+        {"name": "chat-text", "direction": "client", "event": "^chat$", "value_path": "[0].text",
+         "set": "rewritten by the proxy"},
+        {"name": "upload-name", "event": "^upload$", "value_path": "[0]", "match": r"\.bin$",
+         "replace": ".dat"},
+    ]))  # fmt: skip
+    proxy = await start_proxy(
+        "--mode", f"reverse:http://{HOST}:{sio_server.port}", "-s", "rewrite",
+        "--set", f"rewrite_rules={rules}",
+    )  # fmt: skip
+    got = await python_sio_client(proxy.url)
+    assert got["ack"] == {"ok": True, "echo": {"text": "rewritten by the proxy"}}
+    assert ("chat", {"text": "rewritten by the proxy"}) in sio_server.received
+    assert ("upload", ("py.dat", b"\x00\x01\x02\x03")) in sio_server.received
+
+
+async def test_socketio_javascript_client(
+    start_proxy: StartProxy, sio_server: SocketIoServer
+) -> None:
+    if NODE is None or not (NODE_DIR / "node_modules" / "socket.io-client").is_dir():
+        missing = "node or tests/node/node_modules missing: npm install --prefix tests/node"
+        if os.environ.get("CI") == "true":
+            pytest.fail(missing)  # tests/run.sh installs it: under CI this is a failure
+        pytest.skip(missing)
+    proxy = await start_proxy(
+        "--mode", f"reverse:http://{HOST}:{sio_server.port}", "--preview-length", "120"
+    )  # fmt: skip
+    assert NODE is not None
+    run = await asyncio.create_subprocess_exec(
+        NODE, str(NODE_DIR / "sio_client.js"), proxy.url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=NODE_DIR,
+        env=proxy_free_env(),
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(run.communicate(), 30)
+    assert run.returncode == 0, err.decode()
+    assert json.loads(out) == {
+        "ack": {"ok": True, "echo": {"text": "from js"}}, "sizes": 3, "kicked": "bob",
+    }  # fmt: skip
+    assert ("upload", ("js.bin", b"\x07\x08\x09")) in sio_server.received
+    # One WebSocket carries both namespaces (the JavaScript client's Manager multiplexes).
+    log = await proxy.wait_log(lambda t: "WebSocket closed" in t)
+    lines = frame_lines(log)
+    for summary in (
+        ' socket.io EVENT "chat" id=0 [{…}, 2]',
+        ' socket.io BINARY_EVENT "upload" id=1 ["js.bin", {…}] +1 attachment',
+        'BINARY F len=3 socket.io BINARY_EVENT "upload" id=1 ["js.bin", <3 B>]'
+        " (joined: 1 attachment)",
+        ' socket.io EVENT /admin "kick" ["bob"]',
+    ):  # fmt: skip
+        assert any(summary in line for line in lines), (summary, lines)
+
+
+# -- GraphQL ---------------------------------------------------------------------------------
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def hello(self) -> str:
+        return "world"
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription
+    async def count(self, to: int) -> AsyncGenerator[int, None]:
+        for number in range(1, to + 1):
+            yield number
+
+
+@pytest.fixture
+async def graphql_port() -> AsyncIterator[int]:
+    schema = strawberry.Schema(query=Query, subscription=Subscription)
+    app = web.Application()
+    view = GraphQLView(schema=schema, subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL])
+    app.router.add_route("*", "/graphql", view)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, HOST, 0)
+    await site.start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+async def subscribe(url: str, query: str) -> list[Any]:
+    transport = WebsocketsTransport(
+        url=url, subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL]
     )
-    for client_side, kind in [(False, "CONNACK"), (True, "SUBSCRIBE"), (False, "SUBACK"),
-                              (True, "PUBACK"), (False, "PUBREC"), (True, "PUBREL"),
-                              (False, "PUBCOMP"), (True, "UNSUBSCRIBE"), (False, "UNSUBACK"),
-                              (True, "DISCONNECT")]:  # fmt: skip
-        assert (client_side, kind) in kinds
-    published = [p for c, p in packets if c and p.kind == "PUBLISH"]
-    assert [p.summary.partition(" id=")[0] for p in published] == [
-        "mqtt PUBLISH sensors/0 qos=0 10 B",
-        "mqtt PUBLISH sensors/1 qos=1 20 B",
-        "mqtt PUBLISH sensors/2 qos=2 30 B",
+    async with Client(transport=transport) as session:
+        return [item async for item in session.subscribe(gql(query))]
+
+
+async def test_graphql_subscription_and_a_blocked_operation(
+    start_proxy: StartProxy, graphql_port: int
+) -> None:
+    proxy = await start_proxy(
+        "--mode", f"reverse:ws://{HOST}:{graphql_port}", "--preview-length", "100",
+        "-s", "block", "--set", "block_operations=^Forbidden$",
+    )  # fmt: skip
+    url = f"ws://{HOST}:{proxy.port}/graphql"
+    got = await subscribe(url, "subscription Counting { count(to: 3) }")
+    assert got == [{"count": 1}, {"count": 2}, {"count": 3}]
+    blocked = asyncio.ensure_future(subscribe(url, "subscription Forbidden { count(to: 2) }"))
+    await proxy.wait_log(lambda t: "client: message dropped by block" in t)
+    assert not blocked.done()  # the server never saw the subscription: nothing comes back
+    blocked.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await blocked
+    log = await proxy.wait_log(lambda t: t.count("WebSocket closed") >= 2)
+    lines = frame_lines(log)
+    pairs = [
+        ("client -> server", " graphql connection_init"),
+        ("server -> client", " graphql connection_ack"),
+        ("client -> server", ' graphql subscribe id=1 "Counting"'),
+        ("server -> client", ' graphql next id=1 "Counting" {"data": {…}}'),
+        ("server -> client", ' graphql complete id=1 "Counting"'),
+        ("client -> server", ' graphql subscribe id=1 "Forbidden"'),
     ]
-    assert [p.id is not None for p in published] == [False, True, True]  # paho numbers them
-    assert [p.value for p in published][2] == "reading 2!" * 3
-    delivered = [p for c, p in packets if not c and p.kind == "PUBLISH"]
-    assert sorted(p.topic or "" for p in delivered) == ["sensors/0", "sensors/1", "sensors/2"]
-    if level == 5:
-        assert ["content_type", "text/plain"] in published[0].fields["properties"]
-        assert ["user_property", ["origin", "wsproxy"]] in delivered[0].fields["properties"]
-    subscribe = next(p for c, p in packets if p.kind == "SUBSCRIBE")
-    assert subscribe.topic == "sensors/#" and subscribe.value[0]["qos"] == 2
-    everything = " ".join(f"{p.summary} {p.fields!r}" for _, p in packets)
-    assert PASSWORD not in everything
+    for arrow, summary in pairs:
+        assert any(arrow in line and summary in line for line in lines), (summary, lines)
 
 
-# -- STOMP: stomp.py's WebSocket client, a small broker ---------------------------------------
+# -- JSON-RPC --------------------------------------------------------------------------------
 
 
-def stomp_frames(data: bytes) -> list[tuple[str, dict[str, str], bytes]]:
-    """The broker's own reading of frames (no content-length bodies with NULs here): kept
-    apart from the decoder under test."""
-    frames = []
-    for raw in data.split(b"\0"):
-        raw = raw.lstrip(b"\r\n")
-        if raw:
-            head, _, body = raw.partition(b"\n\n")
-            command, *lines = head.decode().split("\n")
-            frames.append((command, dict(line.split(":", 1) for line in lines), body))
-    return frames
+async def json_rpc(ws: ServerConnection, up: WsUpstream) -> None:
+    async for raw in ws:
+        call = json.loads(raw)
+        if call.get("method") == "sum":
+            await ws.send(json.dumps({"jsonrpc": "2.0", "result": sum(call["params"]),
+                                      "id": call["id"]}))  # fmt: skip
+        else:
+            error = {"code": -32601, "message": "Method not found"}
+            await ws.send(json.dumps({"jsonrpc": "2.0", "error": error, "id": call.get("id")}))
 
 
-async def stomp_broker(ws: ServerConnection, up: WsUpstream) -> None:
-    """CONNECT -> CONNECTED (and a heart-beat), SUBSCRIBE, SEND -> MESSAGE to the subscriber,
-    a RECEIPT for every ``receipt`` header."""
-    subscriptions: dict[str, str] = {}
-    sent = 0
-    async for message in ws:
-        up.received.append(message)
-        data = message.encode() if isinstance(message, str) else message
-        for command, headers, body in stomp_frames(data):
-            if command in ("CONNECT", "STOMP"):
-                await ws.send("CONNECTED\nversion:1.2\nserver:test-broker\nheart-beat:0,0\n\n\0")
-                await ws.send("\n")
-            elif command == "SUBSCRIBE":
-                subscriptions[headers["destination"]] = headers["id"]
-            elif command == "SEND" and headers["destination"] in subscriptions:
-                sent += 1
-                destination = headers["destination"]
-                await ws.send(
-                    f"MESSAGE\nsubscription:{subscriptions[destination]}\nmessage-id:m{sent}\n"
-                    f"destination:{destination}\ncontent-length:{len(body)}\n\n".encode()
-                    + body
-                    + b"\0"
-                )
-            if "receipt" in headers:
-                await ws.send(f"RECEIPT\nreceipt-id:{headers['receipt']}\n\n\0")
-
-
-class Received(stomp.ConnectionListener):  # type: ignore[misc]
-    def __init__(self) -> None:
-        self.bodies: list[str] = []
-        self.got = threading.Event()
-
-    def on_message(self, frame: Any) -> None:
-        self.bodies.append(frame.body)
-        self.got.set()
-
-
-def run_stomp(port: int, subprotocol: str | None) -> list[str]:
-    """stomp.py over WebSocket: connect with a passcode, subscribe, send, get it back,
-    disconnect (with a receipt). Blocking: run it in a thread."""
-    header = {"Sec-WebSocket-Protocol": subprotocol} if subprotocol else None
-    conn = stomp.WSStompConnection([(HOST, port)], ws_path="/stomp", header=header, timeout=10)
-    listener = Received()
-    conn.set_listener("test", listener)
-    conn.connect("guest", PASSWORD, wait=True)
-    try:
-        conn.subscribe("/queue/a", id="sub-1", ack="auto")
-        conn.send("/queue/a", "hello queue a", content_type="text/plain")
-        assert listener.got.wait(10), "no MESSAGE"
-    finally:
-        conn.disconnect()  # with a receipt, waited for
-    return listener.bodies
-
-
-@pytest.mark.parametrize("subprotocol", ["v12.stomp", None], ids=["subprotocol", "sniffed"])
-async def test_stomp_py_over_websocket(
-    start_proxy: StartProxy, start_ws_echo: StartWsEcho, tmp_path: Path, subprotocol: str | None
+async def test_json_rpc_over_websockets(
+    start_proxy: StartProxy, start_ws_echo: StartWsEcho
 ) -> None:
-    broker = await start_ws_echo(stomp_broker, subprotocols=[subprotocol] if subprotocol else None)
-    proxy, capture = await captured(start_proxy, broker.url, tmp_path)
-    bodies = await asyncio.to_thread(run_stomp, proxy.port, subprotocol)
-    assert bodies == ["hello queue a"]
-    (messages,) = (await finish(proxy, capture, 1)).values()
-    assert_round_trips(messages)
-    seen = [(m.from_client, m.decoded.summary) for m in messages if m.decoded]
-    assert (True, "stomp STOMP accept-version=1.2 host=127.0.0.1") in seen
-    assert (False, "stomp CONNECTED version=1.2") in seen
-    assert (False, "stomp heart-beat") in seen
-    assert (True, "stomp SUBSCRIBE /queue/a id=sub-1") in seen
-    assert (True, "stomp SEND /queue/a 13 B") in seen
-    assert (False, "stomp MESSAGE /queue/a 13 B") in seen
-    assert any(client and summary.startswith("stomp DISCONNECT") for client, summary in seen)
-    assert any(summary.startswith("stomp RECEIPT receipt-id=") for _, summary in seen)
-    message = next(m.decoded for m in messages if m.decoded and m.decoded.kind == "MESSAGE")
-    assert (message.topic, message.id, message.value) == ("/queue/a", "m1", "hello queue a")
-    assert all(PASSWORD not in repr(m.decoded) for m in messages)
+    server = await start_ws_echo(json_rpc)
+    proxy = await start_proxy("--preview-length", "100")
+    async with connect(f"{server.url}/rpc", proxy=proxy.url) as ws:
+        await ws.send('{"jsonrpc": "2.0", "method": "sum", "params": [1, 2], "id": 1}')
+        assert json.loads(await ws.recv())["result"] == 3
+        await ws.send('{"jsonrpc": "2.0", "method": "nope", "id": 2}')
+        assert json.loads(await ws.recv())["error"]["code"] == -32601
+    log = await proxy.wait_log(lambda t: "WebSocket closed" in t)
+    lines = frame_lines(log)
+    for summary in (
+        ' jsonrpc request "sum" id=1 [1, 2]',  # compressed: "len=" is the wire's
+        ' jsonrpc response "sum" id=1 3',
+        'jsonrpc error "nope" id=2 {"code": -32601, "message": "Method not found"}',
+    ):
+        assert any(summary in line for line in lines), (summary, lines)
 
 
-# -- msgpack, CBOR, protobuf from a websockets client -------------------------------------------
-
-PROTOBUF = bytes.fromhex("089601120774657374696e671a03089601")
-
-
-SOCKETIO = {"type": 2, "data": ["chat", b"\x00\xff"], "nsp": "/"}
-SIGNALR = [1, {}, "7", "Send", ["hi", 2.5]]
-READING = {"temp": 21.5, "unit": "C", "raw": b"\x01"}
-
-
-@pytest.mark.parametrize(
-    ("protocol", "payloads", "values"),
-    [
-        ("msgpack", [msgpack.packb(SOCKETIO), msgpack.packb(SIGNALR)], [SOCKETIO, SIGNALR]),
-        ("cbor", [cbor2.dumps(READING), cbor2.dumps(["a", 1])], [READING, ["a", 1]]),
-        ("protobuf", [PROTOBUF, PROTOBUF[:3] + PROTOBUF[12:]], None),
-    ],
-)
-async def test_binary_codecs_through_the_proxy(
-    ws_echo: WsUpstream,
-    start_proxy: StartProxy,
-    tmp_path: Path,
-    protocol: str,
-    payloads: list[bytes],
-    values: list[Any] | None,
-) -> None:
-    proxy, capture = await captured(start_proxy, ws_echo.url, tmp_path)
-    async with connect(f"ws://{HOST}:{proxy.port}/data") as ws:
-        for payload in payloads:
-            await ws.send(payload)
-            assert await ws.recv() == payload
-    (messages,) = (await finish(proxy, capture, 1)).values()
-    assert len(messages) == 2 * len(payloads)
-    assert_round_trips(messages)
-    assert {m.decoded.protocol for m in messages if m.decoded} == {protocol}
-    if values is not None:
-        assert [m.decoded.value for m in messages if m.decoded] == [
-            v for v in values for _ in (0, 1)
-        ]
-    else:
-        first = messages[0].decoded
-        assert first is not None
-        assert first.summary == 'protobuf 1=150 2="testing" 3={1=150} (17 B)'
+async def wsproxy(*args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wsproxy", *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=proxy_free_env(), cwd=ROOT,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert not err, err.decode()
+    return out.decode()

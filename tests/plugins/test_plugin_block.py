@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -139,6 +140,7 @@ async def test_close_on_a_server_message_with_a_code(
         ({"block_direction": "up"}, "block_direction='up'"),
         ({"block_close_code": 1006}, "block_close_code=1006: not a code to send"),
         ({"block_close_reason": "x" * 124}, "at most 123 bytes"),
+        ({"block_events": "("}, "block_events='(': invalid regex"),
     ],
 )
 def test_invalid_options(load_plugin: Load, values: dict[str, Any], problem: str) -> None:
@@ -164,3 +166,23 @@ async def test_through_the_cli(start_cli: StartCli, ws_echo: WsUpstream) -> None
             await asyncio.wait_for(ws.recv(), 5)
     assert caught.value.rcvd is not None and caught.value.rcvd.code == 1008
     assert ws_echo.paths == ["/ok"] and ws_echo.received == []
+
+
+async def test_decoded_events_and_operations(
+    load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy
+) -> None:
+    """A Socket.IO event by name (its binary attachments with it), a JSON-RPC method (its
+    answer too, were it to come)."""
+    plugin = block(load_plugin, block_events=["^secret$"], block_operations=["^drop_me$"])
+    proxy = await plugin_proxy(plugin)
+    path = "/socket.io/?EIO=4&transport=websocket"
+    async with connect(f"ws://127.0.0.1:{proxy.port}{path}", proxy=None) as ws:
+        for message in ('42["secret",1]', '451-["secret",{"_placeholder":true,"num":0}]',
+                        b"\x01", '42["open",1]', b"\x02"):  # fmt: skip
+            await ws.send(message)
+        assert [await ws.recv() for _ in range(2)] == ['42["open",1]', b"\x02"]
+    assert ws_echo.received == ['42["open",1]', b"\x02"]
+    async with connect(f"ws://127.0.0.1:{proxy.port}/rpc", proxy=None) as ws:
+        await ws.send('{"jsonrpc":"2.0","method":"drop_me","id":1}')
+        await ws.send('{"jsonrpc":"2.0","method":"keep","id":2}')
+        assert json.loads(await ws.recv())["method"] == "keep"

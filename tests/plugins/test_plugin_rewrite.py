@@ -183,6 +183,10 @@ async def test_compressed_stream_stays_correct_after_a_rewrite(
         ('[{"match": "a", "replace": "b", "hots": "x"}]', "unknown key(s) hots"),
         ('[{"content": 5}]', "content must be a string"),
         ('[{"name": "x", "content": "a"}, {"name": "x", "content": "b"}]', "two rules named"),
+        ('[{"event": "(", "set": 1}]', "event: invalid regex"),
+        ('[{"value_path": 3, "set": 1}]', "value_path must be a string"),
+        ('[{"value_path": "a..b", "set": 1}]', "json_path 'a..b': cannot parse"),
+        ('[{"json_path": "a", "event": "e", "set": 1}]', "with decoded fields use value_path"),
     ],
 )
 def test_invalid_rules_files(load_plugin: Load, tmp_path: Path, content: str, problem: str) -> None:
@@ -275,3 +279,56 @@ async def test_yaml_rules_without_pyyaml_stop_the_cli_with_the_fix(
         f"{sys.executable}: run `{sys.executable} -m pip install pyyaml`, or write the rules as "
         "JSON (a .json file)"
     ]
+
+
+SOCKETIO = "/socket.io/?EIO=4&transport=websocket"
+
+
+async def test_decoded_fields(
+    load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy, tmp_path: Path
+) -> None:
+    """Rules on a Socket.IO event's name edit its arguments and re-encode the packet; other
+    events, and messages no decoder knows, are left alone."""
+    plugin = rewrite_with(
+        load_plugin,
+        tmp_path,
+        [
+            {"name": "first-arg", "direction": "client", "event": "^chat$", "value_path": "[0]",
+             "set": "HELLO"},
+            {"name": "nick", "event": "^chat$", "value_path": "[1].from", "match": "^a",
+             "replace": "A"},
+            {"name": "all-args", "protocol": "socketio", "event": "^ping$", "set": ["pong"]},
+            {"name": "raw", "event": "^raw$", "match": "raw", "replace": "cooked"},
+            {"name": "whole", "event": "^swap$", "content": '42["swapped"]'},
+            {"name": "missing", "event": "^chat$", "value_path": "[5]", "set": 1},
+        ],
+    )  # fmt: skip
+    proxy = await plugin_proxy(plugin)
+    sent = ['42["chat","hi",{"from":"ann"}]', '42["ping",1]', '42["raw"]', '42["swap"]',
+            '42["other","hi"]', "not socket.io"]  # fmt: skip
+    await exchange(proxy.port, sent, SOCKETIO)
+    assert ws_echo.received == [
+        '42["chat","HELLO",{"from":"Ann"}]', '42["ping","pong"]', '42["cooked"]',
+        '42["swapped"]', '42["other","hi"]', "not socket.io",
+    ]  # fmt: skip
+    assert plugin.hits["first-arg"] == 1 and plugin.hits["missing"] == 0
+    assert plugin.hits["nick"] == 1  # the echo came back with "Ann", which "^a" misses
+
+
+async def test_graphql_variable(
+    load_plugin: Load, ws_echo: WsUpstream, plugin_proxy: PluginProxy, tmp_path: Path
+) -> None:
+    plugin = rewrite_with(
+        load_plugin,
+        tmp_path,
+        [{"operation": "^OnMessage$", "direction": "client", "value_path": "variables.room",
+          "set": "lobby"}],
+    )  # fmt: skip
+    proxy = await plugin_proxy(plugin)
+    subscribe = {"id": "1", "type": "subscribe", "payload": {
+        "query": "subscription OnMessage($room: String!) { onMessage(room: $room) }",
+        "variables": {"room": "secret"}}}  # fmt: skip
+    init = '{"type":"connection_init"}'
+    await exchange(proxy.port, [init, json.dumps(subscribe)], "/graphql")
+    assert ws_echo.received[0] == init
+    assert json.loads(ws_echo.received[1])["payload"]["variables"] == {"room": "lobby"}

@@ -108,3 +108,27 @@ def test_a_close_frame_is_neither_changed_nor_dropped() -> None:
     with pytest.raises(ValueError, match="cannot be dropped"):
         frame.drop()
     assert not (frame.modified or frame.dropped)
+
+
+def test_decoded_is_lazy_cached_and_encodes_back() -> None:
+    from wsproxy.decoders.base import Hints
+    from wsproxy.decoders.connection import ConnectionDecoding
+
+    message = Message(True, Opcode.TEXT, b'42["chat","hi"]')
+    assert message.decoded is None  # no decoder given: nothing to decode with
+    with pytest.raises(ValueError, match="no decoder"):
+        message.decoded = None
+    codec = ConnectionDecoding(Hints(path="/socket.io/?EIO=4"))
+    message = Message(True, Opcode.TEXT, b'42["chat","hi"]')
+    message._codec = codec
+    decoded = message.decoded
+    assert decoded.event == "chat" and message.decoded is decoded  # decoded once
+    decoded.value = ["bye"]
+    message.decoded = decoded
+    assert message.content == b'42["chat","bye"]' and message.modified
+    assert message.decoded is decoded
+    message.text = '42["chat","again"]'
+    assert message.decoded.value == ["again"]  # new content, decoded anew
+    decoded.event = None
+    with pytest.raises(ValueError, match="socketio EVENT message cannot be encoded"):
+        message.decoded = decoded

@@ -15,6 +15,10 @@ filter expression (``wsproxy.filters``): a connection by its recorded handshake,
 its message (a frame in pieces by its first piece). ``--grep`` looks at each
 piece on its own (a match cut in two by a piece boundary is not found) and prints the pieces
 that match.
+
+``--decode`` shows each message decoded (``wsproxy.decoders``), as ``-v`` does: the decoder
+is chosen from the connection's URL and subprotocol in its open record, else by sniffing;
+the capture itself keeps the raw bytes.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from wsproxy.capture.records import (
     Stopped,
 )
 from wsproxy.decoders.base import Hints
+from wsproxy.decoders.connection import StreamDecoding
 from wsproxy.filtering import RecordView, Selection, UrlView, hints_of
 from wsproxy.filters import Filter, FilterError, compile_filter
 
@@ -79,15 +84,21 @@ def clock(ts: float, date: bool = False) -> str:
     return when.strftime("%Y-%m-%d %H:%M:%S.%f" if date else "%H:%M:%S.%f")
 
 
-def frame_line(frame: Frame, full: bool = False) -> str:
+def frame_line(frame: Frame, full: bool = False, summary: str | None = None) -> str:
+    """A frame's line; ``summary`` (a decoded message's) in place of its preview."""
     width = 0 if full else logformat.PREVIEW_WIDTH
     kind = logformat.payload_kind(frame.opcode, frame.message_opcode)
+    shown = (
+        logformat.preview(frame.payload, kind, width)
+        if summary is None
+        else logformat.decoded_preview(summary, width)
+    )
     line = logformat.frame_line(
         from_client=frame.direction == "client",
         opcode=frame.opcode,
         flags=logformat.frame_flags(fin=frame.fin, rsv=frame.rsv, compressed=frame.compressed),
         length=frame.length,
-        shown=logformat.preview(frame.payload, kind, width),
+        shown=shown,
     )
     line = f"{clock(frame.time)} [{frame.conn}] {line}"
     if frame.more or frame.offset:
@@ -199,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--until", type=parse_when, metavar="TIME", help="up to this time")
     add("-f", "--follow", action="store_true", help="keep reading a file being written")
     add("--full", action="store_true", help="whole payloads instead of previews")
+    add(
+        "--decode",
+        action="store_true",
+        help="each message decoded (Socket.IO, GraphQL, JSON-RPC, JSON...) in place of its "
+        "preview, as -v shows it",
+    )
     return parser
 
 
@@ -212,6 +229,7 @@ def show(argv: Sequence[str], out: TextIO | None = None) -> int:
     seen: dict[str, None] = {}  # every connection id, in file order
     continuing: set[tuple[str, str, bool]] = set()  # frames in pieces, their first one seen
     chosen = _Chosen(args.filter)
+    decoding: dict[str, StreamDecoding] | None = {} if args.decode else None
     try:
         for record in read_capture(args.file, follow=args.follow):
             if isinstance(record, Header):
@@ -221,15 +239,20 @@ def show(argv: Sequence[str], out: TextIO | None = None) -> int:
                 seen.setdefault(conn)
             if isinstance(record, Connection):
                 chosen.open(record)
+            if decoding is not None and isinstance(record, Connection):
+                decoding[record.conn] = StreamDecoding(_hints(record))
             if not _in_range(record, args, conns):
                 continue
             if not isinstance(record, Frame):
                 if grep is None and args.direction is None and chosen.shows(record):
                     print(record_line(record, args.full), file=out)
                 continue
+            summary = None if decoding is None else _decoded(decoding, record)
             if not _frame_shown(record, args, continuing, chosen):
+                if summary is not None and record.offset:  # its frame's line came earlier
+                    print(f"{clock(record.time)} [{record.conn}] message: {summary}", file=out)
                 continue
-            print(record_line(record, args.full), file=out, flush=args.follow)
+            print(frame_line(record, args.full, summary), file=out, flush=args.follow)
     except CaptureFormatError as error:
         print(f"wsproxy show: {error}", file=sys.stderr)
         return 1
@@ -242,6 +265,30 @@ def show(argv: Sequence[str], out: TextIO | None = None) -> int:
         print(f"wsproxy show: {args.file}: {no_connection(missing, list(seen))}", file=sys.stderr)
         return 1
     return 0
+
+
+def _hints(record: Connection) -> Hints:
+    """A decoder's hints from an open record: the subprotocol and the URL's path and query."""
+    _scheme, _, rest = record.url.partition("://")
+    slash = rest.find("/")
+    return Hints(subprotocol=record.subprotocol or None, path=rest[slash:] if slash >= 0 else "/")
+
+
+def _decoded(decoding: dict[str, StreamDecoding], record: Frame) -> str | None:
+    """The summary of the message this data frame record ends, if it decodes."""
+    if record.opcode >= 0x8:
+        return None
+    stream = decoding.get(record.conn)
+    if stream is None:  # a capture (a HAR from another tool) without the open record
+        stream = decoding[record.conn] = StreamDecoding(Hints())
+    decoded = stream.frame(
+        record.payload,
+        from_client=record.direction == "client",
+        text=record.message_opcode == 0x1,
+        last=record.fin and not record.more,
+        whole=record.verdict == "injected",
+    )
+    return None if decoded is None else decoded.summary
 
 
 def _in_range(record: Record, args: argparse.Namespace, conns: set[str]) -> bool:

@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 from wsproxy import logformat
 from wsproxy.capture.sink import CaptureSink
+from wsproxy.decoders.base import Hints
+from wsproxy.decoders.connection import ConnectionDecoding, StreamDecoding
 from wsproxy.filtering import Selection
 from wsproxy.model import Flow, FrameEvent, Message
 from wsproxy.options import Options
@@ -77,8 +79,10 @@ class WebSocketSession:
         deflate_params: DeflateParams | None = None,
         capture: CaptureSink | None = None,
         view: Selection | None = None,
+        hints: Hints | None = None,
     ) -> None:
         self.conn_id = conn_id
+        self.hints = hints if hints is not None else _flow_hints(flow)
         self.client = client
         self.server = server
         self.options = options
@@ -87,9 +91,16 @@ class WebSocketSession:
         self.loop = asyncio.get_running_loop()
         self.capture = capture if flow is not None else None
         self._observers: list[Callable[[FrameRecord], None]] = []
+        # Decoding costs nothing until asked for: -v with decoding (the log decodes every
+        # message it shows, so it needs whole payloads), or a plugin reading message.decoded
+        # (``_codec``, built at the first message hook, chooses its decoder on first read).
+        self._log_decoding: StreamDecoding | None = None
+        self._hook_codec: ConnectionDecoding | None = None
         # --view-filter: the flow's frame lines all (verdict True), none, or one by one.
         self.view = view if view is not None and view.verdict is None else None
-        if options.verbosity > 0 and (view is None or view.verdict is not False):
+        logging_frames = options.verbosity > 0 and (view is None or view.verdict is not False)
+        decode_log = logging_frames and options.decode and options.preview_length > 0
+        if logging_frames:
             self._observers.append(self._log_frame)
         if self.capture is not None:
             self._observers.append(self._capture_frame)
@@ -100,14 +111,18 @@ class WebSocketSession:
                 close_timeout=options.close_timeout,
                 deflate=deflate_params,
                 records=bool(self._observers),
-                # Whole payloads for the capture, and for a view filter that reads them (~b).
+                # Whole payloads for the capture, for a view filter that reads them (~b), and
+                # for the log's decoding.
                 full_payloads=self.capture is not None
+                or decode_log
                 or (self.view is not None and self.view.bound.needs_payload),
                 want_frames=chain is not None and chain.wants_frames,
                 want_messages=chain is not None and chain.wants_messages,
                 preview_size=logformat.preview_bytes(options.preview_length),
             )
         )
+        if decode_log:
+            self._log_decoding = StreamDecoding(self.hints)
         if flow is not None:
             flow._injector = self.inject
             flow._closer = self.close
@@ -121,6 +136,14 @@ class WebSocketSession:
         self._dispatching = False
         self._queue: list[Command] = []
         self._refusal_logged = False  # an injected message was refused (logged once)
+
+    def _stamp(self, item: FrameEvent | Message) -> None:
+        """What the hooks get with an item: its time, and for a message its decoder."""
+        item.timestamp = time.time()
+        if isinstance(item, Message):
+            if self._hook_codec is None:
+                self._hook_codec = ConnectionDecoding(self.hints)
+            item._codec = self._hook_codec
 
     def peer(self, side: Side) -> Peer:
         return self.client if side is Side.CLIENT else self.server
@@ -288,7 +311,7 @@ class WebSocketSession:
             # proxy (nor, within the relay's backlog limit, growing its memory).
             self.loop.call_soon(self._run_injected_hooks, side, item)
             return
-        item.timestamp = time.time()
+        self._stamp(item)
         if isinstance(item, FrameEvent):
             if chain.inline("frame"):
                 chain.frame_inline(self.flow, item)
@@ -304,7 +327,7 @@ class WebSocketSession:
         chain = self.chain
         if self.done.done() or chain is None:
             return
-        item.timestamp = time.time()
+        self._stamp(item)
         if chain.inline("message"):
             chain.message_inline(self.flow, item)
             self._dispatch(self.relay.hooks_done(side))
@@ -358,6 +381,25 @@ class WebSocketSession:
     # -- records: the log and the capture ---------------------------------------------------
 
     def _log_frame(self, record: FrameRecord) -> None:
+        decoding = self._log_decoding
+        summary = None
+        if decoding is not None and record.opcode < Opcode.CLOSE:
+            try:
+                decoded = decoding.frame(
+                    record.payload,
+                    from_client=record.side is Side.CLIENT,
+                    text=record.message_opcode == Opcode.TEXT,
+                    last=record.fin and not record.more,
+                    whole=record.verdict == "injected",
+                )
+            except Exception as error:  # a decoder's bug must not end the connection
+                self._log_decoding = decoded = None
+                self._log_event(record.side, f"decoding stopped: {type(error).__name__}: {error}")
+            if decoded is not None:
+                summary = logformat.decoded_preview(decoded.summary, self.options.preview_length)
+                if record.offset:  # its frame's line went with its first piece
+                    side = "client -> server" if record.side is Side.CLIENT else "server -> client"
+                    log.info("[%s] %s message: %s", self.conn_id, side, summary)
         if record.offset:
             return  # a later piece of a frame recorded in pieces: logged with its first
         if self.view is not None and not self.view.keeps_record(record):
@@ -366,7 +408,10 @@ class WebSocketSession:
         size = logformat.preview_bytes(width)
         data = record.payload[:size]  # the whole payload when a capture listens too
         kind = logformat.payload_kind(record.opcode, record.message_opcode)
-        shown = logformat.preview(data, kind, width, partial=len(data) >= size) if width else ""
+        if summary is not None:
+            shown = summary
+        else:
+            shown = logformat.preview(data, kind, width, partial=len(data) >= size) if width else ""
         flags = logformat.frame_flags(fin=record.fin, rsv=record.rsv, compressed=record.compressed)
         line = logformat.frame_line(
             from_client=record.side is Side.CLIENT,
@@ -397,6 +442,13 @@ class WebSocketSession:
 
     def _log_event(self, side: Side, message: str) -> None:
         log.info("[%s] %s: %s", self.conn_id, side.value, message)
+
+
+def _flow_hints(flow: Flow | None) -> Hints:
+    """What picks a decoder, from the handshake (for sessions built without ``hints``)."""
+    if flow is None:
+        return Hints()
+    return Hints(subprotocol=flow.subprotocol, path=flow.request.path)
 
 
 def _discard(data: bytes) -> None:

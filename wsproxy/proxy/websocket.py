@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from wsproxy import logformat
+from wsproxy.decoders.base import Hints
 from wsproxy.exceptions import HandshakeError, UpstreamError
 from wsproxy.filtering import Selection, select
 from wsproxy.filters import compile_filter
@@ -137,6 +138,7 @@ class WebSockets:
             deflate_params=params,
             capture=capture,
             view=self._view(flow),
+            hints=Hints(subprotocol=flow.subprotocol, path=upgrade.path),
         )
         log.info(
             "[%s] WebSocket open %s%s%s",

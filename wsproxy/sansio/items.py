@@ -7,7 +7,18 @@ forward changed, drop.
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from wsproxy.sansio.frames import Opcode
+
+
+class MessageCodec(Protocol):
+    """What decodes a connection's messages for plugins (``wsproxy.decoders.connection``'s
+    ``ConnectionDecoding``; named here by shape, so this module imports nothing above it)."""
+
+    def decode(self, payload: bytes, *, text: bool, from_client: bool) -> Any: ...
+
+    def encode(self, decoded: Any) -> bytes | None: ...
 
 
 class _Verdict:
@@ -43,10 +54,17 @@ class Message(_Verdict):
     ``content`` is bytes (decompressed when the connection compresses); ``text`` is the same as
     ``str`` for text messages. Setting either marks the message modified; an unchanged message
     keeps its original framing (and its compressed bytes) on the way out.
+
+    ``decoded`` is the message as its protocol sees it (``wsproxy.decoders.base.Decoded``),
+    decoded on first read and kept while ``content`` stays the same; None when no decoder
+    knows it. Setting it re-encodes it into ``content`` in the same protocol.
     """
 
     __slots__ = (
+        "_codec",
         "_content",
+        "_decoded",
+        "_decoded_from",
         "_opcode",
         "compressed",
         "fragment_sizes",
@@ -84,10 +102,40 @@ class Message(_Verdict):
         # the payload is empty when the message is not compressed (it is then the fragment of
         # ``content`` that ``fragment_sizes`` gives: held once, not twice).
         self.wire_frames = wire_frames or []
+        self._codec: MessageCodec | None = None  # set by the shell before the hooks run
+        self._decoded: Any = None
+        self._decoded_from: bytes | None = None  # the content ``_decoded`` was decoded from
 
     @property
     def direction(self) -> str:
         return "client" if self.from_client else "server"
+
+    @property
+    def decoded(self) -> Any:
+        """The decoded message (a ``Decoded``), or None; decoded once per content."""
+        if self._decoded_from is not self._content:
+            codec = self._codec
+            self._decoded = (
+                None
+                if codec is None
+                else codec.decode(self._content, text=self.is_text, from_client=self.from_client)
+            )
+            self._decoded_from = self._content
+        return self._decoded
+
+    @decoded.setter
+    def decoded(self, value: Any) -> None:
+        """Re-encode ``value`` (the decoded message, edited) into ``content``; ValueError when
+        this message has no decoder or its protocol cannot write ``value`` back."""
+        codec = self._codec
+        if codec is None or value is None:
+            raise ValueError("this message has no decoder: set content instead")
+        data = codec.encode(value)
+        if data is None:
+            what = f"{getattr(value, 'protocol', '?')} {getattr(value, 'kind', '?')}"
+            raise ValueError(f"a {what} message cannot be encoded again: set content instead")
+        self.content = data
+        self._decoded, self._decoded_from = value, self._content
 
     @property
     def opcode(self) -> int:
