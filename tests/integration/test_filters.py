@@ -212,3 +212,40 @@ async def test_rewrite_rule_with_a_bad_filter(
         "rule 1: filter '~from client &': '&' needs an expression after it, found the end at "
         "column 15" in proxy.stderr()
     )
+
+
+async def test_decoded_operators_match_through_the_decoders(
+    start_proxy: StartProxy, ws_echo: WsUpstream, tmp_path: Path
+) -> None:
+    """``~proto``, ``~json`` and ``~op`` read the decoders' view of each message: a view
+    filter and a capture filter on JSON-RPC calls by method, through a real proxy."""
+    capture = tmp_path / "rpc.jsonl"
+    proxy = await reverse(
+        start_proxy,
+        ws_echo,
+        "--view-filter",
+        "~proto jsonrpc & ~op sum",
+        "--capture-filter",
+        "~json params[0]=2",
+        "-w",
+        str(capture),
+    )
+    calls = [
+        json.dumps({"jsonrpc": "2.0", "method": "sum", "params": [1, 2], "id": 1}),
+        json.dumps({"jsonrpc": "2.0", "method": "mul", "params": [2, 3], "id": 2}),
+        json.dumps({"jsonrpc": "2.0", "method": "sum", "params": [2, 5], "id": 3}),
+    ]
+    await talk(proxy, "/rpc", *calls)
+    log = await proxy.wait_log(lambda text: "WebSocket closed" in text)
+    shown = [line for line in frame_lines(log) if " TEXT " in line]
+    # Each matching call and its echo (an echoed request decodes as the same call).
+    assert len(shown) == 4, log
+    assert all('jsonrpc request "sum"' in line for line in shown), shown
+    await proxy.stop()
+    texts = [
+        record.payload.decode()
+        for record in read_capture(capture)
+        if isinstance(record, Frame) and record.opcode == 1
+    ]
+    records = list(read_capture(capture))
+    assert sorted(texts) == sorted([calls[1], calls[1], calls[2], calls[2]]), records

@@ -337,7 +337,7 @@ class Json(_Arg, MessageTest):
     value: Any = field(init=False, compare=False, repr=False)
     code = "json"
     metavar = "PATH=VALUE"
-    help = "the JSON (or decoded) value at PATH (a.b[0].c) equals VALUE; PATH alone: exists"
+    help = "the JSON text's (else decoded) value at PATH (a.b[0].c) is VALUE; PATH alone: exists"
     needs = frozenset({"message", "payload", "decoding"})
 
     def __post_init__(self) -> None:
@@ -350,13 +350,18 @@ class Json(_Arg, MessageTest):
         object.__setattr__(self, "value", value)
 
     def test_message(self, message: MessageFacts) -> bool:
-        decoded = message.decoded()
-        if decoded is not None:
-            document = decoded.value
-        else:
-            try:
-                document = json.loads(message.payload.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError, RecursionError):
+        """The message's JSON as written when it is a JSON object or array (a JSON-RPC call,
+        a GraphQL message: paths name what one reads on the wire), else its decoded value
+        (Socket.IO arguments, a msgpack or CBOR value), else whatever JSON it is."""
+        try:
+            document = json.loads(message.payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            document = MISSING
+        if not isinstance(document, dict | list):
+            decoded = message.decoded()
+            if decoded is not None:
+                document = decoded.value
+            elif document is MISSING:
                 return False
         found = lookup(document, self.path)
         if found is MISSING:
