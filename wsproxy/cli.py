@@ -553,13 +553,15 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
 
 
 async def _serve(options: Options, server: ProxyServer) -> None:
-    await server.start()
-    for front in server.fronts:
-        log.warning("wsproxy listening on %s (%s mode)", front.where(), front.options.mode)
+    # The handlers before the first connection is accepted: a SIGTERM that arrives as soon as
+    # the port answers still shuts down cleanly.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    for front in server.fronts:
+        log.warning("wsproxy listening on %s (%s mode)", front.where(), front.options.mode)
     await stop.wait()
     log.warning("shutting down: closing %d WebSocket(s) with 1001", len(server.sessions))
     await server.shutdown()
