@@ -336,7 +336,9 @@ async def test_connection_closed_while_paused_is_gone(tmp_path: Path) -> None:
     assert bp._flows == {}  # the flow's bound rules went with it
 
 
-async def test_handshake_client_gone_while_paused(tmp_path: Path) -> None:
+async def test_handshake_client_gone_while_paused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     rules = [rule("~all", on="handshake")]
     async with setup(tmp_path, rules) as (bp, events, up, url):
         port = int(url.rsplit(":", 1)[1])
@@ -349,6 +351,7 @@ async def test_handshake_client_gone_while_paused(tmp_path: Path) -> None:
         resume = await events.resume()
         assert resume == {"type": "resume", "pause": pause["id"], "action": "gone"}
         assert bp.pauses() == []
+        await wait_until(lambda: "left while a plugin held its upgrade request" in caplog.text, 5)
     assert up.handshakes == 0
 
 
