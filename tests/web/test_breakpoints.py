@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
 from tests.harness import HOST, WsUpstream, running_proxy, sink, wait_until, ws_upstream
 from wsproxy.filters import FilterError
@@ -68,15 +68,23 @@ def rule(filter: str, **fields: Any) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def setup(
-    tmp_path: Path, rules: list[dict[str, Any]], handler: Any = None, **limits: int
+    tmp_path: Path,
+    rules: list[dict[str, Any]],
+    handler: Any = None,
+    *,
+    options: dict[str, Any] | None = None,
+    **limits: int,
 ) -> AsyncIterator[tuple[Breakpoints, Events, WsUpstream, str]]:
-    """An upstream (echo unless ``handler``), a proxy in front of it with the breakpoints,
-    and the proxy's ws:// URL."""
+    """An upstream (echo unless ``handler``), a proxy in front of it with the breakpoints
+    (and proxy ``options``), and the proxy's ws:// URL."""
     events = Events()
     breakpoints = Breakpoints(on_event=events, **limits)
     breakpoints.set_rules(rules)
     upstream = ws_upstream() if handler is None else ws_upstream(handler)
-    async with upstream as up, running_proxy(tmp_path, [breakpoints], up.port) as proxy:
+    async with (
+        upstream as up,
+        running_proxy(tmp_path, [breakpoints], up.port, **(options or {})) as proxy,
+    ):
         yield breakpoints, events, up, f"ws://{HOST}:{proxy.port}"
 
 
@@ -448,3 +456,25 @@ async def test_closing_client_during_a_pause_ends_cleanly(tmp_path: Path) -> Non
         closed = await up.next_close()
         assert closed.code == 1000
     assert up.received == ["last words"]
+
+
+async def test_proxy_shutdown_ends_every_pause(tmp_path: Path) -> None:
+    """Stopping the proxy with a message and an upgrade held: both end as gone. (The
+    client's answer to the proxy's close frame waits behind the held message, so the
+    session ends at --close-timeout, 1 s here.)"""
+    rules = [rule("~u /hs", on="handshake"), rule("~b held", direction="client")]
+    options = {"close_timeout": 1.0}
+    async with setup(tmp_path, rules, sink, options=options) as (bp, events, _, url):
+        ws = await client(url).__aenter__()
+        await ws.send("held")
+        await events.pause()
+        opening = asyncio.create_task(client(url + "/hs").__aenter__())
+        await events.pause()
+        assert len(bp.pauses()) == 2
+    # running_proxy has shut the server down
+    actions = [(await events.resume())["action"] for _ in range(2)]
+    assert actions == ["gone", "gone"]
+    assert bp.pauses() == [] and bp.paused_bytes == 0
+    with pytest.raises(InvalidMessage):  # the proxy closed without answering the upgrade
+        await asyncio.wait_for(opening, TIMEOUT)
+    await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
