@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wsproxy.decoders import protobuf
 from wsproxy.decoders.base import Hints
 from wsproxy.decoders.cbor import CborDecoder, CborFactory
 from wsproxy.decoders.msgpack import MsgpackDecoder, MsgpackFactory
@@ -80,6 +81,37 @@ def test_msgpack_non_shortest_forms_come_back_shorter() -> None:
     assert MsgpackDecoder().encode(d) == msgpack.packb({"a": 1})
 
 
+@pytest.mark.parametrize("value", [{1, 2}, [object()], {"a": 2**64}])
+def test_msgpack_an_edit_it_cannot_write_is_not_encoded(value: Any) -> None:
+    d = MsgpackDecoder().decode(msgpack.packb(SIGNALR_INVOCATION), text=False, from_client=True)
+    assert d is not None
+    d.value = value  # a set, an object, an integer past 64 bits: no msgpack type holds them
+    assert MsgpackDecoder().encode(d) is None
+
+
+def test_msgpack_a_timestamp_is_plain_data_but_depth_is_bounded() -> None:
+    stamped = msgpack.packb(["at", msgpack.Timestamp(1, 0)])
+    assert MsgpackFactory().sniff(stamped, text=False)  # the one extension type sniffed
+
+    def nested(levels: int) -> bytes:
+        value: Any = "leaf"
+        for _ in range(levels):
+            value = [value]
+        return bytes(msgpack.packb(value))
+
+    assert MsgpackFactory().sniff(nested(10), text=False)
+    payload = nested(100)
+    assert not MsgpackFactory().sniff(payload, text=False)  # deeper than any message
+    d = MsgpackDecoder().decode(payload, text=False, from_client=True)  # chosen: still read
+    assert d is not None and d.kind == "array" and MsgpackDecoder().encode(d) == payload
+
+
+def test_msgpack_a_scalar_is_decoded_when_chosen_but_never_sniffed() -> None:
+    assert not MsgpackFactory().sniff(b"\xcd\x01\x00", text=False)
+    d = MsgpackDecoder().decode(b"\xcd\x01\x00", text=False, from_client=True)  # uint16 256
+    assert d is not None and (d.kind, d.value, d.summary) == ("int", 256, "msgpack 256 (3 B)")
+
+
 @given(json_like)
 def test_msgpack_round_trip(value: Any) -> None:
     payload = msgpack.packb(value, use_bin_type=True)
@@ -136,6 +168,13 @@ def test_cbor_huge_claimed_lengths_and_depths_cost_nothing() -> None:
         b"\x81" * 10**5,
     ):
         assert CborDecoder().decode(payload, text=False, from_client=True) is None
+
+
+def test_cbor_an_edit_it_cannot_write_is_not_encoded() -> None:
+    d = CborDecoder().decode(cbor2.dumps(SIGNALR_INVOCATION), text=False, from_client=True)
+    assert d is not None
+    d.value = [object()]  # no CBOR type holds an arbitrary object
+    assert CborDecoder().encode(d) is None
 
 
 @given(json_like)
@@ -206,6 +245,62 @@ def test_protobuf_edits_and_bad_edits() -> None:
     assert encoded is not None and b"\x12\x06edited" in encoded
     d.value[0]["wire"] = "nonsense"
     assert ProtobufDecoder().encode(d) is None
+
+
+def test_protobuf_one_wire_type_per_field_number_to_be_sniffed() -> None:
+    payload = TEST1 + b"\x0a\x01x"  # field 1 as a varint, then as a LEN
+    d = ProtobufDecoder().decode(payload, text=False, from_client=True)
+    assert d is not None and [f["wire"] for f in d.value] == ["varint", "len"]
+    assert not ProtobufFactory().sniff(payload, text=False)
+
+
+def _nested(levels: int) -> bytes:
+    """Field 1 = 1, wrapped ``levels`` times in a field 1 LEN."""
+    message = b"\x08\x01"
+    for _ in range(levels):
+        message = b"\x0a" + bytes([len(message)]) + message
+    return message
+
+
+@pytest.mark.parametrize("levels", [protobuf.MAX_DEPTH, protobuf.MAX_DEPTH + 1])
+def test_protobuf_nested_messages_are_read_to_a_depth_then_kept_as_bytes(levels: int) -> None:
+    payload = _nested(levels)
+    d = ProtobufDecoder().decode(payload, text=False, from_client=True)
+    assert d is not None
+    field, depth = d.value[0], 0
+    while field.get("as") == "message":
+        field, depth = field["value"][0], depth + 1
+    assert depth == min(levels, protobuf.MAX_DEPTH)
+    if levels > protobuf.MAX_DEPTH:  # the innermost message stays the bytes it was
+        assert field == {"field": 1, "wire": "len", "as": "bytes", "value": b"\x08\x01"}
+    else:
+        assert field == {"field": 1, "wire": "varint", "value": 1}
+    assert ProtobufDecoder().encode(d) == payload
+
+
+def test_protobuf_groups_nested_past_the_depth_are_not_protobuf() -> None:
+    # A group has no length to skip it by, so one nested too deep ends the whole parse.
+    def grouped(levels: int) -> bytes:
+        return b"\x0b" * levels + b"\x08\x01" + b"\x0c" * levels
+
+    d = ProtobufDecoder().decode(grouped(protobuf.MAX_DEPTH), text=False, from_client=True)
+    assert d is not None and ProtobufDecoder().encode(d) == grouped(protobuf.MAX_DEPTH)
+    assert ProtobufDecoder().decode(grouped(protobuf.MAX_DEPTH + 1), text=False,
+                                    from_client=True) is None  # fmt: skip
+
+
+def test_protobuf_claims_its_subprotocols_and_cuts_a_long_summary() -> None:
+    factory = ProtobufFactory()
+    for name in ("protobuf", "Proto", "application/x-protobuf"):
+        assert factory.claims(Hints(subprotocol=name))
+        assert isinstance(factory.new(Hints(subprotocol=name)), ProtobufDecoder)
+    assert not factory.claims(Hints(subprotocol="wamp.2.msgpack")) and not factory.claims(Hints())
+    payload = b"".join(_varint(n << 3) + _varint(10**6 + n) for n in range(1, 40))
+    d = ProtobufDecoder().decode(payload, text=False, from_client=True)
+    assert d is not None and len(d.value) == 39
+    body = d.summary.removeprefix("protobuf ").removesuffix(f" ({len(payload)} B)")
+    assert body.startswith("1=1000001 2=1000002 ") and body.endswith("…")
+    assert len(body) <= protobuf.WIDTH
 
 
 fields_strategy = st.lists(

@@ -133,6 +133,22 @@ def test_encode_spaced_and_refusals() -> None:
     assert decoder.encode(decoded) is None
 
 
+def test_a_start_without_id_is_named_but_not_remembered() -> None:
+    decoder = GraphqlWsDecoder("graphql-ws")
+    start = {"type": "start", "payload": {"query": "subscription S { a }"}}
+    decoded = decoder.decode(text(start), text=True, from_client=True)
+    assert decoded is not None and (decoded.id, decoded.operation) == (None, "S")
+    assert decoder._operations == {}  # no id: no answer can name it
+
+
+def test_a_message_without_payload_is_encoded_without_one() -> None:
+    decoder = GraphqlWsDecoder("graphql-transport-ws")
+    for raw in (b'{"type":"ping"}', b'{"id":"1","type":"complete"}'):
+        decoded = decoder.decode(raw, text=True, from_client=True)
+        assert decoded is not None and decoded.value is None
+        assert decoder.encode(decoded) == raw  # no "payload": null added
+
+
 def test_pending_operations_are_bounded() -> None:
     decoder = GraphqlWsDecoder()
     for number in range(1100):

@@ -363,3 +363,75 @@ def test_any_split_of_a_stream_gives_its_packets(packets: list[bytes], data: st.
         if d is not None:
             kinds += [d.kind] + [p.kind for p in d.fields.get("more", [])]
     assert len(kinds) == len(packets)
+
+
+# -- edge of the specifications, and edits -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("level", "payload"),
+    [
+        (4, packet(0x20, b"\x02\x00")),  # CONNACK: bits 7-1 of its flags are reserved
+        (4, packet(0xA2, b"\x00\x01")),  # UNSUBSCRIBE without a topic filter
+        (4, packet(0x90, b"\x00\x01")),  # SUBACK without a return code
+        (5, packet(0xB0, b"\x00\x01\x00")),  # MQTT 5 UNSUBACK without a reason code
+        (4, packet(0x30, s("") + b"x")),  # a PUBLISH topic is at least one character
+        (5, packet(0x30, s("") + b"\x00x")),  # nor empty in 5 without a topic alias
+        (5, CONNACK4),  # MQTT 5's CONNACK must hold a property length
+        (5, packet(0x20, b"\x00\x00\x80")),  # a property length cut short
+        (4, b"\xc0\xff\xff\xff\xff\x01"),  # a remaining length of five bytes
+        (5, packet(0x30, s("a") + b"\x03\x23\x00\x00" + b"x")),  # topic alias 0 (paho refuses it)
+    ],
+)
+def test_more_malformed_packets_are_not_mqtt(level: int, payload: bytes) -> None:
+    decoder = decoder_at(level)
+    assert decoder.decode(payload, text=False, from_client=False) is None
+    assert decoder._pending[False] == b""  # nothing of it waits for more
+
+
+def test_disconnect_5_with_a_reason_code_and_no_properties() -> None:
+    d = one(decoder_at(5), packet(0xE0, b"\x8e"))  # 0x8E: Session taken over
+    assert (d.fields["reason_code"], d.fields["properties"]) == (0x8E, None)
+    assert d.summary == "mqtt DISCONNECT rc=0x8e"
+
+
+def test_a_byte_property_and_a_long_packet_in_one_message_round_trip() -> None:
+    # Properties of type Byte, and a remaining length over 127 (two Variable Byte Integer
+    # bytes) that encode must write back the same.
+    payload = packet(0x30, s("t") + props(PacketTypes.PUBLISH, PayloadFormatIndicator=1)
+                     + b"z" * 300)  # fmt: skip
+    assert payload[1:3] == b"\xb2\x02"  # 306
+    d = one(decoder_at(5), payload)
+    assert d.fields["properties"] == [["payload_format_indicator", 1]]
+    assert d.value == "z" * 300
+
+
+def test_an_emptied_password_keeps_its_flag() -> None:
+    # An empty password is still a password: the flag goes with its (empty) bytes, else the
+    # packet written would not be MQTT.
+    decoder = decoder_at(4)
+    d = one(MqttDecoder(), CONNECT4)
+    d.fields["password"] = b""
+    encoded = decoder.encode(d)
+    assert encoded is not None and encoded.endswith(s("bob") + s(b""))
+    again = MqttDecoder().decode(encoded, text=False, from_client=True)
+    assert again is not None and again.fields["password"] == REDACTED
+    assert again.fields["username"] == "bob"
+
+
+def test_an_edited_payload_of_none_is_empty() -> None:
+    decoder = decoder_at(4)
+    d = one(decoder, PUBLISH4)
+    d.value = None
+    assert decoder.encode(d) == packet(0x32, s("a/b") + b"\x00\x07")
+
+
+@pytest.mark.parametrize("identifier", [-1, 268_435_456])
+def test_a_varint_edit_out_of_range_is_not_encoded(identifier: int) -> None:
+    # A Variable Byte Integer holds 0 to 268 435 455 (5.0 section 1.5.5).
+    decoder = decoder_at(5)
+    d = one(decoder, PUBLISH5)
+    for prop in d.fields["properties"]:
+        if prop[0] == "subscription_identifier":
+            prop[1] = identifier
+    assert decoder.encode(d) is None

@@ -6,7 +6,7 @@ import pytest
 
 from wsproxy.decoders import connection
 from wsproxy.decoders.base import Hints
-from wsproxy.decoders.connection import ConnectionDecoding, MessageJoiner
+from wsproxy.decoders.connection import ConnectionDecoding, MessageJoiner, StreamDecoding
 from wsproxy.decoders.registry import FACTORIES, choose, claimed
 
 
@@ -83,3 +83,42 @@ def test_joiner(monkeypatch: pytest.MonkeyPatch) -> None:
     assert joiner.add(b"de", last=False) is None  # over the limit: no longer held
     assert joiner.add(b"f", last=True) is None
     assert joiner.add(b"ok", last=True) == b"ok"
+
+
+def test_stream_joins_each_direction_on_its_own() -> None:
+    stream = StreamDecoding(Hints())
+    call = b'{"jsonrpc":"2.0","method":"sum","params":[1,2],"id":7}'
+    reply = b'{"jsonrpc":"2.0","result":3,"id":7}'
+    assert stream.frame(call[:10], from_client=True, text=True, last=False) is None
+    assert stream.decoding.protocol is None  # nothing chosen before a whole message
+    # The server's message, in two frames, comes between the client's frames.
+    assert stream.frame(reply[:5], from_client=False, text=True, last=False) is None
+    assert stream.frame(call[10:30], from_client=True, text=True, last=False) is None
+    answer = stream.frame(reply[5:], from_client=False, text=True, last=True)
+    assert answer is not None and answer.kind == "response" and answer.id == "7"
+    assert stream.decoding.protocol == "jsonrpc"
+    asked = stream.frame(call[30:], from_client=True, text=True, last=True)
+    assert asked is not None and asked.kind == "request" and asked.operation == "sum"
+    assert stream.decoding.encode(asked) == call
+
+
+def test_stream_a_whole_message_between_frames_is_its_own() -> None:
+    stream = StreamDecoding(Hints())
+    call = b'{"jsonrpc":"2.0","method":"a","id":1}'
+    injected = b'{"jsonrpc":"2.0","method":"b","id":2}'
+    assert stream.frame(call[:12], from_client=True, text=True, last=False) is None
+    # ``last`` is False (the client's message is not over) but the injected one is whole.
+    d = stream.frame(injected, from_client=True, text=True, last=False, whole=True)
+    assert d is not None and d.operation == "b"
+    d = stream.frame(call[12:], from_client=True, text=True, last=True)
+    assert d is not None and d.operation == "a"  # not mixed with the injected bytes
+
+
+def test_stream_a_message_past_the_limit_is_not_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connection, "DECODE_LIMIT", 16)
+    stream = StreamDecoding(Hints())
+    assert stream.frame(b'{"a":"0123', from_client=True, text=True, last=False) is None
+    assert stream.frame(b'456789"}', from_client=True, text=True, last=True) is None
+    assert stream.decoding.protocol is None  # not held, not sniffed
+    d = stream.frame(b'{"a":1}', from_client=True, text=True, last=True)
+    assert d is not None and d.protocol == "json"

@@ -193,6 +193,29 @@ def test_binary_event_joins_its_attachments_per_direction() -> None:
     assert after is not None and after.protocol == "engineio"  # the event was complete
 
 
+def test_binary_event_scalars_stay_and_a_placeholder_out_of_range_is_kept() -> None:
+    decoder = SocketIoDecoder()
+    head = decoder.decode(
+        b'451-["up","name",3,{"_placeholder":true,"num":0},{"_placeholder":true,"num":5}]',
+        text=True,
+        from_client=True,
+    )
+    assert head is not None and head.fields["attachments"] == 1
+    last = decoder.decode(b"\x07", text=False, from_client=True)
+    assert last is not None and last.fields["complete"]
+    # Only a placeholder naming an attachment that came is replaced; the rest is as sent.
+    assert last.value == ["name", 3, b"\x07", {"_placeholder": True, "num": 5}]
+
+
+def test_binary_event_head_edited_keeps_its_attachment_count() -> None:
+    decoder = SocketIoDecoder()
+    original = b'451-/files,["up",{"_placeholder":true,"num":0}]'
+    head = decoder.decode(original, text=True, from_client=True)
+    assert head is not None and decoder.encode(head) == original
+    head.event = "upload"
+    assert decoder.encode(head) == b'451-/files,["upload",{"_placeholder":true,"num":0}]'
+
+
 def test_binary_ack_and_eio3_binary_prefix() -> None:
     decoder = SocketIoDecoder(version=3)
     head = decoder.decode(b'461-5[{"_placeholder":true,"num":0}]', text=True, from_client=False)
@@ -223,6 +246,7 @@ def test_not_engineio(payload: bytes) -> None:
     [
         "2",  # an event without data
         '2["a"',  # bad JSON
+        '2/chat,["a"',  # bad JSON after a namespace
         "2[]",  # no event name
         "2[1]",  # a name that is not a string
         '3["a"]',  # an ack without id
@@ -230,6 +254,7 @@ def test_not_engineio(payload: bytes) -> None:
         '5["a"]',  # a binary packet without the count
         "1{}",  # a disconnect with data
         ",",  # a comma without namespace
+        '2,["a"]',  # a comma without namespace after the type
         "8",
     ],
 )

@@ -277,3 +277,45 @@ def test_no_sequence_of_pieces_crashes(pieces: list[bytes]) -> None:
         d = decoder.decode(piece, text=True, from_client=False)
         if d is not None:
             decoder.encode(d)
+
+
+def test_escapes_of_1_1_round_trip() -> None:
+    # 1.1 has \n, \c and \\ (not \r): all three read and written back.
+    frame = b"SEND\ndestination:/a\\cb\nnote:x\\ny\\\\z\n\n\0"
+    decoder = new("v11.stomp")
+    d = decoder.decode(frame, text=True, from_client=True)
+    assert d is not None and d.fields["headers"] == [["destination", "/a:b"], ["note", "x\ny\\z"]]
+    assert decoder.encode(d) == frame
+
+
+def test_1_0_writes_header_values_as_they_are() -> None:
+    frame = b"SEND\ndestination:/a\\b:c\n\n\0"
+    decoder = new("v10.stomp")
+    d = decoder.decode(frame, text=True, from_client=True)
+    assert d is not None and d.topic == "/a\\b:c"
+    assert decoder.encode(d) == frame
+    d.topic = "/x\\y"
+    assert decoder.encode(d) == b"SEND\ndestination:/x\\y\n\n\0"  # no escape in 1.0
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"SEND\ndestination:/\xff\n\n\0",  # a header that is not UTF-8
+        b"SEND\ncontent-length:1\n\nab\0",  # the byte after content-length's count is no NUL
+        b"SEND\ncontent-length:\xef\xbc\x91\n\nab\0",  # a full-width digit is no number
+    ],
+)
+def test_malformed_frames_are_not_stomp(frame: bytes) -> None:
+    decoder = new()
+    assert decoder.decode(frame, text=False, from_client=True) is None
+    assert decoder._pending[True] == b""  # nothing of it waits for more
+    assert not FACTORY.sniff(frame, text=False)
+
+
+def test_a_body_edited_to_none_is_empty() -> None:
+    decoder = new()
+    d = decoder.decode(SEND, text=True, from_client=True)
+    assert d is not None
+    d.value = None
+    assert decoder.encode(d) == b"SEND\ndestination:/queue/a\ncontent-type:text/plain\n\n\0"

@@ -40,13 +40,11 @@ def dump_like(value: Any, original: bytes) -> bytes:
         was = load(original)
     except ValueError:
         was = None
+    # ``was`` came from json.loads, so json.dumps writes it (NaN as NaN) whatever the style.
     for separators in (COMPACT, SPACED):
         for ascii_only in (False, True):
-            try:
-                if dump(was, separators, ascii_only) == original:
-                    return dump(value, separators, ascii_only)
-            except ValueError:  # NaN and the like in the original: any style will do
-                break
+            if dump(was, separators, ascii_only) == original:
+                return dump(value, separators, ascii_only)
     return dump(value, SPACED if b'": ' in original else COMPACT)
 
 

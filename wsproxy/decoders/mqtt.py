@@ -326,10 +326,8 @@ PARSERS: dict[str, Callable[[Reader, int, int, dict[str, Any]], Parsed]] = {
 
 
 def fixed_header(data: bytes, pos: int) -> tuple[str, int, int, int] | None:
-    """(packet type, flags, body start, body end) of the packet at ``pos``; None when its
-    fixed header is not all there yet."""
-    if pos >= len(data):
-        return None
+    """(packet type, flags, body start, body end) of the packet at ``pos`` (a byte of
+    ``data``); None when its remaining length is not all there yet."""
     first = data[pos]
     kind = TYPES.get(first >> 4)
     flags = first & 0x0F
@@ -412,7 +410,7 @@ def _write_connect(d: Decoded, secrets: dict[str, Any]) -> tuple[int, bytes]:
     bits = 0x02 if f["clean_start"] else 0
     if will is not None:
         bits |= 0x04 | will["qos"] << 3 | (0x20 if will["retain"] else 0)
-    bits |= (0x80 if f["username"] is not None else 0) | (0x40 if f["password"] else 0)
+    bits |= (0x80 if f["username"] is not None else 0) | (0x40 if f["password"] is not None else 0)
     out = _string(f["protocol_name"]) + bytes([level, bits]) + struct.pack(">H", f["keepalive"])
     out += _properties(f["properties"], secrets) + _string(f["client_id"])
     if will is not None:
@@ -583,6 +581,8 @@ class MqttDecoder:
             if not topic:
                 raise Malformed("PUBLISH without a topic")
             return topic
+        if not alias:  # 5.0 section 3.3.2.3.4: "A Topic Alias of 0 is not permitted"
+            raise Malformed("topic alias 0")
         aliases = self._aliases[from_client]
         if topic:
             aliases[alias] = topic

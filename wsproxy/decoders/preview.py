@@ -57,7 +57,7 @@ def _render(value: Any, out: list[str], budget: int, depth: int) -> None:
         out.append("{")
         for i, (key, item) in enumerate(value.items()):
             if i == MAX_ITEMS or depth > 8:
-                out.append("…")
+                out.append(", …" if i else "…")  # "7…" would read as a number cut short
                 break
             out.append(", " if i else "")
             _render(key, out, budget, depth + 1)
@@ -68,7 +68,7 @@ def _render(value: Any, out: list[str], budget: int, depth: int) -> None:
         out.append("[")
         for i, item in enumerate(value):
             if i == MAX_ITEMS or depth > 8:
-                out.append("…")
+                out.append(", …" if i else "…")  # "7…" would read as a number cut short
                 break
             out.append(", " if i else "")
             _render(item, out, budget, depth + 1)
