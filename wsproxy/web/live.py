@@ -48,7 +48,7 @@ MAX_MESSAGES = 200_000  # messages kept in all: about 100 MB of previews at most
 MAX_CONNECTIONS = 1_000
 HTTP_BODY_KEEP = 16 * 1024  # of a plain HTTP body, for the export
 FLUSH_INTERVAL = 0.1  # seconds between two batches (the page repaints ~10 times a second)
-MAX_PENDING = 20_000  # events collected between two batches; more are counted as dropped
+MAX_PENDING = 2_000  # events in one batch (some 2 MB of JSON at most); more: dropped_events
 SUBSCRIBER_QUEUE = 8 * MiB  # encoded bytes a subscriber may be behind
 
 
@@ -482,6 +482,13 @@ class LiveState:
                 self._evict(old)
         while self.content_bytes > self.content_budget and self._with_content:
             self._drop_content(self._with_content.popleft())
+        # Messages let go of above stay queued until they reach the front: clear the front
+        # (eviction goes mostly oldest first, so these queues stay near their bounds).
+        with_content, every = self._with_content, self._all
+        while with_content and with_content[0].content is None and with_content[0].original is None:
+            with_content.popleft()
+        while every and every[0].evicted:
+            every.popleft()
         if self.subscribers:
             if len(self._pending) < MAX_PENDING:
                 self._pending.append(message)

@@ -70,6 +70,26 @@ class ApiError(Exception):
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class _OneLine(logging.Filter):
+    """aiohttp's own error lines (a malformed request, a handler that failed) as one line
+    each, the exception's text appended and its traceback left out unless debugging."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not logging.getLogger("wsproxy").isEnabledFor(logging.DEBUG):
+            error = record.exc_info[1]
+            text = " ".join(str(error).split())
+            record.msg = f"web UI: {record.getMessage()}: {type(error).__name__}: {text}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_AIOHTTP_LOG = logging.getLogger("aiohttp.server")
+if not any(isinstance(f, _OneLine) for f in _AIOHTTP_LOG.filters):
+    _AIOHTTP_LOG.addFilter(_OneLine())
+
+
 class WebUi:
     """The aiohttp application of one run, and its listener."""
 
