@@ -77,11 +77,13 @@ async def start(web: bool, confdir: Path, log: Path) -> tuple[subprocess.Popen[b
 
 async def watch(ui: str, seen: list[int]) -> None:
     base, _, token = ui.partition("/?token=")
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(f"{base}/api/updates?token={token}") as ws:
-            async for message in ws:
-                data = json.loads(message.data)
-                seen[0] += sum(1 for e in data.get("events", ()) if e["type"] == "msg")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{base}/api/updates?token={token}") as ws,
+    ):
+        async for message in ws:
+            data = json.loads(message.data)
+            seen[0] += sum(1 for e in data.get("events", ()) if e["type"] == "msg")
 
 
 async def measure(web: bool, upstream: str, round_trips: int, tmp: Path) -> tuple[float, int]:
