@@ -17,9 +17,11 @@ from wsproxy.sansio.targets import host_port
 
 __all__ = [
     "PREVIEW_CHARS",
+    "close_of",
     "conn_dict",
     "exchange_dict",
     "message_dict",
+    "msg_dict",
     "opcode_name",
     "preview",
 ]
@@ -228,4 +230,54 @@ def exchange_dict(exchange: HttpExchange) -> dict[str, Any]:
         "started": exchange.started,
         "ended": exchange.ended,
         "decoder": None,
+    }
+
+
+def close_of(payload: bytes) -> dict[str, Any] | None:
+    """A close frame's code and reason (RFC 6455 5.5.1); None for an empty close body (an
+    invalid one, answered 1002 by the relay, shows what was sent)."""
+    if not payload:
+        return None
+    try:
+        code, reason = parse_close(payload)
+    except ProtocolError:
+        return {
+            "code": int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None,
+            "reason": payload[2:].decode("utf-8", "replace"),
+        }
+    return {"code": code, "reason": reason}
+
+
+def msg_dict(
+    *,
+    seq: int,
+    from_client: bool,
+    ts: float,
+    opcode: int,
+    content: bytes,
+    size: int,
+    wire_size: int,
+    fragments: int,
+    verdict: str,
+    decoded: dict[str, Any] | None = None,
+    original: bytes | None = None,
+) -> dict[str, Any]:
+    """A MSG from plain fields (the live state's records): ``content`` may be only the start
+    of the message, ``size`` is all of it."""
+    text = opcode == Opcode.TEXT
+    shown, truncated = preview(content, text)
+    return {
+        "seq": seq,
+        "from": "client" if from_client else "server",
+        "ts": ts,
+        "opcode": opcode_name(opcode),
+        "size": size,
+        "wire_size": wire_size,
+        "fragments": fragments,
+        "verdict": verdict,
+        "preview": shown,
+        "truncated": truncated or size > len(content),
+        "decoded": decoded,
+        "original_preview": None if original is None else preview(original, text)[0],
+        "close": close_of(content) if opcode == Opcode.CLOSE else None,
     }
