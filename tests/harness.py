@@ -90,12 +90,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wsproxy_command(port: int, confdir: Path | str, *args: str, host: str = HOST) -> list[str]:
-    """``python -m wsproxy`` listening on ``host:port`` with ``confdir``, then ``args``."""
+def wsproxy_command(
+    port: int, confdir: Path | str, *args: str, host: str = HOST, module: str = "wsproxy"
+) -> list[str]:
+    """``python -m wsproxy`` (or ``module``, such as ``wsproxy.web``, which takes the same
+    flags) listening on ``host:port`` with ``confdir``, then ``args``."""
     return [
         sys.executable,
         "-m",
-        "wsproxy",
+        module,
         "--listen-host",
         host,
         "-p",
@@ -316,7 +319,8 @@ class ProxyProcess:
     ``verbose`` adds ``-v`` (the frame lines tests wait for); ``hide_mitmproxy`` runs it as
     if mitmproxy were not installed (a ``sitecustomize`` on ``PYTHONPATH`` makes
     ``import mitmproxy`` fail), ``hide_modules`` likewise for others (``("yaml",)``). It runs
-    in the checkout, so ``-s plugins/NAME.py`` works.
+    in the checkout, so ``-s plugins/NAME.py`` works. ``module="wsproxy.web"`` runs
+    ``wsproxy-web`` instead (every wsproxy flag, plus the web UI's).
     """
 
     def __init__(
@@ -330,6 +334,7 @@ class ProxyProcess:
         hide_mitmproxy: bool = False,
         hide_modules: Sequence[str] = (),
         netns: str | None = None,
+        module: str = "wsproxy",
     ) -> None:
         self.confdir = confdir
         self.host = host
@@ -342,7 +347,7 @@ class ProxyProcess:
         self.stderr_path = log_dir / f"proxy-{n}-stderr.log"
         self.stdout_path = log_dir / f"proxy-{n}-stdout.log"
         self.command = wsproxy_command(
-            self.port, confdir, *(["-v"] if verbose else []), *self.args, host=host
+            self.port, confdir, *(["-v"] if verbose else []), *self.args, host=host, module=module
         )
         if netns is not None:
             self.command = in_netns(netns, *self.command)
