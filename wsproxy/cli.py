@@ -17,7 +17,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from wsproxy.capture.commands import cmd_har, cmd_mitm, cmd_replay, cmd_show
 from wsproxy.capture.formats import check_capture_paths
@@ -43,7 +43,7 @@ from wsproxy.modes import (
 from wsproxy.options import MiB, Options
 
 if TYPE_CHECKING:
-    from wsproxy.proxy.server import ProxyServer
+    from wsproxy.proxy.server import Capture, ProxyServer
     from wsproxy.scripts import ScriptHost
 
 log = logging.getLogger("wsproxy")
@@ -501,9 +501,27 @@ def setup_logging(verbosity: int) -> None:
     logging.getLogger("asyncio").setLevel(logging.DEBUG if verbosity > 1 else logging.CRITICAL)
 
 
-async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None:
+class Companion(Protocol):
+    """What runs beside the proxy in the same process (the web UI, ``wsproxy.web.cli``):
+    plugins that go first in the chain, a capture sink beside ``-w``'s, and its own server,
+    started once the proxy's ports are bound and stopped after the proxy."""
+
+    plugins: Sequence[object]
+
+    def capture(self, capture: Capture | None) -> Capture | None: ...
+
+    async def start(self, server: ProxyServer) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def run_proxy(
+    options: Options, scripts: ScriptHost | None = None, companion: Companion | None = None
+) -> None:
     """Run until SIGINT/SIGTERM. With ``scripts``, their chain sees every flow and a task
-    reloads them when their files change; with none, the relay path has no chain at all."""
+    reloads them when their files change; with none, the relay path has no chain at all
+    (unless a ``companion`` brings plugins)."""
+    from wsproxy.plugins import PluginChain
     from wsproxy.proxy.memory import tune_allocator
     from wsproxy.proxy.server import BindError, ProxyServer
     from wsproxy.tls import CertAuthority, trust_notice, upstream_context
@@ -516,7 +534,11 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
         ca.served = load_served(options.certs)
     if options.upstream_ca is not None:
         upstream_context(options.upstream_ca)  # a missing or unusable file fails now, not later
+    if companion is not None and scripts is not None:
+        scripts.first = list(companion.plugins)
     chain = await scripts.start() if scripts is not None else None
+    if chain is None and companion is not None and companion.plugins:
+        chain = PluginChain(companion.plugins)
     watcher = asyncio.create_task(scripts.watch()) if scripts is not None else None
     try:
         server = ProxyServer(options, ca, chain)
@@ -526,13 +548,20 @@ async def run_proxy(options: Options, scripts: ScriptHost | None = None) -> None
             reason = os_error_text(error.error)
             where = f"{error.where}: {reason} ({error.mode} mode)"
             raise StartupError(f"cannot listen on {where}") from None
-        capture = server.capture = open_capture(options)
-        if ca.created:  # said once the start has worked: a failed one stays one error line
-            serves_page = not all(isinstance(lst.mode, Reverse) for lst in options.all_listens())
-            log.warning("%s", trust_notice(ca, regular=serves_page))
+        capture = open_capture(options)
+        server.capture = capture if companion is None else companion.capture(capture)
         try:
+            if companion is not None:
+                await companion.start(server)
+            if ca.created:  # said once the start has worked: a failed one stays one error line
+                serves_page = not all(
+                    isinstance(lst.mode, Reverse) for lst in options.all_listens()
+                )
+                log.warning("%s", trust_notice(ca, regular=serves_page))
             await _serve(options, server)
         finally:
+            if companion is not None:
+                await companion.stop()
             if capture is not None:
                 await capture.aclose()
     finally:
@@ -548,13 +577,18 @@ async def _serve(options: Options, server: ProxyServer) -> None:
     await server.start()
     for front in server.fronts:
         log.warning("wsproxy listening on %s (%s mode)", front.where(), front.options.mode)
+    await wait_for_signal()
+    log.warning("shutting down: closing %d WebSocket(s) with 1001", len(server.sessions))
+    await server.shutdown()
+
+
+async def wait_for_signal() -> None:
+    """Until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.warning("shutting down: closing %d WebSocket(s) with 1001", len(server.sessions))
-    await server.shutdown()
 
 
 def cmd_ca(argv: Sequence[str]) -> int:
@@ -597,44 +631,67 @@ def subcommands_help() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return guarded("wsproxy", argv, lambda: SUBCOMMANDS[argv[0]].run(argv[1:]))
+    return guarded("wsproxy", argv, lambda: _run_flags(argv))
+
+
+def _run_flags(argv: list[str]) -> int:
+    args = parse_flags(build_parser(), argv)
+    if args is None:
+        return 0
+    options = options_from_args(args)
+    setup_logging(options.verbosity)
+    asyncio.run(run_proxy(options, script_host(args)))
+    return 0
+
+
+def parse_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace | None:
+    """The flags, mitmproxy's spellings translated (notes logged once logging is set up);
+    None when ``--help-plugins`` printed its text and there is nothing to run."""
+    translation = translate(list(argv), parser_flags(parser))
+    args = parser.parse_args(translation.argv)
+    if args.help_plugins:
+        from wsproxy.scripts import help_text
+
+        print(help_text(args.script), end="")
+        return None
+    args.translation_notes = translation.notes
+    return args
+
+
+def script_host(args: argparse.Namespace) -> ScriptHost | None:
+    """The ``-s`` scripts and ``--set`` values of the command line (None without any)."""
+    for note in getattr(args, "translation_notes", ()):
+        log.info("%s", note)
+    if not (args.script or args.sets):
+        return None
+    from wsproxy.scripts import ScriptHost
+
+    return ScriptHost(args.script, args.sets)
+
+
+def guarded(prog: str, argv: Sequence[str], run: Callable[[], int]) -> int:
+    """``run()``, its failures as one line on stderr and an exit status: 2 for a wrong command
+    line, 1 for a failed run, never a traceback (unless debugging with -vv)."""
     try:
-        if argv and argv[0] in SUBCOMMANDS:
-            return SUBCOMMANDS[argv[0]].run(argv[1:])
-        parser = build_parser()
-        translation = translate(argv, parser_flags(parser))
-        args = parser.parse_args(translation.argv)
-        if args.help_plugins:
-            from wsproxy.scripts import help_text
-
-            print(help_text(args.script), end="")
-            return 0
-        options = options_from_args(args)
-        setup_logging(options.verbosity)
-        for note in translation.notes:
-            log.info("%s", note)
-        scripts = None
-        if args.script or args.sets:
-            from wsproxy.scripts import ScriptHost
-
-            scripts = ScriptHost(args.script, args.sets)
-        asyncio.run(run_proxy(options, scripts))
+        return run()
     except (ConfigError, PluginError) as error:  # the command line is wrong: as argparse
-        print(f"wsproxy: {error}", file=sys.stderr)
+        print(f"{prog}: {error}", file=sys.stderr)
         return 2
     except WsproxyError as error:  # the run failed
-        print(f"wsproxy: {error}", file=sys.stderr)
+        print(f"{prog}: {error}", file=sys.stderr)
         return 1
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
-        print(f"wsproxy: {where}{os_error_text(error)}", file=sys.stderr)
+        print(f"{prog}: {where}{os_error_text(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # a bug: one line, and the traceback only when debugging
-        debugging = "-vv" in argv or argv.count("-v") >= 2
+        debugging = "-vv" in argv or list(argv).count("-v") >= 2
         if debugging:
             log.exception("internal error")
         hint = "" if debugging else " (run with -vv for the traceback)"
-        print(f"wsproxy: internal error: {type(error).__name__}: {error}{hint}", file=sys.stderr)
+        print(f"{prog}: internal error: {type(error).__name__}: {error}{hint}", file=sys.stderr)
         return 1
-    return 0

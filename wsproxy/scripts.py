@@ -343,6 +343,7 @@ class ScriptHost:
         self.sets = parse_sets(sets)
         self.values = OptionValues()
         self.chain: PluginChain | None = None
+        self.first: list[object] = []  # built-in plugins ahead of the scripts' (the web UI's)
         self.real_mitmproxy = mitmcompat.install(self.values)
         self.scripts: list[Script] = []
         for spec in specs:
@@ -369,7 +370,7 @@ class ScriptHost:
 
     @property
     def plugins(self) -> list[object]:
-        return [plugin for script in self.scripts for plugin in script.plugins]
+        return [*self.first, *(plugin for script in self.scripts for plugin in script.plugins)]
 
     @staticmethod
     def _check_names(plugins: Sequence[object]) -> None:

@@ -1,0 +1,207 @@
+"""``wsproxy-web``: the proxy with its web UI, or (``-r FILE``) a capture shown read-only.
+
+Takes every flag of ``wsproxy`` (the same parser, ``wsproxy.cli.build_parser``) and the web
+UI's own. The UI listens on loopback by default; another ``--web-host`` is allowed with a
+warning (anyone who can reach it and learns the token sees all traffic). The URL printed holds
+a random token (``secrets.token_urlsafe``), or none with ``--web-password`` (the password is
+the token, typed into the page; never printed or logged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wsproxy.cli import (
+    build_parser,
+    count,
+    guarded,
+    options_from_args,
+    parse_flags,
+    parse_port,
+    parse_size,
+    run_proxy,
+    script_host,
+    setup_logging,
+    wait_for_signal,
+)
+from wsproxy.exceptions import ConfigError, StartupError, os_error_text
+from wsproxy.web.live import CONTENT_BUDGET, HISTORY, LiveState, Tee
+from wsproxy.web.security import UiAddress, is_loopback
+
+if TYPE_CHECKING:
+    from wsproxy.proxy.server import Capture, ProxyServer
+    from wsproxy.web.server import PauseEngine, WebUi
+
+log = logging.getLogger("wsproxy")
+
+PROG = "wsproxy-web"
+
+
+def build_web_parser() -> argparse.ArgumentParser:
+    parser = build_parser()
+    parser.prog = PROG
+    parser.description = (
+        "wsproxy with a web UI: see every WebSocket live, pause and edit messages at "
+        "breakpoints, compose, close; or show a capture (-r FILE)."
+    )
+    web = parser.add_argument_group("web UI")
+    add = web.add_argument
+    add("--web-host", default="127.0.0.1", help="address of the web UI (127.0.0.1)")
+    add("--web-port", type=parse_port, default=8081, help="port of the web UI (8081; 0: any)")
+    add(
+        "--web-password",
+        metavar="PASS",
+        help="the UI asks for this password instead of printing a URL with a random token",
+    )
+    add(
+        "--web-history",
+        type=count,
+        default=HISTORY,
+        metavar="N",
+        help=f"messages kept per connection; older ones only in a -w capture ({HISTORY})",
+    )
+    add(
+        "--web-keep",
+        type=parse_size,
+        default=CONTENT_BUDGET,
+        metavar="SIZE",
+        help="message content kept in all for download and export, oldest let go first "
+        "(64MiB; each message keeps at most 1MiB)",
+    )
+    add(
+        "-r",
+        "--read",
+        type=Path,
+        metavar="FILE",
+        help="show this capture (.jsonl, .har, .mitm) read-only; no proxy listens",
+    )
+    return parser
+
+
+class WebCompanion:
+    """The web UI beside the proxy (``wsproxy.cli.Companion``): the breakpoints go first
+    in the chain, ``LiveState`` gets every connection as a capture sink."""
+
+    def __init__(self, live: LiveState, ui_factory: Any, breakpoints: PauseEngine | None):
+        self.live = live
+        self.plugins: Sequence[object] = [] if breakpoints is None else [breakpoints]
+        self._ui_factory = ui_factory
+        self.ui: WebUi | None = None
+        self.capture_file: Path | None = None
+
+    def capture(self, capture: Capture | None) -> Capture | None:
+        if capture is None:
+            return self.live
+        journal = getattr(capture, "journal", None)
+        self.capture_file = Path(journal) if journal is not None else None
+        return Tee(self.live, capture)
+
+    async def start(self, server: ProxyServer | None) -> None:
+        self.ui = self._ui_factory(self.capture_file)
+        await start_ui(self.ui)
+
+    async def stop(self) -> None:
+        if self.ui is not None:
+            await self.ui.stop()
+
+
+async def start_ui(ui: WebUi) -> None:
+    """Listen, or one line saying why not; then print where the UI is."""
+    try:
+        await ui.start()
+    except OSError as error:
+        where = ui.address.url.removeprefix("http://")
+        reason = os_error_text(error)
+        raise StartupError(f"cannot listen on {where} for the web UI: {reason}") from None
+    base = ui.address.url
+    if ui.password_mode:
+        line = f"wsproxy web UI: {base}/ (enter the --web-password)"
+    else:
+        line = f"wsproxy web UI: {base}/?token={ui.token}"
+    print(line, flush=True)
+
+
+def _breakpoints() -> PauseEngine | None:
+    """The pause engine (``wsproxy.web.breakpoints``), when this build has it."""
+    try:
+        from wsproxy.web.breakpoints import Breakpoints  # type: ignore[import-not-found]
+    except ImportError:
+        log.info("web UI: breakpoints are not part of this build")
+        return None
+    engine: PauseEngine = Breakpoints()
+    return engine
+
+
+def _warn_exposed(host: str) -> None:
+    if not is_loopback(host):
+        log.warning(
+            "web UI on %s: reachable from other machines; whoever has the token (or "
+            "password) sees and changes all traffic",
+            host,
+        )
+
+
+def _run(argv: list[str]) -> int:
+    parser = build_web_parser()
+    args = parse_flags(parser, argv)
+    if args is None:
+        return 0
+    token = args.web_password if args.web_password is not None else secrets.token_urlsafe(24)
+    if args.web_password is not None and not args.web_password:
+        raise ConfigError("--web-password must not be empty")
+    address = UiAddress(args.web_host, args.web_port)
+    if args.read is not None:
+        setup_logging(-1 if args.quiet else args.verbose)
+        _warn_exposed(args.web_host)
+        asyncio.run(_show_capture(args, address, token))
+        return 0
+    options = options_from_args(args)
+    setup_logging(options.verbosity)
+    _warn_exposed(args.web_host)
+    live = LiveState(history=args.web_history, content_budget=args.web_keep)
+    breakpoints = _breakpoints()
+
+    def make_ui(capture_file: Path | None) -> WebUi:
+        from wsproxy.web.server import WebUi
+
+        return WebUi(
+            live,
+            address,
+            token,
+            breakpoints=breakpoints,
+            capture_file=capture_file,
+            password_mode=args.web_password is not None,
+        )
+
+    companion = WebCompanion(live, make_ui, breakpoints)
+    asyncio.run(run_proxy(options, script_host(args), companion))
+    return 0
+
+
+async def _show_capture(args: argparse.Namespace, address: UiAddress, token: str) -> None:
+    """``-r FILE``: the capture's connections in the UI, read-only, until a signal."""
+    from wsproxy.capture.reader import join_frames, read_capture
+    from wsproxy.web.server import WebUi
+
+    live = LiveState(history=args.web_history, content_budget=args.web_keep, readonly=True)
+    path: Path = args.read
+    count_ = await asyncio.to_thread(lambda: live.load(join_frames(read_capture(path))))
+    ui = WebUi(live, address, token, capture_file=path, password_mode=args.web_password is not None)
+    await start_ui(ui)
+    log.warning("showing %s read-only: %d connection(s)", path, count_)
+    try:
+        await wait_for_signal()
+    finally:
+        await ui.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    return guarded(PROG, args, lambda: _run(args))

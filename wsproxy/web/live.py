@@ -1,0 +1,770 @@
+"""What the web UI knows: every connection and its recent messages, bounded, pushed in batches.
+
+``LiveState`` is a capture sink (``wsproxy.capture.sink.CaptureSink``): the session hands it
+the same records a ``-w`` capture gets — the handshake with its headers, every frame and
+control frame with its verdict (forwarded, modified with the original, dropped, injected),
+the close, and plain HTTP exchanges — without adding a plugin hook, so the relay keeps its
+fast path (no message reassembly for hooks, no task per message). ``Tee`` puts it beside the
+run's real capture.
+
+Never waits, always bounded (the relay must not slow down for a page):
+
+* per connection the last ``history`` messages (``--web-history``), in all at most
+  ``MAX_MESSAGES`` (older ones are forgotten first); each keeps a preview and up to
+  ``MESSAGE_KEEP`` bytes of its content for download, in all at most ``content_budget`` bytes
+  (the oldest contents are let go first: their download answers 410, as an evicted one's);
+* at most ``MAX_CONNECTIONS`` connections (the oldest closed ones go first);
+* events for the page are collected only while someone watches, sent at most every
+  ``FLUSH_INTERVAL`` (a batch, encoded once for every subscriber); a connection's counters
+  are sent once per batch, not once per message; a subscriber more than ``SUBSCRIBER_QUEUE``
+  bytes behind loses its queue and gets ``dropped_events`` (it refetches through REST).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from wsproxy.decoders.base import Decoder
+from wsproxy.filtering import RecordView, UrlView, hints_of
+from wsproxy.filters import Filter
+from wsproxy.model import BodyCapture, Flow, HttpExchange
+from wsproxy.sansio.frames import Opcode
+from wsproxy.sansio.records import FrameRecord
+from wsproxy.web.shapes import close_of, msg_dict
+
+log = logging.getLogger("wsproxy")
+
+MiB = 1024 * 1024
+MESSAGE_KEEP = 1 * MiB  # content kept per message (and per original) for download
+CONTENT_BUDGET = 64 * MiB  # content kept in all (--web-keep)
+HISTORY = 10_000  # messages kept per connection (--web-history)
+MAX_MESSAGES = 200_000  # messages kept in all: about 100 MB of previews at most
+MAX_CONNECTIONS = 1_000
+HTTP_BODY_KEEP = 16 * 1024  # of a plain HTTP body, for the export
+FLUSH_INTERVAL = 0.1  # seconds between two batches (the page repaints ~10 times a second)
+MAX_PENDING = 20_000  # events collected between two batches; more are counted as dropped
+SUBSCRIBER_QUEUE = 8 * MiB  # encoded bytes a subscriber may be behind
+
+
+class Piece(Protocol):
+    """A frame record as the relay (``FrameRecord``) or a capture reader (``Frame``) has it."""
+
+    opcode: int
+    message_opcode: int
+    fin: bool
+    length: int
+    payload: bytes
+    verdict: str
+    original: bytes | None
+    offset: int
+    more: bool
+
+
+class LiveMessage:
+    """One message or control frame as the UI keeps it."""
+
+    __slots__ = (
+        "complete",
+        "conn",
+        "content",
+        "decoded",
+        "evicted",
+        "fragments",
+        "from_client",
+        "opcode",
+        "original",
+        "seq",
+        "size",
+        "ts",
+        "verdict",
+        "wire_size",
+    )
+
+    def __init__(self, conn: LiveConn, seq: int, partial: _Partial) -> None:
+        self.conn = conn
+        self.seq = seq
+        self.from_client = partial.from_client
+        self.ts = partial.ts
+        self.opcode = partial.opcode
+        self.size = partial.size
+        self.wire_size = partial.wire_size
+        self.fragments = partial.fragments
+        self.verdict = partial.verdict
+        self.content: bytes | None = b"".join(partial.parts)
+        self.complete = partial.size == len(self.content)
+        self.original = b"".join(partial.originals) if partial.originals else None
+        self.decoded: dict[str, Any] | None = None
+        self.evicted = False
+
+    def kept_bytes(self) -> int:
+        return len(self.content or b"") + len(self.original or b"")
+
+    def to_dict(self) -> dict[str, Any]:
+        return msg_dict(
+            seq=self.seq,
+            from_client=self.from_client,
+            ts=self.ts,
+            opcode=self.opcode,
+            content=self.content or b"",
+            size=self.size,
+            wire_size=self.wire_size,
+            fragments=self.fragments,
+            verdict=self.verdict,
+            decoded=self.decoded,
+            original=self.original,
+        )
+
+    def record(self) -> FrameRecord:
+        """This message as one whole-frame record (for the export's JSONL)."""
+        from wsproxy.sansio.legs import Side
+
+        return FrameRecord(
+            side=Side.CLIENT if self.from_client else Side.SERVER,
+            opcode=self.opcode,
+            fin=True,
+            rsv=0,
+            length=self.wire_size,
+            payload=self.content or b"",
+            compressed=False,
+            message_opcode=self.opcode,
+            verdict=self.verdict,
+            original=self.original,
+        )
+
+
+@dataclass(slots=True)
+class _Partial:
+    """A data message whose frames are still coming (or a frame still in pieces)."""
+
+    from_client: bool
+    ts: float
+    opcode: int
+    verdict: str = "forwarded"
+    parts: list[bytes] = field(default_factory=list)
+    originals: list[bytes] = field(default_factory=list)
+    kept: int = 0
+    kept_original: int = 0
+    size: int = 0
+    wire_size: int = 0
+    fragments: int = 0
+
+    def add(self, piece: Piece) -> None:
+        data = piece.payload
+        self.size += len(data)
+        room = MESSAGE_KEEP - self.kept
+        if room > 0 and data:
+            chunk = data if len(data) <= room else data[:room]
+            self.parts.append(chunk)
+            self.kept += len(chunk)
+        if piece.original is not None:
+            room = MESSAGE_KEEP - self.kept_original
+            if room > 0:
+                chunk = piece.original[:room]
+                self.originals.append(chunk)
+                self.kept_original += len(chunk)
+        if piece.offset == 0:  # a frame's first piece carries the frame's own fields
+            self.wire_size += piece.length
+            self.fragments += 1
+        if piece.verdict != "forwarded" and self.verdict != "dropped":
+            self.verdict = piece.verdict
+
+
+class LiveConn:
+    """One WebSocket (or plain HTTP exchange) as the UI keeps it."""
+
+    def __init__(self, conn_id: str, kind: str, url: str, started: float) -> None:
+        self.id = conn_id
+        self.kind = kind
+        self.url = url
+        self.method = "GET"
+        self.status: int | None = None
+        self.client: str | None = None
+        self.state = "open"
+        self.subprotocol: str | None = None
+        self.extensions: list[str] = []
+        self.counts = {"client": [0, 0], "server": [0, 0]}  # messages, bytes
+        self.close: dict[str, Any] = {"client": None, "server": None, "closed_by": None}
+        self.error: str | None = None
+        self.started = started
+        self.ended: float | None = None
+        self.request_headers: list[tuple[str, str]] = []
+        self.response_headers: list[tuple[str, str]] = []
+        self.flow: Flow | None = None  # while open: compose, close and abort go through it
+        self.messages: deque[LiveMessage] = deque()
+        self.next_seq = 1
+        self.partials: dict[tuple[bool, bool], _Partial] = {}
+        self.decoder: Decoder | None = None
+        self.decoder_chosen = False
+        self.records: dict[str, dict[str, Any]] = {}  # handshake/close/http JSONL records
+
+    def to_dict(self) -> dict[str, Any]:
+        c, s = self.counts["client"], self.counts["server"]
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "url": self.url,
+            "method": self.method,
+            "status": self.status,
+            "client": self.client,
+            "state": self.state,
+            "subprotocol": self.subprotocol,
+            "extensions": list(self.extensions),
+            "counts": {
+                "client": {"messages": c[0], "bytes": c[1]},
+                "server": {"messages": s[0], "bytes": s[1]},
+            },
+            "close": dict(self.close),
+            "error": self.error,
+            "started": self.started,
+            "ended": self.ended,
+            "decoder": None if self.decoder is None else self.decoder.protocol,
+        }
+
+    def detail(self) -> dict[str, Any]:
+        out = self.to_dict()
+        out["request"] = {"headers": [list(h) for h in self.request_headers]}
+        out["response"] = {
+            "status": self.status,
+            "headers": [list(h) for h in self.response_headers],
+        }
+        return out
+
+    def message(self, seq: int) -> LiveMessage | None:
+        """The kept message ``seq``; None when it was never there or is evicted."""
+        if not self.messages:
+            return None
+        index = seq - self.messages[0].seq
+        if 0 <= index < len(self.messages):
+            return self.messages[index]
+        return None
+
+    def first_seq(self) -> int:
+        return self.messages[0].seq if self.messages else self.next_seq
+
+    def matches(self, filter: Filter) -> bool:
+        """Whether ``filter`` picks this connection: by its handshake, else by a kept
+        message it matches."""
+        view = UrlView(
+            self.url,
+            method=self.method,
+            status=self.status,
+            request_headers=self.request_headers,
+            response_headers=self.response_headers,
+            is_websocket=self.kind == "websocket",
+        )
+        bound = filter.bind(view)
+        if bound.verdict is not None:
+            return bound.verdict
+        return any(
+            bound.matches(
+                RecordView(
+                    from_client=m.from_client,
+                    opcode=m.opcode,
+                    message_opcode=m.opcode,
+                    payload=m.content or b"",
+                    length=m.size,
+                )
+            )
+            for m in self.messages
+        )
+
+
+class Subscriber:
+    """One page's push channel: encoded batches waiting to be sent, bounded."""
+
+    def __init__(self) -> None:
+        self.queue: deque[tuple[str, int]] = deque()  # (encoded batch, events in it)
+        self.queued_bytes = 0
+        self.ready = asyncio.Event()
+        self.dropped = 0  # events thrown away since the last dropped_events
+
+    def push(self, batch: str, events: int) -> None:
+        if self.queued_bytes + len(batch) > SUBSCRIBER_QUEUE:
+            self.dropped += events + sum(count for _, count in self.queue)
+            self.queue.clear()
+            self.queued_bytes = 0
+            batch = json.dumps(
+                {"type": "batch", "events": [{"type": "dropped_events", "count": self.dropped}]}
+            )
+            events = 0
+        else:
+            self.dropped = 0
+        self.queue.append((batch, events))
+        self.queued_bytes += len(batch)
+        self.ready.set()
+
+    def take(self) -> list[str]:
+        batches = [batch for batch, _ in self.queue]
+        self.queue.clear()
+        self.queued_bytes = 0
+        self.ready.clear()
+        return batches
+
+
+class LiveState:
+    """Every connection the UI shows; a capture sink for the proxy (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        history: int = HISTORY,
+        content_budget: int = CONTENT_BUDGET,
+        max_messages: int = MAX_MESSAGES,
+        max_connections: int = MAX_CONNECTIONS,
+        readonly: bool = False,
+    ) -> None:
+        self.history = history
+        self.content_budget = content_budget
+        self.max_messages = max_messages
+        self.max_connections = max_connections
+        self.readonly = readonly
+        self.conns: dict[str, LiveConn] = {}
+        self._all: deque[LiveMessage] = deque()  # every kept message, oldest first
+        self._with_content: deque[LiveMessage] = deque()  # those holding content, oldest first
+        self.content_bytes = 0
+        self.subscribers: set[Subscriber] = set()
+        self._pending: list[LiveMessage | dict[str, Any]] = []
+        self._dirty: dict[str, LiveConn] = {}
+        self._overflow = 0
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._http_ids = 0
+
+    # -- the capture sink -------------------------------------------------------------------
+
+    def wants(self, flow: Flow) -> bool:
+        return True
+
+    def handshake(self, flow: Flow) -> None:
+        from wsproxy.capture.writer import handshake_record
+
+        record = handshake_record(flow)
+        conn = self._open_conn(flow.id, "websocket", flow.request.url, flow.started, record)
+        conn.flow = flow
+        self._changed(conn)
+
+    def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None:
+        conn = self.conns.get(flow.id)
+        if conn is not None:
+            self.take_piece(conn, record.side.value == "client", record, timestamp)
+
+    def close(self, flow: Flow) -> None:
+        from wsproxy.capture.writer import close_record
+
+        conn = self.conns.get(flow.id)
+        if conn is not None:
+            conn.flow = None
+            self.closed(conn, close_record(flow))
+
+    def sync(self) -> None:
+        """Nothing to write ahead: the UI is no durable record."""
+
+    def congested(self, resume: Callable[[], None]) -> bool:
+        return False  # the relay never waits for the UI
+
+    def wants_http(
+        self, url: str, method: str = "GET", headers: Sequence[tuple[str, str]] = ()
+    ) -> bool:
+        return True
+
+    def http(self, exchange: HttpExchange) -> None:
+        from wsproxy.capture import jsonl
+
+        # A copy with shorter bodies: a capture beside may still be encoding the original.
+        trimmed = replace(
+            exchange,
+            request_body=_trimmed(exchange.request_body),
+            response_body=_trimmed(exchange.response_body),
+        )
+        self.take_http(jsonl.http(trimmed))
+
+    # -- records in (live, or read from a capture) ------------------------------------------
+
+    def take_handshake(self, record: dict[str, Any]) -> LiveConn:
+        conn = self._open_conn(
+            str(record["conn"]), "websocket", record["url"], float(record["ts"]), record
+        )
+        self._changed(conn)
+        return conn
+
+    def _open_conn(
+        self, conn_id: str, kind: str, url: str, started: float, record: dict[str, Any]
+    ) -> LiveConn:
+        old = self.conns.pop(conn_id, None)
+        if old is not None:  # a capture with the same id twice: the newer wins
+            self._forget_conn(old)
+        conn = LiveConn(conn_id, kind, url, started)
+        conn.client = record.get("client")
+        conn.status = record.get("status")
+        conn.method = record.get("method", "GET")
+        conn.subprotocol = record.get("subprotocol")
+        conn.extensions = list(record.get("extensions", []))
+        conn.request_headers = [(str(k), str(v)) for k, v in record.get("request_headers", [])]
+        conn.response_headers = [
+            (str(k), str(v)) for k, v in record.get("response_headers", [])
+        ]
+        conn.records["handshake" if kind == "websocket" else "http"] = record
+        self.conns[conn_id] = conn
+        self._evict_conns()
+        return conn
+
+    def take_piece(self, conn: LiveConn, from_client: bool, piece: Piece, ts: float) -> None:
+        """One frame record (or one piece of a frame recorded in pieces) of ``conn``."""
+        if piece.opcode >= Opcode.CLOSE:
+            control = _Partial(from_client, ts, piece.opcode)
+            control.add(piece)
+            self._store(conn, control)
+            return
+        key = (from_client, piece.verdict == "injected")
+        partial = conn.partials.get(key)
+        if partial is None or (piece.opcode != Opcode.CONTINUATION and piece.offset == 0):
+            partial = conn.partials[key] = _Partial(from_client, ts, piece.message_opcode)
+        partial.add(piece)
+        if piece.fin and not piece.more:
+            del conn.partials[key]
+            self._store(conn, partial)
+
+    def closed(self, conn: LiveConn, record: dict[str, Any]) -> None:
+        conn.records["close"] = record
+        conn.state = "closed"
+        conn.ended = float(record["ts"])
+        for side in ("client", "server"):
+            info = record.get(side) or {}
+            if info.get("received_close"):
+                conn.close[side] = {"code": info.get("code"), "reason": info.get("reason", "")}
+        conn.close["closed_by"] = record.get("closed_by")
+        conn.error = record.get("error")
+        conn.partials.clear()
+        self._changed(conn)
+        self._evict_conns()
+
+    def take_http(self, record: dict[str, Any]) -> LiveConn:
+        """A plain HTTP exchange (a JSONL ``http`` record): a connection of kind "http"."""
+        self._http_ids += 1
+        conn_id = f"{record.get('conn')}-h{self._http_ids}"
+        conn = self._open_conn(conn_id, "http", record["url"], float(record["ts"]), record)
+        conn.state = "closed"
+        end = (record.get("timings") or {}).get("end")
+        conn.ended = conn.started + end if end is not None else None
+        conn.error = record.get("error")
+        self._changed(conn)
+        return conn
+
+    # -- keeping, bounded -------------------------------------------------------------------
+
+    def _store(self, conn: LiveConn, partial: _Partial) -> None:
+        message = LiveMessage(conn, conn.next_seq, partial)
+        conn.next_seq += 1
+        if message.opcode < Opcode.CLOSE:
+            counts = conn.counts["client" if message.from_client else "server"]
+            counts[0] += 1
+            counts[1] += message.size
+            self._decode(conn, message)
+        elif message.opcode == Opcode.CLOSE and message.verdict != "injected":
+            side = "client" if message.from_client else "server"
+            conn.close[side] = close_of(message.content or b"") or {"code": None, "reason": ""}
+            if conn.state == "open":
+                conn.state = "closing"
+        conn.messages.append(message)
+        self._all.append(message)
+        if message.content or message.original:
+            self._with_content.append(message)
+            self.content_bytes += message.kept_bytes()
+        if len(conn.messages) > self.history:
+            self._evict(conn.messages.popleft())
+        while len(self._all) > self.max_messages:
+            old = self._all.popleft()
+            if not old.evicted:
+                old.conn.messages.popleft()  # the oldest of its connection, too
+                self._evict(old)
+        while self.content_bytes > self.content_budget and self._with_content:
+            self._drop_content(self._with_content.popleft())
+        if self.subscribers:
+            if len(self._pending) < MAX_PENDING:
+                self._pending.append(message)
+            else:
+                self._overflow += 1
+            self._changed(conn)
+
+    def _evict(self, message: LiveMessage) -> None:
+        message.evicted = True
+        self._drop_content(message)
+
+    def _drop_content(self, message: LiveMessage) -> None:
+        if message.content is not None or message.original is not None:
+            self.content_bytes -= message.kept_bytes()
+            message.content = None
+            message.original = None
+
+    def _evict_conns(self) -> None:
+        """Over MAX_CONNECTIONS: forget the oldest closed connections (open ones stay)."""
+        excess = len(self.conns) - self.max_connections
+        if excess <= 0:
+            return
+        for conn in [c for c in self.conns.values() if c.state == "closed"][:excess]:
+            del self.conns[conn.id]
+            self._forget_conn(conn)
+
+    def _forget_conn(self, conn: LiveConn) -> None:
+        for message in conn.messages:
+            self._evict(message)
+        conn.messages.clear()
+        self._dirty.pop(conn.id, None)
+
+    def _decode(self, conn: LiveConn, message: LiveMessage) -> None:
+        """The message's protocol summary, when a decoder claims (or sniffs) the connection;
+        a connection none takes is decoded no further (no cost per message)."""
+        content = message.content or b""
+        text = message.opcode == Opcode.TEXT
+        if not conn.decoder_chosen:
+            conn.decoder_chosen = True
+            from wsproxy.decoders.registry import choose
+
+            hints = hints_of(conn.subprotocol, conn.url)
+            factory = choose(hints, content, text)
+            conn.decoder = None if factory is None else factory.new(hints)
+        if conn.decoder is None or not message.complete:
+            return
+        try:
+            decoded = conn.decoder.decode(content, text=text, from_client=message.from_client)
+        except Exception:  # a decoder must never take the UI down: no summary, that is all
+            return
+        if decoded is not None:
+            message.decoded = {
+                "protocol": decoded.protocol,
+                "kind": decoded.kind,
+                "summary": decoded.summary,
+            }
+
+    # -- the push channel -------------------------------------------------------------------
+
+    def subscribe(self) -> Subscriber:
+        subscriber = Subscriber()
+        self.subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+        if not self.subscribers:
+            self._pending.clear()
+            self._dirty.clear()
+
+    def push(self, event: dict[str, Any]) -> None:
+        """An event from elsewhere (the breakpoints' pause, resume, rule list)."""
+        if not self.subscribers:
+            return
+        if len(self._pending) < MAX_PENDING:
+            self._pending.append(event)
+        else:
+            self._overflow += 1
+        self._schedule()
+
+    def _changed(self, conn: LiveConn) -> None:
+        if self.subscribers:
+            self._dirty[conn.id] = conn
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self._flush_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # reading a capture before the server runs: nobody watches
+                return
+            self._flush_handle = loop.call_later(FLUSH_INTERVAL, self.flush)
+
+    def flush(self) -> None:
+        """Send what happened since the last batch to every subscriber, encoded once."""
+        self._flush_handle = None
+        events: list[dict[str, Any]] = [
+            {"type": "conn", "conn": conn.to_dict()} for conn in self._dirty.values()
+        ]
+        for item in self._pending:
+            if isinstance(item, LiveMessage):
+                events.append({"type": "msg", "conn": item.conn.id, "msg": item.to_dict()})
+            else:
+                events.append(item)
+        if self._overflow:
+            events.append({"type": "dropped_events", "count": self._overflow})
+        self._pending.clear()
+        self._dirty.clear()
+        self._overflow = 0
+        if not events:
+            return
+        batch = json.dumps({"type": "batch", "events": events}, separators=(",", ":"))
+        for subscriber in self.subscribers:
+            subscriber.push(batch, len(events))
+
+    def hello(self) -> dict[str, Any]:
+        return {
+            "type": "hello",
+            "version": 1,
+            "readonly": self.readonly,
+            "web_history": self.history,
+        }
+
+    # -- reading a capture (-r FILE) --------------------------------------------------------
+
+    def load(self, records: Iterator[Any]) -> int:
+        """Fill the state from a capture's records (``reader.read_capture``); returns how
+        many connections it has."""
+        from wsproxy.capture.records import Close, Connection, Frame, Http
+
+        for record in records:
+            if isinstance(record, Connection):
+                self.take_handshake(_handshake_dict(record))
+            elif isinstance(record, Frame):
+                conn = self.conns.get(record.conn)
+                if conn is not None:
+                    self.take_piece(conn, record.direction == "client", record, record.time)
+            elif isinstance(record, Close):
+                conn = self.conns.get(record.conn)
+                if conn is not None:
+                    self.closed(conn, _close_dict(record))
+            elif isinstance(record, Http):
+                self.take_http(_http_dict(record))
+        return len(self.conns)
+
+
+def _handshake_dict(record: Any) -> dict[str, Any]:
+    return {
+        "type": "handshake",
+        "conn": record.conn,
+        "ts": record.time,
+        "time": _iso(record.time),
+        "client": record.client,
+        "upstream": record.upstream,
+        "url": record.url,
+        "request_headers": [list(h) for h in record.request_headers],
+        "status": record.status,
+        "reason": record.reason,
+        "response_headers": [list(h) for h in record.response_headers],
+        "subprotocol": record.subprotocol,
+        "extensions": list(record.extensions),
+    }
+
+
+def _close_dict(record: Any) -> dict[str, Any]:
+    def side(info: Any) -> dict[str, Any]:
+        return {"code": info.code, "reason": info.reason, "received_close": info.received_close}
+
+    return {
+        "type": "close",
+        "conn": record.conn,
+        "ts": record.time,
+        "time": _iso(record.time),
+        "closed_by": record.closed_by,
+        "client": side(record.client),
+        "server": side(record.server),
+        "counts": record.counts,
+        "error": record.error,
+    }
+
+
+def _http_dict(record: Any) -> dict[str, Any]:
+    exchange = HttpExchange(
+        conn=record.conn or "h",
+        started=record.time,
+        client_address=_split_address(record.client),
+        method=record.method,
+        url=record.url,
+        http_version=record.http_version,
+        upstream=_split_address(record.upstream) or ("", 0),
+        request_headers=list(record.request_headers),
+        request_body=BodyCapture(HTTP_BODY_KEEP),
+        status=record.status,
+        reason=record.reason,
+        response_headers=list(record.response_headers),
+        response_body=BodyCapture(HTTP_BODY_KEEP),
+        first_byte=None if record.wait is None else record.time + record.wait,
+        ended=record.time + record.duration,
+        answered_by=record.answered_by,
+        error=record.error,
+    )
+    for body, data, size in (
+        (exchange.request_body, record.request_body, record.request_size),
+        (exchange.response_body, record.response_body, record.response_size),
+    ):
+        body.add(data or b"")
+        body.size = max(body.size, size)
+    from wsproxy.capture import jsonl
+
+    return jsonl.http(exchange)
+
+
+def _trimmed(body: BodyCapture) -> BodyCapture:
+    kept = BodyCapture(HTTP_BODY_KEEP)
+    kept.add(bytes(body.kept[:HTTP_BODY_KEEP]))
+    kept.size = body.size
+    return kept
+
+
+def _split_address(text: str | None) -> tuple[str, int] | None:
+    if not text or ":" not in text:
+        return None
+    host, _, port = text.rpartition(":")
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        return None
+
+
+def _iso(ts: float) -> str:
+    from wsproxy.capture.records import iso_time
+
+    return iso_time(ts)
+
+
+class Tee:
+    """``LiveState`` beside the run's ``-w`` capture: the UI sees every connection, the
+    capture only those it wants; only the capture can slow the relay (as it would alone)."""
+
+    def __init__(self, live: LiveState, capture: Any) -> None:
+        self.live = live
+        self.capture = capture
+        self._captured: set[str] = set()
+
+    def wants(self, flow: Flow) -> bool:
+        if self.capture.wants(flow):
+            self._captured.add(flow.id)
+        return True
+
+    def handshake(self, flow: Flow) -> None:
+        self.live.handshake(flow)
+        if flow.id in self._captured:
+            self.capture.handshake(flow)
+
+    def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None:
+        self.live.frame(flow, record, timestamp)
+        if flow.id in self._captured:
+            self.capture.frame(flow, record, timestamp)
+
+    def close(self, flow: Flow) -> None:
+        self.live.close(flow)
+        if flow.id in self._captured:
+            self._captured.discard(flow.id)
+            self.capture.close(flow)
+
+    def sync(self) -> None:
+        self.capture.sync()
+
+    def congested(self, resume: Callable[[], None]) -> bool:
+        return bool(self.capture.congested(resume))
+
+    def wants_http(
+        self, url: str, method: str = "GET", headers: Sequence[tuple[str, str]] = ()
+    ) -> bool:
+        return True
+
+    def http(self, exchange: HttpExchange) -> None:
+        if self.capture.wants_http(exchange.url, exchange.method, exchange.request_headers):
+            self.capture.http(exchange)
+        self.live.http(exchange)
+
+    async def aclose(self) -> None:
+        await self.capture.aclose()
+
