@@ -168,7 +168,8 @@ def _ended(peer: Peer, conn_id: str, error: Exception) -> None:
         if peer.answering:
             peer.abort()
     elif isinstance(error, ClientGone):
-        log.info("[%s] %s: left while waiting for its handshake turn", conn_id, client)
+        why = str(error) or "left while waiting for its handshake turn"
+        log.info("[%s] %s: %s", conn_id, client, why)
     elif isinstance(error, ConnectionError | ssl.SSLError):
         log.info("[%s] %s: connection ended: %s", conn_id, client, error)
     else:

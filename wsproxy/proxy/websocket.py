@@ -14,11 +14,13 @@ copied both ways unchanged: no frame is parsed, no plugin is called, nothing is 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from wsproxy import logformat
 from wsproxy.exceptions import HandshakeError, UpstreamError
@@ -32,7 +34,7 @@ from wsproxy.proxy.http_relay import PlainHttp
 from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.pipe import pipe
 from wsproxy.proxy.session import CaptureSink, WebSocketSession
-from wsproxy.proxy.turns import HandshakeTurns
+from wsproxy.proxy.turns import ClientGone, HandshakeTurns
 from wsproxy.proxy.upstream import Upstream
 from wsproxy.sansio import deflate
 from wsproxy.sansio.handshake import (
@@ -174,7 +176,10 @@ class WebSockets:
         )
         chain = self.chain
         if chain is not None and chain.has("handshake_request"):
-            await chain.handshake_request(flow)
+            if chain.inline("handshake_request"):
+                await chain.handshake_request(flow)  # plain functions: never suspends
+            else:
+                await _while_connected(peer, chain.handshake_request(flow))
             _raise_if_refused(flow)
             request = flow.request
             # A hook that keeps the address keeps the name it is reached under (SNI, Host).
@@ -310,6 +315,22 @@ class WebSockets:
                 await chain.error(flow, flow.error)
             if chain.has("closed"):
                 await chain.closed(flow)
+
+
+async def _while_connected(peer: Peer, hooks: Coroutine[Any, Any, None]) -> None:
+    """Run async handshake hooks unless the client leaves first (while a person looks at its
+    paused upgrade, say): they are then cancelled, and nothing waits for a client gone."""
+    task = asyncio.ensure_future(hooks)
+    try:
+        await asyncio.wait({task, peer.ended}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        raise ClientGone("left while a plugin held its upgrade request")
+    task.result()
 
 
 def _raise_if_refused(flow: Flow) -> None:
