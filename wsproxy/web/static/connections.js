@@ -91,10 +91,10 @@ export class ConnectionsView {
     const isWs = conn.kind === "websocket";
     const facts = [conn.client];
     if (isWs) {
-      if (conn.subprotocol) facts.push(`subprotocol ${conn.subprotocol}`);
-      if (conn.extensions && conn.extensions.length) facts.push(conn.extensions.join(", "));
       facts.push(`→ ${counts(conn, "client")}`, `← ${counts(conn, "server")}`);
+      if (conn.subprotocol) facts.push(`subprotocol ${conn.subprotocol}`);
       if (conn.decoder) facts.push(conn.decoder);
+      if (conn.extensions && conn.extensions.length) facts.push(conn.extensions.join(", "));
     } else if (conn.status) {
       facts.push(`HTTP ${conn.status}`);
     }

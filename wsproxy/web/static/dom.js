@@ -12,8 +12,8 @@ export function h(tag, attrs = {}, ...children) {
       el.className = value;
     } else if (key === "dataset") {
       Object.assign(el.dataset, value);
-    } else if (key in el && typeof value !== "string") {
-      el[key] = value; // value, checked, disabled, selected given as non-strings
+    } else if (key === "value" || (key in el && typeof value !== "string")) {
+      el[key] = value; // a property: a textarea's value has no attribute; checked, disabled...
     } else {
       el.setAttribute(key, value === true ? "" : String(value));
     }

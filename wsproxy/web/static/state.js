@@ -119,7 +119,7 @@ export class State {
     };
     this.timeline = timeline;
     this.emit("timeline", { reset: true });
-    const first = await this.api.messages(id, { after: -1, limit: PAGE, control: timeline.control });
+    const first = await this.api.messages(id, { after: 0, limit: PAGE, control: timeline.control });
     if (this.timeline !== timeline) return;
     let page = first;
     const firstSeq = first.first_seq ?? (first.messages[0] ? first.messages[0].seq : 0);

@@ -106,7 +106,7 @@ export class MessageViewer {
         replayButton,
       ),
       this.replay
-        ? h("input", { class: "replay mono", readonly: true, "aria-label": "Replay command", value: this.replay })
+        ? h("textarea", { class: "replay mono", rows: 2, readonly: true, "aria-label": "Replay command", value: this.replay })
         : null,
       msg.verdict === "modified" && msg.original_preview != null
         ? h(
