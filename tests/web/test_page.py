@@ -131,9 +131,10 @@ async def test_a_paused_message_is_edited_in_the_page_and_forwarded(
         editor = page.get_by_label("Message (text)")
         await expect(editor).to_have_value("the secret plan")
         await screenshot(page, "paused-message")
-        # other traffic keeps flowing while one message waits
-        await client.send("not matching")
-        assert await asyncio.wait_for(client.recv(), 10) == "not matching"
+        # other connections keep flowing while one message waits
+        async with await client_of(ui, "/other") as other:
+            await other.send("not matching")
+            assert await asyncio.wait_for(other.recv(), 10) == "not matching"
 
         await editor.fill("the edited plan")
         await page.get_by_role("button", name="Forward edited").click()
@@ -213,14 +214,28 @@ async def test_without_the_token_the_page_shows_the_token_screen(
     status = await page.evaluate("fetch('/api/connections').then(r => r.status)")
     assert status == 401
 
+    # a wrong token: the server's own token form, and the right one typed into it opens the UI
     await page.goto(ui.page_url(token="wrong"))
     await expect(page.get_by_role("heading", name="Token required")).to_be_visible()
-    await expect(page.locator("#token-reason")).to_contain_text("not accepted")
-
-    await page.get_by_label("Token").fill(ui.token)
+    await page.locator("input[name=token]").fill(ui.token)
     await page.get_by_role("button", name="Open").click()
     await expect(page.locator("#link-status")).to_have_text("live")
     await expect(page.get_by_role("listbox", name="Connections")).to_be_visible()
+
+    # a new tab has the page (its cookie serves the page's files) but no token for the API:
+    # the page's own token screen asks for it
+    second = await page.context.new_page()
+    await second.goto(ui.page_url(token=""))
+    await expect(second.get_by_role("heading", name="Token required")).to_be_visible()
+    await expect(second.get_by_role("listbox", name="Connections")).to_be_hidden()
+    status = await second.evaluate("fetch('/api/connections').then(r => r.status)")
+    assert status == 401  # the cookie opens the page's files, never the API
+    await second.get_by_label("Token", exact=True).fill("not the token")
+    await second.get_by_role("button", name="Open").click()
+    await expect(second.locator("#token-reason")).to_contain_text("not accepted")
+    await second.get_by_label("Token", exact=True).fill(ui.token)
+    await second.get_by_role("button", name="Open").click()
+    await expect(second.locator("#link-status")).to_have_text("live")
 
 
 async def test_dark_theme_follows_the_system_and_the_toggle(
@@ -287,7 +302,9 @@ async def test_a_long_timeline_renders_only_the_rows_in_view(
     start_web: StartWeb, ws_echo: WsUpstream, new_page: NewPage
 ) -> None:
     count = 6000
-    ui = await start_web("--mode", f"reverse:{ws_echo.url}", verbose=False)
+    ui = await start_web(
+        "--mode", f"reverse:{ws_echo.url}", "--web-history", str(2 * count), verbose=False
+    )
     page = await open_ui(new_page, ui)
     async with await client_of(ui) as client:
         for n in range(count):
@@ -296,7 +313,8 @@ async def test_a_long_timeline_renders_only_the_rows_in_view(
             await client.recv()
         await connection_option(page, "/chat").click()
         timeline = page.get_by_role("listbox", name="Messages")
-        await expect(message_options(page, f"m{count - 1:05d}")).to_have_count(2)
+        # the client sent all, then read all: the newest row is the last echo
+        await expect(message_options(page, f"server to client text 6 B forwarded: m{count - 1:05d}")).to_be_visible()
         rendered = await timeline.get_by_role("option").count()
         assert rendered < 100, f"{rendered} rows in the DOM for {2 * count} messages"
         # scrolling to the top fetches older pages until the first message is there
@@ -309,5 +327,22 @@ async def test_a_long_timeline_renders_only_the_rows_in_view(
             await page.wait_for_function(
                 f"() => {loaded} > {before} || window.wsproxyState.timeline.atStart"
             )
-        await expect(message_options(page, "m00000").first).to_be_visible()
+        await expect(message_options(page, "#1 client to server text 6 B forwarded: m00000")).to_be_visible()
         assert await timeline.get_by_role("option").count() < 100
+
+
+async def test_messages_past_the_history_are_said_to_be_gone(
+    start_web: StartWeb, ws_echo: WsUpstream, new_page: NewPage
+) -> None:
+    ui = await start_web("--mode", f"reverse:{ws_echo.url}", "--web-history", "10")
+    page = await open_ui(new_page, ui)
+    async with await client_of(ui) as client:
+        for n in range(10):
+            await client.send(f"m{n}")
+            await client.recv()
+        await connection_option(page, "/chat").click()
+        timeline = page.get_by_role("listbox", name="Messages")
+        await expect(timeline.get_by_role("option")).to_have_count(11)
+        await expect(timeline.get_by_role("option").first).to_have_text(
+            "10 older messages are no longer kept (--web-history)"
+        )

@@ -4,6 +4,7 @@
 import { h, fill, select } from "./dom.js";
 import { VirtualList } from "./vlist.js";
 import { MessageViewer } from "./viewer.js";
+import { hasHeadRow } from "./state.js";
 import { exportLinks } from "./exports.js";
 import {
   arrow,
@@ -110,7 +111,7 @@ export class DetailView {
       count: () => this.rowCount(),
       row: (index) => this.messageRow(index),
       onRange: (first) => {
-        if (first === 0) this.loadOlder();
+        if (first === 0 && this.state.timeline && !this.state.timeline.atStart) this.loadOlder();
       },
     });
     this.timelineViewport.addEventListener("click", (event) => {
@@ -220,14 +221,17 @@ export class DetailView {
   rowCount() {
     const t = this.state.timeline;
     if (!t || t.conn !== this.state.selected) return 0;
-    return t.msgs.length + (t.atStart ? 0 : 1);
+    return t.msgs.length + (hasHeadRow(t) ? 1 : 0);
   }
 
   messageRow(index) {
     const t = this.state.timeline;
-    if (!t.atStart) {
+    if (hasHeadRow(t)) {
       if (index === 0) {
-        return h("div", { class: "vrow loading-row", role: "option", "aria-selected": "false" }, "Loading older messages…");
+        const text = t.atStart
+          ? `${t.firstSeq - 1} older message${t.firstSeq === 2 ? " is" : "s are"} no longer kept (--web-history)`
+          : "Loading older messages…";
+        return h("div", { class: "vrow loading-row", role: "option", "aria-selected": "false" }, text);
       }
       index -= 1;
     }
@@ -295,7 +299,7 @@ export class DetailView {
     at = at < 0 ? (step > 0 ? 0 : t.msgs.length - 1) : Math.min(t.msgs.length - 1, Math.max(0, at + step));
     this.timeline.follow = false;
     this.chooseMessage(t.msgs[at].seq);
-    this.timeline.reveal(at + (t.atStart ? 0 : 1));
+    this.timeline.reveal(at + (hasHeadRow(t) ? 1 : 0));
   }
 
   // -- compose, close, abort ---------------------------------------------------------------

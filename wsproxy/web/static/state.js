@@ -8,6 +8,12 @@ export const PAGE = 500; // messages per /messages request
 
 const CONTROL = new Set(["ping", "pong"]);
 
+/** Whether the timeline starts with a head row: "loading older" while there are older pages,
+ * or "older messages no longer kept" once the start of what the server keeps is reached. */
+export function hasHeadRow(timeline) {
+  return !timeline.atStart || timeline.firstSeq > 1;
+}
+
 export class State {
   constructor(api) {
     this.api = api;
@@ -179,11 +185,12 @@ export class State {
       (msg) => msg.seq < timeline.olderCursor && !timeline.seqs.has(msg.seq),
     );
     for (const msg of older) timeline.seqs.add(msg.seq);
+    const headBefore = hasHeadRow(timeline);
     timeline.msgs.unshift(...older);
     timeline.olderCursor = after + 1;
     timeline.atStart = after <= timeline.firstSeq - 1;
-    const wasStart = timeline.atStart;
-    this.emit("timeline", { prepended: older.length + (wasStart ? -1 : 0) });
+    const headAfter = hasHeadRow(timeline);
+    this.emit("timeline", { prepended: older.length + Number(headAfter) - Number(headBefore) });
     return older.length;
   }
 
