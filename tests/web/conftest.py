@@ -29,9 +29,7 @@ VIEWPORT = {"width": 1400, "height": 860}
 # The recipe's flags, minus what Playwright sets itself (headless) and what only a page that
 # goes through the proxy needs; the UI page goes straight to the UI server.
 PAGE_FLAGS = [
-    flag
-    for flag in CHROMIUM_FLAGS
-    if not flag.startswith(("--headless", "--proxy-bypass-list"))
+    flag for flag in CHROMIUM_FLAGS if not flag.startswith(("--headless", "--proxy-bypass-list"))
 ] + ["--no-proxy-server"]
 
 
@@ -107,7 +105,9 @@ async def page_errors() -> PageErrors:
 
 
 @pytest.fixture
-async def new_page(browser: Browser, page_errors: PageErrors) -> AsyncIterator[Callable[..., Awaitable[Page]]]:
+async def new_page(
+    browser: Browser, page_errors: PageErrors
+) -> AsyncIterator[Callable[..., Awaitable[Page]]]:
     """``await new_page(color_scheme="dark")``: a page in a fresh browser context (no stored
     token, no stored theme); an uncaught exception in any of them fails the test."""
     contexts = []

@@ -14,7 +14,7 @@ import re
 from collections.abc import Awaitable, Callable
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -42,16 +42,12 @@ def literal(text: str) -> re.Pattern[str]:
     return re.compile(re.escape(text).replace("/", r"\/"))
 
 
-def connection_option(page: Page, path: str) -> object:
-    return page.get_by_role("listbox", name="Connections").get_by_role(
-        "option", name=literal(path)
-    )
+def connection_option(page: Page, path: str) -> Locator:
+    return page.get_by_role("listbox", name="Connections").get_by_role("option", name=literal(path))
 
 
-def message_options(page: Page, text: str) -> object:
-    return page.get_by_role("listbox", name="Messages").get_by_role(
-        "option", name=literal(text)
-    )
+def message_options(page: Page, text: str) -> Locator:
+    return page.get_by_role("listbox", name="Messages").get_by_role("option", name=literal(text))
 
 
 async def test_a_message_through_the_proxy_appears_with_its_details(
@@ -86,13 +82,17 @@ async def test_a_message_through_the_proxy_appears_with_its_details(
         await expect(viewer.get_by_label("Message content")).to_have_text(
             json.dumps({"type": "chat", "text": "hi"}, indent=2)
         )
-        await page.get_by_role("listbox", name="Messages").get_by_role(
-            "option", name=re.compile(r"client to server binary")
-        ).click()
+        await (
+            page.get_by_role("listbox", name="Messages")
+            .get_by_role("option", name=re.compile(r"client to server binary"))
+            .click()
+        )
         await page.get_by_role("radio", name="Hex").check()
         await expect(viewer.get_by_label("Message content")).to_contain_text("00 01 68 69")
         await page.get_by_role("button", name="Copy as wsproxy replay").click()
-        await expect(page.get_by_label("Replay command")).to_have_value(re.compile(r"wsproxy replay \S+ --conn "))
+        await expect(page.get_by_label("Replay command")).to_have_value(
+            re.compile(r"wsproxy replay \S+ --conn ")
+        )
         await screenshot(page, "timeline")
 
         # the handshake, as the client sent it and the server answered
@@ -268,12 +268,16 @@ async def test_filter_box_keys_and_the_filter_error(
     page = await open_ui(new_page, ui)
     clients = [await client_of(ui, path) for path in ("/alpha", "/beta")]
     try:
-        await expect(page.get_by_role("listbox", name="Connections").get_by_role("option")).to_have_count(2)
+        await expect(
+            page.get_by_role("listbox", name="Connections").get_by_role("option")
+        ).to_have_count(2)
         await page.locator("body").press("/")
         await expect(page.get_by_label("Filter")).to_be_focused()
         await page.keyboard.type("~u beta")
         await page.keyboard.press("Enter")
-        await expect(page.get_by_role("listbox", name="Connections").get_by_role("option")).to_have_count(1)
+        await expect(
+            page.get_by_role("listbox", name="Connections").get_by_role("option")
+        ).to_have_count(1)
         await expect(connection_option(page, "/beta")).to_be_visible()
 
         await page.get_by_label("Filter").fill("~u (beta")
@@ -284,7 +288,9 @@ async def test_filter_box_keys_and_the_filter_error(
 
         await page.get_by_label("Filter").fill("")
         await page.keyboard.press("Enter")
-        await expect(page.get_by_role("listbox", name="Connections").get_by_role("option")).to_have_count(2)
+        await expect(
+            page.get_by_role("listbox", name="Connections").get_by_role("option")
+        ).to_have_count(2)
         await expect(error).to_be_empty()
         await page.keyboard.press("Escape")
         await page.keyboard.press("j")
@@ -314,7 +320,9 @@ async def test_a_long_timeline_renders_only_the_rows_in_view(
         await connection_option(page, "/chat").click()
         timeline = page.get_by_role("listbox", name="Messages")
         # the client sent all, then read all: the newest row is the last echo
-        await expect(message_options(page, f"server to client text 6 B forwarded: m{count - 1:05d}")).to_be_visible()
+        await expect(
+            message_options(page, f"server to client text 6 B forwarded: m{count - 1:05d}")
+        ).to_be_visible()
         rendered = await timeline.get_by_role("option").count()
         assert rendered < 100, f"{rendered} rows in the DOM for {2 * count} messages"
         # scrolling to the top fetches older pages until the first message is there
@@ -327,7 +335,9 @@ async def test_a_long_timeline_renders_only_the_rows_in_view(
             await page.wait_for_function(
                 f"() => {loaded} > {before} || window.wsproxyState.timeline.atStart"
             )
-        await expect(message_options(page, "#1 client to server text 6 B forwarded: m00000")).to_be_visible()
+        await expect(
+            message_options(page, "#1 client to server text 6 B forwarded: m00000")
+        ).to_be_visible()
         assert await timeline.get_by_role("option").count() < 100
 
 
