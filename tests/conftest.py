@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,12 @@ from tests.harness import (
     ServeProxy,
     StartProxy,
     StartWsEcho,
+    WebProcess,
     WsUpstream,
     aiohttp_upstream,
     launch,
     launch_sync,
+    launch_web,
     raw_servers,
     running_proxy,
     ws_upstream,
@@ -82,6 +84,26 @@ async def start_proxy(tmp_path: Path) -> AsyncIterator[StartProxy]:
             started.append(proc)
             return proc
         return await launch(args, confdir, tmp_path, started, **kwargs)
+
+    try:
+        yield start
+    finally:
+        problems = []
+        for proc in started:
+            problems += proc.problems(await proc.stop())
+        assert not problems, "\n\n".join(problems)
+
+
+@pytest.fixture
+async def start_web(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[WebProcess]]]:
+    """``await start_web("--web-history", "5", ...)``: a running ``wsproxy-web`` (proxy on
+    ``.port``, UI on ``.ui`` with ``.token``), stopped and checked at the end like
+    ``start_proxy``'s."""
+    started: list[ProxyProcess] = []
+
+    async def start(*args: str, confdir: Path | None = None, **kwargs: Any) -> WebProcess:
+        confdir = confdir or tmp_path / "confdir"
+        return await launch_web(args, confdir, tmp_path, started, **kwargs)
 
     try:
         yield start

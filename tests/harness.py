@@ -93,8 +93,8 @@ def free_port() -> int:
 def wsproxy_command(
     port: int, confdir: Path | str, *args: str, host: str = HOST, module: str = "wsproxy"
 ) -> list[str]:
-    """``python -m wsproxy`` (or ``module``, such as ``wsproxy.web``, which takes the same
-    flags) listening on ``host:port`` with ``confdir``, then ``args``."""
+    """``python -m wsproxy`` (or ``module``: ``wsproxy.web``) listening on ``host:port``
+    with ``confdir``, then ``args``."""
     return [
         sys.executable,
         "-m",
@@ -319,8 +319,7 @@ class ProxyProcess:
     ``verbose`` adds ``-v`` (the frame lines tests wait for); ``hide_mitmproxy`` runs it as
     if mitmproxy were not installed (a ``sitecustomize`` on ``PYTHONPATH`` makes
     ``import mitmproxy`` fail), ``hide_modules`` likewise for others (``("yaml",)``). It runs
-    in the checkout, so ``-s plugins/NAME.py`` works. ``module="wsproxy.web"`` runs
-    ``wsproxy-web`` instead (every wsproxy flag, plus the web UI's).
+    in the checkout, so ``-s plugins/NAME.py`` works.
     """
 
     def __init__(
@@ -534,6 +533,70 @@ def launch_sync(args: Sequence[str], confdir: Path, log_dir: Path) -> ProxyProce
             if proc.port_was_taken():
                 continue
             proc.stop_sync()
+            raise
+        return proc
+    raise ProxyStartError(f"no free port after 3 attempts\n{proc.describe()}")
+
+
+class WebProcess(ProxyProcess):
+    """``wsproxy-web`` (``python -m wsproxy.web``): the proxy on ``port`` and its web UI on
+    ``web_port``; ``ui`` and ``token`` come from the URL line it prints on stdout. With
+    ``-r FILE`` among the args only the UI listens."""
+
+    UI_LINE = "wsproxy web UI: "
+
+    def __init__(self, args: Sequence[str], confdir: Path, log_dir: Path, **kwargs: Any) -> None:
+        self.web_port = free_port()
+        self.readonly = "-r" in args or "--read" in args
+        web = ["--web-port", str(self.web_port), *args]
+        super().__init__(web, confdir, log_dir, module="wsproxy.web", **kwargs)
+        self.ui = ""
+        self.token = ""
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text("utf-8", "replace")
+
+    async def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        def printed() -> str:
+            line = next((x for x in self.stdout().splitlines() if x.startswith(self.UI_LINE)), "")
+            if not line and self.proc.poll() is not None:
+                raise ProcessExited(f"exited with {self.proc.returncode}")
+            return line
+
+        try:
+            line = await wait_until(printed, timeout, "the UI's URL line")
+            await wait_accepting(self.web_port, self.proc, timeout, self.host)
+            if not self.readonly:
+                await wait_accepting(self.port, self.proc, timeout, self.host)
+        except (ProcessExited, TimeoutError, AssertionError) as e:
+            raise self._start_error(e, timeout) from None
+        url = line.removeprefix(self.UI_LINE).split()[0]
+        self.ui, _, token = url.partition("/?token=")
+        self.ui = self.ui.rstrip("/")
+        self.token = token
+
+    def port_was_taken(self) -> bool:
+        return self.proc.poll() is not None and "in use" in self.stderr()
+
+
+async def launch_web(
+    args: Sequence[str],
+    confdir: Path,
+    log_dir: Path,
+    started: list[ProxyProcess] | None = None,
+    **kwargs: Any,
+) -> WebProcess:
+    """A ``wsproxy-web`` process whose proxy and UI accept connections (three tries, as
+    ``launch``)."""
+    for _attempt in range(3):
+        proc = WebProcess(args, confdir, log_dir, **kwargs)
+        if started is not None:
+            started.append(proc)
+        try:
+            await proc.wait_ready()
+        except ProxyStartError:
+            if proc.port_was_taken():
+                continue
             raise
         return proc
     raise ProxyStartError(f"no free port after 3 attempts\n{proc.describe()}")

@@ -1,5 +1,5 @@
-"""Fixtures of the web UI tests: a real ``wsproxy-web`` process (``python -m wsproxy.web``,
-the proxy and its UI server) and a headless Chromium driven by Playwright.
+"""Fixtures of the web UI page's tests: a headless Chromium driven by Playwright (the real
+``wsproxy-web`` process is tests/conftest.py's ``start_web``).
 
 Playwright is the PyPI package (its wheel carries its own driver); it drives the system's
 ``/usr/bin/chromium`` and never downloads a browser. Chromium runs with the flags of
@@ -20,9 +20,8 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from tests.browser.harness import CHROMIUM_FLAGS, INSTALL_HINT
-from tests.harness import HOST, READY_TIMEOUT, ROOT, ProxyProcess, free_port, wait_accepting
+from tests.harness import ROOT, WebProcess
 
-TOKEN = "test-token-7f3a"  # given with --web-password: the token IS the password
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 VIEWPORT = {"width": 1400, "height": 860}
 
@@ -33,40 +32,11 @@ PAGE_FLAGS = [
 ] + ["--no-proxy-server"]
 
 
-@dataclass
-class WebUI:
-    """A running ``wsproxy-web``: ``proxy`` is the process (its proxy port, its log)."""
-
-    proxy: ProxyProcess
-    web_port: int
-    token: str
-
-    @property
-    def origin(self) -> str:
-        return f"http://{HOST}:{self.web_port}"
-
-    def page_url(self, token: str | None = None) -> str:
-        """The address wsproxy-web prints: the page with ``?token=``."""
-        token = self.token if token is None else token
-        return f"{self.origin}/?token={token}" if token else f"{self.origin}/"
-
-
-StartWeb = Callable[..., Awaitable[WebUI]]
-
-
-@pytest.fixture
-async def start_web(start_proxy: Callable[..., Awaitable[ProxyProcess]]) -> StartWeb:
-    """``await start_web("--mode", "reverse:ws://...")``: wsproxy-web with those flags, a
-    free UI port and the test token; stopped (and checked for tracebacks) by start_proxy."""
-
-    async def start(*args: str, **kwargs: Any) -> WebUI:
-        web_port = free_port()
-        flags = ["--web-port", str(web_port), "--web-password", TOKEN]
-        proc = await start_proxy(*args, *flags, module="wsproxy.web", **kwargs)
-        await wait_accepting(web_port, proc.proc, READY_TIMEOUT)
-        return WebUI(proc, web_port, TOKEN)
-
-    return start
+def page_url(web: WebProcess, token: str | None = None) -> str:
+    """The address wsproxy-web printed (the page with ``?token=``), or with another token
+    (``""``: none)."""
+    token = web.token if token is None else token
+    return f"{web.ui}/?token={token}" if token else f"{web.ui}/"
 
 
 def chromium_path() -> str:

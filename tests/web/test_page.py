@@ -18,23 +18,24 @@ from playwright.async_api import Locator, Page, expect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.harness import HOST, WsUpstream
-from tests.web.conftest import StartWeb, WebUI, screenshot
+from tests.harness import HOST, WebProcess, WsUpstream
+from tests.web.conftest import page_url, screenshot
 
 pytestmark = pytest.mark.timeout(90)
 
 NewPage = Callable[..., Awaitable[Page]]
+StartWeb = Callable[..., Awaitable[WebProcess]]
 
 
-async def open_ui(new_page: NewPage, ui: WebUI, **options: object) -> Page:
+async def open_ui(new_page: NewPage, ui: WebProcess, **options: object) -> Page:
     page = await new_page(**options)
-    await page.goto(ui.page_url())
+    await page.goto(page_url(ui))
     await expect(page.locator("#link-status")).to_have_text("live")
     return page
 
 
-async def client_of(ui: WebUI, path: str = "/chat") -> ClientConnection:
-    return await connect(f"ws://{HOST}:{ui.proxy.port}{path}", max_size=None, ping_interval=None)
+async def client_of(ui: WebProcess, path: str = "/chat") -> ClientConnection:
+    return await connect(f"ws://{HOST}:{ui.port}{path}", max_size=None, ping_interval=None)
 
 
 def literal(text: str) -> re.Pattern[str]:
@@ -207,7 +208,7 @@ async def test_without_the_token_the_page_shows_the_token_screen(
 ) -> None:
     ui = await start_web("--mode", f"reverse:{ws_echo.url}")
     page = await new_page()
-    await page.goto(ui.page_url(token=""))
+    await page.goto(page_url(ui, token=""))
     await expect(page.get_by_role("heading", name="Token required")).to_be_visible()
     await expect(page.get_by_role("listbox", name="Connections")).to_be_hidden()
     # the API answers the page 401 without the header, and nothing else can be read
@@ -215,7 +216,7 @@ async def test_without_the_token_the_page_shows_the_token_screen(
     assert status == 401
 
     # a wrong token: the server's own token form, and the right one typed into it opens the UI
-    await page.goto(ui.page_url(token="wrong"))
+    await page.goto(page_url(ui, token="wrong"))
     await expect(page.get_by_role("heading", name="Token required")).to_be_visible()
     await page.locator("input[name=token]").fill(ui.token)
     await page.get_by_role("button", name="Open").click()
@@ -225,7 +226,7 @@ async def test_without_the_token_the_page_shows_the_token_screen(
     # a new tab has the page (its cookie serves the page's files) but no token for the API:
     # the page's own token screen asks for it
     second = await page.context.new_page()
-    await second.goto(ui.page_url(token=""))
+    await second.goto(page_url(ui, token=""))
     await expect(second.get_by_role("heading", name="Token required")).to_be_visible()
     await expect(second.get_by_role("listbox", name="Connections")).to_be_hidden()
     status = await second.evaluate("fetch('/api/connections').then(r => r.status)")

@@ -1,4 +1,4 @@
-"""``python -m wsproxy.web``: the same as ``wsproxy-web``."""
+"""``python -m wsproxy.web``: the same as the ``wsproxy-web`` command."""
 
 import sys
 

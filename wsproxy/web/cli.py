@@ -36,6 +36,7 @@ from wsproxy.web.live import CONTENT_BUDGET, HISTORY, LiveState, Tee
 from wsproxy.web.security import UiAddress, is_loopback
 
 if TYPE_CHECKING:
+    from wsproxy.model import Flow, Message
     from wsproxy.proxy.server import Capture, ProxyServer
     from wsproxy.web.server import PauseEngine, WebUi
 
@@ -128,14 +129,19 @@ async def start_ui(ui: WebUi) -> None:
     print(line, flush=True)
 
 
-def _breakpoints() -> PauseEngine | None:
-    """The pause engine (``wsproxy.web.breakpoints``), when this build has it."""
-    try:
-        from wsproxy.web.breakpoints import Breakpoints  # type: ignore[import-not-found]
-    except ImportError:
-        log.info("web UI: breakpoints are not part of this build")
-        return None
-    engine: PauseEngine = Breakpoints()
+def _breakpoints(live: LiveState) -> PauseEngine:
+    """The pause engine, numbering paused messages as the live view will."""
+    from wsproxy.web.breakpoints import Breakpoints
+
+    engine = Breakpoints()
+
+    def seq_of(flow: Flow, message: Message) -> int:
+        # The number the message gets when it is relayed (a control frame in between may
+        # take it first: the page matches a pause to its message by connection and content).
+        conn = live.conns.get(flow.id)
+        return conn.next_seq if conn is not None else 0
+
+    engine.seq_of = seq_of
     return engine
 
 
@@ -166,7 +172,7 @@ def _run(argv: list[str]) -> int:
     setup_logging(options.verbosity)
     _warn_exposed(args.web_host)
     live = LiveState(history=args.web_history, content_budget=args.web_keep)
-    breakpoints = _breakpoints()
+    breakpoints = _breakpoints(live)
 
     def make_ui(capture_file: Path | None) -> WebUi:
         from wsproxy.web.server import WebUi

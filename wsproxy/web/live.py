@@ -405,9 +405,7 @@ class LiveState:
         conn.subprotocol = record.get("subprotocol")
         conn.extensions = list(record.get("extensions", []))
         conn.request_headers = [(str(k), str(v)) for k, v in record.get("request_headers", [])]
-        conn.response_headers = [
-            (str(k), str(v)) for k, v in record.get("response_headers", [])
-        ]
+        conn.response_headers = [(str(k), str(v)) for k, v in record.get("response_headers", [])]
         conn.records["handshake" if kind == "websocket" else "http"] = record
         self.conns[conn_id] = conn
         self._evict_conns()
@@ -767,4 +765,3 @@ class Tee:
 
     async def aclose(self) -> None:
         await self.capture.aclose()
-

@@ -154,9 +154,7 @@ class WebUi:
             response = await handler(request)
         except ApiError as error:
             response = _error(error.status, str(error), **error.more)
-            if error.status == 401 and not api and "text/html" in request.headers.get(
-                "Accept", ""
-            ):
+            if error.status == 401 and not api and "text/html" in request.headers.get("Accept", ""):
                 response = _token_page()
         except web.HTTPException as error:
             response = _error(error.status, error.reason)
@@ -208,9 +206,7 @@ class WebUi:
             await ws.send_str(json.dumps(self.live.hello()))
             while not ws.closed:
                 waiter = asyncio.create_task(subscriber.ready.wait())
-                done, _ = await asyncio.wait(
-                    {waiter, reader}, return_when=asyncio.FIRST_COMPLETED
-                )
+                done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if reader in done:
                     waiter.cancel()
                     break
