@@ -13,12 +13,13 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 
+import aiohttp
 import pytest
 from playwright.async_api import Locator, Page, expect
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.harness import HOST, WebProcess, WsUpstream
+from tests.harness import HOST, AioServer, WebProcess, WsUpstream
 from tests.web.conftest import page_url, screenshot
 
 pytestmark = pytest.mark.timeout(90)
@@ -357,3 +358,55 @@ async def test_messages_past_the_history_are_said_to_be_gone(
         await expect(timeline.get_by_role("option").first).to_have_text(
             "10 older messages are no longer kept (--web-history)"
         )
+
+
+async def test_a_paused_handshake_is_refused_from_the_page(
+    start_web: StartWeb, ws_echo: WsUpstream, new_page: NewPage
+) -> None:
+    ui = await start_web("--mode", f"reverse:{ws_echo.url}")
+    page = await open_ui(new_page, ui)
+    await page.get_by_role("tab", name=re.compile("Breakpoints")).click()
+    await page.get_by_role("button", name="Add rule").click()
+    await page.get_by_label("Rule 1 filter").fill("~u private")
+    await page.get_by_label("Rule 1 pauses on").select_option("handshake")
+    await page.get_by_role("button", name="Save rules").click()
+    await expect(page.locator("#rules-status")).to_have_text(re.compile("Saved: 1 rule"))
+
+    attempt = asyncio.ensure_future(client_of(ui, "/private"))
+    try:
+        await expect(page.get_by_role("option", name=re.compile("Paused handshake"))).to_have_count(
+            1
+        )
+        await expect(page.get_by_label("Request headers")).to_have_value(
+            re.compile("^Host: ", re.I | re.M)
+        )
+        await page.get_by_label("Refuse with status").fill("451")
+        await page.get_by_role("button", name="Refuse").click()
+        with pytest.raises(InvalidStatus) as refused:
+            await asyncio.wait_for(attempt, 10)
+        assert refused.value.response.status_code == 451
+        assert ws_echo.handshakes == 0  # it never reached the server
+    finally:
+        if not attempt.done():
+            attempt.cancel()
+
+
+async def test_plain_http_requests_are_listed_too(
+    start_web: StartWeb, aiohttp_server: AioServer, new_page: NewPage
+) -> None:
+    ui = await start_web("--mode", f"reverse:{aiohttp_server.url}")
+    page = await open_ui(new_page, ui)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://{HOST}:{ui.port}/hello") as response,
+    ):
+        assert response.status == 200
+    row = connection_option(page, "/hello")
+    await expect(row).to_have_count(1)
+    await expect(row).to_contain_text("GET")
+    await expect(row).to_contain_text("HTTP 200")
+    await row.click()
+    await expect(page.get_by_role("tab", name="Handshake")).to_have_attribute(
+        "aria-selected", "true"
+    )
+    await expect(page.get_by_role("table", name="Response headers")).to_be_visible()
