@@ -410,3 +410,30 @@ async def test_plain_http_requests_are_listed_too(
         "aria-selected", "true"
     )
     await expect(page.get_by_role("table", name="Response headers")).to_be_visible()
+
+
+async def test_ping_and_pong_show_in_the_timeline_and_hide_on_request(
+    start_web: StartWeb, ws_echo: WsUpstream, new_page: NewPage
+) -> None:
+    ui = await start_web("--mode", f"reverse:{ws_echo.url}")
+    page = await open_ui(new_page, ui)
+    async with await client_of(ui) as client:
+        await client.send("before the ping")
+        await client.recv()
+        pong = await client.ping(b"are you there")
+        await asyncio.wait_for(pong, 10)
+        await connection_option(page, "/chat").click()
+        timeline = page.get_by_role("listbox", name="Messages")
+        await expect(timeline.get_by_role("option", name=re.compile(" ping "))).to_have_count(1)
+        await expect(timeline.get_by_role("option", name=re.compile(" pong "))).to_have_count(1)
+        await page.get_by_label("Hide ping/pong (control frames)").check()
+        await expect(timeline.get_by_role("option", name=re.compile(" ping "))).to_have_count(0)
+        await expect(message_options(page, "before the ping")).to_have_count(2)
+        # one more ping while hidden stays hidden; p shows them again
+        await asyncio.wait_for(await client.ping(b"again"), 10)
+        await client.send("after the ping")
+        await expect(message_options(page, "after the ping")).to_have_count(2)
+        await expect(timeline.get_by_role("option", name=re.compile(" ping "))).to_have_count(0)
+        await page.locator("#conns-title").click()
+        await page.keyboard.press("p")
+        await expect(timeline.get_by_role("option", name=re.compile(" ping "))).to_have_count(2)

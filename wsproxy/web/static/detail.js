@@ -76,7 +76,7 @@ export class DetailView {
         h(
           "div",
           { class: "toolbar" },
-          h("label", {}, this.hideControl, " Hide ping/pong"),
+          h("label", { title: "Control frames: ping, pong and close (p)" }, this.hideControl, " Hide ping/pong (control frames)"),
           this.timelineCount,
           h("span", { class: "grow" }),
           h("button", { type: "button", onclick: () => this.timeline.scrollToEnd() }, "Newest ↓"),

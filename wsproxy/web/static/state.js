@@ -6,7 +6,8 @@ const MAX_CONNS = 10_000; // the server's list is bounded too; the page keeps no
 const MAX_TIMELINE = 200_000; // messages of the open connection kept in the page
 export const PAGE = 500; // messages per /messages request
 
-const CONTROL = new Set(["ping", "pong"]);
+// What "Hide ping/pong" hides: the control frames, as the server's control=0 does.
+const CONTROL = new Set(["ping", "pong", "close"]);
 
 /** Whether the timeline starts with a head row: "loading older" while there are older pages,
  * or "older messages no longer kept" once the start of what the server keeps is reached. */
