@@ -154,6 +154,14 @@ async def test_a_paused_message_is_edited_in_the_page_and_forwarded(
         assert await asyncio.wait_for(client.recv(), 10) == "after the drop"
         assert ws_echo.received == ["not matching", "the edited plan", "after the drop"]
 
+        # Answer: the sender gets the reply, the server never sees the question
+        await client.send("a secret question")
+        await expect(page.get_by_label("Message (text)")).to_have_value("a secret question")
+        await page.get_by_label("Answer text").fill("the page answers")
+        await page.get_by_role("button", name="Answer", exact=True).click()
+        assert await asyncio.wait_for(client.recv(), 10) == "the page answers"
+        assert "a secret question" not in ws_echo.received
+
         # the timeline shows what happened: modified (with the original beside) and dropped
         await page.get_by_role("tab", name="Traffic").click()
         await connection_option(page, "/chat").click()
