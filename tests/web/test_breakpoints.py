@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
 from tests.harness import HOST, WsUpstream, running_proxy, sink, wait_until, ws_upstream
 from wsproxy.filters import FilterError
@@ -68,15 +68,23 @@ def rule(filter: str, **fields: Any) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def setup(
-    tmp_path: Path, rules: list[dict[str, Any]], handler: Any = None, **limits: int
+    tmp_path: Path,
+    rules: list[dict[str, Any]],
+    handler: Any = None,
+    *,
+    options: dict[str, Any] | None = None,
+    **limits: int,
 ) -> AsyncIterator[tuple[Breakpoints, Events, WsUpstream, str]]:
-    """An upstream (echo unless ``handler``), a proxy in front of it with the breakpoints,
-    and the proxy's ws:// URL."""
+    """An upstream (echo unless ``handler``), a proxy in front of it with the breakpoints
+    (and proxy ``options``), and the proxy's ws:// URL."""
     events = Events()
     breakpoints = Breakpoints(on_event=events, **limits)
     breakpoints.set_rules(rules)
     upstream = ws_upstream() if handler is None else ws_upstream(handler)
-    async with upstream as up, running_proxy(tmp_path, [breakpoints], up.port) as proxy:
+    async with (
+        upstream as up,
+        running_proxy(tmp_path, [breakpoints], up.port, **(options or {})) as proxy,
+    ):
         yield breakpoints, events, up, f"ws://{HOST}:{proxy.port}"
 
 
@@ -336,7 +344,9 @@ async def test_connection_closed_while_paused_is_gone(tmp_path: Path) -> None:
     assert bp._flows == {}  # the flow's bound rules went with it
 
 
-async def test_handshake_client_gone_while_paused(tmp_path: Path) -> None:
+async def test_handshake_client_gone_while_paused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     rules = [rule("~all", on="handshake")]
     async with setup(tmp_path, rules) as (bp, events, up, url):
         port = int(url.rsplit(":", 1)[1])
@@ -349,6 +359,7 @@ async def test_handshake_client_gone_while_paused(tmp_path: Path) -> None:
         resume = await events.resume()
         assert resume == {"type": "resume", "pause": pause["id"], "action": "gone"}
         assert bp.pauses() == []
+        await wait_until(lambda: "left while a plugin held its upgrade request" in caplog.text, 5)
     assert up.handshakes == 0
 
 
@@ -445,3 +456,160 @@ async def test_closing_client_during_a_pause_ends_cleanly(tmp_path: Path) -> Non
         closed = await up.next_close()
         assert closed.code == 1000
     assert up.received == ["last words"]
+
+
+async def test_proxy_shutdown_ends_every_pause(tmp_path: Path) -> None:
+    """Stopping the proxy with a message and an upgrade held: both end as gone. (The
+    client's answer to the proxy's close frame waits behind the held message, so the
+    session ends at --close-timeout, 1 s here.)"""
+    rules = [rule("~u /hs", on="handshake"), rule("~b held", direction="client")]
+    options = {"close_timeout": 1.0}
+    async with setup(tmp_path, rules, sink, options=options) as (bp, events, _, url):
+        ws = await client(url).__aenter__()
+        await ws.send("held")
+        await events.pause()
+        opening = asyncio.create_task(client(url + "/hs").__aenter__())
+        await events.pause()
+        assert len(bp.pauses()) == 2
+    # running_proxy has shut the server down
+    actions = [(await events.resume())["action"] for _ in range(2)]
+    assert actions == ["gone", "gone"]
+    assert bp.pauses() == [] and bp.paused_bytes == 0
+    with pytest.raises(InvalidMessage):  # the proxy closed without answering the upgrade
+        await asyncio.wait_for(opening, TIMEOUT)
+    await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+
+
+async def test_rules_changed_while_connected(tmp_path: Path) -> None:
+    """A new rule list applies to connections already open (their rules are bound anew)."""
+    async with setup(tmp_path, [rule("~b never")]) as (bp, events, up, url), client(url) as ws:
+        await ws.send("later")
+        assert await recv(ws) == "later"
+        bp.set_rules([rule("~b nope", direction="client"), rule("~b later", direction="client")])
+        await ws.send("later again")
+        pause = await events.pause()
+        assert pause["rule"] == "b2" and pause["msg"]["seq"] == 3  # third message seen
+        bp.resolve(pause["id"], {"action": "forward"})
+        assert await recv(ws) == "later again"
+    assert up.received == ["later", "later again"]
+
+
+async def test_handshake_timeout_forwards_and_limits_apply(tmp_path: Path) -> None:
+    rules = [rule("~u /slow", on="handshake", timeout=0.2), rule("~b held", direction="client")]
+    async with (
+        setup(tmp_path, rules, max_pauses=1) as (bp, events, up, url),
+        client(url + "/slow") as slow,  # held 0.2 s, then forwarded
+    ):
+        held = await events.pause()
+        assert held["on"] == "handshake"
+        assert (await events.resume()) == {
+            "type": "resume",
+            "pause": held["id"],
+            "action": "timeout:forward",
+        }
+        await slow.send("held")
+        pause = await events.pause()
+        # One pause is the limit: this upgrade matches, and goes on at once.
+        async with client(url + "/slow") as fast:
+            await fast.send("x")
+            assert await recv(fast) == "x"
+        bp.resolve(pause["id"], {"action": "forward"})
+        assert await recv(slow) == "held"
+    assert up.paths == ["/slow", "/slow"]
+
+
+async def test_overflow_is_logged_once_per_stretch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with (
+        setup(tmp_path, [rule("~from client")], sink, max_pauses=1) as (bp, events, up, url),
+        client(url) as a,
+        client(url) as b,
+    ):
+        await a.send("held")
+        pause = await events.pause()
+        for text in ("one", "two", "three"):
+            await b.send(text)
+        await wait_until(lambda: len(up.received) == 3, TIMEOUT)
+        assert caplog.text.count("nothing more is held") == 1
+        bp.resolve(pause["id"], {"action": "forward"})
+        await b.send("held too")
+        second = await events.pause()
+        await a.send("four")
+        await wait_until(lambda: "four" in up.received, TIMEOUT)
+        assert caplog.text.count("nothing more is held") == 2  # a new stretch, a new line
+        bp.resolve(second["id"], {"action": "drop"})
+
+
+class FlowSeer:
+    """Keeps the flows it sees open."""
+
+    def __init__(self) -> None:
+        self.flows: list[Any] = []
+
+    def opened(self, flow: Any) -> None:
+        self.flows.append(flow)
+
+
+async def test_closed_hook_ends_what_is_still_held(tmp_path: Path) -> None:
+    """The safety net: ``closed(flow)`` with a pause of it still held ends it as gone (its
+    message dropped) even if the hook was not cancelled first."""
+    events = Events()
+    bp = Breakpoints(on_event=events)
+    bp.set_rules([rule("~b held", direction="client")])
+    seer = FlowSeer()
+    async with (
+        ws_upstream(sink) as up,
+        running_proxy(tmp_path, [seer, bp], up.port) as proxy,
+        client(f"ws://{HOST}:{proxy.port}") as ws,
+    ):
+        await ws.send("held")
+        pause = await events.pause()
+        bp.closed(seer.flows[0])
+        assert await events.resume() == {"type": "resume", "pause": pause["id"], "action": "gone"}
+        await ws.send("after")
+        await wait_until(lambda: up.received == ["after"], TIMEOUT)
+        assert bp.paused_bytes == 0
+
+
+def test_a_failing_event_callback_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(event: dict[str, Any]) -> None:
+        raise RuntimeError("the UI is broken")
+
+    bp = Breakpoints(on_event=broken)
+    bp.set_rules([rule("~all")])
+    bp.set_rules([])
+    failures = [r for r in caplog.records if "on_event callback failed" in r.getMessage()]
+    assert len(failures) == 1 and "the UI is broken" in caplog.text
+    caplog.clear()  # expected: not an error of the proxy
+    assert bp.rules() == []
+    quiet = Breakpoints()  # no callback: nothing to tell
+    assert quiet.set_rules([rule("~all")])[0]["id"] == "b1"
+
+
+async def test_answer_to_a_peer_that_is_closing_is_not_sent(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server closed while the client's message was held: the proxy passed its close
+    frame on, so an answer to the client cannot go; the log says so, the close completes."""
+    go = asyncio.Event()
+
+    async def closer(ws: ServerConnection, up: WsUpstream) -> None:
+        await go.wait()
+        await ws.close(4000, "server leaves")
+
+    async with (
+        setup(tmp_path, [rule("~b question")], closer) as (bp, events, up, url),
+        client(url) as ws,
+    ):
+        await ws.send("a question")
+        pause = await events.pause()
+        go.set()
+        await wait_until(lambda: ws.protocol.close_rcvd is not None, TIMEOUT)
+        bp.resolve(pause["id"], {"action": "answer", "text": "too late"})
+        closed = await up.next_close()
+        assert closed.code == 4000
+        assert "the answer was not sent (the client is closing" in caplog.text
+        with pytest.raises(ConnectionClosed) as info:
+            await ws.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == 4000

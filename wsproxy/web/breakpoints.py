@@ -57,7 +57,7 @@ class _Pause:
     size: int
     deadline: float
     decided: asyncio.Future[Decision]
-    timer: asyncio.TimerHandle | None = None
+    timer: asyncio.TimerHandle  # the rule's timeout
 
 
 @dataclass(eq=False)
@@ -254,8 +254,9 @@ class Breakpoints:
             return None
         loop = asyncio.get_running_loop()
         self._next_pause += 1
+        pause_id = f"p{self._next_pause}"
         pause = _Pause(
-            f"p{self._next_pause}",
+            pause_id,
             flow,
             rule,
             message,
@@ -263,8 +264,8 @@ class Breakpoints:
             size,
             time.time() + rule.timeout,
             loop.create_future(),
+            loop.call_later(rule.timeout, self._expire, pause_id),
         )
-        pause.timer = loop.call_later(rule.timeout, self._expire, pause)
         self._pauses[pause.id] = pause
         self._paused_bytes += size
         what = f"{message.direction} message" if message is not None else "upgrade request"
@@ -287,7 +288,10 @@ class Breakpoints:
             self._end(pause, "gone")  # the connection ended (or the proxy is stopping)
             raise
 
-    def _expire(self, pause: _Pause) -> None:
+    def _expire(self, pause_id: str) -> None:
+        pause = self._pauses.get(pause_id)
+        if pause is None:  # decided in the same turn of the loop
+            return
         default = pause.rule.default
         if pause.message is not None:
             decision = Decision(default)
@@ -299,7 +303,11 @@ class Breakpoints:
         self._decide(pause, decision, f"timeout:{default}")
 
     def _decide(self, pause: _Pause, decision: Decision, label: str) -> None:
-        if not pause.decided.done():
+        if pause.decided.done():
+            # The hook's task was just cancelled (its connection ended) and has not run yet
+            # to say so: it ends as gone, whatever is decided now.
+            label = "gone"
+        else:
             pause.decided.set_result(decision)
         self._end(pause, label)
 
@@ -307,8 +315,7 @@ class Breakpoints:
         """The pause is over (once): its timer, its bytes and its place go; ``resume``."""
         if self._pauses.pop(pause.id, None) is None:
             return
-        if pause.timer is not None:
-            pause.timer.cancel()
+        pause.timer.cancel()
         self._paused_bytes -= pause.size
         self._full_logged = False
         if label == "gone":

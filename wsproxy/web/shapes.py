@@ -117,7 +117,6 @@ def _frame_dict(seq: int, frame: FrameEvent) -> dict[str, Any]:
     """A control frame's MSG (pings, pongs, close frames: shown as text when UTF-8)."""
     payload = frame.payload
     close = None
-    text = frame.opcode != Opcode.BINARY and frame.message_opcode != Opcode.BINARY
     if frame.opcode == Opcode.CLOSE:
         try:
             code, reason = parse_close(payload)
@@ -125,15 +124,8 @@ def _frame_dict(seq: int, frame: FrameEvent) -> dict[str, Any]:
             code, reason = None, ""
         close = {"code": code, "reason": reason}
         payload = reason.encode("utf-8")
-    if text:
-        try:
-            payload.decode("utf-8")
-        except UnicodeDecodeError:
-            text = False
-    shown, truncated = preview(payload, text)
-    original = None
-    if frame.modified:
-        original = preview(frame.original_payload, text)[0]
+    shown, truncated = _control_preview(payload)
+    original = _control_preview(frame.original_payload)[0] if frame.modified else None
     return {
         "seq": seq,
         "from": frame.direction,
@@ -149,6 +141,15 @@ def _frame_dict(seq: int, frame: FrameEvent) -> dict[str, Any]:
         "original_preview": original,
         "close": close,
     }
+
+
+def _control_preview(payload: bytes) -> tuple[str, bool]:
+    """A ping's or pong's payload as text when it is UTF-8, else in hex."""
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return preview(payload, False)
+    return preview(payload, True)
 
 
 def _state(flow: Flow) -> str:
