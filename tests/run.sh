@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 ROOT="$PWD"
 PY="${PYTHON:-python3}"
 
-# System packages (Debian names): Chromium and certutil for the browser tests; iproute2,
+# System packages (Debian names): Chromium and certutil for the browser tests (tests/browser
+# runs it by hand; tests/web drives it with Playwright from the test extra, never a browser
+# of Playwright's own); iproute2,
 # iptables and nftables for the transparent-mode tests in network namespaces; curl for the
 # SOCKS5 tests; tinyproxy (the binary alone, no service) as a next proxy for the upstream-mode
 # tests; mosquitto (an MQTT broker with a websockets listener) for the MQTT decoder's
@@ -36,6 +38,8 @@ echo "== Python environment (.venv): pip install '.[test,mitmproxy]' (the extra:
 # dependency ranges (cryptography above all) resolve together with mitmproxy's, and lets the
 # tests check CA files and addon scripts against the real mitmproxy (they also hide it to test
 # the stand-in).
+# Playwright (tests/web) uses the system's Chromium: it must never fetch a browser build.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 .venv/bin/pip install -q --disable-pip-version-check '.[test,mitmproxy]'
 .venv/bin/python -c 'import cryptography, mitmproxy.version, wsproxy; print("wsproxy with mitmproxy", mitmproxy.version.VERSION, "and cryptography", cryptography.__version__)'
 .venv/bin/mitmdump --version
