@@ -32,7 +32,7 @@ from wsproxy.sansio.commands import (
 from wsproxy.sansio.deflate import DeflateParams, Deflater, Inflater
 from wsproxy.sansio.endpoint import ControlFrame, DataChunk, FrameReader, Violation
 from wsproxy.sansio.frames import RSV1, Opcode, serialize_close
-from wsproxy.sansio.hookseam import HOOK_BACKLOG
+from wsproxy.sansio.hookseam import EVENT_COST, HOOK_BACKLOG
 from wsproxy.sansio.items import FrameEvent, Message
 from wsproxy.sansio.legs import LegState
 from wsproxy.sansio.relay import (
@@ -539,6 +539,21 @@ def test_reading_pauses_past_the_backlog_and_resumes_once_half_drained() -> None
     assert b.done(CLIENT) == [Sent(SERVER, big[2]), b.hooks(CLIENT)]
     assert b.done(CLIENT) == [Sent(SERVER, Wire(TEXT, b"in flight"))]
     assert b.leg(CLIENT).backlog_bytes == 0
+
+
+def test_many_tiny_messages_pause_reading_long_before_a_mebibyte_of_bytes() -> None:
+    """Each waiting event counts EVENT_COST besides its bytes: compressed 9-byte frames that
+    inflate to kilobytes cannot pile up by the hundred thousand behind a held message."""
+    b = Book(want_messages=True)
+    assert b.client(Wire(TEXT, b"held")) == [b.hooks(CLIENT)]
+    sent = 0
+    while True:
+        sent += 1
+        assert sent <= HOOK_BACKLOG // EVENT_COST + 1, "never paused"
+        if b.client(Wire(TEXT, b"x")) == [PauseReading(CLIENT)]:
+            break
+    assert sent * len(b"x") < 64 * 1024  # paused by the count of events, not their bytes
+    assert b.leg(CLIENT).backlog_bytes > HOOK_BACKLOG
 
 
 # --- inject ------------------------------------------------------------------------------------

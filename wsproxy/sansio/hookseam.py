@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 # Bytes from one peer that may wait behind an item the hooks hold before the shell stops
 # reading that peer (its kernel buffers then slow the sender): about 1 MiB per connection.
 HOOK_BACKLOG = 1024 * 1024
+# What an event in the backlog costs beyond its bytes: the objects that hold it, and what it
+# becomes when its turn comes (a compressed 9-byte frame can inflate to a kilobyte message).
+# Counting it bounds the backlog by events too, not by wire bytes alone: at most about
+# HOOK_BACKLOG / EVENT_COST (4,096) tiny events wait behind a held item.
+EVENT_COST = 256
 
 
 @dataclass(slots=True)
@@ -85,8 +90,7 @@ class HookSeam:
                 self._on_control(source, target, event)
                 continue
             source.backlog.append(event)
-            if type(event) is DataChunk:
-                source.backlog_bytes += len(event.data)
+            source.backlog_bytes += _cost(event)
             busy = True
         self._drain(source, target)
 
@@ -94,16 +98,13 @@ class HookSeam:
         """A message a plugin injects in ``source``'s direction: it waits behind what that
         peer sent, then goes through the message hooks like any other (``injected`` set)."""
         source.backlog.append(message)
-        source.backlog_bytes += len(message.content)
+        source.backlog_bytes += _cost(message)
         self._drain(source, target)
 
     def _drain(self, source: Leg, target: Leg) -> None:
         while source.backlog and source.pending is None:
             event = source.backlog.popleft()
-            if type(event) is DataChunk:
-                source.backlog_bytes -= len(event.data)
-            elif type(event) is Message:
-                source.backlog_bytes -= len(event.content)
+            source.backlog_bytes -= _cost(event)
             if source.close_received:
                 self._discard_backlog(source, event)
                 return
@@ -311,3 +312,12 @@ class HookSeam:
             )
         if message.compressed and source.context_takeover:
             self._start_recompressing(source)
+
+
+def _cost(event: Event | Message) -> int:
+    """What ``event`` counts against ``HOOK_BACKLOG``: its bytes and ``EVENT_COST``."""
+    if type(event) is DataChunk:
+        return len(event.data) + EVENT_COST
+    if type(event) is Message:
+        return len(event.content) + EVENT_COST
+    return EVENT_COST
