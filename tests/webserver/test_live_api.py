@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.harness import HOST, WsUpstream, wait_until, ws_upstream
+from tests.harness import HOST, WsUpstream, free_port, wait_until, ws_upstream
+from tests.integration.wsraw import RawConnection, read_head, switching_protocols
 from tests.webserver.ui import eventually, ui_client
 from wsproxy.capture.reader import join_frames, read_capture
 from wsproxy.capture.records import Close, Connection, Frame
@@ -48,9 +49,10 @@ async def test_the_ui_sees_a_connection_and_its_messages_live(start_web: Any) ->
                 ("server", "binary", "00ff"),
             ]
             assert all(m["verdict"] == "forwarded" and m["size"] in (5, 2) for m in pushed)
-            conn_event = next(e for e in updates.events if e["type"] == "conn")
-            assert conn_event["conn"]["url"] == f"{up.url}/chat"
-            assert conn_event["conn"]["state"] == "open"
+            conn_events = [e["conn"] for e in updates.events if e["type"] == "conn"]
+            assert conn_events[0]["url"] == f"{up.url}/chat"
+            opened = next(c for c in conn_events if c["state"] != "connecting")
+            assert opened["state"] == "open" and opened["error"] is None
 
             conns = (await ui.get("/api/connections"))["connections"]
             assert [c["id"] for c in conns] == [conn_id]
@@ -252,3 +254,105 @@ async def test_bounded_history_answers_410_for_evicted_content(start_web: Any) -
             assert await ui.bytes(f"/api/connections/{conn['id']}/messages/20/content") == b"m19"
             detail = await ui.get(f"/api/connections/{conn['id']}")
             assert detail["counts"]["client"]["messages"] == 20
+
+
+async def test_an_upgrade_waiting_upstream_is_listed_connecting_then_open(
+    start_web: Any, raw_server: Any
+) -> None:
+    release = asyncio.Event()
+
+    async def hold_then_accept(conn: RawConnection) -> None:
+        head = await read_head(conn.reader)
+        await release.wait()
+        conn.writer.write(switching_protocols(head))
+        await conn.writer.drain()
+        await conn.reader.read()  # until the client's close goes through
+
+    server = await raw_server(hold_then_accept)
+    proc = await start_web()
+    async with ui_client(proc) as ui:
+        updates = await ui.updates()
+
+        async def dial() -> ClientConnection:
+            return await connect(f"{server.url}/held", proxy=proxy_url(proc))
+
+        client = asyncio.create_task(dial())
+        try:
+            pushed = await updates.wait_event(
+                lambda e: e["type"] == "conn" and e["conn"]["state"] == "connecting",
+                "the held upgrade pushed as connecting",
+            )
+            conn = pushed["conn"]
+            assert conn["url"] == f"{server.url}/held"
+            assert (conn["status"], conn["error"], conn["ended"]) == (None, None, None)
+            listed = (await ui.get("/api/connections"))["connections"]
+            assert [(c["id"], c["state"]) for c in listed] == [(conn["id"], "connecting")]
+            detail = await ui.get(f"/api/connections/{conn['id']}")
+            names = [k.lower() for k, _ in detail["request"]["headers"]]
+            assert "sec-websocket-key" in names
+            status, answer = await ui.status(
+                "POST", f"/api/connections/{conn['id']}/send", json={"to": "server", "text": "x"}
+            )
+            assert status == 409, answer
+            release.set()
+            ws = await client
+        finally:
+            release.set()
+            if not client.done():
+                client.cancel()
+        async with ws:
+            opened = await ui.connection_when(
+                conn["id"], lambda c: c["state"] == "open", "the connection open"
+            )
+            assert opened["status"] == 101 and opened["error"] is None
+        await updates.close()
+
+
+async def test_a_refused_upgrade_is_listed_closed_with_its_status(
+    start_web: Any, raw_server: Any
+) -> None:
+    async def refuse(conn: RawConnection) -> None:
+        await read_head(conn.reader)
+        conn.writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 3\r\n\r\nno\n")
+        await conn.writer.drain()
+
+    server = await raw_server(refuse)
+    proc = await start_web()
+    async with ui_client(proc) as ui:
+        updates = await ui.updates()
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(f"{server.url}/private", proxy=proxy_url(proc))
+        assert refused.value.response.status_code == 403
+        pushed = await updates.wait_event(
+            lambda e: e["type"] == "conn" and e["conn"]["state"] == "closed",
+            "the refused upgrade pushed as closed",
+        )
+        conn = pushed["conn"]
+        assert conn["url"] == f"{server.url}/private" and conn["status"] == 403
+        assert conn["error"] == "upstream refused the upgrade: 403 Forbidden"
+        assert conn["ended"] is not None and conn["ended"] >= conn["started"]
+        detail = await ui.get(f"/api/connections/{conn['id']}")
+        assert detail["state"] == "closed" and detail["response"]["status"] == 403
+        assert ["Content-Length", "3"] in detail["response"]["headers"]
+        status, _ = await ui.status(
+            "POST", f"/api/connections/{conn['id']}/send", json={"to": "server", "text": "x"}
+        )
+        assert status == 409
+        await updates.close()
+
+
+async def test_an_upstream_that_cannot_be_reached_is_listed_with_the_connect_error(
+    start_web: Any,
+) -> None:
+    port = free_port()
+    proc = await start_web()
+    async with ui_client(proc) as ui:
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(f"ws://{HOST}:{port}/gone", proxy=proxy_url(proc))
+        assert refused.value.response.status_code == 502
+        conn = await ui.only_connection()
+        conn = await ui.connection_when(
+            conn["id"], lambda c: c["state"] == "closed", "the failed upgrade closed"
+        )
+        assert conn["url"] == f"ws://{HOST}:{port}/gone" and conn["status"] == 502
+        assert conn["error"] == f"cannot connect to {HOST}:{port}: Connection refused"

@@ -20,11 +20,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from wsproxy import logformat
 from wsproxy.decoders.base import Hints
-from wsproxy.exceptions import HandshakeError, UpstreamError
+from wsproxy.exceptions import HandshakeError, HttpError, UpstreamError
 from wsproxy.filtering import Selection, select
 from wsproxy.filters import compile_filter
 from wsproxy.model import Flow, HandshakeRequest, HandshakeResponse
@@ -56,7 +56,7 @@ from wsproxy.sansio.http11 import (
 from wsproxy.sansio.loops import append_via
 from wsproxy.sansio.relay import Relay
 
-__all__ = ["Capture", "WebSockets", "close_summary"]
+__all__ = ["Capture", "HandshakeWatch", "WebSockets", "close_summary"]
 
 log = logging.getLogger("wsproxy")
 
@@ -116,15 +116,25 @@ class WebSockets:
             return None
         handshake = check_client_request(req)
         upgrade = await self._upgrade(peer, conn_id, req, handshake, upstream, path)
-        server, resp = await self._exchange(peer, upgrade.upstream, upgrade.path, upgrade.headers)
-        if resp.status != 101:
-            log.info("[%s] upstream answered %d: relayed", conn_id, resp.status)
-            try:
-                await self.plain.relay_answer(peer, server, resp, "GET")
-            finally:
-                server.close()
-            return None
-        params = await self._accept(upgrade, server, resp)
+        watcher = _HandshakeWatcher.of(self.capture, upgrade.flow)
+        try:
+            server, resp = await self._exchange(
+                peer, upgrade.upstream, upgrade.path, upgrade.headers
+            )
+            if resp.status != 101:
+                log.info("[%s] upstream answered %d: relayed", conn_id, resp.status)
+                if watcher is not None:
+                    watcher.refused(resp)
+                try:
+                    await self.plain.relay_answer(peer, server, resp, "GET")
+                finally:
+                    server.close()
+                return None
+            params = await self._accept(upgrade, server, resp)
+        except BaseException as error:
+            if watcher is not None:
+                watcher.failed(error)
+            raise
         answer = response_to_client(resp, upgrade.client_key)
         answer.headers.set("Via", append_via(resp.headers.get_all("Via"), self.via))
         peer.write(serialize_response(answer))
@@ -317,6 +327,63 @@ class WebSockets:
                 await chain.error(flow, flow.error)
             if chain.has("closed"):
                 await chain.closed(flow)
+
+
+class HandshakeWatch(Protocol):
+    """What a sink that shows upgrades still under way offers (the web UI's ``LiveState``);
+    a plain capture has neither method and is never asked."""
+
+    def handshake_started(self, flow: Flow) -> None: ...
+
+    def handshake_failed(self, flow: Flow, status: int | None, error: str) -> None: ...
+
+
+class _HandshakeWatcher:
+    """Tells a ``HandshakeWatch`` sink about one upgrade: sent upstream, then refused or
+    failed (an open one reaches the sink as its ``handshake``)."""
+
+    def __init__(self, sink: HandshakeWatch, flow: Flow) -> None:
+        self.sink = sink
+        self.flow = flow
+        self.done = False
+
+    @classmethod
+    def of(cls, capture: object, flow: Flow) -> _HandshakeWatcher | None:
+        """None (no cost) unless the sink watches handshakes; else it is told the upgrade
+        goes upstream now."""
+        if capture is None or not hasattr(capture, "handshake_started"):
+            return None
+        watcher = cls(cast(HandshakeWatch, capture), flow)
+        watcher.sink.handshake_started(flow)
+        return watcher
+
+    def refused(self, resp: Response) -> None:
+        """The upstream answered with another status than 101 (relayed to the client)."""
+        self.done = True
+        self.flow.response = HandshakeResponse(resp.status, resp.reason, resp.headers)
+        reason = f" {resp.reason}" if resp.reason else ""
+        self.sink.handshake_failed(
+            self.flow, resp.status, f"upstream refused the upgrade: {resp.status}{reason}"
+        )
+
+    def failed(self, error: BaseException) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.sink.handshake_failed(self.flow, *_failure(error))
+
+
+def _failure(error: BaseException) -> tuple[int | None, str]:
+    """The status the client is answered with (None when there is none) and why."""
+    if isinstance(error, UpstreamError):
+        return error.status, error.reason
+    if isinstance(error, HttpError):
+        return error.status, error.reason
+    if isinstance(error, ClientGone):
+        return None, f"the client left: {error}"
+    if isinstance(error, asyncio.CancelledError):
+        return None, "the proxy stopped during the handshake"
+    return None, str(error) or type(error).__name__
 
 
 async def _while_connected(peer: Peer, hooks: Coroutine[Any, Any, None]) -> None:

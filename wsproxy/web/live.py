@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -347,6 +348,33 @@ class LiveState:
         conn = self._open_conn(flow.id, "websocket", flow.request.url, flow.started, record)
         conn.flow = flow
         self._changed(conn)
+
+    def handshake_started(self, flow: Flow) -> None:
+        """The upgrade went upstream: listed as "connecting" until it opens or fails (no
+        capture record: an export has only what a capture would have)."""
+        from wsproxy.capture.writer import handshake_record
+
+        conn = self._open_conn(flow.id, "websocket", flow.request.url, flow.started, {})
+        conn.state = "connecting"
+        record = handshake_record(flow)
+        conn.client = record["client"]
+        conn.request_headers = [(str(k), str(v)) for k, v in record["request_headers"]]
+        self._changed(conn)
+
+    def handshake_failed(self, flow: Flow, status: int | None, error: str) -> None:
+        """The upgrade never opened: closed, with the upstream's status (or the one the
+        client was answered with) and why."""
+        conn = self.conns.get(flow.id)
+        if conn is None or conn.state != "connecting":
+            return
+        conn.state = "closed"
+        conn.status = status
+        conn.error = error
+        conn.ended = time.time()
+        if flow.response is not None:
+            conn.response_headers = [(str(k), str(v)) for k, v in flow.response.headers.items()]
+        self._changed(conn)
+        self._evict_conns()
 
     def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None:
         conn = self.conns.get(flow.id)
@@ -742,6 +770,12 @@ class Tee:
         self.live.handshake(flow)
         if flow.id in self._captured:
             self.capture.handshake(flow)
+
+    def handshake_started(self, flow: Flow) -> None:
+        self.live.handshake_started(flow)
+
+    def handshake_failed(self, flow: Flow, status: int | None, error: str) -> None:
+        self.live.handshake_failed(flow, status, error)
 
     def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None:
         self.live.frame(flow, record, timestamp)
