@@ -43,6 +43,7 @@ from wsproxy.modes import (
 from wsproxy.options import MiB, Options
 
 if TYPE_CHECKING:
+    from wsproxy.metrics import Metrics, MetricsServer
     from wsproxy.proxy.server import Capture, ProxyServer
     from wsproxy.scripts import ScriptHost
 
@@ -387,6 +388,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="record plain HTTP requests and responses too (bodies up to 1MiB each); "
         "default: on for .har (a page session, as DevTools shows it), off for .jsonl",
     )
+    add(
+        "--metrics-port",
+        type=parse_port,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (off by default; 0: any "
+        "free port); a token is asked for, printed at start",
+    )
+    add("--metrics-host", default="127.0.0.1", metavar="HOST", help="address for --metrics-port")
+    add(
+        "--metrics-token",
+        default=None,
+        metavar="TOKEN",
+        help="the token scrapes must send (Authorization: Bearer TOKEN or ?token=); "
+        "default: a random one",
+    )
     return parser
 
 
@@ -458,6 +475,9 @@ def options_from_args(args: argparse.Namespace) -> Options:
         capture_fsync=args.capture_fsync,
         capture_overflow=args.capture_overflow,
         capture_http=args.capture_http,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+        metrics_token=args.metrics_token,
     )
 
 
@@ -548,16 +568,20 @@ async def run_proxy(
     if chain is None and companion is not None and companion.plugins:
         chain = PluginChain(companion.plugins)
     watcher = asyncio.create_task(scripts.watch()) if scripts is not None else None
+    metrics, metrics_server = _new_metrics(options), None
     try:
-        server = ProxyServer(options, ca, chain)
+        server = ProxyServer(options, ca, chain, metrics=metrics)
         try:
             await server.bind()  # the port first: a taken one leaves capture files untouched
         except BindError as error:
             reason = os_error_text(error.error)
             where = f"{error.where}: {reason} ({error.mode} mode)"
             raise StartupError(f"cannot listen on {where}") from None
+        if metrics is not None:
+            metrics_server = await _start_metrics(options, metrics, server)
         capture = open_capture(options)
         server.capture = capture if companion is None else companion.capture(capture)
+        server.capture_writers = capture  # the metrics' capture backlog and losses
         try:
             if companion is not None:
                 await companion.start(server)
@@ -573,12 +597,54 @@ async def run_proxy(
             if capture is not None:
                 await capture.aclose()
     finally:
+        if metrics_server is not None:
+            await metrics_server.stop()
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         if scripts is not None:
             await scripts.stop()
+
+
+def _new_metrics(options: Options) -> Metrics | None:
+    """The run's metrics with --metrics-port (prometheus_client imported only then)."""
+    if options.metrics_port is None:
+        return None
+    from wsproxy.metrics import Metrics
+
+    return Metrics()
+
+
+async def _start_metrics(options: Options, metrics: Metrics, server: ProxyServer) -> MetricsServer:
+    """The metrics endpoint listening, its address and token printed once (a taken port: one
+    error line, the proxy's listeners closed again)."""
+    from wsproxy.metrics import MetricsServer
+    from wsproxy.sansio.targets import host_port
+    from wsproxy.web.security import is_loopback
+
+    assert options.metrics_port is not None
+    endpoint = MetricsServer(
+        metrics, options.metrics_host, options.metrics_port, options.metrics_token
+    )
+    try:
+        await endpoint.start()
+    except OSError as error:
+        server.close_listeners()
+        where = host_port(options.metrics_host, options.metrics_port)
+        raise StartupError(
+            f"cannot listen on {where} for metrics: {os_error_text(error)}"
+        ) from None
+    if not is_loopback(options.metrics_host):
+        log.warning(
+            "metrics on %s: reachable from other machines (the token still protects them)",
+            options.metrics_host,
+        )
+    if options.metrics_token is None:
+        print(f"wsproxy metrics: {endpoint.url} (bearer token {endpoint.token})", flush=True)
+    else:
+        print(f"wsproxy metrics: {endpoint.url} (the --metrics-token)", flush=True)
+    return endpoint
 
 
 async def _serve(options: Options, server: ProxyServer) -> None:

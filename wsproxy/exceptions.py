@@ -49,10 +49,12 @@ __all__ = [
 class UpstreamError(WsproxyError):
     """The upstream server could not be reached, reset the connection or timed out."""
 
-    def __init__(self, reason: str, status: int = 502) -> None:
+    def __init__(self, reason: str, status: int = 502, kind: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        # What failed, for --metrics-port: "connect", "tls" or "timeout" (504 unless told).
+        self.kind = kind if kind is not None else ("timeout" if status == 504 else "connect")
 
 
 class TLSError(WsproxyError):

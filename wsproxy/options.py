@@ -84,6 +84,11 @@ class Options:
     capture_overflow: Literal["wait", "drop"] = "wait"
     # Plain HTTP exchanges in the capture too: None = by format (HAR yes, JSONL no).
     capture_http: bool | None = None
+    # --metrics-port: Prometheus metrics on this port (None: off; 0: any free port), at
+    # metrics_host, asking for metrics_token (None: a random one, printed at start).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_token: str | None = field(default=None, repr=False)
 
     @property
     def reverse(self) -> Reverse | None:

@@ -318,6 +318,11 @@ class CaptureWriter:
         self._put(exchange, size, droppable=True)
         self.sync()
 
+    @property
+    def backlog(self) -> int:
+        """Records queued, not yet taken by the writer thread (the metrics' capture backlog)."""
+        return len(self._queue)
+
     def congested(self, resume: Callable[[], None]) -> bool:
         """Whether the queue holds more than ``high_water`` bytes or ``high_water_records``
         records (never with ``overflow="drop"``); if so ``resume`` is called, from the writer

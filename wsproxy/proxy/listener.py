@@ -14,7 +14,7 @@ import itertools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wsproxy.exceptions import HttpError, UpstreamError
 from wsproxy.options import Options
@@ -25,6 +25,9 @@ from wsproxy.proxy.turns import ClientGone
 from wsproxy.sansio.http11 import simple_response
 
 __all__ = ["Listener", "answer"]
+
+if TYPE_CHECKING:
+    from wsproxy.metrics import Metrics
 
 log = logging.getLogger("wsproxy")
 
@@ -45,8 +48,12 @@ class Listener:
         per_client: dict[str, int] | None = None,
         ids: Iterator[int] | None = None,
         http_refusals: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
         self.options = options
+        self.metrics = metrics
+        # The metrics' mode label: the mode's name alone (regular, reverse, socks5...).
+        self._mode_name = str(options.mode).partition(":")[0]
         # Whether a refused client is answered in HTTP (403, 503); otherwise it is closed
         # without an answer (a SOCKS5 client's first message is its greeting, and it reads
         # a SOCKS reply), the log line saying why all the same.
@@ -109,7 +116,15 @@ class Listener:
         await asyncio.sleep(0)  # let connection_made run
         conn_id = f"c{next(self._ids)}"
         client = peer.address[0]
-        with self._counted(client):
+        metrics = self.metrics
+        with (
+            self._counted(client),
+            (
+                metrics.connection(self._mode_name)
+                if metrics is not None
+                else contextlib.nullcontext()
+            ),
+        ):
             try:
                 self._admit(client)
             except HttpError as refusal:
@@ -117,12 +132,16 @@ class Listener:
                     _ended(peer, conn_id, refusal)
                 else:
                     log.warning("[%s] %s refused: %s", conn_id, client, refusal.reason)
+                if metrics is not None:
+                    metrics.errors.labels("refused").inc()
                 peer.close()
                 return
             try:
                 await self._serve(peer, conn_id)
             except Exception as error:  # not CancelledError: a BaseException, it goes on up
-                _ended(peer, conn_id, error)
+                kind = _ended(peer, conn_id, error)
+                if metrics is not None:
+                    metrics.errors.labels(kind).inc()
             finally:
                 peer.close()
 
@@ -153,28 +172,34 @@ class Listener:
             raise HttpError(503, f"over --max-connections-per-client {limit}")
 
 
-def _ended(peer: Peer, conn_id: str, error: Exception) -> None:
-    """The log line for what ended a connection, and the client's answer if it gets one."""
+def _ended(peer: Peer, conn_id: str, error: Exception) -> str:
+    """The log line for what ended a connection, and the client's answer if it gets one;
+    returns its kind (the errors metric's label)."""
     client = peer.address[0]
     if isinstance(error, HttpError):
         log.warning("[%s] %s %s: %s", conn_id, client, error.status, error.reason)
         answer(peer, conn_id, error.status, error.reason, error.headers)
-    elif isinstance(error, UpstreamError):
+        return "http"
+    if isinstance(error, UpstreamError):
         log.warning("[%s] upstream: %s (%s)", conn_id, error.reason, error.status)
         answer(peer, conn_id, error.status, error.reason)
-    elif isinstance(error, TimeoutError):
+        return "upstream"
+    if isinstance(error, TimeoutError):
         detail = f": {error}" if error.args else ""
         log.info("[%s] %s: timed out%s", conn_id, client, detail)
         if peer.answering:
             peer.abort()
-    elif isinstance(error, ClientGone):
+        return "timeout"
+    if isinstance(error, ClientGone):
         why = str(error) or "left while waiting for its handshake turn"
         log.info("[%s] %s: %s", conn_id, client, why)
-    elif isinstance(error, ConnectionError | ssl.SSLError):
+        return "client_gone"
+    if isinstance(error, ConnectionError | ssl.SSLError):
         log.info("[%s] %s: connection ended: %s", conn_id, client, error)
-    else:
-        log.error("[%s] internal error", conn_id, exc_info=log.isEnabledFor(logging.DEBUG))
-        answer(peer, conn_id, 500, "internal proxy error")
+        return "connection"
+    log.error("[%s] internal error", conn_id, exc_info=log.isEnabledFor(logging.DEBUG))
+    answer(peer, conn_id, 500, "internal proxy error")
+    return "internal"
 
 
 def answer(

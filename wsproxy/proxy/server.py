@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wsproxy.exceptions import HttpError, WsproxyError
 from wsproxy.modes import Regular, Reverse, Socks5, Transparent, UpstreamProxy
@@ -34,6 +34,9 @@ from wsproxy.proxy.websocket import Capture, WebSockets
 from wsproxy.sansio.http11 import Limits
 from wsproxy.sansio.targets import host_port
 from wsproxy.tls import CertAuthority
+
+if TYPE_CHECKING:
+    from wsproxy.metrics import Metrics
 
 __all__ = ["BindError", "Capture", "Front", "ProxyServer", "Upstream", "WsproxyError"]
 
@@ -59,6 +62,7 @@ class Front:
             per_client=server.per_client,
             ids=server.connection_ids,
             http_refusals=not socks,  # a SOCKS5 client reads a SOCKS reply, not HTTP
+            metrics=server.metrics,
         )
         self.upstreams = Connector(options, server.addresses)
         # In a SOCKS5 tunnel the first request takes the connection its CONNECT opened.
@@ -81,6 +85,7 @@ class Front:
             turns=server.turns,
             chain=server.chain,
             capture=None,
+            metrics=server.metrics,
         )
         self.requests = RequestLoop(
             options,
@@ -120,8 +125,10 @@ class ProxyServer:
         ca: CertAuthority | None = None,
         chain: PluginChain | None = None,
         capture: Capture | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.options = options
+        self.metrics = metrics
         self.ca = ca
         self.chain = chain
         self.limits = Limits(
@@ -158,6 +165,17 @@ class ProxyServer:
     @property
     def _per_client(self) -> dict[str, int]:
         return self.per_client
+
+    @property
+    def capture_writers(self) -> object:
+        return self.metrics.capture if self.metrics is not None else None
+
+    @capture_writers.setter
+    def capture_writers(self, writers: object) -> None:
+        """The run's capture writer(s) as opened (before a companion wraps them): the
+        metrics read their backlog and losses."""
+        if self.metrics is not None:
+            self.metrics.capture = writers
 
     @property
     def capture(self) -> Capture | None:

@@ -20,6 +20,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from wsproxy import logformat
 from wsproxy.capture.sink import CaptureSink
@@ -47,6 +48,9 @@ from wsproxy.sansio.commands import (
 from wsproxy.sansio.deflate import DeflateParams
 from wsproxy.sansio.frames import Opcode
 from wsproxy.sansio.relay import FrameRecord, Relay, RelayConfig, Side
+
+if TYPE_CHECKING:
+    from wsproxy.metrics import SessionCounts
 
 log = logging.getLogger("wsproxy")
 
@@ -80,8 +84,11 @@ class WebSocketSession:
         capture: CaptureSink | None = None,
         view: Selection | None = None,
         hints: Hints | None = None,
+        counts: SessionCounts | None = None,
     ) -> None:
         self.conn_id = conn_id
+        # --metrics-port: this session's messages and bytes, counted from the frame records.
+        self.counts = counts
         self.hints = hints if hints is not None else _flow_hints(flow)
         self.client = client
         self.server = server
@@ -104,6 +111,8 @@ class WebSocketSession:
             self._observers.append(self._log_frame)
         if self.capture is not None:
             self._observers.append(self._capture_frame)
+        if counts is not None:
+            self._observers.append(counts.observe)
         self.relay = Relay(
             RelayConfig(
                 max_frame_size=options.max_frame_size,

@@ -202,11 +202,13 @@ class Connector:
         except (ssl.SSLError, ConnectionError) as error:
             peer.abort()
             raise UpstreamError(
-                f"TLS with {where} failed: {describe_verify_error(error)}", 502
+                f"TLS with {where} failed: {describe_verify_error(error)}", 502, "tls"
             ) from None
         if transport is None:  # the connection closed during the handshake
             peer.abort()
-            raise UpstreamError(f"{where} closed the connection during the TLS handshake", 502)
+            raise UpstreamError(
+                f"{where} closed the connection during the TLS handshake", 502, "tls"
+            )
         assert isinstance(transport, asyncio.Transport)
         peer.transport = transport
 

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from wsproxy import logformat
 from wsproxy.decoders.base import Hints
@@ -57,6 +57,9 @@ from wsproxy.sansio.loops import append_via
 from wsproxy.sansio.relay import Relay
 
 __all__ = ["Capture", "HandshakeWatch", "WebSockets", "close_summary"]
+
+if TYPE_CHECKING:
+    from wsproxy.metrics import Metrics
 
 log = logging.getLogger("wsproxy")
 
@@ -95,8 +98,10 @@ class WebSockets:
         turns: HandshakeTurns,
         chain: PluginChain | None = None,
         capture: Capture | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.options = options
+        self.metrics = metrics
         self.limits = limits
         self.via = via
         self.open_upstream = open_upstream
@@ -125,6 +130,8 @@ class WebSockets:
                 log.info("[%s] upstream answered %d: relayed", conn_id, resp.status)
                 if watcher is not None:
                     watcher.refused(resp)
+                if self.metrics is not None:
+                    self.metrics.refused(resp.status)
                 try:
                     await self.plain.relay_answer(peer, server, resp, "GET")
                 finally:
@@ -134,6 +141,8 @@ class WebSockets:
         except BaseException as error:
             if watcher is not None:
                 watcher.failed(error)
+            if self.metrics is not None:
+                self.metrics.failed(_failure_kind(error))
             raise
         answer = response_to_client(resp, upgrade.client_key)
         answer.headers.set("Via", append_via(resp.headers.get_all("Via"), self.via))
@@ -151,6 +160,7 @@ class WebSockets:
             capture=capture,
             view=self._view(flow),
             hints=Hints(subprotocol=flow.subprotocol, path=upgrade.path),
+            counts=self.metrics.session_opened() if self.metrics is not None else None,
         )
         log.info(
             "[%s] WebSocket open %s%s%s",
@@ -313,6 +323,14 @@ class WebSockets:
                 close_summary(relay.server.received_code, relay.server.close_received),
                 logformat.message_counts(relay.client.messages, relay.server.messages),
             )
+            if self.metrics is not None and session.counts is not None:
+                self.metrics.session_closed(
+                    session.counts,
+                    [
+                        (leg.side.value, leg.received_code, leg.close_received)
+                        for leg in (relay.client, relay.server)
+                    ],
+                )
             if flow is not None:
                 await self._closed(session, flow)
 
@@ -373,6 +391,21 @@ class _HandshakeWatcher:
         self.sink.handshake_failed(self.flow, *_failure(error))
 
 
+class PluginRefusal(HandshakeError):
+    """A plugin refused the upgrade (``flow.refuse``)."""
+
+
+def _failure_kind(error: BaseException) -> str:
+    """An upgrade's failure as the handshakes metric labels it."""
+    if isinstance(error, UpstreamError):
+        return f"failed_{error.kind}"
+    if isinstance(error, PluginRefusal):
+        return "failed_plugin"
+    if isinstance(error, TimeoutError):
+        return "failed_timeout"
+    return "failed_other"
+
+
 def _failure(error: BaseException) -> tuple[int | None, str]:
     """The status the client is answered with (None when there is none) and why."""
     if isinstance(error, UpstreamError):
@@ -406,7 +439,7 @@ def _raise_if_refused(flow: Flow) -> None:
     """A plugin refused the handshake: answer the client with its status."""
     if flow.refused is not None:
         status, reason = flow.refused
-        raise HandshakeError(status, reason)
+        raise PluginRefusal(status, reason)
 
 
 def _fill_close_info(flow: Flow, relay: Relay) -> None:

@@ -83,5 +83,5 @@ async def connect_upstream(
     except (ssl.SSLError, ConnectionError) as error:
         conn.abort()
         raise UpstreamError(
-            f"TLS with {where} failed: {describe_verify_error(error)}", 502
+            f"TLS with {where} failed: {describe_verify_error(error)}", 502, "tls"
         ) from None
