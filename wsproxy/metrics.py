@@ -179,7 +179,9 @@ class _TrafficCollector(Collector):
             "wsproxy_websocket_messages", "WebSocket messages relayed", labels=labels
         )
         sizes = CounterMetricFamily(
-            "wsproxy_websocket_bytes", "WebSocket payload bytes as sent on the wire (compressed with permessage-deflate)", labels=labels
+            "wsproxy_websocket_bytes",
+            "WebSocket payload bytes as sent on the wire (compressed with permessage-deflate)",
+            labels=labels,
         )
         for family, table in ((messages, sums.messages), (sizes, sums.bytes)):
             for (direction, opcode), value in sorted(table.items()):

@@ -45,11 +45,11 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 async def scrape(url: str, token: str) -> Samples:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
-            assert resp.status == 200, await resp.text()
-            assert resp.headers["Content-Type"].startswith("text/plain")
-            text = await resp.text()
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = await resp.text()
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
