@@ -165,3 +165,19 @@ async def test_metrics_port_taken_is_one_error_line(start_proxy: StartProxy) -> 
     assert len(lines) == 1, lines
     assert f"cannot listen on {HOST}:{port} for metrics" in lines[0]
     assert "Traceback" not in proxy.stderr()
+
+
+async def test_metrics_count_failed_upgrades_and_errors(start_proxy: StartProxy) -> None:
+    proxy = await start_proxy("--metrics-port", "0")
+    url, token = await metrics_address(proxy)
+    with socket.socket() as closed:
+        closed.bind((HOST, 0))
+        port = closed.getsockname()[1]  # bound, not listening: connections are refused
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(f"ws://{HOST}:{port}/", proxy=proxy.url, open_timeout=10):
+                pass
+    assert info.value.response.status_code == 502
+    await proxy.wait_log(lambda text: "cannot connect" in text)
+    samples = await scrape(url, token)
+    assert value(samples, "wsproxy_websocket_handshakes_total", result="failed_connect") == 1
+    assert value(samples, "wsproxy_errors_total", kind="upstream") == 1
