@@ -17,10 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
 from tests.browser.harness import CHROMIUM_FLAGS, INSTALL_HINT
 from tests.harness import ROOT, WebProcess
+
+# expect() waits as long as page actions do (its own default is 5 s): a shared machine may
+# take longer to render a timeline of thousands of messages.
+expect.set_options(timeout=15_000)
 
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 VIEWPORT = {"width": 1400, "height": 860}
