@@ -131,25 +131,7 @@ async def test_socks5_uses_the_real_client(start_proxy: StartProxy, ws_echo: WsU
     await proxy.wait_log(lambda t: "client 203.0.113.7:4242 via balancer" in t)
 
 
-HAPROXY_CONFIG = """\
-global
-    maxconn 100
-
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-
-frontend websockets
-    bind 127.0.0.1:{front}
-    default_backend wsproxies
-
-backend wsproxies
-    balance roundrobin
-    server one 127.0.0.1:{one} send-proxy-v2
-    server two 127.0.0.1:{two} send-proxy-v2
-"""
+SAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "docs" / "haproxy.cfg"
 
 
 async def test_through_haproxy_to_two_instances(
@@ -161,9 +143,11 @@ async def test_through_haproxy_to_two_instances(
     ]
     front = free_port()
     config = tmp_path / "haproxy.cfg"
-    config.write_text(
-        HAPROXY_CONFIG.format(front=front, one=backends[0].port, two=backends[1].port)
-    )
+    text = SAMPLE_CONFIG.read_text("utf-8")  # the README's sample, on free ports
+    for sample, port in (("8080", front), ("8081", backends[0].port), ("8082", backends[1].port)):
+        assert f"127.0.0.1:{sample}" in text
+        text = text.replace(f"127.0.0.1:{sample}", f"127.0.0.1:{port}")
+    config.write_text(text)
     async with server_process([haproxy, "-db", "-f", str(config)], front, tmp_path / "haproxy.log"):
         ports = []
         for _ in range(4):
@@ -172,6 +156,6 @@ async def test_through_haproxy_to_two_instances(
                 await ws.send("hi")
                 assert await ws.recv() == "hi"
         for backend in backends:
-            text = await backend.wait_log(lambda t: t.count("GET ws://") >= 2)
-            seen = [p for p in ports if f"client 127.0.0.1:{p} via balancer 127.0.0.1:" in text]
-            assert len(seen) == 2, text
+            log = await backend.wait_log(lambda t: t.count("GET ws://") >= 2)
+            seen = [p for p in ports if f"client 127.0.0.1:{p} via balancer 127.0.0.1:" in log]
+            assert len(seen) == 2, log  # roundrobin: two each, with the clients' own ports
