@@ -128,7 +128,31 @@ async def test_socks5_uses_the_real_client(start_proxy: StartProxy, ws_echo: WsU
         assert reply[:2] == b"\x05\x00"
     finally:
         writer.close()
-    await proxy.wait_log(lambda t: "client 203.0.113.7:4242 via balancer" in t)
+    text = await proxy.wait_log(lambda t: "203.0.113.7 SOCKS5 CONNECT 127.0.0.1:" in t)
+    assert "client 203.0.113.7:4242 via balancer" in text
+
+
+async def test_per_client_limit_counts_real_clients(
+    start_proxy: StartProxy, ws_echo: WsUpstream
+) -> None:
+    """One connection per client: two clients behind one balancer each get theirs; the
+    first one's second connection is refused."""
+    proxy = await start_proxy(
+        "--mode", f"reverse:{ws_echo.url}", "--proxy-protocol",
+        "--allow-clients", "203.0.113.0/24", "--max-connections-per-client", "1",
+    )  # fmt: skip
+    dst = (HOST, proxy.port)
+    held = socket.create_connection((HOST, proxy.port))
+    try:
+        held.sendall(v1(CLIENT, dst))
+        await proxy.wait_log(lambda t: "client 203.0.113.7:4242 via balancer" in t)
+        assert await ws_after(proxy.port, v1(("203.0.113.9", 1), dst)) == "hello"
+        request = b"GET /chat HTTP/1.1\r\nHost: x\r\n\r\n"
+        again = await refused_without_answer(proxy.port, v1((CLIENT[0], 4243), dst) + request)
+        assert again.startswith(b"HTTP/1.1 503")
+        await proxy.wait_log(lambda t: "over --max-connections-per-client 1" in t)
+    finally:
+        held.close()
 
 
 SAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "docs" / "haproxy.cfg"
