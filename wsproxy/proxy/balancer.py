@@ -80,3 +80,5 @@ class BalancerPolicy:
             raise HeaderRefused(
                 f"no whole PROXY header within --handshake-timeout {timeout:g}s"
             ) from None
+        except OSError as error:  # the connection failed under us (a reset is just EOF)
+            raise HeaderRefused(f"connection failed before a whole PROXY header: {error}") from None
