@@ -14,11 +14,12 @@ PY="${PYTHON:-python3}"
 # iptables and nftables for the transparent-mode tests in network namespaces; curl for the
 # SOCKS5 tests; tinyproxy (the binary alone, no service) as a next proxy for the upstream-mode
 # tests; mosquitto (an MQTT broker with a websockets listener) for the MQTT decoder's
-# real-peer test. Only what is missing is installed.
+# real-peer test; haproxy (run by the test, never as a service) as the TCP balancer in front
+# of two --proxy-protocol instances. Only what is missing is installed.
 missing=()
 for pair in chromium:chromium certutil:libnss3-tools ip:iproute2 iptables:iptables \
   ip6tables:iptables nft:nftables curl:curl tinyproxy:tinyproxy-bin \
-  mosquitto:mosquitto; do
+  mosquitto:mosquitto haproxy:haproxy; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

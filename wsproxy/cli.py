@@ -225,6 +225,20 @@ def build_parser() -> argparse.ArgumentParser:
         "addresses are served, others get 403 (repeatable, e.g. 0.0.0.0/0)",
     )
     add(
+        "--proxy-protocol",
+        action="store_true",
+        help="behind a TCP balancer: every connection starts with a PROXY protocol v1 or v2 "
+        "header whose client address the proxy uses; without one it is closed",
+    )
+    add(
+        "--proxy-protocol-from",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="the balancers allowed to send that header (repeatable; by default loopback, "
+        "127.0.0.0/8 and ::1); other peers are closed",
+    )
+    add(
         "--proxyauth",
         default=None,
         metavar="USER:PASS",
@@ -419,6 +433,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
             "--ignore-hosts and --allow-hosts exclude each other: give the hosts to tunnel "
             "untouched, or the only ones to intercept"
         )
+    if args.proxy_protocol_from and not args.proxy_protocol:
+        raise ConfigError("--proxy-protocol-from names balancers: it needs --proxy-protocol")
     try:
         listens = resolve_listens(tuple(args.mode), args.listen_host, args.listen_port)
     except ModeError as error:
@@ -453,6 +469,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
         max_connections=args.max_connections,
         max_connections_per_client=args.max_connections_per_client,
         allow_clients=tuple(args.allow_clients),
+        proxy_protocol=args.proxy_protocol,
+        proxy_protocol_from=tuple(args.proxy_protocol_from) or Options.proxy_protocol_from,
         proxyauth=args.proxyauth,
         handshake_timeout=args.handshake_timeout,
         idle_timeout=args.idle_timeout,

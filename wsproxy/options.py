@@ -56,6 +56,10 @@ class Options:
     max_connections_per_client: int = 1_000
     # Who may use the proxy: loopback and private networks, plus these CIDRs (--allow-clients).
     allow_clients: tuple[str, ...] = ()
+    # --proxy-protocol: every connection starts with a PROXY protocol v1/v2 header, accepted
+    # from balancers on these networks only (--proxy-protocol-from; loopback by default).
+    proxy_protocol: bool = False
+    proxy_protocol_from: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     proxyauth: str | None = None  # "user:pass" for HTTP Basic proxy authentication
     # "user:pass" sent to the next proxy of an upstream-mode listener (--upstream-auth); kept
     # out of repr so that no printed Options shows it.

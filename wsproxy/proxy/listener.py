@@ -20,9 +20,11 @@ from wsproxy.exceptions import HttpError, UpstreamError
 from wsproxy.options import Options
 from wsproxy.proxy.accept import AcceptWatch
 from wsproxy.proxy.access import AccessPolicy
+from wsproxy.proxy.balancer import BalancerPolicy, HeaderRefused
 from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.turns import ClientGone
 from wsproxy.sansio.http11 import simple_response
+from wsproxy.sansio.targets import host_port
 
 __all__ = ["Listener", "answer"]
 
@@ -66,6 +68,10 @@ class Listener:
         # Shared by every listener of a run: the limits count all connections together.
         self.handlers: set[asyncio.Task[None]] = set() if handlers is None else handlers
         self.per_client: dict[str, int] = {} if per_client is None else per_client
+        # --proxy-protocol: every connection starts with a balancer's PROXY header.
+        self.balancers = (
+            BalancerPolicy(options.proxy_protocol_from) if options.proxy_protocol else None
+        )
 
     async def bind(self) -> None:
         """Listen on the address without accepting yet."""
@@ -115,6 +121,9 @@ class Listener:
     async def _handle(self, peer: Peer) -> None:
         await asyncio.sleep(0)  # let connection_made run
         conn_id = f"c{next(self._ids)}"
+        if self.balancers is not None and not await self._take_proxy_header(peer, conn_id):
+            peer.close()
+            return
         client = peer.address[0]
         metrics = self.metrics
         with (
@@ -144,6 +153,33 @@ class Listener:
                     metrics.errors.labels(kind).inc()
             finally:
                 peer.close()
+
+    async def _take_proxy_header(self, peer: Peer, conn_id: str) -> bool:
+        """Read the balancer's PROXY header; the real client's address becomes the peer's
+        (a LOCAL or UNKNOWN header keeps the balancer's). False: refused, logged."""
+        assert self.balancers is not None
+        balancer = host_port(*peer.address)
+        try:
+            header = await self.balancers.read_header(peer, self.options.handshake_timeout)
+        except HeaderRefused as refusal:
+            level = logging.INFO if refusal.silent else logging.WARNING
+            log.log(level, "[%s] %s refused: %s", conn_id, balancer, refusal)
+            return False
+        if header.source is None:
+            kind = "LOCAL" if header.local else "no client address"
+            log.info(
+                "[%s] %s PROXY v%d %s: keeping its address", conn_id, balancer, header.version, kind
+            )
+        else:
+            peer.address = header.source
+            log.info(
+                "[%s] client %s via balancer %s (PROXY v%d)",
+                conn_id,
+                host_port(*header.source),
+                balancer,
+                header.version,
+            )
+        return True
 
     @contextlib.contextmanager
     def _counted(self, client: str) -> Iterator[None]:
