@@ -58,6 +58,7 @@ class Playbook:
         full_payloads: bool = False,
         deflate: DeflateParams | None = None,
         preview_size: int = relay_module.PREVIEW,
+        full_payload_limit: int | None = None,
         **limits: int,
     ) -> None:
         self.relay = Driven(
@@ -68,6 +69,7 @@ class Playbook:
                 records=True,
                 full_payloads=full_payloads,
                 preview_size=preview_size,
+                full_payload_limit=full_payload_limit,
             )
         )
         self.records = self.relay.records
@@ -819,6 +821,29 @@ def test_capture_gets_a_frame_in_pieces_as_it_streams(
     ping = [r for r in p.records if r.opcode == PING]
     assert ping == [FrameRecord(CLIENT, PING, True, 0, 1, b"p", False, PING)]
     assert all(r.length == len(first) for r in pieces_of(p.records, BINARY))
+
+
+def test_pieces_past_the_full_payload_limit_keep_a_preview(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``full_payload_limit`` (the log's decoding, no capture): whole pieces up to the limit,
+    then only previews, so a huge frame costs no more than the limit; the peer still gets it
+    whole."""
+    monkeypatch.setattr(relay_module, "RECORD_PIECE", 1000)
+    payload = bytes(range(256)) * 40  # 10240 bytes: pieces at offsets 0, 1000, ...
+    p = Playbook(full_payloads=True, full_payload_limit=3000, preview_size=16)
+    wire = client_bytes(Wire(BINARY, payload))
+    for piece in split(wire, range(0, len(wire), 500)):
+        p.relay.receive(CLIENT, piece)
+    assert p.server_gets() == [Wire(BINARY, payload)]
+    pieces = pieces_of(p.records, BINARY)
+    assert len(pieces) >= 5
+    for record in pieces:
+        if record.offset < 3000:
+            assert record.payload == payload[record.offset : record.offset + len(record.payload)]
+            assert len(record.payload) >= 1000 or not record.more
+        else:
+            assert len(record.payload) <= 16
 
 
 def test_a_stalled_frame_holds_at_most_a_piece() -> None:

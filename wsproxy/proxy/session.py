@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from wsproxy import logformat
 from wsproxy.capture.sink import CaptureSink
 from wsproxy.decoders.base import Hints
-from wsproxy.decoders.connection import ConnectionDecoding, StreamDecoding
+from wsproxy.decoders.connection import DECODE_LIMIT, ConnectionDecoding, StreamDecoding
 from wsproxy.filtering import Selection
 from wsproxy.model import Flow, FrameEvent, Message
 from wsproxy.options import Options
@@ -125,6 +125,9 @@ class WebSocketSession:
                 full_payloads=self.capture is not None
                 or decode_log
                 or (self.view is not None and self.view.bound.needs_payload),
+                # Without a capture, whole payloads are for the log's decoding and the view
+                # filter: past the decoders' limit a preview does (memory stays bounded).
+                full_payload_limit=None if self.capture is not None else DECODE_LIMIT,
                 want_frames=chain is not None and chain.wants_frames,
                 want_messages=chain is not None and chain.wants_messages,
                 preview_size=logformat.preview_bytes(options.preview_length),

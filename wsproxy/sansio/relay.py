@@ -90,6 +90,10 @@ class RelayConfig:
     want_frames: bool = False  # the plugin chain has frame hooks
     want_messages: bool = False  # ... message hooks
     preview_size: int = PREVIEW  # bytes of content each record keeps without full_payloads
+    # With full_payloads: pieces of a frame that start past this offset keep a preview only.
+    # The log's decoding wants whole messages up to its own limit and no more; a capture
+    # (None here) keeps everything.
+    full_payload_limit: int | None = None
 
 
 class Relay(CloseHandshake, HookSeam):
@@ -317,7 +321,8 @@ class Relay(CloseHandshake, HookSeam):
             out.append(StartTimer(timer, seconds))
 
     def _record(self, record: FrameRecord) -> None:
-        if not self._full:
+        limit = self.config.full_payload_limit
+        if not self._full or (limit is not None and record.offset >= limit):
             record.payload = record.payload[: self.config.preview_size]
         self._out.append(Record(record))
 
