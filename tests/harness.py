@@ -509,8 +509,23 @@ async def launch(
 ) -> ProxyProcess:
     """A proxy process that accepts connections (three tries: a free port can be taken
     between ``free_port()`` and the proxy's bind); each try is added to ``started``."""
+    return await _launch(ProxyProcess, args, confdir, log_dir, started, kwargs)
+
+
+Launched = TypeVar("Launched", bound=ProxyProcess)
+
+
+async def _launch(
+    kind: type[Launched],
+    args: Sequence[str],
+    confdir: Path,
+    log_dir: Path,
+    started: list[ProxyProcess] | None,
+    kwargs: dict[str, Any],
+) -> Launched:
+    """``launch`` for a process class of the harness's (the proxy, ``wsproxy-web``)."""
     for _attempt in range(3):
-        proc = ProxyProcess(args, confdir, log_dir, **kwargs)
+        proc = kind(args, confdir, log_dir, **kwargs)
         if started is not None:
             started.append(proc)
         try:
@@ -588,18 +603,7 @@ async def launch_web(
 ) -> WebProcess:
     """A ``wsproxy-web`` process whose proxy and UI accept connections (three tries, as
     ``launch``)."""
-    for _attempt in range(3):
-        proc = WebProcess(args, confdir, log_dir, **kwargs)
-        if started is not None:
-            started.append(proc)
-        try:
-            await proc.wait_ready()
-        except ProxyStartError:
-            if proc.port_was_taken():
-                continue
-            raise
-        return proc
-    raise ProxyStartError(f"no free port after 3 attempts\n{proc.describe()}")
+    return await _launch(WebProcess, args, confdir, log_dir, started, kwargs)
 
 
 @contextlib.asynccontextmanager
