@@ -51,7 +51,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -319,7 +319,7 @@ class ProxyProcess:
     ``verbose`` adds ``-v`` (the frame lines tests wait for); ``hide_mitmproxy`` runs it as
     if mitmproxy were not installed (a ``sitecustomize`` on ``PYTHONPATH`` makes
     ``import mitmproxy`` fail), ``hide_modules`` likewise for others (``("yaml",)``). It runs
-    in the checkout, so ``-s plugins/NAME.py`` works.
+    in the checkout, so ``-s plugins/NAME.py`` works; ``env`` adds to its environment.
     """
 
     def __init__(
@@ -334,6 +334,7 @@ class ProxyProcess:
         hide_modules: Sequence[str] = (),
         netns: str | None = None,
         module: str = "wsproxy",
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.confdir = confdir
         self.host = host
@@ -350,7 +351,7 @@ class ProxyProcess:
         )
         if netns is not None:
             self.command = in_netns(netns, *self.command)
-        env = proxy_free_env()
+        env = {**proxy_free_env(), **(env or {})}
         hidden = (*(["mitmproxy"] if hide_mitmproxy else []), *hide_modules)
         if hidden:
             site = log_dir / ("hide_" + "_".join(hidden))
