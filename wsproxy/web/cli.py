@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import secrets
 import sys
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from wsproxy.cli import (
 from wsproxy.exceptions import ConfigError, StartupError, os_error_text
 from wsproxy.web.live import CONTENT_BUDGET, HISTORY, LiveState, Tee
 from wsproxy.web.security import UiAddress, is_loopback
+from wsproxy.web.worker import BRIDGE_ENV
 
 if TYPE_CHECKING:
     from wsproxy.model import Flow, Message
@@ -170,8 +172,14 @@ def _run(argv: list[str]) -> int:
         return 0
     options = options_from_args(args)
     setup_logging(options.verbosity)
+    bridge = os.environ.get(BRIDGE_ENV)
+    if bridge:
+        return _run_worker(args, options, bridge)
     _warn_exposed(args.web_host)
     live = LiveState(history=args.web_history, content_budget=args.web_keep)
+    workers = getattr(args, "workers", 1) or 1
+    if workers > 1:
+        return asyncio.run(_run_parent(args, argv, workers, live, address, token))
     breakpoints = _breakpoints(live)
 
     def make_ui(capture_file: Path | None) -> WebUi:
@@ -189,6 +197,53 @@ def _run(argv: list[str]) -> int:
     companion = WebCompanion(live, make_ui, breakpoints)
     asyncio.run(run_proxy(options, script_host(args), companion))
     return 0
+
+
+def _run_worker(args: argparse.Namespace, options: Any, bridge: str) -> int:
+    """A worker of ``--workers N``: the proxy, its traffic and pauses over the bridge to the
+    UI process (``wsproxy.web.worker``); no UI of its own."""
+    from wsproxy.web.breakpoints import Breakpoints
+    from wsproxy.web.worker import WorkerCompanion, identity_from_env
+
+    identity = identity_from_env()
+    if identity is None:
+        raise ConfigError(f"{BRIDGE_ENV} is set, but this is no worker (WSPROXY_WORKER)")
+    companion = WorkerCompanion(bridge, identity, Breakpoints())
+    asyncio.run(run_proxy(options, script_host(args), companion))
+    return 0
+
+
+async def _run_parent(
+    args: argparse.Namespace,
+    argv: list[str],
+    workers: int,
+    live: LiveState,
+    address: UiAddress,
+    token: str,
+) -> int:
+    """``--workers N``: this process has the UI and no proxy; N workers proxy and tell it
+    everything over a private Unix socket (``wsproxy.web.remote``)."""
+    from wsproxy.web.remote import RemoteBreakpoints, RemoteWorkers
+    from wsproxy.web.server import WebUi
+    from wsproxy.workers import supervise
+
+    remote = RemoteWorkers(live)
+    ui = WebUi(
+        live,
+        address,
+        token,
+        breakpoints=RemoteBreakpoints(remote),
+        password_mode=args.web_password is not None,
+    )
+    stop = signal_event()
+    path = await remote.start()
+    try:
+        await start_ui(ui)
+        env = {BRIDGE_ENV: str(path)}
+        return await supervise(argv, workers, module="wsproxy.web", env=env, stop=stop)
+    finally:
+        await ui.stop()
+        await remote.stop()
 
 
 async def _show_capture(args: argparse.Namespace, address: UiAddress, token: str) -> None:
