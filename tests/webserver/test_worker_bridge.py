@@ -15,6 +15,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 from tests.harness import HOST, ProxyProcess, launch, wait_until, ws_upstream
+from wsproxy.sansio.bridge import BridgeReader
 from wsproxy.web.live import LiveConn, LiveState
 from wsproxy.web.remote import RemoteBreakpoints, RemoteFlow, RemoteWorkers
 
@@ -149,4 +150,59 @@ async def test_without_the_ui_process_a_worker_goes_on_proxying(tmp_path: Path) 
             assert conn.error is not None and "went away" in conn.error
             assert proc.stderr().count("the UI process went away") == 1
     finally:
+        await stopped(started)
+
+
+async def test_a_stuck_ui_process_neither_stalls_a_worker_nor_grows_it(tmp_path: Path) -> None:
+    """The UI process accepts the bridge and then reads nothing while 38 MiB of messages go
+    through: the relay keeps its pace, the worker keeps a few MiB for it and drops the rest
+    (counted, the count sent once the UI process reads again)."""
+    directory = tmp_path / "bridge"
+    directory.mkdir(mode=0o700)
+    path = directory / "bridge.sock"
+    accepted: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+    accepted = asyncio.get_running_loop().create_future()
+
+    async def stuck(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set_result((reader, writer))
+
+    server = await asyncio.start_unix_server(stuck, path)
+    started: list[ProxyProcess] = []
+    try:
+        env = {"WSPROXY_WORKER": "1/2", "WSPROXY_WEB_BRIDGE": str(path)}
+        proc = await launch([], tmp_path / "c", tmp_path, started, module="wsproxy.web", env=env)
+        reader, writer = await asyncio.wait_for(accepted, 10)
+        payload = b"\x01" * 65536
+        async with (
+            ws_upstream() as up,
+            connect(f"{up.url}/", proxy=f"http://{HOST}:{proc.port}", max_size=None) as ws,
+        ):
+            for _ in range(300):
+                await ws.send(payload)
+                assert await asyncio.wait_for(ws.recv(), 10) == payload
+            frames, total, items = BridgeReader(), 0, []
+
+            async def read_until(check: Any, quiet: float = 10) -> None:
+                nonlocal total
+                while not check():
+                    data = await asyncio.wait_for(reader.read(1 << 20), quiet)
+                    assert data, "the worker closed the bridge"
+                    total += len(data)
+                    frames.feed(data)
+                    items.extend(frames.items())
+
+            await read_until(lambda: any(i["type"] == "handshake" for i in items))
+            with contextlib.suppress(TimeoutError):  # all it kept, until it has nothing more
+                await read_until(lambda: False, quiet=1)
+            await ws.send("after")  # with room again: the count, then this message
+            assert await ws.recv() == "after"
+            await read_until(lambda: any(i["type"] == "dropped" for i in items))
+        assert items[0]["type"] == "hello" and items[0]["worker"] == 1
+        dropped = next(i["count"] for i in items if i["type"] == "dropped")
+        kept = [i for i in items if i["type"] == "frame" and i["opcode"] != 0x1]
+        assert total < 12 * 1024 * 1024, total  # of 600 * 64 KiB = 37.5 MiB recorded
+        assert dropped > 0 and len(kept) + dropped >= 600
+        writer.close()
+    finally:
+        server.close()
         await stopped(started)
