@@ -351,7 +351,11 @@ class ProxyProcess:
         )
         if netns is not None:
             self.command = in_netns(netns, *self.command)
-        env = {**proxy_free_env(), **(env or {})}
+        # "{port}" in an environment value, too (a worker told its port).
+        more = {
+            name: value.replace("{port}", str(self.port)) for name, value in (env or {}).items()
+        }
+        env = {**proxy_free_env(), **more}
         hidden = (*(["mitmproxy"] if hide_mitmproxy else []), *hide_modules)
         if hidden:
             site = log_dir / ("hide_" + "_".join(hidden))

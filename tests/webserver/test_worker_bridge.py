@@ -37,7 +37,11 @@ async def ui_side() -> AsyncIterator[tuple[LiveState, RemoteWorkers, RemoteBreak
 async def worker(
     remote: RemoteWorkers, tmp_path: Path, started: list[ProxyProcess], index: int = 2
 ) -> ProxyProcess:
-    env = {"WSPROXY_WORKER": f"{index}/2", "WSPROXY_WEB_BRIDGE": str(remote.path)}
+    env = {
+        "WSPROXY_WORKER": f"{index}/2",
+        "WSPROXY_WEB_BRIDGE": str(remote.path),
+        "WSPROXY_WORKER_PORTS": "{port}",
+    }
     proc = await launch([], tmp_path / "confdir", tmp_path, started, module="wsproxy.web", env=env)
     await wait_until(lambda: index in remote.links, 10, f"worker {index} says hello")
     return proc
@@ -169,7 +173,11 @@ async def test_a_stuck_ui_process_neither_stalls_a_worker_nor_grows_it(tmp_path:
     server = await asyncio.start_unix_server(stuck, path)
     started: list[ProxyProcess] = []
     try:
-        env = {"WSPROXY_WORKER": "1/2", "WSPROXY_WEB_BRIDGE": str(path)}
+        env = {
+            "WSPROXY_WORKER": "1/2",
+            "WSPROXY_WEB_BRIDGE": str(path),
+            "WSPROXY_WORKER_PORTS": "{port}",
+        }
         proc = await launch([], tmp_path / "c", tmp_path, started, module="wsproxy.web", env=env)
         reader, writer = await asyncio.wait_for(accepted, 10)
         payload = b"\x01" * 65536
@@ -205,4 +213,37 @@ async def test_a_stuck_ui_process_neither_stalls_a_worker_nor_grows_it(tmp_path:
         writer.close()
     finally:
         server.close()
+        await stopped(started)
+
+
+async def test_a_broken_bridge_is_connected_again_and_lists_the_open_connections(
+    tmp_path: Path,
+) -> None:
+    started: list[ProxyProcess] = []
+    try:
+        async with ui_side() as (live, remote, _), ws_upstream() as up:
+            proc = await worker(remote, tmp_path, started)
+            first_pid = remote.links[2].pid
+            async with connect(f"{up.url}/", proxy=f"http://{HOST}:{proc.port}") as ws:
+                await ws.send("one")
+                assert await ws.recv() == "one"
+                await wait_until(lambda: conn_of(live, 2) is not None, 10, "listed")
+                remote.links[2].writer.close()  # the UI process drops the bridge
+                await proc.wait_log(lambda t: "the UI process went away" in t)
+                await wait_until(lambda: 2 in remote.links, 10, "connected again")
+                assert remote.links[2].pid == first_pid
+                await wait_until(
+                    lambda: (c := conn_of(live, 2)) is not None and c.state == "open",
+                    10,
+                    "listed open again",
+                )
+                conn = conn_of(live, 2)
+                assert conn is not None and not conn.messages  # anew: no earlier messages
+                await ws.send("two")
+                assert await ws.recv() == "two"
+                await wait_until(lambda: len(conn.messages) == 2, 10, "the new messages")
+                assert isinstance(conn.flow, RemoteFlow)
+                assert await conn.flow.inject("via the new bridge", to_client=True)
+                assert await asyncio.wait_for(ws.recv(), 10) == "via the new bridge"
+    finally:
         await stopped(started)

@@ -36,9 +36,12 @@ from wsproxy.exceptions import ConfigError, StartupError, os_error_text
 from wsproxy.web.live import CONTENT_BUDGET, HISTORY, LiveState, Tee
 from wsproxy.web.security import UiAddress, is_loopback
 from wsproxy.web.worker import BRIDGE_ENV
+from wsproxy.workerplan import worker_options
+from wsproxy.workers import worker_tag
 
 if TYPE_CHECKING:
     from wsproxy.model import Flow, Message
+    from wsproxy.options import Options
     from wsproxy.proxy.server import Capture, ProxyServer
     from wsproxy.web.server import PauseEngine, WebUi
 
@@ -171,15 +174,16 @@ def _run(argv: list[str]) -> int:
         asyncio.run(_show_capture(args, address, token))
         return 0
     options = options_from_args(args)
-    setup_logging(options.verbosity)
-    bridge = os.environ.get(BRIDGE_ENV)
-    if bridge:
-        return _run_worker(args, options, bridge)
+    tag = worker_tag()
+    if tag:  # a worker of wsproxy-web --workers N: the proxy, no UI of its own
+        options = worker_options(options, tag)
+    setup_logging(options.verbosity, tag)
+    if tag:
+        return _run_worker(args, options)
     _warn_exposed(args.web_host)
     live = LiveState(history=args.web_history, content_budget=args.web_keep)
-    workers = getattr(args, "workers", 1) or 1
-    if workers > 1:
-        return asyncio.run(_run_parent(args, argv, workers, live, address, token))
+    if args.workers > 1:
+        return asyncio.run(_run_parent(args, argv, options, live, address, token))
     breakpoints = _breakpoints(live)
 
     def make_ui(capture_file: Path | None) -> WebUi:
@@ -199,15 +203,16 @@ def _run(argv: list[str]) -> int:
     return 0
 
 
-def _run_worker(args: argparse.Namespace, options: Any, bridge: str) -> int:
+def _run_worker(args: argparse.Namespace, options: Options) -> int:
     """A worker of ``--workers N``: the proxy, its traffic and pauses over the bridge to the
     UI process (``wsproxy.web.worker``); no UI of its own."""
     from wsproxy.web.breakpoints import Breakpoints
     from wsproxy.web.worker import WorkerCompanion, identity_from_env
 
+    bridge = os.environ.get(BRIDGE_ENV)
     identity = identity_from_env()
-    if identity is None:
-        raise ConfigError(f"{BRIDGE_ENV} is set, but this is no worker (WSPROXY_WORKER)")
+    if not bridge or identity is None:
+        raise ConfigError(f"a worker of wsproxy-web --workers needs {BRIDGE_ENV}")
     companion = WorkerCompanion(bridge, identity, Breakpoints())
     asyncio.run(run_proxy(options, script_host(args), companion))
     return 0
@@ -216,16 +221,17 @@ def _run_worker(args: argparse.Namespace, options: Any, bridge: str) -> int:
 async def _run_parent(
     args: argparse.Namespace,
     argv: list[str],
-    workers: int,
+    options: Options,
     live: LiveState,
     address: UiAddress,
     token: str,
 ) -> int:
-    """``--workers N``: this process has the UI and no proxy; N workers proxy and tell it
+    """``--workers N``: this process has the UI and no proxy; N workers (``python -m
+    wsproxy.web``, supervised as ``wsproxy --workers`` supervises its own) proxy and tell it
     everything over a private Unix socket (``wsproxy.web.remote``)."""
     from wsproxy.web.remote import RemoteBreakpoints, RemoteWorkers
     from wsproxy.web.server import WebUi
-    from wsproxy.workers import supervise
+    from wsproxy.workerplan import run_workers
 
     remote = RemoteWorkers(live)
     ui = WebUi(
@@ -235,12 +241,11 @@ async def _run_parent(
         breakpoints=RemoteBreakpoints(remote),
         password_mode=args.web_password is not None,
     )
-    stop = signal_event()
     path = await remote.start()
     try:
         await start_ui(ui)
         env = {BRIDGE_ENV: str(path)}
-        return await supervise(argv, workers, module="wsproxy.web", env=env, stop=stop)
+        return await run_workers(options, argv, args.workers, module="wsproxy.web", env=env)
     finally:
         await ui.stop()
         await remote.stop()

@@ -178,6 +178,7 @@ class RemoteWorkers:
     def __init__(self, live: LiveState) -> None:
         self.live = live
         self.links: dict[int, WorkerLink] = {}
+        self._pids: dict[int, int] = {}  # each worker's last pid: a new one is a restart
         self.breakpoints: RemoteBreakpoints | None = None
         self.path: Path | None = None
         self._dir: str | None = None
@@ -263,7 +264,9 @@ class RemoteWorkers:
         self.links[index] = link
         if old is not None:
             self._disconnected(old)
-        again = "restarted, " if old is not None and old.pid != pid else ""
+        before = self._pids.get(index)
+        self._pids[index] = pid
+        again = "restarted, " if before is not None and before != pid else ""
         log.warning(
             "web UI: worker %d/%s %sconnected (pid %d)", index, hello.get("count"), again, pid
         )
