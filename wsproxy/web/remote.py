@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wsproxy.sansio.bridge import BridgeError, BridgeReader, encode
+from wsproxy.sansio.bridge import BridgeReader, encode
 from wsproxy.web.breakpoints import Breakpoints
 from wsproxy.web.live import LiveConn, LiveState
 from wsproxy.web.rules import handshake_action, message_action
@@ -243,7 +243,7 @@ class RemoteWorkers:
                         link = self._connected(item, writer)
                     else:
                         self._apply(link, item)
-        except (TimeoutError, BridgeError, OSError, ValueError, KeyError, TypeError) as error:
+        except Exception as error:  # a bad or broken stream, or a bug: one line, never more
             what = "a worker" if link is None else f"worker {link.index}"
             log.warning("web UI: the bridge of %s dropped: %s", what, error or type(error).__name__)
         except asyncio.CancelledError:
@@ -280,7 +280,8 @@ class RemoteWorkers:
         link.gone = True
         if self.links.get(link.index) is link:
             del self.links[link.index]
-            log.warning(
+            log.log(
+                logging.WARNING if link.conns else logging.INFO,
                 "web UI: worker %d (pid %d) is gone: its %d open connection(s) are shown closed",
                 link.index,
                 link.pid,

@@ -65,10 +65,6 @@ class BridgeLink:
         self.dropped = 0
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def connected(self) -> bool:
-        return self._writer is not None and not self._writer.is_closing()
-
     def send(self, item: dict[str, Any], *, droppable: bool = True) -> bool:
         """Write ``item`` now, or count it dropped (not connected, or the UI process behind)."""
         writer = self._writer
@@ -152,8 +148,12 @@ class BridgeLink:
             except BridgeError as error:
                 return str(error)
             for item in items:
-                if self.on_command is not None:
+                if self.on_command is None:
+                    continue
+                try:
                     self.on_command(item)
+                except Exception as error:  # a bug: one line, the bridge and the proxy go on
+                    log.warning("web bridge: command %r failed: %r", item.get("type"), error)
 
     async def _close(self) -> None:
         writer, self._writer = self._writer, None
