@@ -719,6 +719,10 @@ async def _serve(options: Options, server: ProxyServer) -> None:
     await stop.wait()
     log.warning("shutting down: closing %d WebSocket(s) with 1001", len(server.sessions))
     await server.shutdown()
+    if options.worker:
+        from wsproxy.workers import ignore_late_signals
+
+        ignore_late_signals()  # the supervisor's SIGTERM after the process group's
 
 
 def signal_event() -> asyncio.Event:

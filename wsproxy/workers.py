@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 __all__ = [
     "WorkerIdentity",
+    "ignore_late_signals",
     "parse_workers",
     "report_ready",
     "supervise",
@@ -135,6 +136,19 @@ def watch_supervisor(stop: asyncio.Event) -> None:
             stop.set()
 
     loop.add_reader(fd, readable)
+
+
+def ignore_late_signals() -> None:
+    """SIGINT and SIGTERM ignored from now on, for a process whose shutdown is done.
+
+    A worker gets two SIGTERMs when the whole process group is signalled (the supervisor
+    passes one on too). One that lands while asyncio closes its loop, between closing its
+    wakeup pipe and restoring the handlers, makes Python print an "Exception ignored"
+    traceback; with nothing left to stop, there is nothing to lose by ignoring it."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def _inherited_fd(name: str) -> int | None:
@@ -333,13 +347,13 @@ class _Supervisor:
         stopped = asyncio.create_task(self.stop.wait())
         try:
             while True:
+                if self.stop.is_set():  # first: Ctrl-C reaches the workers too, and they end
+                    return 0
                 for worker in self.workers.values():
                     if worker.ready.done() and not worker.ready.result():
                         return await self._start_failed(worker)
                 if all(w.ready.done() for w in self.workers.values()):
                     return None
-                if self.stop.is_set():
-                    return 0
                 self.changed.clear()
                 waiter = asyncio.create_task(self.changed.wait())
                 await asyncio.wait({waiter, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -464,10 +478,15 @@ async def supervise(
     ``stop`` is set (by default: SIGINT or SIGTERM); ``started()`` runs once all of them
     listen. Returns the exit status: 0 after a stop, a failed start's own status, 1 when a
     worker kept failing to start again."""
+    own_signals = stop is None
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
     supervisor = _Supervisor(argv, count, module, env, stop, started, grace)
-    return await supervisor.run()
+    try:
+        return await supervisor.run()
+    finally:
+        if own_signals:
+            ignore_late_signals()

@@ -203,6 +203,24 @@ async def test_sigterm_closes_every_workers_websockets_with_1001(
     assert re.search(r" w2 shutting down: closing \d+ WebSocket\(s\) with 1001", log), log
 
 
+async def test_sigterm_to_the_whole_process_group_stops_cleanly(
+    start_proxy: StartProxy, ws_echo: WsUpstream
+) -> None:
+    """As Ctrl-C in a terminal or a service manager: every worker gets the signal twice
+    (from the group's and from the supervisor), and ends as after one."""
+    proxy = await start_proxy("--workers", "2")
+    pids = await proxy.wait_workers(2)
+    opened = await open_until_both(proxy, f"{ws_echo.url}/echo")
+    os.killpg(proxy.proc.pid, signal.SIGTERM)
+    for ws in opened:
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 10)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+    assert await proxy.wait_exit(15) == 0, proxy.describe()
+    await wait_until(lambda: not any(alive(pid) for pid in pids), 5, "workers gone")
+    assert "Traceback" not in proxy.stderr() and "Exception ignored" not in proxy.stderr()
+
+
 async def test_a_killed_worker_is_started_again_and_the_port_keeps_serving(
     start_proxy: StartProxy, ws_echo: WsUpstream
 ) -> None:
