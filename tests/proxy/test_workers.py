@@ -161,6 +161,24 @@ async def test_two_workers_both_serve_and_write_one_capture_each(
     assert len(conns["w1"]) + len(conns["w2"]) == len(opened)
 
 
+async def test_plugins_are_loaded_in_every_worker(
+    start_proxy: StartProxy, ws_echo: WsUpstream, tmp_path: Path
+) -> None:
+    plugin = tmp_path / "whoami.py"
+    plugin.write_text(
+        "import logging, os\n"
+        "def websocket_message(flow):\n"
+        "    logging.warning('plugin in pid %d', os.getpid())\n"
+    )
+    proxy = await start_proxy("--workers", "2", "-s", str(plugin))
+    pids = await proxy.wait_workers(2)
+    opened = await open_until_both(proxy, f"{ws_echo.url}/echo")
+    for ws in opened:
+        await ws.close()
+    seen = {int(pid) for pid in re.findall(r"plugin in pid (\d+)", proxy.stderr())}
+    assert seen == set(pids), proxy.describe()
+
+
 async def test_port_0_and_several_listeners_are_shared(
     start_proxy: StartProxy, ws_echo: WsUpstream
 ) -> None:
