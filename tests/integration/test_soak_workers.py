@@ -3,7 +3,7 @@
 given back once the connections closed. (The long one, 10,000 WebSockets for 10 minutes, is
 run by hand: ``bench/soak.py --conns 10000 --duration 600 --proxy-workers 2``.)
 
-Each connection sends a 64-byte text message about twice a second (a random phase spreads
+Each connection sends a 64-byte text message about once a second (a random phase spreads
 them) and waits for its echo before the next.
 """
 
@@ -25,7 +25,8 @@ pytestmark = pytest.mark.timeout(120)
 
 CONNECTIONS = 1000
 TRAFFIC = 15.0  # seconds
-INTERVAL = 0.5  # seconds between two messages of one connection
+INTERVAL = 1.0  # seconds between two messages of one connection
+LEAST_ROUND_TRIPS = 5  # of each connection in TRAFFIC seconds (a loaded machine is slow)
 OPEN_AT_ONCE = 100
 # Bounds, generous (a worker holds ~500 of the connections): what is measured is that
 # nothing grows with the traffic, not a tight budget.
@@ -92,6 +93,7 @@ async def test_1000_websockets_through_two_workers(
     stop_at = loop.time() + TRAFFIC
     sent = received = 0
     wrong: list[str] = []
+    round_trips = [0] * CONNECTIONS
 
     async def talk(i: int, ws: ClientConnection) -> None:
         nonlocal sent, received
@@ -104,6 +106,7 @@ async def test_1000_websockets_through_two_workers(
             echo = await asyncio.wait_for(ws.recv(), 10)
             if echo == message:
                 received += 1
+                round_trips[i] += 1
             elif len(wrong) < 5:
                 wrong.append(f"c{i}: {str(echo)[:30]!r} for {message[:30]!r}")
             seq += 1
@@ -126,7 +129,9 @@ async def test_1000_websockets_through_two_workers(
 
     assert not wrong, wrong
     assert sent == received, f"{sent - received} of {sent} messages lost"
-    assert sent > CONNECTIONS * (TRAFFIC / INTERVAL) * 0.5, f"only {sent} messages in {TRAFFIC} s"
+    assert min(round_trips) >= LEAST_ROUND_TRIPS, (
+        f"{sent} messages, fewest on one: {min(round_trips)}"
+    )
     for pid in workers:
         assert opened[pid] - idle[pid] < GROWTH_OPEN_MIB, (pid, idle[pid], opened[pid])
         assert end[pid] - during[pid] < GROWTH_TRAFFIC_MIB, (pid, during[pid], end[pid])
