@@ -168,6 +168,11 @@ def _run(argv: list[str]) -> int:
         _warn_exposed(args.web_host)
         asyncio.run(_show_capture(args, address, token))
         return 0
+    if args.workers > 1:
+        raise ConfigError(
+            f"--workers {args.workers}: wsproxy-web runs in one process for now (its UI does "
+            "not see other workers' connections yet); use wsproxy --workers, or leave it out"
+        )
     options = options_from_args(args)
     setup_logging(options.verbosity)
     _warn_exposed(args.web_host)
