@@ -7,6 +7,7 @@ both number their connections from ``c1``); edge cases are hand-made JSONL files
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import io
 import itertools
 import json
@@ -22,7 +23,7 @@ from websockets.asyncio.client import connect
 from tests.capture.conftest import CaptureProxy
 from tests.harness import HOST, proxy_free_env, stop_server
 from wsproxy.capture.har import CaptureFormatError
-from wsproxy.capture.merge import MergedCaptures
+from wsproxy.capture.merge import MergedCaptures, merge_journals
 from wsproxy.capture.records import Connection, Frame
 from wsproxy.capture.show import show
 
@@ -380,3 +381,69 @@ def test_the_merge_is_lazy_and_its_memory_bounded(tmp_path: Path) -> None:
     assert count == 3 * 65 - 6  # every record but those read first
     assert early_peak < 8 * 1024 * 1024, early_peak
     assert peak < 8 * 1024 * 1024, f"{peak} bytes at peak for {total} bytes of captures"
+
+
+# -- wsproxy har / wsproxy mitm: several journals into one file -----------------------------
+
+
+def convert(*argv: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m wsproxy har|mitm ...``: status, stdout, stderr; no traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "wsproxy", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=proxy_free_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    return result
+
+
+async def test_har_and_mitm_of_several_captures(
+    capture_proxy: CaptureProxy, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "capture.w1.jsonl", tmp_path / "capture.w2.jsonl"
+    await two_runs(capture_proxy, first, second)
+    kinds = ["har"] + (["mitm"] if importlib.util.find_spec("mitmproxy") else [])
+    for kind in kinds:
+        out = tmp_path / f"all.{kind}"
+        result = convert(kind, first.name, second.name, "-o", out.name, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"{out.name}: 2 ")
+        assert out.stat().st_mode & 0o777 == 0o600  # traffic: private, as every capture
+        opened = [(r.conn, r.url) for r in MergedCaptures([out]) if isinstance(r, Connection)]
+        assert [(conn, url.rsplit("/", 1)[1]) for conn, url in opened] == [
+            ("c1", "alpha"),
+            ("c1@2", "beta"),
+        ], kind
+        for conn, sent in (("c1", ["a1", "a2", "a3"]), ("c1@2", ["b1", "b2", "b3"])):
+            assert texts(run_show(out, "--conn", conn, "--direction", "client")) == sent
+    left = sorted(path.name for path in tmp_path.iterdir())
+    assert left == sorted([first.name, second.name, *(f"all.{kind}" for kind in kinds)])
+    no_out = convert("har", first.name, second.name, cwd=tmp_path)
+    assert no_out.returncode == 2
+    assert "2 captures merge into one file: name it with -o" in no_out.stderr
+    bad = convert("har", first.name, "gone.jsonl", "-o", "x.har", cwd=tmp_path)
+    assert bad.returncode == 1 and "wsproxy har: gone.jsonl: No such file" in bad.stderr
+    assert not (tmp_path / "x.har").exists()
+
+
+def test_merged_journal_lines(tmp_path: Path) -> None:
+    """What ``wsproxy har a b`` converts: one header, lines by ts (ties in file order), ids as
+    ``show`` shows them, lines that are no record and a cut last line left out."""
+    a = write_jsonl(tmp_path / "a.jsonl", handshake("c1", 1), frame("c1", 3, "a3"))
+    with open(a, "a") as file:
+        file.write("not json\n" + json.dumps(frame("c1", 4, "cut"))[:30])
+    b = write_jsonl(tmp_path / "b.jsonl", handshake("c1", 2), frame("c1", 3, "b3"))
+    out = io.BytesIO()
+    merge_journals([a, b], out)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert lines[0] == HEADER
+    assert [(r["conn"], r["ts"], r.get("text")) for r in lines[1:]] == [
+        ("c1", 1, None),
+        ("c1@2", 2, None),
+        ("c1", 3, "a3"),
+        ("c1@2", 3, "b3"),
+    ]

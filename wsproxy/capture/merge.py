@@ -22,10 +22,12 @@ raised.
 from __future__ import annotations
 
 import heapq
+import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from wsproxy.capture.har import CaptureFormatError
 from wsproxy.capture.reader import FOLLOW_POLL, follow_capture, read_capture
@@ -153,3 +155,39 @@ class MergedCaptures:
             index = min(heads, key=lambda i: (_when(heads[i]), i))
             yield index, heads.pop(index)
             pull(index)
+
+
+def _ts(obj: dict[str, Any]) -> float:
+    ts = obj.get("ts")
+    if isinstance(ts, int | float) and not isinstance(ts, bool) and not math.isnan(ts):
+        return float(ts)
+    return -math.inf
+
+
+def merge_journals(paths: Sequence[Path], out: BinaryIO) -> None:
+    """Several JSONL captures written to ``out`` as one (``wsproxy har a b -o all.har``): their
+    lines merged by ``ts`` as ``MergedCaptures`` merges records, ids renamed the same way, and
+    the first file's header line only. One line per file is held."""
+    ids = ConnIds(len(paths))
+
+    def lines(index: int) -> Iterator[tuple[float, int, dict[str, Any]]]:
+        with open(paths[index], "rb") as file:
+            file.readline()  # the header: checked by the caller, written once below
+            for line in file:
+                if not line.endswith(b"\n"):
+                    return  # the last line, cut short by a crash
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue  # not a record: the readers skip it too
+                if isinstance(obj, dict):
+                    yield _ts(obj), index, obj
+
+    with open(paths[0], "rb") as first:
+        out.write(first.readline())
+    merged = heapq.merge(*(lines(index) for index in range(len(paths))), key=lambda x: x[0])
+    for _, index, obj in merged:
+        conn = obj.get("conn")
+        if conn is not None:
+            obj["conn"] = ids.shown(index, str(conn))
+        out.write(json.dumps(obj).encode() + b"\n")
