@@ -17,6 +17,9 @@ keeps per-connection state (decoding, ``--filter``) keys it by the id shown.
 A file that cannot be read, or is not a capture, is reported to ``on_error`` and left out (the
 others are still merged); one that fails part way ends there. Without ``on_error`` the error is
 raised.
+
+``merge_journals`` does the same to JSONL lines, for ``wsproxy har a b -o all.har`` and
+``wsproxy mitm``, whose converters read one journal.
 """
 
 from __future__ import annotations
