@@ -756,7 +756,9 @@ class Subcommand(NamedTuple):
 
 SUBCOMMANDS = {
     "ca": Subcommand(cmd_ca, "print the CA certificate's path and fingerprint (--path: path only)"),
-    "show": Subcommand(cmd_show, "print a capture (.jsonl, .har, .mitm) as -v log lines"),
+    "show": Subcommand(
+        cmd_show, "print captures (.jsonl, .har, .mitm; several merged by time) as -v log lines"
+    ),
     "replay": Subcommand(
         cmd_replay, "replay a captured connection to a server (--serve: to a client)"
     ),
