@@ -10,7 +10,8 @@ this directory is on ``sys.path`` and ``from _common import ...`` finds this fil
 * output: ``render`` (a plain-text table).
 * what a plain ``pip install .`` does not bring, each missing piece named in one line with the
   command that installs it: ``find_mitmdump`` and ``MITMPROXY_MISSING`` (the mitmproxy
-  comparison target), ``NODE_MISSING`` (bench/node_modules), ``require_modules``.
+  comparison target), ``NODE_MISSING`` (bench/node_modules), ``require_modules``; the nginx
+  anchor: ``find_nginx``, ``NGINX_MISSING``, ``write_nginx_conf``, ``nginx_cmd``.
 
 Benches never import from tests/: they run by hand from the repository root.
 """
@@ -45,6 +46,121 @@ NODE_MISSING = (
     "the Node echo server and load generator are missing (bench/node_modules with ws and "
     "bufferutil): run `npm install --prefix bench` from the repository root (Node 18 or newer)"
 )
+
+
+NGINX_MISSING = (
+    "nginx (the native anchor) is not installed: run `apt-get install -y nginx-light` "
+    "(Debian/Ubuntu; the bench runs its own nginx from a temporary directory, never the "
+    "system service); until then its column shows n/a"
+)
+
+
+def find_nginx() -> str | None:
+    """nginx on PATH, else Debian's /usr/sbin/nginx (not on a non-root user's PATH)."""
+    found = shutil.which("nginx")
+    if found is None and os.access("/usr/sbin/nginx", os.X_OK):
+        found = "/usr/sbin/nginx"
+    return found
+
+
+def write_nginx_conf(
+    prefix: Path,
+    port: int,
+    upstream: str,
+    *,
+    tls_port: int | None = None,
+    tls_upstream: str | None = None,
+    cert: Path | None = None,
+    key: Path | None = None,
+    upstream_ca: Path | None = None,
+) -> Path:
+    """An nginx.conf for a WebSocket reverse proxy: one worker, ``proxy_buffering off``, 64 KiB
+    proxy buffers, no access log; pid, error log and temp paths inside ``prefix``.
+
+    ``port`` forwards to ``upstream`` (``http://HOST:PORT``). With ``tls_port``, that port
+    terminates TLS with ``cert``/``key`` and forwards to ``tls_upstream`` (``https://...``),
+    verifying it against ``upstream_ca`` as the name ``localhost`` (nginx 1.22 does not match
+    IP addresses in certificates; the upstream's certificate names both). Neither leg resumes
+    TLS sessions: wsproxy's upstream leg never does (asyncio passes no session), so
+    ``proxy_ssl_session_reuse off``, and the server side has no session cache (the bench's
+    clients do not offer one anyway).
+    """
+    prefix.mkdir(parents=True, exist_ok=True)
+    temp = {n: prefix / "temp" / n for n in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    for d in temp.values():
+        d.mkdir(parents=True, exist_ok=True)
+    location = """
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $proxy_host;
+            proxy_buffering off;
+            proxy_buffer_size 64k;
+            proxy_buffers 8 64k;
+            proxy_read_timeout 3600s;
+            proxy_send_timeout 3600s;"""
+    servers = f"""
+    server {{
+        listen {HOST}:{port} backlog=4096;
+        location / {{
+            proxy_pass {upstream};{location}
+        }}
+    }}"""
+    if tls_port is not None:
+        servers += f"""
+    server {{
+        listen {HOST}:{tls_port} ssl backlog=4096;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_session_cache off;
+        location / {{
+            proxy_pass {tls_upstream};{location}
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {upstream_ca};
+            proxy_ssl_name localhost;
+            proxy_ssl_session_reuse off;
+        }}
+    }}"""
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"""# written by the wsproxy bench: a reverse proxy for WebSockets, never the system service
+worker_processes 1;
+pid {prefix / "nginx.pid"};
+error_log {prefix / "error.log"} warn;
+events {{
+    worker_connections 8192;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {temp["body"]};
+    proxy_temp_path {temp["proxy"]};
+    fastcgi_temp_path {temp["fastcgi"]};
+    uwsgi_temp_path {temp["uwsgi"]};
+    scgi_temp_path {temp["scgi"]};
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        '' close;
+    }}{servers}
+}}
+"""
+    )
+    return conf
+
+
+def nginx_cmd(nginx: str, prefix: Path, conf: Path) -> list[str]:
+    """Run nginx in the foreground with its own prefix and config (-e: the error log before
+    the config is read goes there too, not to /var/log/nginx)."""
+    return [
+        nginx,
+        "-p",
+        str(prefix),
+        "-c",
+        str(conf),
+        "-e",
+        str(prefix / "error.log"),
+        "-g",
+        "daemon off;",
+    ]
 
 
 def find_mitmdump() -> str | None:

@@ -1,4 +1,5 @@
-"""Benchmark driver: wsproxy against a direct connection, a plain asyncio relay and mitmproxy.
+"""Benchmark driver: wsproxy against a direct connection, a plain asyncio relay, mitmproxy, nginx
+and mockttp, and wsproxy with its features on (-v, plugins, a capture, permessage-deflate).
 
 Run by hand (never as a test), from the repository root:
 
@@ -37,17 +38,21 @@ from typing import Any
 from _common import (  # bench/_common.py; also what tls_bench.py reaches as bench.NAME
     HOST,
     MITMPROXY_MISSING,
+    NGINX_MISSING,
     NODE_MISSING,
     cpu_seconds,
     die_with_parent,
     find_mitmdump,
+    find_nginx,
     free_port,
     hwm_kib,
+    nginx_cmd,
     proc_tree,
     render,
     reset_hwm,
     rss_kib,
     wait_port,
+    write_nginx_conf,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -55,9 +60,34 @@ REPO_DIR = BENCH_DIR.parent
 LOADGEN = BENCH_DIR / "loadgen.mjs"
 RELAY = BENCH_DIR / "relay.py"
 MIB = 1024 * 1024
-ALL_TARGETS = ("direct", "relay", "relay-streams", "mitmproxy", "wsproxy", "wsproxy-base")
+CPUS = os.cpu_count() or 1
+MOCKTTP = BENCH_DIR / "mockttp_proxy.mjs"
+TLS_BENCH = BENCH_DIR / "tls_bench.py"
+# wsproxy with one feature on, measured in the scenarios marked `features` only (pipe1, deflate):
+# each is quoted relative to quiet wsproxy (the issue's "features cost little").
+FEATURE_TARGETS = ("wsproxy-v", "wsproxy-log", "wsproxy-capture", "wsproxy-rewrite")
+ALL_TARGETS = (
+    "direct",
+    "relay",
+    "relay-streams",
+    "mitmproxy",
+    "nginx",
+    "mockttp",
+    "wsproxy",
+    "wsproxy-w2",
+    "wsproxy-base",
+    *FEATURE_TARGETS,
+)
+DEFAULT_TARGETS = "direct,relay,mitmproxy,nginx,mockttp,wsproxy"
+EVERY_TARGET = "direct,relay,mitmproxy,nginx,mockttp,wsproxy,wsproxy-w2," + ",".join(
+    FEATURE_TARGETS
+)  # --targets all
 # wsproxy-base: another checkout of wsproxy (--baseline DIR), to compare two versions in one run.
 RATIO_TARGETS = ("wsproxy", "wsproxy-base", "mitmproxy")  # ratio columns X/relay, for the CPU rows
+# The rewrite rule of wsproxy-rewrite: changes the first character of every message the load
+# generator sends (so, compressed, the proxy inflates and deflates every one), length unchanged.
+REWRITE_RULE = {"direction": "client", "match": "^.", "replace": "X"}
+NGINX_WORKER_NOTE = "nginx: one worker, proxy_buffering off, 64 KiB proxy buffers"
 
 
 def log(msg: str) -> None:
@@ -177,6 +207,7 @@ class Target:
     available: bool = True
     reason: str = ""
     starts: int = 0
+    feature: bool = False  # a wsproxy feature variant: runs in the `features` scenarios only
 
     @property
     def url(self) -> str:
@@ -207,7 +238,13 @@ class Target:
             await check_echo(self, opts)
         except Exception as e:
             await self.stop()
-            raise RuntimeError(f"{e}\n{tail(self.logfile)}".rstrip()) from None
+            log_tail = tail(self.logfile)
+            if self.name == "wsproxy-w2" and "--workers" in log_tail:
+                raise RuntimeError(
+                    "this wsproxy has no --workers: `python -m wsproxy --workers 2` was refused "
+                    f"({log_tail.splitlines()[-1].strip()})"
+                ) from None
+            raise RuntimeError(f"{e}\n{log_tail}".rstrip()) from None
 
     async def stop(self) -> None:
         if self.proc is not None:
@@ -245,17 +282,56 @@ def make_targets(names: list[str], echo_port: int, opts: Options) -> list[Target
                     f"confdir={opts.logdir / 'mitmproxy-conf'}",
                 ]
             targets.append(t)
-        elif name in ("wsproxy", "wsproxy-base"):
+        elif name == "nginx":
+            nginx = find_nginx()
+            t = Target(name, None, port, opts.logdir)
+            if nginx is None:
+                t.available, t.reason = False, NGINX_MISSING
+            else:
+                prefix = opts.logdir / "nginx"
+                conf = write_nginx_conf(prefix, port, f"http://{HOST}:{echo_port}")
+                t.cmd = nginx_cmd(nginx, prefix, conf)
+            targets.append(t)
+        elif name == "mockttp":
+            t = Target(name, None, port, opts.logdir, cwd=BENCH_DIR)
+            if not (BENCH_DIR / "node_modules" / "mockttp").is_dir():
+                t.available = False
+                t.reason = (
+                    "mockttp is not installed in bench/node_modules: run `npm install --prefix "
+                    "bench` from the repository root; until then its column shows n/a"
+                )
+            else:
+                cfg = {"port": port, "upstream": f"ws://{HOST}:{echo_port}"}
+                t.cmd = [opts.node, str(MOCKTTP), json.dumps(cfg)]
+            targets.append(t)
+        elif name in ("wsproxy", "wsproxy-base", "wsproxy-w2", *FEATURE_TARGETS):
             cmd = [sys.executable, "-m", "wsproxy", "--mode", f"reverse:ws://{HOST}:{echo_port}"]
-            cmd += ["-p", str(port), "-q", *shlex.split(opts.wsproxy_args)]
-            where = REPO_DIR if name == "wsproxy" else opts.baseline
-            t = Target(name, cmd, port, opts.logdir, cwd=where)
+            cmd += ["-p", str(port), *feature_args(name, opts), *shlex.split(opts.wsproxy_args)]
+            where = opts.baseline if name == "wsproxy-base" else REPO_DIR
+            t = Target(name, cmd, port, opts.logdir, cwd=where, feature=name in FEATURE_TARGETS)
             if where is None:
                 t.available, t.reason = False, "no --baseline DIR given"
             targets.append(t)
         else:
             raise SystemExit(f"unknown target {name!r}; choose from {','.join(ALL_TARGETS)}")
     return targets
+
+
+def feature_args(name: str, opts: Options) -> list[str]:
+    """The flags of a wsproxy target: quiet, or one feature on (its output in the run's dir)."""
+    if name == "wsproxy-v":
+        return ["-v"]  # the target's stdout and stderr go to its log file: -v to a file
+    if name == "wsproxy-log":
+        return ["-q", "-s", "log", "--set", f"log_file={opts.logdir / 'log-plugin.txt'}"]
+    if name == "wsproxy-capture":
+        return ["-q", "-w", str(opts.logdir / "capture.jsonl")]
+    if name == "wsproxy-rewrite":
+        rules = opts.logdir / "rewrite-rules.json"
+        rules.write_text(json.dumps({"rules": [REWRITE_RULE]}) + "\n")
+        return ["-q", "-s", "rewrite", "--set", f"rewrite_rules={rules}"]
+    if name == "wsproxy-w2":
+        return ["-q", "--workers", "2"]
+    return ["-q"]
 
 
 # ----------------------------------------------------------------------------- scenarios
@@ -271,6 +347,7 @@ class Scenario:
     quick_duration: float
     # (metric key, label, is a CPU figure → ratio columns)
     rows: list[tuple[str, str, bool]] = field(default_factory=list)
+    features: bool = False  # the wsproxy feature variants run here too
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -287,6 +364,7 @@ SCENARIOS: dict[str, Scenario] = {
                 ("msgs_per_s", "round trips/s", False),
                 ("cpu_us_per_rt", "proxy CPU µs/round trip", True),
             ],
+            features=True,
         ),
         Scenario(
             "pipe32",
@@ -350,6 +428,19 @@ SCENARIOS: dict[str, Scenario] = {
                 ("conns_per_s", "connections/s", False),
                 ("cpu_us_per_conn", "proxy CPU µs/connection", True),
             ],
+        ),
+        Scenario(
+            "deflate",
+            "64 B text, 1 conn, 100 in flight, permessage-deflate",
+            "pipeline",
+            {"conns": 1, "inflight": 100, "size": 64, "binary": False, "compress": True},
+            4,
+            1,
+            [
+                ("msgs_per_s", "round trips/s", False),
+                ("cpu_us_per_rt", "proxy CPU µs/round trip", True),
+            ],
+            features=True,
         ),
         Scenario(
             "idle",
@@ -456,6 +547,7 @@ class Loadgen:
 
 async def check_echo(target: Target, opts: Options) -> None:
     cfg = {"url": target.url, "compress": opts.compress, "timeout": 20}
+    cfg["rewritten"] = target.name == "wsproxy-rewrite"  # its rule changes each text message
     async with Loadgen(opts, "check", cfg) as lg:
         await lg.event("done", 25)
 
@@ -468,7 +560,7 @@ async def run_pipeline(
     cfg = dict(scen.cfg)
     cfg.update(
         url=target.url,
-        compress=opts.compress,
+        compress=opts.compress or bool(scen.cfg.get("compress")),
         duration=duration,
         warmup=opts.warmup,
         drainTimeout=drain,
@@ -504,6 +596,7 @@ async def run_pipeline(
         "msgs_per_s": res["msgsPerSec"],
         "mib_per_s": res["mibPerSec"],
         "loadgen_cpu_pct": 100 * (lg1 - lg0) / wall,
+        "loadgen_machine_pct": 100 * (lg1 - lg0) / (wall * CPUS),
         "echo_cpu_pct": 100 * (echo1 - echo0) / wall,
     }
     if pids:
@@ -553,6 +646,7 @@ async def run_connect(
         "conn_p50_us": res["p50"],
         "conn_p99_us": res["p99"],
         "loadgen_cpu_pct": 100 * (lg1 - lg0) / wall,
+        "loadgen_machine_pct": 100 * (lg1 - lg0) / (wall * CPUS),
         "echo_cpu_pct": 100 * (echo1 - echo0) / wall,
     }
     if res["errors"]:
@@ -674,14 +768,239 @@ def build_table(
     return rows
 
 
+# ----------------------------------------------------------------------------- summaries
+
+
+def _median(results: dict[str, dict[str, Any]], scen: str, target: str, key: str) -> float | None:
+    cell = results.get(scen, {}).get(target)
+    if cell is None or not cell["runs"]:
+        return None
+    v = cell["median"].get(key)
+    return float(v) if isinstance(v, int | float) else None
+
+
+def _throughput_and_cpu(scen: Scenario) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The (key, label) of a scenario's throughput row and of its CPU row."""
+    cpu = next((k, lbl) for k, lbl, is_cpu in scen.rows if is_cpu)
+    return (scen.rows[0][0], scen.rows[0][1]), cpu
+
+
+def workers_table(
+    results: dict[str, dict[str, Any]], scen_names: list[str], targets: list[Target]
+) -> list[list[str]]:
+    """wsproxy against wsproxy --workers 2 (issue 17): throughput, its ratio, CPU per operation
+    (summed over the supervisor and its workers), and how much of the machine the load
+    generator took in each run. Empty when wsproxy-w2 is not among the targets."""
+    w2 = next((t for t in targets if t.name == "wsproxy-w2"), None)
+    if w2 is None:
+        return []
+    rows = [
+        [
+            "scenario",
+            "metric",
+            "1 worker",
+            "2 workers",
+            "2/1",
+            "CPU/op 1w",
+            "CPU/op 2w",
+            "loadgen % machine 1w",
+            "2w",
+        ]
+    ]
+    for sname in scen_names:
+        scen = SCENARIOS[sname]
+        if scen.mode == "idle":
+            continue
+        (tkey, tlabel), (ckey, clabel) = _throughput_and_cpu(scen)
+        one, two = _median(results, sname, "wsproxy", tkey), _median(results, sname, w2.name, tkey)
+        lg1 = _median(results, sname, "wsproxy", "loadgen_machine_pct")
+        lg2 = _median(results, sname, w2.name, "loadgen_machine_pct")
+        na = "n/a" if not w2.available else "-"
+        rows.append(
+            [
+                sname,
+                f"{tlabel}; {clabel.replace('proxy CPU ', '')}",
+                fmt(one),
+                fmt(two) if two is not None else na,
+                f"{two / one:.2f}x" if one and two is not None else "",
+                fmt(_median(results, sname, "wsproxy", ckey)),
+                fmt(_median(results, sname, w2.name, ckey)) if two is not None else na,
+                f"{lg1:.0f}%" if lg1 is not None else "-",
+                f"{lg2:.0f}%" if lg2 is not None else na,
+            ]
+        )
+    return rows
+
+
+def _verdict(
+    value: float | None, anchor: float | None, limit: float, at_least: bool = False
+) -> str:
+    if value is None or anchor is None or not anchor:
+        return "n/a"
+    ratio = anchor / value if at_least else value / anchor
+    ok = ratio >= limit if at_least else ratio <= limit
+    return "PASS" if ok else "FAIL"
+
+
+def targets_summary(
+    results: dict[str, dict[str, Any]], tls_doc: dict[str, Any] | None
+) -> list[list[str]]:
+    """One row per target line of issue 16: wsproxy's figure, the anchor's, the ratio, the
+    limit and PASS/FAIL (n/a when a figure is missing: a scenario or anchor not run)."""
+    rows = [["target", "wsproxy", "anchor", "ratio", "limit", "verdict"]]
+
+    def line(
+        label: str,
+        value: float | None,
+        anchor: float | None,
+        limit: float,
+        unit: str,
+        at_least: bool = False,
+    ) -> None:
+        ratio = ""
+        if value is not None and anchor:
+            ratio = f"{(anchor / value if at_least else value / anchor):.2f}x"
+        limit_s = f">= {limit:g}x" if at_least else f"<= {limit:g}x"
+        rows.append(
+            [
+                label,
+                fmt(value) + unit if value is not None else "-",
+                fmt(anchor) + unit if anchor is not None else "-",
+                ratio,
+                limit_s,
+                _verdict(value, anchor, limit, at_least),
+            ]
+        )
+
+    def vs_nginx(label: str, scen: str, key: str, limit: float, unit: str) -> None:
+        line(
+            f"{label} vs nginx",
+            _median(results, scen, "wsproxy", key),
+            _median(results, scen, "nginx", key),
+            limit,
+            unit,
+        )
+
+    vs_nginx(
+        "CPU/64 B round trip, 1 conn x 100 in flight (pipe1)", "pipe1", "cpu_us_per_rt", 1.5, " µs"
+    )
+    vs_nginx("CPU/64 B round trip, 32 conns (pipe32)", "pipe32", "cpu_us_per_rt", 1.5, " µs")
+    vs_nginx("CPU/round trip, 1 in flight (latency)", "latency", "cpu_us_per_rt", 2, " µs")
+    vs_nginx("RTT p50, 1 in flight (latency)", "latency", "p50_us", 1.3, " µs")
+    vs_nginx("CPU/MiB at 1 MiB (large1m)", "large1m", "cpu_ms_per_mib", 1.2, " ms")
+    vs_nginx("CPU/MiB at 16 MiB (large16m)", "large16m", "cpu_ms_per_mib", 1.2, " ms")
+    rss = _median(results, "large16m", "wsproxy", "peak_rss_mib")
+    rss_mb = rss * MIB / 1e6 if rss is not None else None
+    rows.append(
+        [
+            "peak RSS relaying 16 MiB messages (large16m)",
+            f"{rss_mb:.1f} MB" if rss_mb is not None else "-",
+            "",
+            "",
+            "<= 32 MB",
+            "n/a" if rss_mb is None else ("PASS" if rss_mb <= 32 else "FAIL"),
+        ]
+    )
+    for sname, scen in SCENARIOS.items():
+        for key, label, is_cpu in scen.rows:
+            if is_cpu and sname in results:
+                line(
+                    f"mockttp/wsproxy {label.replace('proxy ', '')} ({sname})",
+                    _median(results, sname, "wsproxy", key),
+                    _median(results, sname, "mockttp", key),
+                    2,
+                    "",
+                    at_least=True,
+                )
+    quiet = _median(results, "pipe1", "wsproxy", "cpu_us_per_rt")
+    for target, where, what, limit in [
+        ("wsproxy-v", "pipe1", "-v to a file", 2),
+        ("wsproxy-log", "pipe1", "-s log (to a file)", 2),
+        ("wsproxy-capture", "pipe1", "-w capture.jsonl", 2),
+        ("wsproxy", "deflate", "permessage-deflate passed through", 2),
+        ("wsproxy-rewrite", "deflate", "permessage-deflate + rewrite plugin", 3),
+    ]:
+        line(
+            f"{what}: CPU/64 B round trip vs quiet wsproxy (pipe1)",
+            _median(results, where, target, "cpu_us_per_rt"),
+            quiet,
+            limit,
+            " µs",
+        )
+    vs_nginx("CPU per new ws:// connection (connect)", "connect", "cpu_us_per_conn", 1.5, " µs")
+    wss = (tls_doc or {}).get("medians", {})
+    line(
+        "CPU per new wss:// connection, TLS both legs, leaf cached (connect-tls) vs nginx",
+        wss.get("wsproxy wss"),
+        wss.get("nginx wss"),
+        1.5,
+        " ms",
+    )
+    return rows
+
+
+def anchor_ratios(
+    results: dict[str, dict[str, Any]], scen_names: list[str], targets: list[Target]
+) -> list[list[str]]:
+    """Every proxy's CPU row (and RTT p50) as a ratio to nginx's and to mockttp's."""
+    names = [t.name for t in targets if t.cmd is not None and t.name not in ("nginx",)]
+    rows = [["scenario", "metric", *[f"{n} /nginx /mockttp" for n in names]]]
+    for sname in scen_names:
+        for key, label, is_cpu in SCENARIOS[sname].rows:
+            if not (is_cpu or key == "p50_us"):
+                continue
+            ng, mk = _median(results, sname, "nginx", key), _median(results, sname, "mockttp", key)
+            cells = []
+            for n in names:
+                v = _median(results, sname, n, key)
+                a = f"{v / ng:.2f}x" if v is not None and ng else "-"
+                b = f"{v / mk:.2f}x" if v is not None and mk else "-"
+                cells.append(f"{a} {b}")
+            rows.append([sname, label, *cells])
+    return rows
+
+
+async def run_tls_connect(opts: Options) -> tuple[dict[str, Any] | None, str]:
+    """The wss:// connect figures: bench/tls_bench.py part (a) with wsproxy (CONNECT, its CA's
+    cached leaf) and nginx (TLS terminated, TLS upstream, the same key types); its JSON."""
+    out = opts.logdir / "tls_bench.json"
+    duration = opts.duration if opts.duration is not None else (1.5 if opts.quick else 4.0)
+    cmd = [sys.executable, str(TLS_BENCH), "--proxies", "wsproxy,nginx", "--connections-only"]
+    cmd += ["-r", str(opts.repeats), "--duration", str(duration), "--warmup", str(opts.warmup)]
+    cmd += ["--json", str(out)]
+    if opts.wsproxy_args:
+        cmd.append(f"--wsproxy-args={opts.wsproxy_args}")
+    log(f"connect-tls: {shlex.join(cmd)}")
+    with open(opts.logdir / "tls_bench.stderr", "ab") as ef:
+        proc = await spawn(cmd, stdout=subprocess.PIPE, stderr=ef, cwd=REPO_DIR)
+        stdout, _ = await proc.communicate()
+    _CHILDREN.pop(proc.pid, None)
+    text = stdout.decode(errors="replace")
+    try:
+        doc = dict(json.loads(out.read_text()))
+    except (OSError, ValueError):
+        log(f"connect-tls failed ({proc.returncode}):\n{tail(opts.logdir / 'tls_bench.stderr')}")
+        return None, text
+    doc["failed"] = proc.returncode != 0
+    doc["medians"] = {
+        key: statistics.median(r["proxy_cpu_ms_per_conn"] for r in runs)
+        for key, runs in doc.get("connections", {}).items()
+        if runs and all("proxy_cpu_ms_per_conn" in r for r in runs)
+    }
+    return doc, text
+
+
 # ----------------------------------------------------------------------------- main
 
 
-async def start_echo(opts: Options) -> tuple[asyncio.subprocess.Process, int]:
+async def start_echo(opts: Options, deflate: bool) -> tuple[asyncio.subprocess.Process, int]:
+    """The echo server; with ``deflate`` it accepts permessage-deflate when offered (only the
+    compressed scenarios' load generators offer it, so the others stay uncompressed)."""
     errfile = opts.logdir / "echo.stderr"
+    cfg = {"port": 0, "compress": opts.compress or deflate}
     with open(errfile, "ab") as ef:
         proc = await spawn(
-            [opts.node, str(LOADGEN), "echo", json.dumps({"port": 0, "compress": opts.compress})],
+            [opts.node, str(LOADGEN), "echo", json.dumps(cfg)],
             stdin=subprocess.PIPE,  # held open: the server exits when the driver goes
             stdout=subprocess.PIPE,
             stderr=ef,
@@ -715,10 +1034,16 @@ async def amain(args: argparse.Namespace, opts: Options) -> int:
     loop.add_signal_handler(signal.SIGTERM, main_task.cancel)
 
     target_names = [t.strip() for t in args.targets.split(",") if t.strip()]
+    if target_names == ["all"]:
+        target_names = EVERY_TARGET.split(",")
     scen_names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    tls_connect = "connect-tls" in scen_names
+    scen_names = [s for s in scen_names if s != "connect-tls"]
     for s in scen_names:
         if s not in SCENARIOS:
-            raise SystemExit(f"unknown scenario {s!r}; choose from {','.join(SCENARIOS)}")
+            raise SystemExit(
+                f"unknown scenario {s!r}; choose from {','.join(SCENARIOS)},connect-tls"
+            )
 
     node_ver = subprocess.run([opts.node, "--version"], capture_output=True, text=True, timeout=10)
     meta = {
@@ -740,7 +1065,8 @@ async def amain(args: argparse.Namespace, opts: Options) -> int:
     results: dict[str, dict[str, Any]] = {}
     targets: list[Target] = []
     try:
-        echo_proc, echo_port = await start_echo(opts)
+        deflate = any(SCENARIOS[s].cfg.get("compress") for s in scen_names)
+        echo_proc, echo_port = await start_echo(opts, deflate)
         log(f"echo server on {HOST}:{echo_port} (pid {echo_proc.pid}), logs in {opts.logdir}")
         targets = make_targets(target_names, echo_port, opts)
         for t in targets:
@@ -758,12 +1084,13 @@ async def amain(args: argparse.Namespace, opts: Options) -> int:
         for sname in scen_names:
             scen = SCENARIOS[sname]
             runner = RUNNERS[scen.mode]
+            here = [t for t in targets if scen.features or not t.feature]
             per_target: dict[str, dict[str, Any]] = {
-                t.name: {"runs": [], "errors": [], "ok": False} for t in targets if t.available
+                t.name: {"runs": [], "errors": [], "ok": False} for t in here if t.available
             }
             results[sname] = per_target
             for r in range(opts.repeats):
-                live = [t for t in targets if t.available]
+                live = [t for t in here if t.available]
                 if not live:
                     break
                 k = r % len(live)
@@ -816,6 +1143,10 @@ async def amain(args: argparse.Namespace, opts: Options) -> int:
                 await t.stop()
         await terminate_all()
 
+    tls_doc: dict[str, Any] | None = None
+    tls_text = ""
+    if tls_connect:
+        tls_doc, tls_text = await run_tls_connect(opts)
     table = build_table(results, scen_names, targets)
     print()
     print(
@@ -827,13 +1158,35 @@ async def amain(args: argparse.Namespace, opts: Options) -> int:
     for t in targets:
         if not t.available:
             print(f"\n{t.name} unavailable: {t.reason}")
+    if tls_connect:
+        print("\nconnect-tls (bench/tls_bench.py, part a only):")
+        print(tls_text.strip() if tls_text.strip() else "  (no output)")
     errs = [
         (s, tn, e) for s, cells in results.items() for tn, c in cells.items() for e in c["errors"]
     ]
+    if tls_connect and (tls_doc is None or tls_doc.get("failed")):
+        errs.append(("connect-tls", "tls_bench", "tls_bench.py failed (its output is above)"))
+    workers = workers_table(results, scen_names, targets)
+    ratios = anchor_ratios(results, scen_names, targets)
+    if any(t.name in ("nginx", "mockttp") and t.available for t in targets):
+        print("\nratio to nginx and to mockttp (CPU rows and RTT p50; below 1 is cheaper)")
+        print(render(ratios, left=2))
+    if workers:
+        print(
+            "\nworkers (issue 17): wsproxy vs wsproxy --workers 2, medians; loadgen % of "
+            f"machine = its CPU s / (wall s x {CPUS} CPUs)"
+        )
+        print(render(workers, left=2))
+        w2 = next(t for t in targets if t.name == "wsproxy-w2")
+        if not w2.available:
+            print(f"wsproxy-w2 n/a: {w2.reason.splitlines()[0]}")
+    verdicts = targets_summary(results, tls_doc)
+    print("\nissue 16 targets (wsproxy against the anchors, medians of this run):")
+    print(render(verdicts, left=1))
     if errs:
         print(f"\n{len(errs)} failed run(s):")
-        for s, tn, e in errs:
-            print(f"  {s} / {tn}: {e.splitlines()[0] if e else '?'}")
+        for s, tn, msg in errs:
+            print(f"  {s} / {tn}: {msg.splitlines()[0] if msg else '?'}")
 
     if args.json:
         doc = {
@@ -852,6 +1205,10 @@ async def amain(args: argparse.Namespace, opts: Options) -> int:
                 for s, cells in results.items()
             },
             "table": table,
+            "workers": workers,
+            "anchor_ratios": ratios,
+            "issue16": verdicts,
+            "connect_tls": tls_doc,
         }
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
         log(f"wrote {args.json}")
@@ -866,13 +1223,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short runs (about 1 s each)")
     ap.add_argument(
         "--targets",
-        default="direct,relay,mitmproxy,wsproxy",
-        help="comma-separated, from: " + ",".join(ALL_TARGETS),
+        default=DEFAULT_TARGETS,
+        help=f"comma-separated, from: {','.join(ALL_TARGETS)}; or all ({EVERY_TARGET})",
     )
     ap.add_argument(
         "--scenarios",
         default=",".join(SCENARIOS),
-        help="comma-separated, from: " + ",".join(SCENARIOS),
+        help="comma-separated, from: " + ",".join(SCENARIOS) + ",connect-tls (tls_bench.py)",
     )
     ap.add_argument(
         "--repeats", "-r", type=int, default=3, help="rounds over all targets (default 3)"

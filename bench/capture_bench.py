@@ -193,8 +193,8 @@ def main() -> None:
     require_modules("bench/capture_bench.py", "websockets")
     formats = [f for f in args.formats.split(",") if f]
     extra = shlex.split(args.wsproxy_args)
-    scenarios = {
-        # name: (payload, count, window, configurations, unit label)
+    scenarios: dict[str, tuple[bytes | str, int, int, list[str]]] = {
+        # name: (payload, count, window, configurations)
         "small": ("x" * 64, args.messages, args.window, ["off", *formats]),
         "large": (os.urandom(MiB), args.large, 4, ["off", *formats]),
         # The stream: 1 GiB each way through one connection, capture off and JSONL only (a

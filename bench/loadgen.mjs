@@ -5,6 +5,9 @@
 //       opcode (text stays text, binary stays binary). Prints one JSON line
 //       {"event":"listening","port":N} once it accepts connections. Exits when its
 //       stdin closes (so it never outlives the driver) or on SIGTERM/SIGINT.
+//       With "cert" and "key" (PEM files) it also serves wss:// on a second port,
+//       printed as "tlsPort". compress:true accepts permessage-deflate when a client
+//       offers it (a client that does not offer it gets plain frames).
 //
 //   node loadgen.mjs <mode> '<json config>'
 //       Load generator. Prints JSON lines on stdout: {"event":"ready",...} once it is
@@ -14,8 +17,9 @@
 //       {"event":"error","error":"..."} and exit with status 2.
 //
 // Modes (config keys in brackets, defaults below):
-//   check     one connection: a 64-byte text echo and a 1 KiB binary echo, compared
-//             byte for byte; prints {"event":"done","ok":true}; no "go" needed.
+//   check     [rewritten] one connection: a 64-byte text echo and a 1 KiB binary echo,
+//             compared byte for byte (with rewritten:true the text only by its length);
+//             prints {"event":"done","ok":true}; no "go" needed.
 //   pipeline  [conns, inflight, size, binary, duration, warmup, latency]
 //             each connection keeps `inflight` messages outstanding: every echo that
 //             comes back triggers the next send. Counts round trips (one message out,
@@ -26,13 +30,17 @@
 //             the whole path is set up), prints ready, and on "go" closes them all.
 //
 // Common keys: url, compress (permessage-deflate on, threshold 0 so every message is
-// compressed), timeout (s, watchdog for the whole process).
+// compressed), ca (a PEM file to trust for wss:// URLs), timeout (s, watchdog for the
+// whole process).
 
 import { WebSocket, WebSocketServer } from 'ws';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
 import { createInterface } from 'node:readline';
 
 const MAX_PAYLOAD = 1024 * 1024 * 1024;
+let trustedCa; // the "ca" config key, read once: what wss:// connections trust
 
 function out(obj) {
   process.stdout.write(JSON.stringify(obj) + '\n');
@@ -118,6 +126,7 @@ function openWs(url, compress, timeoutMs = 10000) {
       perMessageDeflate: deflateOpts(compress),
       maxPayload: MAX_PAYLOAD,
       handshakeTimeout: timeoutMs,
+      ...(trustedCa ? { ca: trustedCa } : {}),
     });
     const timer = setTimeout(() => { ws.terminate(); reject(new Error(`open timeout ${url}`)); },
       timeoutMs);
@@ -155,24 +164,43 @@ function percentile(sorted, q) {
 
 // ---------------------------------------------------------------- echo server
 
-function runEcho(cfg) {
-  const wss = new WebSocketServer({
-    host: '127.0.0.1',
-    port: cfg.port ?? 0,
-    perMessageDeflate: deflateOpts(!!cfg.compress),
-    maxPayload: MAX_PAYLOAD,
-    backlog: 4096,
-    clientTracking: true,
-  });
+function echoOn(wss) {
   wss.on('connection', (ws) => {
     ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
     ws.on('error', () => ws.terminate());
   });
-  wss.on('listening', () => out({ event: 'listening', port: wss.address().port }));
   wss.on('error', (e) => fail(e));
+}
+
+function runEcho(cfg) {
+  const common = {
+    perMessageDeflate: deflateOpts(!!cfg.compress),
+    maxPayload: MAX_PAYLOAD,
+    clientTracking: true,
+  };
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: cfg.port ?? 0, backlog: 4096, ...common });
+  echoOn(wss);
+  const servers = [wss];
+  const listening = [new Promise((resolve) => wss.on('listening', resolve))];
+  let https;
+  if (cfg.cert && cfg.key) {
+    https = createHttpsServer({ cert: readFileSync(cfg.cert), key: readFileSync(cfg.key) });
+    const tls = new WebSocketServer({ server: https, ...common });
+    echoOn(tls);
+    servers.push(tls);
+    https.on('error', (e) => fail(e));
+    listening.push(new Promise((resolve) => https.listen(0, '127.0.0.1', 4096, resolve)));
+  }
+  Promise.all(listening).then(() => out({
+    event: 'listening',
+    port: wss.address().port,
+    ...(https ? { tlsPort: https.address().port } : {}),
+  }));
   const stop = () => {
-    for (const c of wss.clients) c.terminate();
-    wss.close();
+    for (const s of servers) {
+      for (const c of s.clients) c.terminate();
+      s.close();
+    }
     process.exit(0);
   };
   process.on('SIGTERM', stop);
@@ -188,7 +216,11 @@ async function runCheck(cfg) {
   const ws = await openWs(cfg.url, !!cfg.compress);
   const text = 'check-' + 'x'.repeat(58);
   const got1 = await echoOnce(ws, text, false);
-  if (got1.toString() !== text) throw new Error('text echo differs');
+  // rewritten:true (a target whose plugin changes messages): the text echo may differ, but
+  // must keep its length; the binary one is compared anyway.
+  if (cfg.rewritten ? got1.length !== Buffer.byteLength(text) : got1.toString() !== text) {
+    throw new Error('text echo differs');
+  }
   const bin = randomBytes(1024);
   const got2 = await echoOnce(ws, bin, true);
   if (!Buffer.from(got2).equals(bin)) throw new Error('binary echo differs');
@@ -414,6 +446,7 @@ try {
 }
 
 if (cfg) {
+  if (cfg.ca) trustedCa = readFileSync(cfg.ca);
   if (mode === 'echo') {
     runEcho(cfg);
   } else {

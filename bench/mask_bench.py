@@ -22,6 +22,7 @@ Checks that all rows agree on the result first; prints a table; asserts nothing 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import timeit
@@ -75,7 +76,7 @@ def measure(runs: list[tuple[str, Run]], size: int, seconds: float) -> dict[str,
     within seconds, and rows measured minutes apart would compare the load, not the code.
     """
     buffers = {name: bytearray(os.urandom(size)) for name, _ in runs}
-    timers = {name: timeit.Timer(lambda r=run, b=buffers[name]: r(b)) for name, run in runs}
+    timers = {name: timeit.Timer(functools.partial(run, buffers[name])) for name, run in runs}
     numbers = {}
     for name, timer in timers.items():
         number, taken = timer.autorange()  # at least 0.2 s

@@ -71,9 +71,10 @@ def run_bench(extra: list[str], wsproxy_args: str, out: Path) -> tuple[int, dict
 
 def median_of(doc: dict[str, Any], target: str, key: str) -> float | None:
     try:
-        return doc["scenarios"]["pipe1"]["targets"][target]["median"].get(key)
+        value = doc["scenarios"]["pipe1"]["targets"][target]["median"].get(key)
     except (KeyError, TypeError):
         return None
+    return float(value) if isinstance(value, int | float) else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/soak.py                       # 2,000 connections for 60 s
     .venv/bin/python bench/soak.py --conns 500 --duration 20 --wsproxy-args="-q --no-compression"
+    .venv/bin/python bench/soak.py --conns 10000 --duration 600 --proxy-workers 2  # issue 17
+
+``--proxy-workers N`` runs the proxy with ``--workers N``: the figures are then the sums over
+its N worker processes (the supervisor, which relays nothing, is left out).
 
 Everything runs on 127.0.0.1. An echo server (``node bench/loadgen.mjs echo``, or a
 ``websockets`` server in its own process when Node or ``bench/node_modules`` is missing) is
@@ -96,8 +100,42 @@ class Sample:
         return f"RSS {self.rss_kib / 1024:7.1f} MiB, {self.fds:5d} open descriptors"
 
 
-def sample(pid: int) -> Sample:
-    return Sample(rss_kib([pid]), fd_count(pid))
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``: a ``--workers`` supervisor's workers."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def served_by(pid: int, workers: int) -> list[int]:
+    """The processes that serve the connections: the proxy, or with --proxy-workers its
+    worker children (the supervisor only watches them)."""
+    return children(pid) if workers > 1 else [pid]
+
+
+def sample(pid: int, workers: int = 1) -> Sample:
+    """RSS and open descriptors, summed over the processes that serve."""
+    pids = served_by(pid, workers)
+    return Sample(rss_kib(pids), sum(fd_count(p) for p in pids))
+
+
+def wait_workers(log_path: Path, proc: subprocess.Popen[bytes], workers: int) -> None:
+    """Until the supervisor says that all its workers listen (its line in the log)."""
+    deadline = time.monotonic() + 60
+    while f"{workers} workers)" not in log_path.read_text("utf-8", "replace"):
+        if proc.poll() is not None:
+            raise SetupError(f"the proxy exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise SetupError(f"{workers} proxy workers did not listen within 60 s")
+        time.sleep(0.1)
 
 
 # -- children --------------------------------------------------------------------------------
@@ -276,6 +314,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--wsproxy-args", default="-q", help='extra wsproxy flags, one string ("-q")'
     )
+    parser.add_argument(
+        "--proxy-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the proxy with --workers N; RSS and descriptors are then summed over its "
+        "worker processes (1)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     require_modules("bench/soak.py", "websockets")
@@ -301,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             "--confdir", str(workdir / "confdir"),
             "--max-connections", str(args.conns + 1000),
             "--max-connections-per-client", str(args.conns + 1000),
+            *(["--workers", str(args.proxy_workers)] if args.proxy_workers > 1 else []),
             *shlex.split(args.wsproxy_args),
         ]  # fmt: skip
         proxy = spawn(
@@ -311,11 +358,16 @@ def main(argv: list[str] | None = None) -> int:
             stderr=subprocess.STDOUT,
         )
         wait_port_sync(port, proxy, 30)
+        if args.proxy_workers > 1:
+            wait_workers(workdir / "proxy.log", proxy, args.proxy_workers)
         url = f"ws://{HOST}:{port}/soak"
         log(f"echo server: {echo_kind} on {echo_port}; proxy pid {proxy.pid} on {port}")
+        if args.proxy_workers > 1:
+            pids = served_by(proxy.pid, args.proxy_workers)
+            log(f"proxy workers: {len(pids)} ({', '.join(map(str, sorted(pids)))})")
         log(f"RLIMIT_NOFILE {limit}; {args.conns} connections in {workers} worker processes")
         time.sleep(0.5)
-        at_start = sample(proxy.pid)
+        at_start = sample(proxy.pid, args.proxy_workers)
 
         ctx = multiprocessing.get_context("spawn")
         pipes = []
@@ -339,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         open_time = time.monotonic() - opening
         log(f"{opened} connections open in {open_time:.1f} s ({open_errors} failed)")
         time.sleep(args.idle)
-        idle = sample(proxy.pid)
+        idle = sample(proxy.pid, args.proxy_workers)
         peak = Sample(idle.rss_kib, idle.fds)
 
         log(f"traffic for {args.duration:g} s")
@@ -351,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         pending = list(pipes)
         next_report = started + 10
         while pending and time.monotonic() < deadline:
-            now = sample(proxy.pid)
+            now = sample(proxy.pid, args.proxy_workers)
             peak = Sample(max(peak.rss_kib, now.rss_kib), max(peak.fds, now.fds))
             for pipe in list(pending):
                 if pipe.poll(0):
@@ -370,12 +422,12 @@ def main(argv: list[str] | None = None) -> int:
         # Every connection closed: the proxy should give its descriptors back at once
         # (memory less so: a Python process seldom returns freed memory to the system).
         settle_deadline = time.monotonic() + 15
-        after = sample(proxy.pid)
+        after = sample(proxy.pid, args.proxy_workers)
         while after.fds > at_start.fds + 2 and time.monotonic() < settle_deadline:
             time.sleep(0.25)
-            after = sample(proxy.pid)
+            after = sample(proxy.pid, args.proxy_workers)
         time.sleep(1)
-        after = sample(proxy.pid)
+        after = sample(proxy.pid, args.proxy_workers)
 
         total = Counts()
         for result in results:
@@ -396,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wsproxy soak: {args.conns} connections, {args.duration:g} s of traffic")
         print(f"  echo server      {echo_kind}")
         print(f"  proxy flags      {' '.join(proxy_cmd[3:])}")
+        if args.proxy_workers > 1:
+            print(f"  proxy processes  {args.proxy_workers} workers: RSS and descriptors summed")
         print(f"  connections      {opened} opened in {open_time:.1f} s, {open_errors} failed,")
         print(f"                   {total.closed_cleanly} closed cleanly with 1000")
         print(f"  messages/s       {rate:,.0f} round trips/s ({2 * rate:,.0f} messages/s "

@@ -43,7 +43,20 @@ REPO_DIR = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(1, str(REPO_DIR))
 
-from _common import render, require_modules  # noqa: E402  (bench/_common.py)
+from _common import (  # noqa: E402  (bench/_common.py)
+    MITMPROXY_MISSING,
+    NGINX_MISSING,
+    cpu_seconds,
+    find_mitmdump,
+    find_nginx,
+    free_port,
+    nginx_cmd,
+    proc_tree,
+    render,
+    require_modules,
+    wait_port,
+    write_nginx_conf,
+)
 
 import bench  # noqa: E402  (bench/bench.py: process helpers and /proc readings)
 
@@ -180,12 +193,14 @@ class Proxy:
     cafile: Path  # what clients must trust
     logfile: Path
     proc: asyncio.subprocess.Process | None = None
+    # nginx: a reverse proxy, not an HTTP proxy; clients connect to these (ws, wss) ports
+    reverse_ports: tuple[int, int] | None = None
 
     async def start(self) -> None:
         with open(self.logfile, "ab") as lf:
             lf.write(f"\n=== {shlex.join(self.cmd)}\n".encode())
             self.proc = await bench.spawn(self.cmd, stdout=lf, stderr=lf, cwd=REPO_DIR)
-        await bench.wait_port(self.port, 30, self.proc)
+        await wait_port(self.port, 30, self.proc)
         for _ in range(100):  # the CA files are written before listening; be sure anyway
             if self.cafile.exists():
                 break
@@ -199,7 +214,7 @@ class Proxy:
     def pids(self) -> list[int]:
         if self.proc is None or self.proc.returncode is not None:
             return []
-        return bench.proc_tree(self.proc.pid)
+        return proc_tree(self.proc.pid)
 
 
 def make_cert(tmp: Path) -> Path:
@@ -235,23 +250,61 @@ async def start_echo(tmp: Path) -> Env:
 def make_proxies(env: Env, names: list[str], wsproxy_args: str) -> list[Proxy]:
     out = []
     for name in names:
-        port = bench.free_port()
+        port = free_port()
         conf = env.tmp / f"{name}-conf"
         if name == "wsproxy":
             cmd = [sys.executable, "-m", "wsproxy", "-p", str(port), "-q"]
             cmd += ["--confdir", str(conf), "--upstream-ca", str(env.ca_file)]
             cmd += shlex.split(wsproxy_args)
         elif name == "mitmproxy":
-            mitmdump = bench.find_mitmdump()
+            mitmdump = find_mitmdump()
             if mitmdump is None:
-                log(f"mitmproxy: skipped: {bench.MITMPROXY_MISSING}")
+                log(f"mitmproxy: skipped: {MITMPROXY_MISSING}")
                 continue
             cmd = [mitmdump, "--listen-host", HOST, "-p", str(port), "--set", f"confdir={conf}"]
             cmd += ["--set", f"ssl_verify_upstream_trusted_ca={env.ca_file}", "-q"]
+        elif name == "nginx":
+            out += nginx_proxy(env, port)
+            continue
         else:
             raise SystemExit(f"unknown proxy {name!r}")
         out.append(Proxy(name, cmd, port, conf / "mitmproxy-ca-cert.pem", env.tmp / f"{name}.log"))
     return out
+
+
+def nginx_proxy(env: Env, port: int) -> list[Proxy]:
+    """nginx terminating TLS and speaking TLS upstream, with wsproxy's key types: a leaf with an
+    EC P-256 key signed by an RSA 2048 CA (wsproxy/tls/ca.py), the same echo server behind."""
+    import trustme
+
+    nginx = find_nginx()
+    if nginx is None:
+        log(f"nginx: skipped: {NGINX_MISSING}")
+        return []
+    prefix = env.tmp / "nginx"
+    prefix.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA(key_type=trustme.KeyType.RSA)
+    leaf = ca.issue_cert(HOST, key_type=trustme.KeyType.ECDSA)
+    ca.cert_pem.write_to_path(str(prefix / "ca.pem"))
+    leaf.private_key_pem.write_to_path(str(prefix / "leaf.key"))
+    leaf.cert_chain_pems[0].write_to_path(str(prefix / "leaf.pem"))
+    for extra in leaf.cert_chain_pems[1:]:
+        extra.write_to_path(str(prefix / "leaf.pem"), append=True)
+    tls_port = free_port()
+    conf = write_nginx_conf(
+        prefix,
+        port,
+        f"http://{HOST}:{env.ws_port}",
+        tls_port=tls_port,
+        tls_upstream=f"https://{HOST}:{env.tls_port}",
+        cert=prefix / "leaf.pem",
+        key=prefix / "leaf.key",
+        upstream_ca=env.ca_file,
+    )
+    cmd = nginx_cmd(nginx, prefix, conf)
+    return [
+        Proxy("nginx", cmd, port, prefix / "ca.pem", env.tmp / "nginx.log", None, (port, tls_port))
+    ]
 
 
 # ----------------------------------------------------------------------------- (a) conns/s
@@ -297,13 +350,17 @@ async def measure_conns(
     env: Env, proxy: Proxy | None, tls: bool, args: argparse.Namespace
 ) -> dict[str, Any]:
     url = f"wss://{HOST}:{env.tls_port}/" if tls else f"ws://{HOST}:{env.ws_port}/"
+    via = f"http://{HOST}:{proxy.port}" if proxy else None
+    if proxy is not None and proxy.reverse_ports is not None:  # nginx: its own ports, no proxy
+        url = f"{'wss' if tls else 'ws'}://{HOST}:{proxy.reverse_ports[1 if tls else 0]}/"
+        via = None
     cafile = str(proxy.cafile if proxy else env.ca_file)
     per, extra = divmod(args.concurrency, args.clients)
     clients = [
         ClientProc(
             {
                 "url": url,
-                "proxy": f"http://{HOST}:{proxy.port}" if proxy else None,
+                "proxy": via,
                 "cafile": cafile,
                 "concurrency": per + (1 if i < extra else 0),
                 "warmup": args.warmup,
@@ -322,16 +379,16 @@ async def measure_conns(
         pids = proxy.pids() if proxy else []
         if proxy and not pids:
             raise RuntimeError(f"{proxy.name} is not running")
-        cpu0 = bench.cpu_seconds(pids)
-        echo0 = bench.cpu_seconds([env.echo_proc.pid])
+        cpu0 = cpu_seconds(pids)
+        echo0 = cpu_seconds([env.echo_proc.pid])
         t0 = time.monotonic()
         for c in clients:
             await c.go()
         results = await asyncio.gather(*(c.event("done", args.duration + 60) for c in clients))
         await asyncio.sleep(0.3)  # let the proxy finish the last closes
         wall = time.monotonic() - t0
-        cpu1 = bench.cpu_seconds(pids)
-        echo1 = bench.cpu_seconds([env.echo_proc.pid])
+        cpu1 = cpu_seconds(pids)
+        echo1 = cpu_seconds([env.echo_proc.pid])
     finally:
         for c in clients:
             await c.stop()
@@ -493,11 +550,13 @@ async def amain(args: argparse.Namespace) -> int:
                 )
         doc["connections"] = runs
 
-        # (b) the first leaf for a new host
-        inproc = leaf_inprocess(args.hosts, 200)
+        # (b) the first leaf for a new host (through the proxies that make leaves)
+        inproc = {} if args.connections_only else leaf_inprocess(args.hosts, 200)
         doc["leaf_inprocess"] = inproc
         e2e: dict[str, dict[str, list[float]]] = {}
         for p in proxies:
+            if args.connections_only or p.reverse_ports is not None:
+                continue
             try:
                 e2e[p.name] = await leaf_end_to_end(p, env, args.hosts)
             except Exception as e:  # InvalidStatus, SSLError, timeouts...
@@ -516,7 +575,8 @@ async def amain(args: argparse.Namespace) -> int:
 
     print()
     print(
-        f"(a) new connections through CONNECT: open, one 64 B echo, close; "
+        f"(a) new connections through CONNECT (nginx: to its own ports, a reverse proxy): "
+        f"open, one 64 B echo, close; "
         f"{args.concurrency} at a time in {args.clients} client processes, "
         f"{args.duration:g} s, median of {args.repeats}; {os.cpu_count()} CPUs"
     )
@@ -553,35 +613,38 @@ async def amain(args: argparse.Namespace) -> int:
         )
     print(render(rows))
 
-    print()
-    print(f"(b) time to a leaf certificate, {args.hosts} new host names (ms)")
-    rows = [["measure", "median", "p90", "max", "n"]]
+    if not args.connections_only:
+        print()
+        print(f"(b) time to a leaf certificate, {args.hosts} new host names (ms)")
+        rows = [["measure", "median", "p90", "max", "n"]]
 
-    def row(label: str, vals: list[float]) -> list[str]:
-        if not vals:
-            return [label, "-", "-", "-", "0"]
-        return [
-            label,
-            fmt(statistics.median(vals), 3),
-            fmt(pct(vals, 0.9), 3),
-            fmt(max(vals), 3),
-            str(len(vals)),
-        ]
+        def row(label: str, vals: list[float]) -> list[str]:
+            if not vals:
+                return [label, "-", "-", "-", "0"]
+            return [
+                label,
+                fmt(statistics.median(vals), 3),
+                fmt(pct(vals, 0.9), 3),
+                fmt(max(vals), 3),
+                str(len(vals)),
+            ]
 
-    rows.append(["in-process: CertAuthority.load_or_create (new CA)", fmt(inproc["ca_create_ms"])])
-    rows[-1] += ["", "", "1"]
-    rows.append(
-        ["in-process: first leaf_context (makes the leaf key)", fmt(inproc["first_leaf_ms"])]
-    )
-    rows[-1] += ["", "", "1"]
-    rows.append(row("in-process: leaf_context, new host", inproc["new"]))
-    rows.append(row("in-process: leaf_context, cached host", inproc["cached"]))
-    for name, res in e2e.items():
-        rows.append(row(f"{name}: TLS handshake after CONNECT, new SNI", res["tls_new"]))
-        rows.append(row(f"{name}: TLS handshake after CONNECT, repeat SNI", res["tls_repeat"]))
-        rows.append(row(f"{name}: CONNECT+TLS+upgrade+echo, new SNI", res["ws_new"]))
-        rows.append(row(f"{name}: CONNECT+TLS+upgrade+echo, repeat SNI", res["ws_repeat"]))
-    print(render(rows))
+        rows.append(
+            ["in-process: CertAuthority.load_or_create (new CA)", fmt(inproc["ca_create_ms"])]
+        )
+        rows[-1] += ["", "", "1"]
+        rows.append(
+            ["in-process: first leaf_context (makes the leaf key)", fmt(inproc["first_leaf_ms"])]
+        )
+        rows[-1] += ["", "", "1"]
+        rows.append(row("in-process: leaf_context, new host", inproc["new"]))
+        rows.append(row("in-process: leaf_context, cached host", inproc["cached"]))
+        for name, res in e2e.items():
+            rows.append(row(f"{name}: TLS handshake after CONNECT, new SNI", res["tls_new"]))
+            rows.append(row(f"{name}: TLS handshake after CONNECT, repeat SNI", res["tls_repeat"]))
+            rows.append(row(f"{name}: CONNECT+TLS+upgrade+echo, new SNI", res["ws_new"]))
+            rows.append(row(f"{name}: CONNECT+TLS+upgrade+echo, repeat SNI", res["ws_repeat"]))
+        print(render(rows))
 
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
@@ -610,7 +673,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=4, help="connections at a time (4)")
     ap.add_argument("--clients", type=int, default=2, help="client processes (2)")
     ap.add_argument("--hosts", type=int, default=50, help="new host names in part (b) (50)")
-    ap.add_argument("--proxies", default="wsproxy,mitmproxy", help="wsproxy,mitmproxy")
+    ap.add_argument("--proxies", default="wsproxy,mitmproxy", help="from wsproxy,mitmproxy,nginx")
+    ap.add_argument(
+        "--connections-only", action="store_true", help="part (a) only (bench.py connect-tls)"
+    )
     ap.add_argument("--wsproxy-args", default="", help="extra flags for python -m wsproxy")
     ap.add_argument("--json", metavar="FILE", help="every run and every timing as JSON")
     ap.add_argument("--keep-logs", action="store_true", help="keep the temporary directory")

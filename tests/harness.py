@@ -36,7 +36,8 @@ Other programs' servers:
   stopped at exit; ``program(name, hint)`` finds its executable (fails under CI when missing).
 
 Also: ``free_port()``, ``wsproxy_command``, ``proxy_free_env``, ``stop_group``/``kill_group``,
-``status_kib`` and ``Memory`` (a process's peak RSS from now on).
+``status_kib`` and ``Memory`` (a process's peak RSS from now on), ``child_pids`` and ``alive``
+(a ``--workers`` supervisor's workers: ``ProxyProcess.wait_workers(n)``).
 """
 
 from __future__ import annotations
@@ -215,6 +216,33 @@ def status_kib(pid: int, field_name: str) -> int:
             if line.startswith(field_name + ":"):
                 return int(line.split()[1])
     raise AssertionError(f"no {field_name} in /proc/{pid}/status")
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc), in pid order."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 1 and int(fields[1]) == pid:
+            children.append(int(entry))
+    return sorted(children)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet waited for, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 class Memory:
@@ -485,6 +513,19 @@ class ProxyProcess:
     async def wait_count(self, needle: str, count: int, timeout: float = 10) -> str:
         """The stderr once ``needle`` is in it at least ``count`` times."""
         return await self.wait_log(lambda text: text.count(needle) >= count, timeout)
+
+    def worker_pids(self) -> list[int]:
+        """With ``--workers N``: the worker processes (the supervisor's children)."""
+        return child_pids(self.proc.pid)
+
+    async def wait_workers(self, count: int, timeout: float = READY_TIMEOUT) -> list[int]:
+        """With ``--workers N``: once the supervisor says all ``count`` listen, their pids."""
+        await self.wait_log(lambda text: f"{count} workers)" in text, timeout)
+        return await wait_until(
+            lambda: pids if len(pids := self.worker_pids()) == count else None,
+            timeout,
+            f"{count} worker processes",
+        )
 
     async def wait_exit(self, timeout: float) -> int | None:
         """The return code, or None if still running after ``timeout`` seconds."""

@@ -41,9 +41,10 @@ from wsproxy.modes import (
     resolve_listens,
 )
 from wsproxy.options import MiB, Options
+from wsproxy.workers import parse_workers
 
 if TYPE_CHECKING:
-    from wsproxy.metrics import Metrics, MetricsServer
+    from wsproxy.metrics import Metrics, MetricsServer, WorkerMetricsEndpoint
     from wsproxy.proxy.server import Capture, ProxyServer
     from wsproxy.scripts import ScriptHost
 
@@ -412,6 +413,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--metrics-host", default="127.0.0.1", metavar="HOST", help="address for --metrics-port")
     add(
+        "--workers",
+        type=parse_workers,
+        default=1,
+        metavar="N",
+        help="serve with N processes sharing the ports (Linux SO_REUSEPORT), each with its "
+        "own connections, plugins, limits and -w files (FILE.w1.jsonl, ...); auto: one per "
+        "core (README: 'Workers') (1)",
+    )
+    add(
         "--metrics-token",
         default=None,
         metavar="TOKEN",
@@ -530,10 +540,13 @@ def _filter(flag: str, text: str | None, *, url_regex: bool = False) -> str | No
     return text
 
 
-def setup_logging(verbosity: int) -> None:
+def setup_logging(verbosity: int, worker: str = "") -> None:
+    """Log lines on stderr, ``HH:MM:SS message``; in a worker of ``--workers``, its tag after
+    the time (``12:00:01 w2 message``)."""
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 1 else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    tag = f"{worker} " if worker else ""
+    handler.setFormatter(logging.Formatter(f"%(asctime)s {tag}%(message)s", "%H:%M:%S"))
     root = logging.getLogger("wsproxy")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -586,7 +599,8 @@ async def run_proxy(
     if chain is None and companion is not None and companion.plugins:
         chain = PluginChain(companion.plugins)
     watcher = asyncio.create_task(scripts.watch()) if scripts is not None else None
-    metrics, metrics_server = _new_metrics(options), None
+    metrics = _new_metrics(options)
+    metrics_server: MetricsServer | WorkerMetricsEndpoint | None = None
     try:
         server = ProxyServer(options, ca, chain, metrics=metrics)
         try:
@@ -627,29 +641,54 @@ async def run_proxy(
 
 def _new_metrics(options: Options) -> Metrics | None:
     """The run's metrics with --metrics-port (prometheus_client imported only then)."""
-    if options.metrics_port is None:
+    if options.metrics_port is None and options.metrics_socket is None:
         return None
     from wsproxy.metrics import Metrics
 
     return Metrics()
 
 
-async def _start_metrics(options: Options, metrics: Metrics, server: ProxyServer) -> MetricsServer:
+async def _start_metrics(
+    options: Options, metrics: Metrics, server: ProxyServer
+) -> MetricsServer | WorkerMetricsEndpoint:
     """The metrics endpoint listening, its address and token printed once (a taken port: one
-    error line, the proxy's listeners closed again)."""
-    from wsproxy.metrics import MetricsServer
+    error line, the proxy's listeners closed again). A worker of ``--workers`` serves its
+    metrics to its supervisor instead, on a Unix socket."""
+    from wsproxy.metrics import MetricsServer, WorkerMetricsEndpoint
+
+    if options.metrics_socket is not None:
+        endpoint = WorkerMetricsEndpoint(metrics, options.metrics_socket)
+        try:
+            await endpoint.start()
+        except OSError as error:
+            server.close_listeners()
+            raise StartupError(
+                f"cannot serve metrics on {options.metrics_socket}: {os_error_text(error)}"
+            ) from None
+        return endpoint
+    assert options.metrics_port is not None
+    try:
+        return await open_metrics(
+            options,
+            MetricsServer(
+                metrics, options.metrics_host, options.metrics_port, options.metrics_token
+            ),
+        )
+    except StartupError:
+        server.close_listeners()
+        raise
+
+
+async def open_metrics(options: Options, endpoint: MetricsServer) -> MetricsServer:
+    """Start ``endpoint`` (a taken port: a ``StartupError`` of one line); print its address
+    and token once, warn when other machines can reach it."""
     from wsproxy.sansio.targets import host_port
     from wsproxy.web.security import is_loopback
 
-    assert options.metrics_port is not None
-    endpoint = MetricsServer(
-        metrics, options.metrics_host, options.metrics_port, options.metrics_token
-    )
     try:
         await endpoint.start()
     except OSError as error:
-        server.close_listeners()
-        where = host_port(options.metrics_host, options.metrics_port)
+        where = host_port(options.metrics_host, endpoint.port)
         raise StartupError(
             f"cannot listen on {where} for metrics: {os_error_text(error)}"
         ) from None
@@ -670,11 +709,20 @@ async def _serve(options: Options, server: ProxyServer) -> None:
     # the port answers still shuts down cleanly.
     stop = signal_event()
     await server.start()
-    for front in server.fronts:
+    if options.worker:  # the supervisor prints the listening lines, once for all workers
+        from wsproxy.workers import report_ready, watch_supervisor
+
+        watch_supervisor(stop)
+        report_ready()
+    for front in server.fronts if not options.worker else ():
         log.warning("wsproxy listening on %s (%s mode)", front.where(), front.options.mode)
     await stop.wait()
     log.warning("shutting down: closing %d WebSocket(s) with 1001", len(server.sessions))
     await server.shutdown()
+    if options.worker:
+        from wsproxy.workers import ignore_late_signals
+
+        ignore_late_signals()  # the supervisor's SIGTERM after the process group's
 
 
 def signal_event() -> asyncio.Event:
@@ -708,7 +756,9 @@ class Subcommand(NamedTuple):
 
 SUBCOMMANDS = {
     "ca": Subcommand(cmd_ca, "print the CA certificate's path and fingerprint (--path: path only)"),
-    "show": Subcommand(cmd_show, "print a capture (.jsonl, .har, .mitm) as -v log lines"),
+    "show": Subcommand(
+        cmd_show, "print captures (.jsonl, .har, .mitm; several merged by time) as -v log lines"
+    ),
     "replay": Subcommand(
         cmd_replay, "replay a captured connection to a server (--serve: to a client)"
     ),
@@ -736,7 +786,18 @@ def _run_flags(argv: list[str]) -> int:
     if args is None:
         return 0
     options = options_from_args(args)
-    setup_logging(options.verbosity)
+    from wsproxy.workers import worker_tag
+
+    tag = worker_tag()
+    if tag:  # a worker of --workers N (whatever --workers it was given: it runs as one)
+        from wsproxy.workerplan import worker_options
+
+        options = worker_options(options, tag)
+    setup_logging(options.verbosity, tag)
+    if not tag and args.workers > 1:
+        from wsproxy.workerplan import run_workers
+
+        return asyncio.run(run_workers(options, argv, args.workers))
     asyncio.run(run_proxy(options, script_host(args)))
     return 0
 

@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -36,7 +37,7 @@ from wsproxy.sansio.frames import Opcode
 from wsproxy.sansio.records import FrameRecord
 from wsproxy.sansio.targets import host_port
 
-__all__ = ["LAG_INTERVAL", "Metrics", "MetricsServer", "SessionCounts"]
+__all__ = ["LAG_INTERVAL", "Metrics", "MetricsServer", "SessionCounts", "WorkerMetricsEndpoint"]
 
 log = logging.getLogger("wsproxy")
 
@@ -220,10 +221,21 @@ def _writers(capture: Any) -> list[Any]:
 
 
 class MetricsServer:
-    """The ``/metrics`` endpoint, token and Host checked."""
+    """The ``/metrics`` endpoint, token and Host checked. Its body is ``metrics``' registry,
+    or what ``render`` returns (the supervisor of ``--workers``: every worker's series)."""
 
-    def __init__(self, metrics: Metrics, host: str, port: int, token: str | None) -> None:
+    def __init__(
+        self,
+        metrics: Metrics | None,
+        host: str,
+        port: int,
+        token: str | None,
+        *,
+        render: Callable[[], Awaitable[bytes]] | None = None,
+    ) -> None:
+        assert metrics is not None or render is not None
         self.metrics = metrics
+        self.render = render
         self.host = host
         self.port = port
         self.token = token if token is not None else secrets.token_urlsafe(24)
@@ -248,7 +260,8 @@ class MetricsServer:
         self.hosts = {host_port(self.host, self.port).lower()}
         if _is_loopback(self.host):
             self.hosts.add(f"localhost:{self.port}")
-        self._lag = asyncio.create_task(self.metrics.measure_lag())
+        if self.metrics is not None:
+            self._lag = asyncio.create_task(self.metrics.measure_lag())
 
     @property
     def url(self) -> str:
@@ -273,7 +286,11 @@ class MetricsServer:
                 text="401 a token is needed: Authorization: Bearer TOKEN or ?token=TOKEN\n",
                 headers={"WWW-Authenticate": 'Bearer realm="wsproxy metrics"'},
             )
-        body = generate_latest(self.metrics.registry)
+        if self.render is not None:
+            body = await self.render()
+        else:
+            assert self.metrics is not None
+            body = generate_latest(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def _authorized(self, request: web.Request) -> bool:
@@ -282,6 +299,44 @@ class MetricsServer:
         if scheme.lower() == "bearer":
             given = value.strip()
         return bool(given) and secrets.compare_digest(given.encode(), self.token.encode())
+
+
+class WorkerMetricsEndpoint:
+    """A worker's metrics for its supervisor (``--workers``): ``/metrics`` on a Unix socket in
+    the supervisor's private directory (mode 0700: only this user reaches it, so no token)."""
+
+    def __init__(self, metrics: Metrics, path: Path) -> None:
+        self.metrics = metrics
+        self.path = path
+        self._runner: web.AppRunner | None = None
+        self._lag: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._scrape)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # the socket of this worker's previous life
+        try:
+            await web.UnixSite(runner, str(self.path)).start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._lag = asyncio.create_task(self.metrics.measure_lag())
+
+    async def stop(self) -> None:
+        if self._lag is not None:
+            self._lag.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _scrape(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _is_loopback(host: str) -> bool:

@@ -93,6 +93,13 @@ class Options:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     metrics_token: str | None = field(default=None, repr=False)
+    # In a worker of ``--workers N`` (wsproxy.workers): metrics served on this Unix socket
+    # for the supervisor to scrape, instead of metrics_port.
+    metrics_socket: Path | None = None
+    # This process's worker tag ("w2"; "w2r1" once restarted) with ``--workers N``, else "":
+    # connection ids start with it ("w2-c7"), listeners share their ports (SO_REUSEPORT) and
+    # the supervisor, not the worker, prints the listening lines.
+    worker: str = ""
 
     @property
     def reverse(self) -> Reverse | None:

@@ -8,6 +8,7 @@
 * ``mitmflows``: mitmproxy flow files (``-w FILE.mitm``, ``mitmproxy -r``), through mitmproxy's
   own ``mitmproxy.io`` (the ``wsproxy[mitmproxy]`` extra): journal -> flows, and reading them.
 * ``reader.read_capture``: any of these formats as one stream of ``records``.
+* ``merge.MergedCaptures``: several captures as one stream ordered by time.
 * ``show``, ``replay``: the ``wsproxy show`` and ``wsproxy replay`` subcommands.
 """
 

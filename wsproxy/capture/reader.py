@@ -79,6 +79,16 @@ def check_jsonl(path: Path) -> None:
 def read_jsonl(path: Path, *, follow: bool = False) -> Iterator[Record]:
     """The records of a JSONL capture. The first line must be one (so that a file of
     something else is an error, not silence); a later line that is not is skipped."""
+    for record in tail_jsonl(path, follow=follow):
+        if record is None:
+            time.sleep(FOLLOW_POLL)
+        else:
+            yield record
+
+
+def tail_jsonl(path: Path, *, follow: bool = False) -> Iterator[Record | None]:
+    """``read_jsonl``, but with ``follow`` it yields None at the end written so far instead of
+    waiting there: ``merge`` follows several files and must not wait on any one of them."""
     try:
         file = open(path, "rb")  # noqa: SIM115 (closed below, in the generator)
     except OSError as error:
@@ -96,7 +106,7 @@ def read_jsonl(path: Path, *, follow: bool = False) -> Iterator[Record]:
                     raise not_a_capture(path, "empty file")
                 if not follow:
                     return
-                time.sleep(FOLLOW_POLL)
+                yield None
                 continue
             if not line.endswith(b"\n") and follow:
                 held += line  # the writer is mid-line: wait for the rest
@@ -120,11 +130,23 @@ def read_capture(path: Path | str, *, follow: bool = False) -> Iterator[Record]:
     if fmt == "jsonl":
         return read_jsonl(path, follow=follow)
     if follow:
-        raise CaptureFormatError(
-            "--follow reads JSONL captures (a HAR file is rewritten whole; for a .mitm, follow "
-            "its .mitm.jsonl journal)"
-        )
+        raise _not_followed(path)
     return read_flows(path) if fmt == "mitm" else read_har(path)
+
+
+def follow_capture(path: Path | str) -> Iterator[Record | None]:
+    """``read_capture(path, follow=True)`` as ``tail_jsonl`` yields it: None at the end so far."""
+    path = Path(path)
+    if detect_format(path) != "jsonl":
+        raise _not_followed(path)
+    return tail_jsonl(path, follow=True)
+
+
+def _not_followed(path: Path) -> CaptureFormatError:
+    return CaptureFormatError(
+        f"{path}: --follow reads JSONL captures (a HAR file is rewritten whole; for a .mitm, "
+        "follow its .mitm.jsonl journal)"
+    )
 
 
 def join_frames(records: Iterable[Record]) -> Iterator[Record]:

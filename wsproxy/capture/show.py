@@ -1,4 +1,4 @@
-"""``wsproxy show FILE``: a capture as readable lines, in the style of the proxy's ``-v`` log.
+"""``wsproxy show FILE [FILE ...]``: captures as readable lines, in the style of ``-v``'s log.
 
 ::
 
@@ -16,6 +16,10 @@ its message (a frame in pieces by its first piece). ``--grep`` looks at each
 piece on its own (a match cut in two by a piece boundary is not found) and prints the pieces
 that match.
 
+Several files (``wsproxy show capture.w*.jsonl``) are merged into one stream by time
+(``merge``); a connection id two files share is shown as ``ID@N`` for the file at place N,
+and every option works on the merged stream.
+
 ``--decode`` shows each message decoded (``wsproxy.decoders``), as ``-v`` does: the decoder
 is chosen from the connection's URL and subprotocol in its open record, else by sniffing;
 the capture itself keeps the raw bytes.
@@ -32,7 +36,7 @@ from typing import TextIO
 
 from wsproxy import logformat
 from wsproxy.capture.har import CaptureFormatError
-from wsproxy.capture.reader import read_capture
+from wsproxy.capture.merge import MergedCaptures
 from wsproxy.capture.records import (
     Close,
     CloseSide,
@@ -188,10 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add(
-        "file",
-        help="a capture: wsproxy .jsonl, a HAR (wsproxy, Chrome, mitmproxy) or a .mitm flow file",
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="a capture: wsproxy .jsonl, a HAR (wsproxy, Chrome, mitmproxy) or a .mitm flow "
+        "file; several are merged by time (an id two files share is shown as ID@N, N the "
+        "file's place in the list)",
     )
-    add("--conn", action="append", default=[], metavar="ID", help="only this connection")
+    add(
+        "--conn",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only this connection (as shown: c2, w1-c2, c2@2)",
+    )
     add("--direction", choices=("client", "server"), help="only frames this side sent")
     add(
         "--grep",
@@ -220,10 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def show(argv: Sequence[str], out: TextIO | None = None) -> int:
-    """Exit status: 0, 1 when the file cannot be read or a ``--conn`` is not in it, 2 for
-    bad flags (argparse's)."""
+    """Exit status: 0, 1 when a file cannot be read (the others are still shown, see
+    ``merge``) or a ``--conn`` is not in any, 2 for bad flags (argparse's)."""
     out = sys.stdout if out is None else out
     args = build_parser().parse_args(argv)
+    captures = MergedCaptures(args.files, follow=args.follow, on_error=_warn)
     grep: re.Pattern[str] | None = args.grep
     conns = set(args.conn)
     seen: dict[str, None] = {}  # every connection id, in file order
@@ -231,7 +246,7 @@ def show(argv: Sequence[str], out: TextIO | None = None) -> int:
     chosen = _Chosen(args.filter)
     decoding: dict[str, StreamDecoding] | None = {} if args.decode else None
     try:
-        for record in read_capture(args.file, follow=args.follow):
+        for record in captures:
             if isinstance(record, Header):
                 continue
             conn = getattr(record, "conn", None)
@@ -260,11 +275,26 @@ def show(argv: Sequence[str], out: TextIO | None = None) -> int:
         return 0
     except BrokenPipeError:
         return 0
+    if captures.failed:  # said; a --conn may have been in the file that failed
+        return 1
+    return 0 if _all_found(args, seen) else 1
+
+
+def _warn(error: CaptureFormatError) -> None:
+    print(f"wsproxy show: {error}", file=sys.stderr, flush=True)
+
+
+def _all_found(args: argparse.Namespace, seen: dict[str, None]) -> bool:
+    """Whether every ``--conn`` was in the captures; a line on stderr naming those missing."""
     missing = [conn for conn in args.conn if conn not in seen]
     if missing:
-        print(f"wsproxy show: {args.file}: {no_connection(missing, list(seen))}", file=sys.stderr)
-        return 1
-    return 0
+        files: list[str] = args.files
+        if len(files) == 1:
+            problem = f"{files[0]}: {no_connection(missing, list(seen))}"
+        else:
+            problem = no_connection(missing, list(seen), "these captures")
+        print(f"wsproxy show: {problem}", file=sys.stderr)
+    return not missing
 
 
 def _hints(record: Connection) -> Hints:
@@ -388,9 +418,10 @@ class _Chosen:
         return selection.keeps(view, offset=frame.offset, more=frame.more, injected=injected)
 
 
-def no_connection(missing: Sequence[str], seen: Sequence[str]) -> str:
-    """``no connection c99 in this capture (it has 1, 2, 3)``: for show and replay."""
+def no_connection(missing: Sequence[str], seen: Sequence[str], where: str = "this capture") -> str:
+    """``no connection c99 in this capture (it has: 1, 2, 3)``: for show and replay."""
     which = ", ".join(missing)
     has = ", ".join(seen[:10]) + (", …" if len(seen) > 10 else "") if seen else "none"
     plural = "s" if len(missing) > 1 else ""
-    return f"no connection{plural} {which} in this capture (it has: {has})"
+    it = "it has" if where == "this capture" else "they have"
+    return f"no connection{plural} {which} in {where} ({it}: {has})"

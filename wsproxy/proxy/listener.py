@@ -63,6 +63,8 @@ class Listener:
         self.access = access
         self._serve = serve
         self._ids = itertools.count(1) if ids is None else ids  # c1, c2, ... across listeners
+        # A worker's ids say which worker: w2-c1, w2-c2... (unique across the workers).
+        self._id_prefix = f"{options.worker}-c" if options.worker else "c"
         self._server: asyncio.Server | None = None
         self._accepts = AcceptWatch()
         # Shared by every listener of a run: the limits count all connections together.
@@ -84,6 +86,9 @@ class Listener:
             self.options.listen_host,
             self.options.listen_port,
             start_serving=False,
+            # A worker of --workers N shares its ports with the others: the kernel spreads
+            # the connections over them (Linux SO_REUSEPORT; wsproxy.workers).
+            reuse_port=bool(self.options.worker) or None,
         )
 
     async def start(self) -> None:
@@ -120,7 +125,7 @@ class Listener:
 
     async def _handle(self, peer: Peer) -> None:
         await asyncio.sleep(0)  # let connection_made run
-        conn_id = f"c{next(self._ids)}"
+        conn_id = f"{self._id_prefix}{next(self._ids)}"
         if self.balancers is not None and not await self._take_proxy_header(peer, conn_id):
             peer.close()
             return

@@ -11,6 +11,14 @@
  * XORs cover it (bench/mask_bench.py: on a par with aiohttp's compiled helper).
  * The GIL is released for large buffers: a buffer export pins the memory (a bytearray cannot
  * be resized while exported), and other threads may run while a megabyte is XORed.
+ *
+ * relay_frames(data, masked, max_frame, max_message, keys, key_pos) is the relay's fast path
+ * (wsproxy/sansio/fastpath.py has the contract and the pure-Python twin): it walks the whole,
+ * final, unextended text and binary frames at the start of `data`, checks each as the frame
+ * reader would, and re-masks client frames with fresh keys from `keys`. It stops at the first
+ * frame that is anything else (a control frame, a fragment, RSV bits, a frame not all there,
+ * one over a limit, invalid UTF-8, a bad header): the general reader takes over from there,
+ * and reports the error if there is one.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -125,11 +133,237 @@ mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+
+/* RFC 3629 section 4: whether data[0:size] is well-formed UTF-8 (no overlong forms, no
+ * surrogates, nothing past U+10FFFF). ASCII is checked eight bytes at a time. */
+static int
+valid_utf8(const unsigned char *data, Py_ssize_t size)
+{
+    const unsigned char *end = data + size;
+
+    while (data < end) {
+        if (end - data >= 8) {
+            uint64_t word;
+            memcpy(&word, data, 8);
+            if ((word & 0x8080808080808080ULL) == 0) {
+                data += 8;
+                continue;
+            }
+        }
+        unsigned char lead = *data;
+        if (lead < 0x80) {
+            data++;
+            continue;
+        }
+        Py_ssize_t need;
+        unsigned char low = 0x80, high = 0xBF; /* the range of the second byte */
+        if (lead >= 0xC2 && lead <= 0xDF) {
+            need = 1;
+        }
+        else if (lead >= 0xE0 && lead <= 0xEF) {
+            need = 2;
+            if (lead == 0xE0) {
+                low = 0xA0; /* overlong below U+0800 */
+            }
+            else if (lead == 0xED) {
+                high = 0x9F; /* U+D800-U+DFFF are surrogates */
+            }
+        }
+        else if (lead >= 0xF0 && lead <= 0xF4) {
+            need = 3;
+            if (lead == 0xF0) {
+                low = 0x90; /* overlong below U+10000 */
+            }
+            else if (lead == 0xF4) {
+                high = 0x8F; /* past U+10FFFF */
+            }
+        }
+        else {
+            return 0; /* 0x80-0xC1 and 0xF5-0xFF never lead */
+        }
+        if (end - data <= need) {
+            return 0; /* cut short: a final frame must end its last code point */
+        }
+        if (data[1] < low || data[1] > high) {
+            return 0;
+        }
+        for (Py_ssize_t i = 2; i <= need; i++) {
+            if ((data[i] & 0xC0) != 0x80) {
+                return 0;
+            }
+        }
+        data += need + 1;
+    }
+    return 1;
+}
+
+/* Where the payload of the frame at data[0:available] starts and how long it is; 0 when the
+ * frame is not one the fast path relays (or not all there), which the general reader then
+ * handles. */
+static int
+simple_frame(const unsigned char *data, Py_ssize_t available, int masked,
+             unsigned long long max_length, Py_ssize_t *header, unsigned long long *length)
+{
+    if (available < 2) {
+        return 0;
+    }
+    unsigned char first = data[0], second = data[1];
+    /* FIN set, RSV1-3 clear, text or binary. */
+    if (first != 0x81 && first != 0x82) {
+        return 0;
+    }
+    if (((second & 0x80) != 0) != masked) {
+        return 0;
+    }
+    unsigned long long size = second & 0x7F;
+    Py_ssize_t used = 2;
+    if (size == 126) {
+        if (available < 4) {
+            return 0;
+        }
+        size = ((unsigned long long)data[2] << 8) | data[3];
+        if (size < 126) {
+            return 0;
+        }
+        used = 4;
+    }
+    else if (size == 127) {
+        if (available < 10) {
+            return 0;
+        }
+        size = 0;
+        for (int i = 2; i < 10; i++) {
+            size = (size << 8) | data[i];
+        }
+        if (size < 65536 || (size >> 63)) {
+            return 0;
+        }
+        used = 10;
+    }
+    if (masked) {
+        used += 4;
+    }
+    if (available < used || size > max_length || (unsigned long long)(available - used) < size) {
+        return 0;
+    }
+    *header = used;
+    *length = size;
+    return 1;
+}
+
+static PyObject *
+relay_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer data, keys;
+    PyObject *out = NULL, *result = NULL;
+    unsigned char *target = NULL;
+    Py_ssize_t position = 0, key_pos, frames = 0;
+
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError, "relay_frames() takes 6 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    int masked = PyObject_IsTrue(args[1]);
+    if (masked < 0) {
+        return NULL;
+    }
+    unsigned long long max_frame = PyLong_AsUnsignedLongLong(args[2]);
+    if (max_frame == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    unsigned long long max_message = PyLong_AsUnsignedLongLong(args[3]);
+    if (max_message == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    key_pos = PyLong_AsSsize_t(args[5]);
+    if (key_pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (key_pos < 0) {
+        PyErr_SetString(PyExc_ValueError, "relay_frames() key_pos must not be negative");
+        return NULL;
+    }
+    unsigned long long max_length = max_frame < max_message ? max_frame : max_message;
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[4], &keys, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    const unsigned char *source = data.buf;
+    const unsigned char *key_block = keys.buf;
+    if (masked) {
+        /* Re-masked frames are exactly as long as the frames read: same header, new key. */
+        out = PyBytes_FromStringAndSize(NULL, data.len);
+        if (out == NULL) {
+            goto done;
+        }
+        target = (unsigned char *)PyBytes_AS_STRING(out);
+    }
+    for (;;) {
+        Py_ssize_t header;
+        unsigned long long length;
+        if (!simple_frame(source + position, data.len - position, masked, max_length, &header,
+                          &length)) {
+            break;
+        }
+        const unsigned char *payload = source + position + header;
+        int text = source[position] == 0x81;
+        if (masked) {
+            if (key_pos + 4 > keys.len) {
+                break; /* out of fresh keys: the caller draws more and goes on */
+            }
+            unsigned char *frame = target + position;
+            unsigned char *body = frame + header;
+            memcpy(frame, source + position, header - 4);
+            memcpy(body, payload, (size_t)length);
+            xor_in_place(body, (Py_ssize_t)length, payload - 4);
+            if (text && !valid_utf8(body, (Py_ssize_t)length)) {
+                break;
+            }
+            memcpy(body - 4, key_block + key_pos, 4);
+            xor_in_place(body, (Py_ssize_t)length, key_block + key_pos);
+            key_pos += 4;
+        }
+        else if (text && !valid_utf8(payload, (Py_ssize_t)length)) {
+            break;
+        }
+        position += header + (Py_ssize_t)length;
+        frames++;
+    }
+    if (masked) {
+        if (position == 0) {
+            Py_CLEAR(out);
+            out = Py_NewRef(Py_None);
+        }
+        else if (position < data.len && _PyBytes_Resize(&out, position) < 0) {
+            goto done;
+        }
+    }
+    else {
+        out = Py_NewRef(Py_None);
+    }
+    result = Py_BuildValue("nNnn", position, out, frames, key_pos);
+    out = NULL;
+done:
+    Py_XDECREF(out);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&data);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"mask", (PyCFunction)(void (*)(void))mask, METH_FASTCALL,
      "mask(buffer, key, offset=0, /)\n--\n\n"
      "XOR a writable buffer in place with a 4-byte key, starting at byte `offset` of the key\n"
      "cycle (the buffer's position in its frame's payload). RFC 6455 section 5.3."},
+    {"relay_frames", (PyCFunction)(void (*)(void))relay_frames, METH_FASTCALL,
+     "relay_frames(data, masked, max_frame, max_message, keys, key_pos, /)\n--\n\n"
+     "The whole, final, unextended text and binary frames at the start of `data`, checked\n"
+     "and (masked: from a client) re-masked with fresh keys from `keys` at `key_pos`.\n"
+     "Returns (end, out, frames, key_pos): out is the re-masked bytes of data[:end], or\n"
+     "None when unmasked (data[:end] goes on unchanged) or when end is 0."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -146,7 +380,8 @@ static PyModuleDef_Slot slots[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "wsproxy.sansio._speedups",
-    .m_doc = "WebSocket masking in C; see wsproxy.sansio.masking for the pure-Python twin.",
+    .m_doc = "WebSocket masking and the relay's fast path in C; see wsproxy.sansio.masking and\n"
+              "wsproxy.sansio.fastpath for the pure-Python twins.",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = slots,

@@ -1,3 +1,12 @@
-"""Type stub for the C extension built from _speedups.c (see masking.py for the contract)."""
+"""Type stub for the C extension built from _speedups.c (contracts: masking.py, fastpath.py)."""
 
 def mask(buffer: bytearray | memoryview, key: bytes, offset: int = 0, /) -> None: ...
+def relay_frames(
+    data: bytes | bytearray | memoryview,
+    masked: bool,
+    max_frame: int,
+    max_message: int,
+    keys: bytes,
+    key_pos: int,
+    /,
+) -> tuple[int, bytes | None, int, int]: ...

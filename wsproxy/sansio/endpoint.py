@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from wsproxy.sansio.errors import ProtocolError
+from wsproxy.sansio.fastpath import MASK_KEYS, relay_frames
 from wsproxy.sansio.frames import (
     FIN,
     KNOWN_OPCODES,
@@ -178,6 +179,45 @@ class FrameReader:
     @property
     def in_message(self) -> bool:
         return self._message_opcode is not None
+
+    def take_simple(self, data: bytes) -> tuple[int, bytes | None, int]:
+        """The fast path (``fastpath.relay_frames``) over the start of ``data``, when this
+        reader is between messages with nothing held: ``(end, out, frames)``, where ``out``
+        is ``data[:end]`` re-masked with fresh keys (a client's frames) or None (a server's,
+        which go on as they are). The rest, from ``end``, is for ``receive_data``."""
+        if (
+            self._in_frame
+            or self._buffer
+            or self._message_opcode is not None
+            or self._inflating is not None
+            or self.failed is not None
+        ):
+            return 0, None, 0
+        keys = MASK_KEYS
+        masked = self.masked
+        end, out, frames, keys.position = relay_frames(
+            data, masked, self.max_frame_size, self.max_message_size, keys.block, keys.position
+        )
+        if masked and end < len(data) and keys.position + 4 > len(keys.block):
+            # Out of keys in the middle of a run: a new block, and on from there.
+            pieces = [out] if out is not None else []
+            while end < len(data) and keys.position + 4 > len(keys.block):
+                keys.refill()
+                more, out, count, keys.position = relay_frames(
+                    memoryview(data)[end:],
+                    masked,
+                    self.max_frame_size,
+                    self.max_message_size,
+                    keys.block,
+                    keys.position,
+                )
+                if out is not None:
+                    pieces.append(out)
+                end += more
+                frames += count
+            out = b"".join(pieces) if pieces else None
+        self.bytes_received += end
+        return end, out, frames
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes from the peer; returns the events they complete.
@@ -500,6 +540,10 @@ class FrameWriter:
             self._output.append(serialize_header(opcode, fin, rsv, len(payload)))
             if payload:
                 self._output.append(payload)
+
+    def send_raw(self, frames: bytes) -> None:
+        """Frames already serialized (the fast path's), as they are."""
+        self._output.append(frames)
 
     def start_frame(self, opcode: int, fin: bool, rsv: int, length: int) -> None:
         """The header of a frame whose payload follows in pieces (``send_payload``)."""

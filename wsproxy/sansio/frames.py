@@ -9,12 +9,12 @@ frames. Parsing a *stream* of frames, with its state (fragmentation, UTF-8, limi
 from __future__ import annotations
 
 import enum
-import os
 import struct
 from dataclasses import dataclass
 
 from wsproxy.sansio import masking
 from wsproxy.sansio.errors import ProtocolError
+from wsproxy.sansio.fastpath import MASK_KEYS
 
 
 class Opcode(enum.IntEnum):
@@ -91,8 +91,9 @@ class Frame:
 
 
 def new_mask_key() -> bytes:
-    """A fresh unpredictable key per frame (RFC 6455 section 5.3 and 10.3): never ``random``."""
-    return os.urandom(4)
+    """A fresh unpredictable key per frame (RFC 6455 section 5.3 and 10.3): never ``random``;
+    ``os.urandom`` drawn in blocks (``fastpath.MaskKeys``)."""
+    return MASK_KEYS.take()
 
 
 def apply_mask(data: bytes | bytearray | memoryview, key: bytes, offset: int = 0) -> bytes:

@@ -84,9 +84,12 @@ def build_web_parser() -> argparse.ArgumentParser:
     add(
         "-r",
         "--read",
+        action="extend",
+        nargs="+",
         type=Path,
         metavar="FILE",
-        help="show this capture (.jsonl, .har, .mitm) read-only; no proxy listens",
+        help="show this capture (.jsonl, .har, .mitm) read-only; no proxy listens. Several "
+        "(-r a b, or -r a -r b) are merged by time, as 'wsproxy show a b' does",
     )
     return parser
 
@@ -173,6 +176,11 @@ def _run(argv: list[str]) -> int:
         _warn_exposed(args.web_host)
         asyncio.run(_show_capture(args, address, token))
         return 0
+    if args.workers > 1:
+        raise ConfigError(
+            f"--workers {args.workers}: wsproxy-web runs in one process for now (its UI does "
+            "not see other workers' connections yet); use wsproxy --workers, or leave it out"
+        )
     options = options_from_args(args)
     tag = worker_tag()
     if tag:  # a worker of wsproxy-web --workers N: the proxy, no UI of its own
@@ -252,17 +260,37 @@ async def _run_parent(
 
 
 async def _show_capture(args: argparse.Namespace, address: UiAddress, token: str) -> None:
-    """``-r FILE``: the capture's connections in the UI, read-only, until a signal."""
-    from wsproxy.capture.reader import join_frames, read_capture
+    """``-r FILE ...``: the captures' connections in the UI, read-only, until a signal.
+
+    Several files are merged as ``wsproxy show`` merges them (``capture.merge``: ids two files
+    share are shown as ``ID@N``); one that cannot be read is logged and left out, unless none
+    can."""
+    from wsproxy.capture.merge import MergedCaptures
+    from wsproxy.capture.reader import join_frames
     from wsproxy.web.server import WebUi
 
     live = LiveState(history=args.web_history, content_budget=args.web_keep, readonly=True)
-    path: Path = args.read
-    count_ = await asyncio.to_thread(lambda: live.load(join_frames(read_capture(path))))
-    ui = WebUi(live, address, token, capture_file=path, password_mode=args.web_password is not None)
+    paths: list[Path] = args.read
+
+    def left_out(error: Exception) -> None:
+        log.warning("%s (left out)", error)
+
+    captures = MergedCaptures(paths, on_error=left_out if len(paths) > 1 else None)
+    count_ = await asyncio.to_thread(lambda: live.load(join_frames(captures)))
+    if len(captures.failed) == len(paths):
+        raise StartupError(f"none of the {len(paths)} captures could be read")
+    ui = WebUi(
+        live,
+        address,
+        token,
+        capture_file=paths[0] if len(paths) == 1 else None,
+        capture_origin=captures.origin if len(paths) > 1 else None,
+        password_mode=args.web_password is not None,
+    )
     stop = signal_event()
     await start_ui(ui)
-    log.warning("showing %s read-only: %d connection(s)", path, count_)
+    shown = ", ".join(str(path) for path in paths)
+    log.warning("showing %s read-only: %d connection(s)", shown, count_)
     try:
         await stop.wait()
     finally:

@@ -103,6 +103,7 @@ class WebUi:
         *,
         breakpoints: PauseEngine | None = None,
         capture_file: Path | None = None,
+        capture_origin: Callable[[str], tuple[Path, str] | None] | None = None,
         password_mode: bool = False,
     ) -> None:
         self.live = live
@@ -111,6 +112,8 @@ class WebUi:
         self.token = token
         self.breakpoints = breakpoints
         self.capture_file = capture_file  # what a replay command reads (-r FILE or -w)
+        # -r with several files: a connection's own file and its id there (``capture.merge``)
+        self.capture_origin = capture_origin
         if breakpoints is not None:
             breakpoints.on_event = live.push
         self.app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY)
@@ -312,8 +315,11 @@ class WebUi:
             raise ApiError(409, "only a WebSocket can be replayed")
         if seq < 1 or seq >= conn.next_seq:
             raise ApiError(404, f"no message {seq} in {conn.id}")
-        if self.capture_file is not None:
-            command = shlex.join(["wsproxy", "replay", str(self.capture_file), "--conn", conn.id])
+        origin = None if self.capture_origin is None else self.capture_origin(conn.id)
+        if origin is None and self.capture_file is not None:
+            origin = (self.capture_file, conn.id)
+        if origin is not None:
+            command = shlex.join(["wsproxy", "replay", str(origin[0]), "--conn", origin[1]])
         else:
             export = f"{self.address.url}/api/export?format=jsonl&conn={conn.id}"
             fetch = shlex.join(["curl", "-fsS", "-o", f"{conn.id}.jsonl", export])

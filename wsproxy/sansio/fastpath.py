@@ -1,0 +1,142 @@
+"""The relay's fast path: runs of whole, simple frames relayed in one pass.
+
+Most of what crosses a proxied WebSocket is whole, final, unextended text and binary frames.
+When nobody records or inspects them, relaying one needs only the frame reader's checks and,
+for a client's frame, a fresh mask key; no events, no objects per frame. ``relay_frames``
+does that for the frames at the start of a read and stops at the first one that is anything
+else (a control frame, a fragment, RSV bits, a frame not all there, one over a limit, invalid
+UTF-8, a malformed header): the general reader (``endpoint.FrameReader``) takes over from
+exactly there, with its state untouched, and is the one that reports any error. So the fast
+path changes how fast frames go, never what happens to them.
+
+Two implementations with one contract: ``_speedups.relay_frames`` in C and ``relay_frames_py``
+below; ``relay_frames`` is the C one when it is built. The tests run both.
+
+``relay_frames(data, masked, max_frame, max_message, keys, key_pos)`` returns
+``(end, out, frames, key_pos)``: ``data[:end]`` held ``frames`` such frames; ``out`` is
+``data[:end]`` re-masked (``masked``: the frames come from a client, every one with a new key
+taken from ``keys`` at ``key_pos``), or None when unmasked (those bytes go on unchanged) or
+when ``end`` is 0. The new ``key_pos`` says how many keys were taken; the run also stops when
+``keys`` has none left, so the caller draws a new block and calls again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from wsproxy.sansio import masking
+
+Buffer = bytes | bytearray | memoryview
+RelayFrames = Callable[[Buffer, bool, int, int, bytes, int], tuple[int, bytes | None, int, int]]
+
+_SIMPLE_FIRST_BYTES = (0x81, 0x82)  # FIN, no RSV bits, text or binary
+
+
+def relay_frames_py(
+    data: Buffer, masked: bool, max_frame: int, max_message: int, keys: bytes, key_pos: int
+) -> tuple[int, bytes | None, int, int]:
+    """The pure-Python twin of ``_speedups.relay_frames`` (see the module doc)."""
+    if key_pos < 0:
+        raise ValueError("relay_frames() key_pos must not be negative")
+    data = bytes(data)
+    limit = min(max_frame, max_message)
+    position = 0
+    frames = 0
+    out: list[bytes] = []
+    while (bounds := _simple_frame(data, position, masked, limit)) is not None:
+        start, end = bounds
+        text = data[position] == 0x81
+        if masked:
+            if key_pos + 4 > len(keys):
+                break
+            body = bytearray(data[start:end])
+            masking.mask(body, data[start - 4 : start], 0)
+            if text and not _valid_utf8(body):
+                break
+            key = keys[key_pos : key_pos + 4]
+            masking.mask(body, key, 0)
+            key_pos += 4
+            out += (data[position : start - 4], key, bytes(body))
+        elif text and not _valid_utf8(data[start:end]):
+            break
+        position = end
+        frames += 1
+    if not masked or position == 0:
+        return position, None, frames, key_pos
+    return position, b"".join(out), frames, key_pos
+
+
+def _simple_frame(data: bytes, position: int, masked: bool, limit: int) -> tuple[int, int] | None:
+    """Where the payload of the frame at ``position`` starts and ends, when it is a whole,
+    final, unextended text or binary frame within ``limit`` in its shortest form; else None."""
+    available = len(data) - position
+    if available < 2:
+        return None
+    if data[position] not in _SIMPLE_FIRST_BYTES or bool(data[position + 1] & 0x80) != masked:
+        return None
+    length = data[position + 1] & 0x7F
+    header = 2
+    if length == 126:
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        if available < 4 or length < 126:
+            return None
+        header = 4
+    elif length == 127:
+        length = int.from_bytes(data[position + 2 : position + 10], "big")
+        if available < 10 or length < 65536 or length >> 63:
+            return None
+        header = 10
+    if masked:
+        header += 4
+    if length > limit or header + length > available:
+        return None
+    return position + header, position + header + length
+
+
+def _valid_utf8(payload: bytes | bytearray) -> bool:
+    try:
+        payload.decode("utf-8")  # strict: overlong forms and surrogates are errors too
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+relay_frames_c: RelayFrames | None
+try:
+    from wsproxy.sansio._speedups import relay_frames as relay_frames_c
+except ImportError:  # built without a compiler: the pure twin serves
+    relay_frames_c = None
+
+relay_frames: RelayFrames = relay_frames_c if relay_frames_c is not None else relay_frames_py
+IMPLEMENTATION = "c" if relay_frames_c is not None else "python"
+
+
+class MaskKeys:
+    """Fresh masking keys (RFC 6455 5.3: unpredictable, so from ``os.urandom``), drawn in
+    blocks: one system call per ``BLOCK // 4`` keys instead of one per frame."""
+
+    BLOCK = 4096
+
+    __slots__ = ("block", "position")
+
+    def __init__(self) -> None:
+        self.block = os.urandom(self.BLOCK)
+        self.position = 0
+
+    def take(self) -> bytes:
+        """One key."""
+        if self.position + 4 > len(self.block):
+            self.refill()
+        start = self.position
+        self.position = start + 4
+        return self.block[start : start + 4]
+
+    def refill(self) -> None:
+        """A new block: every key of the old one is used or thrown away, never used twice."""
+        self.block = os.urandom(self.BLOCK)
+        self.position = 0
+
+
+# One source for the whole process: a per-connection block would cost 4 KiB per WebSocket.
+MASK_KEYS = MaskKeys()
