@@ -25,7 +25,7 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -156,9 +156,17 @@ def _socket(family: int, kind: int, proto: int, *, reuse_port: bool) -> socket.s
     return sock
 
 
-async def run_workers(options: Options, argv: Sequence[str], count: int) -> int:
-    """The supervisor's run: the CA and the ports once, then ``count`` workers until SIGINT
-    or SIGTERM. Returns the exit status."""
+async def run_workers(
+    options: Options,
+    argv: Sequence[str],
+    count: int,
+    *,
+    module: str = "wsproxy",
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """The supervisor's run: the CA and the ports once, then ``count`` workers (``python -m
+    MODULE``, with ``env`` added: ``wsproxy.web``'s) until SIGINT or SIGTERM. Returns the
+    exit status."""
     from wsproxy.tls import CertAuthority, trust_notice
 
     reason = workers_unsupported()
@@ -167,7 +175,7 @@ async def run_workers(options: Options, argv: Sequence[str], count: int) -> int:
     _check_worker_captures(options, count)
     ca = CertAuthority.load_or_create(options.confdir)
     held, listens = reserve_ports(options)
-    env = {PORTS_ENV: ",".join(str(listen.port) for listen in listens)}
+    env = {**(env or {}), PORTS_ENV: ",".join(str(listen.port) for listen in listens)}
     metrics_dir: Path | None = None
     metrics_server: MetricsServer | None = None
     try:
@@ -192,7 +200,7 @@ async def run_workers(options: Options, argv: Sequence[str], count: int) -> int:
                 log.warning("%s", trust_notice(ca, regular=serves_page))
 
         grace = options.close_timeout + 10  # a worker's own shutdown takes close_timeout + 3
-        return await supervise(argv, count, env=env, started=started, grace=grace)
+        return await supervise(argv, count, module=module, env=env, started=started, grace=grace)
     finally:
         if metrics_server is not None:
             await metrics_server.stop()

@@ -176,11 +176,6 @@ def _run(argv: list[str]) -> int:
         _warn_exposed(args.web_host)
         asyncio.run(_show_capture(args, address, token))
         return 0
-    if args.workers > 1:
-        raise ConfigError(
-            f"--workers {args.workers}: wsproxy-web runs in one process for now (its UI does "
-            "not see other workers' connections yet); use wsproxy --workers, or leave it out"
-        )
     options = options_from_args(args)
     tag = worker_tag()
     if tag:  # a worker of wsproxy-web --workers N: the proxy, no UI of its own
