@@ -267,8 +267,13 @@ class RemoteWorkers:
         before = self._pids.get(index)
         self._pids[index] = pid
         again = "restarted, " if before is not None and before != pid else ""
-        log.warning(
-            "web UI: worker %d/%s %sconnected (pid %d)", index, hello.get("count"), again, pid
+        log.log(
+            logging.WARNING if again else logging.INFO,
+            "web UI: worker %d/%s %sconnected (pid %d)",
+            index,
+            hello.get("count"),
+            again,
+            pid,
         )
         if self.breakpoints is not None and self.breakpoints.rules():
             link.send({"type": "rules", "rules": self.breakpoints.rules()})
@@ -281,7 +286,8 @@ class RemoteWorkers:
         if self.links.get(link.index) is link:
             del self.links[link.index]
             log.log(
-                logging.WARNING if link.conns else logging.INFO,
+                # Nothing open: the supervisor's own line says enough (a stop, a crash).
+                logging.WARNING if link.conns else logging.DEBUG,
                 "web UI: worker %d (pid %d) is gone: its %d open connection(s) are shown closed",
                 link.index,
                 link.pid,
