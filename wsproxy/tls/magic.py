@@ -7,11 +7,13 @@ the user trusts the CA. Only the certificate is served here, never the private k
 
 from __future__ import annotations
 
-import html
 import shlex
+from typing import TYPE_CHECKING
 
 from wsproxy.options import Options
-from wsproxy.tls.ca import CertAuthority
+
+if TYPE_CHECKING:
+    from wsproxy.tls.ca import CertAuthority
 
 MAGIC_HOST = "wsproxy.invalid"
 
@@ -43,6 +45,8 @@ def render(path: str, ca: CertAuthority) -> tuple[int, str, bytes]:
     """Answer a GET for ``path`` on the magic host: (status, content type, body)."""
     path = path.split("?", 1)[0].split("#", 1)[0]
     if path in ("/", "/index.html"):
+        import html  # html.entities is a large table: imported only when the page is asked for
+
         page = _PAGE.format(fingerprint=html.escape(ca.fingerprint))
         return 200, HTML, page.encode()
     if path == "/cert/pem":
@@ -55,14 +59,14 @@ def render(path: str, ca: CertAuthority) -> tuple[int, str, bytes]:
     return 404, TEXT, b"Not found. The CA certificate is at /cert/pem, /cert/cer and /cert/p12.\n"
 
 
-def trust_notice(ca: CertAuthority, *, regular: bool) -> str:
+def trust_notice(ca: CertAuthority) -> str:
     """The log line of the start that created the CA: where it is, and how clients get it."""
     command = "wsproxy ca"
     if ca.confdir != Options().confdir.expanduser():
         command += f" --confdir {shlex.quote(str(ca.confdir))}"
-    page = f"browse http://{MAGIC_HOST}/ through this proxy to download it, or " if regular else ""
     return (
         f"created a new CA in {ca.confdir}: to let wsproxy read wss:// and https:// traffic, "
-        f"clients must trust its certificate {ca.cert_pem_path} ({page}run `{command}` for "
+        f"clients must trust its certificate {ca.cert_pem_path} (browse http://{MAGIC_HOST}/ "
+        f"through this proxy to download it, or run `{command}` for "
         "its path and fingerprint; certs/README.md has the steps for each client)"
     )
