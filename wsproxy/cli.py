@@ -617,7 +617,7 @@ async def run_proxy(
             if ca is not None and ca.created:  # said once the start has worked
                 from wsproxy.tls.magic import trust_notice
 
-                log.warning("%s", trust_notice(ca))
+                log.warning("%s", trust_notice(ca, regular=True))
             await _serve(options, server)
         finally:
             if companion is not None:

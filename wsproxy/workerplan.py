@@ -193,7 +193,7 @@ async def run_workers(options: Options, argv: Sequence[str], count: int) -> int:
             if ca is not None and ca.created:
                 from wsproxy.tls.magic import trust_notice
 
-                log.warning("%s", trust_notice(ca))
+                log.warning("%s", trust_notice(ca, regular=True))
 
         grace = options.close_timeout + 10  # a worker's own shutdown takes close_timeout + 3
         return await supervise(argv, count, env=env, started=started, grace=grace)

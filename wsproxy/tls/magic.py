@@ -59,14 +59,14 @@ def render(path: str, ca: CertAuthority) -> tuple[int, str, bytes]:
     return 404, TEXT, b"Not found. The CA certificate is at /cert/pem, /cert/cer and /cert/p12.\n"
 
 
-def trust_notice(ca: CertAuthority) -> str:
+def trust_notice(ca: CertAuthority, *, regular: bool) -> str:
     """The log line of the start that created the CA: where it is, and how clients get it."""
     command = "wsproxy ca"
     if ca.confdir != Options().confdir.expanduser():
         command += f" --confdir {shlex.quote(str(ca.confdir))}"
+    page = f"browse http://{MAGIC_HOST}/ through this proxy to download it, or " if regular else ""
     return (
         f"created a new CA in {ca.confdir}: to let wsproxy read wss:// and https:// traffic, "
-        f"clients must trust its certificate {ca.cert_pem_path} (browse http://{MAGIC_HOST}/ "
-        f"through this proxy to download it, or run `{command}` for "
+        f"clients must trust its certificate {ca.cert_pem_path} ({page}run `{command}` for "
         "its path and fingerprint; certs/README.md has the steps for each client)"
     )
