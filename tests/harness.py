@@ -332,6 +332,23 @@ sys.meta_path.insert(0, _Hide())
 '''
 
 
+def recording_source(path: Path) -> str:
+    """A ``sitecustomize`` that writes the names of every module the process imported, one
+    a line, to ``path`` when it exits."""
+    return f"""
+import atexit
+import sys
+
+
+def _record_modules():
+    with open({str(path)!r}, "w") as f:
+        f.write("\\n".join(sorted(sys.modules)) + "\\n")
+
+
+atexit.register(_record_modules)
+"""
+
+
 HIDE_MITMPROXY = hiding_source("mitmproxy")
 
 STARTED: list[ProxyProcess] = []  # every proxy process of the session, checked at its end
@@ -346,8 +363,10 @@ class ProxyProcess:
 
     ``verbose`` adds ``-v`` (the frame lines tests wait for); ``hide_mitmproxy`` runs it as
     if mitmproxy were not installed (a ``sitecustomize`` on ``PYTHONPATH`` makes
-    ``import mitmproxy`` fail), ``hide_modules`` likewise for others (``("yaml",)``). It runs
-    in the checkout, so ``-s plugins/NAME.py`` works; ``env`` adds to its environment.
+    ``import mitmproxy`` fail), ``hide_modules`` likewise for others (``("yaml",)``);
+    ``record_modules`` has it write the modules it imported when it exits (read them with
+    ``imported_modules()`` after ``stop()``). It runs in the checkout, so
+    ``-s plugins/NAME.py`` works; ``env`` adds to its environment.
     """
 
     def __init__(
@@ -360,6 +379,7 @@ class ProxyProcess:
         verbose: bool = True,
         hide_mitmproxy: bool = False,
         hide_modules: Sequence[str] = (),
+        record_modules: bool = False,
         netns: str | None = None,
         module: str = "wsproxy",
         env: Mapping[str, str] | None = None,
@@ -374,6 +394,7 @@ class ProxyProcess:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.stderr_path = log_dir / f"proxy-{n}-stderr.log"
         self.stdout_path = log_dir / f"proxy-{n}-stdout.log"
+        self.modules_path = log_dir / f"proxy-{n}-modules.txt" if record_modules else None
         self.command = wsproxy_command(
             self.port, confdir, *(["-v"] if verbose else []), *self.args, host=host, module=module
         )
@@ -385,10 +406,14 @@ class ProxyProcess:
         }
         env = {**proxy_free_env(), **more}
         hidden = (*(["mitmproxy"] if hide_mitmproxy else []), *hide_modules)
-        if hidden:
+        if hidden or self.modules_path is not None:
             site = log_dir / ("hide_" + "_".join(hidden))
+            source = hiding_source(*hidden) if hidden else ""
+            if self.modules_path is not None:
+                site = log_dir / f"proxy-{n}-site"
+                source += recording_source(self.modules_path)
             site.mkdir(exist_ok=True)
-            (site / "sitecustomize.py").write_text(hiding_source(*hidden))
+            (site / "sitecustomize.py").write_text(source)
             env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
         with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
             self.proc = subprocess.Popen(
@@ -419,6 +444,12 @@ class ProxyProcess:
 
     def stderr(self) -> str:
         return self.stderr_path.read_text("utf-8", "replace")
+
+    def imported_modules(self) -> set[str]:
+        """With ``record_modules``, once it has exited: every module it imported."""
+        assert self.modules_path is not None, "start it with record_modules=True"
+        assert self.proc.poll() is not None, "the modules are written when it exits"
+        return set(self.modules_path.read_text().split())
 
     def describe(self) -> str:
         return (

@@ -34,9 +34,9 @@ from wsproxy.modes import (
     Listen,
     ModeError,
     Regular,
-    Reverse,
     Socks5,
     UpstreamProxy,
+    intercepts_tls,
     parse_listen,
     resolve_listens,
 )
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from wsproxy.metrics import Metrics, MetricsServer, WorkerMetricsEndpoint
     from wsproxy.proxy.server import Capture, ProxyServer
     from wsproxy.scripts import ScriptHost
+    from wsproxy.tls.ca import CertAuthority
 
 log = logging.getLogger("wsproxy")
 
@@ -583,14 +584,10 @@ async def run_proxy(
     from wsproxy.plugins import PluginChain
     from wsproxy.proxy.memory import tune_allocator
     from wsproxy.proxy.server import BindError, ProxyServer
-    from wsproxy.tls import CertAuthority, trust_notice, upstream_context
+    from wsproxy.tls.contexts import upstream_context
 
     tune_allocator()
-    ca = CertAuthority.load_or_create(options.confdir)
-    if options.certs:
-        from wsproxy.tls.served import load_served
-
-        ca.served = load_served(options.certs)
+    ca = _load_ca(options)
     if options.upstream_ca is not None:
         upstream_context(options.upstream_ca)  # a missing or unusable file fails now, not later
     if companion is not None and scripts is not None:
@@ -617,11 +614,10 @@ async def run_proxy(
         try:
             if companion is not None:
                 await companion.start(server)
-            if ca.created:  # said once the start has worked: a failed one stays one error line
-                serves_page = not all(
-                    isinstance(lst.mode, Reverse) for lst in options.all_listens()
-                )
-                log.warning("%s", trust_notice(ca, regular=serves_page))
+            if ca is not None and ca.created:  # said once the start has worked
+                from wsproxy.tls.magic import trust_notice
+
+                log.warning("%s", trust_notice(ca, regular=True))
             await _serve(options, server)
         finally:
             if companion is not None:
@@ -637,6 +633,24 @@ async def run_proxy(
                 await watcher
         if scripts is not None:
             await scripts.stop()
+
+
+def _load_ca(options: Options) -> CertAuthority | None:
+    """The CA, loaded (or made) at the start so that a bad one fails the start, not the first
+    intercepted connection; None when no listener intercepts TLS (a reverse-only run), which
+    then never imports ``cryptography``. ``--certs`` files are checked either way."""
+    served = None
+    if options.certs:
+        from wsproxy.tls.served import load_served
+
+        served = load_served(options.certs)
+    if not intercepts_tls(options.all_listens()):
+        return None
+    from wsproxy.tls.ca import CertAuthority
+
+    ca = CertAuthority.load_or_create(options.confdir)
+    ca.served = served
+    return ca
 
 
 def _new_metrics(options: Options) -> Metrics | None:

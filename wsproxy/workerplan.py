@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from wsproxy.capture.formats import check_capture_paths
 from wsproxy.exceptions import ConfigError, StartupError, os_error_text
-from wsproxy.modes import Listen, Reverse
+from wsproxy.modes import Listen, intercepts_tls
 from wsproxy.options import Options
 from wsproxy.sansio.targets import host_port
 from wsproxy.workers import supervise, worker_identity
@@ -167,13 +167,16 @@ async def run_workers(
     """The supervisor's run: the CA and the ports once, then ``count`` workers (``python -m
     MODULE``, with ``env`` added: ``wsproxy.web``'s) until SIGINT or SIGTERM. Returns the
     exit status."""
-    from wsproxy.tls import CertAuthority, trust_notice
 
     reason = workers_unsupported()
     if reason is not None:
         raise ConfigError(reason)
     _check_worker_captures(options, count)
-    ca = CertAuthority.load_or_create(options.confdir)
+    ca = None
+    if intercepts_tls(options.all_listens()):  # made once here, not by racing workers
+        from wsproxy.tls.ca import CertAuthority
+
+        ca = CertAuthority.load_or_create(options.confdir)
     held, listens = reserve_ports(options)
     env = {**(env or {}), PORTS_ENV: ",".join(str(listen.port) for listen in listens)}
     metrics_dir: Path | None = None
@@ -195,9 +198,10 @@ async def run_workers(
                 log.warning(
                     "wsproxy listening on %s (%s mode, %d workers)", where, listen.mode, count
                 )
-            if ca.created:
-                serves_page = not all(isinstance(lst.mode, Reverse) for lst in listens)
-                log.warning("%s", trust_notice(ca, regular=serves_page))
+            if ca is not None and ca.created:
+                from wsproxy.tls.magic import trust_notice
+
+                log.warning("%s", trust_notice(ca, regular=True))
 
         grace = options.close_timeout + 10  # a worker's own shutdown takes close_timeout + 3
         return await supervise(argv, count, module=module, env=env, started=started, grace=grace)

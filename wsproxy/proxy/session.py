@@ -26,7 +26,6 @@ from wsproxy import logformat
 from wsproxy.capture.sink import CaptureSink
 from wsproxy.decoders.base import Hints
 from wsproxy.decoders.connection import DECODE_LIMIT, ConnectionDecoding, StreamDecoding
-from wsproxy.filtering import Selection
 from wsproxy.model import Flow, FrameEvent, Message
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
@@ -50,6 +49,7 @@ from wsproxy.sansio.frames import Opcode
 from wsproxy.sansio.relay import FrameRecord, Relay, RelayConfig, Side
 
 if TYPE_CHECKING:
+    from wsproxy.filtering import Selection
     from wsproxy.metrics import SessionCounts
 
 log = logging.getLogger("wsproxy")
