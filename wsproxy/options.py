@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from wsproxy.modes import Listen, Mode, Regular, Reverse
+
+if TYPE_CHECKING:
+    from wsproxy.eventloop import LoopName
 
 MiB = 1024 * 1024
 
@@ -93,6 +96,8 @@ class Options:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     metrics_token: str | None = field(default=None, repr=False)
+    # --loop: the event loop (wsproxy.eventloop): uvloop when installed (auto), or asyncio's.
+    event_loop: LoopName = "auto"
 
     @property
     def reverse(self) -> Reverse | None:

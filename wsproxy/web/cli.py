@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from wsproxy.cli import (
     build_parser,
+    checked_loop,
     count,
     guarded,
     options_from_args,
@@ -31,6 +32,7 @@ from wsproxy.cli import (
     setup_logging,
     signal_event,
 )
+from wsproxy.eventloop import run as run_loop
 from wsproxy.exceptions import ConfigError, StartupError, os_error_text
 from wsproxy.web.live import CONTENT_BUDGET, HISTORY, LiveState, Tee
 from wsproxy.web.security import UiAddress, is_loopback
@@ -166,7 +168,7 @@ def _run(argv: list[str]) -> int:
     if args.read is not None:
         setup_logging(-1 if args.quiet else args.verbose)
         _warn_exposed(args.web_host)
-        asyncio.run(_show_capture(args, address, token))
+        run_loop(_show_capture(args, address, token), checked_loop(args.loop))
         return 0
     options = options_from_args(args)
     setup_logging(options.verbosity)
@@ -187,7 +189,7 @@ def _run(argv: list[str]) -> int:
         )
 
     companion = WebCompanion(live, make_ui, breakpoints)
-    asyncio.run(run_proxy(options, script_host(args), companion))
+    run_loop(run_proxy(options, script_host(args), companion), options.event_loop)
     return 0
 
 
