@@ -618,7 +618,6 @@ async def run_proxy(
     from wsproxy.tls import CertAuthority, trust_notice, upstream_context
 
     tune_allocator()
-    log.info("event loop: %s", describe_running())
     ca = CertAuthority.load_or_create(options.confdir)
     if options.certs:
         from wsproxy.tls.served import load_served
@@ -718,6 +717,7 @@ async def _serve(options: Options, server: ProxyServer) -> None:
     await server.start()
     for front in server.fronts:
         log.warning("wsproxy listening on %s (%s mode)", front.where(), front.options.mode)
+    log.info("event loop: %s", describe_running())  # after the start worked: see --loop
     await stop.wait()
     log.warning("shutting down: closing %d WebSocket(s) with 1001", len(server.sessions))
     await server.shutdown()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from wsproxy.exceptions import HttpError, UpstreamError
 from wsproxy.options import Options
 from wsproxy.proxy.accept import AcceptWatch
+from wsproxy.proxy.acceptor import Acceptor
 from wsproxy.proxy.access import AccessPolicy
 from wsproxy.proxy.balancer import BalancerPolicy, HeaderRefused
 from wsproxy.proxy.peer import Peer
@@ -63,7 +64,7 @@ class Listener:
         self.access = access
         self._serve = serve
         self._ids = itertools.count(1) if ids is None else ids  # c1, c2, ... across listeners
-        self._server: asyncio.Server | None = None
+        self._server: asyncio.Server | Acceptor | None = None
         self._accepts = AcceptWatch()
         # Shared by every listener of a run: the limits count all connections together.
         self.handlers: set[asyncio.Task[None]] = set() if handlers is None else handlers
@@ -79,12 +80,12 @@ class Listener:
             return
         loop = asyncio.get_running_loop()
         self._accepts.install(loop)  # out of file descriptors: one warning per burst
-        self._server = await loop.create_server(
-            self._accepts.watching(self._new_peer),
-            self.options.listen_host,
-            self.options.listen_port,
-            start_serving=False,
-        )
+        factory = self._accepts.watching(self._new_peer)
+        host, port = self.options.listen_host, self.options.listen_port
+        if isinstance(loop, asyncio.BaseEventLoop):  # asyncio's: reports accept failures
+            self._server = await loop.create_server(factory, host, port, start_serving=False)
+        else:  # uvloop: libuv would drop clients silently at EMFILE, so accept ourselves
+            self._server = await Acceptor.bind(factory, host, port, self._accepts)
 
     async def start(self) -> None:
         await self.bind()
