@@ -35,6 +35,9 @@ Other programs' servers:
   mitmdump as a next proxy), in its own process group, ready once ``HOST:port`` accepts,
   stopped at exit; ``program(name, hint)`` finds its executable (fails under CI when missing).
 
+Event loop: ``WSPROXY_TEST_LOOP=asyncio`` (or ``uvloop``) adds ``--loop NAME`` to every proxy
+spawned through ``wsproxy_command`` (``spawn_loop_args``).
+
 Also: ``free_port()``, ``wsproxy_command``, ``proxy_free_env``, ``stop_group``/``kill_group``,
 ``status_kib`` and ``Memory`` (a process's peak RSS from now on), ``child_pids`` and ``alive``
 (a ``--workers`` supervisor's workers: ``ProxyProcess.wait_workers(n)``).
@@ -65,6 +68,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.integration.wsraw import Head, RawConnection, read_request
 from tests.netns import accepting_probe, in_netns
+from wsproxy.eventloop import LOOPS
 from wsproxy.modes import Regular, Reverse
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
@@ -91,11 +95,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def spawn_loop_args() -> list[str]:
+    """``--loop NAME`` when ``WSPROXY_TEST_LOOP=NAME`` (asyncio, uvloop, auto) chooses the
+    event loop of every proxy the tests spawn; unset, they run on ``--loop auto``'s."""
+    name = os.environ.get("WSPROXY_TEST_LOOP", "")
+    if not name:
+        return []
+    if name not in LOOPS:
+        raise pytest.UsageError(f"WSPROXY_TEST_LOOP={name!r}: choose one of {', '.join(LOOPS)}")
+    return ["--loop", name]
+
+
 def wsproxy_command(
     port: int, confdir: Path | str, *args: str, host: str = HOST, module: str = "wsproxy"
 ) -> list[str]:
     """``python -m wsproxy`` (or ``module``: ``wsproxy.web``) listening on ``host:port``
-    with ``confdir``, then ``args``."""
+    with ``confdir``, then ``args`` (after ``spawn_loop_args()``: an ``args``' own ``--loop``
+    wins)."""
     return [
         sys.executable,
         "-m",
@@ -106,6 +122,7 @@ def wsproxy_command(
         str(port),
         "--confdir",
         str(confdir),
+        *spawn_loop_args(),
         *args,
     ]
 

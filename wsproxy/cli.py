@@ -17,11 +17,19 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol, cast
 
 from wsproxy.capture.commands import cmd_har, cmd_mitm, cmd_replay, cmd_show
 from wsproxy.capture.formats import check_capture_paths
 from wsproxy.capture.run import open_capture
+from wsproxy.eventloop import (
+    LOOPS,
+    LoopName,
+    choose_loop,
+    describe_running,
+    versions_text,
+)
+from wsproxy.eventloop import run as run_loop
 from wsproxy.exceptions import (
     ConfigError,
     PluginError,
@@ -153,6 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
         "several listeners",
     )
     add("--confdir", type=Path, default=defaults.confdir, help="CA and settings (~/.wsproxy)")
+    add(
+        "--loop",
+        choices=LOOPS,
+        default=defaults.event_loop,
+        help="event loop: uvloop (faster; pip install 'wsproxy[fast]') or asyncio's own; "
+        "auto (the default) takes uvloop when it is installed",
+    )
+    add(
+        "--version",
+        action=VersionAction,
+        nargs=0,
+        default=argparse.SUPPRESS,
+        help="print the versions of wsproxy, Python and the event loops, then exit",
+    )
     add("-v", "--verbose", action="count", default=0, help="-v logs every frame, -vv debug")
     add("-q", "--quiet", action="store_true", help="warnings and errors only")
     add(
@@ -507,7 +529,30 @@ def options_from_args(args: argparse.Namespace) -> Options:
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
         metrics_token=args.metrics_token,
+        event_loop=checked_loop(args.loop),
     )
+
+
+def checked_loop(wanted: str) -> LoopName:
+    """--loop checked now: ``uvloop`` where it is not installed is one line (status 2)."""
+    choose_loop(wanted)
+    return cast("LoopName", wanted)  # one of LOOPS: argparse's choices
+
+
+class VersionAction(argparse.Action):
+    """``--version``: which loops are installed is looked up only when it is given."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        from wsproxy import __version__
+
+        print(f"{parser.prog} {__version__}\n{versions_text()}")
+        parser.exit()
 
 
 def _check_upstream_auth(upstream_auth: str | None, listens: tuple[Listen, ...]) -> None:
@@ -730,6 +775,7 @@ async def _serve(options: Options, server: ProxyServer) -> None:
         report_ready()
     for front in server.fronts if not options.worker else ():
         log.warning("wsproxy listening on %s (%s mode)", front.where(), front.options.mode)
+    log.info("event loop: %s", describe_running())  # after the start worked: see --loop
     await stop.wait()
     log.warning("shutting down: closing %d WebSocket(s) with 1001", len(server.sessions))
     await server.shutdown()
@@ -811,8 +857,8 @@ def _run_flags(argv: list[str]) -> int:
     if not tag and args.workers > 1:
         from wsproxy.workerplan import run_workers
 
-        return asyncio.run(run_workers(options, argv, args.workers))
-    asyncio.run(run_proxy(options, script_host(args)))
+        return run_loop(run_workers(options, argv, args.workers), options.event_loop)
+    run_loop(run_proxy(options, script_host(args)), options.event_loop)
     return 0
 
 

@@ -208,7 +208,6 @@ class Connector:
             raise UpstreamError(
                 f"{where} closed the connection during the TLS handshake", 502, "tls"
             )
-        assert isinstance(transport, asyncio.Transport)
         peer.transport = transport
 
     async def _tunnel(self, peer: Peer, chain: UpstreamProxy, upstream: Upstream) -> None:

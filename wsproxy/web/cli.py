@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from wsproxy.cli import (
     build_parser,
+    checked_loop,
     count,
     guarded,
     options_from_args,
@@ -32,6 +33,7 @@ from wsproxy.cli import (
     setup_logging,
     signal_event,
 )
+from wsproxy.eventloop import run as run_loop
 from wsproxy.exceptions import ConfigError, StartupError, os_error_text
 from wsproxy.web.live import CONTENT_BUDGET, HISTORY, LiveState, Tee
 from wsproxy.web.security import UiAddress, is_loopback
@@ -174,7 +176,7 @@ def _run(argv: list[str]) -> int:
     if args.read is not None:
         setup_logging(-1 if args.quiet else args.verbose)
         _warn_exposed(args.web_host)
-        asyncio.run(_show_capture(args, address, token))
+        run_loop(_show_capture(args, address, token), checked_loop(args.loop))
         return 0
     options = options_from_args(args)
     tag = worker_tag()
@@ -186,7 +188,8 @@ def _run(argv: list[str]) -> int:
     _warn_exposed(args.web_host)
     live = LiveState(history=args.web_history, content_budget=args.web_keep)
     if args.workers > 1:
-        return asyncio.run(_run_parent(args, argv, options, live, address, token))
+        parent = _run_parent(args, argv, options, live, address, token)
+        return run_loop(parent, options.event_loop)
     breakpoints = _breakpoints(live)
 
     def make_ui(capture_file: Path | None) -> WebUi:
@@ -202,7 +205,7 @@ def _run(argv: list[str]) -> int:
         )
 
     companion = WebCompanion(live, make_ui, breakpoints)
-    asyncio.run(run_proxy(options, script_host(args), companion))
+    run_loop(run_proxy(options, script_host(args), companion), options.event_loop)
     return 0
 
 
@@ -217,7 +220,7 @@ def _run_worker(args: argparse.Namespace, options: Options) -> int:
     if not bridge or identity is None:
         raise ConfigError(f"a worker of wsproxy-web --workers needs {BRIDGE_ENV}")
     companion = WorkerCompanion(bridge, identity, Breakpoints())
-    asyncio.run(run_proxy(options, script_host(args), companion))
+    run_loop(run_proxy(options, script_host(args), companion), options.event_loop)
     return 0
 
 
