@@ -492,7 +492,9 @@ def main(argv: list[str] | None = None) -> int:
             if child.is_alive():
                 child.kill()
                 child.join(5)
-        code = stop_group(proxy)
+        # A proxy's shutdown waits for connections still lingering after their close (a few
+        # seconds at most): with thousands just closed, 3 s is not enough.
+        code = stop_group(proxy, grace=20.0)
         if code not in (None, 0):
             log(f"the proxy exited with {code}; its log: {workdir / 'proxy.log'}")
             failed = True
