@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from wsproxy import logformat
+from wsproxy import logformat, loglines
 from wsproxy.capture.sink import CaptureSink
 from wsproxy.decoders.base import Hints
 from wsproxy.decoders.connection import DECODE_LIMIT, ConnectionDecoding, StreamDecoding
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("wsproxy")
 
 LINGER = 2.0  # seconds to let a failed peer read our close frame before the socket goes
+JOIN_AT = 64 * 1024  # the bytes of one dispatch for a peer that are joined into one write
 
 __all__ = ["LINGER", "CaptureSink", "WebSocketSession"]
 
@@ -147,6 +148,8 @@ class WebSocketSession:
         self._holds = {Side.CLIENT: Hold.NONE, Side.SERVER: Hold.NONE}
         self._dispatching = False
         self._queue: list[Command] = []
+        # What the commands of the current dispatch send each peer, written at its end.
+        self._unsent: dict[Side, list[bytes]] = {Side.CLIENT: [], Side.SERVER: []}
         self._refusal_logged = False  # an injected message was refused (logged once)
 
     def _stamp(self, item: FrameEvent | Message) -> None:
@@ -249,22 +252,39 @@ class WebSocketSession:
                 self._carry_out(batch)
         finally:
             self._dispatching = False
+            self._write_unsent()
 
     def _carry_out(self, commands: list[Command]) -> None:
         capture = self.capture
-        client = self.client
         for command in commands:
             if isinstance(command, Send):
                 if capture is not None:
                     capture.sync()  # the capture's write-ahead: recorded before forwarded
-                write = client.write if command.side is Side.CLIENT else self.server.write
-                for chunk in command.chunks:
-                    write(chunk)
+                self._unsent[command.side].extend(command.chunks)
             elif isinstance(command, Record):
                 for observe in self._observers:
                     observe(command.record)
             else:
+                if isinstance(command, CloseTransport | AbortTransport):
+                    self._write_unsent()  # what was sent before goes first
                 self._act(command)
+
+    def _write_unsent(self) -> None:
+        """Write what the commands so far sent each peer: a dispatch's frames for one peer (a
+        message hook's verdicts come one message at a time) go out in one write, not one
+        system call each. Pieces of a large frame are written as they are, not copied."""
+        for side, chunks in self._unsent.items():
+            if not chunks:
+                continue
+            write = self.client.write if side is Side.CLIENT else self.server.write
+            if len(chunks) == 1:
+                write(chunks[0])
+            elif sum(map(len, chunks)) <= JOIN_AT:
+                write(b"".join(chunks))
+            else:
+                for chunk in chunks:
+                    write(chunk)
+            chunks.clear()
 
     def _act(self, command: Command) -> None:
         if isinstance(command, Note):
@@ -411,7 +431,7 @@ class WebSocketSession:
                 summary = logformat.decoded_preview(decoded.summary, self.options.preview_length)
                 if record.offset:  # its frame's line went with its first piece
                     side = "client -> server" if record.side is Side.CLIENT else "server -> client"
-                    log.info("[%s] %s message: %s", self.conn_id, side, summary)
+                    loglines.info(log, "[%s] %s message: %s", self.conn_id, side, summary)
         if record.offset:
             return  # a later piece of a frame recorded in pieces: logged with its first
         if self.view is not None and not self.view.keeps_record(record):
@@ -432,7 +452,8 @@ class WebSocketSession:
             length=record.length,
             shown=shown,
         )
-        log.info("[%s] %s", self.conn_id, line if width else line[:-1])  # no preview, no " "
+        shown_line = line if width else line[:-1]  # no preview, no " "
+        loglines.info(log, "[%s] %s", self.conn_id, shown_line)
 
     def _capture_frame(self, record: FrameRecord) -> None:
         assert self.capture is not None and self.flow is not None
