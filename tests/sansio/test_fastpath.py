@@ -279,9 +279,7 @@ def _relayed(
 ) -> tuple[bytes, bytes, Driven]:
     monkeypatch.setattr(endpoint, "relay_frames", impl)
     monkeypatch.setattr(endpoint, "relay_frames_recorded", recorded)
-    relay = Driven(
-        RelayConfig(max_frame_size=BIG, max_message_size=BIG, records=records, **config)
-    )
+    relay = Driven(RelayConfig(max_frame_size=BIG, max_message_size=BIG, records=records, **config))
     to_server, to_client = b"", b""
     for side, piece in pieces:
         relay.receive(side, piece)

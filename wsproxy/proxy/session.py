@@ -136,6 +136,7 @@ class WebSocketSession:
         )
         if decode_log:
             self._log_decoding = StreamDecoding(self.hints)
+        self._log_preview_size = logformat.preview_bytes(options.preview_length)
         if flow is not None:
             flow._injector = self.inject
             flow._closer = self.close
@@ -151,6 +152,7 @@ class WebSocketSession:
         # What the commands of the current dispatch send each peer, written at its end.
         self._unsent: dict[Side, list[bytes]] = {Side.CLIENT: [], Side.SERVER: []}
         self._refusal_logged = False  # an injected message was refused (logged once)
+        self._capture_held = False  # Hold.CAPTURE is on (a plain bool: asked per record)
 
     def _stamp(self, item: FrameEvent | Message) -> None:
         """What the hooks get with an item: its time, and for a message its decoder."""
@@ -415,7 +417,10 @@ class WebSocketSession:
     def _log_frame(self, record: FrameRecord) -> None:
         decoding = self._log_decoding
         summary = None
-        if decoding is not None and record.opcode < Opcode.CLOSE:
+        if decoding is not None and decoding.decoding.gave_up:
+            # No decoder fits this connection, and none ever will: no more joining either.
+            self._log_decoding = decoding = None
+        if decoding is not None and record.opcode < _CLOSE:
             try:
                 decoded = decoding.frame(
                     record.payload,
@@ -437,13 +442,17 @@ class WebSocketSession:
         if self.view is not None and not self.view.keeps_record(record):
             return
         width = self.options.preview_length
-        size = logformat.preview_bytes(width)
-        data = record.payload[:size]  # the whole payload when a capture listens too
-        kind = logformat.payload_kind(record.opcode, record.message_opcode)
+        size = self._log_preview_size
+        data = record.payload
+        if len(data) > size:
+            data = data[:size]  # the whole payload when a capture listens too
         if summary is not None:
             shown = summary
+        elif width:
+            kind = logformat.payload_kind(record.opcode, record.message_opcode)
+            shown = logformat.preview(data, kind, width, partial=len(data) >= size)
         else:
-            shown = logformat.preview(data, kind, width, partial=len(data) >= size) if width else ""
+            shown = ""
         flags = logformat.frame_flags(fin=record.fin, rsv=record.rsv, compressed=record.compressed)
         line = logformat.frame_line(
             from_client=record.side is Side.CLIENT,
@@ -458,9 +467,8 @@ class WebSocketSession:
     def _capture_frame(self, record: FrameRecord) -> None:
         assert self.capture is not None and self.flow is not None
         self.capture.frame(self.flow, record, time.time())
-        if Hold.CAPTURE not in self._holds[Side.CLIENT] and self.capture.congested(
-            self._capture_drained
-        ):
+        if not self._capture_held and self.capture.congested(self._capture_drained):
+            self._capture_held = True
             self._hold(Side.CLIENT, Hold.CAPTURE)
             self._hold(Side.SERVER, Hold.CAPTURE)
 
@@ -470,11 +478,15 @@ class WebSocketSession:
             self.loop.call_soon_threadsafe(self._capture_resume)
 
     def _capture_resume(self) -> None:
+        self._capture_held = False
         for side in (Side.CLIENT, Side.SERVER):
             self._release(side, Hold.CAPTURE)
 
     def _log_event(self, side: Side, message: str) -> None:
         log.info("[%s] %s: %s", self.conn_id, side.value, message)
+
+
+_CLOSE = int(Opcode.CLOSE)  # data opcodes are below it (a plain int compares faster)
 
 
 def _flow_hints(flow: Flow | None) -> Hints:
