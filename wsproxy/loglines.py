@@ -56,11 +56,9 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if second != self._second:
             self._second = second
             self._stamp = time.strftime(DATE_FORMAT, time.localtime(now))
-        self.acquire()
-        try:
+        assert self.lock is not None  # made by Handler.__init__
+        with self.lock:
             self._add(f"{self._stamp} {self.tag}{message}\n")
-        finally:
-            self.release()
 
     def _add(self, text: str) -> None:
         """With the handler's lock held: a line that waits for the end of the turn."""
