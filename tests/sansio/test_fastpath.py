@@ -459,3 +459,25 @@ def test_the_relay_records_through_the_fast_path(monkeypatch: pytest.MonkeyPatch
         (TEXT, 3, b"on", "forwarded"),
         (BINARY, 3, b"tw", "forwarded"),
     ]
+
+
+def test_the_recording_reader_draws_a_new_key_block_in_the_middle_of_a_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = fastpath.MaskKeys()
+    keys.position = len(keys.block) - 8  # two keys left
+    monkeypatch.setattr(endpoint, "MASK_KEYS", keys)
+    frames = [Wire(BINARY, bytes([n]) * n) for n in range(7)]
+    data = client_bytes(*frames)
+    reader = FrameReader(masked=True, max_frame_size=BIG, max_message_size=BIG)
+    end, out, records = reader.take_simple_recorded(data, 2)
+    assert end == len(data) == reader.bytes_received
+    assert records == [(BINARY, len(f.payload), f.payload[:2]) for f in frames]
+    assert out is not None and unmasked_frames(out) == frames
+    assert keys.position == 5 * 4
+
+
+def test_the_recording_reader_stands_aside_inside_a_message() -> None:
+    reader = FrameReader(masked=True, max_frame_size=BIG, max_message_size=BIG)
+    reader.receive_data(client_bytes(Wire(BINARY, b"x", fin=False)))
+    assert reader.take_simple_recorded(client_bytes(Wire(BINARY, b"y")), -1) == (0, None, [])
