@@ -166,7 +166,7 @@ relay_frames: RelayFrames = relay_frames_c if relay_frames_c is not None else re
 relay_frames_recorded_c: RelayFramesRecorded | None
 try:
     from wsproxy.sansio._speedups import relay_frames_recorded as relay_frames_recorded_c
-except ImportError:  # built without a compiler
+except ImportError:  # pragma: no cover - built without a compiler (as the one above)
     relay_frames_recorded_c = None
 
 relay_frames_recorded: RelayFramesRecorded = (
