@@ -270,15 +270,13 @@ class Log:
 
     def _colour(self) -> bool:
         """ANSI colours only on a terminal, and never with NO_COLOR set (no-color.org)."""
-        if os.environ.get("NO_COLOR"):
-            return False
         stream = self._stream()
         known, tty = self._tty
         if stream is not known:  # asked once per stream, not per line
             isatty = getattr(stream, "isatty", None)
             tty = bool(isatty and isatty())
             self._tty = (stream, tty)
-        return tty
+        return tty and not os.environ.get("NO_COLOR")
 
     def _write(self, line: str) -> None:
         stream = self._stream()
