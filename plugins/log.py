@@ -41,12 +41,14 @@ frame. So the plugin asks the chain only for the hook its options need: ``messag
 ``frame`` with ``log_frames=true`` (the chain reads a plugin's hooks when it is built, after
 ``configure``; the unused hook reads as ``None``).
 
-Writes are synchronous and line-buffered: a log line is short, and a blocked terminal or disk
-would stall the proxy either way.
+Writes are synchronous (a blocked terminal or disk would stall the proxy either way), and the
+stream is flushed once at the end of the event loop's turn rather than after every line: the
+lines of one read reach the file in one system call, still within the turn that wrote them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -82,6 +84,10 @@ class Log:
         self.log_file = ""
         self.max_preview = 80
         self._file: TextIO | None = None
+        self._unflushed: TextIO | None = None  # written to, flushed at the end of the turn
+        self._tty: tuple[TextIO | None, bool] = (None, False)  # a stream and its isatty()
+        self._second = -1  # the time string of _text, made once a second
+        self._stamp = ""
 
     def configure(self, options: object) -> None:
         defaults = {option.name: option.default for option in self.options}
@@ -100,6 +106,7 @@ class Log:
                 self._file = append_private(path)  # mode 0600: the log holds traffic
 
     def done(self) -> None:
+        self._flush()
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -248,8 +255,11 @@ class Log:
         self._write(json.dumps(record, ensure_ascii=False))
 
     def _text(self, flow: Flow, line: str, colour: str) -> None:
-        stamp = time.strftime("%H:%M:%S")
-        text = f"{stamp} [{flow.id}] {line}"
+        now = time.time()
+        if int(now) != self._second:
+            self._second = int(now)
+            self._stamp = time.strftime("%H:%M:%S", time.localtime(now))
+        text = f"{self._stamp} [{flow.id}] {line}"
         if self._colour():
             text = f"{_COLOURS[colour]}{text}{_RESET}"
         self._write(text)
@@ -260,15 +270,33 @@ class Log:
 
     def _colour(self) -> bool:
         """ANSI colours only on a terminal, and never with NO_COLOR set (no-color.org)."""
-        if os.environ.get("NO_COLOR"):
-            return False
-        isatty = getattr(self._stream(), "isatty", None)
-        return bool(isatty and isatty())
+        stream = self._stream()
+        known, tty = self._tty
+        if stream is not known:  # asked once per stream, not per line
+            isatty = getattr(stream, "isatty", None)
+            tty = bool(isatty and isatty())
+            self._tty = (stream, tty)
+        return tty and not os.environ.get("NO_COLOR")
 
     def _write(self, line: str) -> None:
         stream = self._stream()
+        if self._unflushed is not None and self._unflushed is not stream:
+            self._flush()  # stderr was redirected: the old stream's lines go out first
         stream.write(line + "\n")
-        stream.flush()
+        if self._unflushed is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a test, a thread): flushed at once
+            stream.flush()
+            return
+        self._unflushed = stream
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        stream, self._unflushed = self._unflushed, None
+        if stream is not None and not stream.closed:
+            stream.flush()
 
 
 def _plural(n: int, word: str) -> str:

@@ -37,6 +37,7 @@ from wsproxy.exceptions import (
     WsproxyError,
     os_error_text,
 )
+from wsproxy.loglines import LineHandler
 from wsproxy.mitmoptions import parser_flags, translate
 from wsproxy.modes import (
     Listen,
@@ -590,9 +591,7 @@ def setup_logging(verbosity: int, worker: str = "") -> None:
     """Log lines on stderr, ``HH:MM:SS message``; in a worker of ``--workers``, its tag after
     the time (``12:00:01 w2 message``)."""
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 1 else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
-    tag = f"{worker} " if worker else ""
-    handler.setFormatter(logging.Formatter(f"%(asctime)s {tag}%(message)s", "%H:%M:%S"))
+    handler = LineHandler(sys.stderr, f"{worker} " if worker else "")
     root = logging.getLogger("wsproxy")
     root.handlers[:] = [handler]
     root.setLevel(level)

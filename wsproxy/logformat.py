@@ -52,8 +52,19 @@ def arrow(from_client: bool) -> str:
 
 def frame_flags(*, fin: bool, rsv: int, compressed: bool) -> str:
     """``F`` fin, ``1`` RSV1 (0x40 of the first byte), ``z`` compressed; ``-`` for none."""
-    flags = "".join(flag for flag, on in (("F", fin), ("1", rsv & 0x40), ("z", compressed)) if on)
-    return flags or "-"
+    return _FLAGS[bool(fin), bool(rsv & 0x40), bool(compressed)]
+
+
+# Every frame line asks: the eight answers, made once.
+_FLAGS = {
+    (fin, rsv1, compressed): "".join(
+        flag for flag, on in (("F", fin), ("1", rsv1), ("z", compressed)) if on
+    )
+    or "-"
+    for fin in (False, True)
+    for rsv1 in (False, True)
+    for compressed in (False, True)
+}
 
 
 def payload_kind(opcode: int, message_opcode: int) -> int:

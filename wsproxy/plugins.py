@@ -203,7 +203,7 @@ class PluginChain:
     def _call_inline(self, name: str, hook: str, fn: Callable[..., Any], *args: Any) -> bool:
         try:
             result = fn(*args)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 if inspect.iscoroutine(result):
                     result.close()
                 raise TypeError("a plain function hook returned an awaitable: make it async def")

@@ -40,3 +40,51 @@ def test_a_record_orjson_refuses_falls_back_to_json() -> None:
     with pytest.raises(UnicodeEncodeError):
         jsonl.encode(record)  # json cannot write a lone surrogate as UTF-8 either
     assert json.loads(jsonl.encode({"type": "x", "big": 1 << 70})) == {"type": "x", "big": 1 << 70}
+
+
+def _dictionary_line(conn: str, ts: float, record: FrameRecord) -> bytes:
+    """A frame line the long way: ``frame``'s dictionary through ``encode``, base64 last."""
+    raw: list[tuple[str, jsonl.Data]] = []
+    head = jsonl.encode(jsonl.frame(conn, ts, record, raw=raw))
+    if not raw:
+        return head + b"\n"
+    tails = b"".join(
+        b',"' + key.encode() + b'":"' + jsonl.b64encode(data) + b'"' for key, data in raw
+    )
+    return head[:-1] + tails + b"}\n"
+
+
+PLAIN_RECORDS = [
+    FrameRecord(Side.CLIENT, 0x1, True, 0, 9, 'héllo ☃\n"\x00'.encode(), False, 0x1),
+    FrameRecord(Side.SERVER, 0x1, True, 0, 2, b"\xff\xfe", False, 0x1),  # text, not UTF-8
+    FrameRecord(Side.SERVER, 0x2, True, 0x40, 5000, os.urandom(64), True, 0x2),
+    FrameRecord(Side.CLIENT, 0x0, False, 0, 0, b"", False, 0x1),
+    FrameRecord(Side.CLIENT, 0x2, True, 0, 0, b"", False, 0x2),
+    FrameRecord(Side.SERVER, 0x9, True, 0, 4, b"ping", False, 0x9),
+    FrameRecord(Side.CLIENT, 0x1, True, 0, 3, b"abc", False, 0x1, "dropped", 'a "plugin"'),
+    FrameRecord(Side.CLIENT, 0x1, True, 0, 3, b"abc", False, 0x1, "injected"),
+    FrameRecord(Side.CLIENT, 0x8, True, 0, 2, b"\x03\xe8", False, 0x8),
+]
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["orjson", "json"])
+@pytest.mark.parametrize("conn", ["c1", "w2-c17", '"\x00', "\x00"])
+def test_frame_lines_from_templates_are_the_dictionary_lines(
+    conn: str, fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not fast:
+        monkeypatch.setattr(jsonl, "_orjson", None)
+    monkeypatch.setattr(jsonl, "_TEMPLATES", {})
+    for ts in (1796000000.123456, 1796000000.9999996, 0.5, 1e-7):
+        for record in PLAIN_RECORDS:
+            expected = _dictionary_line(conn, ts, record)
+            assert jsonl.frame_bytes(conn, ts, record) == expected
+            assert b"".join(jsonl.frame_line(conn, ts, record)) == expected
+
+
+def test_templates_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jsonl, "_TEMPLATES", {})
+    record = PLAIN_RECORDS[0]
+    for n in range(jsonl._TEMPLATES_MAX + 10):
+        assert jsonl.frame_bytes(f"c{n}", 1.0, record) == _dictionary_line(f"c{n}", 1.0, record)
+    assert len(jsonl._TEMPLATES) <= jsonl._TEMPLATES_MAX

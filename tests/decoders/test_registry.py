@@ -58,9 +58,14 @@ def test_connection_decoding_is_chosen_at_the_first_decodable_message() -> None:
 def test_connection_decoding_gives_up_after_some_tries() -> None:
     decoding = ConnectionDecoding(Hints())
     for _ in range(connection.SNIFF_TRIES):
+        assert not decoding.gave_up
         assert decoding.decode(b"plain", text=True, from_client=True) is None
+    assert decoding.gave_up  # the -v log stops feeding it
     assert decoding.decode(b'{"a":1}', text=True, from_client=True) is None
     assert decoding.protocol is None
+    found = ConnectionDecoding(Hints())
+    assert found.decode(b'{"a":1}', text=True, from_client=True) is not None
+    assert not found.gave_up
 
 
 def test_connection_decoding_size_limit(monkeypatch: pytest.MonkeyPatch) -> None:

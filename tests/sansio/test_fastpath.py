@@ -4,13 +4,15 @@ The contract: the run of whole, final, unextended text/binary frames at the star
 checked as the frame reader checks them, client frames re-masked with keys from the block;
 a stop at the first frame that is anything else, with the reader's state untouched. Every
 test runs the C function and the pure twin; a property test holds them to each other and to
-the general reader on arbitrary bytes.
+the general reader on arbitrary bytes. The same for ``relay_frames_recorded``, and the records a
+relay makes through it are those the general path makes.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -34,6 +36,7 @@ from wsproxy.sansio.legs import Side
 from wsproxy.sansio.relay import RelayConfig
 
 RelayFrames = fastpath.RelayFrames
+RelayFramesRecorded = fastpath.RelayFramesRecorded
 TEXT, BINARY, PING, CONT = Opcode.TEXT, Opcode.BINARY, Opcode.PING, Opcode.CONTINUATION
 
 
@@ -51,6 +54,18 @@ IMPLEMENTATIONS = [
         ),
     ),
     pytest.param(fastpath.relay_frames_py, id="python"),
+]
+
+RECORDED_IMPLEMENTATIONS = [
+    pytest.param(
+        fastpath.relay_frames_recorded_c or _c_not_built,
+        id="c",
+        marks=pytest.mark.skipif(
+            fastpath.relay_frames_recorded_c is None and not IN_CI,
+            reason="wsproxy.sansio._speedups is not built (no compiler at install time)",
+        ),
+    ),
+    pytest.param(fastpath.relay_frames_recorded_py, id="python"),
 ]
 
 KEYS = bytes(range(1, 65))  # 16 distinct keys, so a test sees which were taken
@@ -247,14 +262,24 @@ def test_mask_keys_come_in_blocks_and_are_never_reused(monkeypatch: pytest.Monke
 # -- the relay with the fast path, against the relay without it --------------------------------
 
 
+def _takes_nothing(
+    data: object, masked: bool, max_frame: int, max_message: int, keys: bytes, key_pos: int, *_: int
+) -> tuple[int, None, int, list[tuple[int, int, bytes]]]:
+    """A fast path that stands aside every time: the relay then takes the general path."""
+    return 0, None, key_pos, []
+
+
 def _relayed(
     pieces: list[tuple[Side, bytes]],
     records: bool,
     monkeypatch: pytest.MonkeyPatch,
     impl: RelayFrames,
+    recorded: RelayFramesRecorded = _takes_nothing,
+    **config: Any,
 ) -> tuple[bytes, bytes, Driven]:
     monkeypatch.setattr(endpoint, "relay_frames", impl)
-    relay = Driven(RelayConfig(max_frame_size=BIG, max_message_size=BIG, records=records))
+    monkeypatch.setattr(endpoint, "relay_frames_recorded", recorded)
+    relay = Driven(RelayConfig(max_frame_size=BIG, max_message_size=BIG, records=records, **config))
     to_server, to_client = b"", b""
     for side, piece in pieces:
         relay.receive(side, piece)
@@ -311,3 +336,148 @@ def test_the_pure_twin_serves_without_the_extension() -> None:
         assert fastpath.IMPLEMENTATION == "c"
     masked = apply_mask(b"x", b"abcd")
     assert fastpath.relay_frames_py(b"\x81\x81abcd" + masked, True, BIG, BIG, KEYS, 0)[2] == 1
+
+
+# -- the fast path for recorded frames -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("recorded", RECORDED_IMPLEMENTATIONS)
+def test_recorded_frames_come_with_their_content_in_the_clear(
+    recorded: RelayFramesRecorded,
+) -> None:
+    frames = [Wire(TEXT, b"hello"), Wire(BINARY, bytes(range(200))), Wire(TEXT, b"")]
+    for masked, make in ((True, client_bytes), (False, server_bytes)):
+        data = make(*frames, Wire(PING, b"stop"))
+        end, out, key_pos, got = recorded(data, masked, BIG, BIG, KEYS, 0, -1)
+        assert got == [(f.opcode, len(f.payload), f.payload) for f in frames]
+        assert end == len(make(*frames)) and key_pos == (12 if masked else 0)
+        assert (out is not None) == masked
+        # A preview: the first bytes only, the length still the frame's.
+        _, _, _, previews = recorded(data, masked, BIG, BIG, KEYS, 0, 3)
+        assert previews == [(f.opcode, len(f.payload), f.payload[:3]) for f in frames]
+
+
+@pytest.mark.parametrize("recorded", RECORDED_IMPLEMENTATIONS)
+def test_recorded_runs_stop_where_the_plain_ones_do(recorded: RelayFramesRecorded) -> None:
+    with pytest.raises(ValueError):
+        recorded(b"", True, BIG, BIG, KEYS, -4, -1)
+    data = client_bytes(Wire(TEXT, b"ok"), Wire(TEXT, b"\xff"))
+    assert recorded(data, True, BIG, BIG, KEYS, 0, -1)[3] == [(TEXT, 2, b"ok")]
+    # Out of keys: the run stops, nothing of the next frame is taken.
+    data = client_bytes(Wire(TEXT, b"a"), Wire(TEXT, b"b"))
+    end, out, key_pos, got = recorded(data, True, BIG, BIG, KEYS, len(KEYS) - 4, -1)
+    assert (got, key_pos) == ([(TEXT, 1, b"a")], len(KEYS))
+    assert out is not None and len(out) == end
+    assert recorded(data, True, BIG, BIG, KEYS, len(KEYS), -1) == (0, None, len(KEYS), [])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    data=st.binary(max_size=80)
+    | frame_sequences(max_size=40).map(lambda frames: client_bytes(*frames))
+    | frame_sequences(max_size=40).map(lambda frames: server_bytes(*frames)),
+    masked=st.booleans(),
+    key_pos=st.sampled_from([0, 4, 56, 64]),
+    keep=st.sampled_from([-1, 0, 5, 64]),
+)
+def test_recorded_is_the_plain_walk_plus_records(
+    data: bytes, masked: bool, key_pos: int, keep: int
+) -> None:
+    if fastpath.relay_frames_recorded_c is None:
+        if IN_CI:
+            pytest.fail("wsproxy.sansio._speedups is not built")
+        pytest.skip("wsproxy.sansio._speedups is not built")
+    got = fastpath.relay_frames_recorded_c(data, masked, 300, 200, KEYS, key_pos, keep)
+    assert got == fastpath.relay_frames_recorded_py(data, masked, 300, 200, KEYS, key_pos, keep)
+    end, out, new_pos, frames = got
+    assert (end, out, len(frames), new_pos) == fastpath.relay_frames_py(
+        data, masked, 300, 200, KEYS, key_pos
+    )
+    taken = parse(data[:end], masked=masked)
+    cut = None if keep < 0 else keep
+    assert frames == [
+        (t.opcode, len(t.payload), t.payload[:cut]) for t in taken if isinstance(t, Wire)
+    ]
+
+
+@pytest.mark.parametrize("recorded", RECORDED_IMPLEMENTATIONS)
+@settings(max_examples=150, deadline=None)
+@given(
+    client_frames=frame_sequences(close=False),
+    server_frames=frame_sequences(close=False),
+    full=st.booleans(),
+    preview=st.sampled_from([0, 3, 64]),
+    data=st.data(),
+)
+def test_records_are_the_same_with_and_without_it(
+    recorded: RelayFramesRecorded,
+    client_frames: list[Wire],
+    server_frames: list[Wire],
+    full: bool,
+    preview: int,
+    data: st.DataObject,
+) -> None:
+    c_wire, s_wire = client_bytes(*client_frames), server_bytes(*server_frames)
+    c_pieces = split(c_wire, data.draw(st.lists(st.integers(0, len(c_wire)), max_size=6)))
+    s_pieces = split(s_wire, data.draw(st.lists(st.integers(0, len(s_wire)), max_size=6)))
+    order = data.draw(
+        st.permutations([Side.CLIENT] * len(c_pieces) + [Side.SERVER] * len(s_pieces))
+    )
+    feeds = {Side.CLIENT: iter(c_pieces), Side.SERVER: iter(s_pieces)}
+    pieces = [(side, next(feeds[side])) for side in order]
+    config = {"full_payloads": full, "preview_size": preview}
+    with pytest.MonkeyPatch.context() as patch:
+        fast_server, fast_client, fast = _relayed(
+            pieces, True, patch, fastpath.relay_frames, recorded, **config
+        )
+    with pytest.MonkeyPatch.context() as patch:
+        slow_server, slow_client, slow = _relayed(
+            pieces, True, patch, fastpath.relay_frames, **config
+        )
+    assert parse(fast_server, masked=True) == parse(slow_server, masked=True) == client_frames
+    assert fast_client == slow_client == s_wire
+    assert fast.records == slow.records
+    for side in (Side.CLIENT, Side.SERVER):
+        assert fast.leg(side).messages == slow.leg(side).messages
+        assert fast.leg(side).frames == slow.leg(side).frames
+        assert fast.leg(side).reader.bytes_received == slow.leg(side).reader.bytes_received
+
+
+def test_the_relay_records_through_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def counting(*args: Any) -> tuple[int, bytes | None, int, list[tuple[int, int, bytes]]]:
+        calls.append(args[6])
+        return fastpath.relay_frames_recorded(*args)
+
+    data = client_bytes(Wire(TEXT, b"one"), Wire(BINARY, b"two"))
+    _, _, relay = _relayed(
+        [(Side.CLIENT, data)], True, monkeypatch, fastpath.relay_frames, counting, preview_size=2
+    )
+    assert calls == [2]
+    assert [(r.opcode, r.length, r.payload, r.verdict) for r in relay.records] == [
+        (TEXT, 3, b"on", "forwarded"),
+        (BINARY, 3, b"tw", "forwarded"),
+    ]
+
+
+def test_the_recording_reader_draws_a_new_key_block_in_the_middle_of_a_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = fastpath.MaskKeys()
+    keys.position = len(keys.block) - 8  # two keys left
+    monkeypatch.setattr(endpoint, "MASK_KEYS", keys)
+    frames = [Wire(BINARY, bytes([n]) * n) for n in range(7)]
+    data = client_bytes(*frames)
+    reader = FrameReader(masked=True, max_frame_size=BIG, max_message_size=BIG)
+    end, out, records = reader.take_simple_recorded(data, 2)
+    assert end == len(data) == reader.bytes_received
+    assert records == [(BINARY, len(f.payload), f.payload[:2]) for f in frames]
+    assert out is not None and unmasked_frames(out) == frames
+    assert keys.position == 5 * 4
+
+
+def test_the_recording_reader_stands_aside_inside_a_message() -> None:
+    reader = FrameReader(masked=True, max_frame_size=BIG, max_message_size=BIG)
+    reader.receive_data(client_bytes(Wire(BINARY, b"x", fin=False)))
+    assert reader.take_simple_recorded(client_bytes(Wire(BINARY, b"y")), -1) == (0, None, [])

@@ -321,6 +321,8 @@ def _line_parts(
     offset: int,
     more: bool,
 ) -> list[bytes]:
+    if original is None and not offset and not more:
+        return [_plain_line(conn, ts, record, payload)]
     raw: list[tuple[str, Data]] = []
     obj = frame(
         conn, ts, record, payload=payload, original=original, offset=offset, more=more, raw=raw
@@ -333,6 +335,69 @@ def _line_parts(
         parts += (b',"', key.encode("ascii"), b'":"', b64encode(data), b'"')
     parts.append(b"}\n")
     return parts
+
+
+def _scalar(value: str | float) -> bytes:
+    """One JSON value, by the encoder ``encode`` uses, so it reads as it would in a record."""
+    if _orjson is not None:
+        try:
+            encoded: bytes = _orjson.dumps(value)
+            return encoded
+        except TypeError:  # a lone surrogate: json escapes it
+            pass
+    return _dumps(value).encode("utf-8")
+
+
+# The constant parts of frame lines, by the fields that make them (see _plain_line). Bounded:
+# the connection id is part of the key, and a long run has many.
+_TEMPLATES: dict[tuple[Any, ...], tuple[bytes, bytes, bytes, bytes]] = {}
+_TEMPLATES_MAX = 1024
+
+
+def _plain_line(conn: str, ts: float, r: FrameRecord, payload: Data) -> bytes:
+    """The line of a frame recorded whole with no original content (nearly every frame), as
+    ``frame`` and ``encode`` make it, byte for byte, without building the dictionary: all but
+    the time, the length and the content is the same for every frame of a connection's
+    direction and kind, so it is encoded once (``_TEMPLATES``) and the line put together."""
+    # The side as its value (a str): an Enum member hashes in Python, a str in C.
+    side, by = r.side._value_, r.by
+    key = (conn, side, r.opcode, r.message_opcode, r.fin, r.rsv, r.compressed, r.verdict, by)
+    template = _TEMPLATES.get(key)
+    if template is None:
+        if len(_TEMPLATES) >= _TEMPLATES_MAX:
+            _TEMPLATES.clear()
+        template = _TEMPLATES[key] = _template(conn, r)
+    head, before_ts, before_length, tail = template
+    parts = [head, _scalar(iso_time(ts)), before_ts, _scalar(ts), before_length, b"%d" % r.length]
+    if r.message_opcode == 0x1 and r.opcode in (0x0, 0x1):
+        try:
+            text = str(payload, "utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            parts += (b',"text":', _scalar(text), tail)
+            return b"".join(parts)
+    # Base64 goes last, as _line_parts puts it.
+    parts += (tail[:-2], b',"b64":"', b64encode(payload), b'"}\n')
+    return b"".join(parts)
+
+
+def _template(conn: str, r: FrameRecord) -> tuple[bytes, bytes, bytes, bytes]:
+    """``frame``'s line for ``r`` cut around its variable parts: up to the time, between the
+    time and ``ts``, between ``ts`` and the length, and after the content (newline included)."""
+    fields = frame(conn, 0.0, r, payload=b"")
+    fields.pop("text", None)
+    fields.pop("b64", None)
+    keys = list(fields)
+    cut = keys.index("length") + 1
+    stand_in = "\x00"
+    before = {key: fields[key] for key in keys[:cut]}
+    before["time"] = before["ts"] = before["length"] = stand_in
+    # The three stand-ins are the last three in the line: only the connection id comes before.
+    head, before_ts, before_length, end = encode(before).rsplit(_scalar(stand_in), 3)
+    assert end == b"}"
+    after = encode({key: fields[key] for key in keys[cut:]})
+    return head, before_ts, before_length, b"," + after[1:] + b"\n"
 
 
 def _address(address: Any) -> str | None:

@@ -196,6 +196,12 @@ def _item_parts(item: _Item) -> Iterator[bytes]:
     yield from jsonl.frame_line(conn, ts, r)
 
 
+def _small(record: FrameRecord) -> bool:
+    """Whether ``record`` makes one short line (``jsonl.frame_bytes``), not pieces."""
+    original = record.original
+    return len(record.payload) <= jsonl.PIECE and (original is None or len(original) <= jsonl.PIECE)
+
+
 class CaptureWriter:
     """Writes a capture file (``.jsonl``, or ``.har`` with a journal); see the module doc."""
 
@@ -497,10 +503,14 @@ class CaptureWriter:
         write = self._out.write
         while batch:
             item = batch.popleft()
-            if isinstance(item, dict):
-                closed = closed or item["type"] == "close"
-            for part in _item_parts(item):
-                write(part)
+            if type(item) is tuple and _small(item[1]):
+                conn, record, ts = item
+                write(jsonl.frame_bytes(conn, ts, record))  # one line, no generators
+            else:
+                if isinstance(item, dict):
+                    closed = closed or item["type"] == "close"
+                for part in _item_parts(item):
+                    write(part)
             self.written += 1
         return closed
 

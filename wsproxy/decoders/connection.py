@@ -35,6 +35,12 @@ class ConnectionDecoding:
     def protocol(self) -> str | None:
         return None if self.decoder is None else self.decoder.protocol
 
+    @property
+    def gave_up(self) -> bool:
+        """No decoder claimed the connection and ``SNIFF_TRIES`` messages fitted none: every
+        later message decodes to None."""
+        return self.decoder is None and self._tries >= SNIFF_TRIES
+
     def decode(self, payload: bytes, *, text: bool, from_client: bool) -> Decoded | None:
         """The message as its protocol sees it; None when it is not decodable."""
         decoder = self.decoder

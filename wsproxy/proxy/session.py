@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from wsproxy import logformat
+from wsproxy import logformat, loglines
 from wsproxy.capture.sink import CaptureSink
 from wsproxy.decoders.base import Hints
 from wsproxy.decoders.connection import DECODE_LIMIT, ConnectionDecoding, StreamDecoding
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("wsproxy")
 
 LINGER = 2.0  # seconds to let a failed peer read our close frame before the socket goes
+JOIN_AT = 64 * 1024  # the bytes of one dispatch for a peer that are joined into one write
 
 __all__ = ["LINGER", "CaptureSink", "WebSocketSession"]
 
@@ -135,6 +136,7 @@ class WebSocketSession:
         )
         if decode_log:
             self._log_decoding = StreamDecoding(self.hints)
+        self._log_preview_size = logformat.preview_bytes(options.preview_length)
         if flow is not None:
             flow._injector = self.inject
             flow._closer = self.close
@@ -147,7 +149,10 @@ class WebSocketSession:
         self._holds = {Side.CLIENT: Hold.NONE, Side.SERVER: Hold.NONE}
         self._dispatching = False
         self._queue: list[Command] = []
+        # What the commands of the current dispatch send each peer, written at its end.
+        self._unsent: dict[Side, list[bytes]] = {Side.CLIENT: [], Side.SERVER: []}
         self._refusal_logged = False  # an injected message was refused (logged once)
+        self._capture_held = False  # Hold.CAPTURE is on (a plain bool: asked per record)
 
     def _stamp(self, item: FrameEvent | Message) -> None:
         """What the hooks get with an item: its time, and for a message its decoder."""
@@ -256,22 +261,39 @@ class WebSocketSession:
                 self._carry_out(batch)
         finally:
             self._dispatching = False
+            self._write_unsent()
 
     def _carry_out(self, commands: list[Command]) -> None:
         capture = self.capture
-        client = self.client
         for command in commands:
             if isinstance(command, Send):
                 if capture is not None:
                     capture.sync()  # the capture's write-ahead: recorded before forwarded
-                write = client.write if command.side is Side.CLIENT else self.server.write
-                for chunk in command.chunks:
-                    write(chunk)
+                self._unsent[command.side].extend(command.chunks)
             elif isinstance(command, Record):
                 for observe in self._observers:
                     observe(command.record)
             else:
+                if isinstance(command, CloseTransport | AbortTransport):
+                    self._write_unsent()  # what was sent before goes first
                 self._act(command)
+
+    def _write_unsent(self) -> None:
+        """Write what the commands so far sent each peer: a dispatch's frames for one peer (a
+        message hook's verdicts come one message at a time) go out in one write, not one
+        system call each. Pieces of a large frame are written as they are, not copied."""
+        for side, chunks in self._unsent.items():
+            if not chunks:
+                continue
+            write = self.client.write if side is Side.CLIENT else self.server.write
+            if len(chunks) == 1:
+                write(chunks[0])
+            elif sum(map(len, chunks)) <= JOIN_AT:
+                write(b"".join(chunks))
+            else:
+                for chunk in chunks:
+                    write(chunk)
+            chunks.clear()
 
     def _act(self, command: Command) -> None:
         if isinstance(command, Note):
@@ -402,7 +424,10 @@ class WebSocketSession:
     def _log_frame(self, record: FrameRecord) -> None:
         decoding = self._log_decoding
         summary = None
-        if decoding is not None and record.opcode < Opcode.CLOSE:
+        if decoding is not None and decoding.decoding.gave_up:
+            # No decoder fits this connection, and none ever will: no more joining either.
+            self._log_decoding = decoding = None
+        if decoding is not None and record.opcode < _CLOSE:
             try:
                 decoded = decoding.frame(
                     record.payload,
@@ -418,19 +443,23 @@ class WebSocketSession:
                 summary = logformat.decoded_preview(decoded.summary, self.options.preview_length)
                 if record.offset:  # its frame's line went with its first piece
                     side = "client -> server" if record.side is Side.CLIENT else "server -> client"
-                    log.info("[%s] %s message: %s", self.conn_id, side, summary)
+                    loglines.info(log, "[%s] %s message: %s", self.conn_id, side, summary)
         if record.offset:
             return  # a later piece of a frame recorded in pieces: logged with its first
         if self.view is not None and not self.view.keeps_record(record):
             return
         width = self.options.preview_length
-        size = logformat.preview_bytes(width)
-        data = record.payload[:size]  # the whole payload when a capture listens too
-        kind = logformat.payload_kind(record.opcode, record.message_opcode)
+        size = self._log_preview_size
+        data = record.payload
+        if len(data) > size:
+            data = data[:size]  # the whole payload when a capture listens too
         if summary is not None:
             shown = summary
+        elif width:
+            kind = logformat.payload_kind(record.opcode, record.message_opcode)
+            shown = logformat.preview(data, kind, width, partial=len(data) >= size)
         else:
-            shown = logformat.preview(data, kind, width, partial=len(data) >= size) if width else ""
+            shown = ""
         flags = logformat.frame_flags(fin=record.fin, rsv=record.rsv, compressed=record.compressed)
         line = logformat.frame_line(
             from_client=record.side is Side.CLIENT,
@@ -439,14 +468,14 @@ class WebSocketSession:
             length=record.length,
             shown=shown,
         )
-        log.info("[%s] %s", self.conn_id, line if width else line[:-1])  # no preview, no " "
+        shown_line = line if width else line[:-1]  # no preview, no " "
+        loglines.info(log, "[%s] %s", self.conn_id, shown_line)
 
     def _capture_frame(self, record: FrameRecord) -> None:
         assert self.capture is not None and self.flow is not None
         self.capture.frame(self.flow, record, time.time())
-        if Hold.CAPTURE not in self._holds[Side.CLIENT] and self.capture.congested(
-            self._capture_drained
-        ):
+        if not self._capture_held and self.capture.congested(self._capture_drained):
+            self._capture_held = True
             self._hold(Side.CLIENT, Hold.CAPTURE)
             self._hold(Side.SERVER, Hold.CAPTURE)
 
@@ -456,11 +485,15 @@ class WebSocketSession:
             self.loop.call_soon_threadsafe(self._capture_resume)
 
     def _capture_resume(self) -> None:
+        self._capture_held = False
         for side in (Side.CLIENT, Side.SERVER):
             self._release(side, Hold.CAPTURE)
 
     def _log_event(self, side: Side, message: str) -> None:
         log.info("[%s] %s: %s", self.conn_id, side.value, message)
+
+
+_CLOSE = int(Opcode.CLOSE)  # data opcodes are below it (a plain int compares faster)
 
 
 def _flow_hints(flow: Flow | None) -> Hints:

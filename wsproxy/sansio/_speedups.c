@@ -452,6 +452,140 @@ done:
     return result;
 }
 
+/* relay_frames_recorded(data, masked, max_frame, max_message, keys, key_pos, keep): what
+ * relay_frames does, for a relay whose frames are recorded (the log, a capture): returns
+ * (end, out, key_pos, frames), frames a list with one (opcode, length, payload) tuple per frame
+ * relayed, payload its first `keep` bytes in the clear (all of them when keep is negative). */
+static PyObject *
+relay_frames_recorded(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer data, keys;
+    PyObject *out = NULL, *result = NULL, *records = NULL;
+    unsigned char *target = NULL;
+    Py_ssize_t position = 0, key_pos, keep;
+
+    if (nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "relay_frames_recorded() takes 7 arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    int masked = PyObject_IsTrue(args[1]);
+    if (masked < 0) {
+        return NULL;
+    }
+    unsigned long long max_frame = PyLong_AsUnsignedLongLong(args[2]);
+    if (max_frame == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    unsigned long long max_message = PyLong_AsUnsignedLongLong(args[3]);
+    if (max_message == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    key_pos = PyLong_AsSsize_t(args[5]);
+    if (key_pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (key_pos < 0) {
+        PyErr_SetString(PyExc_ValueError, "relay_frames_recorded() key_pos must not be negative");
+        return NULL;
+    }
+    keep = PyLong_AsSsize_t(args[6]);
+    if (keep == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    unsigned long long max_length = max_frame < max_message ? max_frame : max_message;
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[4], &keys, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    records = PyList_New(0);
+    if (records == NULL) {
+        goto done;
+    }
+    const unsigned char *source = data.buf;
+    const unsigned char *key_block = keys.buf;
+    if (masked) {
+        out = PyBytes_FromStringAndSize(NULL, data.len);
+        if (out == NULL) {
+            goto done;
+        }
+        target = (unsigned char *)PyBytes_AS_STRING(out);
+    }
+    for (;;) {
+        Py_ssize_t header;
+        unsigned long long length;
+        if (!simple_frame(source + position, data.len - position, masked, max_length, &header,
+                          &length)) {
+            break;
+        }
+        const unsigned char *payload = source + position + header;
+        const unsigned char *clear = payload;
+        unsigned char opcode = source[position] & 0x0F;
+        int text = opcode == 0x1;
+        unsigned char *body = NULL;
+        if (masked) {
+            if (key_pos + 4 > keys.len) {
+                break;
+            }
+            unsigned char *frame = target + position;
+            body = frame + header;
+            memcpy(frame, source + position, header - 4);
+            memcpy(body, payload, (size_t)length);
+            xor_in_place(body, (Py_ssize_t)length, payload - 4);
+            if (text && !valid_utf8(body, (Py_ssize_t)length)) {
+                break;
+            }
+            clear = body;
+        }
+        else if (text && !valid_utf8(payload, (Py_ssize_t)length)) {
+            break;
+        }
+        Py_ssize_t kept = (Py_ssize_t)length;
+        if (keep >= 0 && keep < kept) {
+            kept = keep;
+        }
+        PyObject *record = Py_BuildValue("(iKy#)", (int)opcode, length, clear, kept);
+        if (record == NULL) {
+            goto done;
+        }
+        int appended = PyList_Append(records, record);
+        Py_DECREF(record);
+        if (appended < 0) {
+            goto done;
+        }
+        if (masked) {
+            memcpy(body - 4, key_block + key_pos, 4);
+            xor_in_place(body, (Py_ssize_t)length, key_block + key_pos);
+            key_pos += 4;
+        }
+        position += header + (Py_ssize_t)length;
+    }
+    if (masked) {
+        if (position == 0) {
+            Py_CLEAR(out);
+            out = Py_NewRef(Py_None);
+        }
+        else if (position < data.len && _PyBytes_Resize(&out, position) < 0) {
+            goto done;
+        }
+    }
+    else {
+        out = Py_NewRef(Py_None);
+    }
+    result = Py_BuildValue("nNnN", position, out, key_pos, records);
+    out = NULL;
+    records = NULL;
+done:
+    Py_XDECREF(out);
+    Py_XDECREF(records);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&data);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"mask", (PyCFunction)(void (*)(void))mask, METH_FASTCALL,
      "mask(buffer, key, offset=0, /)\n--\n\n"
@@ -467,6 +601,12 @@ static PyMethodDef methods[] = {
      "and (masked: from a client) re-masked with fresh keys from `keys` at `key_pos`.\n"
      "Returns (end, out, frames, key_pos): out is the re-masked bytes of data[:end], or\n"
      "None when unmasked (data[:end] goes on unchanged) or when end is 0."},
+    {"relay_frames_recorded", (PyCFunction)(void (*)(void))relay_frames_recorded, METH_FASTCALL,
+     "relay_frames_recorded(data, masked, max_frame, max_message, keys, key_pos, keep, /)\n"
+     "--\n\n"
+     "relay_frames for recorded frames: returns (end, out, key_pos, frames), frames a list of\n"
+     "(opcode, length, payload) per frame, payload its first `keep` bytes in the clear (all\n"
+     "when keep is negative)."},
     {NULL, NULL, 0, NULL},
 };
 

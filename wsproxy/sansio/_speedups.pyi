@@ -11,3 +11,13 @@ def relay_frames(
     key_pos: int,
     /,
 ) -> tuple[int, bytes | None, int, int]: ...
+def relay_frames_recorded(
+    data: bytes | bytearray | memoryview,
+    masked: bool,
+    max_frame: int,
+    max_message: int,
+    keys: bytes,
+    key_pos: int,
+    keep: int,
+    /,
+) -> tuple[int, bytes | None, int, list[tuple[int, int, bytes]]]: ...

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from wsproxy.sansio.errors import ProtocolError
-from wsproxy.sansio.fastpath import MASK_KEYS, relay_frames
+from wsproxy.sansio.fastpath import MASK_KEYS, relay_frames, relay_frames_recorded
 from wsproxy.sansio.frames import (
     FIN,
     KNOWN_OPCODES,
@@ -215,6 +215,43 @@ class FrameReader:
                     pieces.append(out)
                 end += more
                 frames += count
+            out = b"".join(pieces) if pieces else None
+        self.bytes_received += end
+        return end, out, frames
+
+    def take_simple_recorded(
+        self, data: bytes, keep: int
+    ) -> tuple[int, bytes | None, list[tuple[int, int, bytes]]]:
+        """``take_simple`` for a relay that records its frames
+        (``fastpath.relay_frames_recorded``): ``(end, out, frames)``, ``frames`` one
+        ``(opcode, length, payload)`` per frame, ``payload`` its first ``keep`` bytes in the
+        clear (all of it when ``keep`` is negative)."""
+        if (
+            self._in_frame
+            or self._buffer
+            or self._message_opcode is not None
+            or self._inflating is not None
+            or self.failed is not None
+        ):
+            return 0, None, []
+        keys = MASK_KEYS
+        masked = self.masked
+        limits = self.max_frame_size, self.max_message_size
+        end, out, keys.position, frames = relay_frames_recorded(
+            data, masked, *limits, keys.block, keys.position, keep
+        )
+        if masked and end < len(data) and keys.position + 4 > len(keys.block):
+            # Out of keys in the middle of a run: a new block, and on from there.
+            pieces = [out] if out is not None else []
+            while end < len(data) and keys.position + 4 > len(keys.block):
+                keys.refill()
+                more, out, keys.position, also = relay_frames_recorded(
+                    memoryview(data)[end:], masked, *limits, keys.block, keys.position, keep
+                )
+                if out is not None:
+                    pieces.append(out)
+                end += more
+                frames += also
             out = b"".join(pieces) if pieces else None
         self.bytes_received += end
         return end, out, frames

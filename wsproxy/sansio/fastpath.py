@@ -18,6 +18,13 @@ below; ``relay_frames`` is the C one when it is built. The tests run both.
 taken from ``keys`` at ``key_pos``), or None when unmasked (those bytes go on unchanged) or
 when ``end`` is 0. The new ``key_pos`` says how many keys were taken; the run also stops when
 ``keys`` has none left, so the caller draws a new block and calls again.
+
+``relay_frames_recorded(data, masked, max_frame, max_message, keys, key_pos, keep)`` is the
+same walk for a relay whose frames are recorded (the ``-v`` log, a capture, ``-s log``'s
+counts): it returns ``(end, out, key_pos, frames)``, ``frames`` one ``(opcode, length,
+payload)`` per frame relayed, ``payload`` the first ``keep`` bytes of its content in the clear
+(all of it when ``keep`` is negative). The records are built from that alone, with no reader
+events in between.
 """
 
 from __future__ import annotations
@@ -29,6 +36,10 @@ from wsproxy.sansio import masking
 
 Buffer = bytes | bytearray | memoryview
 RelayFrames = Callable[[Buffer, bool, int, int, bytes, int], tuple[int, bytes | None, int, int]]
+RelayFramesRecorded = Callable[
+    [Buffer, bool, int, int, bytes, int, int],
+    tuple[int, bytes | None, int, list[tuple[int, int, bytes]]],
+]
 
 _SIMPLE_FIRST_BYTES = (0x81, 0x82)  # FIN, no RSV bits, text or binary
 
@@ -65,6 +76,48 @@ def relay_frames_py(
     if not masked or position == 0:
         return position, None, frames, key_pos
     return position, b"".join(out), frames, key_pos
+
+
+def relay_frames_recorded_py(
+    data: Buffer,
+    masked: bool,
+    max_frame: int,
+    max_message: int,
+    keys: bytes,
+    key_pos: int,
+    keep: int,
+) -> tuple[int, bytes | None, int, list[tuple[int, int, bytes]]]:
+    """The pure-Python twin of ``_speedups.relay_frames_recorded`` (see the module doc)."""
+    if key_pos < 0:
+        raise ValueError("relay_frames_recorded() key_pos must not be negative")
+    data = bytes(data)
+    limit = min(max_frame, max_message)
+    position = 0
+    out: list[bytes] = []
+    records: list[tuple[int, int, bytes]] = []
+    while (bounds := _simple_frame(data, position, masked, limit)) is not None:
+        start, end = bounds
+        opcode = data[position] & 0x0F
+        if masked:
+            if key_pos + 4 > len(keys):
+                break
+            body = bytearray(data[start:end])
+            masking.mask(body, data[start - 4 : start], 0)
+            clear = bytes(body)
+        else:
+            clear = data[start:end]
+        if opcode == 0x1 and not _valid_utf8(clear):
+            break
+        records.append((opcode, end - start, clear if keep < 0 else clear[:keep]))
+        if masked:
+            key = keys[key_pos : key_pos + 4]
+            masking.mask(body, key, 0)
+            key_pos += 4
+            out += (data[position : start - 4], key, bytes(body))
+        position = end
+    if not masked or position == 0:
+        return position, None, key_pos, records
+    return position, b"".join(out), key_pos, records
 
 
 def _simple_frame(data: bytes, position: int, masked: bool, limit: int) -> tuple[int, int] | None:
@@ -109,6 +162,16 @@ except ImportError:  # built without a compiler: the pure twin serves
     relay_frames_c = None
 
 relay_frames: RelayFrames = relay_frames_c if relay_frames_c is not None else relay_frames_py
+
+relay_frames_recorded_c: RelayFramesRecorded | None
+try:
+    from wsproxy.sansio._speedups import relay_frames_recorded as relay_frames_recorded_c
+except ImportError:  # pragma: no cover - built without a compiler (as the one above)
+    relay_frames_recorded_c = None
+
+relay_frames_recorded: RelayFramesRecorded = (
+    relay_frames_recorded_c if relay_frames_recorded_c is not None else relay_frames_recorded_py
+)
 IMPLEMENTATION = "c" if relay_frames_c is not None else "python"
 
 

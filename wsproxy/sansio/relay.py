@@ -107,6 +107,11 @@ class Relay(CloseHandshake, HookSeam):
         self._hooked = config.want_frames or config.want_messages
         # Nothing records or inspects frames: runs of simple frames take the fast path.
         self._quiet = not (self._records or self._hooked)
+        # Frames recorded, none inspected: runs of simple frames take the fast path too, and
+        # their records are made from what it returns (``_relay_recorded``).
+        self._recorded = self._records and not self._hooked
+        # Of each such frame's content, what its record keeps: all (-1), or a preview.
+        self._keep = -1 if config.full_payloads else config.preview_size
         self._full = config.full_payloads
         self._out: list[Command] = []
         self._ended: list[Leg] = []  # legs whose transport must now be closed or aborted
@@ -160,6 +165,15 @@ class Relay(CloseHandshake, HookSeam):
         else:
             source, target = self.server, self.client
         if (
+            self._recorded
+            and source.state is LegState.OPEN
+            and target.state is LegState.OPEN
+            and not (target.out_open or target.mid_frame_out)
+        ):
+            data = self._relay_recorded(source, target, data)
+            if not data:
+                return self._take()
+        if (
             self._quiet
             and source.state is LegState.OPEN
             and target.state is LegState.OPEN
@@ -184,6 +198,25 @@ class Relay(CloseHandshake, HookSeam):
                 # handled, forwarded and recorded before the next is inflated.
                 self._handle(source, target, reader.receive_data(b""))
         return self._take()
+
+    def _relay_recorded(self, source: Leg, target: Leg, data: bytes) -> bytes:
+        """The fast path for recorded frames: the run of simple frames at the start of
+        ``data`` goes to ``target`` with one record each, built as ``_forward_chunk`` would
+        build it (see ``fastpath``); returns the rest of ``data``, for the general path."""
+        end, out, frames = source.reader.take_simple_recorded(data, self._keep)
+        if not frames:
+            return data
+        source.frames += len(frames)
+        source.messages += len(frames)
+        side = source.side
+        append = self._out.append
+        for opcode, length, payload in frames:
+            # A whole, final, unextended, uncompressed frame: its own message, forwarded.
+            append(Record(FrameRecord(side, opcode, True, 0, length, payload, False, opcode)))
+        if out is None:
+            out = data if end == len(data) else data[:end]
+        target.writer.send_raw(out)
+        return data[end:]
 
     def receive_eof(self, side: Side, reason: str = "") -> list[Command]:
         """``side``'s peer closed or reset its TCP connection."""
