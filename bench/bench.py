@@ -75,6 +75,7 @@ ALL_TARGETS = (
     "mockttp",
     "wsproxy",
     "wsproxy-w2",
+    "wsproxy-asyncio",
     "wsproxy-base",
     *FEATURE_TARGETS,
 )
@@ -304,7 +305,7 @@ def make_targets(names: list[str], echo_port: int, opts: Options) -> list[Target
                 cfg = {"port": port, "upstream": f"ws://{HOST}:{echo_port}"}
                 t.cmd = [opts.node, str(MOCKTTP), json.dumps(cfg)]
             targets.append(t)
-        elif name in ("wsproxy", "wsproxy-base", "wsproxy-w2", *FEATURE_TARGETS):
+        elif name in ("wsproxy", "wsproxy-base", "wsproxy-w2", "wsproxy-asyncio", *FEATURE_TARGETS):
             cmd = [sys.executable, "-m", "wsproxy", "--mode", f"reverse:ws://{HOST}:{echo_port}"]
             cmd += ["-p", str(port), *feature_args(name, opts), *shlex.split(opts.wsproxy_args)]
             where = opts.baseline if name == "wsproxy-base" else REPO_DIR
@@ -331,6 +332,8 @@ def feature_args(name: str, opts: Options) -> list[str]:
         return ["-q", "-s", "rewrite", "--set", f"rewrite_rules={rules}"]
     if name == "wsproxy-w2":
         return ["-q", "--workers", "2"]
+    if name == "wsproxy-asyncio":  # the default loop is uvloop when it is installed
+        return ["-q", "--loop", "asyncio"]
     return ["-q"]
 
 
