@@ -104,6 +104,25 @@ def test_headers_multimap() -> None:
     assert "X-A" in repr(h)
 
 
+def test_headers_lookups_follow_every_change() -> None:
+    """Lookups go through an index built at the first one: each change must drop it."""
+    h = Headers([("A", "1")])
+    assert h.get_all("a") == ["1"] and "a" in h  # the index exists now
+    h.add("a", "2")
+    assert h.get_all("A") == ["1", "2"]
+    h.set("A", "3")
+    assert h.get("a") == "3" and h.get_all("a") == ["3"]
+    h.remove("A")
+    assert h.get("a") is None and "a" not in h and h.get_all("a") == []
+    h.add("B", "x")
+    values = h.get_all("b")
+    values.append("not a header")  # a copy: the headers keep theirs
+    assert h.get_all("B") == ["x"]
+    copy = h.copy()
+    copy.add("B", "y")
+    assert h.get_all("B") == ["x"] and copy.get_all("B") == ["x", "y"]
+
+
 @pytest.mark.parametrize(
     ("name", "value"), [("Bad Name", "v"), ("", "v"), ("X", "a\r\nInjected: 1"), ("X", "\x00")]
 )

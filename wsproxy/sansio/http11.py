@@ -72,12 +72,36 @@ class Headers:
     plugin cannot split a head by setting a header (response splitting).
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = []
+        # Values by lower-case name, built at the first lookup and dropped by every change:
+        # a handshake looks up a dozen names in the same few heads.
+        self._index: dict[str, list[str]] | None = None
         for name, value in items:
             self.add(name, value)
+
+    @classmethod
+    def _valid(cls, items: list[tuple[str, str]]) -> Headers:
+        """Headers from fields already checked (a parsed head's, or another ``Headers``'):
+        no second look at each name and value."""
+        headers = cls()
+        headers._items = items
+        return headers
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = self._index = {}
+            for name, value in self._items:
+                key = name.lower()
+                values = index.get(key)
+                if values is None:
+                    index[key] = [value]
+                else:
+                    values.append(value)
+        return index
 
     @staticmethod
     def _check(name: str, value: str) -> None:
@@ -88,21 +112,19 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
-        key = name.lower()
-        for item_name, value in self._items:
-            if item_name.lower() == key:
-                return value
-        return default
+        values = self._lookup().get(name.lower())
+        return default if values is None else values[0]
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order."""
-        key = name.lower()
-        return [value for item_name, value in self._items if item_name.lower() == key]
+        values = self._lookup().get(name.lower())
+        return [] if values is None else list(values)
 
     def add(self, name: str, value: str) -> None:
         """Append a field, after any with the same name."""
         self._check(name, value)
         self._items.append((name, value))
+        self._index = None
 
     def set(self, name: str, value: str) -> None:
         """Replace every field named ``name`` with one, at the place of the first."""
@@ -119,17 +141,18 @@ class Headers:
         if not placed:
             items.append((name, value))
         self._items = items
+        self._index = None
 
     def remove(self, name: str) -> None:
         """Remove every field named ``name`` (no error when there is none)."""
         key = name.lower()
         self._items = [item for item in self._items if item[0].lower() != key]
+        self._index = None
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = name.lower()
-        return any(item_name.lower() == key for item_name, _ in self._items)
+        return name.lower() in self._lookup()
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(list(self._items))
@@ -144,9 +167,7 @@ class Headers:
         return len(self._items)
 
     def copy(self) -> Headers:
-        new = Headers()
-        new._items = list(self._items)
-        return new
+        return Headers._valid(list(self._items))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
@@ -321,8 +342,7 @@ class HeadParser:
     def _build(self) -> Request | Response:
         assert self._start is not None
         first, second, third = self._start
-        headers = Headers()
-        headers._items = self._fields
+        headers = Headers._valid(self._fields)
         if self.is_response:
             return Response(first, int(second), third, headers)
         return Request(first, second, third, headers)
