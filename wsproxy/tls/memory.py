@@ -41,9 +41,10 @@ class TLSLayer:
                 return b""
             self.handshake_done = True
         chunks = []
+        incoming, sslobj = self.incoming, self.sslobj
         while True:
             try:
-                chunk = self.sslobj.read(READ_SIZE)
+                chunk = sslobj.read(READ_SIZE)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
@@ -53,7 +54,12 @@ class TLSLayer:
                 self.closed = True
                 break
             chunks.append(chunk)
-        return b"".join(chunks)
+            # OpenSSL takes one record at a time from the BIO: with no ciphertext left in it
+            # and no plaintext left over, another read could only raise SSLWantReadError (an
+            # exception per chunk received, saved).
+            if not incoming.pending and not sslobj.pending():
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def encrypt(self, data: bytes) -> bytes:
         self.sslobj.write(data)
