@@ -35,6 +35,9 @@ Other programs' servers:
   mitmdump as a next proxy), in its own process group, ready once ``HOST:port`` accepts,
   stopped at exit; ``program(name, hint)`` finds its executable (fails under CI when missing).
 
+Event loop: ``WSPROXY_TEST_LOOP=asyncio`` (or ``uvloop``) adds ``--loop NAME`` to every proxy
+spawned through ``wsproxy_command`` (``spawn_loop_args``).
+
 Also: ``free_port()``, ``wsproxy_command``, ``proxy_free_env``, ``stop_group``/``kill_group``,
 ``status_kib`` and ``Memory`` (a process's peak RSS from now on), ``child_pids`` and ``alive``
 (a ``--workers`` supervisor's workers: ``ProxyProcess.wait_workers(n)``).
@@ -52,7 +55,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,6 +68,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.integration.wsraw import Head, RawConnection, read_request
 from tests.netns import accepting_probe, in_netns
+from wsproxy.eventloop import LOOPS
 from wsproxy.modes import Regular, Reverse
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
@@ -91,11 +95,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def spawn_loop_args() -> list[str]:
+    """``--loop NAME`` when ``WSPROXY_TEST_LOOP=NAME`` (asyncio, uvloop, auto) chooses the
+    event loop of every proxy the tests spawn; unset, they run on ``--loop auto``'s."""
+    name = os.environ.get("WSPROXY_TEST_LOOP", "")
+    if not name:
+        return []
+    if name not in LOOPS:
+        raise pytest.UsageError(f"WSPROXY_TEST_LOOP={name!r}: choose one of {', '.join(LOOPS)}")
+    return ["--loop", name]
+
+
 def wsproxy_command(
     port: int, confdir: Path | str, *args: str, host: str = HOST, module: str = "wsproxy"
 ) -> list[str]:
     """``python -m wsproxy`` (or ``module``: ``wsproxy.web``) listening on ``host:port``
-    with ``confdir``, then ``args``."""
+    with ``confdir``, then ``args`` (after ``spawn_loop_args()``: an ``args``' own ``--loop``
+    wins)."""
     return [
         sys.executable,
         "-m",
@@ -106,6 +122,7 @@ def wsproxy_command(
         str(port),
         "--confdir",
         str(confdir),
+        *spawn_loop_args(),
         *args,
     ]
 
@@ -332,6 +349,23 @@ sys.meta_path.insert(0, _Hide())
 '''
 
 
+def recording_source(path: Path) -> str:
+    """A ``sitecustomize`` that writes the names of every module the process imported, one
+    a line, to ``path`` when it exits."""
+    return f"""
+import atexit
+import sys
+
+
+def _record_modules():
+    with open({str(path)!r}, "w") as f:
+        f.write("\\n".join(sorted(sys.modules)) + "\\n")
+
+
+atexit.register(_record_modules)
+"""
+
+
 HIDE_MITMPROXY = hiding_source("mitmproxy")
 
 STARTED: list[ProxyProcess] = []  # every proxy process of the session, checked at its end
@@ -346,8 +380,10 @@ class ProxyProcess:
 
     ``verbose`` adds ``-v`` (the frame lines tests wait for); ``hide_mitmproxy`` runs it as
     if mitmproxy were not installed (a ``sitecustomize`` on ``PYTHONPATH`` makes
-    ``import mitmproxy`` fail), ``hide_modules`` likewise for others (``("yaml",)``). It runs
-    in the checkout, so ``-s plugins/NAME.py`` works.
+    ``import mitmproxy`` fail), ``hide_modules`` likewise for others (``("yaml",)``);
+    ``record_modules`` has it write the modules it imported when it exits (read them with
+    ``imported_modules()`` after ``stop()``). It runs in the checkout, so
+    ``-s plugins/NAME.py`` works; ``env`` adds to its environment.
     """
 
     def __init__(
@@ -360,8 +396,10 @@ class ProxyProcess:
         verbose: bool = True,
         hide_mitmproxy: bool = False,
         hide_modules: Sequence[str] = (),
+        record_modules: bool = False,
         netns: str | None = None,
         module: str = "wsproxy",
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.confdir = confdir
         self.host = host
@@ -373,17 +411,26 @@ class ProxyProcess:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.stderr_path = log_dir / f"proxy-{n}-stderr.log"
         self.stdout_path = log_dir / f"proxy-{n}-stdout.log"
+        self.modules_path = log_dir / f"proxy-{n}-modules.txt" if record_modules else None
         self.command = wsproxy_command(
             self.port, confdir, *(["-v"] if verbose else []), *self.args, host=host, module=module
         )
         if netns is not None:
             self.command = in_netns(netns, *self.command)
-        env = proxy_free_env()
+        # "{port}" in an environment value, too (a worker told its port).
+        more = {
+            name: value.replace("{port}", str(self.port)) for name, value in (env or {}).items()
+        }
+        env = {**proxy_free_env(), **more}
         hidden = (*(["mitmproxy"] if hide_mitmproxy else []), *hide_modules)
-        if hidden:
+        if hidden or self.modules_path is not None:
             site = log_dir / ("hide_" + "_".join(hidden))
+            source = hiding_source(*hidden) if hidden else ""
+            if self.modules_path is not None:
+                site = log_dir / f"proxy-{n}-site"
+                source += recording_source(self.modules_path)
             site.mkdir(exist_ok=True)
-            (site / "sitecustomize.py").write_text(hiding_source(*hidden))
+            (site / "sitecustomize.py").write_text(source)
             env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
         with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
             self.proc = subprocess.Popen(
@@ -414,6 +461,12 @@ class ProxyProcess:
 
     def stderr(self) -> str:
         return self.stderr_path.read_text("utf-8", "replace")
+
+    def imported_modules(self) -> set[str]:
+        """With ``record_modules``, once it has exited: every module it imported."""
+        assert self.modules_path is not None, "start it with record_modules=True"
+        assert self.proc.poll() is not None, "the modules are written when it exits"
+        return set(self.modules_path.read_text().split())
 
     def describe(self) -> str:
         return (

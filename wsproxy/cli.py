@@ -17,11 +17,19 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol, cast
 
 from wsproxy.capture.commands import cmd_har, cmd_mitm, cmd_replay, cmd_show
 from wsproxy.capture.formats import check_capture_paths
 from wsproxy.capture.run import open_capture
+from wsproxy.eventloop import (
+    LOOPS,
+    LoopName,
+    choose_loop,
+    describe_running,
+    versions_text,
+)
+from wsproxy.eventloop import run as run_loop
 from wsproxy.exceptions import (
     ConfigError,
     PluginError,
@@ -34,9 +42,9 @@ from wsproxy.modes import (
     Listen,
     ModeError,
     Regular,
-    Reverse,
     Socks5,
     UpstreamProxy,
+    intercepts_tls,
     parse_listen,
     resolve_listens,
 )
@@ -47,6 +55,7 @@ if TYPE_CHECKING:
     from wsproxy.metrics import Metrics, MetricsServer, WorkerMetricsEndpoint
     from wsproxy.proxy.server import Capture, ProxyServer
     from wsproxy.scripts import ScriptHost
+    from wsproxy.tls.ca import CertAuthority
 
 log = logging.getLogger("wsproxy")
 
@@ -152,6 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
         "several listeners",
     )
     add("--confdir", type=Path, default=defaults.confdir, help="CA and settings (~/.wsproxy)")
+    add(
+        "--loop",
+        choices=LOOPS,
+        default=defaults.event_loop,
+        help="event loop: uvloop (faster; pip install 'wsproxy[fast]') or asyncio's own; "
+        "auto (the default) takes uvloop when it is installed",
+    )
+    add(
+        "--version",
+        action=VersionAction,
+        nargs=0,
+        default=argparse.SUPPRESS,
+        help="print the versions of wsproxy, Python and the event loops, then exit",
+    )
     add("-v", "--verbose", action="count", default=0, help="-v logs every frame, -vv debug")
     add("-q", "--quiet", action="store_true", help="warnings and errors only")
     add(
@@ -506,7 +529,30 @@ def options_from_args(args: argparse.Namespace) -> Options:
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
         metrics_token=args.metrics_token,
+        event_loop=checked_loop(args.loop),
     )
+
+
+def checked_loop(wanted: str) -> LoopName:
+    """--loop checked now: ``uvloop`` where it is not installed is one line (status 2)."""
+    choose_loop(wanted)
+    return cast("LoopName", wanted)  # one of LOOPS: argparse's choices
+
+
+class VersionAction(argparse.Action):
+    """``--version``: which loops are installed is looked up only when it is given."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        from wsproxy import __version__
+
+        print(f"{parser.prog} {__version__}\n{versions_text()}")
+        parser.exit()
 
 
 def _check_upstream_auth(upstream_auth: str | None, listens: tuple[Listen, ...]) -> None:
@@ -583,14 +629,10 @@ async def run_proxy(
     from wsproxy.plugins import PluginChain
     from wsproxy.proxy.memory import tune_allocator
     from wsproxy.proxy.server import BindError, ProxyServer
-    from wsproxy.tls import CertAuthority, trust_notice, upstream_context
+    from wsproxy.tls.contexts import upstream_context
 
     tune_allocator()
-    ca = CertAuthority.load_or_create(options.confdir)
-    if options.certs:
-        from wsproxy.tls.served import load_served
-
-        ca.served = load_served(options.certs)
+    ca = _load_ca(options)
     if options.upstream_ca is not None:
         upstream_context(options.upstream_ca)  # a missing or unusable file fails now, not later
     if companion is not None and scripts is not None:
@@ -617,11 +659,10 @@ async def run_proxy(
         try:
             if companion is not None:
                 await companion.start(server)
-            if ca.created:  # said once the start has worked: a failed one stays one error line
-                serves_page = not all(
-                    isinstance(lst.mode, Reverse) for lst in options.all_listens()
-                )
-                log.warning("%s", trust_notice(ca, regular=serves_page))
+            if ca is not None and ca.created:  # said once the start has worked
+                from wsproxy.tls.magic import trust_notice
+
+                log.warning("%s", trust_notice(ca, regular=True))
             await _serve(options, server)
         finally:
             if companion is not None:
@@ -637,6 +678,24 @@ async def run_proxy(
                 await watcher
         if scripts is not None:
             await scripts.stop()
+
+
+def _load_ca(options: Options) -> CertAuthority | None:
+    """The CA, loaded (or made) at the start so that a bad one fails the start, not the first
+    intercepted connection; None when no listener intercepts TLS (a reverse-only run), which
+    then never imports ``cryptography``. ``--certs`` files are checked either way."""
+    served = None
+    if options.certs:
+        from wsproxy.tls.served import load_served
+
+        served = load_served(options.certs)
+    if not intercepts_tls(options.all_listens()):
+        return None
+    from wsproxy.tls.ca import CertAuthority
+
+    ca = CertAuthority.load_or_create(options.confdir)
+    ca.served = served
+    return ca
 
 
 def _new_metrics(options: Options) -> Metrics | None:
@@ -716,6 +775,7 @@ async def _serve(options: Options, server: ProxyServer) -> None:
         report_ready()
     for front in server.fronts if not options.worker else ():
         log.warning("wsproxy listening on %s (%s mode)", front.where(), front.options.mode)
+    log.info("event loop: %s", describe_running())  # after the start worked: see --loop
     await stop.wait()
     log.warning("shutting down: closing %d WebSocket(s) with 1001", len(server.sessions))
     await server.shutdown()
@@ -797,8 +857,8 @@ def _run_flags(argv: list[str]) -> int:
     if not tag and args.workers > 1:
         from wsproxy.workerplan import run_workers
 
-        return asyncio.run(run_workers(options, argv, args.workers))
-    asyncio.run(run_proxy(options, script_host(args)))
+        return run_loop(run_workers(options, argv, args.workers), options.event_loop)
+    run_loop(run_proxy(options, script_host(args)), options.event_loop)
     return 0
 
 

@@ -113,6 +113,13 @@ class Listen:
         return f"{self.mode}@{where}"
 
 
+def intercepts_tls(listens: tuple[Listen, ...]) -> bool:
+    """Whether a listener of the run may be a client's TLS server, and so needs the CA: every
+    mode but reverse may be asked for a tunnel (CONNECT, SOCKS5, a redirected connection) that
+    carries TLS; a reverse listener serves plain HTTP and WebSocket only."""
+    return not all(isinstance(listen.mode, Reverse) for listen in listens)
+
+
 _URL = re.compile(
     r"(?P<scheme>[a-z0-9+.-]+)://(?P<host>\[[^\]]*\]|[^:/\[\]]*)(?::(?P<port>[^/]*))?/?"
 )

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from wsproxy.modes import Listen, Mode, Regular, Reverse
+
+if TYPE_CHECKING:
+    from wsproxy.eventloop import LoopName
 
 MiB = 1024 * 1024
 
@@ -100,6 +103,8 @@ class Options:
     # connection ids start with it ("w2-c7"), listeners share their ports (SO_REUSEPORT) and
     # the supervisor, not the worker, prints the listening lines.
     worker: str = ""
+    # --loop: the event loop (wsproxy.eventloop): uvloop when installed (auto), or asyncio's.
+    event_loop: LoopName = "auto"
 
     @property
     def reverse(self) -> Reverse | None:

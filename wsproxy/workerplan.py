@@ -25,14 +25,14 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wsproxy.capture.formats import check_capture_paths
 from wsproxy.exceptions import ConfigError, StartupError, os_error_text
-from wsproxy.modes import Listen, Reverse
+from wsproxy.modes import Listen, intercepts_tls
 from wsproxy.options import Options
 from wsproxy.sansio.targets import host_port
 from wsproxy.workers import supervise, worker_identity
@@ -156,18 +156,29 @@ def _socket(family: int, kind: int, proto: int, *, reuse_port: bool) -> socket.s
     return sock
 
 
-async def run_workers(options: Options, argv: Sequence[str], count: int) -> int:
-    """The supervisor's run: the CA and the ports once, then ``count`` workers until SIGINT
-    or SIGTERM. Returns the exit status."""
-    from wsproxy.tls import CertAuthority, trust_notice
+async def run_workers(
+    options: Options,
+    argv: Sequence[str],
+    count: int,
+    *,
+    module: str = "wsproxy",
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """The supervisor's run: the CA and the ports once, then ``count`` workers (``python -m
+    MODULE``, with ``env`` added: ``wsproxy.web``'s) until SIGINT or SIGTERM. Returns the
+    exit status."""
 
     reason = workers_unsupported()
     if reason is not None:
         raise ConfigError(reason)
     _check_worker_captures(options, count)
-    ca = CertAuthority.load_or_create(options.confdir)
+    ca = None
+    if intercepts_tls(options.all_listens()):  # made once here, not by racing workers
+        from wsproxy.tls.ca import CertAuthority
+
+        ca = CertAuthority.load_or_create(options.confdir)
     held, listens = reserve_ports(options)
-    env = {PORTS_ENV: ",".join(str(listen.port) for listen in listens)}
+    env = {**(env or {}), PORTS_ENV: ",".join(str(listen.port) for listen in listens)}
     metrics_dir: Path | None = None
     metrics_server: MetricsServer | None = None
     try:
@@ -187,12 +198,13 @@ async def run_workers(options: Options, argv: Sequence[str], count: int) -> int:
                 log.warning(
                     "wsproxy listening on %s (%s mode, %d workers)", where, listen.mode, count
                 )
-            if ca.created:
-                serves_page = not all(isinstance(lst.mode, Reverse) for lst in listens)
-                log.warning("%s", trust_notice(ca, regular=serves_page))
+            if ca is not None and ca.created:
+                from wsproxy.tls.magic import trust_notice
+
+                log.warning("%s", trust_notice(ca, regular=True))
 
         grace = options.close_timeout + 10  # a worker's own shutdown takes close_timeout + 3
-        return await supervise(argv, count, env=env, started=started, grace=grace)
+        return await supervise(argv, count, module=module, env=env, started=started, grace=grace)
     finally:
         if metrics_server is not None:
             await metrics_server.stop()

@@ -69,9 +69,23 @@ async def test_a_start_with_an_existing_ca_does_not_repeat_it(
     assert NOTICE not in log
 
 
-async def test_reverse_mode_does_not_offer_the_page(start_proxy: StartProxy) -> None:
-    """The page is served by a regular-mode proxy only; in reverse mode the line says less."""
-    proxy = await start_proxy("--mode", f"reverse:ws://{HOST}:9", verbose=False)
-    line = notice_line(await proxy.wait_log(lambda text: "wsproxy listening" in text))
-    assert "wsproxy.invalid" not in line
-    assert str(proxy.ca_cert) in line and "`wsproxy ca --confdir " in line
+async def test_a_reverse_only_run_makes_no_ca(start_proxy: StartProxy, tmp_path: Path) -> None:
+    """A reverse listener never intercepts TLS, so a run of reverse listeners only leaves the
+    confdir alone and says nothing about a CA."""
+    confdir = tmp_path / "reverse-confdir"
+    proxy = await start_proxy("--mode", f"reverse:ws://{HOST}:9", confdir=confdir, verbose=False)
+    log = await proxy.wait_log(lambda text: "wsproxy listening" in text)
+    assert NOTICE not in log
+    assert not confdir.exists()
+
+
+async def test_a_regular_listener_beside_a_reverse_one_gets_the_ca(
+    start_proxy: StartProxy, tmp_path: Path
+) -> None:
+    confdir = tmp_path / "mixed-confdir"
+    proxy = await start_proxy(
+        "--mode", f"reverse:ws://{HOST}:9", "--mode", "regular@0", confdir=confdir, verbose=False
+    )
+    line = notice_line(await proxy.wait_log(lambda text: text.count("wsproxy listening") == 2))
+    assert str(proxy.ca_cert) in line and "browse http://wsproxy.invalid/" in line
+    assert proxy.ca_cert.is_file()

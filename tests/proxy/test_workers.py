@@ -25,7 +25,6 @@ from tests.harness import (
     WsUpstream,
     alive,
     child_pids,
-    proxy_free_env,
     wait_until,
 )
 from wsproxy.workermetrics import merge_expositions
@@ -356,21 +355,3 @@ async def test_auto_starts_one_worker_per_core(start_proxy: StartProxy) -> None:
         assert "workers)" not in proxy.stderr()
         return
     assert len(await proxy.wait_workers(cores)) == cores
-
-
-async def test_wsproxy_web_refuses_several_workers_for_now(tmp_path: Path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "wsproxy.web",
-        "--confdir",
-        str(tmp_path),
-        "--workers",
-        "2",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=proxy_free_env(),
-    )
-    _, err = await asyncio.wait_for(process.communicate(), 20)
-    assert process.returncode == 2
-    assert err.decode().startswith("wsproxy-web: --workers 2: wsproxy-web runs in one process")

@@ -9,12 +9,12 @@ from array import array
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.sansio.conftest import IN_CI, MASKERS
 from wsproxy.sansio import frames, masking
-from wsproxy.sansio.masking import CHUNK, Masker
+from wsproxy.sansio.masking import CHUNK, MaskCopier, Masker
 
 KEY = bytes.fromhex("37fa213d")  # RFC 6455 section 5.7
 
@@ -209,3 +209,53 @@ def test_prefers_the_extension_when_built() -> None:
         pytest.skip("wsproxy.sansio._speedups is not built")
     assert masking.mask is mask
     assert masking.IMPLEMENTATION == "c"
+
+
+def _copy_not_built(data: bytes | bytearray | memoryview, key: bytes, offset: int = 0) -> bytes:
+    raise RuntimeError("wsproxy.sansio._speedups is not built: pip install must compile it in CI")
+
+
+COPIERS = [
+    pytest.param(
+        masking.mask_copy_c or _copy_not_built,
+        id="c",
+        marks=pytest.mark.skipif(
+            masking.mask_copy_c is None and not IN_CI,
+            reason="wsproxy.sansio._speedups is not built (no compiler at install time)",
+        ),
+    ),
+    pytest.param(masking.mask_copy_py, id="python"),
+]
+
+
+@pytest.mark.parametrize("mask_copy", COPIERS)
+@pytest.mark.parametrize("offset", [0, 1, 2, 3, 5])
+@pytest.mark.parametrize("size", [0, 1, 3, 7, 8, 31, 32, 33, 65, 4097, 70_000])
+def test_mask_copy_is_a_masked_copy(mask_copy: MaskCopier, size: int, offset: int) -> None:
+    data = payload(size)
+    for source in (data, bytearray(data), memoryview(data)):
+        got = mask_copy(source, KEY, offset)
+        assert type(got) is bytes
+        assert mismatch(got, reference(data, KEY, offset)) is None
+    assert data == payload(size)  # the source is left alone
+
+
+@pytest.mark.parametrize("mask_copy", COPIERS)
+def test_mask_copy_refuses_bad_arguments(mask_copy: MaskCopier) -> None:
+    with pytest.raises(ValueError):
+        mask_copy(b"abc", b"key", 0)
+    with pytest.raises(ValueError):
+        mask_copy(b"abc", KEY, -1)
+    with pytest.raises(TypeError):
+        mask_copy("text", KEY, 0)  # type: ignore[arg-type]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.binary(max_size=300), key=st.binary(min_size=4, max_size=4), offset=st.integers(0, 9)
+)
+def test_mask_copy_twins_agree(data: bytes, key: bytes, offset: int) -> None:
+    expected = reference(data, key, offset)
+    assert masking.mask_copy_py(data, key, offset) == expected
+    if masking.mask_copy_c is not None:
+        assert masking.mask_copy_c(data, key, offset) == expected

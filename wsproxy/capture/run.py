@@ -6,13 +6,16 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wsproxy.capture.formats import capture_format
-from wsproxy.capture.writer import CaptureWriter
 from wsproxy.exceptions import StartupError, os_error_text
 from wsproxy.model import Flow, HttpExchange
 from wsproxy.options import Options
 from wsproxy.sansio.relay import FrameRecord
+
+if TYPE_CHECKING:
+    from wsproxy.capture.writer import CaptureWriter
 
 log = logging.getLogger("wsproxy")
 
@@ -106,7 +109,13 @@ def open_capture(options: Options) -> CaptureWriter | CaptureFanout | None:
     """The run's capture sink from ``Options`` (``-w``, repeatable), or None without one.
 
     A file that cannot be created is a ``StartupError``; those opened before it are finished.
+    The writers (and the filter language and decoders they use) are imported only for a run
+    that captures.
     """
+    if not options.capture_paths:
+        return None
+    from wsproxy.capture.writer import CaptureWriter
+
     writers: list[CaptureWriter] = []
     try:
         for path in options.capture_paths:
@@ -132,6 +141,4 @@ def open_capture(options: Options) -> CaptureWriter | CaptureFanout | None:
         for writer in writers:
             writer.finish()
         raise
-    if not writers:
-        return None
     return writers[0] if len(writers) == 1 else CaptureFanout(writers)

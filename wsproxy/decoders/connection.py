@@ -4,13 +4,13 @@ joined from frames for the log.
 Nothing is chosen or built until something asks for a decoded message, so a connection that
 nobody decodes costs nothing. When no factory claims the connection, the first data messages
 are sniffed until one fits; after ``SNIFF_TRIES`` messages that none recognised the
-connection counts as undecodable and later messages cost one comparison each.
+connection counts as undecodable and later messages cost one comparison each. The decoders
+(and their codec libraries) are imported at the first choice, not with this module.
 """
 
 from __future__ import annotations
 
 from wsproxy.decoders.base import Decoded, Decoder, DecoderFactory, Hints
-from wsproxy.decoders.registry import FACTORIES, claimed
 
 __all__ = ["DECODE_LIMIT", "SNIFF_TRIES", "ConnectionDecoding", "MessageJoiner", "StreamDecoding"]
 
@@ -27,7 +27,7 @@ class ConnectionDecoding:
 
     def __init__(self, hints: Hints, factories: list[DecoderFactory] | None = None) -> None:
         self.hints = hints
-        self._factories = FACTORIES if factories is None else factories
+        self._factories = factories  # None: the registry's, imported when first needed
         self.decoder: Decoder | None = None
         self._tries = 0
 
@@ -54,9 +54,12 @@ class ConnectionDecoding:
         if self._tries >= SNIFF_TRIES:
             return None
         self._tries += 1
-        factory = claimed(self.hints, self._factories)
+        from wsproxy.decoders.registry import FACTORIES, claimed
+
+        factories = FACTORIES if self._factories is None else self._factories
+        factory = claimed(self.hints, factories)
         if factory is None and len(payload) <= DECODE_LIMIT:
-            factory = next((f for f in self._factories if f.sniff(payload, text=text)), None)
+            factory = next((f for f in factories if f.sniff(payload, text=text)), None)
         if factory is not None:
             self.decoder = factory.new(self.hints)
         return self.decoder

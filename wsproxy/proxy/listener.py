@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from wsproxy.exceptions import HttpError, UpstreamError
 from wsproxy.options import Options
 from wsproxy.proxy.accept import AcceptWatch
+from wsproxy.proxy.acceptor import Acceptor
 from wsproxy.proxy.access import AccessPolicy
 from wsproxy.proxy.balancer import BalancerPolicy, HeaderRefused
 from wsproxy.proxy.peer import Peer
@@ -64,7 +65,7 @@ class Listener:
         self._ids = itertools.count(1) if ids is None else ids  # c1, c2, ... across listeners
         # A worker's ids say which worker: w2-c1, w2-c2... (unique across the workers).
         self._id_prefix = f"{options.worker}-c" if options.worker else "c"
-        self._server: asyncio.Server | None = None
+        self._server: asyncio.Server | Acceptor | None = None
         self._addresses: list[Any] = []  # the listening sockets' names, read once at bind
         self._accepts = AcceptWatch()
         # Shared by every listener of a run: the limits count all connections together.
@@ -81,15 +82,19 @@ class Listener:
             return
         loop = asyncio.get_running_loop()
         self._accepts.install(loop)  # out of file descriptors: one warning per burst
-        self._server = await loop.create_server(
-            self._accepts.watching(self._new_peer),
-            self.options.listen_host,
-            self.options.listen_port,
-            start_serving=False,
-            # A worker of --workers N shares its ports with the others: the kernel spreads
-            # the connections over them (Linux SO_REUSEPORT; wsproxy.workers).
-            reuse_port=bool(self.options.worker) or None,
-        )
+        factory = self._accepts.watching(self._new_peer)
+        host, port = self.options.listen_host, self.options.listen_port
+        # A worker of --workers N shares its ports with the others: the kernel spreads the
+        # connections over them (Linux SO_REUSEPORT; wsproxy.workers).
+        reuse_port = bool(self.options.worker)
+        if isinstance(loop, asyncio.BaseEventLoop):  # asyncio's: reports accept failures
+            self._server = await loop.create_server(
+                factory, host, port, start_serving=False, reuse_port=reuse_port or None
+            )
+        else:  # uvloop: libuv would drop clients silently at EMFILE, so accept ourselves
+            self._server = await Acceptor.bind(
+                factory, host, port, self._accepts, reuse_port=reuse_port
+            )
         self._addresses = [sock.getsockname() for sock in self._server.sockets]
 
     async def start(self) -> None:

@@ -15,7 +15,6 @@ turns off glibc's own adaptive threshold, which is why both are set together.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger("wsproxy")
@@ -28,12 +27,10 @@ TRIM_THRESHOLD = 8 * 1024 * 1024  # free memory kept at the heap's top before gi
 
 def tune_allocator() -> bool:
     """Apply the thresholds; False where the C library has no ``mallopt`` (not glibc)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
+    # The process's own symbols include its C library's; ``ctypes.util.find_library`` would
+    # find the same library by running ``ldconfig`` in a subprocess, and import ~1 MB of modules.
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable
+from typing import cast
 
 from wsproxy.tls.memory import TLSLayer
 
@@ -52,8 +53,9 @@ class Peer(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport: asyncio's subclass asyncio.Transport, uvloop's (Cython classes)
+        # only implement its methods, so an isinstance check would refuse every uvloop one.
+        self.transport = cast(asyncio.Transport, transport)
         peername = transport.get_extra_info("peername")
         if peername:
             self.address = (str(peername[0]), int(peername[1]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from ipaddress import ip_address
+from typing import TYPE_CHECKING
 
 from wsproxy.exceptions import HttpError
 from wsproxy.modes import Reverse
@@ -26,7 +27,10 @@ from wsproxy.sansio.handshake import is_upgrade_request
 from wsproxy.sansio.http11 import Limits, Request, simple_response
 from wsproxy.sansio.loops import carries_via
 from wsproxy.sansio.targets import Target, check_request, host_port, parse_target
-from wsproxy.tls import MAGIC_HOST, CertAuthority, render
+from wsproxy.tls.magic import MAGIC_HOST, render
+
+if TYPE_CHECKING:
+    from wsproxy.tls.ca import CertAuthority
 
 __all__ = ["RequestLoop", "redirected_name", "route"]
 

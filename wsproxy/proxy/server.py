@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import secrets
+import os
 from typing import TYPE_CHECKING, Any
 
 from wsproxy.exceptions import HttpError, WsproxyError
@@ -33,10 +33,10 @@ from wsproxy.proxy.upstream import Connector, Upstream
 from wsproxy.proxy.websocket import Capture, WebSockets
 from wsproxy.sansio.http11 import Limits
 from wsproxy.sansio.targets import host_port
-from wsproxy.tls import CertAuthority
 
 if TYPE_CHECKING:
     from wsproxy.metrics import Metrics
+    from wsproxy.tls.ca import CertAuthority
 
 __all__ = ["BindError", "Capture", "Front", "ProxyServer", "Upstream", "WsproxyError"]
 
@@ -138,7 +138,7 @@ class ProxyServer:
         )
         self.turns = HandshakeTurns(enabled=not options.parallel_handshakes)
         # This process's Via pseudonym (RFC 9110 7.6.3): random, so only its own loops match.
-        self.via = f"wsproxy-{secrets.token_hex(4)}"
+        self.via = f"wsproxy-{os.urandom(4).hex()}"
         # Admission counts every listener's connections together.
         self.handlers: set[asyncio.Task[None]] = set()
         self.per_client: dict[str, int] = {}

@@ -26,7 +26,6 @@ from wsproxy import logformat
 from wsproxy.capture.sink import CaptureSink
 from wsproxy.decoders.base import Hints
 from wsproxy.decoders.connection import DECODE_LIMIT, ConnectionDecoding, StreamDecoding
-from wsproxy.filtering import Selection
 from wsproxy.model import Flow, FrameEvent, Message
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
@@ -50,6 +49,7 @@ from wsproxy.sansio.frames import Opcode
 from wsproxy.sansio.relay import FrameRecord, Relay, RelayConfig, Side
 
 if TYPE_CHECKING:
+    from wsproxy.filtering import Selection
     from wsproxy.metrics import SessionCounts
 
 log = logging.getLogger("wsproxy")
@@ -215,7 +215,14 @@ class WebSocketSession:
 
     def _receive(self, side: Side, data: bytes) -> None:
         self._last_activity = self.loop.time()
-        self._dispatch(self.relay.receive(side, data))
+        result = self.relay.receive_fast(side, data)
+        if isinstance(result, list):
+            self._dispatch(result)
+        elif self._dispatching:
+            self._queue.append(Send(side.other, [result]))
+        else:
+            # The fast path: nothing records these frames (so no capture waits to sync).
+            (self.server if side is Side.CLIENT else self.client).write(result)
 
     def _eof(self, side: Side, reason: str) -> None:
         if side in self._closing:

@@ -43,7 +43,7 @@ from wsproxy.sansio.socks5 import (
     reply_for_errno,
 )
 from wsproxy.sansio.targets import host_port
-from wsproxy.tls import MAGIC_HOST
+from wsproxy.tls.magic import MAGIC_HOST
 
 __all__ = ["HandOver", "Socks5Front"]
 

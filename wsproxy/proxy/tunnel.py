@@ -9,6 +9,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from wsproxy.options import Options
 from wsproxy.proxy.peer import Peer
@@ -16,9 +17,12 @@ from wsproxy.proxy.pipe import pipe
 from wsproxy.proxy.upstream import Upstream, via_next_proxy
 from wsproxy.sansio.clienthello import Hello, Incomplete, Malformed, scan_client_hello
 from wsproxy.sansio.targets import default_port, host_port
-from wsproxy.tls import MAGIC_HOST, CertAuthority
 from wsproxy.tls.alerts import HandshakeFailureLog
 from wsproxy.tls.handshakes import accept_client, is_client_hello
+from wsproxy.tls.magic import MAGIC_HOST
+
+if TYPE_CHECKING:
+    from wsproxy.tls.ca import CertAuthority
 
 __all__ = ["ESTABLISHED", "Tunnel", "Tunnels"]
 

@@ -24,8 +24,7 @@ from wsproxy.sansio.chain import ConnectHandshake, Refused, forwarded_request, r
 from wsproxy.sansio.http11 import Limits, Request, Response
 from wsproxy.sansio.loops import reaches_own_listener
 from wsproxy.sansio.targets import format_authority, host_port
-from wsproxy.tls import upstream_context
-from wsproxy.tls.contexts import describe_verify_error
+from wsproxy.tls.contexts import describe_verify_error, upstream_context
 from wsproxy.tls.handshakes import connect_upstream
 
 __all__ = [
@@ -209,7 +208,6 @@ class Connector:
             raise UpstreamError(
                 f"{where} closed the connection during the TLS handshake", 502, "tls"
             )
-        assert isinstance(transport, asyncio.Transport)
         peer.transport = transport
 
     async def _tunnel(self, peer: Peer, chain: UpstreamProxy, upstream: Upstream) -> None:

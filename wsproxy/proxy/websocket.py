@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from wsproxy import logformat
 from wsproxy.decoders.base import Hints
 from wsproxy.exceptions import HandshakeError, HttpError, UpstreamError
-from wsproxy.filtering import Selection, select
-from wsproxy.filters import compile_filter
 from wsproxy.model import Flow, HandshakeRequest, HandshakeResponse
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
@@ -59,6 +57,7 @@ from wsproxy.sansio.relay import Relay
 __all__ = ["Capture", "HandshakeWatch", "WebSockets", "close_summary"]
 
 if TYPE_CHECKING:
+    from wsproxy.filtering import Selection
     from wsproxy.metrics import Metrics
 
 log = logging.getLogger("wsproxy")
@@ -177,6 +176,9 @@ class WebSockets:
         text = self.options.view_filter
         if text is None or self.options.verbosity <= 0:
             return None
+        from wsproxy.filtering import select  # the filter language: only for runs that use it
+        from wsproxy.filters import compile_filter
+
         return select(compile_filter(text), flow)
 
     async def _upgrade(

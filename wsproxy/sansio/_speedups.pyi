@@ -1,6 +1,7 @@
 """Type stub for the C extension built from _speedups.c (contracts: masking.py, fastpath.py)."""
 
 def mask(buffer: bytearray | memoryview, key: bytes, offset: int = 0, /) -> None: ...
+def mask_copy(data: bytes | bytearray | memoryview, key: bytes, offset: int = 0, /) -> bytes: ...
 def relay_frames(
     data: bytes | bytearray | memoryview,
     masked: bool,

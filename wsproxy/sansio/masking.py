@@ -15,6 +15,8 @@ inverse: the same call masks and unmasks.
   against 250 MiB/s whole, for 1 MiB; a per-byte loop manages about 10 MiB/s).
 
 ``mask`` is the C one when it is built, else ``mask_py``; ``IMPLEMENTATION`` says which.
+``mask_copy(data, key, offset=0)`` returns a masked copy instead (C: in one pass, which halves
+what masking a large frame costs; else a copy masked in place).
 """
 
 from __future__ import annotations
@@ -65,11 +67,24 @@ def mask_py(buffer: bytearray | memoryview, key: bytes, offset: int = 0) -> None
         tail[:] = value.to_bytes(rest, "little")
 
 
+def mask_copy_py(data: bytes | bytearray | memoryview, key: bytes, offset: int = 0) -> bytes:
+    """``data`` XORed with ``key`` from byte ``offset`` of the key cycle, as new bytes."""
+    buffer = bytearray(data)
+    mask(buffer, key, offset)
+    return bytes(buffer)
+
+
+MaskCopier = Callable[[bytes | bytearray | memoryview, bytes, int], bytes]
+
 mask_c: Masker | None
+mask_copy_c: MaskCopier | None
 try:
     from wsproxy.sansio._speedups import mask as mask_c
+    from wsproxy.sansio._speedups import mask_copy as mask_copy_c
 except ImportError:  # built without a compiler: the pure fallback serves
     mask_c = None
+    mask_copy_c = None
 
 mask: Masker = mask_c if mask_c is not None else mask_py
+mask_copy: MaskCopier = mask_copy_c if mask_copy_c is not None else mask_copy_py
 IMPLEMENTATION = "c" if mask_c is not None else "python"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import ssl
-import tempfile
 from pathlib import Path
 
 from wsproxy.exceptions import TLSError
@@ -27,6 +26,8 @@ def server_context(pem_bundle: bytes) -> ssl.SSLContext:
     directory (mode 0700, the file itself 0600 from creation) that is removed as soon as
     OpenSSL has read it.
     """
+    import tempfile  # only runs that intercept TLS get here: tempfile's imports are ~1 MB
+
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols(ALPN_PROTOCOLS)

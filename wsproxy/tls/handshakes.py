@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from wsproxy.exceptions import UpstreamError
 from wsproxy.tls.alerts import HandshakeFailureLog
-from wsproxy.tls.ca import CertAuthority
 from wsproxy.tls.contexts import describe_verify_error
+
+if TYPE_CHECKING:
+    from wsproxy.tls.ca import CertAuthority
 
 __all__ = [
     "TLS_HANDSHAKE_RECORD",

@@ -7,11 +7,13 @@ the user trusts the CA. Only the certificate is served here, never the private k
 
 from __future__ import annotations
 
-import html
 import shlex
+from typing import TYPE_CHECKING
 
 from wsproxy.options import Options
-from wsproxy.tls.ca import CertAuthority
+
+if TYPE_CHECKING:
+    from wsproxy.tls.ca import CertAuthority
 
 MAGIC_HOST = "wsproxy.invalid"
 
@@ -43,6 +45,8 @@ def render(path: str, ca: CertAuthority) -> tuple[int, str, bytes]:
     """Answer a GET for ``path`` on the magic host: (status, content type, body)."""
     path = path.split("?", 1)[0].split("#", 1)[0]
     if path in ("/", "/index.html"):
+        import html  # html.entities is a large table: imported only when the page is asked for
+
         page = _PAGE.format(fingerprint=html.escape(ca.fingerprint))
         return 200, HTML, page.encode()
     if path == "/cert/pem":

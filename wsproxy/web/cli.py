@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import secrets
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from wsproxy.cli import (
     build_parser,
+    checked_loop,
     count,
     guarded,
     options_from_args,
@@ -31,12 +33,17 @@ from wsproxy.cli import (
     setup_logging,
     signal_event,
 )
+from wsproxy.eventloop import run as run_loop
 from wsproxy.exceptions import ConfigError, StartupError, os_error_text
 from wsproxy.web.live import CONTENT_BUDGET, HISTORY, LiveState, Tee
 from wsproxy.web.security import UiAddress, is_loopback
+from wsproxy.web.worker import BRIDGE_ENV
+from wsproxy.workerplan import worker_options
+from wsproxy.workers import worker_tag
 
 if TYPE_CHECKING:
     from wsproxy.model import Flow, Message
+    from wsproxy.options import Options
     from wsproxy.proxy.server import Capture, ProxyServer
     from wsproxy.web.server import PauseEngine, WebUi
 
@@ -169,17 +176,20 @@ def _run(argv: list[str]) -> int:
     if args.read is not None:
         setup_logging(-1 if args.quiet else args.verbose)
         _warn_exposed(args.web_host)
-        asyncio.run(_show_capture(args, address, token))
+        run_loop(_show_capture(args, address, token), checked_loop(args.loop))
         return 0
-    if args.workers > 1:
-        raise ConfigError(
-            f"--workers {args.workers}: wsproxy-web runs in one process for now (its UI does "
-            "not see other workers' connections yet); use wsproxy --workers, or leave it out"
-        )
     options = options_from_args(args)
-    setup_logging(options.verbosity)
+    tag = worker_tag()
+    if tag:  # a worker of wsproxy-web --workers N: the proxy, no UI of its own
+        options = worker_options(options, tag)
+    setup_logging(options.verbosity, tag)
+    if tag:
+        return _run_worker(args, options)
     _warn_exposed(args.web_host)
     live = LiveState(history=args.web_history, content_budget=args.web_keep)
+    if args.workers > 1:
+        parent = _run_parent(args, argv, options, live, address, token)
+        return run_loop(parent, options.event_loop)
     breakpoints = _breakpoints(live)
 
     def make_ui(capture_file: Path | None) -> WebUi:
@@ -195,8 +205,56 @@ def _run(argv: list[str]) -> int:
         )
 
     companion = WebCompanion(live, make_ui, breakpoints)
-    asyncio.run(run_proxy(options, script_host(args), companion))
+    run_loop(run_proxy(options, script_host(args), companion), options.event_loop)
     return 0
+
+
+def _run_worker(args: argparse.Namespace, options: Options) -> int:
+    """A worker of ``--workers N``: the proxy, its traffic and pauses over the bridge to the
+    UI process (``wsproxy.web.worker``); no UI of its own."""
+    from wsproxy.web.breakpoints import Breakpoints
+    from wsproxy.web.worker import WorkerCompanion, identity_from_env
+
+    bridge = os.environ.get(BRIDGE_ENV)
+    identity = identity_from_env()
+    if not bridge or identity is None:
+        raise ConfigError(f"a worker of wsproxy-web --workers needs {BRIDGE_ENV}")
+    companion = WorkerCompanion(bridge, identity, Breakpoints())
+    run_loop(run_proxy(options, script_host(args), companion), options.event_loop)
+    return 0
+
+
+async def _run_parent(
+    args: argparse.Namespace,
+    argv: list[str],
+    options: Options,
+    live: LiveState,
+    address: UiAddress,
+    token: str,
+) -> int:
+    """``--workers N``: this process has the UI and no proxy; N workers (``python -m
+    wsproxy.web``, supervised as ``wsproxy --workers`` supervises its own) proxy and tell it
+    everything over a private Unix socket (``wsproxy.web.remote``)."""
+    from wsproxy.web.remote import RemoteBreakpoints, RemoteWorkers
+    from wsproxy.web.server import WebUi
+    from wsproxy.workerplan import run_workers
+
+    remote = RemoteWorkers(live)
+    ui = WebUi(
+        live,
+        address,
+        token,
+        breakpoints=RemoteBreakpoints(remote),
+        password_mode=args.web_password is not None,
+    )
+    path = await remote.start()
+    try:
+        await start_ui(ui)
+        env = {BRIDGE_ENV: str(path)}
+        return await run_workers(options, argv, args.workers, module="wsproxy.web", env=env)
+    finally:
+        await ui.stop()
+        await remote.stop()
 
 
 async def _show_capture(args: argparse.Namespace, address: UiAddress, token: str) -> None:

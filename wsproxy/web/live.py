@@ -155,9 +155,11 @@ class _Partial:
     wire_size: int = 0
     fragments: int = 0
 
-    def add(self, piece: Piece) -> None:
+    def add(self, piece: Piece, size: int | None = None) -> None:
+        """``size``: the piece's content size when ``payload`` holds only its start (a
+        worker's bridge sends no more than ``MESSAGE_KEEP`` of a message)."""
         data = piece.payload
-        self.size += len(data)
+        self.size += len(data) if size is None else size
         room = MESSAGE_KEEP - self.kept
         if room > 0 and data:
             chunk = data if len(data) <= room else data[:room]
@@ -197,6 +199,7 @@ class LiveConn:
         self.request_headers: list[tuple[str, str]] = []
         self.response_headers: list[tuple[str, str]] = []
         self.flow: Flow | None = None  # while open: compose, close and abort go through it
+        self.worker: int | None = None  # with --workers: the worker process it is on
         self.messages: deque[LiveMessage] = deque()
         self.next_seq = 1
         self.partials: dict[tuple[bool, bool], _Partial] = {}
@@ -225,6 +228,7 @@ class LiveConn:
             "started": self.started,
             "ended": self.ended,
             "decoder": None if self.decoder is None else self.decoder.protocol,
+            "worker": self.worker,
         }
 
     def detail(self) -> dict[str, Any]:
@@ -354,27 +358,13 @@ class LiveState:
         capture record: an export has only what a capture would have)."""
         from wsproxy.capture.writer import handshake_record
 
-        conn = self._open_conn(flow.id, "websocket", flow.request.url, flow.started, {})
-        conn.state = "connecting"
-        record = handshake_record(flow)
-        conn.client = record["client"]
-        conn.request_headers = [(str(k), str(v)) for k, v in record["request_headers"]]
-        self._changed(conn)
+        self.take_connecting(handshake_record(flow))
 
     def handshake_failed(self, flow: Flow, status: int | None, error: str) -> None:
         """The upgrade never opened: closed, with the upstream's status (or the one the
         client was answered with) and why."""
-        conn = self.conns.get(flow.id)
-        if conn is None or conn.state != "connecting":
-            return
-        conn.state = "closed"
-        conn.status = status
-        conn.error = error
-        conn.ended = time.time()
-        if flow.response is not None:
-            conn.response_headers = [(str(k), str(v)) for k, v in flow.response.headers.items()]
-        self._changed(conn)
-        self._evict_conns()
+        headers = [] if flow.response is None else list(flow.response.headers.items())
+        self.take_failed(flow.id, status, error, headers, time.time())
 
     def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None:
         conn = self.conns.get(flow.id)
@@ -401,17 +391,40 @@ class LiveState:
         return True
 
     def http(self, exchange: HttpExchange) -> None:
-        from wsproxy.capture import jsonl
-
-        # A copy with shorter bodies: a capture beside may still be encoding the original.
-        trimmed = replace(
-            exchange,
-            request_body=_trimmed(exchange.request_body),
-            response_body=_trimmed(exchange.response_body),
-        )
-        self.take_http(jsonl.http(trimmed))
+        self.take_http(http_record(exchange))
 
     # -- records in (live, or read from a capture) ------------------------------------------
+
+    def take_connecting(self, record: dict[str, Any]) -> LiveConn:
+        """A handshake record of an upgrade still going upstream (``handshake_started``)."""
+        conn_id, url, started = str(record["conn"]), record["url"], float(record["ts"])
+        conn = self._open_conn(conn_id, "websocket", url, started, {})
+        conn.state = "connecting"
+        conn.client = record["client"]
+        conn.request_headers = [(str(k), str(v)) for k, v in record["request_headers"]]
+        self._changed(conn)
+        return conn
+
+    def take_failed(
+        self,
+        conn_id: str,
+        status: int | None,
+        error: str,
+        response_headers: Sequence[Sequence[str]],
+        ended: float,
+    ) -> None:
+        """``handshake_failed`` of a connection listed as connecting."""
+        conn = self.conns.get(conn_id)
+        if conn is None or conn.state != "connecting":
+            return
+        conn.state = "closed"
+        conn.status = status
+        conn.error = error
+        conn.ended = ended
+        if response_headers:
+            conn.response_headers = [(str(k), str(v)) for k, v in response_headers]
+        self._changed(conn)
+        self._evict_conns()
 
     def take_handshake(self, record: dict[str, Any]) -> LiveConn:
         conn = self._open_conn(
@@ -439,18 +452,21 @@ class LiveState:
         self._evict_conns()
         return conn
 
-    def take_piece(self, conn: LiveConn, from_client: bool, piece: Piece, ts: float) -> None:
-        """One frame record (or one piece of a frame recorded in pieces) of ``conn``."""
+    def take_piece(
+        self, conn: LiveConn, from_client: bool, piece: Piece, ts: float, size: int | None = None
+    ) -> None:
+        """One frame record (or one piece of a frame recorded in pieces) of ``conn``
+        (``size``: see ``_Partial.add``)."""
         if piece.opcode >= Opcode.CLOSE:
             control = _Partial(from_client, ts, piece.opcode)
-            control.add(piece)
+            control.add(piece, size)
             self._store(conn, control)
             return
         key = (from_client, piece.verdict == "injected")
         partial = conn.partials.get(key)
         if partial is None or (piece.opcode != Opcode.CONTINUATION and piece.offset == 0):
             partial = conn.partials[key] = _Partial(from_client, ts, piece.message_opcode)
-        partial.add(piece)
+        partial.add(piece, size)
         if piece.fin and not piece.more:
             del conn.partials[key]
             self._store(conn, partial)
@@ -729,6 +745,19 @@ def _http_dict(record: Any) -> dict[str, Any]:
     return jsonl.http(exchange)
 
 
+def http_record(exchange: HttpExchange) -> dict[str, Any]:
+    """The exchange's JSONL ``http`` record with the bodies the UI keeps (``HTTP_BODY_KEEP``)."""
+    from wsproxy.capture import jsonl
+
+    # A copy with shorter bodies: a capture beside may still be encoding the original.
+    trimmed = replace(
+        exchange,
+        request_body=_trimmed(exchange.request_body),
+        response_body=_trimmed(exchange.response_body),
+    )
+    return jsonl.http(trimmed)
+
+
 def _trimmed(body: BodyCapture) -> BodyCapture:
     kept = BodyCapture(HTTP_BODY_KEEP)
     kept.add(bytes(body.kept[:HTTP_BODY_KEEP]))
@@ -752,11 +781,29 @@ def _iso(ts: float) -> str:
     return iso_time(ts)
 
 
-class Tee:
-    """``LiveState`` beside the run's ``-w`` capture: the UI sees every connection, the
-    capture only those it wants; only the capture can slow the relay (as it would alone)."""
+class UiSink(Protocol):
+    """What ``Tee`` hands everything to: ``LiveState``, or a worker's bridge to it
+    (``wsproxy.web.worker.BridgeSink``)."""
 
-    def __init__(self, live: LiveState, capture: Any) -> None:
+    def handshake(self, flow: Flow) -> None: ...
+
+    def handshake_started(self, flow: Flow) -> None: ...
+
+    def handshake_failed(self, flow: Flow, status: int | None, error: str) -> None: ...
+
+    def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None: ...
+
+    def close(self, flow: Flow) -> None: ...
+
+    def http(self, exchange: HttpExchange) -> None: ...
+
+
+class Tee:
+    """``LiveState`` (or a worker's bridge) beside the run's ``-w`` capture: the UI sees
+    every connection, the capture only those it wants; only the capture can slow the relay
+    (as it would alone)."""
+
+    def __init__(self, live: UiSink, capture: Any) -> None:
         self.live = live
         self.capture = capture
         self._captured: set[str] = set()

@@ -8,8 +8,9 @@ load, the WebSocket URL) or, for the page's own files only, the cookie the first
 cookie, so no other site can make a browser call it. The shapes are ``/work/notes/ui-api.md``'s.
 
 Compose, close and abort go through the flow's own ``inject``/``close``/``abort``, as a plugin's
-would; export writes the kept messages as a JSONL capture and converts it with the capture
-package's own converters (HAR, mitmproxy flows).
+would (with ``--workers``, a ``remote.RemoteFlow`` sends them to the connection's worker);
+export writes the kept messages as a JSONL capture and converts it with the capture package's
+own converters (HAR, mitmproxy flows).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import inspect
 import json
 import logging
 import shlex
@@ -357,7 +359,10 @@ class WebUi:
             raise ApiError(413, f"a composed message is at most {SEND_MAX} bytes")
         if conn.state != "open":
             raise ApiError(409, "connection is not open")
-        if not flow.inject(content, to_client=to == "client"):
+        sent = flow.inject(content, to_client=to == "client")
+        if inspect.isawaitable(sent):  # a connection of a worker (remote.RemoteFlow): it says
+            sent = await sent
+        if not sent:
             raise ApiError(409, f"not sent: the {to} side is closing or not reading fast enough")
         return web.json_response({"ok": True})
 

@@ -90,6 +90,7 @@ export class ConnectionsView {
     const selected = conn.id === this.state.selected;
     const isWs = conn.kind === "websocket";
     const facts = [conn.client];
+    if (conn.worker != null) facts.push(`worker ${conn.worker}`);
     if (isWs) {
       facts.push(`→ ${counts(conn, "client")}`, `← ${counts(conn, "server")}`);
       if (conn.subprotocol) facts.push(`subprotocol ${conn.subprotocol}`);

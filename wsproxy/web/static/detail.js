@@ -159,6 +159,7 @@ export class DetailView {
     const ws = conn.kind === "websocket";
     const facts = [`client ${conn.client}`, `started ${clock(conn.started)}`];
     if (conn.ended) facts.push(`ended ${clock(conn.ended)}`);
+    if (conn.worker != null) facts.push(`worker ${conn.worker}`);
     if (ws) {
       facts.push(`subprotocol ${conn.subprotocol || "none"}`);
       facts.push(`extensions ${conn.extensions && conn.extensions.length ? conn.extensions.join(", ") : "none"}`);
