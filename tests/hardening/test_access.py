@@ -33,7 +33,7 @@ from tests.harness import (
 from tests.integration import wsraw
 from tests.integration.wsraw import OP_TEXT, RawConnection
 from wsproxy.exceptions import ConfigError, HttpError
-from wsproxy.proxy.access import REALM, AccessPolicy
+from wsproxy.proxy.access import REALM, VERDICTS_KEPT, AccessPolicy
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -98,6 +98,18 @@ def test_allow_clients_adds_networks() -> None:
     assert not policy.allows("2001:db9::1")
     assert policy.allows("127.0.0.1")  # the defaults stay
     assert AccessPolicy(("0.0.0.0/0",)).allows("8.8.8.8")
+
+
+def test_remembered_verdicts_stay_right_and_bounded() -> None:
+    """Verdicts are remembered per address (a client opens many connections), at most
+    VERDICTS_KEPT of them: past that the memory starts again, the answers stay the same."""
+    policy = AccessPolicy()
+    for _ in range(2):
+        assert policy.allows("10.1.2.3") and not policy.allows("8.8.8.8")
+    for n in range(VERDICTS_KEPT + 10):
+        assert policy.allows(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}")
+    assert len(policy._verdicts) <= VERDICTS_KEPT
+    assert not policy.allows("8.8.8.8") and policy.allows("10.1.2.3")
     assert AccessPolicy(("198.51.100.7",)).allows("198.51.100.7")  # a single address
     assert AccessPolicy(("198.51.100.7/24",)).allows("198.51.100.1")  # host bits tolerated
 

@@ -253,6 +253,8 @@ def test_upstream_request_headers() -> None:
     added = upstream_request_headers(request(), extensions=["permessage-deflate"])
     assert added.raw()[-1] == ("Sec-WebSocket-Extensions", "permessage-deflate")
     assert req.headers.get("Keep-Alive") == "timeout=5"  # the original is untouched
+    with pytest.raises(ValueError):  # a new value is checked as ``Headers.add`` checks it
+        upstream_request_headers(req, extensions=["x\r\nInjected: 1"])
 
 
 def test_repeated_upgrade_headers_are_sent_once_in_the_first_ones_place() -> None:

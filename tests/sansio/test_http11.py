@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -102,6 +103,25 @@ def test_headers_multimap() -> None:
     assert h != c and h == h.copy()
     assert h.__eq__(1) is NotImplemented
     assert "X-A" in repr(h)
+
+
+def test_headers_lookups_follow_every_change() -> None:
+    """Lookups go through an index built at the first one: each change must drop it."""
+    h = Headers([("A", "1")])
+    assert h.get_all("a") == ["1"] and "a" in h  # the index exists now
+    h.add("a", "2")
+    assert h.get_all("A") == ["1", "2"]
+    h.set("A", "3")
+    assert h.get("a") == "3" and h.get_all("a") == ["3"]
+    h.remove("A")
+    assert h.get("a") is None and "a" not in h and h.get_all("a") == []
+    h.add("B", "x")
+    values = h.get_all("b")
+    values.append("not a header")  # a copy: the headers keep theirs
+    assert h.get_all("B") == ["x"]
+    copy = h.copy()
+    copy.add("B", "y")
+    assert h.get_all("B") == ["x"] and copy.get_all("B") == ["x", "y"]
 
 
 @pytest.mark.parametrize(
@@ -691,3 +711,64 @@ def test_format_authority(host: str, port: int, scheme: str, expected: str) -> N
 )
 def test_host_port_brackets_ipv6(host: str, port: int, expected: str) -> None:
     assert host_port(host, port) == expected
+
+
+# A head-like alphabet: the bytes where the fast path and the line-by-line parser could part.
+_head_bytes = st.lists(
+    st.sampled_from(
+        [b"a", b"Z", b"1", b"-", b":", b" ", b"\t", b"\r", b"\n", b"\r\n", b"\x7f", b"\x80", b"/"]
+    ),
+    max_size=40,
+).map(b"".join)
+
+
+def _outcome(feed: Callable[[bytes], tuple[object, bytes]], data: bytes) -> object:
+    try:
+        return feed(data)
+    except HttpError as error:
+        return (error.status, error.reason)
+
+
+@given(
+    st.sampled_from([b"GET / HTTP/1.1", b"HTTP/1.1 101 Switching", b"HTTP/1.1 200", b"", b"G T"]),
+    st.lists(
+        st.one_of(
+            st.sampled_from([b"Host: a", b"X:  v \t", b"Y:", b"Up: web socket"]), _head_bytes
+        ),
+        max_size=6,
+    ),
+    st.sampled_from([b"\r\n\r\n", b"\r\n\r\nrest", b"\n\n", b"\r\n"]),
+    st.booleans(),
+)
+def test_a_whole_head_parses_as_it_does_line_by_line(
+    start: bytes, lines: list[bytes], end: bytes, is_response: bool
+) -> None:
+    """``HeadParser`` takes a head fed whole by a fast path; whatever the bytes, its answer
+    (the head and what follows it, or the error) is the line-by-line parser's."""
+    data = b"\r\n".join([start, *lines]) + end
+    limits = Limits(max_line=30, max_head_size=120, max_headers=4)
+
+    def whole(parser_type: type[HeadParser]) -> Callable[[bytes], tuple[object, bytes]]:
+        def feed(data: bytes) -> tuple[object, bytes]:
+            parser = parser_type(limits, is_response=is_response)
+            return parser.feed(data), parser.leftover
+
+        return feed
+
+    assert _outcome(whole(HeadParser), data) == _outcome(whole(_LineByLine), data)
+
+
+class _LineByLine(HeadParser):
+    """The parser without its fast path."""
+
+    def _whole(self, data: bytes) -> None:
+        return None
+
+
+def test_the_fast_path_takes_a_whole_well_formed_head() -> None:
+    parser = HeadParser()
+    head = parser.feed(b"GET /x HTTP/1.1\r\nHost: a\r\nX-E:\r\nX-S:  v  w \t\r\n\r\n\x81\x00")
+    assert isinstance(head, Request) and parser.leftover == b"\x81\x00"
+    assert head.headers.raw() == [("Host", "a"), ("X-E", ""), ("X-S", "v  w")]
+    response = HeadParser(is_response=True).feed(b"HTTP/1.1 101\r\nUpgrade: websocket\r\n\r\n")
+    assert isinstance(response, Response) and (response.status, response.reason) == (101, "")

@@ -31,6 +31,7 @@ _DEFAULT_NETWORKS = (
 )
 
 REALM = 'Basic realm="wsproxy"'
+VERDICTS_KEPT = 4096  # client addresses whose verdict is remembered
 
 
 class AccessPolicy:
@@ -42,12 +43,24 @@ class AccessPolicy:
             except ValueError as error:
                 raise ConfigError(f"--allow-clients {text!r}: {error}") from None
         self._networks = networks
+        # Verdicts by address text: a client opens many connections, and parsing its address
+        # against every network each time is most of what admission costs. Bounded: emptied
+        # when full (a scan from many addresses only costs the parsing it saves otherwise).
+        self._verdicts: dict[str, bool] = {}
         self._credentials: bytes | None = None
         if proxyauth is not None:
             _check_proxyauth(proxyauth)
             self._credentials = proxyauth.encode("utf-8")
 
     def allows(self, address: str) -> bool:
+        verdict = self._verdicts.get(address)
+        if verdict is None:
+            if len(self._verdicts) >= VERDICTS_KEPT:
+                self._verdicts.clear()
+            verdict = self._verdicts[address] = self._allows(address)
+        return verdict
+
+    def _allows(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address.split("%", 1)[0])
         except ValueError:

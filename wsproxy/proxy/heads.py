@@ -18,6 +18,12 @@ async def read_head(
     head go back into the peer's buffer. ``timeout`` None or 0: wait as long as it takes."""
     parser = HeadParser(limits, is_response=response)
     seen = False
+    if peer.buffered:  # often the whole head is here already: then no timer is armed
+        seen = True
+        head = parser.feed(peer.take_buffer())
+        if head is not None:
+            peer.unread(parser.leftover)
+            return head
     async with asyncio.timeout(timeout or None):
         while True:
             data = await peer.read()

@@ -9,7 +9,6 @@ accept watch (``accept``) says so once per burst.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import ssl
@@ -67,6 +66,7 @@ class Listener:
         # A worker's ids say which worker: w2-c1, w2-c2... (unique across the workers).
         self._id_prefix = f"{options.worker}-c" if options.worker else "c"
         self._server: asyncio.Server | Acceptor | None = None
+        self._addresses: list[Any] = []  # the listening sockets' names, read once at bind
         self._accepts = AcceptWatch()
         # Shared by every listener of a run: the limits count all connections together.
         self.handlers: set[asyncio.Task[None]] = set() if handlers is None else handlers
@@ -95,6 +95,7 @@ class Listener:
             self._server = await Acceptor.bind(
                 factory, host, port, self._accepts, reuse_port=reuse_port
             )
+        self._addresses = [sock.getsockname() for sock in self._server.sockets]
 
     async def start(self) -> None:
         await self.bind()
@@ -107,13 +108,15 @@ class Listener:
         return int(self._server.sockets[0].getsockname()[1])
 
     def addresses(self) -> list[Any]:
-        """The listening sockets' addresses (none before ``start``)."""
-        return [sock.getsockname() for sock in self._server.sockets] if self._server else []
+        """The listening sockets' addresses (none before ``bind`` or after ``close``): every
+        upstream connection checks it is not one of them, so they are not asked again."""
+        return list(self._addresses)
 
     def close(self) -> None:
         """Stop listening; the connections already accepted go on."""
         if self._server is not None:
             self._server.close()
+            self._addresses = []
 
     async def cancel_handlers(self, timeout: float) -> None:
         for task in list(self.handlers):
@@ -122,47 +125,59 @@ class Listener:
             await asyncio.wait(list(self.handlers), timeout=timeout)
 
     def _new_peer(self) -> Peer:
-        peer = Peer()
+        return _ClientPeer(self._start_handler)
+
+    def _start_handler(self, peer: Peer) -> None:
+        """Called from the peer's ``connection_made``: its address is known, and the handler's
+        first step runs without waiting a turn of the loop for it."""
         task = asyncio.get_running_loop().create_task(self._handle(peer))
         self.handlers.add(task)
         task.add_done_callback(self.handlers.discard)
-        return peer
 
     async def _handle(self, peer: Peer) -> None:
-        await asyncio.sleep(0)  # let connection_made run
         conn_id = f"{self._id_prefix}{next(self._ids)}"
         if self.balancers is not None and not await self._take_proxy_header(peer, conn_id):
             peer.close()
             return
         client = peer.address[0]
         metrics = self.metrics
-        with (
-            self._counted(client),
-            (
-                metrics.connection(self._mode_name)
-                if metrics is not None
-                else contextlib.nullcontext()
-            ),
-        ):
-            try:
-                self._admit(client)
-            except HttpError as refusal:
-                if self.http_refusals:
-                    _ended(peer, conn_id, refusal)
-                else:
-                    log.warning("[%s] %s refused: %s", conn_id, client, refusal.reason)
-                if metrics is not None:
-                    metrics.errors.labels("refused").inc()
-                peer.close()
-                return
-            try:
-                await self._serve(peer, conn_id)
-            except Exception as error:  # not CancelledError: a BaseException, it goes on up
-                kind = _ended(peer, conn_id, error)
-                if metrics is not None:
-                    metrics.errors.labels(kind).inc()
-            finally:
-                peer.close()
+        per_client = self.per_client
+        per_client[client] = per_client.get(client, 0) + 1
+        try:
+            if metrics is None:
+                await self._admitted(peer, conn_id, client)
+            else:
+                with metrics.connection(self._mode_name):
+                    await self._admitted(peer, conn_id, client)
+        finally:
+            left = per_client[client] - 1
+            if left:
+                per_client[client] = left
+            else:
+                del per_client[client]
+
+    async def _admitted(self, peer: Peer, conn_id: str, client: str) -> None:
+        """Serve ``peer`` unless the limits refuse it, and answer whatever ended it."""
+        metrics = self.metrics
+        try:
+            self._admit(client)
+        except HttpError as refusal:
+            if self.http_refusals:
+                _ended(peer, conn_id, refusal)
+            else:
+                log.warning("[%s] %s refused: %s", conn_id, client, refusal.reason)
+            if metrics is not None:
+                metrics.errors.labels("refused").inc()
+            peer.close()
+            return
+        try:
+            await self._serve(peer, conn_id)
+        except Exception as error:  # not CancelledError: a BaseException, it goes on up
+            kind = _ended(peer, conn_id, error)
+            if metrics is not None:
+                metrics.errors.labels(kind).inc()
+        finally:
+            peer.close()
 
     async def _take_proxy_header(self, peer: Peer, conn_id: str) -> bool:
         """Read the balancer's PROXY header; the real client's address becomes the peer's
@@ -191,18 +206,6 @@ class Listener:
             )
         return True
 
-    @contextlib.contextmanager
-    def _counted(self, client: str) -> Iterator[None]:
-        self.per_client[client] = self.per_client.get(client, 0) + 1
-        try:
-            yield
-        finally:
-            left = self.per_client[client] - 1
-            if left:
-                self.per_client[client] = left
-            else:
-                del self.per_client[client]
-
     def _admit(self, client: str) -> None:
         """Raise HttpError unless ``client`` may open one more connection."""
         if not self.access.allows(client):
@@ -216,6 +219,20 @@ class Listener:
         if self.per_client[client] > self.options.max_connections_per_client:
             limit = self.options.max_connections_per_client
             raise HttpError(503, f"over --max-connections-per-client {limit}")
+
+
+class _ClientPeer(Peer):
+    """An accepted client connection: its handler starts once the transport is made."""
+
+    def __init__(self, on_made: Callable[[Peer], None]) -> None:
+        super().__init__()
+        self._on_made: Callable[[Peer], None] | None = on_made
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        on_made, self._on_made = self._on_made, None
+        if on_made is not None:
+            on_made(self)
 
 
 def _ended(peer: Peer, conn_id: str, error: Exception) -> str:

@@ -105,16 +105,17 @@ class RequestLoop:
             peer.write(simple_response(status, "", body, headers=[("Content-Type", ctype)]))
             return False
         upstream, path = route(head, target, tunnel, reverse)
-        log.info(
-            "[%s] %s %s %s://%s%s%s",
-            conn_id,
-            peer.address[0],
-            head.method,
-            upstream.scheme,
-            upstream.authority,
-            path,
-            via_next_proxy(self.options),
-        )
+        if log.isEnabledFor(logging.INFO):  # -q: not even the line's parts are made
+            log.info(
+                "[%s] %s %s %s://%s%s%s",
+                conn_id,
+                peer.address[0],
+                head.method,
+                upstream.scheme,
+                upstream.authority,
+                path,
+                via_next_proxy(self.options),
+            )
         if is_upgrade_request(head):
             session = await self.websockets.open(peer, conn_id, head, upstream, path)
             del head  # an open WebSocket keeps nothing of the HTTP phase alive

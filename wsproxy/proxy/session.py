@@ -153,6 +153,7 @@ class WebSocketSession:
         self._unsent: dict[Side, list[bytes]] = {Side.CLIENT: [], Side.SERVER: []}
         self._refusal_logged = False  # an injected message was refused (logged once)
         self._capture_held = False  # Hold.CAPTURE is on (a plain bool: asked per record)
+        self._finishing: asyncio.Handle | None = None  # the wind-up, once the relay finished
 
     def _stamp(self, item: FrameEvent | Message) -> None:
         """What the hooks get with an item: its time, and for a message its decoder."""
@@ -315,7 +316,7 @@ class WebSocketSession:
         elif isinstance(command, ResumeReading):
             self._release(command.side, Hold.HOOKS)
         elif isinstance(command, Finished) and not self.done.done():
-            self.loop.create_task(self._finish())
+            self._finish()
 
     def _close_peer(self, side: Side, linger: bool) -> None:
         peer = self.peer(side)
@@ -404,10 +405,29 @@ class WebSocketSession:
             self.shutdown(1001, "idle timeout")
         self._schedule_idle_check()
 
-    async def _finish(self) -> None:
-        await asyncio.wait(
-            [self.client.closed, self.server.closed], timeout=LINGER + self.options.close_timeout
-        )
+    def _finish(self) -> None:
+        """The relay is done: once both peers are closed (or after the linger and the close
+        timeout, aborting what is left), the session ends. Callbacks and one timer wait for
+        that, not a task: every WebSocket ends this way."""
+        if self._finishing is not None:
+            return
+        open_peers = [peer.closed for peer in (self.client, self.server) if not peer.closed.done()]
+        if not open_peers:
+            self._finishing = self.loop.call_soon(self._wind_up)
+            return
+        self._finishing = self.loop.call_later(LINGER + self.options.close_timeout, self._wind_up)
+        for closed in open_peers:
+            closed.add_done_callback(self._peer_closed)
+
+    def _peer_closed(self, _: asyncio.Future[None]) -> None:
+        if self.client.closed.done() and self.server.closed.done():
+            self._wind_up()
+
+    def _wind_up(self) -> None:
+        if self.done.done():
+            return
+        if self._finishing is not None:
+            self._finishing.cancel()
         for peer in (self.client, self.server):
             if not peer.closed.done():
                 peer.abort()

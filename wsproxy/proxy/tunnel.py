@@ -76,7 +76,8 @@ class Tunnels:
 
     async def connect(self, peer: Peer, conn_id: str, host: str, port: int) -> None:
         """An HTTP CONNECT: 200, then whatever the client speaks inside the tunnel."""
-        log.info("[%s] %s CONNECT %s", conn_id, peer.address[0], host_port(host, port))
+        if log.isEnabledFor(logging.INFO):
+            log.info("[%s] %s CONNECT %s", conn_id, peer.address[0], host_port(host, port))
         await self.enter(peer, conn_id, host, port, established=ESTABLISHED)
 
     async def enter(
@@ -174,6 +175,8 @@ class Tunnels:
         in transparent mode the original address and the SNI name) is piped as it is: one
         ``NAME:PORT`` matches ``--ignore-hosts``, or ``--allow-hosts`` is given and none
         matches it."""
+        if not self._allow and not self._ignore:
+            return False
         wheres = [f"{name}:{port}" for name in names]
         if self._allow:
             return not any(p.search(where) for p in self._allow for where in wheres)

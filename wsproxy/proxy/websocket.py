@@ -161,13 +161,14 @@ class WebSockets:
             hints=Hints(subprotocol=flow.subprotocol, path=upgrade.path),
             counts=self.metrics.session_opened() if self.metrics is not None else None,
         )
-        log.info(
-            "[%s] WebSocket open %s%s%s",
-            conn_id,
-            upgrade.upstream.authority,
-            upgrade.path,
-            logformat.negotiated(flow.subprotocol, flow.extensions),
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "[%s] WebSocket open %s%s%s",
+                conn_id,
+                upgrade.upstream.authority,
+                upgrade.path,
+                logformat.negotiated(flow.subprotocol, flow.extensions),
+            )
         return session
 
     def _view(self, flow: Flow) -> Selection | None:
@@ -318,13 +319,14 @@ class WebSockets:
             await session.run()
         finally:
             self.sessions.discard(session)
-            log.info(
-                "[%s] WebSocket closed: client %s, server %s; %s",
-                session.conn_id,
-                close_summary(relay.client.received_code, relay.client.close_received),
-                close_summary(relay.server.received_code, relay.server.close_received),
-                logformat.message_counts(relay.client.messages, relay.server.messages),
-            )
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "[%s] WebSocket closed: client %s, server %s; %s",
+                    session.conn_id,
+                    close_summary(relay.client.received_code, relay.client.close_received),
+                    close_summary(relay.server.received_code, relay.server.close_received),
+                    logformat.message_counts(relay.client.messages, relay.server.messages),
+                )
             if self.metrics is not None and session.counts is not None:
                 self.metrics.session_closed(
                     session.counts,

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 class Timer(enum.Enum):
     """The relay's timers; the shell knows only their names and how long to wait."""
 
+    __hash__ = object.__hash__  # as legs.Side's: identity, hashed in C
+
     CLOSE_CLIENT = "close-client"  # the client's close answer or TCP close must come in time
     CLOSE_SERVER = "close-server"
     GRACE = "grace"  # after a client's protocol error, the upstream may still answer

@@ -200,7 +200,9 @@ def strip_hop_by_hop(headers: Headers) -> Headers:
     Transfer-Encoding and Content-Length stay: the proxy relays bodies in their wire encoding.
     """
     dropped = _dropped_names(headers)
-    return Headers([(name, value) for name, value in headers if name.lower() not in dropped])
+    return Headers._valid(
+        [(name, value) for name, value in headers.raw() if name.lower() not in dropped]
+    )
 
 
 def _upgrade_headers(headers: Headers, replace: dict[str, list[str] | None]) -> Headers:
@@ -209,10 +211,14 @@ def _upgrade_headers(headers: Headers, replace: dict[str, list[str] | None]) -> 
     when None. New values take the place of the first original one, else go at the end."""
     dropped = _dropped_names(headers) - {"connection", "upgrade"}
     fixed = {"connection": ["Upgrade"], "upgrade": ["websocket"]}
-    fixed.update({name: values for name, values in replace.items() if values is not None})
+    for name, values in replace.items():
+        if values is not None:
+            for value in values:
+                Headers._check(name, value)  # the fields kept from ``headers`` are checked
+            fixed[name] = values
     out: list[tuple[str, str]] = []
     placed: set[str] = set()
-    for name, value in headers:
+    for name, value in headers.raw():
         lower = name.lower()
         if lower in dropped:
             continue
@@ -231,7 +237,7 @@ def _upgrade_headers(headers: Headers, replace: dict[str, list[str] | None]) -> 
     for lower, values in fixed.items():
         if lower not in placed:
             out.extend((canonical.get(lower, lower), new) for new in values)
-    return Headers(out)
+    return Headers._valid(out)
 
 
 def upstream_request_headers(req: Request, *, extensions: list[str] | None) -> Headers:

@@ -61,6 +61,13 @@ _REQUEST_LINE_RE = re.compile(
 # be empty, and like h11 we accept a status line without the SP before an empty reason.
 _STATUS_LINE_RE = re.compile(rb"(HTTP/[0-9]\.[0-9]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
 _VERSION_RE = re.compile(rb"HTTP/[0-9]\.[0-9]")
+# A whole field line of a well-formed head: the name, then the value without the whitespace
+# around it (RFC 7230 3.2). Used by ``HeadParser``'s fast path only: a line it does not match
+# goes to the line-by-line parser, which says what is wrong with it.
+_FIELD_LINE_RE = re.compile(
+    rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*"
+    rb"((?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?)[ \t]*"
+)
 
 
 class Headers:
@@ -72,12 +79,36 @@ class Headers:
     plugin cannot split a head by setting a header (response splitting).
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = []
+        # Values by lower-case name, built at the first lookup and dropped by every change:
+        # a handshake looks up a dozen names in the same few heads.
+        self._index: dict[str, list[str]] | None = None
         for name, value in items:
             self.add(name, value)
+
+    @classmethod
+    def _valid(cls, items: list[tuple[str, str]]) -> Headers:
+        """Headers from fields already checked (a parsed head's, or another ``Headers``'):
+        no second look at each name and value."""
+        headers = cls()
+        headers._items = items
+        return headers
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = self._index = {}
+            for name, value in self._items:
+                key = name.lower()
+                values = index.get(key)
+                if values is None:
+                    index[key] = [value]
+                else:
+                    values.append(value)
+        return index
 
     @staticmethod
     def _check(name: str, value: str) -> None:
@@ -88,21 +119,19 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
-        key = name.lower()
-        for item_name, value in self._items:
-            if item_name.lower() == key:
-                return value
-        return default
+        values = self._lookup().get(name.lower())
+        return default if values is None else values[0]
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order."""
-        key = name.lower()
-        return [value for item_name, value in self._items if item_name.lower() == key]
+        values = self._lookup().get(name.lower())
+        return [] if values is None else list(values)
 
     def add(self, name: str, value: str) -> None:
         """Append a field, after any with the same name."""
         self._check(name, value)
         self._items.append((name, value))
+        self._index = None
 
     def set(self, name: str, value: str) -> None:
         """Replace every field named ``name`` with one, at the place of the first."""
@@ -119,17 +148,18 @@ class Headers:
         if not placed:
             items.append((name, value))
         self._items = items
+        self._index = None
 
     def remove(self, name: str) -> None:
         """Remove every field named ``name`` (no error when there is none)."""
         key = name.lower()
         self._items = [item for item in self._items if item[0].lower() != key]
+        self._index = None
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = name.lower()
-        return any(item_name.lower() == key for item_name, _ in self._items)
+        return name.lower() in self._lookup()
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(list(self._items))
@@ -144,9 +174,7 @@ class Headers:
         return len(self._items)
 
     def copy(self) -> Headers:
-        new = Headers()
-        new._items = list(self._items)
-        return new
+        return Headers._valid(list(self._items))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
@@ -226,6 +254,10 @@ class HeadParser:
         if self._result is not None:
             self._leftover += data
             return None
+        if not self._buf and self._start is None and not self._size:
+            head = self._whole(data)
+            if head is not None:
+                return head
         self._buf += data
         while True:
             newline = self._buf.find(b"\n", self._scan)
@@ -246,6 +278,43 @@ class HeadParser:
                 self._leftover = bytes(self._buf)
                 self._buf = bytearray()
                 return self._result
+
+    def _whole(self, data: bytes) -> Request | Response | None:
+        """The fast path: a head that came whole in one piece with CRLF line ends and
+        nothing wrong with it (what clients and servers send) is taken in one pass over its
+        lines. None when it is not that simple: the line-by-line parser then takes the same
+        bytes, and finds the head's end or says what is wrong."""
+        end = data.find(b"\r\n\r\n")
+        limits = self.limits
+        if end <= 0 or end + 4 > limits.max_head_size:
+            return None
+        lines = data[:end].split(b"\r\n")
+        if len(lines) > limits.max_headers + 1:
+            return None
+        first = lines[0]
+        if self.is_response:
+            match = _STATUS_LINE_RE.fullmatch(first)
+            if match is None:
+                return None
+            version, status, reason = match.groups()
+            start = (version.decode(), status.decode(), (reason or b"").decode("latin-1"))
+        else:
+            match = _REQUEST_LINE_RE.fullmatch(first)
+            if match is None or len(first) > limits.max_line:
+                return None
+            method, target, version = match.groups()
+            start = (method.decode(), target.decode("latin-1"), version.decode())
+        fields = self._fields
+        for line in lines[1:]:
+            field = _FIELD_LINE_RE.fullmatch(line)
+            if field is None:
+                fields.clear()
+                return None
+            fields.append((field[1].decode("ascii"), field[2].decode("latin-1")))
+        self._start = start
+        self._result = self._build()
+        self._leftover = data[end + 4 :]
+        return self._result
 
     def _check_partial(self) -> None:
         """Refuse a line that is already too long or wrong, without waiting for its end.
@@ -321,8 +390,7 @@ class HeadParser:
     def _build(self) -> Request | Response:
         assert self._start is not None
         first, second, third = self._start
-        headers = Headers()
-        headers._items = self._fields
+        headers = Headers._valid(self._fields)
         if self.is_response:
             return Response(first, int(second), third, headers)
         return Request(first, second, third, headers)
@@ -331,20 +399,19 @@ class HeadParser:
 # -- serializing -------------------------------------------------------------------------------
 
 
-def _serialize_headers(headers: Headers) -> bytes:
-    return b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers.raw())
+def _serialize(start: str, headers: Headers) -> bytes:
+    fields = "".join([f"{name}: {value}\r\n" for name, value in headers.raw()])
+    return f"{start}\r\n{fields}\r\n".encode("latin-1")
 
 
 def serialize_request(req: Request) -> bytes:
     """The request head, CRLF line ends, header case and order preserved."""
-    line = f"{req.method} {req.target} {req.version}\r\n".encode("latin-1")
-    return line + _serialize_headers(req.headers) + b"\r\n"
+    return _serialize(f"{req.method} {req.target} {req.version}", req.headers)
 
 
 def serialize_response(resp: Response) -> bytes:
     """The response head, CRLF line ends, header case and order preserved."""
-    line = f"{resp.version} {resp.status:03d} {resp.reason}\r\n".encode("latin-1")
-    return line + _serialize_headers(resp.headers) + b"\r\n"
+    return _serialize(f"{resp.version} {resp.status:03d} {resp.reason}", resp.headers)
 
 
 def simple_response(

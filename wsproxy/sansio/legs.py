@@ -34,6 +34,10 @@ from wsproxy.sansio.records import Joiner, StreamRecorder
 class Side(enum.Enum):
     """Which peer a leg talks to; also names the direction of the frames that peer sends."""
 
+    # Members are singletons compared by identity: the C hash, not Enum's Python one
+    # (they key the relay's dicts and the transition table).
+    __hash__ = object.__hash__
+
     CLIENT = "client"
     SERVER = "server"
 
@@ -43,6 +47,8 @@ class Side(enum.Enum):
 
 
 class LegState(enum.Enum):
+    __hash__ = object.__hash__  # as Side's
+
     OPEN = "open"
     CLOSE_SENT = "close sent"
     CLOSE_RECEIVED = "close received"
@@ -53,6 +59,8 @@ class LegState(enum.Enum):
 
 
 class LegEvent(enum.Enum):
+    __hash__ = object.__hash__  # as Side's
+
     SEND_CLOSE = "send close"
     RECEIVE_CLOSE = "receive close"
     PEER_GONE = "peer gone"

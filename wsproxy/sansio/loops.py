@@ -58,11 +58,14 @@ def reaches_own_listener(remote: Address, local: Address, listening: Iterable[Ad
     reached it when the port matches and the remote address is one of this machine's, which the
     kernel shows by picking that same address (or loopback) as the connection's source.
     """
-    remote_ip, remote_port = _ip(remote[0]), remote[1]
+    remote_port = remote[1]
+    remote_ip: str | None = None  # parsed only when a port matches: most connections differ
     for address in listening:
         host, port = address[0], address[1]
         if port != remote_port:
             continue
+        if remote_ip is None:
+            remote_ip = _ip(remote[0])
         listen_ip = _ip(host)
         if listen_ip == remote_ip:
             return True
