@@ -14,11 +14,12 @@ never as an exception.
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from wsproxy.sansio.errors import ProtocolError
-from wsproxy.sansio.fastpath import MASK_KEYS, relay_frames, relay_frames_recorded
+from wsproxy.sansio.fastpath import MASK_KEYS, Buffer, relay_frames, relay_frames_recorded
 from wsproxy.sansio.frames import (
     FIN,
     KNOWN_OPCODES,
@@ -35,6 +36,9 @@ from wsproxy.sansio.frames import (
     serialize_close,
     serialize_header,
 )
+
+# What one fast-path run finds besides its bytes: a count of frames, or their records.
+_Found = TypeVar("_Found", int, list[tuple[int, int, bytes]])
 
 
 class MessageInflater(Protocol):
@@ -185,39 +189,15 @@ class FrameReader:
         reader is between messages with nothing held: ``(end, out, frames)``, where ``out``
         is ``data[:end]`` re-masked with fresh keys (a client's frames) or None (a server's,
         which go on as they are). The rest, from ``end``, is for ``receive_data``."""
-        if (
-            self._in_frame
-            or self._buffer
-            or self._message_opcode is not None
-            or self._inflating is not None
-            or self.failed is not None
-        ):
+        if not self._at_rest:
             return 0, None, 0
-        keys = MASK_KEYS
-        masked = self.masked
-        end, out, frames, keys.position = relay_frames(
-            data, masked, self.max_frame_size, self.max_message_size, keys.block, keys.position
-        )
-        if masked and end < len(data) and keys.position + 4 > len(keys.block):
-            # Out of keys in the middle of a run: a new block, and on from there.
-            pieces = [out] if out is not None else []
-            while end < len(data) and keys.position + 4 > len(keys.block):
-                keys.refill()
-                more, out, count, keys.position = relay_frames(
-                    memoryview(data)[end:],
-                    masked,
-                    self.max_frame_size,
-                    self.max_message_size,
-                    keys.block,
-                    keys.position,
-                )
-                if out is not None:
-                    pieces.append(out)
-                end += more
-                frames += count
-            out = b"".join(pieces) if pieces else None
-        self.bytes_received += end
-        return end, out, frames
+        limits = self.max_frame_size, self.max_message_size
+
+        def run(view: Buffer, block: bytes, position: int) -> tuple[int, bytes | None, int, int]:
+            end, out, frames, position = relay_frames(view, self.masked, *limits, block, position)
+            return end, out, position, frames
+
+        return self._with_keys(data, run)
 
     def take_simple_recorded(
         self, data: bytes, keep: int
@@ -226,35 +206,52 @@ class FrameReader:
         (``fastpath.relay_frames_recorded``): ``(end, out, frames)``, ``frames`` one
         ``(opcode, length, payload)`` per frame, ``payload`` its first ``keep`` bytes in the
         clear (all of it when ``keep`` is negative)."""
-        if (
+        if not self._at_rest:
+            return 0, None, []
+        limits = self.max_frame_size, self.max_message_size
+
+        def run(
+            view: Buffer, block: bytes, position: int
+        ) -> tuple[int, bytes | None, int, list[tuple[int, int, bytes]]]:
+            return relay_frames_recorded(view, self.masked, *limits, block, position, keep)
+
+        return self._with_keys(data, run)
+
+    @property
+    def _at_rest(self) -> bool:
+        """Between messages with nothing held or failed: where the fast path may run."""
+        return not (
             self._in_frame
             or self._buffer
             or self._message_opcode is not None
             or self._inflating is not None
             or self.failed is not None
-        ):
-            return 0, None, []
-        keys = MASK_KEYS
-        masked = self.masked
-        limits = self.max_frame_size, self.max_message_size
-        end, out, keys.position, frames = relay_frames_recorded(
-            data, masked, *limits, keys.block, keys.position, keep
         )
-        if masked and end < len(data) and keys.position + 4 > len(keys.block):
-            # Out of keys in the middle of a run: a new block, and on from there.
+
+    def _with_keys(
+        self,
+        data: bytes,
+        run: Callable[[Buffer, bytes, int], tuple[int, bytes | None, int, _Found]],
+    ) -> tuple[int, bytes | None, _Found]:
+        """One fast-path ``run`` over ``data`` with the shared mask keys (``run`` returns
+        ``(end, out, key position, found)``); when the keys run out in the middle of a run, a
+        new block and on from there, the ``found`` of each call added up."""
+        keys = MASK_KEYS
+        end, out, keys.position, found = run(data, keys.block, keys.position)
+        if self.masked and end < len(data) and keys.position + 4 > len(keys.block):
             pieces = [out] if out is not None else []
             while end < len(data) and keys.position + 4 > len(keys.block):
                 keys.refill()
-                more, out, keys.position, also = relay_frames_recorded(
-                    memoryview(data)[end:], masked, *limits, keys.block, keys.position, keep
+                more, out, keys.position, also = run(
+                    memoryview(data)[end:], keys.block, keys.position
                 )
                 if out is not None:
                     pieces.append(out)
                 end += more
-                frames += also
+                found += also
             out = b"".join(pieces) if pieces else None
         self.bytes_received += end
-        return end, out, frames
+        return end, out, found
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes from the peer; returns the events they complete.
