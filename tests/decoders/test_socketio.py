@@ -154,6 +154,14 @@ def test_non_ascii_kept_as_each_library_writes_it() -> None:
     assert SocketIoDecoder().encode(decoded) == b'42["chat","\\u00e7"]'
 
 
+def test_delete_character_kept_as_each_library_writes_it() -> None:
+    # DEL is ASCII, but json.dumps escapes it with the rest; JSON.stringify keeps it.
+    for payload in (b'42["\x7f",1]', b'42["\\u007f",1]', b'42/admin,7["\x7f"]'):
+        decoded = decode(payload)
+        assert decoded.event == "\x7f"
+        assert SocketIoDecoder().encode(decoded) == payload
+
+
 def test_namespace_comma_as_it_came() -> None:
     for payload in (b"40/chat,", b"40/chat"):
         assert SocketIoDecoder().encode(decode(payload)) == payload

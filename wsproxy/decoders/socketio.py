@@ -57,7 +57,7 @@ class Packet:
     has_data: bool = False
     attachments: int = 0
     comma: bool = False  # a comma followed the namespace
-    ascii: bool = True  # the JSON had no raw non-ASCII characters
+    ascii: bool = True  # the JSON had only printable ASCII (json.dumps escapes the rest)
 
 
 @dataclass(slots=True)
@@ -76,7 +76,7 @@ def parse_packet(data: str) -> Packet | None:
             value = json.loads(data[1:])
         except (ValueError, RecursionError):
             return None
-        packet = Packet(int(data[0]), data=value, has_data=True, ascii=data.isascii())
+        packet = Packet(int(data[0]), data=value, has_data=True, ascii=_escaped(data))
         return packet if _shape_ok(packet) else None
     found = _HEAD.fullmatch(data)
     if found is None:
@@ -88,7 +88,7 @@ def parse_packet(data: str) -> Packet | None:
         ident,
         attachments=int(attachments or 0),
         comma=comma is not None,
-        ascii=rest.isascii(),
+        ascii=_escaped(rest),
     )
     if (attachments is None) == (packet.type in _BINARY):
         return None
@@ -101,6 +101,15 @@ def parse_packet(data: str) -> Packet | None:
             return None
         packet.has_data = True
     return packet if _shape_ok(packet) else None
+
+
+_PRINTABLE_ASCII = re.compile(r"[ -~]*")
+
+
+def _escaped(text: str) -> bool:
+    """Whether ``text`` looks written with json.dumps' ``ensure_ascii``: it escapes every
+    character outside printable ASCII (DEL too), JavaScript's JSON.stringify none of them."""
+    return _PRINTABLE_ASCII.fullmatch(text) is not None
 
 
 def _shape_ok(packet: Packet) -> bool:
