@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from tests.harness import ROOT, proxy_free_env
-from wsproxy.cli import SUBCOMMANDS
+from wsproxy.subcommands import SUBCOMMANDS
 
 TIMEOUT = 60  # seconds for one CLI run: the machine is shared
 

@@ -14,8 +14,8 @@ import pytest
 
 from tests.harness import StartProxy
 from tests.test_cli_errors import check, run
-from wsproxy.cli import build_parser, options_from_args
 from wsproxy.exceptions import ConfigError
+from wsproxy.flags import build_parser, options_from_args
 from wsproxy.mitmoptions import (
     ALREADY,
     FLAGS,

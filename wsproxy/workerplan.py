@@ -231,8 +231,8 @@ def _check_worker_captures(options: Options, count: int) -> None:
 
 async def _start_metrics(options: Options, directory: Path, count: int) -> MetricsServer:
     """The supervisor's metrics endpoint, printed as in one process."""
-    from wsproxy.cli import open_metrics
     from wsproxy.metrics import MetricsServer
+    from wsproxy.runner import open_metrics
     from wsproxy.workermetrics import WorkerScrapes
 
     assert options.metrics_port is not None

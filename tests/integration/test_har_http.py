@@ -22,7 +22,7 @@ from tests.harness import HOST, StartProxy, free_port
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import Close, Connection, Frame, Http
 from wsproxy.capture.replay import load
-from wsproxy.cli import build_parser, options_from_args
+from wsproxy.flags import build_parser, options_from_args
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,4 +1,4 @@
-"""The capture subcommands as ``wsproxy.cli.SUBCOMMANDS`` calls them (imports kept lazy)."""
+"""The capture subcommands as ``wsproxy.subcommands.SUBCOMMANDS`` calls them (imports kept lazy)."""
 
 from __future__ import annotations
 

@@ -37,12 +37,12 @@ from typing import TextIO
 import aiohttp
 from aiohttp import web
 
+from wsproxy.argtypes import parse_port, seconds, seconds_or_zero
 from wsproxy.capture.har import CaptureFormatError
 from wsproxy.capture.messages import TEXT, Message, Reassembler
 from wsproxy.capture.reader import read_capture
 from wsproxy.capture.records import Close, Connection, Frame, Http
 from wsproxy.capture.show import no_connection
-from wsproxy.cli import parse_port, seconds, seconds_or_zero
 from wsproxy.exceptions import WsproxyError, os_error_text
 from wsproxy.logformat import opcode_name, preview
 from wsproxy.sansio.targets import host_port

@@ -1,6 +1,6 @@
 """``wsproxy-web``: the proxy with its web UI, or (``-r FILE``) a capture shown read-only.
 
-Takes every flag of ``wsproxy`` (the same parser, ``wsproxy.cli.build_parser``) and the web
+Takes every flag of ``wsproxy`` (the same parser, ``wsproxy.flags.build_parser``) and the web
 UI's own. The UI listens on loopback by default; another ``--web-host`` is allowed with a
 warning (anyone who can reach it and learns the token sees all traffic). The URL printed holds
 a random token (``secrets.token_urlsafe``), or none with ``--web-password`` (the password is
@@ -19,22 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wsproxy.cli import (
-    build_parser,
-    checked_loop,
-    count,
-    guarded,
-    options_from_args,
-    parse_flags,
-    parse_port,
-    parse_size,
-    run_proxy,
-    script_host,
-    setup_logging,
-    signal_event,
-)
+from wsproxy.argtypes import count, parse_port, parse_size
+from wsproxy.cli import guarded
 from wsproxy.eventloop import run as run_loop
 from wsproxy.exceptions import ConfigError, StartupError, os_error_text
+from wsproxy.flags import build_parser, checked_loop, options_from_args, parse_flags, script_host
+from wsproxy.runner import run_proxy, setup_logging, signal_event
 from wsproxy.web.live import CONTENT_BUDGET, HISTORY, LiveState, Tee
 from wsproxy.web.security import UiAddress, is_loopback
 from wsproxy.web.worker import BRIDGE_ENV
@@ -97,7 +87,7 @@ def build_web_parser() -> argparse.ArgumentParser:
 
 
 class WebCompanion:
-    """The web UI beside the proxy (``wsproxy.cli.Companion``): the breakpoints go first
+    """The web UI beside the proxy (``wsproxy.runner.Companion``): the breakpoints go first
     in the chain, ``LiveState`` gets every connection as a capture sink."""
 
     def __init__(self, live: LiveState, ui_factory: Any, breakpoints: PauseEngine | None):

@@ -284,7 +284,7 @@ class BridgeSink:
 
 
 class WorkerCompanion:
-    """``wsproxy.cli.Companion`` of a worker: the bridge instead of the UI."""
+    """``wsproxy.runner.Companion`` of a worker: the bridge instead of the UI."""
 
     def __init__(self, path: str, identity: Identity, breakpoints: Breakpoints) -> None:
         self.link = BridgeLink(path, identity)
