@@ -16,7 +16,8 @@ from websockets.asyncio.client import connect
 
 from tests.harness import HOST, ProxyProcess, launch, wait_until, ws_upstream
 from wsproxy.sansio.bridge import BridgeReader
-from wsproxy.web.live import LiveConn, LiveState
+from wsproxy.web.live import LiveState
+from wsproxy.web.livemodel import LiveConn
 from wsproxy.web.remote import RemoteBreakpoints, RemoteFlow, RemoteWorkers
 
 

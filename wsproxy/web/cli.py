@@ -25,8 +25,10 @@ from wsproxy.eventloop import run as run_loop
 from wsproxy.exceptions import ConfigError, StartupError, os_error_text
 from wsproxy.flags import build_parser, checked_loop, options_from_args, parse_flags, script_host
 from wsproxy.runner import run_proxy, setup_logging, signal_event
-from wsproxy.web.live import CONTENT_BUDGET, HISTORY, LiveState, Tee
+from wsproxy.web.limits import CONTENT_BUDGET, HISTORY
+from wsproxy.web.live import LiveState
 from wsproxy.web.security import UiAddress, is_loopback
+from wsproxy.web.tee import Tee
 from wsproxy.web.worker import BRIDGE_ENV
 from wsproxy.workerplan import worker_options
 from wsproxy.workers import worker_tag

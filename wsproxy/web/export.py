@@ -15,7 +15,7 @@ from typing import Any
 
 from wsproxy.capture import jsonl
 from wsproxy.sansio.records import FrameRecord
-from wsproxy.web.live import LiveConn
+from wsproxy.web.livemodel import LiveConn
 
 EXPORT_FORMATS = ("jsonl", "har", "mitm")
 

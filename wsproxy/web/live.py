@@ -24,292 +24,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
-from wsproxy.decoders.base import Decoder
-from wsproxy.filtering import RecordView, UrlView, hints_of
-from wsproxy.filters import Filter
-from wsproxy.model import BodyCapture, Flow, HttpExchange
+from wsproxy.filtering import hints_of
+from wsproxy.model import Flow, HttpExchange
 from wsproxy.sansio.frames import Opcode
 from wsproxy.sansio.records import FrameRecord
-from wsproxy.web.shapes import close_of, msg_dict
-
-log = logging.getLogger("wsproxy")
-
-MiB = 1024 * 1024
-MESSAGE_KEEP = 1 * MiB  # content kept per message (and per original) for download
-CONTENT_BUDGET = 64 * MiB  # content kept in all (--web-keep)
-HISTORY = 10_000  # messages kept per connection (--web-history)
-MAX_MESSAGES = 200_000  # messages kept in all: about 100 MB of previews at most
-MAX_CONNECTIONS = 1_000
-HTTP_BODY_KEEP = 16 * 1024  # of a plain HTTP body, for the export
-FLUSH_INTERVAL = 0.1  # seconds between two batches (the page repaints ~10 times a second)
-MAX_PENDING = 2_000  # events in one batch (some 2 MB of JSON at most); more: dropped_events
-SUBSCRIBER_QUEUE = 8 * MiB  # encoded bytes a subscriber may be behind
-
-
-class Piece(Protocol):
-    """A frame record as the relay (``FrameRecord``) or a capture reader (``Frame``) has it."""
-
-    opcode: int
-    message_opcode: int
-    fin: bool
-    length: int
-    payload: bytes
-    verdict: str
-    original: bytes | None
-    offset: int
-    more: bool
-
-
-class LiveMessage:
-    """One message or control frame as the UI keeps it."""
-
-    __slots__ = (
-        "complete",
-        "conn",
-        "content",
-        "decoded",
-        "evicted",
-        "fragments",
-        "from_client",
-        "opcode",
-        "original",
-        "seq",
-        "size",
-        "ts",
-        "verdict",
-        "wire_size",
-    )
-
-    def __init__(self, conn: LiveConn, seq: int, partial: _Partial) -> None:
-        self.conn = conn
-        self.seq = seq
-        self.from_client = partial.from_client
-        self.ts = partial.ts
-        self.opcode = partial.opcode
-        self.size = partial.size
-        self.wire_size = partial.wire_size
-        self.fragments = partial.fragments
-        self.verdict = partial.verdict
-        self.content: bytes | None = b"".join(partial.parts)
-        self.complete = partial.size == len(self.content)
-        self.original = b"".join(partial.originals) if partial.originals else None
-        self.decoded: dict[str, Any] | None = None
-        self.evicted = False
-
-    def kept_bytes(self) -> int:
-        return len(self.content or b"") + len(self.original or b"")
-
-    def to_dict(self) -> dict[str, Any]:
-        return msg_dict(
-            seq=self.seq,
-            from_client=self.from_client,
-            ts=self.ts,
-            opcode=self.opcode,
-            content=self.content or b"",
-            size=self.size,
-            wire_size=self.wire_size,
-            fragments=self.fragments,
-            verdict=self.verdict,
-            decoded=self.decoded,
-            original=self.original,
-        )
-
-    def record(self) -> FrameRecord:
-        """This message as one whole-frame record (for the export's JSONL)."""
-        from wsproxy.sansio.legs import Side
-
-        return FrameRecord(
-            side=Side.CLIENT if self.from_client else Side.SERVER,
-            opcode=self.opcode,
-            fin=True,
-            rsv=0,
-            length=self.wire_size,
-            payload=self.content or b"",
-            compressed=False,
-            message_opcode=self.opcode,
-            verdict=self.verdict,
-            original=self.original,
-        )
-
-
-@dataclass(slots=True)
-class _Partial:
-    """A data message whose frames are still coming (or a frame still in pieces)."""
-
-    from_client: bool
-    ts: float
-    opcode: int
-    verdict: str = "forwarded"
-    parts: list[bytes] = field(default_factory=list)
-    originals: list[bytes] = field(default_factory=list)
-    kept: int = 0
-    kept_original: int = 0
-    size: int = 0
-    wire_size: int = 0
-    fragments: int = 0
-
-    def add(self, piece: Piece, size: int | None = None) -> None:
-        """``size``: the piece's content size when ``payload`` holds only its start (a
-        worker's bridge sends no more than ``MESSAGE_KEEP`` of a message)."""
-        data = piece.payload
-        self.size += len(data) if size is None else size
-        room = MESSAGE_KEEP - self.kept
-        if room > 0 and data:
-            chunk = data if len(data) <= room else data[:room]
-            self.parts.append(chunk)
-            self.kept += len(chunk)
-        if piece.original is not None:
-            room = MESSAGE_KEEP - self.kept_original
-            if room > 0:
-                chunk = piece.original[:room]
-                self.originals.append(chunk)
-                self.kept_original += len(chunk)
-        if piece.offset == 0:  # a frame's first piece carries the frame's own fields
-            self.wire_size += piece.length
-            self.fragments += 1
-        if piece.verdict != "forwarded" and self.verdict != "dropped":
-            self.verdict = piece.verdict
-
-
-class LiveConn:
-    """One WebSocket (or plain HTTP exchange) as the UI keeps it."""
-
-    def __init__(self, conn_id: str, kind: str, url: str, started: float) -> None:
-        self.id = conn_id
-        self.kind = kind
-        self.url = url
-        self.method = "GET"
-        self.status: int | None = None
-        self.client: str | None = None
-        self.state = "open"
-        self.subprotocol: str | None = None
-        self.extensions: list[str] = []
-        self.counts = {"client": [0, 0], "server": [0, 0]}  # messages, bytes
-        self.close: dict[str, Any] = {"client": None, "server": None, "closed_by": None}
-        self.error: str | None = None
-        self.started = started
-        self.ended: float | None = None
-        self.request_headers: list[tuple[str, str]] = []
-        self.response_headers: list[tuple[str, str]] = []
-        self.flow: Flow | None = None  # while open: compose, close and abort go through it
-        self.worker: int | None = None  # with --workers: the worker process it is on
-        self.messages: deque[LiveMessage] = deque()
-        self.next_seq = 1
-        self.partials: dict[tuple[bool, bool], _Partial] = {}
-        self.decoder: Decoder | None = None
-        self.decoder_chosen = False
-        self.records: dict[str, dict[str, Any]] = {}  # handshake/close/http JSONL records
-
-    def to_dict(self) -> dict[str, Any]:
-        c, s = self.counts["client"], self.counts["server"]
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "url": self.url,
-            "method": self.method,
-            "status": self.status,
-            "client": self.client,
-            "state": self.state,
-            "subprotocol": self.subprotocol,
-            "extensions": list(self.extensions),
-            "counts": {
-                "client": {"messages": c[0], "bytes": c[1]},
-                "server": {"messages": s[0], "bytes": s[1]},
-            },
-            "close": dict(self.close),
-            "error": self.error,
-            "started": self.started,
-            "ended": self.ended,
-            "decoder": None if self.decoder is None else self.decoder.protocol,
-            "worker": self.worker,
-        }
-
-    def detail(self) -> dict[str, Any]:
-        out = self.to_dict()
-        out["request"] = {"headers": [list(h) for h in self.request_headers]}
-        out["response"] = {
-            "status": self.status,
-            "headers": [list(h) for h in self.response_headers],
-        }
-        return out
-
-    def message(self, seq: int) -> LiveMessage | None:
-        """The kept message ``seq``; None when it was never there or is evicted."""
-        if not self.messages:
-            return None
-        index = seq - self.messages[0].seq
-        if 0 <= index < len(self.messages):
-            return self.messages[index]
-        return None
-
-    def first_seq(self) -> int:
-        return self.messages[0].seq if self.messages else self.next_seq
-
-    def matches(self, filter: Filter) -> bool:
-        """Whether ``filter`` picks this connection: by its handshake, else by a kept
-        message it matches."""
-        view = UrlView(
-            self.url,
-            method=self.method,
-            status=self.status,
-            request_headers=self.request_headers,
-            response_headers=self.response_headers,
-            is_websocket=self.kind == "websocket",
-        )
-        bound = filter.bind(view)
-        if bound.verdict is not None:
-            return bound.verdict
-        return any(
-            bound.matches(
-                RecordView(
-                    from_client=m.from_client,
-                    opcode=m.opcode,
-                    message_opcode=m.opcode,
-                    payload=m.content or b"",
-                    length=m.size,
-                )
-            )
-            for m in self.messages
-        )
-
-
-class Subscriber:
-    """One page's push channel: encoded batches waiting to be sent, bounded."""
-
-    def __init__(self) -> None:
-        self.queue: deque[tuple[str, int]] = deque()  # (encoded batch, events in it)
-        self.queued_bytes = 0
-        self.ready = asyncio.Event()
-        self.dropped = 0  # events thrown away since the last dropped_events
-
-    def push(self, batch: str, events: int) -> None:
-        if self.queued_bytes + len(batch) > SUBSCRIBER_QUEUE:
-            self.dropped += events + sum(count for _, count in self.queue)
-            self.queue.clear()
-            self.queued_bytes = 0
-            batch = json.dumps(
-                {"type": "batch", "events": [{"type": "dropped_events", "count": self.dropped}]}
-            )
-            events = 0
-        else:
-            self.dropped = 0
-        self.queue.append((batch, events))
-        self.queued_bytes += len(batch)
-        self.ready.set()
-
-    def take(self) -> list[str]:
-        batches = [batch for batch, _ in self.queue]
-        self.queue.clear()
-        self.queued_bytes = 0
-        self.ready.clear()
-        return batches
+from wsproxy.web.limits import (
+    CONTENT_BUDGET,
+    FLUSH_INTERVAL,
+    HISTORY,
+    MAX_CONNECTIONS,
+    MAX_MESSAGES,
+    MAX_PENDING,
+)
+from wsproxy.web.livemodel import LiveConn, LiveMessage, Partial, Piece, Subscriber
+from wsproxy.web.liverecords import close_dict, handshake_dict, http_dict, http_record
+from wsproxy.web.shapes import close_of
 
 
 class LiveState:
@@ -456,16 +190,16 @@ class LiveState:
         self, conn: LiveConn, from_client: bool, piece: Piece, ts: float, size: int | None = None
     ) -> None:
         """One frame record (or one piece of a frame recorded in pieces) of ``conn``
-        (``size``: see ``_Partial.add``)."""
+        (``size``: see ``Partial.add``)."""
         if piece.opcode >= Opcode.CLOSE:
-            control = _Partial(from_client, ts, piece.opcode)
+            control = Partial(from_client, ts, piece.opcode)
             control.add(piece, size)
             self._store(conn, control)
             return
         key = (from_client, piece.verdict == "injected")
         partial = conn.partials.get(key)
         if partial is None or (piece.opcode != Opcode.CONTINUATION and piece.offset == 0):
-            partial = conn.partials[key] = _Partial(from_client, ts, piece.message_opcode)
+            partial = conn.partials[key] = Partial(from_client, ts, piece.message_opcode)
         partial.add(piece, size)
         if piece.fin and not piece.more:
             del conn.partials[key]
@@ -499,7 +233,7 @@ class LiveState:
 
     # -- keeping, bounded -------------------------------------------------------------------
 
-    def _store(self, conn: LiveConn, partial: _Partial) -> None:
+    def _store(self, conn: LiveConn, partial: Partial) -> None:
         message = LiveMessage(conn, conn.next_seq, partial)
         conn.next_seq += 1
         if message.opcode < Opcode.CLOSE:
@@ -665,7 +399,7 @@ class LiveState:
 
         for record in records:
             if isinstance(record, Connection):
-                self.take_handshake(_handshake_dict(record))
+                self.take_handshake(handshake_dict(record))
             elif isinstance(record, Frame):
                 conn = self.conns.get(record.conn)
                 if conn is not None:
@@ -673,183 +407,7 @@ class LiveState:
             elif isinstance(record, Close):
                 conn = self.conns.get(record.conn)
                 if conn is not None:
-                    self.closed(conn, _close_dict(record))
+                    self.closed(conn, close_dict(record))
             elif isinstance(record, Http):
-                self.take_http(_http_dict(record))
+                self.take_http(http_dict(record))
         return len(self.conns)
-
-
-def _handshake_dict(record: Any) -> dict[str, Any]:
-    return {
-        "type": "handshake",
-        "conn": record.conn,
-        "ts": record.time,
-        "time": _iso(record.time),
-        "client": record.client,
-        "upstream": record.upstream,
-        "url": record.url,
-        "request_headers": [list(h) for h in record.request_headers],
-        "status": record.status,
-        "reason": record.reason,
-        "response_headers": [list(h) for h in record.response_headers],
-        "subprotocol": record.subprotocol,
-        "extensions": list(record.extensions),
-    }
-
-
-def _close_dict(record: Any) -> dict[str, Any]:
-    def side(info: Any) -> dict[str, Any]:
-        return {"code": info.code, "reason": info.reason, "received_close": info.received_close}
-
-    return {
-        "type": "close",
-        "conn": record.conn,
-        "ts": record.time,
-        "time": _iso(record.time),
-        "closed_by": record.closed_by,
-        "client": side(record.client),
-        "server": side(record.server),
-        "counts": record.counts,
-        "error": record.error,
-    }
-
-
-def _http_dict(record: Any) -> dict[str, Any]:
-    exchange = HttpExchange(
-        conn=record.conn or "h",
-        started=record.time,
-        client_address=_split_address(record.client),
-        method=record.method,
-        url=record.url,
-        http_version=record.http_version,
-        upstream=_split_address(record.upstream) or ("", 0),
-        request_headers=list(record.request_headers),
-        request_body=BodyCapture(HTTP_BODY_KEEP),
-        status=record.status,
-        reason=record.reason,
-        response_headers=list(record.response_headers),
-        response_body=BodyCapture(HTTP_BODY_KEEP),
-        first_byte=None if record.wait is None else record.time + record.wait,
-        ended=record.time + record.duration,
-        answered_by=record.answered_by,
-        error=record.error,
-    )
-    for body, data, size in (
-        (exchange.request_body, record.request_body, record.request_size),
-        (exchange.response_body, record.response_body, record.response_size),
-    ):
-        body.add(data or b"")
-        body.size = max(body.size, size)
-    from wsproxy.capture import jsonl
-
-    return jsonl.http(exchange)
-
-
-def http_record(exchange: HttpExchange) -> dict[str, Any]:
-    """The exchange's JSONL ``http`` record with the bodies the UI keeps (``HTTP_BODY_KEEP``)."""
-    from wsproxy.capture import jsonl
-
-    # A copy with shorter bodies: a capture beside may still be encoding the original.
-    trimmed = replace(
-        exchange,
-        request_body=_trimmed(exchange.request_body),
-        response_body=_trimmed(exchange.response_body),
-    )
-    return jsonl.http(trimmed)
-
-
-def _trimmed(body: BodyCapture) -> BodyCapture:
-    kept = BodyCapture(HTTP_BODY_KEEP)
-    kept.add(bytes(body.kept[:HTTP_BODY_KEEP]))
-    kept.size = body.size
-    return kept
-
-
-def _split_address(text: str | None) -> tuple[str, int] | None:
-    if not text or ":" not in text:
-        return None
-    host, _, port = text.rpartition(":")
-    try:
-        return host.strip("[]"), int(port)
-    except ValueError:
-        return None
-
-
-def _iso(ts: float) -> str:
-    from wsproxy.capture.records import iso_time
-
-    return iso_time(ts)
-
-
-class UiSink(Protocol):
-    """What ``Tee`` hands everything to: ``LiveState``, or a worker's bridge to it
-    (``wsproxy.web.worker.BridgeSink``)."""
-
-    def handshake(self, flow: Flow) -> None: ...
-
-    def handshake_started(self, flow: Flow) -> None: ...
-
-    def handshake_failed(self, flow: Flow, status: int | None, error: str) -> None: ...
-
-    def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None: ...
-
-    def close(self, flow: Flow) -> None: ...
-
-    def http(self, exchange: HttpExchange) -> None: ...
-
-
-class Tee:
-    """``LiveState`` (or a worker's bridge) beside the run's ``-w`` capture: the UI sees
-    every connection, the capture only those it wants; only the capture can slow the relay
-    (as it would alone)."""
-
-    def __init__(self, live: UiSink, capture: Any) -> None:
-        self.live = live
-        self.capture = capture
-        self._captured: set[str] = set()
-
-    def wants(self, flow: Flow) -> bool:
-        if self.capture.wants(flow):
-            self._captured.add(flow.id)
-        return True
-
-    def handshake(self, flow: Flow) -> None:
-        self.live.handshake(flow)
-        if flow.id in self._captured:
-            self.capture.handshake(flow)
-
-    def handshake_started(self, flow: Flow) -> None:
-        self.live.handshake_started(flow)
-
-    def handshake_failed(self, flow: Flow, status: int | None, error: str) -> None:
-        self.live.handshake_failed(flow, status, error)
-
-    def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None:
-        self.live.frame(flow, record, timestamp)
-        if flow.id in self._captured:
-            self.capture.frame(flow, record, timestamp)
-
-    def close(self, flow: Flow) -> None:
-        self.live.close(flow)
-        if flow.id in self._captured:
-            self._captured.discard(flow.id)
-            self.capture.close(flow)
-
-    def sync(self) -> None:
-        self.capture.sync()
-
-    def congested(self, resume: Callable[[], None]) -> bool:
-        return bool(self.capture.congested(resume))
-
-    def wants_http(
-        self, url: str, method: str = "GET", headers: Sequence[tuple[str, str]] = ()
-    ) -> bool:
-        return True
-
-    def http(self, exchange: HttpExchange) -> None:
-        if self.capture.wants_http(exchange.url, exchange.method, exchange.request_headers):
-            self.capture.http(exchange)
-        self.live.http(exchange)
-
-    async def aclose(self) -> None:
-        await self.capture.aclose()

@@ -33,7 +33,8 @@ from typing import Any
 
 from wsproxy.sansio.bridge import BridgeReader, encode
 from wsproxy.web.breakpoints import Breakpoints
-from wsproxy.web.live import LiveConn, LiveState
+from wsproxy.web.live import LiveState
+from wsproxy.web.livemodel import LiveConn
 from wsproxy.web.rules import handshake_action, message_action
 
 log = logging.getLogger("wsproxy")

@@ -31,7 +31,8 @@ from typing import Any, Protocol
 from aiohttp import WSMsgType, web
 
 from wsproxy.filters import Filter, FilterError, compile_filter
-from wsproxy.web.live import LiveConn, LiveState
+from wsproxy.web.live import LiveState
+from wsproxy.web.livemodel import LiveConn
 from wsproxy.web.security import API_HEADERS, SECURITY_HEADERS, UiAddress, bearer, token_matches
 
 log = logging.getLogger("wsproxy")

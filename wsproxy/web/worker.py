@@ -30,7 +30,9 @@ from wsproxy.model import Flow, HttpExchange
 from wsproxy.sansio.bridge import BridgeError, BridgeReader, encode
 from wsproxy.sansio.frames import Opcode
 from wsproxy.sansio.records import FrameRecord
-from wsproxy.web.live import MESSAGE_KEEP, Tee, http_record
+from wsproxy.web.limits import MESSAGE_KEEP
+from wsproxy.web.liverecords import http_record
+from wsproxy.web.tee import Tee
 
 if TYPE_CHECKING:
     from wsproxy.proxy.server import Capture, ProxyServer
