@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 
 import pytest
 
@@ -20,6 +21,7 @@ from tests.harness import (
     RawServer,
     RawServerFactory,
     StartProxy,
+    WsUpstream,
     status_kib,
 )
 from tests.integration import wsraw
@@ -447,3 +449,20 @@ async def test_via_is_added_and_a_request_carrying_ours_is_refused(
 async def send_head(conn: RawConnection, request: bytes) -> wsraw.Head:
     conn.writer.write(request)
     return await wsraw.read_head(conn.reader)
+
+
+async def test_a_tls_client_on_a_plain_port_is_told_it_is_not_served(
+    start_proxy: StartProxy, ws_echo: WsUpstream
+) -> None:
+    """A client speaking TLS to a listener that serves plain HTTP (reverse:wss:// listens in
+    the clear) fails its handshake at once, and the log says why in words."""
+    proxy = await start_proxy("--mode", f"reverse:ws://{HOST}:{ws_echo.port}")
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        await asyncio.wait_for(
+            asyncio.open_connection(HOST, proxy.port, ssl=context, server_hostname="localhost"),
+            TIMEOUT,
+        )
+    log = await proxy.wait_log(lambda text: "TLS handshake on a port" in text)
+    assert "malformed request line" not in log and "Traceback" not in log

@@ -205,6 +205,27 @@ def test_malformed_request_heads(data: bytes) -> None:
 
 
 @pytest.mark.parametrize(
+    ("opening", "named"),
+    [
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "TLS handshake"),
+        (b"\x16\x03\x01\x00\x0a\x01\x00", "TLS handshake"),  # a line end inside it
+        (b"\x05\x01\x00\r\n\r\n", "SOCKS5 greeting"),
+        (b"\x04\x01\x00\x50\x7f\x00\x00\x01\x00", "SOCKS4"),
+    ],
+)
+def test_another_protocol_on_the_http_port_is_named(opening: bytes, named: str) -> None:
+    """A client pointed at the wrong kind of port is told so at its first bytes, not with a
+    "malformed request line" (nor left waiting for a line end that never comes)."""
+    for start in range(1, len(opening) + 1):  # whatever arrives first
+        err = refused(opening[:start])
+        assert err.status == 400 and named in err.reason, (start, err.reason)
+
+
+def test_other_bad_first_bytes_are_a_malformed_request_line() -> None:
+    assert "malformed request line" in refused(b"\x17\x03\x03").reason
+
+
+@pytest.mark.parametrize(
     "version", [b"HTTP/1", b"HTTP/1.1.1", b"http/1.1", b"HTTP/11.0", b"FTP/1.0"]
 )
 def test_unknown_version_format(version: bytes) -> None:

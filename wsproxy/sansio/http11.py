@@ -335,7 +335,9 @@ class HeadParser:
                 if method == self._buf and method.endswith(b"\r"):
                     method = method[:-1]  # the CR of a CRLF still on its way
                 if method and TOKEN_RE.fullmatch(method) is None:
-                    raise self._error(f"malformed request line: {method[:20]!r}")
+                    raise self._error(
+                        _foreign_protocol(method) or f"malformed request line: {method[:20]!r}"
+                    )
         if self._size + pending > self.limits.max_head_size:
             raise self._too_large("request head too large")
 
@@ -383,7 +385,7 @@ class HeadParser:
             parts = line.split(b" ")
             if len(parts) == 3 and _VERSION_RE.fullmatch(parts[2]) is None:
                 raise self._error(f"unknown HTTP version: {parts[2][:20]!r}")
-            raise self._error(f"malformed request line: {line[:60]!r}")
+            raise self._error(_foreign_protocol(line) or f"malformed request line: {line[:60]!r}")
         method, target, version = match.groups()
         return method.decode(), target.decode("latin-1"), version.decode()
 
@@ -436,3 +438,17 @@ def simple_response(
     head.set("Connection", "close")
     resp = Response("HTTP/1.1", status, STATUS_REASONS.get(status, "Unknown"), head)
     return serialize_response(resp) + body
+
+
+# The first byte of another protocol's opening sent to a plain HTTP port, and what to say.
+_FOREIGN_OPENINGS = {
+    0x16: "a TLS handshake on a port that serves plain HTTP (no TLS here: use http:// or ws://)",
+    0x05: "a SOCKS5 greeting on a port that serves HTTP (not a --mode socks5 listener)",
+    0x04: "a SOCKS4 request on a port that serves HTTP (wsproxy speaks SOCKS5 only)",
+}
+
+
+def _foreign_protocol(start: bytes) -> str | None:
+    """Why a request that starts with ``start`` is not HTTP, when its first byte names the
+    protocol it is (a client pointed at the wrong kind of port), else None."""
+    return _FOREIGN_OPENINGS.get(start[0]) if start else None
