@@ -33,6 +33,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from wsproxy.proxy.appserver import AppServer
 from wsproxy.sansio.frames import Opcode
 from wsproxy.sansio.records import FrameRecord
 from wsproxy.sansio.targets import host_port
@@ -239,7 +240,7 @@ class MetricsServer:
         self.host = host
         self.port = port
         self.token = token if token is not None else secrets.token_urlsafe(24)
-        self._runner: web.AppRunner | None = None
+        self._runner: AppServer | None = None
         self._lag: asyncio.Task[None] | None = None
         self.hosts: set[str] = set()
 
@@ -247,16 +248,9 @@ class MetricsServer:
         """Listen (an OSError says the address could not be had) and measure the loop lag."""
         app = web.Application()
         app.router.add_get("/metrics", self._scrape)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])  # the one bound for port 0
+        server = AppServer(app, access_log=None)
+        self.port = await server.start(self.host, self.port)  # the one bound for port 0
+        self._runner = server
         self.hosts = {host_port(self.host, self.port).lower()}
         if _is_loopback(self.host):
             self.hosts.add(f"localhost:{self.port}")
@@ -273,7 +267,7 @@ class MetricsServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._lag
         if self._runner is not None:
-            await self._runner.cleanup()
+            await self._runner.stop()
 
     async def _scrape(self, request: web.Request) -> web.Response:
         host = request.headers.get("Host", "").lower()

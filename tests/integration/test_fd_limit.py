@@ -18,6 +18,7 @@ import pytest
 
 from tests.harness import HOST, ProxyProcess, StartProxy
 from tests.integration import wsraw
+from tests.integration.test_metrics import metrics_address, scrape
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -86,3 +87,29 @@ async def test_out_of_file_descriptors_warns_once_per_burst(start_proxy: StartPr
     failed = [int(line.split(AGAIN + " (")[1].split()[0]) for line in again]
     assert all(n > 1 for n in failed), again  # many failed accepts, one warning each burst
     assert "Traceback" not in log  # the harness checks the whole log again at teardown
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+async def test_the_metrics_endpoint_out_of_descriptors_keeps_its_clients_waiting(
+    start_proxy: StartProxy, loop: str
+) -> None:
+    """The metrics endpoint (an aiohttp app) accepts as the proxy's ports do on every loop: at
+    EMFILE a scrape waits in the backlog, with the warning in the log, and is answered once
+    descriptors are free (libuv's own accept would close it unanswered)."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")  # the test extra installs it
+    proxy = await start_proxy("--handshake-timeout", "60", "--metrics-port", "0", "--loop", loop)
+    url, token = await metrics_address(proxy)
+    _, hard = resource.prlimit(proxy.proc.pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(proxy.proc.pid, resource.RLIMIT_NOFILE, (LIMIT, hard))
+    writers = await exhaust(proxy)
+    try:
+        await proxy.wait_count(WARNING, 1)
+        scraping = asyncio.create_task(scrape(url, token))
+        done, _ = await asyncio.wait({scraping}, timeout=0.5)  # still waiting: not cut off
+        assert not done, scraping.result() if not scraping.exception() else scraping.exception()
+    finally:
+        await close_all(writers)
+    samples = await asyncio.wait_for(scraping, 30)
+    assert ("wsproxy_event_loop_lag_seconds", ()) in samples
+    await proxy.wait_count(AGAIN, 1)

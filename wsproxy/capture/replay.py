@@ -45,6 +45,7 @@ from wsproxy.capture.records import Close, Connection, Frame, Http
 from wsproxy.capture.show import no_connection
 from wsproxy.exceptions import WsproxyError, os_error_text
 from wsproxy.logformat import opcode_name, preview
+from wsproxy.proxy.appserver import AppServer
 from wsproxy.sansio.targets import host_port
 
 TIMEOUT = 10.0  # seconds for the upgrade, each send and the close (--timeout), as the proxy's
@@ -285,7 +286,7 @@ class ReplayServer:
         self._build(as_forwarded)
         self.served = 0
         self.done = asyncio.Event()
-        self._runner: web.AppRunner | None = None
+        self._runner: AppServer | None = None
 
     def _build(self, as_forwarded: bool) -> None:
         messages = self.recorded.messages
@@ -309,15 +310,12 @@ class ReplayServer:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         app = web.Application()
         app.router.add_get("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        return int(self._runner.addresses[0][1])
+        self._runner = AppServer(app)
+        return await self._runner.start(host, port)
 
     async def stop(self) -> None:
         if self._runner is not None:
-            await self._runner.cleanup()
+            await self._runner.stop()
 
     async def _handle(self, request: web.Request) -> web.WebSocketResponse:
         sub = self.recorded.subprotocol

@@ -146,3 +146,24 @@ class Acceptor:
 
         handle = self._loop.call_later(RETRY_DELAY, retry)
         self._retries.append(handle)
+
+
+async def listen(
+    factory: Callable[[], asyncio.Protocol],
+    host: str | None,
+    port: int,
+    watch: AcceptWatch,
+    *,
+    reuse_port: bool = False,
+) -> asyncio.Server | Acceptor:
+    """Listening sockets for ``factory``, bound and not yet serving, whose accept failures
+    reach ``watch`` on every loop: asyncio's own server on asyncio's loop (it reports them),
+    an ``Acceptor`` on the others (uvloop would drop clients silently at EMFILE)."""
+    loop = asyncio.get_running_loop()
+    watch.install(loop)
+    watched = watch.watching(factory)
+    if isinstance(loop, asyncio.BaseEventLoop):
+        return await loop.create_server(
+            watched, host or None, port, start_serving=False, reuse_port=reuse_port or None
+        )
+    return await Acceptor.bind(watched, host or "", port, watch, reuse_port=reuse_port)

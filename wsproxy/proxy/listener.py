@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from wsproxy.exceptions import HttpError, UpstreamError
 from wsproxy.options import Options
 from wsproxy.proxy.accept import AcceptWatch
-from wsproxy.proxy.acceptor import Acceptor
+from wsproxy.proxy.acceptor import Acceptor, listen
 from wsproxy.proxy.access import AccessPolicy
 from wsproxy.proxy.balancer import BalancerPolicy, HeaderRefused
 from wsproxy.proxy.peer import Peer
@@ -80,21 +80,15 @@ class Listener:
         """Listen on the address without accepting yet."""
         if self._server is not None:
             return
-        loop = asyncio.get_running_loop()
-        self._accepts.install(loop)  # out of file descriptors: one warning per burst
-        factory = self._accepts.watching(self._new_peer)
-        host, port = self.options.listen_host, self.options.listen_port
         # A worker of --workers N shares its ports with the others: the kernel spreads the
         # connections over them (Linux SO_REUSEPORT; wsproxy.workers).
-        reuse_port = bool(self.options.worker)
-        if isinstance(loop, asyncio.BaseEventLoop):  # asyncio's: reports accept failures
-            self._server = await loop.create_server(
-                factory, host, port, start_serving=False, reuse_port=reuse_port or None
-            )
-        else:  # uvloop: libuv would drop clients silently at EMFILE, so accept ourselves
-            self._server = await Acceptor.bind(
-                factory, host, port, self._accepts, reuse_port=reuse_port
-            )
+        self._server = await listen(
+            self._new_peer,
+            self.options.listen_host,
+            self.options.listen_port,
+            self._accepts,
+            reuse_port=bool(self.options.worker),
+        )
         self._addresses = [sock.getsockname() for sock in self._server.sockets]
 
     async def start(self) -> None:

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from aiohttp import WSMsgType, web
 
 from wsproxy.filters import Filter, FilterError, compile_filter
+from wsproxy.proxy.appserver import AppServer
 from wsproxy.web.live import LiveState
 from wsproxy.web.livemodel import LiveConn
 from wsproxy.web.security import API_HEADERS, SECURITY_HEADERS, UiAddress, bearer, token_matches
@@ -119,7 +120,7 @@ class WebUi:
             breakpoints.on_event = live.push
         self.app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY)
         self._routes()
-        self._runner: web.AppRunner | None = None
+        self._runner: AppServer | None = None
         self._sockets: set[web.WebSocketResponse] = set()
         self.port = address.port
 
@@ -146,25 +147,15 @@ class WebUi:
 
     async def start(self) -> None:
         """Listen; OSError when the address cannot be had. No access log: URLs hold tokens."""
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, self.address.host or None, self.address.port)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = self.address.port = int(sockets[0].getsockname()[1])
+        server = AppServer(self.app, access_log=None)
+        self.port = self.address.port = await server.start(self.address.host, self.address.port)
+        self._runner = server
 
     async def stop(self) -> None:
         for ws in list(self._sockets):
             await ws.close(code=1001, message=b"wsproxy-web is shutting down")
         if self._runner is not None:
-            await self._runner.cleanup()
+            await self._runner.stop()
             self._runner = None
 
     # -- every request ----------------------------------------------------------------------
