@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from hypothesis import strategies as st
@@ -34,26 +35,45 @@ BIG = 64 * MIB  # limits high enough to stay out of the way
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+NOT_BUILT = "wsproxy.sansio._speedups is not built"
+
+
 class NotBuilt(RuntimeError):
-    """Stands in for the C masker in CI when it is missing: every test that calls it fails."""
+    """Stands in for a C function in CI when the extension is missing: every test that calls
+    it fails. A plain exception, not pytest.fail: some callers run in threads or under
+    hypothesis."""
 
 
-def _c_not_built(buffer: bytearray | memoryview, key: bytes, offset: int = 0) -> None:
-    # A plain exception, not pytest.fail: some callers run in threads or under hypothesis.
-    raise NotBuilt("wsproxy.sansio._speedups is not built: pip install must compile it in CI")
+def _c_not_built(*args: object) -> Any:
+    raise NotBuilt(f"{NOT_BUILT}: pip install must compile it in CI")
 
 
-MASKERS = [
-    pytest.param(
-        masking.mask_c or _c_not_built,
-        id="c",
-        marks=pytest.mark.skipif(
-            masking.mask_c is None and not IN_CI,
-            reason="wsproxy.sansio._speedups is not built (no compiler at install time)",
+def both_builds(c: Callable[..., Any] | None, python: Callable[..., Any]) -> list[Any]:
+    """The C extension's function and its pure-Python twin as two test parameters (ids ``c``
+    and ``python``): the C one skips when the extension was not built (no compiler at install
+    time), except in CI, where it stands for a failure."""
+    return [
+        pytest.param(
+            c or _c_not_built,
+            id="c",
+            marks=pytest.mark.skipif(
+                c is None and not IN_CI, reason=f"{NOT_BUILT} (no compiler at install time)"
+            ),
         ),
-    ),
-    pytest.param(masking.mask_py, id="python"),
-]
+        pytest.param(python, id="python"),
+    ]
+
+
+def require_extension(c: Callable[..., Any] | None) -> Callable[..., Any]:
+    """``c``, for a test comparing the two builds: a skip without the extension, a failure in CI."""
+    if c is None:
+        if IN_CI:
+            pytest.fail(NOT_BUILT)
+        pytest.skip(NOT_BUILT)
+    return c
+
+
+MASKERS = both_builds(masking.mask_c, masking.mask_py)
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,11 @@ from tests.sansio.conftest import (
     BIG,
     IN_CI,
     Wire,
+    both_builds,
     client_bytes,
     frame_sequences,
     parse,
+    require_extension,
     server_bytes,
     split,
 )
@@ -40,33 +42,10 @@ RelayFramesRecorded = fastpath.RelayFramesRecorded
 TEXT, BINARY, PING, CONT = Opcode.TEXT, Opcode.BINARY, Opcode.PING, Opcode.CONTINUATION
 
 
-def _c_not_built(*args: object) -> tuple[int, bytes | None, int, int]:
-    raise RuntimeError("wsproxy.sansio._speedups is not built: pip install must compile it in CI")
-
-
-IMPLEMENTATIONS = [
-    pytest.param(
-        fastpath.relay_frames_c or _c_not_built,
-        id="c",
-        marks=pytest.mark.skipif(
-            fastpath.relay_frames_c is None and not IN_CI,
-            reason="wsproxy.sansio._speedups is not built (no compiler at install time)",
-        ),
-    ),
-    pytest.param(fastpath.relay_frames_py, id="python"),
-]
-
-RECORDED_IMPLEMENTATIONS = [
-    pytest.param(
-        fastpath.relay_frames_recorded_c or _c_not_built,
-        id="c",
-        marks=pytest.mark.skipif(
-            fastpath.relay_frames_recorded_c is None and not IN_CI,
-            reason="wsproxy.sansio._speedups is not built (no compiler at install time)",
-        ),
-    ),
-    pytest.param(fastpath.relay_frames_recorded_py, id="python"),
-]
+IMPLEMENTATIONS = both_builds(fastpath.relay_frames_c, fastpath.relay_frames_py)
+RECORDED_IMPLEMENTATIONS = both_builds(
+    fastpath.relay_frames_recorded_c, fastpath.relay_frames_recorded_py
+)
 
 KEYS = bytes(range(1, 65))  # 16 distinct keys, so a test sees which were taken
 
@@ -198,11 +177,8 @@ def test_utf8_check_agrees_with_python(relay_frames: RelayFrames, payload: bytes
     key_pos=st.sampled_from([0, 4, 56, 64]),
 )
 def test_c_and_python_agree_on_any_bytes(data: bytes, masked: bool, key_pos: int) -> None:
-    if fastpath.relay_frames_c is None:
-        if IN_CI:
-            pytest.fail("wsproxy.sansio._speedups is not built")
-        pytest.skip("wsproxy.sansio._speedups is not built")
-    got_c = fastpath.relay_frames_c(data, masked, 300, 200, KEYS, key_pos)
+    relay_frames_c = require_extension(fastpath.relay_frames_c)
+    got_c = relay_frames_c(data, masked, 300, 200, KEYS, key_pos)
     assert got_c == fastpath.relay_frames_py(data, masked, 300, 200, KEYS, key_pos)
     # What the fast path took, the general reader reads as the same frames, without error.
     end, out, count, _ = got_c
@@ -383,11 +359,8 @@ def test_recorded_runs_stop_where_the_plain_ones_do(recorded: RelayFramesRecorde
 def test_recorded_is_the_plain_walk_plus_records(
     data: bytes, masked: bool, key_pos: int, keep: int
 ) -> None:
-    if fastpath.relay_frames_recorded_c is None:
-        if IN_CI:
-            pytest.fail("wsproxy.sansio._speedups is not built")
-        pytest.skip("wsproxy.sansio._speedups is not built")
-    got = fastpath.relay_frames_recorded_c(data, masked, 300, 200, KEYS, key_pos, keep)
+    recorded_c = require_extension(fastpath.relay_frames_recorded_c)
+    got = recorded_c(data, masked, 300, 200, KEYS, key_pos, keep)
     assert got == fastpath.relay_frames_recorded_py(data, masked, 300, 200, KEYS, key_pos, keep)
     end, out, new_pos, frames = got
     assert (end, out, len(frames), new_pos) == fastpath.relay_frames_py(

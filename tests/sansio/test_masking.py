@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.sansio.conftest import IN_CI, MASKERS
+from tests.sansio.conftest import IN_CI, MASKERS, both_builds, require_extension
 from wsproxy.sansio import frames, masking
 from wsproxy.sansio.masking import CHUNK, MaskCopier, Masker
 
@@ -203,29 +203,11 @@ def test_falls_back_to_python_without_the_extension(monkeypatch: pytest.MonkeyPa
 
 
 def test_prefers_the_extension_when_built() -> None:
-    try:
-        from wsproxy.sansio._speedups import mask
-    except ImportError:
-        pytest.skip("wsproxy.sansio._speedups is not built")
-    assert masking.mask is mask
+    assert masking.mask is require_extension(masking.mask_c)
     assert masking.IMPLEMENTATION == "c"
 
 
-def _copy_not_built(data: bytes | bytearray | memoryview, key: bytes, offset: int = 0) -> bytes:
-    raise RuntimeError("wsproxy.sansio._speedups is not built: pip install must compile it in CI")
-
-
-COPIERS = [
-    pytest.param(
-        masking.mask_copy_c or _copy_not_built,
-        id="c",
-        marks=pytest.mark.skipif(
-            masking.mask_copy_c is None and not IN_CI,
-            reason="wsproxy.sansio._speedups is not built (no compiler at install time)",
-        ),
-    ),
-    pytest.param(masking.mask_copy_py, id="python"),
-]
+COPIERS = both_builds(masking.mask_copy_c, masking.mask_copy_py)
 
 
 @pytest.mark.parametrize("mask_copy", COPIERS)
