@@ -110,8 +110,10 @@ class WebSocketSession:
         decode_log = logging_frames and options.decode and options.preview_length > 0
         if logging_frames:
             self._observers.append(self._log_frame)
+        # The capture takes a dispatch's records as one run (``_capture_flush``).
+        self._capture_run: list[FrameRecord] = []
         if self.capture is not None:
-            self._observers.append(self._capture_frame)
+            self._observers.append(self._capture_run.append)
         if counts is not None:
             self._observers.append(counts.observe)
         self.relay = Relay(
@@ -260,6 +262,8 @@ class WebSocketSession:
                 batch = list(self._queue)
                 self._queue.clear()
                 self._carry_out(batch)
+            if self._capture_run:
+                self._capture_flush()
         finally:
             self._dispatching = False
             self._write_unsent()
@@ -269,6 +273,8 @@ class WebSocketSession:
         for command in commands:
             if isinstance(command, Send):
                 if capture is not None:
+                    if self._capture_run:
+                        self._capture_flush()
                     capture.sync()  # the capture's write-ahead: recorded before forwarded
                 self._unsent[command.side].extend(command.chunks)
             elif isinstance(command, Record):
@@ -276,6 +282,8 @@ class WebSocketSession:
                     observe(command.record)
             else:
                 if isinstance(command, CloseTransport | AbortTransport):
+                    if self._capture_run:
+                        self._capture_flush()
                     self._write_unsent()  # what was sent before goes first
                 self._act(command)
 
@@ -491,9 +499,14 @@ class WebSocketSession:
         shown_line = line if width else line[:-1]  # no preview, no " "
         loglines.info(log, "[%s] %s", self.conn_id, shown_line)
 
-    def _capture_frame(self, record: FrameRecord) -> None:
+    def _capture_flush(self) -> None:
+        """Hand the records gathered since the last flush to the capture, as one run stamped
+        with one time (a dispatch takes microseconds), and stop reading if it is behind."""
         assert self.capture is not None and self.flow is not None
-        self.capture.frame(self.flow, record, time.time())
+        run = self._capture_run
+        records = run.copy()  # the observer appends to this very list
+        run.clear()
+        self.capture.frames(self.flow, records, time.time())
         if not self._capture_held and self.capture.congested(self._capture_drained):
             self._capture_held = True
             self._hold(Side.CLIENT, Hold.CAPTURE)

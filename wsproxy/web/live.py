@@ -371,6 +371,10 @@ class LiveState:
         if conn is not None:
             self.take_piece(conn, record.side.value == "client", record, timestamp)
 
+    def frames(self, flow: Flow, records: Sequence[FrameRecord], timestamp: float) -> None:
+        for record in records:
+            self.frame(flow, record, timestamp)
+
     def close(self, flow: Flow) -> None:
         from wsproxy.capture.writer import close_record
 
@@ -828,6 +832,12 @@ class Tee:
         self.live.frame(flow, record, timestamp)
         if flow.id in self._captured:
             self.capture.frame(flow, record, timestamp)
+
+    def frames(self, flow: Flow, records: Sequence[FrameRecord], timestamp: float) -> None:
+        for record in records:
+            self.live.frame(flow, record, timestamp)
+        if flow.id in self._captured:
+            self.capture.frames(flow, records, timestamp)
 
     def close(self, flow: Flow) -> None:
         self.live.close(flow)
