@@ -9,9 +9,11 @@ Durability: a frame that was forwarded is in the file, even if the proxy is SIGK
 after. While the writer thread is idle (its queue empty), records of small frames are encoded on
 the event loop and written to the file in one ``os.write`` per batch, *before* the relay writes
 the frames to the peers: the session calls ``sync`` at the start of each flush (write-ahead).
-That write goes to the OS page cache and takes microseconds; should one ever take longer than
-``SLOW_WRITE`` (a slow or stalled disk), write-ahead is switched off for ``SLOW_PAUSE`` seconds
-and everything goes through the queue, so a slow disk slows capture, never the relay. Frames
+That write goes to the OS page cache and takes microseconds; should ``SLOW_STREAK`` of them in a
+row take longer than ``SLOW_WRITE`` (a slow or stalled disk; one alone is more often the
+scheduler's doing on a busy machine, which taking the slow path for seconds would only make
+dearer), write-ahead is switched off for ``SLOW_PAUSE`` seconds and everything goes through
+the queue, so a slow disk slows capture, never the relay. Frames
 over ``INLINE_MAX`` bytes, and every record while the thread is busy, go through the queue; the
 thread writes them a little behind the relay (it wakes as soon as a record is queued), so those
 few records can be missing after a SIGKILL. Data that reached the OS survives the proxy being
@@ -108,7 +110,8 @@ HIGH_WATER_RECORDS = 2_000  # ... or queued records
 OVERFLOW = ("wait", "drop")  # what a writer behind the traffic does: congest, or drop records
 REPORT_INTERVAL = 5.0  # seconds between loss summaries
 INLINE_MAX = 64 * 1024  # larger frame payloads are always encoded in the writer thread
-SLOW_WRITE = 0.005  # seconds: a write-ahead slower than this means the disk is struggling
+SLOW_WRITE = 0.005  # seconds: write-aheads slower than this mean the disk is struggling...
+SLOW_STREAK = 3  # ... when this many come in a row
 SLOW_PAUSE = 10.0  # seconds without write-ahead after a slow one
 HAR_INTERVAL = 5.0  # seconds between HAR rewrites while traffic flows
 
@@ -283,6 +286,7 @@ class CaptureWriter:
         self._journal_grew = False  # write-ahead lines went into the journal
         self._closed_inline = False  # ... and one of them was a close record
         self._inline_paused_until = 0.0
+        self._slow_writes = 0  # write-aheads in a row slower than SLOW_WRITE
         self._thread = threading.Thread(target=self._run, name="wsproxy-capture", daemon=True)
         self._thread.start()
 
@@ -383,10 +387,17 @@ class CaptureWriter:
         self.written_inline += 1
         self._journal_grew = True  # the thread keeps the HAR up to date
         took = time.monotonic() - started
-        if took > SLOW_WRITE:
+        if took <= SLOW_WRITE:
+            self._slow_writes = 0
+            return
+        self._slow_writes += 1
+        if self._slow_writes >= SLOW_STREAK:
+            self._slow_writes = 0
             self._inline_paused_until = time.monotonic() + SLOW_PAUSE
             log.warning(
-                "capture: a write to %s took %.0f ms: writing through the queue for %.0f s",
+                "capture: %d writes in a row to %s were slow (the last took %.0f ms): writing "
+                "through the queue for %.0f s",
+                SLOW_STREAK,
                 self.journal,
                 took * 1000,
                 SLOW_PAUSE,
