@@ -128,3 +128,37 @@ def test_a_broken_stream_loses_lines_not_the_proxy(
     stream.close()
     loglines.info(log, "%s", "lost")  # no exception
     handler.flush()
+
+
+def test_tagged_lines_read_as_one_info_call_each(
+    logger: tuple[logging.Logger, io.StringIO, LineHandler],
+) -> None:
+    log, stream, handler = logger
+    log.handlers[:] = [handler]  # pytest's capture handlers left out
+    loglines.info_tagged(log, "c3", ["client -> server TEXT F len=2 'hi'", "second"])
+    loglines.info_tagged(log, "c3", [])  # nothing to write: no line
+    loglines.info(log, "[%s] %s", "c3", "third")
+    assert _messages(stream) == [
+        "[c3] client -> server TEXT F len=2 'hi'",
+        "[c3] second",
+        "[c3] third",
+    ]
+
+
+def test_tagged_lines_for_any_other_setup_are_plain_logging_calls(
+    logger: tuple[logging.Logger, io.StringIO, LineHandler],
+) -> None:
+    log, stream, handler = logger
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    log.handlers[:] = [handler, Keep()]
+    loglines.info_tagged(log, "c4", ["one", "two"])
+    assert [(r.msg, r.args) for r in seen] == [
+        ("[%s] %s", ("c4", "one")),
+        ("[%s] %s", ("c4", "two")),
+    ]
+    assert _messages(stream) == ["[c4] one", "[c4] two"]

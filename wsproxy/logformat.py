@@ -27,6 +27,7 @@ __all__ = [
     "decoded_preview",
     "frame_flags",
     "frame_line",
+    "frame_line_head",
     "message_counts",
     "negotiated",
     "opcode_name",
@@ -110,7 +111,13 @@ def preview_bytes(width: int) -> int:
 
 def frame_line(*, from_client: bool, opcode: int, flags: str, length: int, shown: str) -> str:
     """``client -> server TEXT Fz len=5 'hello'``: what every frame (or message) line says."""
-    return f"{arrow(from_client)} {opcode_name(opcode)} {flags} len={length} {shown}"
+    return f"{frame_line_head(from_client, opcode, flags)}{length} {shown}"
+
+
+def frame_line_head(from_client: bool, opcode: int, flags: str) -> str:
+    """``client -> server TEXT Fz len=``: ``frame_line`` up to the length, the same for every
+    frame of a direction and kind (a caller that logs many can make it once)."""
+    return f"{arrow(from_client)} {opcode_name(opcode)} {flags} len="
 
 
 # A subprotocol is a header value: some applications smuggle a credential through it (a

@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import TextIO
 
-__all__ = ["DATE_FORMAT", "LineHandler", "info"]
+__all__ = ["DATE_FORMAT", "LineHandler", "info", "info_tagged"]
 
 DATE_FORMAT = "%H:%M:%S"
 FLUSH_AT = 64 * 1024  # characters waiting that are written at once, not at the turn's end
@@ -59,6 +60,19 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         assert self.lock is not None  # made by Handler.__init__
         with self.lock:
             self._add(f"{self._stamp} {self.tag}{message}\n")
+
+    def lines(self, prefix: str, messages: Sequence[str]) -> None:
+        """``line(prefix + message)`` for each of ``messages``: one time, one join, one lock."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime(DATE_FORMAT, time.localtime(now))
+        head = f"{self._stamp} {self.tag}{prefix}"
+        text = head + ("\n" + head).join(messages) + "\n"
+        assert self.lock is not None  # made by Handler.__init__
+        with self.lock:
+            self._add(text)
 
     def _add(self, text: str) -> None:
         """With the handler's lock held: a line that waits for the end of the turn."""
@@ -112,6 +126,19 @@ def info(logger: logging.Logger, format: str, *args: object) -> None:
         logger.info(format, *args)
     else:
         handler.line(format % args)
+
+
+def info_tagged(logger: logging.Logger, tag: str, messages: Sequence[str]) -> None:
+    """``info(logger, "[%s] %s", tag, message)`` for each of ``messages`` (a connection's
+    frame lines of one read), at the cost of one line when the handler is ours."""
+    if not messages:
+        return
+    handler = _plain_handler(logger)
+    if handler is None:
+        for message in messages:
+            logger.info("[%s] %s", tag, message)
+    else:
+        handler.lines(f"[{tag}] ", messages)
 
 
 def _plain_handler(logger: logging.Logger) -> LineHandler | None:

@@ -88,3 +88,22 @@ def test_templates_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for n in range(jsonl._TEMPLATES_MAX + 10):
         assert jsonl.frame_bytes(f"c{n}", 1.0, record) == _dictionary_line(f"c{n}", 1.0, record)
     assert len(jsonl._TEMPLATES) <= jsonl._TEMPLATES_MAX
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["orjson", "json"])
+@pytest.mark.parametrize("conn", ["c1", '"\x00'])
+def test_a_run_of_frames_is_the_lines_of_each(
+    conn: str, fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``frames_bytes`` (one read's frames at one instant) writes what ``frame_bytes`` writes
+    for each: plain frames from the run's templates, the others (modified, in pieces, larger
+    than a piece) the long way, in order."""
+    if not fast:
+        monkeypatch.setattr(jsonl, "_orjson", None)
+    monkeypatch.setattr(jsonl, "_TEMPLATES", {})
+    piece = FrameRecord(Side.SERVER, 0x1, False, 0, 9, b"abc", False, 0x1, offset=3, more=True)
+    run = [*PLAIN_RECORDS, *RECORDS, piece, *PLAIN_RECORDS]
+    for ts in (1796000000.123456, 1796000000.9999996, 0.5):
+        expected = b"".join(jsonl.frame_bytes(conn, ts, record) for record in run)
+        assert jsonl.frames_bytes(conn, ts, run) == expected
+    assert jsonl.frames_bytes(conn, 1.0, []) == b""

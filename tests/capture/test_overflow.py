@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -134,3 +135,55 @@ async def test_drop_never_waits_for_the_pipe_and_marks_the_gaps(
     assert written + lost[-1].total == 2 * ROUND_TRIPS + 2
     assert "NOT being recorded" in result["stderr"]
     assert f"{lost[-1].total} frame record(s) were lost in all" in result["stderr"]
+
+
+def test_of_a_run_that_does_not_fit_the_first_frames_are_queued_the_rest_counted(
+    tmp_path: Path,
+) -> None:
+    """A read's frames come as one run: when the queue cannot take all of them, it takes
+    those that fit (records, then bytes) and counts the rest lost; the file says so."""
+    from wsproxy.capture.writer import CaptureWriter, _Item
+    from wsproxy.model import Flow, HandshakeRequest
+    from wsproxy.sansio.records import FrameRecord
+    from wsproxy.sansio.relay import Side
+
+    gate, hung = threading.Event(), threading.Event()
+
+    class Hung(CaptureWriter):
+        def _write_batch(self, batch: deque[_Item]) -> bool:
+            hung.set()
+            gate.wait(10)
+            return super()._write_batch(batch)
+
+    writer = Hung(tmp_path / "run.jsonl", max_records=6, max_bytes=100, write_ahead=False)
+    flow = Flow("c1", ("127.0.0.1", 5000), HandshakeRequest("ws", "x.test", 80, "/", []))
+
+    def run(count: int, size: int) -> list[FrameRecord]:
+        payload = b"x" * size
+        return [FrameRecord(Side.CLIENT, 0x1, True, 0, size, payload, False, 0x1)] * count
+
+    try:
+        writer.frames(flow, run(1, 1), 1.0)  # the thread takes it and hangs
+        assert hung.wait(10)
+        writer.frames(flow, run(3, 10), 2.0)  # an empty queue takes a run whole
+        assert (writer.backlog, writer.lost) == (3, 0)
+        writer.frames(flow, run(5, 10), 3.0)  # 3 more records fit
+        assert (writer.backlog, writer.lost) == (6, 2)
+    finally:
+        gate.set()
+        writer.finish()
+    writer2 = Hung(tmp_path / "bytes.jsonl", max_records=100, max_bytes=100, write_ahead=False)
+    try:
+        gate.clear()
+        hung.clear()
+        writer2.frames(flow, run(1, 1), 1.0)
+        assert hung.wait(10)
+        writer2.frames(flow, run(1, 60), 2.0)
+        writer2.frames(flow, run(3, 15), 3.0)  # 100 - 60 bytes left: two of 15 fit
+        assert (writer2.backlog, writer2.lost) == (3, 1)
+    finally:
+        gate.set()
+        writer2.finish()
+    records = list(read_capture(tmp_path / "run.jsonl"))
+    assert len([r for r in records if isinstance(r, Frame)]) == 1 + 3 + 3
+    assert [r.total for r in records if isinstance(r, Lost)] == [2]

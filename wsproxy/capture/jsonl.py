@@ -99,7 +99,7 @@ import base64
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from wsproxy.capture.records import (
@@ -298,6 +298,56 @@ def frame_bytes(conn: str, ts: float, record: FrameRecord) -> bytes:
         return b"".join(frame_line(conn, ts, r))
     parts = _line_parts(conn, ts, r, r.payload, r.original, r.offset, r.more)
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def frames_bytes(conn: str, ts: float, records: Sequence[FrameRecord]) -> bytes:
+    """The lines of a run of frames of one connection recorded at one instant (one read's
+    frames), joined: what ``frame_bytes`` makes of each, byte for byte, at a fraction of the
+    cost per frame. The time is formatted once for the run and put into each template once
+    (``_run_heads``), so a plain frame's line is its head, its length, its content and a tail.
+    """
+    time_part = _scalar(iso_time(ts))
+    ts_part = _scalar(ts)
+    heads: dict[tuple[Any, ...], tuple[bytes, bytes, bytes]] = {}
+    parts: list[bytes] = []
+    append, extend = parts.append, parts.extend
+    dumps = _orjson.dumps if _orjson is not None else None
+    for r in records:
+        payload = r.payload
+        if r.original is not None or r.offset or r.more or len(payload) > PIECE:
+            append(frame_bytes(conn, ts, r))
+            continue
+        opcode, message_opcode = r.opcode, r.message_opcode
+        key = (r.side._value_, opcode, message_opcode, r.fin, r.rsv, r.compressed, r.verdict, r.by)
+        head = heads.get(key)
+        if head is None:
+            head = heads[key] = _run_head(conn, r, key, time_part, ts_part)
+        if message_opcode == 0x1 and opcode < 0x2:  # text: CONT (0) or TEXT (1)
+            try:
+                text = str(payload, "utf-8")
+            except UnicodeDecodeError:
+                pass
+            else:
+                # Decoded UTF-8 holds no lone surrogate: orjson takes every such string.
+                content = dumps(text) if dumps is not None else _scalar(text)
+                extend((head[0], b"%d" % r.length, b',"text":', content, head[1]))
+                continue
+        extend((head[0], b"%d" % r.length, head[2], b64encode(payload), b'"}\n'))
+    return b"".join(parts)
+
+
+def _run_head(
+    conn: str, r: FrameRecord, key: tuple[Any, ...], time_part: bytes, ts_part: bytes
+) -> tuple[bytes, bytes, bytes]:
+    """For ``frames_bytes``: a template's line up to the length with this run's time in it,
+    the tail after a text content, and what comes between the length and a base64 content."""
+    template = _TEMPLATES.get((conn, *key))
+    if template is None:
+        if len(_TEMPLATES) >= _TEMPLATES_MAX:
+            _TEMPLATES.clear()
+        template = _TEMPLATES[(conn, *key)] = _template(conn, r)
+    head, before_ts, before_length, tail = template
+    return head + time_part + before_ts + ts_part + before_length, tail, tail[:-2] + b',"b64":"'
 
 
 def _line(

@@ -45,6 +45,10 @@ class CaptureFanout:
         for writer in self.writers:
             writer.frame(flow, record, timestamp)
 
+    def frames(self, flow: Flow, records: Sequence[FrameRecord], timestamp: float) -> None:
+        for writer in self.writers:
+            writer.frames(flow, records, timestamp)
+
     def close(self, flow: Flow) -> None:
         for writer in self.writers:
             writer.close(flow)

@@ -17,6 +17,10 @@ class CaptureSink(Protocol):
 
     def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None: ...
 
+    def frames(self, flow: Flow, records: Sequence[FrameRecord], timestamp: float) -> None:
+        """A run of frames recorded at one instant (one read's): ``frame`` for each, at the
+        cost of one call."""
+
     def close(self, flow: Flow) -> None: ...
 
     def sync(self) -> None:

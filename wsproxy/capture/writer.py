@@ -9,9 +9,11 @@ Durability: a frame that was forwarded is in the file, even if the proxy is SIGK
 after. While the writer thread is idle (its queue empty), records of small frames are encoded on
 the event loop and written to the file in one ``os.write`` per batch, *before* the relay writes
 the frames to the peers: the session calls ``sync`` at the start of each flush (write-ahead).
-That write goes to the OS page cache and takes microseconds; should one ever take longer than
-``SLOW_WRITE`` (a slow or stalled disk), write-ahead is switched off for ``SLOW_PAUSE`` seconds
-and everything goes through the queue, so a slow disk slows capture, never the relay. Frames
+That write goes to the OS page cache and takes microseconds; should ``SLOW_STREAK`` of them in a
+row take longer than ``SLOW_WRITE`` (a slow or stalled disk; one alone is more often the
+scheduler's doing on a busy machine, which taking the slow path for seconds would only make
+dearer), write-ahead is switched off for ``SLOW_PAUSE`` seconds and everything goes through
+the queue, so a slow disk slows capture, never the relay. Frames
 over ``INLINE_MAX`` bytes, and every record while the thread is busy, go through the queue; the
 thread writes them a little behind the relay (it wakes as soon as a record is queued), so those
 few records can be missing after a SIGKILL. Data that reached the OS survives the proxy being
@@ -108,7 +110,8 @@ HIGH_WATER_RECORDS = 2_000  # ... or queued records
 OVERFLOW = ("wait", "drop")  # what a writer behind the traffic does: congest, or drop records
 REPORT_INTERVAL = 5.0  # seconds between loss summaries
 INLINE_MAX = 64 * 1024  # larger frame payloads are always encoded in the writer thread
-SLOW_WRITE = 0.005  # seconds: a write-ahead slower than this means the disk is struggling
+SLOW_WRITE = 0.005  # seconds: write-aheads slower than this mean the disk is struggling...
+SLOW_STREAK = 3  # ... when this many come in a row
 SLOW_PAUSE = 10.0  # seconds without write-ahead after a slow one
 HAR_INTERVAL = 5.0  # seconds between HAR rewrites while traffic flows
 
@@ -177,9 +180,9 @@ def close_record(flow: Flow) -> dict[str, Any]:
     }
 
 
-# A queued item: a ready record (handshake, close), or a frame or an HTTP exchange to encode
-# in the thread.
-_Item = dict[str, Any] | tuple[str, FrameRecord, float] | HttpExchange
+# A queued item: a ready record (handshake, close), a run of frames of one connection (those
+# of one read, recorded at one instant) or an HTTP exchange, to encode in the thread.
+_Item = dict[str, Any] | tuple[str, Sequence[FrameRecord], float] | HttpExchange
 
 
 def _item_parts(item: _Item) -> Iterator[bytes]:
@@ -192,14 +195,20 @@ def _item_parts(item: _Item) -> Iterator[bytes]:
     if isinstance(item, HttpExchange):
         yield from jsonl.http_line(item)
         return
-    conn, r, ts = item
-    yield from jsonl.frame_line(conn, ts, r)
+    conn, records, ts = item
+    for r in records:
+        yield from jsonl.frame_line(conn, ts, r)
 
 
-def _small(record: FrameRecord) -> bool:
-    """Whether ``record`` makes one short line (``jsonl.frame_bytes``), not pieces."""
-    original = record.original
-    return len(record.payload) <= jsonl.PIECE and (original is None or len(original) <= jsonl.PIECE)
+def _sizes(records: Sequence[FrameRecord]) -> tuple[int, int]:
+    """The payload bytes of ``records`` (content and original content), and the most of one."""
+    total = largest = 0
+    for r in records:
+        size = len(r.payload) if r.original is None else len(r.payload) + len(r.original)
+        total += size
+        if size > largest:
+            largest = size
+    return total, largest
 
 
 class CaptureWriter:
@@ -260,6 +269,7 @@ class CaptureWriter:
         self._cond = threading.Condition()
         self._queue: deque[_Item] = deque()
         self._queued_bytes = 0
+        self._queued_records = 0  # a run of frames is one item, and as many records
         self._waiting: list[Callable[[], None]] = []  # to call when the thread takes the queue
         self.congestions = 0  # times a session was told to stop reading
         self._stopping = False
@@ -276,6 +286,7 @@ class CaptureWriter:
         self._journal_grew = False  # write-ahead lines went into the journal
         self._closed_inline = False  # ... and one of them was a close record
         self._inline_paused_until = 0.0
+        self._slow_writes = 0  # write-aheads in a row slower than SLOW_WRITE
         self._thread = threading.Thread(target=self._run, name="wsproxy-capture", daemon=True)
         self._thread.start()
 
@@ -296,11 +307,18 @@ class CaptureWriter:
         self.sync()
 
     def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None:
+        self.frames(flow, [record], timestamp)
+
+    def frames(self, flow: Flow, records: Sequence[FrameRecord], timestamp: float) -> None:
+        """A run of ``flow``'s frames recorded at ``timestamp`` (one read's): one item, one
+        lock and, while the thread is idle, one encoding pass (``jsonl.frames_bytes``)."""
         selection = self._selections.get(flow.id)
-        if selection is not None and not selection.keeps_record(record):
+        if selection is not None:
+            records = [r for r in records if selection.keeps_record(r)]
+        if not records:
             return
-        size = len(record.payload) + (len(record.original) if record.original else 0)
-        self._put((flow.id, record, timestamp), size, droppable=True)
+        size, largest = _sizes(records)
+        self._put((flow.id, records, timestamp), size, droppable=True, largest=largest)
 
     def close(self, flow: Flow) -> None:
         self._selections.pop(flow.id, None)
@@ -327,7 +345,7 @@ class CaptureWriter:
     @property
     def backlog(self) -> int:
         """Records queued, not yet taken by the writer thread (the metrics' capture backlog)."""
-        return len(self._queue)
+        return self._queued_records
 
     def congested(self, resume: Callable[[], None]) -> bool:
         """Whether the queue holds more than ``high_water`` bytes or ``high_water_records``
@@ -344,7 +362,7 @@ class CaptureWriter:
 
     def _over_high_water(self) -> bool:
         return self.overflow == "wait" and (
-            self._queued_bytes > self.high_water or len(self._queue) > self.high_water_records
+            self._queued_bytes > self.high_water or self._queued_records > self.high_water_records
         )
 
     def sync(self) -> None:
@@ -369,10 +387,17 @@ class CaptureWriter:
         self.written_inline += 1
         self._journal_grew = True  # the thread keeps the HAR up to date
         took = time.monotonic() - started
-        if took > SLOW_WRITE:
+        if took <= SLOW_WRITE:
+            self._slow_writes = 0
+            return
+        self._slow_writes += 1
+        if self._slow_writes >= SLOW_STREAK:
+            self._slow_writes = 0
             self._inline_paused_until = time.monotonic() + SLOW_PAUSE
             log.warning(
-                "capture: a write to %s took %.0f ms: writing through the queue for %.0f s",
+                "capture: %d writes in a row to %s were slow (the last took %.0f ms): writing "
+                "through the queue for %.0f s",
+                SLOW_STREAK,
                 self.journal,
                 took * 1000,
                 SLOW_PAUSE,
@@ -380,11 +405,14 @@ class CaptureWriter:
 
     def _encode_inline(self, item: _Item) -> bytes:
         if isinstance(item, tuple):
-            conn, record, ts = item
-            return jsonl.frame_bytes(conn, ts, record)
+            conn, records, ts = item
+            return jsonl.frames_bytes(conn, ts, records)
         return b"".join(_item_parts(item))
 
-    def _put(self, item: _Item, size: int, *, droppable: bool) -> None:
+    def _put(self, item: _Item, size: int, *, droppable: bool, largest: int | None = None) -> None:
+        """Queue ``item`` (``size`` bytes of payload, ``largest`` in its largest frame), or
+        encode it for the write-ahead while the thread is idle."""
+        count = len(item[1]) if isinstance(item, tuple) else 1
         with self._cond:
             if self._stopping:
                 return
@@ -392,11 +420,11 @@ class CaptureWriter:
                 not self._queue
                 and not self._busy
                 and self.write_ahead
-                and size <= INLINE_MAX
+                and (size if largest is None else largest) <= INLINE_MAX
                 and time.monotonic() >= self._inline_paused_until
             ):
                 self._inline.append(self._encode_inline(item))
-                self.written += 1
+                self.written += count
                 if isinstance(item, dict) and item["type"] == "close":
                     self._closed_inline = True
                     self._cond.notify()  # a closed connection: the HAR is rewritten soon
@@ -404,23 +432,42 @@ class CaptureWriter:
             if self._inline:
                 self._write_inline()  # keep the file in order: earlier lines first
             queue = self._queue
-            if (
-                droppable
-                and queue
-                and (len(queue) >= self.max_records or self._queued_bytes + size > self.max_bytes)
-            ):
-                self.lost += 1
-                if self.lost == 1:
-                    log.warning(
-                        "capture: the writer cannot keep up with the traffic; frames are NOT "
-                        "being recorded to %s (counted; a 'lost' record marks the gap)",
-                        self.journal,
-                    )
-                return
+            if droppable and queue:
+                item, count, size = self._room_for(item, count, size)
+                if not count:
+                    return
             queue.append(item)
             self._queued_bytes += size
+            self._queued_records += count
             if len(queue) == 1:
                 self._cond.notify()
+
+    def _room_for(self, item: _Item, count: int, size: int) -> tuple[_Item, int, int]:
+        """With the lock held and the queue not empty: what of ``item`` fits in the queue's
+        limits (of a run of frames, the first ones that fit); the rest is counted lost."""
+        records_left = self.max_records - self._queued_records
+        bytes_left = self.max_bytes - self._queued_bytes
+        if count <= records_left and size <= bytes_left:
+            return item, count, size
+        kept, kept_size = 0, 0
+        if isinstance(item, tuple):
+            conn, records, ts = item
+            for record in records[: max(records_left, 0)]:
+                record_size, _ = _sizes((record,))
+                if kept_size + record_size > bytes_left:
+                    break
+                kept += 1
+                kept_size += record_size
+            item = (conn, records[:kept], ts)
+        first = self.lost == 0
+        self.lost += count - kept
+        if first:
+            log.warning(
+                "capture: the writer cannot keep up with the traffic; frames are NOT "
+                "being recorded to %s (counted; a 'lost' record marks the gap)",
+                self.journal,
+            )
+        return item, kept, kept_size
 
     # -- the writer thread -------------------------------------------------------------------
 
@@ -436,7 +483,7 @@ class CaptureWriter:
                         self._cond.wait(timeout=1.0)
                     batch = self._queue
                     self._queue = deque()
-                    self._queued_bytes = 0
+                    self._queued_bytes = self._queued_records = 0
                     waiting, self._waiting = self._waiting, []
                     lost = self.lost
                     stopping = self._stopping
@@ -487,6 +534,7 @@ class CaptureWriter:
             with self._cond:
                 self._stopping = True
                 self._queue.clear()
+                self._queued_bytes = self._queued_records = 0
                 waiting, self._waiting = self._waiting, []
             for resume in waiting:
                 resume()  # capture stopped: nothing to wait for
@@ -503,15 +551,19 @@ class CaptureWriter:
         write = self._out.write
         while batch:
             item = batch.popleft()
-            if type(item) is tuple and _small(item[1]):
-                conn, record, ts = item
-                write(jsonl.frame_bytes(conn, ts, record))  # one line, no generators
+            if type(item) is tuple:
+                conn, records, ts = item
+                self.written += len(records)
+                if _sizes(records)[1] <= jsonl.PIECE:
+                    write(jsonl.frames_bytes(conn, ts, records))  # short lines, one pass
+                    continue
+            elif isinstance(item, dict):
+                closed = closed or item["type"] == "close"
+                self.written += 1
             else:
-                if isinstance(item, dict):
-                    closed = closed or item["type"] == "close"
-                for part in _item_parts(item):
-                    write(part)
-            self.written += 1
+                self.written += 1
+            for part in _item_parts(item):
+                write(part)
         return closed
 
     def _write_line(self, obj: dict[str, Any]) -> None:

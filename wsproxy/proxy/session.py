@@ -108,10 +108,14 @@ class WebSocketSession:
         self.view = view if view is not None and view.verdict is None else None
         logging_frames = options.verbosity > 0 and (view is None or view.verdict is not False)
         decode_log = logging_frames and options.decode and options.preview_length > 0
+        # The log and the capture take a dispatch's records as one run (``_flush_runs``).
+        self._log_run: list[FrameRecord] = []
+        self._capture_run: list[FrameRecord] = []
+        self._log_heads: dict[tuple[Side, int, bool, int, bool], str] = {}
         if logging_frames:
-            self._observers.append(self._log_frame)
+            self._observers.append(self._log_run.append)
         if self.capture is not None:
-            self._observers.append(self._capture_frame)
+            self._observers.append(self._capture_run.append)
         if counts is not None:
             self._observers.append(counts.observe)
         self.relay = Relay(
@@ -260,21 +264,28 @@ class WebSocketSession:
                 batch = list(self._queue)
                 self._queue.clear()
                 self._carry_out(batch)
+            if self._log_run or self._capture_run:
+                self._flush_runs()
         finally:
             self._dispatching = False
             self._write_unsent()
 
     def _carry_out(self, commands: list[Command]) -> None:
         capture = self.capture
+        observers = self._observers
         for command in commands:
-            if isinstance(command, Send):
+            if isinstance(command, Record):
+                for observe in observers:
+                    observe(command.record)
+            elif isinstance(command, Send):
+                if self._log_run or self._capture_run:
+                    self._flush_runs()
                 if capture is not None:
                     capture.sync()  # the capture's write-ahead: recorded before forwarded
                 self._unsent[command.side].extend(command.chunks)
-            elif isinstance(command, Record):
-                for observe in self._observers:
-                    observe(command.record)
             else:
+                if self._log_run or self._capture_run:
+                    self._flush_runs()  # the frames' lines before what this one logs
                 if isinstance(command, CloseTransport | AbortTransport):
                     self._write_unsent()  # what was sent before goes first
                 self._act(command)
@@ -441,6 +452,55 @@ class WebSocketSession:
 
     # -- records: the log and the capture ---------------------------------------------------
 
+    def _flush_runs(self) -> None:
+        """The records gathered since the last flush, to the log and the capture as runs:
+        before the frames go out (the capture's write-ahead), before anything else is logged
+        (lines keep their order), and at the end of each dispatch."""
+        run = self._log_run
+        if run:
+            try:
+                self._log_frames(run)
+            finally:
+                run.clear()
+        if self._capture_run:
+            self._capture_flush()
+
+    def _log_frames(self, records: list[FrameRecord]) -> None:
+        """The ``-v`` lines of a run of records, as ``_log_frame`` writes each: one call per
+        run and a line head made once per direction and kind, unless a decoder or a view
+        filter looks at each record."""
+        decoding = self._log_decoding
+        if decoding is not None and decoding.decoding.gave_up:
+            self._log_decoding = decoding = None  # as in _log_frame
+        if decoding is not None or self.view is not None:
+            for record in records:
+                self._log_frame(record)
+            return
+        width = self.options.preview_length
+        size = self._log_preview_size
+        heads = self._log_heads
+        preview = logformat.preview
+        lines = []
+        for r in records:
+            if r.offset:
+                continue  # a later piece of a frame recorded in pieces: logged with its first
+            key = (r.side, r.opcode, r.fin, r.rsv, r.compressed)
+            head = heads.get(key)
+            if head is None:
+                flags = logformat.frame_flags(fin=r.fin, rsv=r.rsv, compressed=r.compressed)
+                from_client = r.side is Side.CLIENT
+                head = heads[key] = logformat.frame_line_head(from_client, r.opcode, flags)
+            if not width:
+                lines.append(f"{head}{r.length}")
+                continue
+            data = r.payload
+            if len(data) > size:
+                data = data[:size]  # the whole payload when a capture listens too
+            kind = r.message_opcode if r.opcode == 0 else r.opcode
+            shown = preview(data, kind, width, partial=len(data) >= size)
+            lines.append(f"{head}{r.length} {shown}")
+        loglines.info_tagged(log, self.conn_id, lines)
+
     def _log_frame(self, record: FrameRecord) -> None:
         decoding = self._log_decoding
         summary = None
@@ -491,9 +551,14 @@ class WebSocketSession:
         shown_line = line if width else line[:-1]  # no preview, no " "
         loglines.info(log, "[%s] %s", self.conn_id, shown_line)
 
-    def _capture_frame(self, record: FrameRecord) -> None:
+    def _capture_flush(self) -> None:
+        """Hand the records gathered since the last flush to the capture, as one run stamped
+        with one time (a dispatch takes microseconds), and stop reading if it is behind."""
         assert self.capture is not None and self.flow is not None
-        self.capture.frame(self.flow, record, time.time())
+        run = self._capture_run
+        records = run.copy()  # the observer appends to this very list
+        run.clear()
+        self.capture.frames(self.flow, records, time.time())
         if not self._capture_held and self.capture.congested(self._capture_drained):
             self._capture_held = True
             self._hold(Side.CLIENT, Hold.CAPTURE)

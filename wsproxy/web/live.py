@@ -105,6 +105,10 @@ class LiveState:
         if conn is not None:
             self.take_piece(conn, record.side.value == "client", record, timestamp)
 
+    def frames(self, flow: Flow, records: Sequence[FrameRecord], timestamp: float) -> None:
+        for record in records:
+            self.frame(flow, record, timestamp)
+
     def close(self, flow: Flow) -> None:
         from wsproxy.capture.writer import close_record
 

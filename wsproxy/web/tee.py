@@ -57,6 +57,12 @@ class Tee:
         if flow.id in self._captured:
             self.capture.frame(flow, record, timestamp)
 
+    def frames(self, flow: Flow, records: Sequence[FrameRecord], timestamp: float) -> None:
+        for record in records:
+            self.live.frame(flow, record, timestamp)
+        if flow.id in self._captured:
+            self.capture.frames(flow, records, timestamp)
+
     def close(self, flow: Flow) -> None:
         self.live.close(flow)
         if flow.id in self._captured:

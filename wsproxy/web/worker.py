@@ -217,6 +217,10 @@ class BridgeSink:
         }
         self.link.send(item, droppable=False)
 
+    def frames(self, flow: Flow, records: Sequence[FrameRecord], timestamp: float) -> None:
+        for record in records:
+            self.frame(flow, record, timestamp)
+
     def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None:
         from_client = record.side.value == "client"
         key = (flow.id, from_client, record.verdict == "injected")
