@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from tests.capture.conftest import CaptureProxy
 from tests.capture.harcheck import check_har
 from tests.harness import HOST, ServeProxy, WsUpstream, stop_server, wait_until
-from wsproxy.capture import jsonl
+from wsproxy.capture import jsonl, jsonlframes
 from wsproxy.capture.formats import journal_path
 from wsproxy.capture.har import journal_to_har, read_har
 from wsproxy.capture.messages import Message, reassemble
@@ -250,7 +250,7 @@ def test_decode_ignores_unknown_and_cut_lines() -> None:
     assert jsonl.decode_line(b'{"type":"frame","conn":"1","direction":"cli') is None
     assert jsonl.decode_line(b'{"type":"future-thing","x":1}') is None
     assert jsonl.decode_line(b"") is None
-    frame = jsonl.frame(
+    frame = jsonlframes.frame(
         "1",
         1.5,
         FrameRecord(Side.CLIENT, 1, True, 0x40, 3, b"\xff\xfe", True, 1, "modified", "p", b"ok"),

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from wsproxy.capture import jsonl
+from wsproxy.capture import jsonenc, jsonl, jsonlframes
 from wsproxy.sansio.records import FrameRecord
 from wsproxy.sansio.relay import Side
 
@@ -21,7 +21,7 @@ RECORDS = [
 
 
 def _lines(record: FrameRecord) -> list[object]:
-    data = b"".join(jsonl.frame_line("c1", 1796000000.123456, record))
+    data = b"".join(jsonlframes.frame_line("c1", 1796000000.123456, record))
     return [json.loads(line) for line in data.splitlines()]
 
 
@@ -30,8 +30,8 @@ def test_fast_and_standard_encoders_agree(
     record: FrameRecord, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fast = _lines(record)
-    monkeypatch.setattr(jsonl, "_orjson", None)
-    monkeypatch.setattr(jsonl, "_b64encode", base64.b64encode)
+    monkeypatch.setattr(jsonenc, "ORJSON", None)
+    monkeypatch.setattr(jsonenc, "_b64encode", base64.b64encode)
     assert _lines(record) == fast
 
 
@@ -45,7 +45,7 @@ def test_a_record_orjson_refuses_falls_back_to_json() -> None:
 def _dictionary_line(conn: str, ts: float, record: FrameRecord) -> bytes:
     """A frame line the long way: ``frame``'s dictionary through ``encode``, base64 last."""
     raw: list[tuple[str, jsonl.Data]] = []
-    head = jsonl.encode(jsonl.frame(conn, ts, record, raw=raw))
+    head = jsonl.encode(jsonlframes.frame(conn, ts, record, raw=raw))
     if not raw:
         return head + b"\n"
     tails = b"".join(
@@ -73,21 +73,23 @@ def test_frame_lines_from_templates_are_the_dictionary_lines(
     conn: str, fast: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not fast:
-        monkeypatch.setattr(jsonl, "_orjson", None)
-    monkeypatch.setattr(jsonl, "_TEMPLATES", {})
+        monkeypatch.setattr(jsonenc, "ORJSON", None)
+    monkeypatch.setattr(jsonlframes, "_TEMPLATES", {})
     for ts in (1796000000.123456, 1796000000.9999996, 0.5, 1e-7):
         for record in PLAIN_RECORDS:
             expected = _dictionary_line(conn, ts, record)
-            assert jsonl.frame_bytes(conn, ts, record) == expected
-            assert b"".join(jsonl.frame_line(conn, ts, record)) == expected
+            assert jsonlframes.frame_bytes(conn, ts, record) == expected
+            assert b"".join(jsonlframes.frame_line(conn, ts, record)) == expected
 
 
 def test_templates_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jsonl, "_TEMPLATES", {})
+    monkeypatch.setattr(jsonlframes, "_TEMPLATES", {})
     record = PLAIN_RECORDS[0]
-    for n in range(jsonl._TEMPLATES_MAX + 10):
-        assert jsonl.frame_bytes(f"c{n}", 1.0, record) == _dictionary_line(f"c{n}", 1.0, record)
-    assert len(jsonl._TEMPLATES) <= jsonl._TEMPLATES_MAX
+    for n in range(jsonlframes._TEMPLATES_MAX + 10):
+        assert jsonlframes.frame_bytes(f"c{n}", 1.0, record) == _dictionary_line(
+            f"c{n}", 1.0, record
+        )
+    assert len(jsonlframes._TEMPLATES) <= jsonlframes._TEMPLATES_MAX
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["orjson", "json"])
@@ -99,11 +101,11 @@ def test_a_run_of_frames_is_the_lines_of_each(
     for each: plain frames from the run's templates, the others (modified, in pieces, larger
     than a piece) the long way, in order."""
     if not fast:
-        monkeypatch.setattr(jsonl, "_orjson", None)
-    monkeypatch.setattr(jsonl, "_TEMPLATES", {})
+        monkeypatch.setattr(jsonenc, "ORJSON", None)
+    monkeypatch.setattr(jsonlframes, "_TEMPLATES", {})
     piece = FrameRecord(Side.SERVER, 0x1, False, 0, 9, b"abc", False, 0x1, offset=3, more=True)
     run = [*PLAIN_RECORDS, *RECORDS, piece, *PLAIN_RECORDS]
     for ts in (1796000000.123456, 1796000000.9999996, 0.5):
-        expected = b"".join(jsonl.frame_bytes(conn, ts, record) for record in run)
-        assert jsonl.frames_bytes(conn, ts, run) == expected
-    assert jsonl.frames_bytes(conn, 1.0, []) == b""
+        expected = b"".join(jsonlframes.frame_bytes(conn, ts, record) for record in run)
+        assert jsonlframes.frames_bytes(conn, ts, run) == expected
+    assert jsonlframes.frames_bytes(conn, 1.0, []) == b""

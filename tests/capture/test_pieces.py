@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wsproxy.capture import jsonl
+from wsproxy.capture import jsonl, jsonlframes
 from wsproxy.capture.messages import reassemble
 from wsproxy.capture.reader import join_frames, read_capture
 from wsproxy.capture.records import Frame
@@ -51,7 +51,7 @@ def record(
 
 
 def lines_of(items: list[tuple[str, FrameRecord]]) -> list[bytes]:
-    data = b"".join(part for conn, r in items for part in jsonl.frame_line(conn, 1.0, r))
+    data = b"".join(part for conn, r in items for part in jsonlframes.frame_line(conn, 1.0, r))
     return data.splitlines(keepends=True)
 
 

@@ -86,16 +86,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
-from wsproxy.capture import jsonl
+from wsproxy.capture import jsonl, jsonlframes
 from wsproxy.capture.files import create_private
 from wsproxy.capture.formats import JOURNALED, capture_format, journal_path
 from wsproxy.capture.linefile import LineFile
-from wsproxy.capture.records import iso_time
 from wsproxy.filtering import Selection, UrlView, select
 from wsproxy.filters import compile_url_filter
 from wsproxy.model import Flow, HttpExchange
 from wsproxy.sansio.relay import FrameRecord
-from wsproxy.sansio.targets import host_port
 
 if TYPE_CHECKING:
     from wsproxy.capture.mitmflows import FlowFile
@@ -123,63 +121,6 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _address(address: tuple[str, int] | Any) -> str | None:
-    try:
-        host, port = address[0], address[1]
-    except (TypeError, IndexError):
-        return None
-    return host_port(str(host), port)
-
-
-def handshake_record(flow: Flow) -> dict[str, Any]:
-    request, response = flow.request, flow.response
-    return {
-        "type": "handshake",
-        "conn": flow.id,
-        "time": iso_time(flow.started),
-        "ts": flow.started,
-        "client": _address(flow.client_address),
-        "upstream": _address((request.host, request.port)),
-        "url": request.url,
-        "request_headers": [list(item) for item in request.headers.items()],
-        "status": response.status if response is not None else None,
-        "reason": response.reason if response is not None else None,
-        "response_headers": (
-            [list(item) for item in response.headers.items()] if response is not None else []
-        ),
-        "subprotocol": flow.subprotocol,
-        "extensions": list(flow.extensions),
-    }
-
-
-def close_record(flow: Flow) -> dict[str, Any]:
-    ended = flow.ended if flow.ended is not None else time.time()
-    counts = {
-        side: {"messages": c.messages, "frames": c.frames, "bytes": c.bytes}
-        for side, c in (("client", flow.client_counts), ("server", flow.server_counts))
-    }
-    return {
-        "type": "close",
-        "conn": flow.id,
-        "time": iso_time(ended),
-        "ts": ended,
-        "closed_by": flow.closed_by,
-        "duration": round(ended - flow.started, 6),
-        "client": {
-            "code": flow.client_close.code,
-            "reason": flow.client_close.reason,
-            "received_close": flow.client_close.received_close,
-        },
-        "server": {
-            "code": flow.server_close.code,
-            "reason": flow.server_close.reason,
-            "received_close": flow.server_close.received_close,
-        },
-        "counts": counts,
-        "error": flow.error,
-    }
-
-
 # A queued item: a ready record (handshake, close), a run of frames of one connection (those
 # of one read, recorded at one instant) or an HTTP exchange, to encode in the thread.
 _Item = dict[str, Any] | tuple[str, Sequence[FrameRecord], float] | HttpExchange
@@ -197,7 +138,7 @@ def _item_parts(item: _Item) -> Iterator[bytes]:
         return
     conn, records, ts = item
     for r in records:
-        yield from jsonl.frame_line(conn, ts, r)
+        yield from jsonlframes.frame_line(conn, ts, r)
 
 
 def _sizes(records: Sequence[FrameRecord]) -> tuple[int, int]:
@@ -303,7 +244,7 @@ class CaptureWriter:
         return selection.verdict is not False
 
     def handshake(self, flow: Flow) -> None:
-        self._put(handshake_record(flow), 0, droppable=False)
+        self._put(jsonl.handshake_record(flow), 0, droppable=False)
         self.sync()
 
     def frame(self, flow: Flow, record: FrameRecord, timestamp: float) -> None:
@@ -311,7 +252,7 @@ class CaptureWriter:
 
     def frames(self, flow: Flow, records: Sequence[FrameRecord], timestamp: float) -> None:
         """A run of ``flow``'s frames recorded at ``timestamp`` (one read's): one item, one
-        lock and, while the thread is idle, one encoding pass (``jsonl.frames_bytes``)."""
+        lock and, while the thread is idle, one encoding pass (``jsonlframes.frames_bytes``)."""
         selection = self._selections.get(flow.id)
         if selection is not None:
             records = [r for r in records if selection.keeps_record(r)]
@@ -322,7 +263,7 @@ class CaptureWriter:
 
     def close(self, flow: Flow) -> None:
         self._selections.pop(flow.id, None)
-        self._put(close_record(flow), 0, droppable=False)
+        self._put(jsonl.close_record(flow), 0, droppable=False)
         self.sync()
 
     def wants_http(
@@ -406,7 +347,7 @@ class CaptureWriter:
     def _encode_inline(self, item: _Item) -> bytes:
         if isinstance(item, tuple):
             conn, records, ts = item
-            return jsonl.frames_bytes(conn, ts, records)
+            return jsonlframes.frames_bytes(conn, ts, records)
         return b"".join(_item_parts(item))
 
     def _put(self, item: _Item, size: int, *, droppable: bool, largest: int | None = None) -> None:
@@ -555,7 +496,7 @@ class CaptureWriter:
                 conn, records, ts = item
                 self.written += len(records)
                 if _sizes(records)[1] <= jsonl.PIECE:
-                    write(jsonl.frames_bytes(conn, ts, records))  # short lines, one pass
+                    write(jsonlframes.frames_bytes(conn, ts, records))  # short lines, one pass
                     continue
             elif isinstance(item, dict):
                 closed = closed or item["type"] == "close"

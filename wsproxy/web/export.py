@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsproxy.capture import jsonl
+from wsproxy.capture import jsonl, jsonlframes
 from wsproxy.sansio.records import FrameRecord
 from wsproxy.web.livemodel import LiveConn
 
@@ -51,7 +51,7 @@ def write_jsonl(snap: list[ConnSnapshot], path: Path) -> None:
             if conn.lost:
                 out.write(jsonl.encode(jsonl.lost(conn.lost, conn.lost)) + b"\n")
             for ts, record in conn.frames:
-                for part in jsonl.frame_line(conn.conn_id, ts, record):
+                for part in jsonlframes.frame_line(conn.conn_id, ts, record):
                     out.write(part)
             if conn.close is not None:
                 out.write(jsonl.encode(conn.close) + b"\n")

@@ -80,7 +80,7 @@ class LiveState:
         return True
 
     def handshake(self, flow: Flow) -> None:
-        from wsproxy.capture.writer import handshake_record
+        from wsproxy.capture.jsonl import handshake_record
 
         record = handshake_record(flow)
         conn = self._open_conn(flow.id, "websocket", flow.request.url, flow.started, record)
@@ -90,7 +90,7 @@ class LiveState:
     def handshake_started(self, flow: Flow) -> None:
         """The upgrade went upstream: listed as "connecting" until it opens or fails (no
         capture record: an export has only what a capture would have)."""
-        from wsproxy.capture.writer import handshake_record
+        from wsproxy.capture.jsonl import handshake_record
 
         self.take_connecting(handshake_record(flow))
 
@@ -110,7 +110,7 @@ class LiveState:
             self.frame(flow, record, timestamp)
 
     def close(self, flow: Flow) -> None:
-        from wsproxy.capture.writer import close_record
+        from wsproxy.capture.jsonl import close_record
 
         conn = self.conns.get(flow.id)
         if conn is not None:

@@ -178,7 +178,7 @@ class BridgeSink:
 
     def resend_open(self) -> None:
         """After (re)connecting: the connections open now, so the UI lists them again."""
-        from wsproxy.capture.writer import handshake_record
+        from wsproxy.capture.jsonl import handshake_record
 
         self._sent.clear()
         for flow in list(self.flows.values()):
@@ -191,13 +191,13 @@ class BridgeSink:
         return True
 
     def handshake_started(self, flow: Flow) -> None:
-        from wsproxy.capture.writer import handshake_record
+        from wsproxy.capture.jsonl import handshake_record
 
         self.flows[flow.id] = flow
         self.link.send({**handshake_record(flow), "type": "connecting"}, droppable=False)
 
     def handshake(self, flow: Flow) -> None:
-        from wsproxy.capture.writer import handshake_record
+        from wsproxy.capture.jsonl import handshake_record
 
         self.flows[flow.id] = flow
         self.link.send(handshake_record(flow), droppable=False)
@@ -264,7 +264,7 @@ class BridgeSink:
             self._sent[key] = sent + len(kept)
 
     def close(self, flow: Flow) -> None:
-        from wsproxy.capture.writer import close_record
+        from wsproxy.capture.jsonl import close_record
 
         self.flows.pop(flow.id, None)
         for key in [k for k in self._sent if k[0] == flow.id]:
