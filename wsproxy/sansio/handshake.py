@@ -188,8 +188,8 @@ def check_upstream_response(
 def _dropped_names(headers: Headers) -> set[str]:
     """Lower-case names to drop when relaying: hop-by-hop ones and those named in Connection."""
     named = set(_loose_tokens(headers.get_all("Connection"))) - _NEVER_DROPPED - {""}
-    dropped = set(_HOP_BY_HOP) | named
-    dropped.update(name.lower() for name, _ in headers if name.lower().startswith("proxy-"))
+    dropped = named | _HOP_BY_HOP
+    dropped.update(name for name in headers.names() if name.startswith("proxy-"))
     return dropped
 
 
@@ -233,6 +233,8 @@ def _upgrade_headers(headers: Headers, replace: dict[str, list[str] | None]) -> 
         "upgrade": "Upgrade",
         "sec-websocket-extensions": "Sec-WebSocket-Extensions",
         "sec-websocket-accept": "Sec-WebSocket-Accept",
+        "host": "Host",
+        "via": "Via",
     }
     for lower, values in fixed.items():
         if lower not in placed:
@@ -240,23 +242,39 @@ def _upgrade_headers(headers: Headers, replace: dict[str, list[str] | None]) -> 
     return Headers._valid(out)
 
 
-def upstream_request_headers(req: Request, *, extensions: list[str] | None) -> Headers:
+def upstream_request_headers(
+    req: Request,
+    *,
+    extensions: list[str] | None,
+    host: str | None = None,
+    via: str | None = None,
+) -> Headers:
     """Headers of the upgrade request the proxy sends upstream.
 
     The client's headers minus hop-by-hop and proxy headers, with ``Connection: Upgrade`` and
     ``Upgrade: websocket``. ``extensions`` replaces the Sec-WebSocket-Extensions offer: None
-    keeps the client's, an empty list removes it.
+    keeps the client's, an empty list removes it. ``host`` and ``via``, when given, replace
+    Host and Via as ``Headers.set`` would, in the same pass over the fields.
     """
-    return _upgrade_headers(req.headers, {"sec-websocket-extensions": extensions})
+    replace: dict[str, list[str] | None] = {"sec-websocket-extensions": extensions}
+    if host is not None:
+        replace["host"] = [host]
+    if via is not None:
+        replace["via"] = [via]
+    return _upgrade_headers(req.headers, replace)
 
 
-def response_to_client(upstream_resp: Response, client_key: str) -> Response:
+def response_to_client(
+    upstream_resp: Response, client_key: str, *, via: str | None = None
+) -> Response:
     """The 101 the proxy sends its client, from the upstream's (already checked) 101.
 
     Same headers minus hop-by-hop ones, with Sec-WebSocket-Accept computed for the client's
-    own key (identical to the upstream's when the proxy reused that key).
+    own key (identical to the upstream's when the proxy reused that key); ``via``, when
+    given, replaces Via as ``Headers.set`` would.
     """
-    headers = _upgrade_headers(
-        upstream_resp.headers, {"sec-websocket-accept": [accept_key(client_key)]}
-    )
+    replace: dict[str, list[str] | None] = {"sec-websocket-accept": [accept_key(client_key)]}
+    if via is not None:
+        replace["via"] = [via]
+    headers = _upgrade_headers(upstream_resp.headers, replace)
     return Response("HTTP/1.1", 101, upstream_resp.reason or "Switching Protocols", headers)

@@ -130,13 +130,27 @@ class Headers:
     def add(self, name: str, value: str) -> None:
         """Append a field, after any with the same name."""
         self._check(name, value)
+        self._append(name, value)
+
+    def _append(self, name: str, value: str) -> None:
+        """Append a checked field; an index built already is kept up to date (a handshake
+        adds Via and looks names up again in the same head)."""
         self._items.append((name, value))
-        self._index = None
+        index = self._index
+        if index is not None:
+            values = index.get(name.lower())
+            if values is None:
+                index[name.lower()] = [value]
+            else:
+                values.append(value)
 
     def set(self, name: str, value: str) -> None:
         """Replace every field named ``name`` with one, at the place of the first."""
         self._check(name, value)
         key = name.lower()
+        if key not in self._lookup():  # a new name goes at the end: no pass over the fields
+            self._append(name, value)
+            return
         items: list[tuple[str, str]] = []
         placed = False
         for item in self._items:
@@ -153,8 +167,14 @@ class Headers:
     def remove(self, name: str) -> None:
         """Remove every field named ``name`` (no error when there is none)."""
         key = name.lower()
+        if key not in self._lookup():
+            return
         self._items = [item for item in self._items if item[0].lower() != key]
         self._index = None
+
+    def names(self) -> list[str]:
+        """The lower-case names of the fields, each once, in the order they first appear."""
+        return list(self._lookup())
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
