@@ -14,6 +14,7 @@ IPv6-only, asyncio's backlog of 100.
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import errno
 import logging
@@ -108,9 +109,13 @@ class Acceptor:
 
     def _accept(self, sock: socket.socket) -> None:
         """Every connection waiting (up to a backlog's worth per wake-up, as asyncio)."""
+        # The listening socket's numbers, read once per wake-up (``socket.accept`` converts
+        # family and type into enum members for every connection).
+        family, kind, proto = _numbers(sock)
         for _ in range(BACKLOG):
             try:
-                conn, _ = sock.accept()
+                fd, _ = sock._accept()  # type: ignore[attr-defined]  # the C accept alone
+                conn = _Accepted(family, kind, proto, fileno=fd)
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
             except OSError as error:
@@ -146,3 +151,22 @@ class Acceptor:
 
         handle = self._loop.call_later(RETRY_DELAY, retry)
         self._retries.append(handle)
+
+
+def _numbers(sock: socket.socket) -> tuple[int, int, int]:
+    """A socket's family, type (without the SOCK_NONBLOCK flag) and protocol, as numbers."""
+    return (
+        _socket.socket.family.__get__(sock),
+        _socket.socket.type.__get__(sock) & ~getattr(socket, "SOCK_NONBLOCK", 0),
+        sock.proto,
+    )
+
+
+class _Accepted(socket.socket):
+    """An accepted connection whose ``family`` and ``type`` read as the plain numbers:
+    uvloop's ``connect_accepted_socket`` reads both, and ``socket.socket``'s properties make
+    an enum member on every read."""
+
+    __slots__ = ()
+    family = _socket.socket.family  # type: ignore[assignment]
+    type = _socket.socket.type  # type: ignore[assignment]
