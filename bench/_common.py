@@ -83,7 +83,9 @@ def write_nginx_conf(
     IP addresses in certificates; the upstream's certificate names both). Neither leg resumes
     TLS sessions: wsproxy's upstream leg never does (asyncio passes no session), so
     ``proxy_ssl_session_reuse off``, and the server side has no session cache (the bench's
-    clients do not offer one anyway).
+    clients do not offer one anyway). Both legs offer TLS 1.2 and 1.3, as wsproxy's contexts
+    do: nginx 1.22's defaults stop at TLS 1.2 (``ssl_protocols``, ``proxy_ssl_protocols``),
+    which compared its TLS 1.2 handshakes with wsproxy's 1.3 ones.
     """
     prefix.mkdir(parents=True, exist_ok=True)
     temp = {n: prefix / "temp" / n for n in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
@@ -113,12 +115,14 @@ def write_nginx_conf(
         ssl_certificate {cert};
         ssl_certificate_key {key};
         ssl_session_cache off;
+        ssl_protocols TLSv1.2 TLSv1.3;
         location / {{
             proxy_pass {tls_upstream};{location}
             proxy_ssl_verify on;
             proxy_ssl_trusted_certificate {upstream_ca};
             proxy_ssl_name localhost;
             proxy_ssl_session_reuse off;
+            proxy_ssl_protocols TLSv1.2 TLSv1.3;
         }}
     }}"""
     conf = prefix / "nginx.conf"

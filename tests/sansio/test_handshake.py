@@ -257,6 +257,33 @@ def test_upstream_request_headers() -> None:
         upstream_request_headers(req, extensions=["x\r\nInjected: 1"])
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        [("Via", "1.1 a")],
+        [("via", "1.1 a"), ("X", "1"), ("VIA", "1.1 b")],
+        [("host", "second.example")],
+    ],
+)
+def test_host_and_via_given_are_set_in_the_same_pass(extra: list[tuple[str, str]]) -> None:
+    """``host`` and ``via`` give the headers ``Headers.set`` would: in the first one's place
+    with its case, later ones dropped, else at the end."""
+    for drop in ((), ("Host",)):
+        req = request(extra, drop=drop)
+        expected = upstream_request_headers(req, extensions=[])
+        expected.set("Host", "up.example:8080")
+        expected.set("Via", "1.1 me")
+        given = upstream_request_headers(req, extensions=[], host="up.example:8080", via="1.1 me")
+        assert given.raw() == expected.raw()
+    resp = response(extra)
+    answer = response_to_client(resp, KEY)
+    answer.headers.set("Via", "1.1 me")
+    assert response_to_client(resp, KEY, via="1.1 me").headers.raw() == answer.headers.raw()
+    with pytest.raises(ValueError):
+        upstream_request_headers(req, extensions=None, via="x\r\nInjected: 1")
+
+
 def test_repeated_upgrade_headers_are_sent_once_in_the_first_ones_place() -> None:
     req = request(
         [

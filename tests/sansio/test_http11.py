@@ -124,6 +124,50 @@ def test_headers_lookups_follow_every_change() -> None:
     assert h.get_all("B") == ["x"] and copy.get_all("B") == ["x", "y"]
 
 
+_NAMES = st.sampled_from(["A", "a", "B", "Via", "via", "Host"])
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["add", "set", "remove", "get_all"]), _NAMES, st.text("xy", max_size=2)
+    ),
+    max_size=12,
+)
+
+
+@given(st.lists(st.tuples(_NAMES, st.text("xy", max_size=2)), max_size=5), _OPS)
+def test_headers_match_a_plain_list_under_any_changes(
+    start: list[tuple[str, str]], ops: list[tuple[str, str, str]]
+) -> None:
+    """The index is kept up to date by ``add`` and a ``set`` of a new name, and lets a
+    ``remove`` of an absent name skip its pass: whatever the order of changes and lookups,
+    the fields are those of a plain list changed the naive way."""
+    h = Headers(start)
+    model = list(start)
+    for op, name, value in ops:
+        key = name.lower()
+        if op == "add":
+            h.add(name, value)
+            model.append((name, value))
+        elif op == "set":
+            h.set(name, value)
+            at = [i for i, (n, _) in enumerate(model) if n.lower() == key]
+            if at:
+                first = at[0]
+                model = [
+                    (n, value) if i == first else (n, v)
+                    for i, (n, v) in enumerate(model)
+                    if i == first or n.lower() != key
+                ]
+            else:
+                model.append((name, value))
+        elif op == "remove":
+            h.remove(name)
+            model = [(n, v) for n, v in model if n.lower() != key]
+        else:
+            assert h.get_all(name) == [v for n, v in model if n.lower() == key]
+        assert h.raw() == model
+    assert h.names() == list(dict.fromkeys(n.lower() for n, _ in model))
+
+
 @pytest.mark.parametrize(
     ("name", "value"), [("Bad Name", "v"), ("", "v"), ("X", "a\r\nInjected: 1"), ("X", "\x00")]
 )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from wsproxy.exceptions import HttpError
 from wsproxy.proxy.peer import Peer
 from wsproxy.sansio.http11 import HeadParser, Limits, Request, Response
@@ -24,15 +22,15 @@ async def read_head(
         if head is not None:
             peer.unread(parser.leftover)
             return head
-    async with asyncio.timeout(timeout or None):
-        while True:
-            data = await peer.read()
-            if not data:
-                if seen:
-                    raise HttpError(502 if response else 400, "connection closed mid-head")
-                return None
-            seen = True
-            head = parser.feed(data)
-            if head is not None:
-                peer.unread(parser.leftover)
-                return head
+    deadline = peer.deadline(timeout)
+    while True:
+        data = await peer.read(deadline)
+        if not data:
+            if seen:
+                raise HttpError(502 if response else 400, "connection closed mid-head")
+            return None
+        seen = True
+        head = parser.feed(data)
+        if head is not None:
+            peer.unread(parser.leftover)
+            return head

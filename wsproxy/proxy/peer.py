@@ -35,9 +35,10 @@ class Peer(asyncio.Protocol):
         self._eof = False
         self._waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = loop.create_future()
         # Done at the first sign the peer is gone: EOF, a lost connection or a TLS failure.
-        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.ended: asyncio.Future[None] = loop.create_future()
         self.error: BaseException | None = None
         self.write_paused = False
         self.reading_paused = False  # by the relay (the other side cannot take more)
@@ -126,19 +127,34 @@ class Peer(asyncio.Protocol):
 
     # -- HTTP phase -------------------------------------------------------------------------
 
-    async def read(self) -> bytes:
-        """The bytes buffered so far, waiting for some if there are none; b"" at EOF."""
+    async def read(self, deadline: float | None = None) -> bytes:
+        """The bytes buffered so far, waiting for some if there are none; b"" at EOF.
+        TimeoutError once the loop's clock passes ``deadline`` (None: no limit)."""
         while not self._buffer:
             if self._eof:
                 if self.error is not None and not isinstance(self.error, ConnectionError):
                     raise self.error
                 return b""
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self._wait(deadline)
         return self.take_buffer()
+
+    def deadline(self, timeout: float | None) -> float | None:
+        """The loop time ``timeout`` seconds from now, for ``read`` and ``handshake_tls``
+        (None or 0: no limit)."""
+        return self._loop.time() + timeout if timeout else None
+
+    async def _wait(self, deadline: float | None) -> None:
+        """Until the next wake-up (data, EOF, a finished TLS handshake), or TimeoutError at
+        ``deadline``: one timer handle, where ``asyncio.timeout`` would add a timeout object
+        and a cancellation of the task per use (a handshake waits several times)."""
+        waiter = self._waiter = self._loop.create_future()
+        timer = None if deadline is None else self._loop.call_at(deadline, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
     def begin_request(self) -> None:
         """A new request starts: ``answering`` is False until bytes of its answer go out."""
@@ -180,19 +196,16 @@ class Peer(asyncio.Protocol):
         if pending or not server_side:
             self.data_received(pending)
 
-    async def handshake_tls(self) -> None:
-        """Wait until the TLS handshake finished (``start_tls`` began it)."""
+    async def handshake_tls(self, deadline: float | None = None) -> None:
+        """Wait until the TLS handshake finished (``start_tls`` began it); TimeoutError once
+        the loop's clock passes ``deadline``."""
         assert self.tls is not None
         while not self.tls.handshake_done:
             if self.error is not None:
                 raise self.error
             if self._eof:
                 raise ConnectionResetError("connection closed during the TLS handshake")
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self._wait(deadline)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -210,7 +223,7 @@ class Peer(asyncio.Protocol):
 
     async def drain(self) -> None:
         if self.write_paused and not self.closed.done():
-            self._drain_waiter = asyncio.get_running_loop().create_future()
+            self._drain_waiter = self._loop.create_future()
             await self._drain_waiter
 
     def pause_reading(self) -> None:
@@ -265,3 +278,9 @@ class Peer(asyncio.Protocol):
             self.ended.set_result(None)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    """A wait's deadline passed: it ends in TimeoutError (unless something woke it first)."""
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())

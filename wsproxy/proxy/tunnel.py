@@ -4,7 +4,6 @@ an ``--ignore-hosts`` match (or, with ``--allow-hosts``, for every host that doe
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -104,16 +103,16 @@ class Tunnels:
             return
         if established:
             peer.write(established)
-        async with asyncio.timeout(self.options.handshake_timeout):
-            first = await peer.read()
-            if not first:
-                return
-            tls = is_client_hello(first)
-            server_name = None
-            if tls and redirected:
-                server_name = await self._server_name(peer, conn_id, first)  # puts it back
-            else:
-                peer.unread(first)
+        deadline = peer.deadline(self.options.handshake_timeout)
+        first = await peer.read(deadline)
+        if not first:
+            return
+        tls = is_client_hello(first)
+        server_name = None
+        if tls and redirected:
+            server_name = await self._server_name(peer, conn_id, first, deadline)  # puts it back
+        else:
+            peer.unread(first)
         names = (host,) if server_name is None else (host, server_name)
         if redirected and self.untouched(port, *names):
             await self._pipe_to(peer, conn_id, host, port, b"", server_name)
@@ -155,13 +154,15 @@ class Tunnels:
             peer.write(established)
         await self.pipe(peer, upstream)
 
-    async def _server_name(self, peer: Peer, conn_id: str, first: bytes) -> str | None:
+    async def _server_name(
+        self, peer: Peer, conn_id: str, first: bytes, deadline: float | None
+    ) -> str | None:
         """The SNI host name of the ClientHello that starts with ``first`` (read whole, then
         put back for the TLS layer); None without one, or when the hello cannot be read (the
         TLS handshake then says what is wrong with it)."""
         hello = first
         while isinstance(scan := scan_client_hello(hello), Incomplete):
-            more = await peer.read()
+            more = await peer.read(deadline)
             if not more:
                 break
             hello += more

@@ -249,11 +249,13 @@ class Connector:
     def _refuse_own_address(self, peer: Peer, where: str) -> None:
         """A connection that reached this proxy's own listener would loop: 508 at once."""
         assert peer.transport is not None
-        remote = peer.transport.get_extra_info("peername")
-        local = peer.transport.get_extra_info("sockname")
+        remote = peer.address  # the peer name, read when the connection was made
         # IPv6 socket names are (host, port, flowinfo, scope_id): the check takes host and port.
         listening = [(str(name[0]), int(name[1])) for name in self._listening()]
-        if remote and local and reaches_own_listener(remote[:2], local[:2], listening):
+        if not remote[0] or all(port != remote[1] for _, port in listening):
+            return  # no listener on that port: the local address is not even asked
+        local = peer.transport.get_extra_info("sockname")
+        if local and reaches_own_listener(remote, local[:2], listening):
             peer.abort()
             raise HttpError(508, f"loop detected: {where} is this proxy's own listening address")
 

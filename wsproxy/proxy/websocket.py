@@ -143,8 +143,8 @@ class WebSockets:
             if self.metrics is not None:
                 self.metrics.failed(_failure_kind(error))
             raise
-        answer = response_to_client(resp, upgrade.client_key)
-        answer.headers.set("Via", append_via(resp.headers.get_all("Via"), self.via))
+        via = append_via(resp.headers.get_all("Via"), self.via)
+        answer = response_to_client(resp, upgrade.client_key, via=via)
         peer.write(serialize_response(answer))
         flow, chain = upgrade.flow, self.chain
         capture = self.capture if self.capture is not None and self.capture.wants(flow) else None
@@ -191,9 +191,12 @@ class WebSockets:
         path: str,
     ) -> _Upgrade:
         """The request for the upstream, after the ``handshake_request`` hook."""
-        headers = upstream_request_headers(req, extensions=None)
-        headers.set("Host", upstream.authority)
-        headers.set("Via", append_via(req.headers.get_all("Via"), self.via))
+        headers = upstream_request_headers(
+            req,
+            extensions=None,
+            host=upstream.authority,
+            via=append_via(req.headers.get_all("Via"), self.via),
+        )
         flow = Flow(
             conn_id,
             peer.address,
@@ -228,9 +231,12 @@ class WebSockets:
     ) -> None:
         """``--no-websocket``: the upgrade as the client offered it, the upstream's answer as
         it is, then the bytes both ways untouched until either side closes."""
-        headers = upstream_request_headers(req, extensions=None)
-        headers.set("Host", upstream.authority)
-        headers.set("Via", append_via(req.headers.get_all("Via"), self.via))
+        headers = upstream_request_headers(
+            req,
+            extensions=None,
+            host=upstream.authority,
+            via=append_via(req.headers.get_all("Via"), self.via),
+        )
         server, resp = await self._exchange(peer, upstream, path, headers)
         try:
             if resp.status != 101:

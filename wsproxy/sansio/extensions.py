@@ -19,6 +19,7 @@ _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _QUOTED = r'"(?:[^"\\]|\\.)*"'
 _PARAM_RE = re.compile(rf"\s*({_TOKEN})\s*(?:=\s*({_TOKEN}|{_QUOTED}))?\s*")
 _TOKEN_RE = re.compile(rf"\s*({_TOKEN})\s*")
+_BARE_TOKEN_RE = re.compile(_TOKEN)
 
 
 def _split_outside_quotes(text: str, sep: str) -> list[str]:
@@ -84,6 +85,9 @@ def parse_token_list(values: list[str], status: int = 400) -> list[str]:
     """Parse comma lists of tokens (``Connection``, ``Upgrade``, ``Sec-WebSocket-Protocol``)."""
     tokens: list[str] = []
     for value in values:
+        if _BARE_TOKEN_RE.fullmatch(value) is not None:  # one token, no spaces: most values
+            tokens.append(value)
+            continue
         for item in value.split(","):
             if not item.strip():
                 continue

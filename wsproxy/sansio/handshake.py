@@ -55,7 +55,7 @@ _NEVER_DROPPED = frozenset({"content-length", "transfer-encoding", "host"})
 def accept_key(key: str) -> str:
     """Sec-WebSocket-Accept for ``key``: base64(sha1(key + GUID)) (RFC 6455 4.2.2 item 5.4)."""
     digest = hashlib.sha1((key + GUID).encode("ascii"), usedforsecurity=False).digest()
-    return base64.b64encode(digest).decode("ascii")
+    return binascii.b2a_base64(digest, newline=False).decode("ascii")
 
 
 def generate_key() -> str:
@@ -109,7 +109,9 @@ def _tokens_lower(headers: Headers, name: str, status: int) -> list[str]:
 
 def _check_key(key: str) -> None:
     try:
-        raw = base64.b64decode(key.encode("ascii"), validate=True)
+        # strict_mode: only the base64 alphabet, padding only at the end (b64decode's
+        # validate=True, without its Python-level checks)
+        raw = binascii.a2b_base64(key.encode("ascii"), strict_mode=True)
     except (binascii.Error, UnicodeEncodeError):
         raise _fail(f"Sec-WebSocket-Key is not base64: {key!r}") from None
     if len(raw) != 16:
@@ -185,11 +187,22 @@ def check_upstream_response(
     return protocol, extensions
 
 
+# How a header the proxy adds is spelled when the head it goes into had none of that name.
+_CANONICAL = {
+    "connection": "Connection",
+    "upgrade": "Upgrade",
+    "sec-websocket-extensions": "Sec-WebSocket-Extensions",
+    "sec-websocket-accept": "Sec-WebSocket-Accept",
+    "host": "Host",
+    "via": "Via",
+}
+
+
 def _dropped_names(headers: Headers) -> set[str]:
     """Lower-case names to drop when relaying: hop-by-hop ones and those named in Connection."""
     named = set(_loose_tokens(headers.get_all("Connection"))) - _NEVER_DROPPED - {""}
-    dropped = set(_HOP_BY_HOP) | named
-    dropped.update(name.lower() for name, _ in headers if name.lower().startswith("proxy-"))
+    dropped = named | _HOP_BY_HOP
+    dropped.update(name for name in headers.names() if name.startswith("proxy-"))
     return dropped
 
 
@@ -218,45 +231,58 @@ def _upgrade_headers(headers: Headers, replace: dict[str, list[str] | None]) -> 
             fixed[name] = values
     out: list[tuple[str, str]] = []
     placed: set[str] = set()
-    for name, value in headers.raw():
-        lower = name.lower()
+    for item in headers.raw():
+        lower = item[0].lower()
         if lower in dropped:
             continue
         if lower in fixed:
             if lower not in placed:
-                out.extend((name, new) for new in fixed[lower])
                 placed.add(lower)
+                name = item[0]
+                out += [(name, new) for new in fixed[lower]]
             continue
-        out.append((name, value))
-    canonical = {
-        "connection": "Connection",
-        "upgrade": "Upgrade",
-        "sec-websocket-extensions": "Sec-WebSocket-Extensions",
-        "sec-websocket-accept": "Sec-WebSocket-Accept",
-    }
-    for lower, values in fixed.items():
-        if lower not in placed:
-            out.extend((canonical.get(lower, lower), new) for new in values)
+        out.append(item)
+    if len(placed) < len(fixed):
+        for lower, values in fixed.items():
+            if lower not in placed:
+                name = _CANONICAL.get(lower, lower)
+                out += [(name, new) for new in values]
     return Headers._valid(out)
 
 
-def upstream_request_headers(req: Request, *, extensions: list[str] | None) -> Headers:
+def upstream_request_headers(
+    req: Request,
+    *,
+    extensions: list[str] | None,
+    host: str | None = None,
+    via: str | None = None,
+) -> Headers:
     """Headers of the upgrade request the proxy sends upstream.
 
     The client's headers minus hop-by-hop and proxy headers, with ``Connection: Upgrade`` and
     ``Upgrade: websocket``. ``extensions`` replaces the Sec-WebSocket-Extensions offer: None
-    keeps the client's, an empty list removes it.
+    keeps the client's, an empty list removes it. ``host`` and ``via``, when given, replace
+    Host and Via as ``Headers.set`` would, in the same pass over the fields.
     """
-    return _upgrade_headers(req.headers, {"sec-websocket-extensions": extensions})
+    replace: dict[str, list[str] | None] = {"sec-websocket-extensions": extensions}
+    if host is not None:
+        replace["host"] = [host]
+    if via is not None:
+        replace["via"] = [via]
+    return _upgrade_headers(req.headers, replace)
 
 
-def response_to_client(upstream_resp: Response, client_key: str) -> Response:
+def response_to_client(
+    upstream_resp: Response, client_key: str, *, via: str | None = None
+) -> Response:
     """The 101 the proxy sends its client, from the upstream's (already checked) 101.
 
     Same headers minus hop-by-hop ones, with Sec-WebSocket-Accept computed for the client's
-    own key (identical to the upstream's when the proxy reused that key).
+    own key (identical to the upstream's when the proxy reused that key); ``via``, when
+    given, replaces Via as ``Headers.set`` would.
     """
-    headers = _upgrade_headers(
-        upstream_resp.headers, {"sec-websocket-accept": [accept_key(client_key)]}
-    )
+    replace: dict[str, list[str] | None] = {"sec-websocket-accept": [accept_key(client_key)]}
+    if via is not None:
+        replace["via"] = [via]
+    headers = _upgrade_headers(upstream_resp.headers, replace)
     return Response("HTTP/1.1", 101, upstream_resp.reason or "Switching Protocols", headers)

@@ -64,10 +64,13 @@ _VERSION_RE = re.compile(rb"HTTP/[0-9]\.[0-9]")
 # A whole field line of a well-formed head: the name, then the value without the whitespace
 # around it (RFC 7230 3.2). Used by ``HeadParser``'s fast path only: a line it does not match
 # goes to the line-by-line parser, which says what is wrong with it.
-_FIELD_LINE_RE = re.compile(
-    rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*"
-    rb"((?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?)[ \t]*"
-)
+# The fast path reads every field line at once, from the head decoded as latin-1 (a token is
+# ASCII, so its name reads the same): the block of fields after the start line must be
+# nothing but such lines, each after its CRLF, and one ``findall`` then gives the pairs.
+_NAME = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_VALUE = r"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?"
+_FIELD_BLOCK_RE = re.compile(rf"(?:\r\n{_NAME}:[ \t]*{_VALUE}[ \t]*)*")
+_FIELDS_RE = re.compile(rf"\r\n({_NAME}):[ \t]*({_VALUE})[ \t]*")
 
 
 class Headers:
@@ -100,14 +103,14 @@ class Headers:
     def _lookup(self) -> dict[str, list[str]]:
         index = self._index
         if index is None:
-            index = self._index = {}
-            for name, value in self._items:
-                key = name.lower()
-                values = index.get(key)
-                if values is None:
-                    index[key] = [value]
-                else:
-                    values.append(value)
+            items = self._items
+            keys = [name.lower() for name, _ in items]
+            index = {key: [value] for key, (_, value) in zip(keys, items, strict=True)}
+            if len(index) < len(items):  # a repeated name: its values, in order, in one list
+                index = {}
+                for key, (_, value) in zip(keys, items, strict=True):
+                    index.setdefault(key, []).append(value)
+            self._index = index
         return index
 
     @staticmethod
@@ -119,24 +122,38 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
-        values = self._lookup().get(name.lower())
+        values = (self._index or self._lookup()).get(name.lower())
         return default if values is None else values[0]
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order."""
-        values = self._lookup().get(name.lower())
+        values = (self._index or self._lookup()).get(name.lower())
         return [] if values is None else list(values)
 
     def add(self, name: str, value: str) -> None:
         """Append a field, after any with the same name."""
         self._check(name, value)
+        self._append(name, value)
+
+    def _append(self, name: str, value: str) -> None:
+        """Append a checked field; an index built already is kept up to date (a handshake
+        adds Via and looks names up again in the same head)."""
         self._items.append((name, value))
-        self._index = None
+        index = self._index
+        if index is not None:
+            values = index.get(name.lower())
+            if values is None:
+                index[name.lower()] = [value]
+            else:
+                values.append(value)
 
     def set(self, name: str, value: str) -> None:
         """Replace every field named ``name`` with one, at the place of the first."""
         self._check(name, value)
         key = name.lower()
+        if key not in self._lookup():  # a new name goes at the end: no pass over the fields
+            self._append(name, value)
+            return
         items: list[tuple[str, str]] = []
         placed = False
         for item in self._items:
@@ -153,8 +170,14 @@ class Headers:
     def remove(self, name: str) -> None:
         """Remove every field named ``name`` (no error when there is none)."""
         key = name.lower()
+        if key not in self._lookup():
+            return
         self._items = [item for item in self._items if item[0].lower() != key]
         self._index = None
+
+    def names(self) -> list[str]:
+        """The lower-case names of the fields, each once, in the order they first appear."""
+        return list(self._lookup())
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
@@ -288,10 +311,11 @@ class HeadParser:
         limits = self.limits
         if end <= 0 or end + 4 > limits.max_head_size:
             return None
-        lines = data[:end].split(b"\r\n")
-        if len(lines) > limits.max_headers + 1:
+        first_end = data.find(b"\r\n")
+        first = data[:first_end]
+        block = data[first_end:end].decode("latin-1")  # "\r\nName: value" per field
+        if block.count("\r\n") > limits.max_headers or _FIELD_BLOCK_RE.fullmatch(block) is None:
             return None
-        first = lines[0]
         if self.is_response:
             match = _STATUS_LINE_RE.fullmatch(first)
             if match is None:
@@ -304,13 +328,7 @@ class HeadParser:
                 return None
             method, target, version = match.groups()
             start = (method.decode(), target.decode("latin-1"), version.decode())
-        fields = self._fields
-        for line in lines[1:]:
-            field = _FIELD_LINE_RE.fullmatch(line)
-            if field is None:
-                fields.clear()
-                return None
-            fields.append((field[1].decode("ascii"), field[2].decode("latin-1")))
+        self._fields = _FIELDS_RE.findall(block)
         self._start = start
         self._result = self._build()
         self._leftover = data[end + 4 :]

@@ -39,7 +39,7 @@ class TLSConnection(Protocol):
         self, context: ssl.SSLContext, *, server_side: bool, hostname: str | None
     ) -> None: ...
 
-    async def handshake_tls(self) -> None: ...
+    async def handshake_tls(self, deadline: float | None = None) -> None: ...
 
     def abort(self) -> None: ...
 
@@ -61,8 +61,7 @@ async def accept_client(
     """Be the TLS server for ``host`` (a leaf signed by ``ca``); False when it failed."""
     conn.start_tls(ca.client_facing_context(host), server_side=True, hostname=None)
     try:
-        async with asyncio.timeout(timeout):
-            await conn.handshake_tls()
+        await conn.handshake_tls(_deadline(timeout))
     except OSError as error:  # ssl.SSLError, a reset, EOF or TimeoutError
         # Warns only when the client distrusts the CA or cannot agree on TLS: a hang-up
         # (Chromium drops its spare preconnect sockets after the ClientHello) is debug.
@@ -77,8 +76,7 @@ async def connect_upstream(
     """TLS with the upstream ``host`` (``where`` is host:port, for the error)."""
     conn.start_tls(context, server_side=False, hostname=host)
     try:
-        async with asyncio.timeout(timeout):
-            await conn.handshake_tls()
+        await conn.handshake_tls(_deadline(timeout))
     except TimeoutError:
         conn.abort()
         raise UpstreamError(f"TLS handshake with {where} timed out", 504) from None
@@ -87,3 +85,8 @@ async def connect_upstream(
         raise UpstreamError(
             f"TLS with {where} failed: {describe_verify_error(error)}", 502, "tls"
         ) from None
+
+
+def _deadline(timeout: float) -> float | None:
+    """The loop time a handshake must be done by (None: ``timeout`` 0, no limit)."""
+    return asyncio.get_running_loop().time() + timeout if timeout else None
