@@ -18,7 +18,9 @@
  * reader would, and re-masks client frames with fresh keys from `keys`. It stops at the first
  * frame that is anything else (a control frame, a fragment, RSV bits, a frame not all there,
  * one over a limit, invalid UTF-8, a bad header): the general reader takes over from there,
- * and reports the error if there is one.
+ * and reports the error if there is one. whole_frames(data, masked, max_frame, max_message)
+ * walks the same frames for a relay whose plugins read every message: their payloads, in
+ * the clear, for the message hooks.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -586,6 +588,92 @@ done:
     return result;
 }
 
+/* whole_frames(data, masked, max_frame, max_message): the frames relay_frames would take at the
+ * start of `data`, for a relay whose plugins read every message: returns (end, frames), frames
+ * a list with one (opcode, payload) tuple per frame, payload in the clear. Nothing is re-masked
+ * here: the plugins decide what goes out. */
+static PyObject *
+whole_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer data;
+    PyObject *frames = NULL, *result = NULL;
+    Py_ssize_t position = 0;
+
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "whole_frames() takes 4 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    int masked = PyObject_IsTrue(args[1]);
+    if (masked < 0) {
+        return NULL;
+    }
+    unsigned long long max_frame = PyLong_AsUnsignedLongLong(args[2]);
+    if (max_frame == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    unsigned long long max_message = PyLong_AsUnsignedLongLong(args[3]);
+    if (max_message == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    unsigned long long max_length = max_frame < max_message ? max_frame : max_message;
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    frames = PyList_New(0);
+    if (frames == NULL) {
+        goto done;
+    }
+    const unsigned char *source = data.buf;
+    for (;;) {
+        Py_ssize_t header;
+        unsigned long long length;
+        if (!simple_frame(source + position, data.len - position, masked, max_length, &header,
+                          &length)) {
+            break;
+        }
+        const unsigned char *payload = source + position + header;
+        unsigned char opcode = source[position] & 0x0F;
+        PyObject *content;
+        if (masked) {
+            /* A new object to unmask into: PyBytes_FromStringAndSize with data returns
+             * CPython's shared one-byte objects, which must never be written. */
+            content = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
+            if (content == NULL) {
+                goto done;
+            }
+            xor_copy((unsigned char *)PyBytes_AS_STRING(content), payload, (Py_ssize_t)length,
+                     payload - 4);
+        }
+        else {
+            content = PyBytes_FromStringAndSize((const char *)payload, (Py_ssize_t)length);
+            if (content == NULL) {
+                goto done;
+            }
+        }
+        const unsigned char *clear = (const unsigned char *)PyBytes_AS_STRING(content);
+        if (opcode == 0x1 && !valid_utf8(clear, (Py_ssize_t)length)) {
+            Py_DECREF(content);
+            break;
+        }
+        PyObject *frame = Py_BuildValue("(iN)", (int)opcode, content);
+        if (frame == NULL) {
+            goto done;
+        }
+        int appended = PyList_Append(frames, frame);
+        Py_DECREF(frame);
+        if (appended < 0) {
+            goto done;
+        }
+        position += header + (Py_ssize_t)length;
+    }
+    result = Py_BuildValue("nN", position, frames);
+    frames = NULL;
+done:
+    Py_XDECREF(frames);
+    PyBuffer_Release(&data);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"mask", (PyCFunction)(void (*)(void))mask, METH_FASTCALL,
      "mask(buffer, key, offset=0, /)\n--\n\n"
@@ -607,6 +695,11 @@ static PyMethodDef methods[] = {
      "relay_frames for recorded frames: returns (end, out, key_pos, frames), frames a list of\n"
      "(opcode, length, payload) per frame, payload its first `keep` bytes in the clear (all\n"
      "when keep is negative)."},
+    {"whole_frames", (PyCFunction)(void (*)(void))whole_frames, METH_FASTCALL,
+     "whole_frames(data, masked, max_frame, max_message, /)\n--\n\n"
+     "The frames relay_frames would take at the start of `data`, for plugins to read:\n"
+     "returns (end, frames), frames a list of (opcode, payload) per frame, payload in the\n"
+     "clear."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -21,3 +21,10 @@ def relay_frames_recorded(
     keep: int,
     /,
 ) -> tuple[int, bytes | None, int, list[tuple[int, int, bytes]]]: ...
+def whole_frames(
+    data: bytes | bytearray | memoryview,
+    masked: bool,
+    max_frame: int,
+    max_message: int,
+    /,
+) -> tuple[int, list[tuple[int, bytes]]]: ...

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from wsproxy.sansio.errors import ProtocolError
-from wsproxy.sansio.fastpath import MASK_KEYS, Buffer, relay_frames, relay_frames_recorded
+from wsproxy.sansio.fastpath import (
+    MASK_KEYS,
+    Buffer,
+    relay_frames,
+    relay_frames_recorded,
+    whole_frames,
+)
 from wsproxy.sansio.frames import (
     FIN,
     KNOWN_OPCODES,
@@ -216,6 +222,17 @@ class FrameReader:
             return relay_frames_recorded(view, self.masked, *limits, block, position, keep)
 
         return self._with_keys(data, run)
+
+    def take_whole(self, data: bytes) -> tuple[int, list[tuple[int, bytes]]]:
+        """For a relay whose plugins read every message (``fastpath.whole_frames``): the run
+        of simple frames at the start of ``data``, when this reader is between messages with
+        nothing held, as ``(end, frames)``, one ``(opcode, content)`` per frame. The rest,
+        from ``end``, is for ``receive_data``."""
+        if not self._at_rest:
+            return 0, []
+        end, frames = whole_frames(data, self.masked, self.max_frame_size, self.max_message_size)
+        self.bytes_received += end
+        return end, frames
 
     @property
     def _at_rest(self) -> bool:
