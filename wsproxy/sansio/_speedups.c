@@ -18,9 +18,9 @@
  * reader would, and re-masks client frames with fresh keys from `keys`. It stops at the first
  * frame that is anything else (a control frame, a fragment, RSV bits, a frame not all there,
  * one over a limit, invalid UTF-8, a bad header): the general reader takes over from there,
- * and reports the error if there is one. whole_frames(data, masked, max_frame, max_message)
- * walks the same frames for a relay whose plugins read every message: their payloads, in
- * the clear, for the message hooks.
+ * and reports the error if there is one. whole_frames(data, masked, max_frame, max_message,
+ * keys, key_pos) walks the same frames for a relay whose plugins read every message: their
+ * payloads in the clear for the message hooks, and each frame as it goes on if unchanged.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -588,19 +588,20 @@ done:
     return result;
 }
 
-/* whole_frames(data, masked, max_frame, max_message): the frames relay_frames would take at the
- * start of `data`, for a relay whose plugins read every message: returns (end, frames), frames
- * a list with one (opcode, payload) tuple per frame, payload in the clear. Nothing is re-masked
- * here: the plugins decide what goes out. */
+/* whole_frames(data, masked, max_frame, max_message, keys, key_pos): the frames relay_frames
+ * would take at the start of `data`, for a relay whose plugins read every message: returns
+ * (end, frames, key_pos), frames a list with one (opcode, payload, out) tuple per frame,
+ * payload in the clear and out the frame as it goes to the other peer if the plugins leave it
+ * unchanged (masked: with a fresh key from `keys` at `key_pos`; else as it came). */
 static PyObject *
 whole_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_buffer data;
+    Py_buffer data, keys;
     PyObject *frames = NULL, *result = NULL;
-    Py_ssize_t position = 0;
+    Py_ssize_t position = 0, key_pos;
 
-    if (nargs != 4) {
-        PyErr_Format(PyExc_TypeError, "whole_frames() takes 4 arguments (%zd given)", nargs);
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError, "whole_frames() takes 6 arguments (%zd given)", nargs);
         return NULL;
     }
     int masked = PyObject_IsTrue(args[1]);
@@ -615,8 +616,20 @@ whole_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (max_message == (unsigned long long)-1 && PyErr_Occurred()) {
         return NULL;
     }
+    key_pos = PyLong_AsSsize_t(args[5]);
+    if (key_pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (key_pos < 0) {
+        PyErr_SetString(PyExc_ValueError, "whole_frames() key_pos must not be negative");
+        return NULL;
+    }
     unsigned long long max_length = max_frame < max_message ? max_frame : max_message;
     if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[4], &keys, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&data);
         return NULL;
     }
     frames = PyList_New(0);
@@ -624,6 +637,7 @@ whole_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     const unsigned char *source = data.buf;
+    const unsigned char *key_block = keys.buf;
     for (;;) {
         Py_ssize_t header;
         unsigned long long length;
@@ -631,45 +645,70 @@ whole_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                           &length)) {
             break;
         }
-        const unsigned char *payload = source + position + header;
-        unsigned char opcode = source[position] & 0x0F;
-        PyObject *content;
+        if (masked && key_pos + 4 > keys.len) {
+            break; /* out of fresh keys: the caller draws more and goes on */
+        }
+        const unsigned char *frame = source + position;
+        const unsigned char *payload = frame + header;
+        unsigned char opcode = frame[0] & 0x0F;
+        Py_ssize_t size = header + (Py_ssize_t)length;
+        PyObject *content, *out;
         if (masked) {
-            /* A new object to unmask into: PyBytes_FromStringAndSize with data returns
+            /* New objects to write into: PyBytes_FromStringAndSize with data returns
              * CPython's shared one-byte objects, which must never be written. */
             content = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
             if (content == NULL) {
                 goto done;
             }
-            xor_copy((unsigned char *)PyBytes_AS_STRING(content), payload, (Py_ssize_t)length,
-                     payload - 4);
+            unsigned char *clear = (unsigned char *)PyBytes_AS_STRING(content);
+            xor_copy(clear, payload, (Py_ssize_t)length, payload - 4);
+            if (opcode == 0x1 && !valid_utf8(clear, (Py_ssize_t)length)) {
+                Py_DECREF(content);
+                break;
+            }
+            out = PyBytes_FromStringAndSize(NULL, size);
+            if (out == NULL) {
+                Py_DECREF(content);
+                goto done;
+            }
+            unsigned char *target = (unsigned char *)PyBytes_AS_STRING(out);
+            memcpy(target, frame, header - 4);
+            memcpy(target + header - 4, key_block + key_pos, 4);
+            xor_copy(target + header, clear, (Py_ssize_t)length, key_block + key_pos);
         }
         else {
+            if (opcode == 0x1 && !valid_utf8(payload, (Py_ssize_t)length)) {
+                break;
+            }
             content = PyBytes_FromStringAndSize((const char *)payload, (Py_ssize_t)length);
             if (content == NULL) {
                 goto done;
             }
+            out = PyBytes_FromStringAndSize((const char *)frame, size);
+            if (out == NULL) {
+                Py_DECREF(content);
+                goto done;
+            }
         }
-        const unsigned char *clear = (const unsigned char *)PyBytes_AS_STRING(content);
-        if (opcode == 0x1 && !valid_utf8(clear, (Py_ssize_t)length)) {
-            Py_DECREF(content);
-            break;
-        }
-        PyObject *frame = Py_BuildValue("(iN)", (int)opcode, content);
-        if (frame == NULL) {
+        PyObject *item = Py_BuildValue("(iNN)", (int)opcode, content, out);
+        if (item == NULL) {
             goto done;
         }
-        int appended = PyList_Append(frames, frame);
-        Py_DECREF(frame);
+        int appended = PyList_Append(frames, item);
+        Py_DECREF(item);
         if (appended < 0) {
             goto done;
         }
-        position += header + (Py_ssize_t)length;
+        if (masked) {
+            key_pos += 4;
+        }
+        position += size;
     }
-    result = Py_BuildValue("nN", position, frames);
+    result = Py_BuildValue("nNn", position, frames, key_pos);
     frames = NULL;
 done:
     Py_XDECREF(frames);
+    PyBuffer_Release(&keys);
     PyBuffer_Release(&data);
     return result;
 }
@@ -696,10 +735,10 @@ static PyMethodDef methods[] = {
      "(opcode, length, payload) per frame, payload its first `keep` bytes in the clear (all\n"
      "when keep is negative)."},
     {"whole_frames", (PyCFunction)(void (*)(void))whole_frames, METH_FASTCALL,
-     "whole_frames(data, masked, max_frame, max_message, /)\n--\n\n"
+     "whole_frames(data, masked, max_frame, max_message, keys, key_pos, /)\n--\n\n"
      "The frames relay_frames would take at the start of `data`, for plugins to read:\n"
-     "returns (end, frames), frames a list of (opcode, payload) per frame, payload in the\n"
-     "clear."},
+     "returns (end, frames, key_pos), frames a list of (opcode, payload, out) per frame,\n"
+     "payload in the clear, out the frame for the other peer (re-masked when masked)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -26,5 +26,7 @@ def whole_frames(
     masked: bool,
     max_frame: int,
     max_message: int,
+    keys: bytes,
+    key_pos: int,
     /,
-) -> tuple[int, list[tuple[int, bytes]]]: ...
+) -> tuple[int, list[tuple[int, bytes, bytes]], int]: ...

@@ -44,7 +44,7 @@ from wsproxy.sansio.frames import (
 )
 
 # What one fast-path run finds besides its bytes: a count of frames, or their records.
-_Found = TypeVar("_Found", int, list[tuple[int, int, bytes]])
+_Found = TypeVar("_Found", int, list[tuple[int, int, bytes]], list[tuple[int, bytes, bytes]])
 
 
 class MessageInflater(Protocol):
@@ -223,15 +223,23 @@ class FrameReader:
 
         return self._with_keys(data, run)
 
-    def take_whole(self, data: bytes) -> tuple[int, list[tuple[int, bytes]]]:
+    def take_whole(self, data: bytes) -> tuple[int, list[tuple[int, bytes, bytes]]]:
         """For a relay whose plugins read every message (``fastpath.whole_frames``): the run
         of simple frames at the start of ``data``, when this reader is between messages with
-        nothing held, as ``(end, frames)``, one ``(opcode, content)`` per frame. The rest,
-        from ``end``, is for ``receive_data``."""
+        nothing held, as ``(end, frames)``, one ``(opcode, content, out)`` per frame, ``out``
+        the frame for the other peer if unchanged. The rest, from ``end``, is for
+        ``receive_data``."""
         if not self._at_rest:
             return 0, []
-        end, frames = whole_frames(data, self.masked, self.max_frame_size, self.max_message_size)
-        self.bytes_received += end
+        limits = self.masked, self.max_frame_size, self.max_message_size
+
+        def run(
+            view: Buffer, block: bytes, position: int
+        ) -> tuple[int, None, int, list[tuple[int, bytes, bytes]]]:
+            end, frames, position = whole_frames(view, *limits, block, position)
+            return end, None, position, frames
+
+        end, _, frames = self._with_keys(data, run)
         return end, frames
 
     @property

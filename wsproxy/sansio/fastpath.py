@@ -26,10 +26,12 @@ payload)`` per frame relayed, ``payload`` the first ``keep`` bytes of its conten
 (all of it when ``keep`` is negative). The records are built from that alone, with no reader
 events in between.
 
-``whole_frames(data, masked, max_frame, max_message)`` is the same walk for a relay whose
-plugins read every message: it returns ``(end, frames)``, ``frames`` one ``(opcode, payload)``
-per frame, ``payload`` its content in the clear, and re-masks nothing (the plugins decide what
-goes out); each frame becomes one message for the hooks, with no reader events in between.
+``whole_frames(data, masked, max_frame, max_message, keys, key_pos)`` is the same walk for a
+relay whose plugins read every message: it returns ``(end, frames, key_pos)``, ``frames`` one
+``(opcode, payload, out)`` per frame, ``payload`` its content in the clear and ``out`` the frame
+as it goes to the other peer if the plugins leave it unchanged (re-masked with a fresh key when
+``masked``, else as it came); each frame becomes one message for the hooks, with no reader
+events in between.
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ RelayFramesRecorded = Callable[
     [Buffer, bool, int, int, bytes, int, int],
     tuple[int, bytes | None, int, list[tuple[int, int, bytes]]],
 ]
-WholeFrames = Callable[[Buffer, bool, int, int], tuple[int, list[tuple[int, bytes]]]]
+WholeFrames = Callable[
+    [Buffer, bool, int, int, bytes, int], tuple[int, list[tuple[int, bytes, bytes]], int]
+]
 
 _SIMPLE_FIRST_BYTES = (0x81, 0x82)  # FIN, no RSV bits, text or binary
 
@@ -127,17 +131,21 @@ def relay_frames_recorded_py(
 
 
 def whole_frames_py(
-    data: Buffer, masked: bool, max_frame: int, max_message: int
-) -> tuple[int, list[tuple[int, bytes]]]:
+    data: Buffer, masked: bool, max_frame: int, max_message: int, keys: bytes, key_pos: int
+) -> tuple[int, list[tuple[int, bytes, bytes]], int]:
     """The pure-Python twin of ``_speedups.whole_frames`` (see the module doc)."""
+    if key_pos < 0:
+        raise ValueError("whole_frames() key_pos must not be negative")
     data = bytes(data)
     limit = min(max_frame, max_message)
     position = 0
-    frames: list[tuple[int, bytes]] = []
+    frames: list[tuple[int, bytes, bytes]] = []
     while (bounds := _simple_frame(data, position, masked, limit)) is not None:
         start, end = bounds
         opcode = data[position] & 0x0F
         if masked:
+            if key_pos + 4 > len(keys):
+                break
             body = bytearray(data[start:end])
             masking.mask(body, data[start - 4 : start], 0)
             clear = bytes(body)
@@ -145,9 +153,16 @@ def whole_frames_py(
             clear = data[start:end]
         if opcode == 0x1 and not _valid_utf8(clear):
             break
-        frames.append((opcode, clear))
+        if masked:
+            key = keys[key_pos : key_pos + 4]
+            masking.mask(body, key, 0)
+            key_pos += 4
+            out = data[position : start - 4] + key + bytes(body)
+        else:
+            out = data[position:end]
+        frames.append((opcode, clear, out))
         position = end
-    return position, frames
+    return position, frames, key_pos
 
 
 def _simple_frame(data: bytes, position: int, masked: bool, limit: int) -> tuple[int, int] | None:

@@ -96,15 +96,20 @@ class HookSeam:
             busy = True
         self._drain(source, target)
 
-    def _queue_whole(self, source: Leg, target: Leg, frames: list[tuple[int, bytes]]) -> None:
+    def _queue_whole(
+        self, source: Leg, target: Leg, frames: list[tuple[int, bytes, bytes]]
+    ) -> None:
         """Whole, final, unextended frames (``FrameReader.take_whole``) from a peer whose
         messages the hooks read: each is a message of one frame, built as ``_collect`` would
-        build it, queued as the general path queues events."""
+        build it, queued as the general path queues events; with it goes the frame that
+        forwards it unchanged."""
         from_client = source.side is Side.CLIENT
         backlog = source.backlog
         cost = 0
-        for opcode, content in frames:
-            backlog.append(Message(from_client, opcode, content, wire_frames=[_WHOLE_FRAME]))
+        for opcode, content, out in frames:
+            message = Message(from_client, opcode, content, wire_frames=[_WHOLE_FRAME])
+            message._unchanged_frame = out
+            backlog.append(message)
             cost += len(content)
         source.frames += len(frames)
         source.backlog_bytes += cost + EVENT_COST * len(frames)
@@ -259,6 +264,24 @@ class HookSeam:
         source.pending = message
 
     def _after_message(self, source: Leg, target: Leg, message: Message) -> None:
+        wire_frames = message.wire_frames
+        if (
+            message.modified_by is None
+            and message.dropped_by is None
+            and len(wire_frames) == 1
+            and not (message.compressed or message.injected or source.want_frames)
+            and target.can_send
+            and not self._records
+        ):
+            # The usual verdict: unchanged, one frame (so a final one), uncompressed, nothing
+            # recording. What the general path below and ``_emit`` do for it, in short.
+            source.messages += 1
+            if message._unchanged_frame:
+                target.writer.send_raw(message._unchanged_frame)
+            else:
+                target.writer.send_frame(message.opcode, message.content, True, wire_frames[0][1])
+            self._message_out(target)
+            return
         if message.injected:
             self._after_injected(source, target, message)
             return
@@ -269,18 +292,6 @@ class HookSeam:
             return
         sizes = message.fragment_sizes
         raw_ok = not (message.modified or source.want_frames)
-        if (
-            raw_ok
-            and not message.compressed
-            and len(message.wire_frames) == 1
-            and not self._records
-            and target.can_send
-        ):
-            # Unchanged, one frame (so a final one), uncompressed, nothing recording: what
-            # ``_emit`` does for it, without an ``OutFrame``.
-            target.writer.send_frame(message.opcode, content, True, message.wire_frames[0][1])
-            self._message_out(target)
-            return
         if raw_ok and not (message.compressed and source.recompress):
             # Unchanged: the frames go out as they came, compressed bytes included.
             position = 0

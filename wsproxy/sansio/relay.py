@@ -282,16 +282,19 @@ class Relay(CloseHandshake, HookSeam):
         return self._take()
 
     def _hooks_done(self, side: Side) -> Leg:
-        source = self.leg(side)
-        target = self.leg(side.other)
+        if side is Side.CLIENT:
+            source, target = self.client, self.server
+        else:
+            source, target = self.server, self.client
         item = source.pending
         source.pending = None
         source.hooks_running = False
-        if isinstance(item, FrameEvent):
-            self._after_frame(source, target, item)
-        elif isinstance(item, Message):
+        if isinstance(item, Message):
             self._after_message(source, target, item)
-        self._drain(source, target)
+        elif isinstance(item, FrameEvent):
+            self._after_frame(source, target, item)
+        if source.backlog:
+            self._drain(source, target)
         return source
 
     def inject_refusal(self, to_side: Side) -> str | None:
