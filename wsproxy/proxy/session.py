@@ -369,7 +369,12 @@ class WebSocketSession:
                 # memory).
                 self.loop.call_soon(self._run_injected_hooks, side, item)
                 return False
-            self._stamp(item)
+            # _stamp, written out: this runs for every message.
+            item.timestamp = time.time()
+            codec = self._hook_codec
+            if codec is None:
+                codec = self._hook_codec = ConnectionDecoding(self.hints)
+            item._codec = codec
             chain.message_inline(self.flow, item)
             return True
         assert isinstance(item, FrameEvent)
