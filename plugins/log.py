@@ -42,8 +42,9 @@ frame. So the plugin asks the chain only for the hook its options need: ``messag
 ``configure``; the unused hook reads as ``None``).
 
 Writes are synchronous (a blocked terminal or disk would stall the proxy either way), and the
-stream is flushed once at the end of the event loop's turn rather than after every line: the
-lines of one read reach the file in one system call, still within the turn that wrote them.
+lines of one turn of the event loop are written and flushed together at its end rather than
+one by one: the lines of one read reach the file in one system call, still within the turn
+that made them.
 """
 
 from __future__ import annotations
@@ -58,7 +59,14 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from wsproxy.capture.files import append_private
-from wsproxy.logformat import frame_flags, frame_line, opcode_name, payload_kind, preview
+from wsproxy.logformat import (
+    arrow,
+    frame_flags,
+    frame_line,
+    opcode_name,
+    payload_kind,
+    preview,
+)
 from wsproxy.model import Flow, FrameEvent, Message
 from wsproxy.plugins import Option
 from wsproxy.sansio.frames import Opcode
@@ -67,6 +75,10 @@ from wsproxy.sansio.targets import host_port
 # ANSI SGR colours (ECMA-48 8.3.117): who sent what, at a glance.
 _COLOURS = {"client": "\x1b[32m", "server": "\x1b[36m", "event": "\x1b[33m", "error": "\x1b[31m"}
 _RESET = "\x1b[0m"
+# The start of a text message's line, by its direction (``frame_line``'s words).
+_TEXT_ARROWS = {
+    from_client: f"{arrow(from_client)} {opcode_name(Opcode.TEXT)}" for from_client in (False, True)
+}
 
 
 class Log:
@@ -84,7 +96,10 @@ class Log:
         self.log_file = ""
         self.max_preview = 80
         self._file: TextIO | None = None
-        self._unflushed: TextIO | None = None  # written to, flushed at the end of the turn
+        # The stream this turn's lines go to, and those lines: written and flushed together
+        # at the end of the turn of the event loop.
+        self._unflushed: TextIO | None = None
+        self._lines: list[str] = []
         self._tty: tuple[TextIO | None, bool] = (None, False)  # a stream and its isatty()
         self._second = -1  # the time string of _text, made once a second
         self._stamp = ""
@@ -195,19 +210,31 @@ class Log:
                 by=message.modified_by,
             )
             return
-        flags = "z" if message.compressed else "-"
-        if len(message.fragment_sizes) > 1:
-            flags += f" frames={len(message.fragment_sizes)}"
-        line = frame_line(
-            from_client=message.from_client,
-            opcode=message.opcode,
-            flags=flags,
-            length=len(content),
-            shown=preview(content, message.opcode, self.max_preview),
-        )
-        if message.modified:
+        opcode = message.opcode
+        fragments = len(message.fragment_sizes)
+        if fragments == 1 and opcode == Opcode.TEXT:
+            # The usual line, made here: what frame_line and preview make of it.
+            text = content.decode("utf-8", "replace")
+            width = self.max_preview
+            if width and len(text) > width:
+                text = text[:width] + "…"
+            flags = "z" if message.compressed else "-"
+            arrow = _TEXT_ARROWS[message.from_client]
+            line = f"{arrow} {flags} len={len(content)} {text!r}"
+        else:
+            flags = "z" if message.compressed else "-"
+            if fragments > 1:
+                flags += f" frames={fragments}"
+            line = frame_line(
+                from_client=message.from_client,
+                opcode=opcode,
+                flags=flags,
+                length=len(content),
+                shown=preview(content, opcode, self.max_preview),
+            )
+        if message.modified_by is not None:
             line += f" (modified by {message.modified_by})"
-        self._text(flow, line, message.direction)
+        self._text(flow, line, "client" if message.from_client else "server")
 
     def _frame(self, flow: Flow, frame: FrameEvent) -> None:
         payload = frame.payload
@@ -255,22 +282,19 @@ class Log:
         self._write(json.dumps(record, ensure_ascii=False))
 
     def _text(self, flow: Flow, line: str, colour: str) -> None:
-        now = time.time()
-        if int(now) != self._second:
-            self._second = int(now)
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
             self._stamp = time.strftime("%H:%M:%S", time.localtime(now))
         text = f"{self._stamp} [{flow.id}] {line}"
-        if self._colour():
+        # sys.stderr is looked up on each line, so a redirected stderr is honoured.
+        stream = self._file if self._file is not None else sys.stderr
+        if self._colour(stream):
             text = f"{_COLOURS[colour]}{text}{_RESET}"
-        self._write(text)
+        self._write(text, stream)
 
-    def _stream(self) -> TextIO:
-        # sys.stderr is looked up on each write, so a redirected stderr is honoured.
-        return self._file if self._file is not None else sys.stderr
-
-    def _colour(self) -> bool:
+    def _colour(self, stream: TextIO) -> bool:
         """ANSI colours only on a terminal, and never with NO_COLOR set (no-color.org)."""
-        stream = self._stream()
         known, tty = self._tty
         if stream is not known:  # asked once per stream, not per line
             isatty = getattr(stream, "isatty", None)
@@ -278,24 +302,29 @@ class Log:
             self._tty = (stream, tty)
         return tty and not os.environ.get("NO_COLOR")
 
-    def _write(self, line: str) -> None:
-        stream = self._stream()
-        if self._unflushed is not None and self._unflushed is not stream:
-            self._flush()  # stderr was redirected: the old stream's lines go out first
-        stream.write(line + "\n")
-        if self._unflushed is not None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no event loop (a test, a thread): flushed at once
-            stream.flush()
-            return
-        self._unflushed = stream
-        loop.call_soon(self._flush)
+    def _write(self, line: str, stream: TextIO | None = None) -> None:
+        if stream is None:
+            stream = self._file if self._file is not None else sys.stderr
+        if self._unflushed is not stream:
+            if self._unflushed is not None:
+                self._flush()  # stderr was redirected: the old stream's lines go out first
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop (a test, a thread): written at once
+                stream.write(line + "\n")
+                stream.flush()
+                return
+            self._unflushed = stream
+            loop.call_soon(self._flush)
+        self._lines.append(line)
 
     def _flush(self) -> None:
+        """The lines of this turn of the loop, in one write and one flush."""
         stream, self._unflushed = self._unflushed, None
-        if stream is not None and not stream.closed:
+        lines, self._lines = self._lines, []
+        if stream is not None and not stream.closed and lines:
+            lines.append("")
+            stream.write("\n".join(lines))
             stream.flush()
 
 

@@ -72,6 +72,14 @@ def _sees_dropped(hook: Callable[..., Any]) -> bool:
     return bool(getattr(getattr(hook, "__self__", None), "sees_dropped", False))
 
 
+def _plain(result: object) -> None:
+    """What a plain function hook returned must not be an awaitable (it would never run)."""
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()
+        raise TypeError("a plain function hook returned an awaitable: make it async def")
+
+
 def plugin_name(plugin: object) -> str:
     name = getattr(plugin, "name", None)
     if isinstance(name, str) and name:
@@ -159,13 +167,19 @@ class PluginChain:
         frame._actor = None
 
     def message_inline(self, flow: Any, message: Message) -> None:
-        """``message`` for chains whose message hooks are all plain functions."""
+        """``message`` for chains whose message hooks are all plain functions (it runs for
+        every message, so ``_call_inline`` is written out here)."""
         for name, hook in self._hooks["message"]:
-            if message.dropped and not _sees_dropped(hook):
+            if message.dropped_by is not None and not _sees_dropped(hook):
                 continue
-            saved = (message.content, message.opcode, message.modified_by, message.dropped_by)
+            saved = (message._content, message._opcode, message.modified_by, message.dropped_by)
             message._actor = name
-            if not self._call_inline(name, "message", hook, flow, message):
+            try:
+                result = hook(flow, message)
+                if result is not None:
+                    _plain(result)
+            except Exception as error:
+                self._report(name, "message", error)
                 (message._content, message._opcode, message.modified_by, message.dropped_by) = saved
         message._actor = None
 
@@ -203,10 +217,8 @@ class PluginChain:
     def _call_inline(self, name: str, hook: str, fn: Callable[..., Any], *args: Any) -> bool:
         try:
             result = fn(*args)
-            if result is not None and inspect.isawaitable(result):
-                if inspect.iscoroutine(result):
-                    result.close()
-                raise TypeError("a plain function hook returned an awaitable: make it async def")
+            if result is not None:
+                _plain(result)
         except Exception as error:
             self._report(name, hook, error)
             return False

@@ -34,6 +34,7 @@ from tests.sansio.driver import Driven
 from wsproxy.sansio import endpoint, fastpath
 from wsproxy.sansio.endpoint import FrameReader, Violation
 from wsproxy.sansio.frames import Opcode, apply_mask
+from wsproxy.sansio.items import Message
 from wsproxy.sansio.legs import Side
 from wsproxy.sansio.relay import RelayConfig
 
@@ -454,3 +455,196 @@ def test_the_recording_reader_stands_aside_inside_a_message() -> None:
     reader = FrameReader(masked=True, max_frame_size=BIG, max_message_size=BIG)
     reader.receive_data(client_bytes(Wire(BINARY, b"x", fin=False)))
     assert reader.take_simple_recorded(client_bytes(Wire(BINARY, b"y")), -1) == (0, None, [])
+
+
+# -- the fast path for message hooks (whole_frames) ----------------------------------------------
+
+WHOLE_IMPLEMENTATIONS = [
+    pytest.param(
+        fastpath.whole_frames_c or _c_not_built,
+        id="c",
+        marks=pytest.mark.skipif(
+            fastpath.whole_frames_c is None and not IN_CI,
+            reason="wsproxy.sansio._speedups is not built (no compiler at install time)",
+        ),
+    ),
+    pytest.param(fastpath.whole_frames_py, id="python"),
+]
+
+
+@pytest.mark.parametrize("whole", WHOLE_IMPLEMENTATIONS)
+def test_whole_frames_come_in_the_clear_with_the_frame_that_forwards_them(
+    whole: fastpath.WholeFrames,
+) -> None:
+    frames = [Wire(TEXT, b"hello"), Wire(BINARY, bytes(range(200))), Wire(TEXT, b"")]
+    for masked, make in ((True, client_bytes), (False, server_bytes)):
+        data = make(*frames, Wire(PING, b"stop"))
+        end, got, key_pos = whole(data, masked, BIG, BIG, KEYS, 0)
+        assert [(opcode, content) for opcode, content, _ in got] == [
+            (f.opcode, f.payload) for f in frames
+        ]
+        assert end == len(make(*frames)) and key_pos == (12 if masked else 0)
+        out = b"".join(frame for _, _, frame in got)
+        if masked:  # re-masked with the keys taken, in order
+            assert parse(out, masked=True) == frames
+            keys = [frame[-len(content) - 4 :][:4] for _, content, frame in got]
+            assert keys == [KEYS[0:4], KEYS[4:8], KEYS[8:12]]
+        else:  # as they came
+            assert out == data[:end]
+
+
+@pytest.mark.parametrize("whole", WHOLE_IMPLEMENTATIONS)
+def test_whole_frames_stop_where_the_plain_ones_do(whole: fastpath.WholeFrames) -> None:
+    with pytest.raises(ValueError):
+        whole(b"", True, BIG, BIG, KEYS, -4)
+    data = client_bytes(Wire(TEXT, b"ok"), Wire(TEXT, b"\xff"))
+    assert [content for _, content, _ in whole(data, True, BIG, BIG, KEYS, 0)[1]] == [b"ok"]
+    assert whole(server_bytes(Wire(TEXT, b"\xff")), False, BIG, BIG, KEYS, 0) == (0, [], 0)
+    # Out of keys: the run stops, nothing of the next frame is taken.
+    data = client_bytes(Wire(TEXT, b"a"), Wire(TEXT, b"b"))
+    end, got, key_pos = whole(data, True, BIG, BIG, KEYS, len(KEYS) - 4)
+    assert ([content for _, content, _ in got], key_pos) == ([b"a"], len(KEYS))
+    assert end == len(client_bytes(Wire(TEXT, b"a")))
+    assert whole(data, True, BIG, BIG, KEYS, len(KEYS)) == (0, [], len(KEYS))
+
+
+@pytest.mark.parametrize("whole", WHOLE_IMPLEMENTATIONS)
+def test_whole_frames_never_write_into_shared_objects(whole: fastpath.WholeFrames) -> None:
+    """CPython shares its one-byte bytes objects: unmasking into one would change b"x" for
+    the whole process."""
+    data = b"\x81\x81" + b"\x07\x07\x07\x07" + bytes([ord("x") ^ 7])
+    _, got, _ = whole(data, True, BIG, BIG, KEYS, 0)
+    assert got[0][1] == b"x" and bytes([120]) == b"x"
+    assert [content for _, content, _ in whole(data, True, BIG, BIG, KEYS, 0)[1]] == [b"x"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    data=st.binary(max_size=80)
+    | frame_sequences(max_size=40).map(lambda frames: client_bytes(*frames))
+    | frame_sequences(max_size=40).map(lambda frames: server_bytes(*frames)),
+    masked=st.booleans(),
+    key_pos=st.sampled_from([0, 4, 56, 64]),
+)
+def test_whole_frames_is_the_plain_walk_with_contents(
+    data: bytes, masked: bool, key_pos: int
+) -> None:
+    if fastpath.whole_frames_c is None:
+        if IN_CI:
+            pytest.fail("wsproxy.sansio._speedups is not built")
+        pytest.skip("wsproxy.sansio._speedups is not built")
+    got = fastpath.whole_frames_c(data, masked, 300, 200, KEYS, key_pos)
+    assert got == fastpath.whole_frames_py(data, masked, 300, 200, KEYS, key_pos)
+    end, frames, new_pos = got
+    plain_end, plain_out, count, plain_pos = fastpath.relay_frames_py(
+        data, masked, 300, 200, KEYS, key_pos
+    )
+    assert (end, len(frames), new_pos) == (plain_end, count, plain_pos)
+    out = b"".join(frame for _, _, frame in frames)
+    assert out == (plain_out if masked and end else data[:end])
+    taken = parse(data[:end], masked=masked)
+    assert [(opcode, content) for opcode, content, _ in frames] == [
+        (t.opcode, t.payload) for t in taken if isinstance(t, Wire)
+    ]
+
+
+def test_the_reader_takes_whole_frames_only_between_messages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = fastpath.MaskKeys()
+    keys.position = len(keys.block) - 8  # two keys left: a new block in the middle of the run
+    monkeypatch.setattr(endpoint, "MASK_KEYS", keys)
+    frames = [Wire(BINARY, bytes([n]) * n) for n in range(7)]
+    data = client_bytes(*frames)
+    reader = FrameReader(masked=True, max_frame_size=BIG, max_message_size=BIG)
+    end, got = reader.take_whole(data)
+    assert end == len(data) == reader.bytes_received
+    assert [(opcode, content) for opcode, content, _ in got] == [
+        (BINARY, f.payload) for f in frames
+    ]
+    assert unmasked_frames(b"".join(frame for _, _, frame in got)) == frames
+    assert keys.position == 5 * 4
+    held = FrameReader(masked=False, max_frame_size=BIG, max_message_size=BIG)
+    held.receive_data(server_bytes(Wire(TEXT, b"a", fin=False)))
+    assert held.take_whole(server_bytes(Wire(CONT, b"b"))) == (0, [])
+
+
+class _Hooks(Driven):
+    """A shell that runs plain hooks at once: ``verdict`` on each item, then the next."""
+
+    def __init__(self, config: RelayConfig, verdict: Callable[[Message], None]) -> None:
+        super().__init__(config)
+        self.verdict = verdict
+        self.seen: list[tuple[Side, bytes]] = []
+
+    def run(self, commands: list[Any]) -> None:
+        super().run(commands)
+        while self.hooks:
+            side, item = self.hooks.pop(0)
+            assert isinstance(item, Message)
+            while item is not None:
+                self.seen.append((side, item.content))
+                self.verdict(item)
+                nxt = self.relay.hooks_done_next(side)
+                assert nxt is None or isinstance(nxt, Message)
+                item = nxt
+            super().run(self.relay.take())
+
+
+def _change_odd(message: Message) -> None:
+    if len(message.content) % 2:
+        message.content = message.content + b"!"
+    elif len(message.content) % 3 == 0:
+        message.drop()
+
+
+@pytest.mark.parametrize("records", [False, True])
+@settings(max_examples=120, deadline=None)
+@given(
+    client_frames=frame_sequences(close=False),
+    server_frames=frame_sequences(close=False),
+    data=st.data(),
+)
+def test_message_hooks_see_the_same_with_and_without_it(
+    records: bool,
+    client_frames: list[Wire],
+    server_frames: list[Wire],
+    data: st.DataObject,
+) -> None:
+    """Messages built from whole frames, and verdicts carried out item after item
+    (``hooks_done_next``), are what the general reader and one ``hooks_done`` each give."""
+    c_wire, s_wire = client_bytes(*client_frames), server_bytes(*server_frames)
+    c_pieces = split(c_wire, data.draw(st.lists(st.integers(0, len(c_wire)), max_size=6)))
+    s_pieces = split(s_wire, data.draw(st.lists(st.integers(0, len(s_wire)), max_size=6)))
+    order = data.draw(
+        st.permutations([Side.CLIENT] * len(c_pieces) + [Side.SERVER] * len(s_pieces))
+    )
+    feeds = {Side.CLIENT: iter(c_pieces), Side.SERVER: iter(s_pieces)}
+    pieces = [(side, next(feeds[side])) for side in order]
+    config = RelayConfig(
+        max_frame_size=BIG, max_message_size=BIG, records=records, want_messages=True
+    )
+    runs = []
+    for whole in (fastpath.whole_frames, None):
+        with pytest.MonkeyPatch.context() as patch:
+            if whole is None:
+                patch.setattr(endpoint, "whole_frames", lambda d, m, f, x, k, p: (0, [], p))
+            relay = _Hooks(config, _change_odd)
+            for side, piece in pieces:
+                relay.receive(side, piece)
+            runs.append(relay)
+    fast, slow = runs
+    assert fast.seen == slow.seen
+    assert parse(bytes(fast.sent[Side.SERVER]), masked=True) == parse(
+        bytes(slow.sent[Side.SERVER]), masked=True
+    )
+    assert fast.sent[Side.CLIENT] == slow.sent[Side.CLIENT]
+    assert [(r.side, r.opcode, r.payload, r.verdict, r.by) for r in fast.records] == [
+        (r.side, r.opcode, r.payload, r.verdict, r.by) for r in slow.records
+    ]
+    assert fast.notes == slow.notes
+    for side in (Side.CLIENT, Side.SERVER):
+        assert fast.leg(side).messages == slow.leg(side).messages
+        assert fast.leg(side).frames == slow.leg(side).frames
+        assert fast.leg(side).dropped == slow.leg(side).dropped
+        assert fast.leg(side).reader.bytes_received == slow.leg(side).reader.bytes_received

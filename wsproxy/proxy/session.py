@@ -163,9 +163,10 @@ class WebSocketSession:
         """What the hooks get with an item: its time, and for a message its decoder."""
         item.timestamp = time.time()
         if isinstance(item, Message):
-            if self._hook_codec is None:
-                self._hook_codec = ConnectionDecoding(self.hints)
-            item._codec = self._hook_codec
+            codec = self._hook_codec
+            if codec is None:
+                codec = self._hook_codec = ConnectionDecoding(self.hints)
+            item._codec = codec
 
     def peer(self, side: Side) -> Peer:
         return self.client if side is Side.CLIENT else self.server
@@ -355,35 +356,62 @@ class WebSocketSession:
 
     def _run_hooks(self, side: Side, item: FrameEvent | Message) -> None:
         """Run the chain on the relay's pending item of ``side``: inline when every hook for
-        it is a plain function, else in a task (which may hold it as long as it likes)."""
+        it is a plain function, else in a task (which may hold it as long as it likes).
+
+        Inline, the items the relay has ready after it run straight on, each handed over by
+        ``hooks_done_next``, and their commands are carried out together at the end: a read
+        of a hundred messages costs one batch of commands, not a hundred."""
+        if self._start_hooks(side, item):
+            self._run_on(side)
+
+    def _start_hooks(self, side: Side, item: FrameEvent | Message) -> bool:
+        """Run the chain on ``item`` if it can run now, inline (True); else hand it to a task,
+        or an injected message to the next turn of the loop (False)."""
         chain = self.chain
         assert chain is not None
-        if isinstance(item, Message) and item.injected and chain.inline("message"):
-            # On the next turn of the loop, as mitmproxy does: a plugin that injects in answer
-            # to every injected message loops, but one message per turn, never stalling the
-            # proxy (nor, within the relay's backlog limit, growing its memory).
-            self.loop.call_soon(self._run_injected_hooks, side, item)
-            return
-        self._stamp(item)
-        if isinstance(item, FrameEvent):
-            if chain.inline("frame"):
-                chain.frame_inline(self.flow, item)
-                self._dispatch(self.relay.hooks_done(side))
-                return
-        elif chain.inline("message"):
+        if isinstance(item, Message):
+            if not chain.inline("message"):
+                self._hook_tasks[side] = self.loop.create_task(self._run_hooks_async(side, item))
+                return False
+            if item.injected:
+                # On the next turn of the loop, as mitmproxy does: a plugin that injects in
+                # answer to every injected message loops, but one message per turn, never
+                # stalling the proxy (nor, within the relay's backlog limit, growing its
+                # memory).
+                self.loop.call_soon(self._run_injected_hooks, side, item)
+                return False
+            # _stamp, written out: this runs for every message.
+            item.timestamp = time.time()
+            codec = self._hook_codec
+            if codec is None:
+                codec = self._hook_codec = ConnectionDecoding(self.hints)
+            item._codec = codec
             chain.message_inline(self.flow, item)
-            self._dispatch(self.relay.hooks_done(side))
-            return
-        self._hook_tasks[side] = self.loop.create_task(self._run_hooks_async(side, item))
+            return True
+        assert isinstance(item, FrameEvent)
+        if not chain.inline("frame"):
+            self._hook_tasks[side] = self.loop.create_task(self._run_hooks_async(side, item))
+            return False
+        self._stamp(item)
+        chain.frame_inline(self.flow, item)
+        return True
+
+    def _run_on(self, side: Side) -> None:
+        """The hooks ran on ``side``'s item inline: its verdict, then the items after it."""
+        relay = self.relay
+        while (item := relay.hooks_done_next(side)) is not None:
+            if not self._start_hooks(side, item):
+                break
+        self._dispatch(relay.take())
 
     def _run_injected_hooks(self, side: Side, item: Message) -> None:
         chain = self.chain
         if self.done.done() or chain is None:
             return
-        self._stamp(item)
         if chain.inline("message"):
+            self._stamp(item)
             chain.message_inline(self.flow, item)
-            self._dispatch(self.relay.hooks_done(side))
+            self._run_on(side)
         else:  # a reload made a message hook async meanwhile
             self._hook_tasks[side] = self.loop.create_task(self._run_hooks_async(side, item))
 

@@ -18,7 +18,9 @@
  * reader would, and re-masks client frames with fresh keys from `keys`. It stops at the first
  * frame that is anything else (a control frame, a fragment, RSV bits, a frame not all there,
  * one over a limit, invalid UTF-8, a bad header): the general reader takes over from there,
- * and reports the error if there is one.
+ * and reports the error if there is one. whole_frames(data, masked, max_frame, max_message,
+ * keys, key_pos) walks the same frames for a relay whose plugins read every message: their
+ * payloads in the clear for the message hooks, and each frame as it goes on if unchanged.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -586,6 +588,131 @@ done:
     return result;
 }
 
+/* whole_frames(data, masked, max_frame, max_message, keys, key_pos): the frames relay_frames
+ * would take at the start of `data`, for a relay whose plugins read every message: returns
+ * (end, frames, key_pos), frames a list with one (opcode, payload, out) tuple per frame,
+ * payload in the clear and out the frame as it goes to the other peer if the plugins leave it
+ * unchanged (masked: with a fresh key from `keys` at `key_pos`; else as it came). */
+static PyObject *
+whole_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer data, keys;
+    PyObject *frames = NULL, *result = NULL;
+    Py_ssize_t position = 0, key_pos;
+
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError, "whole_frames() takes 6 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    int masked = PyObject_IsTrue(args[1]);
+    if (masked < 0) {
+        return NULL;
+    }
+    unsigned long long max_frame = PyLong_AsUnsignedLongLong(args[2]);
+    if (max_frame == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    unsigned long long max_message = PyLong_AsUnsignedLongLong(args[3]);
+    if (max_message == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    key_pos = PyLong_AsSsize_t(args[5]);
+    if (key_pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (key_pos < 0) {
+        PyErr_SetString(PyExc_ValueError, "whole_frames() key_pos must not be negative");
+        return NULL;
+    }
+    unsigned long long max_length = max_frame < max_message ? max_frame : max_message;
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[4], &keys, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    frames = PyList_New(0);
+    if (frames == NULL) {
+        goto done;
+    }
+    const unsigned char *source = data.buf;
+    const unsigned char *key_block = keys.buf;
+    for (;;) {
+        Py_ssize_t header;
+        unsigned long long length;
+        if (!simple_frame(source + position, data.len - position, masked, max_length, &header,
+                          &length)) {
+            break;
+        }
+        if (masked && key_pos + 4 > keys.len) {
+            break; /* out of fresh keys: the caller draws more and goes on */
+        }
+        const unsigned char *frame = source + position;
+        const unsigned char *payload = frame + header;
+        unsigned char opcode = frame[0] & 0x0F;
+        Py_ssize_t size = header + (Py_ssize_t)length;
+        PyObject *content, *out;
+        if (masked) {
+            /* New objects to write into: PyBytes_FromStringAndSize with data returns
+             * CPython's shared one-byte objects, which must never be written. */
+            content = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
+            if (content == NULL) {
+                goto done;
+            }
+            unsigned char *clear = (unsigned char *)PyBytes_AS_STRING(content);
+            xor_copy(clear, payload, (Py_ssize_t)length, payload - 4);
+            if (opcode == 0x1 && !valid_utf8(clear, (Py_ssize_t)length)) {
+                Py_DECREF(content);
+                break;
+            }
+            out = PyBytes_FromStringAndSize(NULL, size);
+            if (out == NULL) {
+                Py_DECREF(content);
+                goto done;
+            }
+            unsigned char *target = (unsigned char *)PyBytes_AS_STRING(out);
+            memcpy(target, frame, header - 4);
+            memcpy(target + header - 4, key_block + key_pos, 4);
+            xor_copy(target + header, clear, (Py_ssize_t)length, key_block + key_pos);
+        }
+        else {
+            if (opcode == 0x1 && !valid_utf8(payload, (Py_ssize_t)length)) {
+                break;
+            }
+            content = PyBytes_FromStringAndSize((const char *)payload, (Py_ssize_t)length);
+            if (content == NULL) {
+                goto done;
+            }
+            out = PyBytes_FromStringAndSize((const char *)frame, size);
+            if (out == NULL) {
+                Py_DECREF(content);
+                goto done;
+            }
+        }
+        PyObject *item = Py_BuildValue("(iNN)", (int)opcode, content, out);
+        if (item == NULL) {
+            goto done;
+        }
+        int appended = PyList_Append(frames, item);
+        Py_DECREF(item);
+        if (appended < 0) {
+            goto done;
+        }
+        if (masked) {
+            key_pos += 4;
+        }
+        position += size;
+    }
+    result = Py_BuildValue("nNn", position, frames, key_pos);
+    frames = NULL;
+done:
+    Py_XDECREF(frames);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&data);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"mask", (PyCFunction)(void (*)(void))mask, METH_FASTCALL,
      "mask(buffer, key, offset=0, /)\n--\n\n"
@@ -607,6 +734,11 @@ static PyMethodDef methods[] = {
      "relay_frames for recorded frames: returns (end, out, key_pos, frames), frames a list of\n"
      "(opcode, length, payload) per frame, payload its first `keep` bytes in the clear (all\n"
      "when keep is negative)."},
+    {"whole_frames", (PyCFunction)(void (*)(void))whole_frames, METH_FASTCALL,
+     "whole_frames(data, masked, max_frame, max_message, keys, key_pos, /)\n--\n\n"
+     "The frames relay_frames would take at the start of `data`, for plugins to read:\n"
+     "returns (end, frames, key_pos), frames a list of (opcode, payload, out) per frame,\n"
+     "payload in the clear, out the frame for the other peer (re-masked when masked)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -21,3 +21,12 @@ def relay_frames_recorded(
     keep: int,
     /,
 ) -> tuple[int, bytes | None, int, list[tuple[int, int, bytes]]]: ...
+def whole_frames(
+    data: bytes | bytearray | memoryview,
+    masked: bool,
+    max_frame: int,
+    max_message: int,
+    keys: bytes,
+    key_pos: int,
+    /,
+) -> tuple[int, list[tuple[int, bytes, bytes]], int]: ...

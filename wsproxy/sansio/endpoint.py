@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from wsproxy.sansio.errors import ProtocolError
-from wsproxy.sansio.fastpath import MASK_KEYS, Buffer, relay_frames, relay_frames_recorded
+from wsproxy.sansio.fastpath import (
+    MASK_KEYS,
+    Buffer,
+    relay_frames,
+    relay_frames_recorded,
+    whole_frames,
+)
 from wsproxy.sansio.frames import (
     FIN,
     KNOWN_OPCODES,
@@ -38,7 +44,7 @@ from wsproxy.sansio.frames import (
 )
 
 # What one fast-path run finds besides its bytes: a count of frames, or their records.
-_Found = TypeVar("_Found", int, list[tuple[int, int, bytes]])
+_Found = TypeVar("_Found", int, list[tuple[int, int, bytes]], list[tuple[int, bytes, bytes]])
 
 
 class MessageInflater(Protocol):
@@ -216,6 +222,25 @@ class FrameReader:
             return relay_frames_recorded(view, self.masked, *limits, block, position, keep)
 
         return self._with_keys(data, run)
+
+    def take_whole(self, data: bytes) -> tuple[int, list[tuple[int, bytes, bytes]]]:
+        """For a relay whose plugins read every message (``fastpath.whole_frames``): the run
+        of simple frames at the start of ``data``, when this reader is between messages with
+        nothing held, as ``(end, frames)``, one ``(opcode, content, out)`` per frame, ``out``
+        the frame for the other peer if unchanged. The rest, from ``end``, is for
+        ``receive_data``."""
+        if not self._at_rest:
+            return 0, []
+        limits = self.masked, self.max_frame_size, self.max_message_size
+
+        def run(
+            view: Buffer, block: bytes, position: int
+        ) -> tuple[int, None, int, list[tuple[int, bytes, bytes]]]:
+            end, frames, position = whole_frames(view, *limits, block, position)
+            return end, None, position, frames
+
+        end, _, frames = self._with_keys(data, run)
+        return end, frames
 
     @property
     def _at_rest(self) -> bool:

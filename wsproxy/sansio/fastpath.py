@@ -25,6 +25,13 @@ counts): it returns ``(end, out, key_pos, frames)``, ``frames`` one ``(opcode, l
 payload)`` per frame relayed, ``payload`` the first ``keep`` bytes of its content in the clear
 (all of it when ``keep`` is negative). The records are built from that alone, with no reader
 events in between.
+
+``whole_frames(data, masked, max_frame, max_message, keys, key_pos)`` is the same walk for a
+relay whose plugins read every message: it returns ``(end, frames, key_pos)``, ``frames`` one
+``(opcode, payload, out)`` per frame, ``payload`` its content in the clear and ``out`` the frame
+as it goes to the other peer if the plugins leave it unchanged (re-masked with a fresh key when
+``masked``, else as it came); each frame becomes one message for the hooks, with no reader
+events in between.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ RelayFrames = Callable[[Buffer, bool, int, int, bytes, int], tuple[int, bytes | 
 RelayFramesRecorded = Callable[
     [Buffer, bool, int, int, bytes, int, int],
     tuple[int, bytes | None, int, list[tuple[int, int, bytes]]],
+]
+WholeFrames = Callable[
+    [Buffer, bool, int, int, bytes, int], tuple[int, list[tuple[int, bytes, bytes]], int]
 ]
 
 _SIMPLE_FIRST_BYTES = (0x81, 0x82)  # FIN, no RSV bits, text or binary
@@ -120,6 +130,41 @@ def relay_frames_recorded_py(
     return position, b"".join(out), key_pos, records
 
 
+def whole_frames_py(
+    data: Buffer, masked: bool, max_frame: int, max_message: int, keys: bytes, key_pos: int
+) -> tuple[int, list[tuple[int, bytes, bytes]], int]:
+    """The pure-Python twin of ``_speedups.whole_frames`` (see the module doc)."""
+    if key_pos < 0:
+        raise ValueError("whole_frames() key_pos must not be negative")
+    data = bytes(data)
+    limit = min(max_frame, max_message)
+    position = 0
+    frames: list[tuple[int, bytes, bytes]] = []
+    while (bounds := _simple_frame(data, position, masked, limit)) is not None:
+        start, end = bounds
+        opcode = data[position] & 0x0F
+        if masked:
+            if key_pos + 4 > len(keys):
+                break
+            body = bytearray(data[start:end])
+            masking.mask(body, data[start - 4 : start], 0)
+            clear = bytes(body)
+        else:
+            clear = data[start:end]
+        if opcode == 0x1 and not _valid_utf8(clear):
+            break
+        if masked:
+            key = keys[key_pos : key_pos + 4]
+            masking.mask(body, key, 0)
+            key_pos += 4
+            out = data[position : start - 4] + key + bytes(body)
+        else:
+            out = data[position:end]
+        frames.append((opcode, clear, out))
+        position = end
+    return position, frames, key_pos
+
+
 def _simple_frame(data: bytes, position: int, masked: bool, limit: int) -> tuple[int, int] | None:
     """Where the payload of the frame at ``position`` starts and ends, when it is a whole,
     final, unextended text or binary frame within ``limit`` in its shortest form; else None."""
@@ -172,6 +217,13 @@ except ImportError:  # pragma: no cover - built without a compiler (as the one a
 relay_frames_recorded: RelayFramesRecorded = (
     relay_frames_recorded_c if relay_frames_recorded_c is not None else relay_frames_recorded_py
 )
+whole_frames_c: WholeFrames | None
+try:
+    from wsproxy.sansio._speedups import whole_frames as whole_frames_c
+except ImportError:  # pragma: no cover - built without a compiler (as the one above)
+    whole_frames_c = None
+
+whole_frames: WholeFrames = whole_frames_c if whole_frames_c is not None else whole_frames_py
 IMPLEMENTATION = "c" if relay_frames_c is not None else "python"
 
 

@@ -75,6 +75,8 @@ class HookSeam:
 
         def _start_recompressing(self, source: Leg) -> None: ...
 
+        def _message_out(self, target: Leg) -> None: ...
+
     def _queue(self, source: Leg, target: Leg, events: list[Event]) -> None:
         """Events from a hooked peer: into its backlog, except the pings and pongs that
         would only wait behind an item the hooks hold."""
@@ -92,6 +94,25 @@ class HookSeam:
             source.backlog.append(event)
             source.backlog_bytes += _cost(event)
             busy = True
+        self._drain(source, target)
+
+    def _queue_whole(
+        self, source: Leg, target: Leg, frames: list[tuple[int, bytes, bytes]]
+    ) -> None:
+        """Whole, final, unextended frames (``FrameReader.take_whole``) from a peer whose
+        messages the hooks read: each is a message of one frame, built as ``_collect`` would
+        build it, queued as the general path queues events; with it goes the frame that
+        forwards it unchanged."""
+        from_client = source.side is Side.CLIENT
+        backlog = source.backlog
+        cost = 0
+        for opcode, content, out in frames:
+            message = Message(from_client, opcode, content, wire_frames=[_WHOLE_FRAME])
+            message._unchanged_frame = out
+            backlog.append(message)
+            cost += len(content)
+        source.frames += len(frames)
+        source.backlog_bytes += cost + EVENT_COST * len(frames)
         self._drain(source, target)
 
     def _queue_injected(self, source: Leg, target: Leg, message: Message) -> None:
@@ -128,7 +149,9 @@ class HookSeam:
     def _discard_backlog(self, source: Leg, first: Event | Message) -> None:
         """RFC 6455 5.5.1: nothing the peer sent after its close frame counts, and the other
         peer, closing now, takes no injected message either."""
-        injected = sum(type(event) is Message for event in (first, *source.backlog))
+        injected = sum(
+            type(event) is Message and event.injected for event in (first, *source.backlog)
+        )
         source.backlog.clear()
         source.backlog_bytes = 0
         if injected:
@@ -241,6 +264,24 @@ class HookSeam:
         source.pending = message
 
     def _after_message(self, source: Leg, target: Leg, message: Message) -> None:
+        wire_frames = message.wire_frames
+        if (
+            message.modified_by is None
+            and message.dropped_by is None
+            and len(wire_frames) == 1
+            and not (message.compressed or message.injected or source.want_frames)
+            and target.can_send
+            and not self._records
+        ):
+            # The usual verdict: unchanged, one frame (so a final one), uncompressed, nothing
+            # recording. What the general path below and ``_emit`` do for it, in short.
+            source.messages += 1
+            if message._unchanged_frame:
+                target.writer.send_raw(message._unchanged_frame)
+            else:
+                target.writer.send_frame(message.opcode, message.content, True, wire_frames[0][1])
+            self._message_out(target)
+            return
         if message.injected:
             self._after_injected(source, target, message)
             return
@@ -312,6 +353,11 @@ class HookSeam:
             )
         if message.compressed and source.context_takeover:
             self._start_recompressing(source)
+
+
+# What ``Message.wire_frames`` holds for a message of one frame, final, RSV bits clear, its
+# payload the message's content (so not kept twice).
+_WHOLE_FRAME = (True, 0, b"")
 
 
 def _cost(event: Event | Message) -> int:

@@ -66,6 +66,7 @@ class Message(_Verdict):
         "_decoded",
         "_decoded_from",
         "_opcode",
+        "_unchanged_frame",
         "compressed",
         "fragment_sizes",
         "from_client",
@@ -88,7 +89,10 @@ class Message(_Verdict):
         injected: bool = False,
         wire_frames: list[tuple[bool, int, bytes]] | None = None,
     ) -> None:
-        super().__init__()
+        # _Verdict.__init__, written out: a message is made for every one relayed.
+        self._actor = None
+        self.dropped_by = None
+        self.modified_by = None
         self.from_client = from_client
         self._opcode = opcode
         self._content = content
@@ -102,6 +106,9 @@ class Message(_Verdict):
         # the payload is empty when the message is not compressed (it is then the fragment of
         # ``content`` that ``fragment_sizes`` gives: held once, not twice).
         self.wire_frames = wire_frames or []
+        # The frame that forwards this message if no plugin changes it, made with its content
+        # by the relay's fast path (``fastpath.whole_frames``); empty when it was not.
+        self._unchanged_frame = b""
         self._codec: MessageCodec | None = None  # set by the shell before the hooks run
         self._decoded: Any = None
         self._decoded_from: bytes | None = None  # the content ``_decoded`` was decoded from

@@ -110,6 +110,9 @@ class Relay(CloseHandshake, HookSeam):
         # Frames recorded, none inspected: runs of simple frames take the fast path too, and
         # their records are made from what it returns (``_relay_recorded``).
         self._recorded = self._records and not self._hooked
+        # Message hooks alone: runs of simple frames become messages with no reader events
+        # in between (``_queue_whole``).
+        self._whole = config.want_messages and not config.want_frames
         # Of each such frame's content, what its record keeps: all (-1), or a preview.
         self._keep = -1 if config.full_payloads else config.preview_size
         self._full = config.full_payloads
@@ -190,6 +193,18 @@ class Relay(CloseHandshake, HookSeam):
                     return out
                 target.writer.send_raw(out)
                 data = data[end:]
+        if (
+            self._whole
+            and source.pending is None
+            and not source.backlog
+            and source.state is LegState.OPEN
+        ):
+            end, whole = source.reader.take_whole(data)
+            if whole:
+                self._queue_whole(source, target, whole)
+                if end == len(data):
+                    return self._take()
+                data = data[end:]
         if not source.gone:
             reader = source.reader
             self._handle(source, target, reader.receive_data(data))
@@ -246,17 +261,41 @@ class Relay(CloseHandshake, HookSeam):
 
     def hooks_done(self, side: Side) -> list[Command]:
         """The chain is done with ``side``'s pending item: carry out its verdict, go on."""
-        source = self.leg(side)
-        target = self.leg(side.other)
+        self._hooks_done(side)
+        return self._take()
+
+    def hooks_done_next(self, side: Side) -> FrameEvent | Message | None:
+        """``hooks_done`` for a shell that runs plain-function hooks at once: the verdict is
+        carried out the same way, and the leg's next item, when one is ready, is handed over
+        right here (the shell now has it, as a ``RunHooks`` would have given it) rather than
+        in a command. The commands wait for ``take``, which the shell calls when it stops:
+        one batch for all the items a read brought, not one per item."""
+        source = self._hooks_done(side)
+        item = source.pending
+        if item is None or source.hooks_running:
+            return None
+        source.hooks_running = True
+        return item
+
+    def take(self) -> list[Command]:
+        """The commands waiting since the last entry point (after ``hooks_done_next``)."""
+        return self._take()
+
+    def _hooks_done(self, side: Side) -> Leg:
+        if side is Side.CLIENT:
+            source, target = self.client, self.server
+        else:
+            source, target = self.server, self.client
         item = source.pending
         source.pending = None
         source.hooks_running = False
-        if isinstance(item, FrameEvent):
-            self._after_frame(source, target, item)
-        elif isinstance(item, Message):
+        if isinstance(item, Message):
             self._after_message(source, target, item)
-        self._drain(source, target)
-        return self._take()
+        elif isinstance(item, FrameEvent):
+            self._after_frame(source, target, item)
+        if source.backlog:
+            self._drain(source, target)
+        return source
 
     def inject_refusal(self, to_side: Side) -> str | None:
         """Why a message injected towards ``to_side``'s peer would not be sent, or None: that
