@@ -459,17 +459,7 @@ def test_the_recording_reader_stands_aside_inside_a_message() -> None:
 
 # -- the fast path for message hooks (whole_frames) ----------------------------------------------
 
-WHOLE_IMPLEMENTATIONS = [
-    pytest.param(
-        fastpath.whole_frames_c or _c_not_built,
-        id="c",
-        marks=pytest.mark.skipif(
-            fastpath.whole_frames_c is None and not IN_CI,
-            reason="wsproxy.sansio._speedups is not built (no compiler at install time)",
-        ),
-    ),
-    pytest.param(fastpath.whole_frames_py, id="python"),
-]
+WHOLE_IMPLEMENTATIONS = both_builds(fastpath.whole_frames_c, fastpath.whole_frames_py)
 
 
 @pytest.mark.parametrize("whole", WHOLE_IMPLEMENTATIONS)
@@ -529,11 +519,8 @@ def test_whole_frames_never_write_into_shared_objects(whole: fastpath.WholeFrame
 def test_whole_frames_is_the_plain_walk_with_contents(
     data: bytes, masked: bool, key_pos: int
 ) -> None:
-    if fastpath.whole_frames_c is None:
-        if IN_CI:
-            pytest.fail("wsproxy.sansio._speedups is not built")
-        pytest.skip("wsproxy.sansio._speedups is not built")
-    got = fastpath.whole_frames_c(data, masked, 300, 200, KEYS, key_pos)
+    whole_frames_c = require_extension(fastpath.whole_frames_c)
+    got = whole_frames_c(data, masked, 300, 200, KEYS, key_pos)
     assert got == fastpath.whole_frames_py(data, masked, 300, 200, KEYS, key_pos)
     end, frames, new_pos = got
     plain_end, plain_out, count, plain_pos = fastpath.relay_frames_py(
