@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from wsproxy.sansio.commands import Wire
 from wsproxy.sansio.errors import ProtocolError
 from wsproxy.sansio.fastpath import MASK_KEYS, Buffer, relay_frames, relay_frames_recorded
 from wsproxy.sansio.frames import (
@@ -216,6 +217,40 @@ class FrameReader:
             return relay_frames_recorded(view, self.masked, *limits, block, position, keep)
 
         return self._with_keys(data, run)
+
+    def take_payload(self, data: bytes) -> tuple[Wire, bytes, int, bool, bool] | None:
+        """The shortcut for a binary frame streamed through untouched: inside its payload,
+        ``(piece, mask_key, offset, frame_end, fin)`` for the part of ``data`` that belongs to
+        it, taken as it came (a view of ``data`` when there is more; still masked with
+        ``mask_key`` from ``offset`` when the peer masks); None anywhere else, where
+        ``receive_data`` reads. Only for a reader that keeps binary payloads masked (nothing
+        reads them), as ``receive_data`` would then pass the same bytes on."""
+        if not (
+            self._in_frame
+            and self._message_opcode == Opcode.BINARY
+            and (self.keep_binary_masked or not self.masked)
+            and not (self._compressed or self._buffer)
+            and self._inflating is None
+            and self.failed is None
+        ):
+            return None
+        size = len(data)
+        take = min(size, self._remaining)
+        if take == 0:
+            return None
+        offset = self._offset
+        if self.masked:
+            self._offset += take
+        self._remaining -= take
+        self.bytes_received += take
+        frame_end = self._remaining == 0
+        fin = self._fin
+        if frame_end:
+            self._in_frame = False
+            if fin:
+                self._message_opcode = None
+        piece: Wire = data if take == size else memoryview(data)[:take]
+        return piece, self._mask_key, offset, frame_end, fin
 
     @property
     def _at_rest(self) -> bool:
@@ -555,7 +590,7 @@ class FrameWriter:
     def __init__(self, *, mask: bool) -> None:
         self.mask = mask
         self.bytes_sent = 0
-        self._output: list[bytes] = []
+        self._output: list[Wire] = []
         self._key = b""
         self._offset = 0
 
@@ -575,7 +610,7 @@ class FrameWriter:
             if payload:
                 self._output.append(payload)
 
-    def send_raw(self, frames: bytes) -> None:
+    def send_raw(self, frames: Wire) -> None:
         """Frames already serialized (the fast path's), as they are."""
         self._output.append(frames)
 
@@ -588,14 +623,18 @@ class FrameWriter:
 
     def send_payload(self, piece: bytes, masked_with: bytes = b"") -> None:
         """A piece of the current frame; ``masked_with`` is the key ``piece`` is masked with."""
-        if not piece:
-            return
-        if self.mask:
-            key = _xor_keys(self._key, masked_with) if masked_with else self._key
-            self._output.append(apply_mask(piece, key, self._offset))
-            self._offset += len(piece)
-        else:
-            self._output.append(piece)
+        if piece:
+            self._output.append(self.payload_out(piece, masked_with))
+
+    def payload_out(self, piece: Wire, masked_with: bytes = b"") -> Wire:
+        """What a piece of the current frame goes out as (masked with this frame's key when
+        the peer is a server), for a caller that writes it itself; ``send_payload`` queues it."""
+        if not self.mask:
+            return piece
+        key = _xor_keys(self._key, masked_with) if masked_with else self._key
+        out = apply_mask(piece, key, self._offset)
+        self._offset += len(piece)
+        return out
 
     def send_close(self, code: int | None, reason: str = "") -> None:
         self.send_frame(Opcode.CLOSE, serialize_close(code, reason))
@@ -612,7 +651,7 @@ class FrameWriter:
         self.bytes_sent += len(data)
         return data
 
-    def chunks_to_send(self) -> list[bytes]:
+    def chunks_to_send(self) -> list[Wire]:
         """Like ``data_to_send``, without joining: large payloads are written without a copy."""
         output = self._output
         if len(output) > 1 and sum(map(len, output)) <= JOIN_LIMIT:

@@ -47,6 +47,7 @@ from wsproxy.sansio.commands import (
     Send,
     StartTimer,
     Timer,
+    Wire,
 )
 from wsproxy.sansio.deflate import DeflateParams, Deflater, Inflater
 from wsproxy.sansio.endpoint import (
@@ -156,14 +157,39 @@ class Relay(CloseHandshake, HookSeam):
             return result
         return [Send(side.other, [result])]
 
-    def receive_fast(self, side: Side, data: bytes) -> bytes | list[Command]:
+    def receive_fast(self, side: Side, data: bytes) -> Wire | list[Command]:
         """``receive`` for a shell that can write bytes itself: when all of ``data`` took the
-        fast path (whole simple frames, nothing recording or inspecting them), just the bytes
-        for the other peer; otherwise ``receive``'s commands."""
+        fast path (whole simple frames, or the payload of a large binary frame streaming
+        through, nothing recording or inspecting them), just the bytes for the other peer;
+        otherwise ``receive``'s commands."""
         if side is Side.CLIENT:
             source, target = self.client, self.server
         else:
             source, target = self.server, self.client
+        if (
+            target.mid_frame_out
+            and self._quiet
+            and source.state is LegState.OPEN
+            and target.state is LegState.OPEN
+        ):
+            taken = source.reader.take_payload(data)
+            if taken is not None:
+                piece, key, _, frame_end, fin = taken
+                writer = target.writer
+                passed = writer.payload_out(piece, key)
+                if not frame_end:  # all of data was payload
+                    writer.bytes_sent += len(passed)
+                    return passed
+                writer.send_raw(passed)
+                target.mid_frame_out = False
+                if fin:
+                    source.messages += 1
+                    self._message_out(target)  # after the frame: what was injected meanwhile
+                else:
+                    target.out_open = True
+                if len(piece) == len(data):
+                    return self._take()
+                data = data[len(piece) :]
         if (
             self._recorded
             and source.state is LegState.OPEN
@@ -185,7 +211,7 @@ class Relay(CloseHandshake, HookSeam):
                 source.messages += frames
                 if out is None:
                     out = data if end == len(data) else data[:end]
-                if end == len(data):
+                if end == len(data) and not target.writer.has_output:
                     target.writer.bytes_sent += len(out)
                     return out
                 target.writer.send_raw(out)
