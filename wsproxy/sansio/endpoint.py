@@ -192,13 +192,23 @@ class FrameReader:
         which go on as they are). The rest, from ``end``, is for ``receive_data``."""
         if not self._at_rest:
             return 0, None, 0
-        limits = self.max_frame_size, self.max_message_size
+        # One call, no closure: this runs for every read of small messages (see _with_keys).
+        keys = MASK_KEYS
+        end, out, frames, keys.position = relay_frames(
+            data, self.masked, self.max_frame_size, self.max_message_size, keys.block, keys.position
+        )
+        if self.masked and end < len(data) and keys.position + 4 > len(keys.block):
+            return self._go_on(data, end, out, frames, self._simple_run)
+        self.bytes_received += end
+        return end, out, frames
 
-        def run(view: Buffer, block: bytes, position: int) -> tuple[int, bytes | None, int, int]:
-            end, out, frames, position = relay_frames(view, self.masked, *limits, block, position)
-            return end, out, position, frames
-
-        return self._with_keys(data, run)
+    def _simple_run(
+        self, view: Buffer, block: bytes, position: int
+    ) -> tuple[int, bytes | None, int, int]:
+        end, out, frames, position = relay_frames(
+            view, self.masked, self.max_frame_size, self.max_message_size, block, position
+        )
+        return end, out, position, frames
 
     def take_simple_recorded(
         self, data: bytes, keep: int
@@ -273,6 +283,19 @@ class FrameReader:
         new block and on from there, the ``found`` of each call added up."""
         keys = MASK_KEYS
         end, out, keys.position, found = run(data, keys.block, keys.position)
+        return self._go_on(data, end, out, found, run)
+
+    def _go_on(
+        self,
+        data: bytes,
+        end: int,
+        out: bytes | None,
+        found: _Found,
+        run: Callable[[Buffer, bytes, int], tuple[int, bytes | None, int, _Found]],
+    ) -> tuple[int, bytes | None, _Found]:
+        """After the first ``run`` over ``data``: on with new key blocks while the keys ran out
+        before the run's end, then the total."""
+        keys = MASK_KEYS
         if self.masked and end < len(data) and keys.position + 4 > len(keys.block):
             pieces = [out] if out is not None else []
             while end < len(data) and keys.position + 4 > len(keys.block):
