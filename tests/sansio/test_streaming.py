@@ -204,3 +204,67 @@ def test_small_frames_past_the_end_of_a_key_block_get_fresh_keys() -> None:
     assert frames_read(True, out) == frames
     keys = [out[i + 2 : i + 6] for i in range(0, len(out), 10)]  # 2-byte header, key, payload
     assert len(set(keys)) == len(keys)
+
+
+def header_of(frame: Wire, masked: bool) -> bytes:
+    wire = client_bytes(frame) if masked else server_bytes(frame)
+    return wire[: 14 if masked else 10]
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_start_streamed_reads_the_header_of_a_large_binary_frame(masked: bool) -> None:
+    frames = reader(masked)
+    frames.keep_binary_masked = True  # as a quiet relay's
+    header = header_of(Wire(BINARY, bytes(BIG_FRAME), fin=False), masked)
+    assert frames.start_streamed(header + b"xy", STREAM_THRESHOLD) == (
+        len(header),
+        False,
+        BIG_FRAME,
+    )
+    assert frames.in_message and frames.bytes_received == len(header)
+    taken = frames.take_payload(b"xy")
+    assert taken is not None and bytes(taken[0]) == b"xy"
+
+
+@pytest.mark.parametrize(
+    ("frame", "masked", "cut"),
+    [
+        (Wire(TEXT, bytes(BIG_FRAME)), False, None),  # text: checked as UTF-8 on the way
+        (Wire(BINARY, bytes(BIG_FRAME), rsv=RSV1), False, None),  # an extension's frame
+        (Wire(BINARY, bytes(STREAM_THRESHOLD)), False, None),  # held until whole
+        (Wire(BINARY, bytes(BIG_FRAME)), True, 12),  # its mask key not all there
+        (Wire(BINARY, bytes(BIG_FRAME)), False, 9),  # its length not all there
+    ],
+)
+def test_start_streamed_leaves_other_frames_to_the_general_reader(
+    frame: Wire, masked: bool, cut: int | None
+) -> None:
+    frames = reader(masked)
+    wire = client_bytes(frame) if masked else server_bytes(frame)
+    assert frames.start_streamed(wire[:cut] if cut else wire, STREAM_THRESHOLD) is None
+    assert not frames.in_message and frames.bytes_received == 0
+
+
+def test_start_streamed_leaves_a_frame_of_the_wrong_masking_to_the_general_reader() -> None:
+    server_side = reader(True)  # reads a client, which must mask
+    assert server_side.start_streamed(server_bytes(Wire(BINARY, bytes(BIG_FRAME))), 0) is None
+
+
+def test_start_streamed_only_between_messages() -> None:
+    frames = reader(False)
+    frames.receive_data(server_bytes(Wire(BINARY, b"first", fin=False)))
+    assert frames.start_streamed(server_bytes(Wire(BINARY, bytes(BIG_FRAME))), 0) is None
+
+
+@pytest.mark.parametrize(
+    ("limits", "code"),
+    [({"max_frame_size": BIG_FRAME - 1}, 1009), ({"max_message_size": 100}, 1009)],
+)
+def test_a_large_frame_over_a_limit_is_refused_by_the_general_reader(
+    limits: dict[str, int], code: int
+) -> None:
+    limited = relay(**limits)
+    commands = limited.receive_fast(SERVER, server_bytes(Wire(BINARY, bytes(BIG_FRAME))))
+    assert isinstance(commands, list)
+    failed = limited.leg(SERVER).reader.failed
+    assert failed is not None and failed.code == code

@@ -185,7 +185,7 @@ class FrameReader:
     def in_message(self) -> bool:
         return self._message_opcode is not None
 
-    def take_simple(self, data: bytes) -> tuple[int, bytes | None, int]:
+    def take_simple(self, data: Wire) -> tuple[int, bytes | None, int]:
         """The fast path (``fastpath.relay_frames``) over the start of ``data``, when this
         reader is between messages with nothing held: ``(end, out, frames)``, where ``out``
         is ``data[:end]`` re-masked with fresh keys (a client's frames) or None (a server's,
@@ -228,7 +228,7 @@ class FrameReader:
 
         return self._with_keys(data, run)
 
-    def take_payload(self, data: bytes) -> tuple[Wire, bytes, int, bool, bool] | None:
+    def take_payload(self, data: Wire) -> tuple[Wire, bytes, int, bool, bool] | None:
         """The shortcut for a binary frame streamed through untouched: inside its payload,
         ``(piece, mask_key, offset, frame_end, fin)`` for the part of ``data`` that belongs to
         it, taken as it came (a view of ``data`` when there is more; still masked with
@@ -262,6 +262,29 @@ class FrameReader:
         piece: Wire = data if take == size else memoryview(data)[:take]
         return piece, self._mask_key, offset, frame_end, fin
 
+    def start_streamed(self, data: Wire, threshold: int) -> tuple[int, bool, int] | None:
+        """The header of a binary frame of more than ``threshold`` bytes at the start of
+        ``data``, when this reader is at rest and the frame passes every check of the
+        general reader: read, and ``(header size, fin, payload length)``; None otherwise
+        (also for a header not all there, or one the general reader must refuse)."""
+        if len(data) < 10 or not self._at_rest:
+            return None
+        first, second = data[0], data[1]
+        # FIN or not, no RSV bits, binary; masked as this peer must; the 64-bit length.
+        if first & 0x7F != Opcode.BINARY or second & 0x7F != 127:
+            return None
+        if bool(second & MASK) != self.masked or (self.masked and len(data) < 14):
+            return None
+        length = int.from_bytes(data[2:10], "big")
+        if length <= threshold or length >> 63:
+            return None
+        if length > self.max_frame_size or length > self.max_message_size:
+            return None
+        header_end = self._parse_header(data, 0)  # cannot fail: its checks passed above
+        self._in_frame = True
+        self.bytes_received += header_end
+        return header_end, self._fin, length
+
     @property
     def _at_rest(self) -> bool:
         """Between messages with nothing held or failed: where the fast path may run."""
@@ -287,7 +310,7 @@ class FrameReader:
 
     def _go_on(
         self,
-        data: bytes,
+        data: Wire,
         end: int,
         out: bytes | None,
         found: _Found,
@@ -391,7 +414,7 @@ class FrameReader:
                 break
         return position
 
-    def _parse_header(self, buffer: bytes, position: int) -> int:
+    def _parse_header(self, buffer: Wire, position: int) -> int:
         """Read and check a header at ``position``; returns where its payload starts, or -1."""
         available = len(buffer) - position
         if available < 2:
@@ -565,7 +588,7 @@ def _check_utf8(decoder: codecs.IncrementalDecoder, content: bytes, final: bool)
         raise ProtocolError("invalid UTF-8 in a text message", CloseCode.INVALID_PAYLOAD)
 
 
-def _payload_length(buffer: bytes, position: int, available: int, short: int) -> tuple[int, int]:
+def _payload_length(buffer: Wire, position: int, available: int, short: int) -> tuple[int, int]:
     """(header size before any mask key, payload length) from the 7-bit length ``short``
     (RFC 6455 5.2); (-1, 0) while the extended length has not all arrived."""
     if short < 126:
@@ -636,6 +659,14 @@ class FrameWriter:
     def send_raw(self, frames: Wire) -> None:
         """Frames already serialized (the fast path's), as they are."""
         self._output.append(frames)
+
+    def take_single(self) -> Wire | None:
+        """The output when it is one piece, taken (and counted as sent); None otherwise."""
+        if len(self._output) != 1:
+            return None
+        piece = self._output.pop()
+        self.bytes_sent += len(piece)
+        return piece
 
     def start_frame(self, opcode: int, fin: bool, rsv: int, length: int) -> None:
         """The header of a frame whose payload follows in pieces (``send_payload``)."""
