@@ -216,6 +216,9 @@ async def _serve(options: Options, server: ProxyServer) -> None:
     for front in server.fronts if not options.worker else ():
         log.warning("wsproxy listening on %s (%s mode)", front.where(), front.options.mode)
     log.info("event loop: %s", describe_running())  # after the start worked: see --loop
+    from wsproxy.proxy.memory import release_start_memory
+
+    release_start_memory()
     await stop.wait()
     log.warning("shutting down: closing %d WebSocket(s) with 1001", len(server.sessions))
     await server.shutdown()

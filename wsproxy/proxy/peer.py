@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from typing import cast
 
 from wsproxy.tls.memory import TLSLayer
@@ -22,6 +23,11 @@ from wsproxy.tls.memory import TLSLayer
 # what a client sends ahead (after its upgrade request, say) waits in the kernel's socket
 # buffers and slows the sender through TCP flow control instead of growing the proxy.
 BUFFER_LIMIT = 512 * 1024
+
+
+def _gathers(transport: asyncio.BaseTransport) -> bool:
+    """Whether the transport's ``writelines`` writes its pieces in one call, uncopied."""
+    return sys.version_info >= (3, 12) or type(transport).__module__.startswith("uvloop")
 
 
 class Peer(asyncio.Protocol):
@@ -209,7 +215,7 @@ class Peer(asyncio.Protocol):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if self.transport is None or self.transport.is_closing():
             return
         self.bytes_out += len(data)
@@ -220,6 +226,20 @@ class Peer(asyncio.Protocol):
                 self._fail(error)
                 return
         self.transport.write(data)
+
+    def write_chunks(self, chunks: Sequence[bytes | memoryview]) -> None:
+        """Several pieces in one system call where the transport gathers them without a copy
+        (uvloop's ``writelines`` is one ``writev``; asyncio's joins them first before Python
+        3.12, so there each piece is written on its own)."""
+        transport = self.transport
+        if self.tls is None and transport is not None and _gathers(transport):
+            if transport.is_closing():
+                return
+            self.bytes_out += sum(map(len, chunks))
+            transport.writelines(chunks)
+            return
+        for chunk in chunks:
+            self.write(chunk)
 
     async def drain(self) -> None:
         if self.write_paused and not self.closed.done():

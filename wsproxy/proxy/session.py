@@ -43,6 +43,7 @@ from wsproxy.sansio.commands import (
     Send,
     StartTimer,
     Timer,
+    Wire,
 )
 from wsproxy.sansio.deflate import DeflateParams
 from wsproxy.sansio.frames import Opcode
@@ -154,7 +155,7 @@ class WebSocketSession:
         self._dispatching = False
         self._queue: list[Command] = []
         # What the commands of the current dispatch send each peer, written at its end.
-        self._unsent: dict[Side, list[bytes]] = {Side.CLIENT: [], Side.SERVER: []}
+        self._unsent: dict[Side, list[Wire]] = {Side.CLIENT: [], Side.SERVER: []}
         self._refusal_logged = False  # an injected message was refused (logged once)
         self._capture_held = False  # Hold.CAPTURE is on (a plain bool: asked per record)
         self._finishing: asyncio.Handle | None = None  # the wind-up, once the relay finished
@@ -294,18 +295,18 @@ class WebSocketSession:
     def _write_unsent(self) -> None:
         """Write what the commands so far sent each peer: a dispatch's frames for one peer (a
         message hook's verdicts come one message at a time) go out in one write, not one
-        system call each. Pieces of a large frame are written as they are, not copied."""
+        system call each. Pieces of a large frame are written as they are, not copied (in one
+        system call where the transport can)."""
         for side, chunks in self._unsent.items():
             if not chunks:
                 continue
-            write = self.client.write if side is Side.CLIENT else self.server.write
+            peer = self.client if side is Side.CLIENT else self.server
             if len(chunks) == 1:
-                write(chunks[0])
+                peer.write(chunks[0])
             elif sum(map(len, chunks)) <= JOIN_AT:
-                write(b"".join(chunks))
+                peer.write(b"".join(chunks))
             else:
-                for chunk in chunks:
-                    write(chunk)
+                peer.write_chunks(chunks)
             chunks.clear()
 
     def _act(self, command: Command) -> None:

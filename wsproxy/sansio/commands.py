@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from wsproxy.sansio.records import FrameRecord
 
 
+# Bytes for a peer: a view of what was read when only part of it goes on (no copy).
+Wire = bytes | memoryview
+
+
 class Timer(enum.Enum):
     """The relay's timers; the shell knows only their names and how long to wait."""
 
@@ -32,7 +36,7 @@ class Send:
     """Write these bytes to ``side``'s peer, in order."""
 
     side: Side
-    chunks: list[bytes]
+    chunks: list[Wire]
 
 
 @dataclass(slots=True, frozen=True)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from wsproxy.sansio.commands import Wire
 from wsproxy.sansio.errors import ProtocolError
 from wsproxy.sansio.fastpath import (
     MASK_KEYS,
@@ -190,20 +191,30 @@ class FrameReader:
     def in_message(self) -> bool:
         return self._message_opcode is not None
 
-    def take_simple(self, data: bytes) -> tuple[int, bytes | None, int]:
+    def take_simple(self, data: Wire) -> tuple[int, bytes | None, int]:
         """The fast path (``fastpath.relay_frames``) over the start of ``data``, when this
         reader is between messages with nothing held: ``(end, out, frames)``, where ``out``
         is ``data[:end]`` re-masked with fresh keys (a client's frames) or None (a server's,
         which go on as they are). The rest, from ``end``, is for ``receive_data``."""
         if not self._at_rest:
             return 0, None, 0
-        limits = self.max_frame_size, self.max_message_size
+        # One call, no closure: this runs for every read of small messages (see _with_keys).
+        keys = MASK_KEYS
+        end, out, frames, keys.position = relay_frames(
+            data, self.masked, self.max_frame_size, self.max_message_size, keys.block, keys.position
+        )
+        if self.masked and end < len(data) and keys.position + 4 > len(keys.block):
+            return self._go_on(data, end, out, frames, self._simple_run)
+        self.bytes_received += end
+        return end, out, frames
 
-        def run(view: Buffer, block: bytes, position: int) -> tuple[int, bytes | None, int, int]:
-            end, out, frames, position = relay_frames(view, self.masked, *limits, block, position)
-            return end, out, position, frames
-
-        return self._with_keys(data, run)
+    def _simple_run(
+        self, view: Buffer, block: bytes, position: int
+    ) -> tuple[int, bytes | None, int, int]:
+        end, out, frames, position = relay_frames(
+            view, self.masked, self.max_frame_size, self.max_message_size, block, position
+        )
+        return end, out, position, frames
 
     def take_simple_recorded(
         self, data: bytes, keep: int
@@ -242,6 +253,63 @@ class FrameReader:
         end, _, frames = self._with_keys(data, run)
         return end, frames
 
+    def take_payload(self, data: Wire) -> tuple[Wire, bytes, int, bool, bool] | None:
+        """The shortcut for a binary frame streamed through untouched: inside its payload,
+        ``(piece, mask_key, offset, frame_end, fin)`` for the part of ``data`` that belongs to
+        it, taken as it came (a view of ``data`` when there is more; still masked with
+        ``mask_key`` from ``offset`` when the peer masks); None anywhere else, where
+        ``receive_data`` reads. Only for a reader that keeps binary payloads masked (nothing
+        reads them), as ``receive_data`` would then pass the same bytes on."""
+        if not (
+            self._in_frame
+            and self._message_opcode == Opcode.BINARY
+            and (self.keep_binary_masked or not self.masked)
+            and not (self._compressed or self._buffer)
+            and self._inflating is None
+            and self.failed is None
+        ):
+            return None
+        size = len(data)
+        take = min(size, self._remaining)
+        if take == 0:
+            return None
+        offset = self._offset
+        if self.masked:
+            self._offset += take
+        self._remaining -= take
+        self.bytes_received += take
+        frame_end = self._remaining == 0
+        fin = self._fin
+        if frame_end:
+            self._in_frame = False
+            if fin:
+                self._message_opcode = None
+        piece: Wire = data if take == size else memoryview(data)[:take]
+        return piece, self._mask_key, offset, frame_end, fin
+
+    def start_streamed(self, data: Wire, threshold: int) -> tuple[int, bool, int] | None:
+        """The header of a binary frame of more than ``threshold`` bytes at the start of
+        ``data``, when this reader is at rest and the frame passes every check of the
+        general reader: read, and ``(header size, fin, payload length)``; None otherwise
+        (also for a header not all there, or one the general reader must refuse)."""
+        if len(data) < 10 or not self._at_rest:
+            return None
+        first, second = data[0], data[1]
+        # FIN or not, no RSV bits, binary; masked as this peer must; the 64-bit length.
+        if first & 0x7F != Opcode.BINARY or second & 0x7F != 127:
+            return None
+        if bool(second & MASK) != self.masked or (self.masked and len(data) < 14):
+            return None
+        length = int.from_bytes(data[2:10], "big")
+        if length <= threshold or length >> 63:
+            return None
+        if length > self.max_frame_size or length > self.max_message_size:
+            return None
+        header_end = self._parse_header(data, 0)  # cannot fail: its checks passed above
+        self._in_frame = True
+        self.bytes_received += header_end
+        return header_end, self._fin, length
+
     @property
     def _at_rest(self) -> bool:
         """Between messages with nothing held or failed: where the fast path may run."""
@@ -263,6 +331,19 @@ class FrameReader:
         new block and on from there, the ``found`` of each call added up."""
         keys = MASK_KEYS
         end, out, keys.position, found = run(data, keys.block, keys.position)
+        return self._go_on(data, end, out, found, run)
+
+    def _go_on(
+        self,
+        data: Wire,
+        end: int,
+        out: bytes | None,
+        found: _Found,
+        run: Callable[[Buffer, bytes, int], tuple[int, bytes | None, int, _Found]],
+    ) -> tuple[int, bytes | None, _Found]:
+        """After the first ``run`` over ``data``: on with new key blocks while the keys ran out
+        before the run's end, then the total."""
+        keys = MASK_KEYS
         if self.masked and end < len(data) and keys.position + 4 > len(keys.block):
             pieces = [out] if out is not None else []
             while end < len(data) and keys.position + 4 > len(keys.block):
@@ -358,7 +439,7 @@ class FrameReader:
                 break
         return position
 
-    def _parse_header(self, buffer: bytes, position: int) -> int:
+    def _parse_header(self, buffer: Wire, position: int) -> int:
         """Read and check a header at ``position``; returns where its payload starts, or -1."""
         available = len(buffer) - position
         if available < 2:
@@ -532,7 +613,7 @@ def _check_utf8(decoder: codecs.IncrementalDecoder, content: bytes, final: bool)
         raise ProtocolError("invalid UTF-8 in a text message", CloseCode.INVALID_PAYLOAD)
 
 
-def _payload_length(buffer: bytes, position: int, available: int, short: int) -> tuple[int, int]:
+def _payload_length(buffer: Wire, position: int, available: int, short: int) -> tuple[int, int]:
     """(header size before any mask key, payload length) from the 7-bit length ``short``
     (RFC 6455 5.2); (-1, 0) while the extended length has not all arrived."""
     if short < 126:
@@ -580,7 +661,7 @@ class FrameWriter:
     def __init__(self, *, mask: bool) -> None:
         self.mask = mask
         self.bytes_sent = 0
-        self._output: list[bytes] = []
+        self._output: list[Wire] = []
         self._key = b""
         self._offset = 0
 
@@ -600,9 +681,17 @@ class FrameWriter:
             if payload:
                 self._output.append(payload)
 
-    def send_raw(self, frames: bytes) -> None:
+    def send_raw(self, frames: Wire) -> None:
         """Frames already serialized (the fast path's), as they are."""
         self._output.append(frames)
+
+    def take_single(self) -> Wire | None:
+        """The output when it is one piece, taken (and counted as sent); None otherwise."""
+        if len(self._output) != 1:
+            return None
+        piece = self._output.pop()
+        self.bytes_sent += len(piece)
+        return piece
 
     def start_frame(self, opcode: int, fin: bool, rsv: int, length: int) -> None:
         """The header of a frame whose payload follows in pieces (``send_payload``)."""
@@ -613,14 +702,18 @@ class FrameWriter:
 
     def send_payload(self, piece: bytes, masked_with: bytes = b"") -> None:
         """A piece of the current frame; ``masked_with`` is the key ``piece`` is masked with."""
-        if not piece:
-            return
-        if self.mask:
-            key = _xor_keys(self._key, masked_with) if masked_with else self._key
-            self._output.append(apply_mask(piece, key, self._offset))
-            self._offset += len(piece)
-        else:
-            self._output.append(piece)
+        if piece:
+            self._output.append(self.payload_out(piece, masked_with))
+
+    def payload_out(self, piece: Wire, masked_with: bytes = b"") -> Wire:
+        """What a piece of the current frame goes out as (masked with this frame's key when
+        the peer is a server), for a caller that writes it itself; ``send_payload`` queues it."""
+        if not self.mask:
+            return piece
+        key = _xor_keys(self._key, masked_with) if masked_with else self._key
+        out = apply_mask(piece, key, self._offset)
+        self._offset += len(piece)
+        return out
 
     def send_close(self, code: int | None, reason: str = "") -> None:
         self.send_frame(Opcode.CLOSE, serialize_close(code, reason))
@@ -637,7 +730,7 @@ class FrameWriter:
         self.bytes_sent += len(data)
         return data
 
-    def chunks_to_send(self) -> list[bytes]:
+    def chunks_to_send(self) -> list[Wire]:
         """Like ``data_to_send``, without joining: large payloads are written without a copy."""
         output = self._output
         if len(output) > 1 and sum(map(len, output)) <= JOIN_LIMIT:

@@ -47,6 +47,7 @@ from wsproxy.sansio.commands import (
     Send,
     StartTimer,
     Timer,
+    Wire,
 )
 from wsproxy.sansio.deflate import DeflateParams, Deflater, Inflater
 from wsproxy.sansio.endpoint import (
@@ -159,10 +160,11 @@ class Relay(CloseHandshake, HookSeam):
             return result
         return [Send(side.other, [result])]
 
-    def receive_fast(self, side: Side, data: bytes) -> bytes | list[Command]:
+    def receive_fast(self, side: Side, data: bytes) -> Wire | list[Command]:
         """``receive`` for a shell that can write bytes itself: when all of ``data`` took the
-        fast path (whole simple frames, nothing recording or inspecting them), just the bytes
-        for the other peer; otherwise ``receive``'s commands."""
+        fast path (whole simple frames, or a piece of a large binary frame streaming through;
+        nothing recording or inspecting them) and makes one piece, just the bytes for the
+        other peer; otherwise ``receive``'s commands."""
         if side is Side.CLIENT:
             source, target = self.client, self.server
         else:
@@ -176,23 +178,25 @@ class Relay(CloseHandshake, HookSeam):
             data = self._relay_recorded(source, target, data)
             if not data:
                 return self._take()
-        if (
-            self._quiet
-            and source.state is LegState.OPEN
-            and target.state is LegState.OPEN
-            and not (target.out_open or target.mid_frame_out)
-        ):
-            end, out, frames = source.reader.take_simple(data)
-            if frames:
-                source.frames += frames
-                source.messages += frames
-                if out is None:
-                    out = data if end == len(data) else data[:end]
-                if end == len(data):
-                    target.writer.bytes_sent += len(out)
-                    return out
-                target.writer.send_raw(out)
-                data = data[end:]
+        wire: Wire = data
+        if self._quiet and source.state is LegState.OPEN and target.state is LegState.OPEN:
+            writer = target.writer
+            if not (target.out_open or target.mid_frame_out):
+                end, out, frames = source.reader.take_simple(data)
+                if frames:
+                    source.frames += frames
+                    source.messages += frames
+                    if end == len(data):  # the usual read of small messages
+                        out = data if out is None else out
+                        writer.bytes_sent += len(out)
+                        return out
+                    writer.send_raw(memoryview(data)[:end] if out is None else out)
+                    wire = memoryview(data)[end:]
+            wire = self._stream_quiet(source, target, wire)
+            if not wire:
+                single = writer.take_single()
+                return self._take() if single is None else single
+            data = bytes(wire)
         if (
             self._whole
             and source.pending is None
@@ -213,6 +217,49 @@ class Relay(CloseHandshake, HookSeam):
                 # handled, forwarded and recorded before the next is inflated.
                 self._handle(source, target, reader.receive_data(b""))
         return self._take()
+
+    def _stream_quiet(self, source: Leg, target: Leg, data: Wire) -> Wire:
+        """The shortcut of a quiet relay for large binary frames (over ``STREAM_THRESHOLD``):
+        their headers (``start_streamed``) and payloads (``take_payload``) go to ``target`` as
+        they come, with the runs of simple frames between them, and no reader events; what
+        ``_forward_chunk`` would send, as ``FrameWriter.start_frame`` and ``payload_out``
+        make it. Returns the rest of ``data``, from the first byte the shortcut leaves to the
+        general path."""
+        reader, writer = source.reader, target.writer
+        while data:
+            if target.mid_frame_out:
+                taken = reader.take_payload(data)
+                if taken is None:
+                    break  # text, checked as it streams
+                piece, key, _, frame_end, fin = taken
+                writer.send_raw(writer.payload_out(piece, key))
+                data = data[len(piece) :]
+                if frame_end:
+                    target.mid_frame_out = False
+                    if fin:
+                        source.messages += 1
+                        self._message_out(target)  # what was injected meanwhile: after it
+                    else:
+                        target.out_open = True
+                continue
+            if target.out_open:
+                break  # a fragmented message goes on the general way
+            end, out, frames = reader.take_simple(data)
+            if frames:
+                source.frames += frames
+                source.messages += frames
+                writer.send_raw(data[:end] if out is None else out)
+                data = data[end:]
+            started = reader.start_streamed(data, STREAM_THRESHOLD)
+            if started is None:
+                break
+            header, fin, length = started
+            source.frames += 1
+            source.stream_started = True
+            writer.start_frame(Opcode.BINARY, fin, 0, length)
+            target.mid_frame_out = True
+            data = data[header:]
+        return data
 
     def _relay_recorded(self, source: Leg, target: Leg, data: bytes) -> bytes:
         """The fast path for recorded frames: the run of simple frames at the start of

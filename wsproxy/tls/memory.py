@@ -79,7 +79,7 @@ class TLSLayer:
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    def encrypt(self, data: bytes) -> bytes:
+    def encrypt(self, data: bytes | memoryview) -> bytes:
         self.sslobj.write(data)
         return self.outgoing.read()
 
