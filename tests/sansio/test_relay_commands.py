@@ -302,6 +302,16 @@ def test_a_held_message_for_a_peer_closed_meanwhile_is_dropped_by_the_proxy() ->
     assert b.done(CLIENT) == [rec(CLIENT, TEXT, b"slow", verdict="dropped", by="proxy")]
 
 
+def test_each_frame_of_a_held_message_dropped_by_the_proxy_keeps_its_opcode() -> None:
+    b = Book(want_messages=True, records=True)
+    b.client(Wire(TEXT, b"sl", fin=False), Wire(CONT, b"ow"))
+    b.close(None, 1001, "shutdown")
+    assert b.done(CLIENT) == [
+        rec(CLIENT, TEXT, b"sl", fin=False, verdict="dropped", by="proxy"),
+        rec(CLIENT, CONT, b"ow", message_opcode=TEXT, verdict="dropped", by="proxy"),
+    ]
+
+
 # --- frame hooks -----------------------------------------------------------------------------
 
 
@@ -366,9 +376,9 @@ def test_the_last_frame_dropped_after_the_first_went_ends_the_message_empty() ->
     b.client(Wire(TEXT, b"Hel", fin=False), Wire(CONT, b"lo"))
     b.done(CLIENT)
     b.frame(CLIENT, "cut").drop()
-    # The record of the dropped frame names the message's opcode (the frame's is not kept).
+    # The record of the dropped frame has its opcode as it came: a continuation of a text.
     assert b.done(CLIENT) == [
-        rec(CLIENT, TEXT, b"lo", verdict="dropped", by="cut"),
+        rec(CLIENT, CONT, b"lo", message_opcode=TEXT, verdict="dropped", by="cut"),
         rec(CLIENT, CONT, b"", message_opcode=TEXT, verdict="modified", by="cut"),
         Sent(SERVER, Wire(CONT, b"")),
     ]

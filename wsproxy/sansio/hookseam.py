@@ -52,6 +52,7 @@ class OutFrame:
     verdict: str = "forwarded"
     by: str | None = None
     original: bytes | None = None
+    first: bool = True  # the message's first frame as received (later ones came as CONTINUATION)
 
 
 class HookSeam:
@@ -217,6 +218,7 @@ class HookSeam:
             verdict="modified" if frame.modified else "forwarded",
             by=frame.dropped_by or frame.modified_by,
             original=frame.original_payload if frame.modified else None,
+            first=frame.opcode != Opcode.CONTINUATION,
         )
         self._emit(source, target, out)
         if frame.fin:
@@ -301,6 +303,7 @@ class HookSeam:
                 position += size
                 wire = wire if message.compressed else piece
                 out = OutFrame(message.opcode, piece, fin, message.compressed, wire, rsv, raw=True)
+                out.first = index == 0
                 self._emit(source, target, out)
             return
         if message.modified and message.compressed and source.context_takeover:
@@ -321,6 +324,7 @@ class HookSeam:
                 verdict=verdict,
                 by=message.modified_by,
                 original=original if index == 0 else None,
+                first=index == 0,
             )
             self._emit(source, target, out)
 

@@ -561,7 +561,8 @@ class Relay(CloseHandshake, HookSeam):
         if closing or out.drop:
             # Dropped by a plugin, or by the proxy because the target is already closing.
             if self._records:
-                record = _out_record(source.side, out, out.message_opcode, out.rsv, len(out.wire))
+                opcode = out.message_opcode if out.first else Opcode.CONTINUATION  # as it came
+                record = _out_record(source.side, out, opcode, out.rsv, len(out.wire))
                 record.verdict, record.by = "dropped", "proxy" if closing else out.by
                 record.original = None
                 self._record(record)
