@@ -69,8 +69,8 @@ from wsproxy.sansio.records import (
     utf8_boundary,
     whole_record,
 )
+from wsproxy.sansio.shortcuts import STREAM_THRESHOLD, Shortcuts
 
-STREAM_THRESHOLD = 64 * 1024
 # How long the upstream may go on answering a failed client before the proxy closes it: an
 # echo server answers on loopback within milliseconds; the delay only runs after an error.
 ERROR_GRACE = 0.25
@@ -97,7 +97,7 @@ class RelayConfig:
     full_payload_limit: int | None = None
 
 
-class Relay(CloseHandshake, HookSeam):
+class Relay(CloseHandshake, HookSeam, Shortcuts):
     """The sans-I/O heart of one proxied WebSocket."""
 
     def __init__(self, config: RelayConfig) -> None:
@@ -217,68 +217,6 @@ class Relay(CloseHandshake, HookSeam):
                 # handled, forwarded and recorded before the next is inflated.
                 self._handle(source, target, reader.receive_data(b""))
         return self._take()
-
-    def _stream_quiet(self, source: Leg, target: Leg, data: Wire) -> Wire:
-        """The shortcut of a quiet relay for large binary frames (over ``STREAM_THRESHOLD``):
-        their headers (``start_streamed``) and payloads (``take_payload``) go to ``target`` as
-        they come, with the runs of simple frames between them, and no reader events; what
-        ``_forward_chunk`` would send, as ``FrameWriter.start_frame`` and ``payload_out``
-        make it. Returns the rest of ``data``, from the first byte the shortcut leaves to the
-        general path."""
-        reader, writer = source.reader, target.writer
-        while data:
-            if target.mid_frame_out:
-                taken = reader.take_payload(data)
-                if taken is None:
-                    break  # text, checked as it streams
-                piece, key, _, frame_end, fin = taken
-                writer.send_raw(writer.payload_out(piece, key))
-                data = data[len(piece) :]
-                if frame_end:
-                    target.mid_frame_out = False
-                    if fin:
-                        source.messages += 1
-                        self._message_out(target)  # what was injected meanwhile: after it
-                    else:
-                        target.out_open = True
-                continue
-            if target.out_open:
-                break  # a fragmented message goes on the general way
-            end, out, frames = reader.take_simple(data)
-            if frames:
-                source.frames += frames
-                source.messages += frames
-                writer.send_raw(data[:end] if out is None else out)
-                data = data[end:]
-            started = reader.start_streamed(data, STREAM_THRESHOLD)
-            if started is None:
-                break
-            header, fin, length = started
-            source.frames += 1
-            source.stream_started = True
-            writer.start_frame(Opcode.BINARY, fin, 0, length)
-            target.mid_frame_out = True
-            data = data[header:]
-        return data
-
-    def _relay_recorded(self, source: Leg, target: Leg, data: bytes) -> bytes:
-        """The fast path for recorded frames: the run of simple frames at the start of
-        ``data`` goes to ``target`` with one record each, built as ``_forward_chunk`` would
-        build it (see ``fastpath``); returns the rest of ``data``, for the general path."""
-        end, out, frames = source.reader.take_simple_recorded(data, self._keep)
-        if not frames:
-            return data
-        source.frames += len(frames)
-        source.messages += len(frames)
-        side = source.side
-        append = self._out.append
-        for opcode, length, payload in frames:
-            # A whole, final, unextended, uncompressed frame: its own message, forwarded.
-            append(Record(FrameRecord(side, opcode, True, 0, length, payload, False, opcode)))
-        if out is None:
-            out = data if end == len(data) else data[:end]
-        target.writer.send_raw(out)
-        return data[end:]
 
     def receive_eof(self, side: Side, reason: str = "") -> list[Command]:
         """``side``'s peer closed or reset its TCP connection."""
