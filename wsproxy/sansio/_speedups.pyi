@@ -1,5 +1,7 @@
 """Type stub for the C extension built from _speedups.c (contracts: masking.py, fastpath.py)."""
 
+from collections.abc import Callable
+
 def mask(buffer: bytearray | memoryview, key: bytes, offset: int = 0, /) -> None: ...
 def mask_copy(data: bytes | bytearray | memoryview, key: bytes, offset: int = 0, /) -> bytes: ...
 def relay_frames(
@@ -21,3 +23,14 @@ def relay_frames_recorded(
     keep: int,
     /,
 ) -> tuple[int, bytes | None, int, list[tuple[int, int, bytes]]]: ...
+def relay_deflated(
+    data: bytes | bytearray | memoryview,
+    masked: bool,
+    max_frame: int,
+    max_message: int,
+    keys: bytes,
+    key_pos: int,
+    inflate: Callable[[bytes], bytes],
+    max_compressed: int,
+    /,
+) -> tuple[int, bytes | None, int, int, tuple[int, str] | BaseException | None]: ...

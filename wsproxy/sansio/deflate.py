@@ -373,8 +373,7 @@ class Inflater:
             if self._restarts > MAX_BFINAL_PER_MESSAGE:
                 raise ProtocolError("too many DEFLATE streams in one message", 1009)
             self._input = self._decoder.unused_data
-            window = bytes(self._window[-32768:])
-            self._decoder = zlib.decompressobj(wbits=_INFLATE_WBITS, zdict=window)
+            self._decoder = zlib.decompressobj(wbits=_INFLATE_WBITS, zdict=self._recent())
             self._full = False
         return out
 
@@ -394,6 +393,49 @@ class Inflater:
         """``feed(data) + end_message()`` for a message held whole."""
         out = self.feed(data)
         return out + self.end_message()
+
+    def inflate_message(self, payload_and_tail: bytes) -> bytes:
+        """A whole message in one call, for the fast path (``fastpath.relay_deflated``): its
+        payload with the tail of RFC 7692 section 7.2.2 already appended (``b""`` for an empty
+        payload), between messages, and short enough (``most_compressed``) that its content can
+        neither exceed the limit nor fill a piece. What ``decompress`` does, in one zlib call.
+        """
+        if not payload_and_tail:
+            self._finish()
+            return b""
+        decoder = self._decoder
+        try:
+            out = decoder.decompress(payload_and_tail)
+        except zlib.error as exc:
+            raise ProtocolError(f"invalid permessage-deflate data: {exc}", 1007) from exc
+        self._size = len(out)
+        if self._limit is not None and self._size > self._limit:  # not with most_compressed
+            raise ProtocolError(f"message inflates beyond {self._limit} bytes", 1009)
+        if decoder.eof:
+            # A BFINAL block (section 7.2.3.4): the rest goes to a new decoder, as in resume.
+            self._remember(out)
+            self._restarts = 1
+            self._input = decoder.unused_data
+            self._decoder = zlib.decompressobj(wbits=_INFLATE_WBITS, zdict=self._recent())
+            self._full = False
+            pieces = [out]
+            while self.pending:
+                pieces.append(self.resume())
+            out = b"".join(pieces)
+        else:
+            self._remember(out)
+        self._finish()
+        return out
+
+    def most_compressed(self) -> int:
+        """The longest payload ``inflate_message`` takes: DEFLATE expands at most 1032 times
+        (a 258-byte match in 2 bits, RFC 1951), so its content, tail included, stays below both
+        the message limit and ``INFLATE_PIECE``."""
+        most = INFLATE_PIECE if self._limit is None else min(INFLATE_PIECE, self._limit + 1)
+        return max((most - 1) // 1032 - len(_TAIL), 0)
+
+    def _recent(self) -> bytes:
+        return bytes(self._window[-32768:])
 
     def _finish(self) -> None:
         self._size = 0

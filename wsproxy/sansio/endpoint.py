@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from wsproxy.sansio.errors import ProtocolError
-from wsproxy.sansio.fastpath import MASK_KEYS, Buffer, relay_frames, relay_frames_recorded
+from wsproxy.sansio.fastpath import (
+    MASK_KEYS,
+    Buffer,
+    relay_deflated,
+    relay_frames,
+    relay_frames_recorded,
+)
 from wsproxy.sansio.frames import (
     FIN,
     KNOWN_OPCODES,
@@ -52,6 +58,10 @@ class MessageInflater(Protocol):
     def resume(self) -> bytes: ...
 
     def end_message(self) -> bytes: ...
+
+    def inflate_message(self, payload_and_tail: bytes) -> bytes: ...
+
+    def most_compressed(self) -> int: ...
 
 
 # A compressed piece may inflate to far more than it is (1032 times at most, RFC 1951): one
@@ -137,6 +147,7 @@ class FrameReader:
         "_opcode",
         "_remaining",
         "_rsv",
+        "_unreported",
         "_utf8",
         "bytes_received",
         "failed",
@@ -157,6 +168,9 @@ class FrameReader:
         # re-masks them with one XOR instead of unmasking and masking again.
         self.keep_binary_masked = False
         self.failed: Violation | None = None
+        # The fast path failed the reader (a compressed frame it inflated): receive_data
+        # reports ``failed`` once, as the event it would have made itself.
+        self._unreported = False
         self.bytes_received = 0
         self._buffer = bytearray()
         # The frame being read: its header fields, and how much payload is still to come.
@@ -198,6 +212,44 @@ class FrameReader:
             return end, out, position, frames
 
         return self._with_keys(data, run)
+
+    def take_deflated(self, data: bytes) -> tuple[int, bytes | None, int]:
+        """``take_simple`` for a connection with permessage-deflate
+        (``fastpath.relay_deflated``): whole compressed messages too, inflated by
+        ``inflater`` (its context carries on) and forwarded as they came. When one of them
+        fails (invalid DEFLATE data or UTF-8, a limit), the reader is failed there and the
+        next ``receive_data`` reports it."""
+        inflater = self.inflater
+        if inflater is None or not self._at_rest:
+            return 0, None, 0
+        limits = self.max_frame_size, self.max_message_size
+        inflate, most = inflater.inflate_message, inflater.most_compressed()
+        errors: list[tuple[int, str] | BaseException] = []
+
+        def run(view: Buffer, block: bytes, position: int) -> tuple[int, bytes | None, int, int]:
+            if errors:
+                return 0, None, position, 0  # stopped for good at the failed frame
+            end, out, frames, position, error = relay_deflated(
+                view, self.masked, *limits, block, position, inflate, most
+            )
+            if error is not None:
+                errors.append(error)
+            return end, out, position, frames
+
+        result = self._with_keys(data, run)
+        if errors:
+            self._fail_from_fast_path(errors[0])
+        return result
+
+    def _fail_from_fast_path(self, error: tuple[int, str] | BaseException) -> None:
+        if isinstance(error, tuple):
+            code, reason = error
+        elif isinstance(error, ProtocolError):
+            code, reason = error.code, error.reason
+        else:
+            raise error
+        self.failed = Violation(code, reason)
+        self._unreported = True
 
     def take_simple_recorded(
         self, data: bytes, keep: int
@@ -263,7 +315,11 @@ class FrameReader:
         again (``receive_data(b"")`` if nothing new came) until ``pending`` is unset.
         """
         if self.failed is not None:
-            return []
+            if not self._unreported:
+                return []
+            self._unreported = False
+            self.bytes_received += len(data)
+            return [self.failed]
         self.bytes_received += len(data)
         self.pending = False
         events: list[Event] = []

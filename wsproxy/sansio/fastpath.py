@@ -25,6 +25,18 @@ counts): it returns ``(end, out, key_pos, frames)``, ``frames`` one ``(opcode, l
 payload)`` per frame relayed, ``payload`` the first ``keep`` bytes of its content in the clear
 (all of it when ``keep`` is negative). The records are built from that alone, with no reader
 events in between.
+
+``relay_deflated(data, masked, max_frame, max_message, keys, key_pos, inflate, max_compressed)``
+is ``relay_frames`` for a connection with permessage-deflate (RFC 7692): it also relays whole,
+final, compressed (RSV1) text and binary frames of at most ``max_compressed`` bytes, whatever
+they inflate to being within what the caller allows (``max_compressed`` is chosen so). Each
+such payload, unmasked and with the four tail bytes of section 7.2.2 appended (``b""`` when
+empty), goes to ``inflate``, which keeps the running context (context takeover) and returns the
+message's content; a text message's content must be UTF-8. The compressed bytes go on as they
+came, client frames re-masked: nothing is recompressed. It returns ``(end, out, frames,
+key_pos, error)``; ``error`` is None, or what stopped the run at ``data[end:]`` after
+``inflate`` was fed that frame, so the connection must fail with it: the exception ``inflate``
+raised, or ``(1007, reason)`` for a content that is not UTF-8.
 """
 
 from __future__ import annotations
@@ -41,7 +53,15 @@ RelayFramesRecorded = Callable[
     tuple[int, bytes | None, int, list[tuple[int, int, bytes]]],
 ]
 
+RelayDeflated = Callable[
+    [Buffer, bool, int, int, bytes, int, Callable[[bytes], bytes], int],
+    tuple[int, bytes | None, int, int, tuple[int, str] | BaseException | None],
+]
+
 _SIMPLE_FIRST_BYTES = (0x81, 0x82)  # FIN, no RSV bits, text or binary
+_COMPRESSED_FIRST_BYTES = (0xC1, 0xC2)  # the same with RSV1: permessage-deflate
+_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 7.2.2
+UTF8_ERROR = (1007, "invalid UTF-8 in a text message")
 
 
 def relay_frames_py(
@@ -120,13 +140,71 @@ def relay_frames_recorded_py(
     return position, b"".join(out), key_pos, records
 
 
-def _simple_frame(data: bytes, position: int, masked: bool, limit: int) -> tuple[int, int] | None:
+def relay_deflated_py(
+    data: Buffer,
+    masked: bool,
+    max_frame: int,
+    max_message: int,
+    keys: bytes,
+    key_pos: int,
+    inflate: Callable[[bytes], bytes],
+    max_compressed: int,
+) -> tuple[int, bytes | None, int, int, tuple[int, str] | BaseException | None]:
+    """The pure-Python twin of ``_speedups.relay_deflated`` (see the module doc)."""
+    if key_pos < 0:
+        raise ValueError("relay_deflated() key_pos must not be negative")
+    data = bytes(data)
+    limits = min(max_frame, max_message), min(max_frame, max_compressed)
+    position = 0
+    frames = 0
+    out: list[bytes] = []
+    error: tuple[int, str] | BaseException | None = None
+    while position < len(data):
+        compressed = data[position] in _COMPRESSED_FIRST_BYTES
+        bounds = _simple_frame(data, position, masked, limits[compressed], compressed)
+        if bounds is None:
+            break
+        start, end = bounds
+        if masked and key_pos + 4 > len(keys):
+            break
+        body = bytearray(data[start:end])
+        if masked:
+            masking.mask(body, data[start - 4 : start], 0)
+        text = data[position] & 0x0F == 0x1
+        if compressed:
+            try:
+                content = inflate(bytes(body) + _TAIL if body else b"")
+            except Exception as exc:  # the caller fails the connection with it
+                error = exc
+                break
+            if text and not _valid_utf8(content):
+                error = UTF8_ERROR
+                break
+        elif text and not _valid_utf8(body):
+            break
+        if masked:
+            key = keys[key_pos : key_pos + 4]
+            masking.mask(body, key, 0)
+            key_pos += 4
+            out += (data[position : start - 4], key, bytes(body))
+        position = end
+        frames += 1
+    if not masked or position == 0:
+        return position, None, frames, key_pos, error
+    return position, b"".join(out), frames, key_pos, error
+
+
+def _simple_frame(
+    data: bytes, position: int, masked: bool, limit: int, compressed: bool = False
+) -> tuple[int, int] | None:
     """Where the payload of the frame at ``position`` starts and ends, when it is a whole,
-    final, unextended text or binary frame within ``limit`` in its shortest form; else None."""
+    final, unextended (``compressed``: RSV1 alone) text or binary frame within ``limit`` in
+    its shortest form; else None."""
     available = len(data) - position
     if available < 2:
         return None
-    if data[position] not in _SIMPLE_FIRST_BYTES or bool(data[position + 1] & 0x80) != masked:
+    first = _COMPRESSED_FIRST_BYTES if compressed else _SIMPLE_FIRST_BYTES
+    if data[position] not in first or bool(data[position + 1] & 0x80) != masked:
         return None
     length = data[position + 1] & 0x7F
     header = 2
@@ -171,6 +249,15 @@ except ImportError:  # pragma: no cover - built without a compiler (as the one a
 
 relay_frames_recorded: RelayFramesRecorded = (
     relay_frames_recorded_c if relay_frames_recorded_c is not None else relay_frames_recorded_py
+)
+relay_deflated_c: RelayDeflated | None
+try:
+    from wsproxy.sansio._speedups import relay_deflated as relay_deflated_c
+except ImportError:  # pragma: no cover - built without a compiler (as the one above)
+    relay_deflated_c = None
+
+relay_deflated: RelayDeflated = (
+    relay_deflated_c if relay_deflated_c is not None else relay_deflated_py
 )
 IMPLEMENTATION = "c" if relay_frames_c is not None else "python"
 

@@ -179,7 +179,11 @@ class Relay(CloseHandshake, HookSeam):
             and target.state is LegState.OPEN
             and not (target.out_open or target.mid_frame_out)
         ):
-            end, out, frames = source.reader.take_simple(data)
+            reader = source.reader
+            if reader.inflater is None:
+                end, out, frames = reader.take_simple(data)
+            else:
+                end, out, frames = reader.take_deflated(data)
             if frames:
                 source.frames += frames
                 source.messages += frames
