@@ -408,24 +408,38 @@ class Inflater:
             out = decoder.decompress(payload_and_tail)
         except zlib.error as exc:
             raise ProtocolError(f"invalid permessage-deflate data: {exc}", 1007) from exc
-        self._size = len(out)
-        if self._limit is not None and self._size > self._limit:  # not with most_compressed
-            raise ProtocolError(f"message inflates beyond {self._limit} bytes", 1009)
+        limit = self._limit
+        if limit is not None and len(out) > limit:  # not with most_compressed's bound
+            raise ProtocolError(f"message inflates beyond {limit} bytes", 1009)
         if decoder.eof:
-            # A BFINAL block (section 7.2.3.4): the rest goes to a new decoder, as in resume.
-            self._remember(out)
-            self._restarts = 1
-            self._input = decoder.unused_data
-            self._decoder = zlib.decompressobj(wbits=_INFLATE_WBITS, zdict=self._recent())
-            self._full = False
-            pieces = [out]
-            while self.pending:
-                pieces.append(self.resume())
-            out = b"".join(pieces)
+            return self._after_final_block(out)
+        # _remember and _finish, inlined: this runs for every small message.
+        window = self._window
+        if len(out) >= 32768:
+            window[:] = out[-32768:]
         else:
-            self._remember(out)
-        self._finish()
+            window += out
+            if len(window) > 65536:
+                del window[:-32768]
+        if self._reset_each_message:
+            self._decoder = zlib.decompressobj(wbits=_INFLATE_WBITS)
+            window.clear()
         return out
+
+    def _after_final_block(self, out: bytes) -> bytes:
+        """``inflate_message`` past a BFINAL block (section 7.2.3.4): the rest of the input
+        goes to a new decoder primed with the window, as in ``resume``."""
+        self._size = len(out)
+        self._remember(out)
+        self._restarts = 1
+        self._input = self._decoder.unused_data
+        self._decoder = zlib.decompressobj(wbits=_INFLATE_WBITS, zdict=self._recent())
+        self._full = False
+        pieces = [out]
+        while self.pending:
+            pieces.append(self.resume())
+        self._finish()
+        return b"".join(pieces)
 
     def most_compressed(self) -> int:
         """The longest payload ``inflate_message`` takes: DEFLATE expands at most 1032 times
