@@ -149,12 +149,16 @@ def test_the_run_stops_before_anything_else_uninflated(relay: RelayDeflated, sto
 @pytest.mark.parametrize("relay", IMPLEMENTATIONS)
 def test_limits_apply_to_each_kind(relay: RelayDeflated) -> None:
     packed = compressed([b"a" * 50])[0]
-    data = server_bytes(Wire(BINARY, packed, rsv=RSV1), Wire(BINARY, bytes(20)))
+    data = server_bytes(Wire(BINARY, packed, rsv=RSV1), Wire(BINARY, bytes(60)))
     first = 2 + len(packed)
-    # max_frame bounds both; max_message only the plain one; max_compressed the other.
+    # max_frame bounds both kinds on the wire; max_message the plain one; max_compressed the
+    # compressed one, whose content max_message bounds too.
     assert relay(data, False, len(packed), BIG, KEYS, 0, spy(False), BIG)[:3] == (first, None, 1)
-    assert relay(data, False, BIG, 19, KEYS, 0, spy(False), BIG)[:3] == (first, None, 1)
+    assert relay(data, False, BIG, 50, KEYS, 0, spy(False), BIG)[:3] == (first, None, 1)
     assert relay(data, False, BIG, BIG, KEYS, 0, spy(False), len(packed) - 1)[:3] == (0, None, 0)
+    # A caller whose max_compressed lets more through than the limit: the limit still holds.
+    end, _, count, _, error = relay(data, False, BIG, 49, KEYS, 0, spy(False), BIG)
+    assert (end, count, error) == (0, 0, (1009, "message inflates beyond 49 bytes"))
 
 
 @pytest.mark.parametrize("relay", IMPLEMENTATIONS)
@@ -389,13 +393,89 @@ def test_an_unexpected_error_of_inflate_is_not_swallowed(monkeypatch: pytest.Mon
     def broken(payload: bytes) -> bytes:
         raise KeyError("a bug")
 
-    monkeypatch.setattr(inflater, "inflate_message", broken)
+    monkeypatch.setattr(inflater, "fast_inflate", lambda: broken)
     reader.inflater = inflater
     with pytest.raises(KeyError):
         reader.take_deflated(server_bytes(Wire(TEXT, b"\x00", rsv=RSV1)))
     assert FrameReader(masked=False, max_frame_size=1, max_message_size=1).take_deflated(
         b"\x81\x00"
     ) == (0, None, 0)
+
+
+# --- the direct form: (decoder, window, after_final) ---------------------------------------------
+
+
+@pytest.mark.parametrize("relay", IMPLEMENTATIONS)
+def test_the_direct_form_inflates_and_keeps_the_window(relay: RelayDeflated) -> None:
+    messages = [b"x" * 40_000, b"small", b"y" * 30_000, b"z" * 30_000, b"tail"]
+    data = server_bytes(*(Wire(BINARY, p, rsv=RSV1) for p in compressed(messages)))
+    fast, slow = Inflater(DEFAULTS, True, BIG), Inflater(DEFAULTS, True, BIG)
+    inflate = fast.fast_inflate()
+    assert isinstance(inflate, tuple)
+    assert relay(data, False, BIG, BIG, KEYS, 0, inflate, 1000) == (len(data), None, 5, 0, None)
+    for payload in compressed(messages):
+        slow.decompress(payload)
+    assert bytes(fast._window[-32768:]) == bytes(slow._window[-32768:])
+    assert len(fast._window) <= 65536
+
+
+@pytest.mark.parametrize("relay", IMPLEMENTATIONS)
+def test_the_direct_form_stops_after_a_final_block(relay: RelayDeflated) -> None:
+    first = zlib.compressobj(wbits=-15)
+    ended = first.compress(b"shared window text") + first.flush(zlib.Z_FINISH) + b"\x00"
+    nxt = zlib.compressobj(wbits=-15, zdict=b"shared window text")
+    second = (nxt.compress(b"shared window text!") + nxt.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    head = server_bytes(Wire(TEXT, ended, rsv=RSV1))
+    data = head + server_bytes(Wire(TEXT, second, rsv=RSV1))
+    inflater = Inflater(DEFAULTS, False, BIG)
+    assert relay(data, False, BIG, BIG, KEYS, 0, inflater.fast_inflate(), BIG) == (
+        len(head),
+        None,
+        1,
+        0,
+        None,
+    )
+    # Asked anew, the inflater's new decoder goes on from the restart.
+    rest = data[len(head) :]
+    assert relay(rest, False, BIG, BIG, KEYS, 0, inflater.fast_inflate(), BIG)[2:] == (1, 0, None)
+
+
+@pytest.mark.parametrize("relay", IMPLEMENTATIONS)
+def test_the_direct_form_reports_what_zlib_raises(relay: RelayDeflated) -> None:
+    inflater = Inflater(DEFAULTS, False, BIG)
+    data = server_bytes(Wire(BINARY, b"\xff\xff\xff", rsv=RSV1))
+    end, _, count, _, error = relay(data, False, BIG, BIG, KEYS, 0, inflater.fast_inflate(), BIG)
+    assert (end, count) == (0, 0) and isinstance(error, zlib.error)
+    failure = inflater.failure(error)
+    assert failure.code == 1007 and failure.reason.startswith("invalid permessage-deflate data")
+    assert inflater.failure(failure) is failure
+    with pytest.raises(KeyError):
+        inflater.failure(KeyError("a bug"))
+
+
+def test_without_context_takeover_the_fast_path_calls_inflate_message() -> None:
+    params = DeflateParams(server_no_context_takeover=True)
+    inflater = Inflater(params, False, BIG)
+    assert inflater.fast_inflate() == inflater.inflate_message
+    assert isinstance(Inflater(params, True, BIG).fast_inflate(), tuple)
+
+
+def test_the_c_one_checks_the_direct_form() -> None:
+    c = fastpath.relay_deflated_c
+    if c is None:
+        pytest.skip("wsproxy.sansio._speedups is not built")
+    decoder = zlib.decompressobj(wbits=-15)
+    with pytest.raises(TypeError, match="callable or"):
+        c(b"", False, BIG, BIG, KEYS, 0, (decoder, b"not a bytearray", bytes), BIG)  # type: ignore[arg-type]
+    ended = zlib.compressobj(wbits=-15)
+    final = ended.compress(b"x") + ended.flush(zlib.Z_FINISH)
+    data = server_bytes(Wire(BINARY, final, rsv=RSV1))
+
+    def not_bytes(content: bytes) -> Any:
+        return bytearray(content)
+
+    end, _, _, _, error = c(data, False, BIG, BIG, KEYS, 0, (decoder, bytearray(), not_bytes), BIG)
+    assert end == 0 and isinstance(error, TypeError)
 
 
 def test_inflate_message_keeps_the_window_as_resume_does() -> None:

@@ -466,6 +466,58 @@ done:
  * with it: the inflater's context has moved past that frame. */
 static const char UTF8_REASON[] = "invalid UTF-8 in a text message";
 
+/* After decoder.decompress gave *content: 1 when the decoder reached a BFINAL block, *content
+ * then replaced by after_final(*content); else 0, the content added to the window, which keeps
+ * the last 32 KiB of output and at most 64 KiB (Inflater._remember); -1 with an exception. */
+static int
+eof_or_keep(PyObject *decoder, PyObject *eof_name, PyObject *window, PyObject **content,
+            PyObject *after_final)
+{
+    PyObject *eof = PyObject_GetAttr(decoder, eof_name);
+    if (eof == NULL) {
+        return -1;
+    }
+    int ended = PyObject_IsTrue(eof);
+    Py_DECREF(eof);
+    if (ended < 0) {
+        return -1;
+    }
+    if (ended) {
+        PyObject *whole = PyObject_CallOneArg(after_final, *content);
+        Py_SETREF(*content, whole);
+        if (whole == NULL) {
+            return -1;
+        }
+        if (!PyBytes_Check(whole)) {
+            PyErr_SetString(PyExc_TypeError, "relay_deflated() after_final must return bytes");
+            return -1;
+        }
+        return 1;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(*content);
+    const char *bytes = PyBytes_AS_STRING(*content);
+    Py_ssize_t kept = PyByteArray_GET_SIZE(window);
+    if (size >= 32768) {
+        if (PyByteArray_Resize(window, 32768) < 0) {
+            return -1;
+        }
+        memcpy(PyByteArray_AS_STRING(window), bytes + size - 32768, 32768);
+        return 0;
+    }
+    if (PyByteArray_Resize(window, kept + size) < 0) {
+        return -1;
+    }
+    char *start = PyByteArray_AS_STRING(window);
+    memcpy(start + kept, bytes, (size_t)size);
+    if (kept + size > 65536) {
+        memmove(start, start + kept + size - 32768, 32768);
+        if (PyByteArray_Resize(window, 32768) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static PyObject *
 relay_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -498,18 +550,44 @@ relay_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "relay_deflated() key_pos must not be negative");
         return NULL;
     }
-    PyObject *inflate = args[6];
     unsigned long long max_compressed = PyLong_AsUnsignedLongLong(args[7]);
     if (max_compressed == (unsigned long long)-1 && PyErr_Occurred()) {
         return NULL;
     }
+    PyObject *inflate = args[6], *decoder = NULL, *window = NULL, *after_final = NULL;
+    PyObject *decompress = NULL, *eof_name = NULL;
+    int direct = PyTuple_Check(inflate);
+    int stop_after = 0;
+    if (direct) {
+        if (PyTuple_GET_SIZE(inflate) != 3 || !PyByteArray_Check(PyTuple_GET_ITEM(inflate, 1))) {
+            PyErr_SetString(PyExc_TypeError,
+                            "relay_deflated() inflate must be a callable or "
+                            "(decoder, window bytearray, after_final)");
+            return NULL;
+        }
+        decoder = PyTuple_GET_ITEM(inflate, 0);
+        window = PyTuple_GET_ITEM(inflate, 1);
+        after_final = PyTuple_GET_ITEM(inflate, 2);
+        /* Looked up once a run: decoder.decompress, and the name of decoder.eof. */
+        decompress = PyObject_GetAttrString(decoder, "decompress");
+        eof_name = PyUnicode_InternFromString("eof");
+        if (decompress == NULL || eof_name == NULL) {
+            Py_XDECREF(decompress);
+            Py_XDECREF(eof_name);
+            return NULL;
+        }
+    }
     unsigned long long max_plain = max_frame < max_message ? max_frame : max_message;
     unsigned long long max_deflated = max_frame < max_compressed ? max_frame : max_compressed;
     if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+        Py_XDECREF(decompress);
+        Py_XDECREF(eof_name);
         return NULL;
     }
     if (PyObject_GetBuffer(args[4], &keys, PyBUF_SIMPLE) < 0) {
         PyBuffer_Release(&data);
+        Py_XDECREF(decompress);
+        Py_XDECREF(eof_name);
         return NULL;
     }
     const unsigned char *source = data.buf;
@@ -559,8 +637,15 @@ relay_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 memcpy(in, clear, (size_t)length);
                 memcpy(in + length, "\x00\x00\xff\xff", 4);
             }
-            PyObject *content = PyObject_CallOneArg(inflate, input);
+            PyObject *content = PyObject_CallOneArg(direct ? decompress : inflate, input);
             Py_DECREF(input);
+            int ended = 0; /* a BFINAL block: after_final finishes it, and the run stops */
+            if (content != NULL && direct) {
+                ended = eof_or_keep(decoder, eof_name, window, &content, after_final);
+                if (ended < 0) {
+                    Py_CLEAR(content);
+                }
+            }
             if (content == NULL) {
                 PyObject *type, *value, *traceback;
                 PyErr_Fetch(&type, &value, &traceback);
@@ -578,15 +663,29 @@ relay_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 PyErr_SetString(PyExc_TypeError, "relay_deflated() inflate must return bytes");
                 goto done;
             }
+            Py_ssize_t size = PyBytes_GET_SIZE(content);
             int valid = !text || valid_utf8((const unsigned char *)PyBytes_AS_STRING(content),
-                                            PyBytes_GET_SIZE(content));
+                                            size);
             Py_DECREF(content);
+            if ((unsigned long long)size > max_message) {
+                /* max_compressed rules this out; should a caller pass more, the limit holds. */
+                error = Py_BuildValue("(iN)", 1009,
+                                      PyUnicode_FromFormat("message inflates beyond %llu bytes",
+                                                           max_message));
+                if (error == NULL) {
+                    goto done;
+                }
+                break;
+            }
             if (!valid) {
                 error = Py_BuildValue("(is)", 1007, UTF8_REASON);
                 if (error == NULL) {
                     goto done;
                 }
                 break;
+            }
+            if (ended) {
+                stop_after = 1;
             }
         }
         else if (text && !valid_utf8(clear, (Py_ssize_t)length)) {
@@ -599,6 +698,9 @@ relay_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         position += header + (Py_ssize_t)length;
         frames++;
+        if (stop_after) {
+            break; /* the decoder was replaced: the caller asks for the new one */
+        }
     }
     if (masked) {
         if (position == 0) {
@@ -617,6 +719,8 @@ relay_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     out = NULL;
     error = NULL;
 done:
+    Py_XDECREF(decompress);
+    Py_XDECREF(eof_name);
     Py_XDECREF(out);
     Py_XDECREF(error);
     PyBuffer_Release(&keys);

@@ -1,6 +1,9 @@
 """Type stub for the C extension built from _speedups.c (contracts: masking.py, fastpath.py)."""
 
+import zlib
 from collections.abc import Callable
+
+_Inflate = Callable[[bytes], bytes] | tuple[zlib._Decompress, bytearray, Callable[[bytes], bytes]]
 
 def mask(buffer: bytearray | memoryview, key: bytes, offset: int = 0, /) -> None: ...
 def mask_copy(data: bytes | bytearray | memoryview, key: bytes, offset: int = 0, /) -> bytes: ...
@@ -30,7 +33,7 @@ def relay_deflated(
     max_message: int,
     keys: bytes,
     key_pos: int,
-    inflate: Callable[[bytes], bytes],
+    inflate: _Inflate,
     max_compressed: int,
     /,
 ) -> tuple[int, bytes | None, int, int, tuple[int, str] | BaseException | None]: ...

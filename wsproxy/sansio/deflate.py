@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from wsproxy.sansio.errors import HandshakeError, ProtocolError
@@ -41,6 +42,7 @@ __all__ = [
     "MAX_BFINAL_PER_MESSAGE",
     "DeflateParams",
     "Deflater",
+    "DirectInflate",
     "Inflater",
     "negotiate",
     "only_permessage_deflate",
@@ -75,6 +77,10 @@ _WINDOW_BITS_RE = re.compile(r"[1-9][0-9]?")
 # buffer, so whether a too-far reference fails would depend on how TCP and our max_length cut
 # the stream. Consistent leniency beats random failures; the cost is 32 KiB per direction.
 _INFLATE_WBITS = -15
+
+# What the fast path inflates with under context takeover (``Inflater.fast_inflate``): the
+# decoder, the window it keeps, and what finishes a message after a BFINAL block.
+DirectInflate = tuple["zlib._Decompress", bytearray, Callable[[bytes], bytes]]
 
 # Python's zlib (and zlib >= 1.2.9 underneath) refuses raw deflate with an 8-bit window
 # (madler/zlib#171; websockets and aiohttp therefore never compress with 8). A receiver that
@@ -407,7 +413,7 @@ class Inflater:
         try:
             out = decoder.decompress(payload_and_tail)
         except zlib.error as exc:
-            raise ProtocolError(f"invalid permessage-deflate data: {exc}", 1007) from exc
+            raise self.failure(exc) from exc
         limit = self._limit
         if limit is not None and len(out) > limit:  # not with most_compressed's bound
             raise ProtocolError(f"message inflates beyond {limit} bytes", 1009)
@@ -425,6 +431,26 @@ class Inflater:
             self._decoder = zlib.decompressobj(wbits=_INFLATE_WBITS)
             window.clear()
         return out
+
+    def fast_inflate(self) -> Callable[[bytes], bytes] | DirectInflate:
+        """What ``fastpath.relay_deflated`` inflates whole messages with: with context
+        takeover, the decoder itself, the window and what to do after a BFINAL block (the fast
+        path calls zlib and keeps the window without a Python call per message); without,
+        ``inflate_message`` (a fresh decoder per message). Asked anew for each run: a BFINAL
+        block replaces the decoder, and the run stops after that message."""
+        if self._reset_each_message:
+            return self.inflate_message
+        return self._decoder, self._window, self._after_final_block
+
+    @staticmethod
+    def failure(error: BaseException) -> ProtocolError:
+        """The connection's failure for what inflating raised: zlib's error is a 1007 (see the
+        class doc); a ProtocolError stays what it is; anything else is a bug, raised."""
+        if isinstance(error, zlib.error):
+            return ProtocolError(f"invalid permessage-deflate data: {error}", 1007)
+        if isinstance(error, ProtocolError):
+            return error
+        raise error
 
     def _after_final_block(self, out: bytes) -> bytes:
         """``inflate_message`` past a BFINAL block (section 7.2.3.4): the rest of the input
@@ -475,7 +501,7 @@ class Inflater:
         try:
             out = self._decoder.decompress(data, most)
         except zlib.error as exc:
-            raise ProtocolError(f"invalid permessage-deflate data: {exc}", 1007) from exc
+            raise self.failure(exc) from exc
         self._size += len(out)
         if limit is not None and self._size > limit:
             raise ProtocolError(f"message inflates beyond {limit} bytes", 1009)

@@ -22,6 +22,7 @@ from wsproxy.sansio.errors import ProtocolError
 from wsproxy.sansio.fastpath import (
     MASK_KEYS,
     Buffer,
+    Inflate,
     relay_deflated,
     relay_frames,
     relay_frames_recorded,
@@ -59,9 +60,11 @@ class MessageInflater(Protocol):
 
     def end_message(self) -> bytes: ...
 
-    def inflate_message(self, payload_and_tail: bytes) -> bytes: ...
+    def fast_inflate(self) -> Inflate: ...
 
     def most_compressed(self) -> int: ...
+
+    def failure(self, error: BaseException) -> ProtocolError: ...
 
 
 # A compressed piece may inflate to far more than it is (1032 times at most, RFC 1951): one
@@ -223,12 +226,13 @@ class FrameReader:
         if inflater is None or not self._at_rest:
             return 0, None, 0
         limits = self.max_frame_size, self.max_message_size
-        inflate, most = inflater.inflate_message, inflater.most_compressed()
+        most = inflater.most_compressed()
         errors: list[tuple[int, str] | BaseException] = []
 
         def run(view: Buffer, block: bytes, position: int) -> tuple[int, bytes | None, int, int]:
             if errors:
                 return 0, None, position, 0  # stopped for good at the failed frame
+            inflate = inflater.fast_inflate()  # anew: a BFINAL block replaces the decoder
             end, out, frames, position, error = relay_deflated(
                 view, self.masked, *limits, block, position, inflate, most
             )
@@ -238,18 +242,13 @@ class FrameReader:
 
         result = self._with_keys(data, run)
         if errors:
-            self._fail_from_fast_path(errors[0])
+            error = errors[0]
+            if isinstance(error, BaseException):
+                failure = inflater.failure(error)
+                error = failure.code, failure.reason
+            self.failed = Violation(*error)
+            self._unreported = True
         return result
-
-    def _fail_from_fast_path(self, error: tuple[int, str] | BaseException) -> None:
-        if isinstance(error, tuple):
-            code, reason = error
-        elif isinstance(error, ProtocolError):
-            code, reason = error.code, error.reason
-        else:
-            raise error
-        self.failed = Violation(code, reason)
-        self._unreported = True
 
     def take_simple_recorded(
         self, data: bytes, keep: int

@@ -32,16 +32,23 @@ final, compressed (RSV1) text and binary frames of at most ``max_compressed`` by
 they inflate to being within what the caller allows (``max_compressed`` is chosen so). Each
 such payload, unmasked and with the four tail bytes of section 7.2.2 appended (``b""`` when
 empty), goes to ``inflate``, which keeps the running context (context takeover) and returns the
-message's content; a text message's content must be UTF-8. The compressed bytes go on as they
-came, client frames re-masked: nothing is recompressed. It returns ``(end, out, frames,
-key_pos, error)``; ``error`` is None, or what stopped the run at ``data[end:]`` after
-``inflate`` was fed that frame, so the connection must fail with it: the exception ``inflate``
-raised, or ``(1007, reason)`` for a content that is not UTF-8.
+message's content; a text message's content must be UTF-8. ``inflate`` is a callable, or, so
+that no Python code runs per message, a tuple ``(decoder, window, after_final)``: the payload
+goes to ``decoder.decompress``, its content is added to ``window`` (a bytearray kept to the
+last 32 KiB of output and at most 64 KiB, for a restart after a BFINAL block), and when the
+decoder reached a BFINAL block, ``after_final(content)`` gives the message's whole content
+instead and the run stops after that frame (the decoder was replaced). The compressed bytes go
+on as they came, client frames re-masked: nothing is recompressed. It returns ``(end, out,
+frames, key_pos, error)``; ``error`` is None, or what stopped the run at ``data[end:]`` after
+``inflate`` was fed that frame, so the connection must fail with it: the exception inflating
+raised, ``(1007, reason)`` for a content that is not UTF-8, or ``(1009, reason)`` for one over
+``max_message`` (which a right ``max_compressed`` rules out).
 """
 
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Callable
 
 from wsproxy.sansio import masking
@@ -53,8 +60,11 @@ RelayFramesRecorded = Callable[
     tuple[int, bytes | None, int, list[tuple[int, int, bytes]]],
 ]
 
+# inflate: a callable (payload and tail -> content), or for context takeover the decoder, its
+# window and what finishes a message after a BFINAL block (deflate.Inflater.fast_inflate).
+Inflate = Callable[[bytes], bytes] | tuple["zlib._Decompress", bytearray, Callable[[bytes], bytes]]
 RelayDeflated = Callable[
-    [Buffer, bool, int, int, bytes, int, Callable[[bytes], bytes], int],
+    [Buffer, bool, int, int, bytes, int, Inflate, int],
     tuple[int, bytes | None, int, int, tuple[int, str] | BaseException | None],
 ]
 
@@ -147,7 +157,7 @@ def relay_deflated_py(
     max_message: int,
     keys: bytes,
     key_pos: int,
-    inflate: Callable[[bytes], bytes],
+    inflate: Inflate,
     max_compressed: int,
 ) -> tuple[int, bytes | None, int, int, tuple[int, str] | BaseException | None]:
     """The pure-Python twin of ``_speedups.relay_deflated`` (see the module doc)."""
@@ -171,11 +181,15 @@ def relay_deflated_py(
         if masked:
             masking.mask(body, data[start - 4 : start], 0)
         text = data[position] & 0x0F == 0x1
+        ended = False
         if compressed:
             try:
-                content = inflate(bytes(body) + _TAIL if body else b"")
+                content, ended = _inflate(inflate, bytes(body) + _TAIL if body else b"")
             except Exception as exc:  # the caller fails the connection with it
                 error = exc
+                break
+            if len(content) > max_message:  # ruled out by max_compressed; the limit holds
+                error = (1009, f"message inflates beyond {max_message} bytes")
                 break
             if text and not _valid_utf8(content):
                 error = UTF8_ERROR
@@ -189,9 +203,28 @@ def relay_deflated_py(
             out += (data[position : start - 4], key, bytes(body))
         position = end
         frames += 1
+        if ended:
+            break  # the decoder was replaced: the caller asks for the new one
     if not masked or position == 0:
         return position, None, frames, key_pos, error
     return position, b"".join(out), frames, key_pos, error
+
+
+def _inflate(inflate: Inflate, data: bytes) -> tuple[bytes, bool]:
+    """A message's content through ``inflate``, and whether a BFINAL block ended it."""
+    if not isinstance(inflate, tuple):
+        return inflate(data), False
+    decoder, window, after_final = inflate
+    content = decoder.decompress(data)
+    if decoder.eof:
+        return after_final(content), True
+    if len(content) >= 32768:
+        window[:] = content[-32768:]
+    else:
+        window += content
+        if len(window) > 65536:
+            del window[:-32768]
+    return content, False
 
 
 def _simple_frame(
