@@ -344,6 +344,10 @@ class Inflater:
         self._restarts = 0  # BFINAL blocks in the current message
         self._input = b""  # fed but not inflated yet (zlib's unconsumed tail)
         self._full = False  # the last call filled its piece: zlib may hold more output
+        most = (
+            INFLATE_PIECE if max_message_size is None else min(INFLATE_PIECE, max_message_size + 1)
+        )
+        self._most_compressed = max((most - 1) // 1032 - len(_TAIL), 0)
 
     @property
     def pending(self) -> bool:
@@ -471,8 +475,7 @@ class Inflater:
         """The longest payload ``inflate_message`` takes: DEFLATE expands at most 1032 times
         (a 258-byte match in 2 bits, RFC 1951), so its content, tail included, stays below both
         the message limit and ``INFLATE_PIECE``."""
-        most = INFLATE_PIECE if self._limit is None else min(INFLATE_PIECE, self._limit + 1)
-        return max((most - 1) // 1032 - len(_TAIL), 0)
+        return self._most_compressed
 
     def _recent(self) -> bytes:
         return bytes(self._window[-32768:])

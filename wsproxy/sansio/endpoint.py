@@ -44,6 +44,9 @@ from wsproxy.sansio.frames import (
     serialize_header,
 )
 
+# RFC 7692 7.2.2: what a receiver appends to a message's payload before inflating it.
+_TAIL = b"\x00\x00\xff\xff"
+
 # What one fast-path run finds besides its bytes: a count of frames, or their records.
 _Found = TypeVar("_Found", int, list[tuple[int, int, bytes]])
 
@@ -61,6 +64,8 @@ class MessageInflater(Protocol):
     def end_message(self) -> bytes: ...
 
     def fast_inflate(self) -> Inflate: ...
+
+    def inflate_message(self, payload_and_tail: bytes) -> bytes: ...
 
     def most_compressed(self) -> int: ...
 
@@ -470,16 +475,27 @@ class FrameReader:
         message_end = frame_end and self._fin
         content = piece
         if self._compressed:
-            assert self.inflater is not None
-            content = self.inflater.feed_piece(piece) if piece else b""
-            if self.inflater.pending:
+            inflater = self.inflater
+            assert inflater is not None
+            if (
+                frame_start
+                and message_end
+                and self._opcode != Opcode.CONTINUATION
+                and len(piece) <= inflater.most_compressed()
+            ):
+                # A whole one-frame message that cannot inflate past a piece or the limit
+                # (the plugins' and the log's usual case): one zlib call, tail included.
+                content = inflater.inflate_message(piece + _TAIL if piece else b"")
+                return self._data_chunk(piece, content, True, True, mask_key, offset)
+            content = inflater.feed_piece(piece) if piece else b""
+            if inflater.pending:
                 # More content comes from this piece (_inflate_more). The piece itself goes
                 # with its last content chunk, once all it inflates to has passed the checks
                 # (size limit, valid DEFLATE, UTF-8): a relay forwards nothing of it before.
                 self._inflating = (piece, frame_end, message_end)
                 return self._data_chunk(b"", content, frame_start, False, b"", 0)
             elif message_end:
-                content += self.inflater.end_message()
+                content += inflater.end_message()
         return self._data_chunk(piece, content, frame_start, frame_end, mask_key, offset)
 
     def _inflate_more(self, events: list[Event]) -> bool:
