@@ -1106,6 +1106,10 @@ async def amain(args: argparse.Namespace, opts: Options) -> int:
     scen_names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     tls_connect = "connect-tls" in scen_names
     scen_names = [s for s in scen_names if s != "connect-tls"]
+    if "deflate" in scen_names and "deflate-off" not in scen_names:
+        # deflate's figures mean something only next to its control (issue 16 target 3).
+        scen_names.insert(scen_names.index("deflate") + 1, "deflate-off")
+        log("deflate-off (deflate's uncompressed control) added to the scenarios")
     for s in scen_names:
         if s not in SCENARIOS:
             raise SystemExit(
