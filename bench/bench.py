@@ -63,8 +63,8 @@ MIB = 1024 * 1024
 CPUS = os.cpu_count() or 1
 MOCKTTP = BENCH_DIR / "mockttp_proxy.mjs"
 TLS_BENCH = BENCH_DIR / "tls_bench.py"
-# wsproxy with one feature on, measured in the scenarios marked `features` only (pipe1, deflate):
-# each is quoted relative to quiet wsproxy (the issue's "features cost little").
+# wsproxy with one feature on, measured in the scenarios marked `features` only (pipe1, deflate,
+# deflate-off): each is quoted relative to quiet wsproxy (the issue's "features cost little").
 FEATURE_TARGETS = ("wsproxy-v", "wsproxy-log", "wsproxy-capture", "wsproxy-rewrite")
 ALL_TARGETS = (
     "direct",
@@ -340,6 +340,20 @@ def feature_args(name: str, opts: Options) -> list[str]:
 # ----------------------------------------------------------------------------- scenarios
 
 
+# The deflate / deflate-off pair: bench/rawws.mjs peers, which frame by hand and send messages
+# compressed before the run (context takeover, 15-bit windows: what ws and browsers agree on), so
+# neither peer is the bottleneck (ws's echo, inflating and deflating every message in Node's
+# thread pool, held the old deflate scenario to ~1,600 round trips/s). Paced at a pipe1-like
+# rate, the same for both, so the proxy wakes as often and reads as many messages at a time in
+# each: the difference in CPU per round trip is what compression costs, not batching. A proxy
+# that cannot keep the pace runs flat out (fewer round trips/s), its CPU per round trip then
+# an upper bound.
+_RAW_PAIR: dict[str, Any] = {"conns": 1, "inflight": 100, "size": 64, "rate": 20000, "path": "raw"}
+# /proc counts CPU in 10 ms ticks: at 20,000 round trips/s a 1 s run resolves 0.5 µs/round trip,
+# a quarter of quiet wsproxy's figure here; --quick runs the pair 2.5 s (0.2 µs).
+_RAW_QUICK = 2.5
+
+
 @dataclass
 class Scenario:
     name: str
@@ -432,9 +446,37 @@ SCENARIOS: dict[str, Scenario] = {
                 ("cpu_us_per_conn", "proxy CPU µs/connection", True),
             ],
         ),
+        # The permessage-deflate pair (issue 16 target 3, see _RAW_PAIR): deflate, and the
+        # same peers and messages uncompressed, the quiet control it compares with.
         Scenario(
             "deflate",
-            "64 B text, 1 conn, 100 in flight, permessage-deflate",
+            "64 B text, 1 conn, 20,000/s, <= 100 in flight, permessage-deflate (raw peers)",
+            "rawpipe",
+            {**_RAW_PAIR, "compress": True},
+            4,
+            _RAW_QUICK,
+            [
+                ("msgs_per_s", "round trips/s", False),
+                ("cpu_us_per_rt", "proxy CPU µs/round trip", True),
+            ],
+            features=True,
+        ),
+        Scenario(
+            "deflate-off",
+            "the same, not compressed: deflate's control",
+            "rawpipe",
+            {**_RAW_PAIR, "compress": False},
+            4,
+            _RAW_QUICK,
+            [
+                ("msgs_per_s", "round trips/s", False),
+                ("cpu_us_per_rt", "proxy CPU µs/round trip", True),
+            ],
+            features=True,
+        ),
+        Scenario(
+            "deflate-ws",
+            "64 B text, 1 conn, 100 in flight, permessage-deflate (ws peers: they set the pace)",
             "pipeline",
             {"conns": 1, "inflight": 100, "size": 64, "binary": False, "compress": True},
             4,
@@ -443,7 +485,6 @@ SCENARIOS: dict[str, Scenario] = {
                 ("msgs_per_s", "round trips/s", False),
                 ("cpu_us_per_rt", "proxy CPU µs/round trip", True),
             ],
-            features=True,
         ),
         Scenario(
             "idle",
@@ -561,9 +602,14 @@ async def run_pipeline(
     duration = opts.duration_of(scen)
     drain = 90.0
     cfg = dict(scen.cfg)
+    path = cfg.pop("path", "")  # the raw peers' echo answers on /raw
     cfg.update(
-        url=target.url,
-        compress=opts.compress or bool(scen.cfg.get("compress")),
+        url=target.url + path,
+        rewritten=target.name == "wsproxy-rewrite",  # rawpipe checks the rule's change
+        # The raw pair (deflate, deflate-off) is compressed or not by design, --compress or not.
+        compress=bool(scen.cfg.get("compress"))
+        if scen.mode == "rawpipe"
+        else opts.compress or bool(scen.cfg.get("compress")),
         duration=duration,
         warmup=opts.warmup,
         drainTimeout=drain,
@@ -697,7 +743,12 @@ async def run_idle(target: Target, scen: Scenario, opts: Options, echo_pid: int)
     return out
 
 
-RUNNERS = {"pipeline": run_pipeline, "connect": run_connect, "idle": run_idle}
+RUNNERS = {
+    "pipeline": run_pipeline,
+    "rawpipe": run_pipeline,
+    "connect": run_connect,
+    "idle": run_idle,
+}
 
 
 def summary(name: str, r: dict[str, Any]) -> str:
@@ -920,13 +971,26 @@ def targets_summary(
         ("wsproxy-v", "pipe1", "-v to a file", 2),
         ("wsproxy-log", "pipe1", "-s log (to a file)", 2),
         ("wsproxy-capture", "pipe1", "-w capture.jsonl", 2),
-        ("wsproxy", "deflate", "permessage-deflate passed through", 2),
-        ("wsproxy-rewrite", "deflate", "permessage-deflate + rewrite plugin", 3),
     ]:
         line(
             f"{what}: CPU/64 B round trip vs quiet wsproxy (pipe1)",
             _median(results, where, target, "cpu_us_per_rt"),
             quiet,
+            limit,
+            " µs",
+        )
+    # permessage-deflate against quiet wsproxy with the same peers, messages and rate, only
+    # uncompressed (deflate-off): pipe1's ws peers differ from deflate's raw ones.
+    control = _median(results, "deflate-off", "wsproxy", "cpu_us_per_rt")
+    for target, what, limit in [
+        ("wsproxy", "permessage-deflate passed through", 2),
+        ("wsproxy-rewrite", "permessage-deflate + rewrite plugin", 3),
+    ]:
+        line(
+            f"{what} (deflate): CPU/64 B round trip vs quiet wsproxy, same peers, "
+            "uncompressed (deflate-off)",
+            _median(results, "deflate", target, "cpu_us_per_rt"),
+            control,
             limit,
             " µs",
         )
@@ -1042,6 +1106,10 @@ async def amain(args: argparse.Namespace, opts: Options) -> int:
     scen_names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     tls_connect = "connect-tls" in scen_names
     scen_names = [s for s in scen_names if s != "connect-tls"]
+    if "deflate" in scen_names and "deflate-off" not in scen_names:
+        # deflate's figures mean something only next to its control (issue 16 target 3).
+        scen_names.insert(scen_names.index("deflate") + 1, "deflate-off")
+        log("deflate-off (deflate's uncompressed control) added to the scenarios")
     for s in scen_names:
         if s not in SCENARIOS:
             raise SystemExit(

@@ -7,7 +7,9 @@
 //       stdin closes (so it never outlives the driver) or on SIGTERM/SIGINT.
 //       With "cert" and "key" (PEM files) it also serves wss:// on a second port,
 //       printed as "tlsPort". compress:true accepts permessage-deflate when a client
-//       offers it (a client that does not offer it gets plain frames).
+//       offers it (a client that does not offer it gets plain frames). Requests for the
+//       path /raw get the raw echo of bench/rawws.mjs instead (framing by hand, compressed
+//       payloads sent back as they came), whatever compress says.
 //
 //   node loadgen.mjs <mode> '<json config>'
 //       Load generator. Prints JSON lines on stdout: {"event":"ready",...} once it is
@@ -24,6 +26,12 @@
 //             each connection keeps `inflight` messages outstanding: every echo that
 //             comes back triggers the next send. Counts round trips (one message out,
 //             its echo back). With latency:true records every round-trip time.
+//   rawpipe   [conns, inflight, size, duration, warmup, rate, rewritten] pipeline's
+//             measurement with the raw client of bench/rawws.mjs (the echo's /raw path), at
+//             most `rate` round trips/s in all when rate > 0 (paced every ms): text
+//             messages, a cycle of 64 distinct ones, pre-compressed with context takeover
+//             when compress is on; every echo is inflated and compared byte for byte (with
+//             rewritten:true, after the rewrite rule's change: first character X).
 //   connect   [concurrency, duration, warmup] workers loop: open a WebSocket, echo one
 //             64-byte message, close, wait for the close handshake.
 //   idle      [conns, concurrency] opens `conns` WebSockets (each echoes one message so
@@ -36,8 +44,10 @@
 import { WebSocket, WebSocketServer } from 'ws';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createInterface } from 'node:readline';
+import { rawConnect, rawEcho } from './rawws.mjs';
 
 const MAX_PAYLOAD = 1024 * 1024 * 1024;
 let trustedCa; // the "ca" config key, read once: what wss:// connections trust
@@ -178,10 +188,20 @@ function runEcho(cfg) {
     maxPayload: MAX_PAYLOAD,
     clientTracking: true,
   };
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: cfg.port ?? 0, backlog: 4096, ...common });
+  // One HTTP server: /raw goes to the raw echo, every other path to ws.
+  const http = createHttpServer();
+  const wss = new WebSocketServer({ noServer: true, ...common });
+  http.on('upgrade', (req, socket, head) => {
+    if (req.url === '/raw' || req.url.startsWith('/raw?')) {
+      rawEcho(req, socket, head);
+    } else {
+      wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+    }
+  });
+  http.on('error', (e) => fail(e));
   echoOn(wss);
   const servers = [wss];
-  const listening = [new Promise((resolve) => wss.on('listening', resolve))];
+  const listening = [new Promise((resolve) => http.listen(cfg.port ?? 0, '127.0.0.1', 4096, resolve))];
   let https;
   if (cfg.cert && cfg.key) {
     https = createHttpsServer({ cert: readFileSync(cfg.cert), key: readFileSync(cfg.key) });
@@ -193,7 +213,7 @@ function runEcho(cfg) {
   }
   Promise.all(listening).then(() => out({
     event: 'listening',
-    port: wss.address().port,
+    port: http.address().port,
     ...(https ? { tlsPort: https.address().port } : {}),
   }));
   const stop = () => {
@@ -201,6 +221,7 @@ function runEcho(cfg) {
       for (const c of s.clients) c.terminate();
       s.close();
     }
+    http.close();
     process.exit(0);
   };
   process.on('SIGTERM', stop);
@@ -346,6 +367,109 @@ async function runPipeline(cfg) {
   await Promise.all(sockets.map((ws) => closeWs(ws)));
 }
 
+// ---------------------------------------------------------------- rawpipe
+
+async function runRawPipeline(cfg) {
+  const conns = cfg.conns ?? 1;
+  const inflight = cfg.inflight ?? 1;
+  const size = cfg.size ?? 64;
+  const compress = !!cfg.compress;
+  const rewritten = !!cfg.rewritten;
+  // JSON-ish words, 64 distinct messages (the same text whether compressed or not).
+  const makeText = (i) => textBytes(size, 12345 + size + 7919 * i);
+  const sockets = [];
+  for (let i = 0; i < conns; i++) sockets.push(await rawConnect(cfg.url, compress, makeText));
+  for (const c of sockets) {
+    c.socket.on('error', (e) => fail(e));
+    c.rewritten = rewritten;
+  }
+
+  // rate (round trips/s over all connections, 0: as fast as the echoes come back): a message
+  // goes out when its connection has fewer than `inflight` outstanding and, with a rate, when
+  // it falls due (sent so far < rate x time since the start): checked every millisecond, all
+  // that is due in one write.
+  const perConn = (cfg.rate ?? 0) / conns / 1e9; // messages per ns, per connection
+  function phase(durationMs, drainTimeoutMs) {
+    return new Promise((resolve, reject) => {
+      let roundTrips = 0;
+      let running = true;
+      const t0 = process.hrtime.bigint();
+      let tStop = 0n;
+      let t1 = 0n;
+      let drainTimer = null;
+      let ticker = null;
+      const state = sockets.map(() => ({ sent: 0, back: 0 }));
+      const finish = () => {
+        for (const c of sockets) c.onMessage = null;
+        clearTimeout(drainTimer);
+        resolve({ roundTrips, elapsed: Number(t1 - t0) / 1e9, sendElapsed: Number(tStop - t0) / 1e9 });
+      };
+      const top = (i, now) => {
+        const st = state[i];
+        let room = inflight - (st.sent - st.back);
+        if (perConn > 0) room = Math.min(room, Math.floor(perConn * Number(now - t0)) - st.sent);
+        for (; room > 0; room--, st.sent++) sockets[i].send();
+      };
+      const topAll = () => {
+        const now = process.hrtime.bigint();
+        sockets.forEach((c, i) => { top(i, now); c.flush(); });
+      };
+      const endIfDrained = () => {
+        if (t1 === 0n && state.every((st) => st.back === st.sent)) {
+          t1 = process.hrtime.bigint(); // the last echo: what follows is only its check
+          Promise.all(sockets.map((c) => c.checked())).then(finish, reject);
+        }
+      };
+      sockets.forEach((c, i) => {
+        c.onMessage = () => {
+          roundTrips++;
+          state[i].back++;
+          if (running) {
+            // Flat out, each echo sends the next (flushed by the connection after its read);
+            // paced, only the ticker sends, so every target gets the same writes of
+            // rate/1000 messages each millisecond, whatever else wakes the load generator.
+            if (perConn === 0) top(i, 0n);
+          } else {
+            endIfDrained();
+          }
+        };
+        c.onError = (e) => { running = false; reject(e); };
+        c.onClose = () => reject(new Error('the echo closed the connection'));
+      });
+      if (perConn > 0) ticker = setInterval(topAll, 1);
+      setTimeout(() => {
+        running = false;
+        clearInterval(ticker);
+        tStop = process.hrtime.bigint();
+        drainTimer = setTimeout(() => reject(new Error('drain timeout: echoes missing')),
+          drainTimeoutMs);
+        endIfDrained(); // paced, nothing may be in flight
+      }, durationMs);
+      // The first messages: with a rate, the ticker sends them as they fall due.
+      if (perConn === 0) topAll();
+    });
+  }
+
+  const drainMs = (cfg.drainTimeout ?? 60) * 1000;
+  if ((cfg.warmup ?? 0) > 0) await phase(cfg.warmup * 1000, drainMs);
+  const wire = sockets[0].cycle.wire;
+  const wireBytes = wire.reduce((a, b) => a + b.length, 0) / wire.length; // mean payload sent
+  out({ event: 'ready', conns, inflight, size, rate: cfg.rate ?? 0, compressed: compress, wireBytes });
+  await waitForGo();
+  const r = await phase((cfg.duration ?? 3) * 1000, drainMs);
+  out({
+    event: 'done',
+    roundTrips: r.roundTrips,
+    elapsed: r.elapsed,
+    sendElapsed: r.sendElapsed,
+    msgsPerSec: r.roundTrips / r.elapsed,
+    payloadBytes: size,
+    bytesEchoed: r.roundTrips * size,
+    mibPerSec: (r.roundTrips * size) / (1024 * 1024) / r.elapsed,
+  });
+  await Promise.all(sockets.map((c) => c.close()));
+}
+
 // ---------------------------------------------------------------- connect
 
 async function runConnect(cfg) {
@@ -450,10 +574,12 @@ if (cfg) {
   if (mode === 'echo') {
     runEcho(cfg);
   } else {
-    const modes = { check: runCheck, pipeline: runPipeline, connect: runConnect, idle: runIdle };
+    const modes = {
+      check: runCheck, pipeline: runPipeline, rawpipe: runRawPipeline, connect: runConnect, idle: runIdle,
+    };
     const fn = modes[mode];
     if (!fn) {
-      fail(`unknown mode ${mode}; use echo, check, pipeline, connect or idle`);
+      fail(`unknown mode ${mode}; use echo, check, pipeline, rawpipe, connect or idle`);
     } else {
       const watchdog = setTimeout(() => fail(`timeout after ${cfg.timeout ?? 120} s`),
         (cfg.timeout ?? 120) * 1000);

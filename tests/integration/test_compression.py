@@ -409,6 +409,28 @@ async def test_websockets_through_the_proxy_process(proxy: Proxy, variant: str) 
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
+async def test_websockets_through_a_quiet_proxy(start_proxy: StartProxy, variant: str) -> None:
+    """Quiet (no -v, no plugin): whole compressed messages take the fast path (inflated with
+    the running context, forwarded as they came), the rest the general one; a long run of
+    small messages under context takeover, each referring back into the ones before it, with
+    large and fragmented ones between them, all echoed exactly, both ways."""
+    client_factory, server_factory, expected = VARIANTS[variant]
+    proxy = await start_proxy(verbose=False)
+    small: list[str | bytes] = [
+        f"{i:03}: " + wordy(50 + i % 40, i % 7) if i % 3 else wordy(60, i % 5).encode()
+        for i in range(300)
+    ]
+    messages = small[:150] + payloads(SIZES, variant) + small[150:] + ["é€😀" * 20]
+    async with (
+        recorder(None if server_factory is None else [server_factory]) as rec,
+        deflate_client(f"{rec.url}/q", proxy.url, client_factory) as ws,
+    ):
+        check_negotiation(ws, rec, expected)
+        await exchange(ws, messages)
+    assert rec.received == [*messages, "".join(FRAGMENTS)]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
 async def test_websockets_through_a_message_hook(tmp_path: Path, variant: str) -> None:
     """Hooked path (in-process proxy, regular mode through CONNECT): the hook sees every
     message decompressed, exactly as sent, and marked compressed."""
@@ -718,13 +740,15 @@ def frames_of(kind: str, compressed: bytes) -> list[tuple[int, bytes, bool, int]
     ]
 
 
+@pytest.mark.parametrize("verbose", [True, False], ids=["-v", "quiet"])
 @pytest.mark.parametrize("kind", ["one-frame", "fragmented"])
 async def test_client_deflate_bomb(
-    start_proxy: StartProxy, ws_echo: WsUpstream, raw_client: RawClient, kind: str
+    start_proxy: StartProxy, ws_echo: WsUpstream, raw_client: RawClient, kind: str, verbose: bool
 ) -> None:
+    """Quiet, the first (small) message takes the fast path, the bomb the general one."""
     payload = bomb()
     assert len(payload) < 200_000
-    proxy = await start_proxy("--max-message-size", "1MiB")
+    proxy = await start_proxy("--max-message-size", "1MiB", verbose=verbose)
     conn = await raw_ws(raw_client, proxy, ws_echo.port, "permessage-deflate")
     # a message within the limit goes through first (and warms the proxy up)
     conn.writer.write(encode_frame(OP_TEXT, deflate_raw(b"x" * 1000), mask=True, rsv=RSV1))
@@ -810,11 +834,18 @@ BAD: dict[str, tuple[bool, list[tuple[int, bytes, bool, int]], int]] = {
 }
 
 
+@pytest.mark.parametrize("verbose", [True, False], ids=["-v", "quiet"])
 @pytest.mark.parametrize("case", list(BAD))
 async def test_client_sends_bad_compressed_frames(
-    proxy: Proxy, ws_echo: WsUpstream, raw_client: RawClient, case: str
+    start_proxy: StartProxy,
+    ws_echo: WsUpstream,
+    raw_client: RawClient,
+    case: str,
+    verbose: bool,
 ) -> None:
+    """Quiet, a whole bad frame fails on the fast path, with the same close."""
     offer, frames, code = BAD[case]
+    proxy = await start_proxy(verbose=verbose)
     conn = await raw_ws(raw_client, proxy, ws_echo.port, "permessage-deflate" if offer else None)
     for opcode, payload, fin, rsv in frames:
         conn.writer.write(encode_frame(opcode, payload, fin=fin, mask=True, rsv=rsv))
@@ -825,11 +856,13 @@ async def test_client_sends_bad_compressed_frames(
     assert (await ws_echo.next_close()).code == 1001
 
 
+@pytest.mark.parametrize("verbose", [True, False], ids=["-v", "quiet"])
 @pytest.mark.parametrize("case", list(BAD))
 async def test_upstream_sends_bad_compressed_frames(
-    proxy: Proxy, raw_server: RawServerFactory, case: str
+    start_proxy: StartProxy, raw_server: RawServerFactory, case: str, verbose: bool
 ) -> None:
     offer, frames, code = BAD[case]
+    proxy = await start_proxy(verbose=verbose)
 
     async def handler(conn: RawConnection) -> None:
         await bomb_upstream(conn, frames, deflate=offer)

@@ -300,16 +300,17 @@ valid_utf8(const unsigned char *data, Py_ssize_t size)
 
 /* Where the payload of the frame at data[0:available] starts and how long it is; 0 when the
  * frame is not one the fast path relays (or not all there), which the general reader then
- * handles. */
+ * handles. `rsv` is the RSV bits the frame must have: 0, or RSV1 (0x40) for a compressed one. */
 static int
 simple_frame(const unsigned char *data, Py_ssize_t available, int masked,
-             unsigned long long max_length, Py_ssize_t *header, unsigned long long *length)
+             unsigned long long max_length, unsigned char rsv, Py_ssize_t *header,
+             unsigned long long *length)
 {
     if (available < 2) {
         return 0;
     }
-    unsigned char first = data[0], second = data[1];
-    /* FIN set, RSV1-3 clear, text or binary. */
+    unsigned char first = data[0] ^ rsv, second = data[1];
+    /* FIN set, the RSV bits as asked and no others, text or binary. */
     if (first != 0x81 && first != 0x82) {
         return 0;
     }
@@ -405,7 +406,7 @@ relay_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (;;) {
         Py_ssize_t header;
         unsigned long long length;
-        if (!simple_frame(source + position, data.len - position, masked, max_length, &header,
+        if (!simple_frame(source + position, data.len - position, masked, max_length, 0, &header,
                           &length)) {
             break;
         }
@@ -449,6 +450,281 @@ relay_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     out = NULL;
 done:
     Py_XDECREF(out);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&data);
+    return result;
+}
+
+/* relay_deflated(data, masked, max_frame, max_message, keys, key_pos, inflate, max_compressed):
+ * relay_frames for a connection with permessage-deflate (the contract is in fastpath.py). Besides
+ * the simple frames it relays whole, final, compressed text and binary frames (RSV1 set) of at
+ * most `max_compressed` bytes: their payload, unmasked, with the four tail bytes of RFC 7692
+ * 7.2.2 appended (b"" for an empty payload), goes to `inflate`, which keeps the running
+ * context and returns the message's content; a text message's content must be UTF-8. The
+ * compressed bytes are forwarded as they came (client frames re-masked): nothing is
+ * recompressed. Returns (end, out, frames, key_pos, error): error is None, or what stopped the
+ * run at data[end:] after `inflate` was already fed that frame: the exception `inflate` raised,
+ * or (1007, reason) for a content that is not UTF-8. The caller must then fail the connection
+ * with it: the inflater's context has moved past that frame. */
+static const char UTF8_REASON[] = "invalid UTF-8 in a text message";
+
+/* After decoder.decompress gave *content: 1 when the decoder reached a BFINAL block, *content
+ * then replaced by after_final(*content); else 0, the content added to the window, which keeps
+ * the last 32 KiB of output and at most 64 KiB (Inflater._remember); -1 with an exception. */
+static int
+eof_or_keep(PyObject *decoder, PyObject *eof_name, PyObject *window, PyObject **content,
+            PyObject *after_final)
+{
+    PyObject *eof = PyObject_GetAttr(decoder, eof_name);
+    if (eof == NULL) {
+        return -1;
+    }
+    int ended = PyObject_IsTrue(eof);
+    Py_DECREF(eof);
+    if (ended < 0) {
+        return -1;
+    }
+    if (ended) {
+        PyObject *whole = PyObject_CallOneArg(after_final, *content);
+        Py_SETREF(*content, whole);
+        if (whole == NULL) {
+            return -1;
+        }
+        if (!PyBytes_Check(whole)) {
+            PyErr_SetString(PyExc_TypeError, "relay_deflated() after_final must return bytes");
+            return -1;
+        }
+        return 1;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(*content);
+    const char *bytes = PyBytes_AS_STRING(*content);
+    Py_ssize_t kept = PyByteArray_GET_SIZE(window);
+    if (size >= 32768) {
+        if (PyByteArray_Resize(window, 32768) < 0) {
+            return -1;
+        }
+        memcpy(PyByteArray_AS_STRING(window), bytes + size - 32768, 32768);
+        return 0;
+    }
+    if (PyByteArray_Resize(window, kept + size) < 0) {
+        return -1;
+    }
+    char *start = PyByteArray_AS_STRING(window);
+    memcpy(start + kept, bytes, (size_t)size);
+    if (kept + size > 65536) {
+        memmove(start, start + kept + size - 32768, 32768);
+        if (PyByteArray_Resize(window, 32768) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+relay_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer data, keys;
+    PyObject *out = NULL, *result = NULL, *error = NULL;
+    unsigned char *target = NULL;
+    Py_ssize_t position = 0, key_pos, frames = 0;
+
+    if (nargs != 8) {
+        PyErr_Format(PyExc_TypeError, "relay_deflated() takes 8 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    int masked = PyObject_IsTrue(args[1]);
+    if (masked < 0) {
+        return NULL;
+    }
+    unsigned long long max_frame = PyLong_AsUnsignedLongLong(args[2]);
+    if (max_frame == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    unsigned long long max_message = PyLong_AsUnsignedLongLong(args[3]);
+    if (max_message == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    key_pos = PyLong_AsSsize_t(args[5]);
+    if (key_pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (key_pos < 0) {
+        PyErr_SetString(PyExc_ValueError, "relay_deflated() key_pos must not be negative");
+        return NULL;
+    }
+    unsigned long long max_compressed = PyLong_AsUnsignedLongLong(args[7]);
+    if (max_compressed == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *inflate = args[6], *decoder = NULL, *window = NULL, *after_final = NULL;
+    PyObject *decompress = NULL, *eof_name = NULL;
+    int direct = PyTuple_Check(inflate);
+    int stop_after = 0;
+    if (direct) {
+        if (PyTuple_GET_SIZE(inflate) != 3 || !PyByteArray_Check(PyTuple_GET_ITEM(inflate, 1))) {
+            PyErr_SetString(PyExc_TypeError,
+                            "relay_deflated() inflate must be a callable or "
+                            "(decoder, window bytearray, after_final)");
+            return NULL;
+        }
+        decoder = PyTuple_GET_ITEM(inflate, 0);
+        window = PyTuple_GET_ITEM(inflate, 1);
+        after_final = PyTuple_GET_ITEM(inflate, 2);
+        /* Looked up once a run: decoder.decompress, and the name of decoder.eof. */
+        decompress = PyObject_GetAttrString(decoder, "decompress");
+        eof_name = PyUnicode_InternFromString("eof");
+        if (decompress == NULL || eof_name == NULL) {
+            Py_XDECREF(decompress);
+            Py_XDECREF(eof_name);
+            return NULL;
+        }
+    }
+    unsigned long long max_plain = max_frame < max_message ? max_frame : max_message;
+    unsigned long long max_deflated = max_frame < max_compressed ? max_frame : max_compressed;
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+        Py_XDECREF(decompress);
+        Py_XDECREF(eof_name);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[4], &keys, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&data);
+        Py_XDECREF(decompress);
+        Py_XDECREF(eof_name);
+        return NULL;
+    }
+    const unsigned char *source = data.buf;
+    const unsigned char *key_block = keys.buf;
+    if (masked) {
+        out = PyBytes_FromStringAndSize(NULL, data.len);
+        if (out == NULL) {
+            goto done;
+        }
+        target = (unsigned char *)PyBytes_AS_STRING(out);
+    }
+    for (;;) {
+        Py_ssize_t header;
+        unsigned long long length;
+        if (data.len - position < 2) {
+            break;
+        }
+        unsigned char first = source[position];
+        int compressed = first == 0xC1 || first == 0xC2;
+        if (!simple_frame(source + position, data.len - position, masked,
+                          compressed ? max_deflated : max_plain, compressed ? 0x40 : 0, &header,
+                          &length)) {
+            break;
+        }
+        const unsigned char *payload = source + position + header;
+        const unsigned char *clear = payload;
+        unsigned char *body = NULL;
+        int text = (first & 0x0F) == 0x1;
+        if (masked) {
+            if (key_pos + 4 > keys.len) {
+                break; /* out of fresh keys: before anything is inflated */
+            }
+            unsigned char *frame = target + position;
+            body = frame + header;
+            memcpy(frame, source + position, header - 4);
+            memcpy(body, payload, (size_t)length);
+            xor_in_place(body, (Py_ssize_t)length, payload - 4);
+            clear = body;
+        }
+        if (compressed) {
+            PyObject *input = PyBytes_FromStringAndSize(NULL, length ? (Py_ssize_t)length + 4 : 0);
+            if (input == NULL) {
+                goto done;
+            }
+            if (length) {
+                unsigned char *in = (unsigned char *)PyBytes_AS_STRING(input);
+                memcpy(in, clear, (size_t)length);
+                memcpy(in + length, "\x00\x00\xff\xff", 4);
+            }
+            PyObject *content = PyObject_CallOneArg(direct ? decompress : inflate, input);
+            Py_DECREF(input);
+            int ended = 0; /* a BFINAL block: after_final finishes it, and the run stops */
+            if (content != NULL && direct) {
+                ended = eof_or_keep(decoder, eof_name, window, &content, after_final);
+                if (ended < 0) {
+                    Py_CLEAR(content);
+                }
+            }
+            if (content == NULL) {
+                PyObject *type, *value, *traceback;
+                PyErr_Fetch(&type, &value, &traceback);
+                PyErr_NormalizeException(&type, &value, &traceback);
+                if (traceback != NULL && value != NULL) {
+                    PyException_SetTraceback(value, traceback);
+                }
+                Py_XDECREF(type);
+                Py_XDECREF(traceback);
+                error = value != NULL ? value : Py_NewRef(Py_None);
+                break;
+            }
+            if (!PyBytes_Check(content)) {
+                Py_DECREF(content);
+                PyErr_SetString(PyExc_TypeError, "relay_deflated() inflate must return bytes");
+                goto done;
+            }
+            Py_ssize_t size = PyBytes_GET_SIZE(content);
+            int valid = !text || valid_utf8((const unsigned char *)PyBytes_AS_STRING(content),
+                                            size);
+            Py_DECREF(content);
+            if ((unsigned long long)size > max_message) {
+                /* max_compressed rules this out; should a caller pass more, the limit holds. */
+                error = Py_BuildValue("(iN)", 1009,
+                                      PyUnicode_FromFormat("message inflates beyond %llu bytes",
+                                                           max_message));
+                if (error == NULL) {
+                    goto done;
+                }
+                break;
+            }
+            if (!valid) {
+                error = Py_BuildValue("(is)", 1007, UTF8_REASON);
+                if (error == NULL) {
+                    goto done;
+                }
+                break;
+            }
+            if (ended) {
+                stop_after = 1;
+            }
+        }
+        else if (text && !valid_utf8(clear, (Py_ssize_t)length)) {
+            break;
+        }
+        if (masked) {
+            memcpy(body - 4, key_block + key_pos, 4);
+            xor_in_place(body, (Py_ssize_t)length, key_block + key_pos);
+            key_pos += 4;
+        }
+        position += header + (Py_ssize_t)length;
+        frames++;
+        if (stop_after) {
+            break; /* the decoder was replaced: the caller asks for the new one */
+        }
+    }
+    if (masked) {
+        if (position == 0) {
+            Py_CLEAR(out);
+            out = Py_NewRef(Py_None);
+        }
+        else if (position < data.len && _PyBytes_Resize(&out, position) < 0) {
+            goto done;
+        }
+    }
+    else {
+        out = Py_NewRef(Py_None);
+    }
+    result = Py_BuildValue("nNnnN", position, out, frames, key_pos,
+                           error != NULL ? error : Py_NewRef(Py_None));
+    out = NULL;
+    error = NULL;
+done:
+    Py_XDECREF(decompress);
+    Py_XDECREF(eof_name);
+    Py_XDECREF(out);
+    Py_XDECREF(error);
     PyBuffer_Release(&keys);
     PyBuffer_Release(&data);
     return result;
@@ -519,7 +795,7 @@ relay_frames_recorded(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (;;) {
         Py_ssize_t header;
         unsigned long long length;
-        if (!simple_frame(source + position, data.len - position, masked, max_length, &header,
+        if (!simple_frame(source + position, data.len - position, masked, max_length, 0, &header,
                           &length)) {
             break;
         }
@@ -641,7 +917,7 @@ whole_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (;;) {
         Py_ssize_t header;
         unsigned long long length;
-        if (!simple_frame(source + position, data.len - position, masked, max_length, &header,
+        if (!simple_frame(source + position, data.len - position, masked, max_length, 0, &header,
                           &length)) {
             break;
         }
@@ -728,6 +1004,13 @@ static PyMethodDef methods[] = {
      "and (masked: from a client) re-masked with fresh keys from `keys` at `key_pos`.\n"
      "Returns (end, out, frames, key_pos): out is the re-masked bytes of data[:end], or\n"
      "None when unmasked (data[:end] goes on unchanged) or when end is 0."},
+    {"relay_deflated", (PyCFunction)(void (*)(void))relay_deflated, METH_FASTCALL,
+     "relay_deflated(data, masked, max_frame, max_message, keys, key_pos, inflate,\n"
+     "               max_compressed, /)\n--\n\n"
+     "relay_frames for permessage-deflate: also whole compressed text and binary frames of at\n"
+     "most max_compressed bytes, their payload (with the RFC 7692 tail) fed to inflate, the\n"
+     "content checked, the compressed bytes forwarded. Returns (end, out, frames, key_pos,\n"
+     "error)."},
     {"relay_frames_recorded", (PyCFunction)(void (*)(void))relay_frames_recorded, METH_FASTCALL,
      "relay_frames_recorded(data, masked, max_frame, max_message, keys, key_pos, keep, /)\n"
      "--\n\n"

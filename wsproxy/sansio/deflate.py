@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from wsproxy.sansio.errors import HandshakeError, ProtocolError
@@ -41,6 +42,7 @@ __all__ = [
     "MAX_BFINAL_PER_MESSAGE",
     "DeflateParams",
     "Deflater",
+    "DirectInflate",
     "Inflater",
     "negotiate",
     "only_permessage_deflate",
@@ -75,6 +77,10 @@ _WINDOW_BITS_RE = re.compile(r"[1-9][0-9]?")
 # buffer, so whether a too-far reference fails would depend on how TCP and our max_length cut
 # the stream. Consistent leniency beats random failures; the cost is 32 KiB per direction.
 _INFLATE_WBITS = -15
+
+# What the fast path inflates with under context takeover (``Inflater.fast_inflate``): the
+# decoder, the window it keeps, and what finishes a message after a BFINAL block.
+DirectInflate = tuple["zlib._Decompress", bytearray, Callable[[bytes], bytes]]
 
 # Python's zlib (and zlib >= 1.2.9 underneath) refuses raw deflate with an 8-bit window
 # (madler/zlib#171; websockets and aiohttp therefore never compress with 8). A receiver that
@@ -338,6 +344,10 @@ class Inflater:
         self._restarts = 0  # BFINAL blocks in the current message
         self._input = b""  # fed but not inflated yet (zlib's unconsumed tail)
         self._full = False  # the last call filled its piece: zlib may hold more output
+        most = (
+            INFLATE_PIECE if max_message_size is None else min(INFLATE_PIECE, max_message_size + 1)
+        )
+        self._most_compressed = max((most - 1) // 1032 - len(_TAIL), 0)
 
     @property
     def pending(self) -> bool:
@@ -373,8 +383,7 @@ class Inflater:
             if self._restarts > MAX_BFINAL_PER_MESSAGE:
                 raise ProtocolError("too many DEFLATE streams in one message", 1009)
             self._input = self._decoder.unused_data
-            window = bytes(self._window[-32768:])
-            self._decoder = zlib.decompressobj(wbits=_INFLATE_WBITS, zdict=window)
+            self._decoder = zlib.decompressobj(wbits=_INFLATE_WBITS, zdict=self._recent())
             self._full = False
         return out
 
@@ -394,6 +403,82 @@ class Inflater:
         """``feed(data) + end_message()`` for a message held whole."""
         out = self.feed(data)
         return out + self.end_message()
+
+    def inflate_message(self, payload_and_tail: bytes) -> bytes:
+        """A whole message in one call, for the fast path (``fastpath.relay_deflated``): its
+        payload with the tail of RFC 7692 section 7.2.2 already appended (``b""`` for an empty
+        payload), between messages, and short enough (``most_compressed``) that its content can
+        neither exceed the limit nor fill a piece. What ``decompress`` does, in one zlib call.
+        """
+        if not payload_and_tail:
+            self._finish()
+            return b""
+        decoder = self._decoder
+        try:
+            out = decoder.decompress(payload_and_tail)
+        except zlib.error as exc:
+            raise self.failure(exc) from exc
+        limit = self._limit
+        if limit is not None and len(out) > limit:  # not with most_compressed's bound
+            raise ProtocolError(f"message inflates beyond {limit} bytes", 1009)
+        if decoder.eof:
+            return self._after_final_block(out)
+        # _remember and _finish, inlined: this runs for every small message.
+        window = self._window
+        if len(out) >= 32768:
+            window[:] = out[-32768:]
+        else:
+            window += out
+            if len(window) > 65536:
+                del window[:-32768]
+        if self._reset_each_message:
+            self._decoder = zlib.decompressobj(wbits=_INFLATE_WBITS)
+            window.clear()
+        return out
+
+    def fast_inflate(self) -> Callable[[bytes], bytes] | DirectInflate:
+        """What ``fastpath.relay_deflated`` inflates whole messages with: with context
+        takeover, the decoder itself, the window and what to do after a BFINAL block (the fast
+        path calls zlib and keeps the window without a Python call per message); without,
+        ``inflate_message`` (a fresh decoder per message). Asked anew for each run: a BFINAL
+        block replaces the decoder, and the run stops after that message."""
+        if self._reset_each_message:
+            return self.inflate_message
+        return self._decoder, self._window, self._after_final_block
+
+    @staticmethod
+    def failure(error: BaseException) -> ProtocolError:
+        """The connection's failure for what inflating raised: zlib's error is a 1007 (see the
+        class doc); a ProtocolError stays what it is; anything else is a bug, raised."""
+        if isinstance(error, zlib.error):
+            return ProtocolError(f"invalid permessage-deflate data: {error}", 1007)
+        if isinstance(error, ProtocolError):
+            return error
+        raise error
+
+    def _after_final_block(self, out: bytes) -> bytes:
+        """``inflate_message`` past a BFINAL block (section 7.2.3.4): the rest of the input
+        goes to a new decoder primed with the window, as in ``resume``."""
+        self._size = len(out)
+        self._remember(out)
+        self._restarts = 1
+        self._input = self._decoder.unused_data
+        self._decoder = zlib.decompressobj(wbits=_INFLATE_WBITS, zdict=self._recent())
+        self._full = False
+        pieces = [out]
+        while self.pending:
+            pieces.append(self.resume())
+        self._finish()
+        return b"".join(pieces)
+
+    def most_compressed(self) -> int:
+        """The longest payload ``inflate_message`` takes: DEFLATE expands at most 1032 times
+        (a 258-byte match in 2 bits, RFC 1951), so its content, tail included, stays below both
+        the message limit and ``INFLATE_PIECE``."""
+        return self._most_compressed
+
+    def _recent(self) -> bytes:
+        return bytes(self._window[-32768:])
 
     def _finish(self) -> None:
         self._size = 0
@@ -419,7 +504,7 @@ class Inflater:
         try:
             out = self._decoder.decompress(data, most)
         except zlib.error as exc:
-            raise ProtocolError(f"invalid permessage-deflate data: {exc}", 1007) from exc
+            raise self.failure(exc) from exc
         self._size += len(out)
         if limit is not None and self._size > limit:
             raise ProtocolError(f"message inflates beyond {limit} bytes", 1009)

@@ -23,6 +23,8 @@ from wsproxy.sansio.errors import ProtocolError
 from wsproxy.sansio.fastpath import (
     MASK_KEYS,
     Buffer,
+    Inflate,
+    relay_deflated,
     relay_frames,
     relay_frames_recorded,
     whole_frames,
@@ -44,6 +46,9 @@ from wsproxy.sansio.frames import (
     serialize_header,
 )
 
+# RFC 7692 7.2.2: what a receiver appends to a message's payload before inflating it.
+_TAIL = b"\x00\x00\xff\xff"
+
 # What one fast-path run finds besides its bytes: a count of frames, or their records.
 _Found = TypeVar("_Found", int, list[tuple[int, int, bytes]], list[tuple[int, bytes, bytes]])
 
@@ -59,6 +64,14 @@ class MessageInflater(Protocol):
     def resume(self) -> bytes: ...
 
     def end_message(self) -> bytes: ...
+
+    def fast_inflate(self) -> Inflate: ...
+
+    def inflate_message(self, payload_and_tail: bytes) -> bytes: ...
+
+    def most_compressed(self) -> int: ...
+
+    def failure(self, error: BaseException) -> ProtocolError: ...
 
 
 # A compressed piece may inflate to far more than it is (1032 times at most, RFC 1951): one
@@ -144,6 +157,7 @@ class FrameReader:
         "_opcode",
         "_remaining",
         "_rsv",
+        "_unreported",
         "_utf8",
         "bytes_received",
         "failed",
@@ -164,6 +178,9 @@ class FrameReader:
         # re-masks them with one XOR instead of unmasking and masking again.
         self.keep_binary_masked = False
         self.failed: Violation | None = None
+        # The fast path failed the reader (a compressed frame it inflated): receive_data
+        # reports ``failed`` once, as the event it would have made itself.
+        self._unreported = False
         self.bytes_received = 0
         self._buffer = bytearray()
         # The frame being read: its header fields, and how much payload is still to come.
@@ -215,6 +232,40 @@ class FrameReader:
             view, self.masked, self.max_frame_size, self.max_message_size, block, position
         )
         return end, out, position, frames
+
+    def take_deflated(self, data: bytes) -> tuple[int, bytes | None, int]:
+        """``take_simple`` for a connection with permessage-deflate
+        (``fastpath.relay_deflated``): whole compressed messages too, inflated by
+        ``inflater`` (its context carries on) and forwarded as they came. When one of them
+        fails (invalid DEFLATE data or UTF-8, a limit), the reader is failed there and the
+        next ``receive_data`` reports it."""
+        inflater = self.inflater
+        if inflater is None or not self._at_rest:
+            return 0, None, 0
+        limits = self.max_frame_size, self.max_message_size
+        most = inflater.most_compressed()
+        errors: list[tuple[int, str] | BaseException] = []
+
+        def run(view: Buffer, block: bytes, position: int) -> tuple[int, bytes | None, int, int]:
+            if errors:
+                return 0, None, position, 0  # stopped for good at the failed frame
+            inflate = inflater.fast_inflate()  # anew: a BFINAL block replaces the decoder
+            end, out, frames, position, error = relay_deflated(
+                view, self.masked, *limits, block, position, inflate, most
+            )
+            if error is not None:
+                errors.append(error)
+            return end, out, position, frames
+
+        result = self._with_keys(data, run)
+        if errors:
+            error = errors[0]
+            if isinstance(error, BaseException):
+                failure = inflater.failure(error)
+                error = failure.code, failure.reason
+            self.failed = Violation(*error)
+            self._unreported = True
+        return result
 
     def take_simple_recorded(
         self, data: bytes, keep: int
@@ -369,7 +420,11 @@ class FrameReader:
         again (``receive_data(b"")`` if nothing new came) until ``pending`` is unset.
         """
         if self.failed is not None:
-            return []
+            if not self._unreported:
+                return []
+            self._unreported = False
+            self.bytes_received += len(data)
+            return [self.failed]
         self.bytes_received += len(data)
         self.pending = False
         events: list[Event] = []
@@ -521,16 +576,27 @@ class FrameReader:
         message_end = frame_end and self._fin
         content = piece
         if self._compressed:
-            assert self.inflater is not None
-            content = self.inflater.feed_piece(piece) if piece else b""
-            if self.inflater.pending:
+            inflater = self.inflater
+            assert inflater is not None
+            if (
+                frame_start
+                and message_end
+                and self._opcode != Opcode.CONTINUATION
+                and len(piece) <= inflater.most_compressed()
+            ):
+                # A whole one-frame message that cannot inflate past a piece or the limit
+                # (the plugins' and the log's usual case): one zlib call, tail included.
+                content = inflater.inflate_message(piece + _TAIL if piece else b"")
+                return self._data_chunk(piece, content, True, True, mask_key, offset)
+            content = inflater.feed_piece(piece) if piece else b""
+            if inflater.pending:
                 # More content comes from this piece (_inflate_more). The piece itself goes
                 # with its last content chunk, once all it inflates to has passed the checks
                 # (size limit, valid DEFLATE, UTF-8): a relay forwards nothing of it before.
                 self._inflating = (piece, frame_end, message_end)
                 return self._data_chunk(b"", content, frame_start, False, b"", 0)
             elif message_end:
-                content += self.inflater.end_message()
+                content += inflater.end_message()
         return self._data_chunk(piece, content, frame_start, frame_end, mask_key, offset)
 
     def _inflate_more(self, events: list[Event]) -> bool:

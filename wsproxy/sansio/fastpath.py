@@ -32,11 +32,30 @@ relay whose plugins read every message: it returns ``(end, frames, key_pos)``, `
 as it goes to the other peer if the plugins leave it unchanged (re-masked with a fresh key when
 ``masked``, else as it came); each frame becomes one message for the hooks, with no reader
 events in between.
+
+``relay_deflated(data, masked, max_frame, max_message, keys, key_pos, inflate, max_compressed)``
+is ``relay_frames`` for a connection with permessage-deflate (RFC 7692): it also relays whole,
+final, compressed (RSV1) text and binary frames of at most ``max_compressed`` bytes, whatever
+they inflate to being within what the caller allows (``max_compressed`` is chosen so). Each
+such payload, unmasked and with the four tail bytes of section 7.2.2 appended (``b""`` when
+empty), goes to ``inflate``, which keeps the running context (context takeover) and returns the
+message's content; a text message's content must be UTF-8. ``inflate`` is a callable, or, so
+that no Python code runs per message, a tuple ``(decoder, window, after_final)``: the payload
+goes to ``decoder.decompress``, its content is added to ``window`` (a bytearray kept to the
+last 32 KiB of output and at most 64 KiB, for a restart after a BFINAL block), and when the
+decoder reached a BFINAL block, ``after_final(content)`` gives the message's whole content
+instead and the run stops after that frame (the decoder was replaced). The compressed bytes go
+on as they came, client frames re-masked: nothing is recompressed. It returns ``(end, out,
+frames, key_pos, error)``; ``error`` is None, or what stopped the run at ``data[end:]`` after
+``inflate`` was fed that frame, so the connection must fail with it: the exception inflating
+raised, ``(1007, reason)`` for a content that is not UTF-8, or ``(1009, reason)`` for one over
+``max_message`` (which a right ``max_compressed`` rules out).
 """
 
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Callable
 
 from wsproxy.sansio import masking
@@ -51,7 +70,18 @@ WholeFrames = Callable[
     [Buffer, bool, int, int, bytes, int], tuple[int, list[tuple[int, bytes, bytes]], int]
 ]
 
+# inflate: a callable (payload and tail -> content), or for context takeover the decoder, its
+# window and what finishes a message after a BFINAL block (deflate.Inflater.fast_inflate).
+Inflate = Callable[[bytes], bytes] | tuple["zlib._Decompress", bytearray, Callable[[bytes], bytes]]
+RelayDeflated = Callable[
+    [Buffer, bool, int, int, bytes, int, Inflate, int],
+    tuple[int, bytes | None, int, int, tuple[int, str] | BaseException | None],
+]
+
 _SIMPLE_FIRST_BYTES = (0x81, 0x82)  # FIN, no RSV bits, text or binary
+_COMPRESSED_FIRST_BYTES = (0xC1, 0xC2)  # the same with RSV1: permessage-deflate
+_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 7.2.2
+UTF8_ERROR = (1007, "invalid UTF-8 in a text message")
 
 
 def relay_frames_py(
@@ -165,13 +195,94 @@ def whole_frames_py(
     return position, frames, key_pos
 
 
-def _simple_frame(data: bytes, position: int, masked: bool, limit: int) -> tuple[int, int] | None:
+def relay_deflated_py(
+    data: Buffer,
+    masked: bool,
+    max_frame: int,
+    max_message: int,
+    keys: bytes,
+    key_pos: int,
+    inflate: Inflate,
+    max_compressed: int,
+) -> tuple[int, bytes | None, int, int, tuple[int, str] | BaseException | None]:
+    """The pure-Python twin of ``_speedups.relay_deflated`` (see the module doc)."""
+    if key_pos < 0:
+        raise ValueError("relay_deflated() key_pos must not be negative")
+    data = bytes(data)
+    limits = min(max_frame, max_message), min(max_frame, max_compressed)
+    position = 0
+    frames = 0
+    out: list[bytes] = []
+    error: tuple[int, str] | BaseException | None = None
+    while position < len(data):
+        compressed = data[position] in _COMPRESSED_FIRST_BYTES
+        bounds = _simple_frame(data, position, masked, limits[compressed], compressed)
+        if bounds is None:
+            break
+        start, end = bounds
+        if masked and key_pos + 4 > len(keys):
+            break
+        body = bytearray(data[start:end])
+        if masked:
+            masking.mask(body, data[start - 4 : start], 0)
+        text = data[position] & 0x0F == 0x1
+        ended = False
+        if compressed:
+            try:
+                content, ended = _inflate(inflate, bytes(body) + _TAIL if body else b"")
+            except Exception as exc:  # the caller fails the connection with it
+                error = exc
+                break
+            if len(content) > max_message:  # ruled out by max_compressed; the limit holds
+                error = (1009, f"message inflates beyond {max_message} bytes")
+                break
+            if text and not _valid_utf8(content):
+                error = UTF8_ERROR
+                break
+        elif text and not _valid_utf8(body):
+            break
+        if masked:
+            key = keys[key_pos : key_pos + 4]
+            masking.mask(body, key, 0)
+            key_pos += 4
+            out += (data[position : start - 4], key, bytes(body))
+        position = end
+        frames += 1
+        if ended:
+            break  # the decoder was replaced: the caller asks for the new one
+    if not masked or position == 0:
+        return position, None, frames, key_pos, error
+    return position, b"".join(out), frames, key_pos, error
+
+
+def _inflate(inflate: Inflate, data: bytes) -> tuple[bytes, bool]:
+    """A message's content through ``inflate``, and whether a BFINAL block ended it."""
+    if not isinstance(inflate, tuple):
+        return inflate(data), False
+    decoder, window, after_final = inflate
+    content = decoder.decompress(data)
+    if decoder.eof:
+        return after_final(content), True
+    if len(content) >= 32768:
+        window[:] = content[-32768:]
+    else:
+        window += content
+        if len(window) > 65536:
+            del window[:-32768]
+    return content, False
+
+
+def _simple_frame(
+    data: bytes, position: int, masked: bool, limit: int, compressed: bool = False
+) -> tuple[int, int] | None:
     """Where the payload of the frame at ``position`` starts and ends, when it is a whole,
-    final, unextended text or binary frame within ``limit`` in its shortest form; else None."""
+    final, unextended (``compressed``: RSV1 alone) text or binary frame within ``limit`` in
+    its shortest form; else None."""
     available = len(data) - position
     if available < 2:
         return None
-    if data[position] not in _SIMPLE_FIRST_BYTES or bool(data[position + 1] & 0x80) != masked:
+    first = _COMPRESSED_FIRST_BYTES if compressed else _SIMPLE_FIRST_BYTES
+    if data[position] not in first or bool(data[position + 1] & 0x80) != masked:
         return None
     length = data[position + 1] & 0x7F
     header = 2
@@ -216,6 +327,15 @@ except ImportError:  # pragma: no cover - built without a compiler (as the one a
 
 relay_frames_recorded: RelayFramesRecorded = (
     relay_frames_recorded_c if relay_frames_recorded_c is not None else relay_frames_recorded_py
+)
+relay_deflated_c: RelayDeflated | None
+try:
+    from wsproxy.sansio._speedups import relay_deflated as relay_deflated_c
+except ImportError:  # pragma: no cover - built without a compiler (as the one above)
+    relay_deflated_c = None
+
+relay_deflated: RelayDeflated = (
+    relay_deflated_c if relay_deflated_c is not None else relay_deflated_py
 )
 whole_frames_c: WholeFrames | None
 try:

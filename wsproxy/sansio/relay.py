@@ -182,7 +182,11 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
         if self._quiet and source.state is LegState.OPEN and target.state is LegState.OPEN:
             writer = target.writer
             if not (target.out_open or target.mid_frame_out):
-                end, out, frames = source.reader.take_simple(data)
+                reader = source.reader
+                if reader.inflater is None:
+                    end, out, frames = reader.take_simple(data)
+                else:
+                    end, out, frames = reader.take_deflated(data)
                 if frames:
                     source.frames += frames
                     source.messages += frames
