@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from wsproxy.sansio.endpoint import ControlFrame, DataChunk, Event, Violation
 from wsproxy.sansio.frames import Opcode
-from wsproxy.sansio.items import FrameEvent, Message
+from wsproxy.sansio.items import FrameEvent, Message, whole_message
 from wsproxy.sansio.legs import Collected, Leg, Side
 from wsproxy.sansio.records import FrameRecord, whole_record
 
@@ -108,9 +108,7 @@ class HookSeam:
         backlog = source.backlog
         cost = 0
         for opcode, content, out in frames:
-            message = Message(from_client, opcode, content, wire_frames=[_WHOLE_FRAME])
-            message._unchanged_frame = out
-            backlog.append(message)
+            backlog.append(whole_message(from_client, opcode, content, out))
             cost += len(content)
         source.frames += len(frames)
         source.backlog_bytes += cost + EVENT_COST * len(frames)
@@ -124,9 +122,13 @@ class HookSeam:
         self._drain(source, target)
 
     def _drain(self, source: Leg, target: Leg) -> None:
-        while source.backlog and source.pending is None:
-            event = source.backlog.popleft()
-            source.backlog_bytes -= _cost(event)
+        backlog = source.backlog
+        while backlog and source.pending is None:
+            event = backlog.popleft()
+            if type(event) is Message:  # _cost, written out for the usual event
+                source.backlog_bytes -= len(event._content) + EVENT_COST
+            else:
+                source.backlog_bytes -= _cost(event)
             if source.close_received:
                 self._discard_backlog(source, event)
                 return
@@ -357,11 +359,6 @@ class HookSeam:
             )
         if message.compressed and source.context_takeover:
             self._start_recompressing(source)
-
-
-# What ``Message.wire_frames`` holds for a message of one frame, final, RSV bits clear, its
-# payload the message's content (so not kept twice).
-_WHOLE_FRAME = (True, 0, b"")
 
 
 def _cost(event: Event | Message) -> int:
