@@ -125,17 +125,21 @@ class HookSeam:
         backlog = source.backlog
         while backlog and source.pending is None:
             event = backlog.popleft()
-            if type(event) is Message:  # _cost, written out for the usual event
+            if type(event) is Message:
+                # The usual event (a message the fast path made, or an injected one), taken
+                # first: _cost and close_received written out, and it is the next item.
                 source.backlog_bytes -= len(event._content) + EVENT_COST
-            else:
-                source.backlog_bytes -= _cost(event)
+                if source.received is not None:
+                    self._discard_backlog(source, event)
+                else:
+                    source.pending = event
+                return
+            source.backlog_bytes -= _cost(event)
             if source.close_received:
                 self._discard_backlog(source, event)
                 return
             if type(event) is DataChunk:
                 self._hook_chunk(source, event)
-            elif type(event) is Message:
-                source.pending = event
             elif type(event) is ControlFrame:
                 if source.want_frames:
                     source.frames += 1
