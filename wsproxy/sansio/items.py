@@ -1,7 +1,8 @@
 """What the plugin chain reads and changes: whole messages and single frames, as plain data.
 
 The relay builds them (sans-I/O, so without a clock: the shell stamps ``timestamp`` when it
-hands an item to the hooks) and carries out the verdict the chain leaves on them: forward,
+hands an item to the hooks; the items one read brought, run one after another by plain hooks,
+share one clock reading) and carries out the verdict the chain leaves on them: forward,
 forward changed, drop.
 """
 
