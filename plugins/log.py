@@ -76,8 +76,14 @@ from wsproxy.sansio.targets import host_port
 _COLOURS = {"client": "\x1b[32m", "server": "\x1b[36m", "event": "\x1b[33m", "error": "\x1b[31m"}
 _RESET = "\x1b[0m"
 # The start of a text message's line, by its direction (``frame_line``'s words).
-_TEXT_ARROWS = {
-    from_client: f"{arrow(from_client)} {opcode_name(Opcode.TEXT)}" for from_client in (False, True)
+# The start of a text message's line, up to its length, by direction and compression: the
+# heads ``frame_line`` makes, made once.
+_TEXT_HEADS = {
+    from_client: (
+        f"{arrow(from_client)} {opcode_name(Opcode.TEXT)} - len=",
+        f"{arrow(from_client)} {opcode_name(Opcode.TEXT)} z len=",
+    )
+    for from_client in (False, True)
 }
 
 
@@ -218,9 +224,23 @@ class Log:
             width = self.max_preview
             if width and len(text) > width:
                 text = text[:width] + "…"
-            flags = "z" if message.compressed else "-"
-            arrow = _TEXT_ARROWS[message.from_client]
-            line = f"{arrow} {flags} len={len(content)} {text!r}"
+            head = _TEXT_HEADS[message.from_client][bool(message.compressed)]
+            stream = self._file if self._file is not None else sys.stderr
+            known, tty = self._tty
+            if stream is self._unflushed and stream is known and not tty:
+                # And what _text and _write do with it, when this turn's lines already go to
+                # this stream, uncoloured (this runs for every message): stamped with the
+                # time the shell handed the message to the hooks (one clock read, not two).
+                now = int(message.timestamp or time.time())
+                if now != self._second:
+                    self._second = now
+                    self._stamp = time.strftime("%H:%M:%S", time.localtime(now))
+                line = f"{self._stamp} [{flow.id}] {head}{len(content)} {text!r}"
+                if message.modified_by is not None:
+                    line += f" (modified by {message.modified_by})"
+                self._lines.append(line)
+                return
+            line = f"{head}{len(content)} {text!r}"
         else:
             flags = "z" if message.compressed else "-"
             if fragments > 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wsproxy.sansio.frames import Opcode
-from wsproxy.sansio.items import FrameEvent, Message
+from wsproxy.sansio.items import FrameEvent, Message, whole_message
 
 TEXT, BINARY, CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION
 CLOSE, PING, PONG = Opcode.CLOSE, Opcode.PING, Opcode.PONG
@@ -21,6 +21,22 @@ def test_a_message_as_built() -> None:
     server = Message(False, BINARY, b"\x00", fragment_sizes=[0, 1], timestamp=2.5, injected=True)
     assert (server.direction, server.is_text, server.fragment_sizes) == ("server", False, [0, 1])
     assert (server.timestamp, server.injected) == (2.5, True)
+
+
+@pytest.mark.parametrize(("from_client", "opcode"), [(True, TEXT), (False, BINARY)])
+def test_a_whole_message_is_what_the_constructor_builds(from_client: bool, opcode: int) -> None:
+    """``whole_message`` writes ``__init__`` out: every slot as the constructor sets it."""
+    content, frame = b"hello", b"\x81\x05hello"
+    built = Message(from_client, opcode, content, wire_frames=[(True, 0, b"")])
+    built._unchanged_frame = frame
+    whole = whole_message(from_client, opcode, content, frame)
+    slots = [*Message.__slots__, "_actor", "dropped_by", "modified_by"]
+    assert {name: getattr(whole, name) for name in slots} == {
+        name: getattr(built, name) for name in slots
+    }
+    assert whole.fragment_sizes is not built.fragment_sizes  # each message its own lists
+    whole.text = "changed"
+    assert (whole.modified_by, whole.original_content) == ("plugin", content)
 
 
 def test_setting_the_same_content_changes_nothing() -> None:

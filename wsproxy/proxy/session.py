@@ -160,9 +160,10 @@ class WebSocketSession:
         self._capture_held = False  # Hold.CAPTURE is on (a plain bool: asked per record)
         self._finishing: asyncio.Handle | None = None  # the wind-up, once the relay finished
 
-    def _stamp(self, item: FrameEvent | Message) -> None:
-        """What the hooks get with an item: its time, and for a message its decoder."""
-        item.timestamp = time.time()
+    def _stamp(self, item: FrameEvent | Message, now: float | None = None) -> None:
+        """What the hooks get with an item: its time (``now``, else the clock's), and for a
+        message its decoder."""
+        item.timestamp = time.time() if now is None else now
         if isinstance(item, Message):
             codec = self._hook_codec
             if codec is None:
@@ -362,12 +363,14 @@ class WebSocketSession:
         Inline, the items the relay has ready after it run straight on, each handed over by
         ``hooks_done_next``, and their commands are carried out together at the end: a read
         of a hundred messages costs one batch of commands, not a hundred."""
-        if self._start_hooks(side, item):
-            self._run_on(side)
+        now = time.time()
+        if self._start_hooks(side, item, now):
+            self._run_on(side, now)
 
-    def _start_hooks(self, side: Side, item: FrameEvent | Message) -> bool:
+    def _start_hooks(self, side: Side, item: FrameEvent | Message, now: float) -> bool:
         """Run the chain on ``item`` if it can run now, inline (True); else hand it to a task,
-        or an injected message to the next turn of the loop (False)."""
+        or an injected message to the next turn of the loop (False). ``now`` is its
+        timestamp."""
         chain = self.chain
         assert chain is not None
         if isinstance(item, Message):
@@ -382,7 +385,7 @@ class WebSocketSession:
                 self.loop.call_soon(self._run_injected_hooks, side, item)
                 return False
             # _stamp, written out: this runs for every message.
-            item.timestamp = time.time()
+            item.timestamp = now
             codec = self._hook_codec
             if codec is None:
                 codec = self._hook_codec = ConnectionDecoding(self.hints)
@@ -393,15 +396,32 @@ class WebSocketSession:
         if not chain.inline("frame"):
             self._hook_tasks[side] = self.loop.create_task(self._run_hooks_async(side, item))
             return False
-        self._stamp(item)
+        self._stamp(item, now)
         chain.frame_inline(self.flow, item)
         return True
 
-    def _run_on(self, side: Side) -> None:
-        """The hooks ran on ``side``'s item inline: its verdict, then the items after it."""
+    def _run_on(self, side: Side, now: float) -> None:
+        """The hooks ran on ``side``'s item inline: its verdict, then the items after it.
+
+        They came with it, so they get its timestamp (``now``: one clock read per run, not
+        per item), and a plain message is handed to the chain right here (what
+        ``_start_hooks`` does for it, written out: this runs for every message)."""
         relay = self.relay
+        chain = self.chain
+        assert chain is not None
+        flow = self.flow
         while (item := relay.hooks_done_next(side)) is not None:
-            if not self._start_hooks(side, item):
+            codec = self._hook_codec
+            if (
+                type(item) is Message
+                and codec is not None
+                and not item.injected
+                and chain.inline("message")
+            ):
+                item.timestamp = now
+                item._codec = codec
+                chain.message_inline(flow, item)
+            elif not self._start_hooks(side, item, now):
                 break
         self._dispatch(relay.take())
 
@@ -412,7 +432,7 @@ class WebSocketSession:
         if chain.inline("message"):
             self._stamp(item)
             chain.message_inline(self.flow, item)
-            self._run_on(side)
+            self._run_on(side, item.timestamp)
         else:  # a reload made a message hook async meanwhile
             self._hook_tasks[side] = self.loop.create_task(self._run_hooks_async(side, item))
 

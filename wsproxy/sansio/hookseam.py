@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from wsproxy.sansio.endpoint import ControlFrame, DataChunk, Event, Violation
 from wsproxy.sansio.frames import Opcode
-from wsproxy.sansio.items import FrameEvent, Message
+from wsproxy.sansio.items import FrameEvent, Message, whole_message
 from wsproxy.sansio.legs import Collected, Leg, Side
 from wsproxy.sansio.records import FrameRecord, whole_record
 
@@ -108,9 +108,7 @@ class HookSeam:
         backlog = source.backlog
         cost = 0
         for opcode, content, out in frames:
-            message = Message(from_client, opcode, content, wire_frames=[_WHOLE_FRAME])
-            message._unchanged_frame = out
-            backlog.append(message)
+            backlog.append(whole_message(from_client, opcode, content, out))
             cost += len(content)
         source.frames += len(frames)
         source.backlog_bytes += cost + EVENT_COST * len(frames)
@@ -124,16 +122,24 @@ class HookSeam:
         self._drain(source, target)
 
     def _drain(self, source: Leg, target: Leg) -> None:
-        while source.backlog and source.pending is None:
-            event = source.backlog.popleft()
+        backlog = source.backlog
+        while backlog and source.pending is None:
+            event = backlog.popleft()
+            if type(event) is Message:
+                # The usual event (a message the fast path made, or an injected one), taken
+                # first: _cost and close_received written out, and it is the next item.
+                source.backlog_bytes -= len(event._content) + EVENT_COST
+                if source.received is not None:
+                    self._discard_backlog(source, event)
+                else:
+                    source.pending = event
+                return
             source.backlog_bytes -= _cost(event)
             if source.close_received:
                 self._discard_backlog(source, event)
                 return
             if type(event) is DataChunk:
                 self._hook_chunk(source, event)
-            elif type(event) is Message:
-                source.pending = event
             elif type(event) is ControlFrame:
                 if source.want_frames:
                     source.frames += 1
@@ -357,11 +363,6 @@ class HookSeam:
             )
         if message.compressed and source.context_takeover:
             self._start_recompressing(source)
-
-
-# What ``Message.wire_frames`` holds for a message of one frame, final, RSV bits clear, its
-# payload the message's content (so not kept twice).
-_WHOLE_FRAME = (True, 0, b"")
 
 
 def _cost(event: Event | Message) -> int:

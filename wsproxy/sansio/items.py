@@ -1,7 +1,8 @@
 """What the plugin chain reads and changes: whole messages and single frames, as plain data.
 
 The relay builds them (sans-I/O, so without a clock: the shell stamps ``timestamp`` when it
-hands an item to the hooks) and carries out the verdict the chain leaves on them: forward,
+hands an item to the hooks; the items one read brought, run one after another by plain hooks,
+share one clock reading) and carries out the verdict the chain leaves on them: forward,
 forward changed, drop.
 """
 
@@ -183,6 +184,40 @@ class Message(_Verdict):
         return f"Message({self.direction}, {Opcode(self._opcode).name}, {self._content[:40]!r})"
 
 
+def whole_message(
+    from_client: bool, opcode: int, content: bytes, unchanged_frame: bytes
+) -> Message:
+    """A message of one final, uncompressed frame with RSV bits clear, as ``Message(...,
+    wire_frames=[(True, 0, b"")])`` builds it, with ``unchanged_frame`` the frame that
+    forwards it: the relay's fast path makes one per message it reads, so ``__init__`` is
+    written out here without its call and its options (half the cost)."""
+    message = _new(Message)
+    message._actor = None
+    message.dropped_by = None
+    message.modified_by = None
+    message.from_client = from_client
+    message._opcode = opcode
+    message._content = content
+    message.compressed = False
+    message.fragment_sizes = [len(content)]
+    message.timestamp = 0.0
+    message.injected = False
+    message.original_content = content
+    message.original_opcode = opcode
+    message.wire_frames = [_WHOLE_FRAME]
+    message._unchanged_frame = unchanged_frame
+    message._codec = None
+    message._decoded = None
+    message._decoded_from = None
+    return message
+
+
+_new = object.__new__
+# What ``Message.wire_frames`` holds for a message of one frame, final, RSV bits clear, its
+# payload the message's content (so not kept twice).
+_WHOLE_FRAME = (True, 0, b"")
+
+
 class FrameEvent(_Verdict):
     """One frame before reassembly, data or control. ``payload`` is decompressed.
 
@@ -260,4 +295,4 @@ class FrameEvent(_Verdict):
         return f"FrameEvent({self.direction}, {name}, fin={self.fin}, {self._payload[:40]!r})"
 
 
-__all__ = ["FrameEvent", "Message"]
+__all__ = ["FrameEvent", "Message", "whole_message"]
