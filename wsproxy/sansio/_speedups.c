@@ -109,6 +109,18 @@ rotated_key(PyObject *key_object, Py_ssize_t offset, unsigned char rotated[4], c
     Py_buffer key;
     int shift = (int)(offset & 3);
 
+    if (PyBytes_CheckExact(key_object)) {
+        /* The usual case, without the cost of a buffer export (it shows at 64 bytes). */
+        if (PyBytes_GET_SIZE(key_object) != 4) {
+            PyErr_Format(PyExc_ValueError, "%s() key must be 4 bytes, not %zd", name,
+                         PyBytes_GET_SIZE(key_object));
+            return -1;
+        }
+        for (int j = 0; j < 4; j++) {
+            rotated[j] = ((const unsigned char *)PyBytes_AS_STRING(key_object))[(j + shift) & 3];
+        }
+        return 0;
+    }
     if (PyObject_GetBuffer(key_object, &key, PyBUF_SIMPLE) < 0) {
         return -1;
     }
@@ -124,30 +136,39 @@ rotated_key(PyObject *key_object, Py_ssize_t offset, unsigned char rotated[4], c
     return 0;
 }
 
-static PyObject *
-mask_copy(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* The arguments of mask() and mask_copy(), (data, key, offset=0): the key rotated by the
+ * offset, or -1 with an exception set. */
+static int
+mask_args(PyObject *const *args, Py_ssize_t nargs, const char *name, unsigned char rotated[4])
 {
-    Py_buffer data;
     Py_ssize_t offset = 0;
-    unsigned char rotated[4];
-    PyObject *out;
 
     if (nargs < 2 || nargs > 3) {
-        PyErr_Format(PyExc_TypeError,
-                     "mask_copy() takes 2 or 3 positional arguments (%zd given)", nargs);
-        return NULL;
+        PyErr_Format(PyExc_TypeError, "%s() takes 2 or 3 positional arguments (%zd given)", name,
+                     nargs);
+        return -1;
     }
     if (nargs == 3) {
         offset = PyLong_AsSsize_t(args[2]);
         if (offset == -1 && PyErr_Occurred()) {
-            return NULL;
+            return -1;
         }
         if (offset < 0) {
-            PyErr_SetString(PyExc_ValueError, "mask_copy() offset must not be negative");
-            return NULL;
+            PyErr_Format(PyExc_ValueError, "%s() offset must not be negative", name);
+            return -1;
         }
     }
-    if (rotated_key(args[1], offset, rotated, "mask_copy") < 0) {
+    return rotated_key(args[1], offset, rotated, name);
+}
+
+static PyObject *
+mask_copy(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer data;
+    unsigned char rotated[4];
+    PyObject *out;
+
+    if (mask_args(args, nargs, "mask_copy", rotated) < 0) {
         return NULL;
     }
     if (PyObject_GetBuffer(args[0], &data, PyBUF_C_CONTIGUOUS) < 0) {
@@ -172,51 +193,11 @@ mask_copy(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_buffer buffer, key;
-    Py_ssize_t offset = 0;
+    Py_buffer buffer;
     unsigned char rotated[4];
-    int shift;
 
-    if (nargs < 2 || nargs > 3) {
-        PyErr_Format(PyExc_TypeError,
-                     "mask() takes 2 or 3 positional arguments (%zd given)", nargs);
+    if (mask_args(args, nargs, "mask", rotated) < 0) {
         return NULL;
-    }
-    if (nargs == 3) {
-        offset = PyLong_AsSsize_t(args[2]);
-        if (offset == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (offset < 0) {
-            PyErr_SetString(PyExc_ValueError, "mask() offset must not be negative");
-            return NULL;
-        }
-    }
-    shift = (int)(offset & 3);
-    if (PyBytes_CheckExact(args[1])) {
-        /* The usual case, without the cost of a buffer export (it shows at 64 bytes). */
-        if (PyBytes_GET_SIZE(args[1]) != 4) {
-            PyErr_Format(PyExc_ValueError, "mask() key must be 4 bytes, not %zd",
-                         PyBytes_GET_SIZE(args[1]));
-            return NULL;
-        }
-        for (int j = 0; j < 4; j++) {
-            rotated[j] = ((const unsigned char *)PyBytes_AS_STRING(args[1]))[(j + shift) & 3];
-        }
-    }
-    else {
-        if (PyObject_GetBuffer(args[1], &key, PyBUF_SIMPLE) < 0) {
-            return NULL;
-        }
-        if (key.len != 4) {
-            PyErr_Format(PyExc_ValueError, "mask() key must be 4 bytes, not %zd", key.len);
-            PyBuffer_Release(&key);
-            return NULL;
-        }
-        for (int j = 0; j < 4; j++) {
-            rotated[j] = ((const unsigned char *)key.buf)[(j + shift) & 3];
-        }
-        PyBuffer_Release(&key);
     }
     /* PyBUF_WRITABLE alone asks for a simple, C-contiguous, writable buffer. */
     if (PyObject_GetBuffer(args[0], &buffer, PyBUF_WRITABLE) < 0) {
@@ -298,6 +279,57 @@ valid_utf8(const unsigned char *data, Py_ssize_t size)
     return 1;
 }
 
+/* The arguments every walk over frames begins with, (data, masked, max_frame, max_message,
+ * keys, key_pos, ...): the count checked (`expected` in all), the numbers read; -1 with an
+ * exception set when one is wrong. The two buffers are taken by walk_buffers. */
+static int
+walk_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t expected, const char *name,
+          int *masked, unsigned long long *max_frame, unsigned long long *max_message,
+          Py_ssize_t *key_pos)
+{
+    if (nargs != expected) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", name, expected,
+                     nargs);
+        return -1;
+    }
+    *masked = PyObject_IsTrue(args[1]);
+    if (*masked < 0) {
+        return -1;
+    }
+    *max_frame = PyLong_AsUnsignedLongLong(args[2]);
+    if (*max_frame == (unsigned long long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *max_message = PyLong_AsUnsignedLongLong(args[3]);
+    if (*max_message == (unsigned long long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *key_pos = PyLong_AsSsize_t(args[5]);
+    if (*key_pos == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (*key_pos < 0) {
+        PyErr_Format(PyExc_ValueError, "%s() key_pos must not be negative", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* A walk's data (args[0]) and key block (args[4]), both released by the caller once it is
+ * done; -1 with an exception set (and nothing held) when either is no buffer. */
+static int
+walk_buffers(PyObject *const *args, Py_buffer *data, Py_buffer *keys)
+{
+    if (PyObject_GetBuffer(args[0], data, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    if (PyObject_GetBuffer(args[4], keys, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(data);
+        return -1;
+    }
+    return 0;
+}
+
 /* Where the payload of the frame at data[0:available] starts and how long it is; 0 when the
  * frame is not one the fast path relays (or not all there), which the general reader then
  * handles. `rsv` is the RSV bits the frame must have: 0, or RSV1 (0x40) for a compressed one. */
@@ -361,36 +393,14 @@ relay_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     unsigned char *target = NULL;
     Py_ssize_t position = 0, key_pos, frames = 0;
 
-    if (nargs != 6) {
-        PyErr_Format(PyExc_TypeError, "relay_frames() takes 6 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    int masked = PyObject_IsTrue(args[1]);
-    if (masked < 0) {
-        return NULL;
-    }
-    unsigned long long max_frame = PyLong_AsUnsignedLongLong(args[2]);
-    if (max_frame == (unsigned long long)-1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    unsigned long long max_message = PyLong_AsUnsignedLongLong(args[3]);
-    if (max_message == (unsigned long long)-1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    key_pos = PyLong_AsSsize_t(args[5]);
-    if (key_pos == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (key_pos < 0) {
-        PyErr_SetString(PyExc_ValueError, "relay_frames() key_pos must not be negative");
+    int masked;
+    unsigned long long max_frame, max_message;
+    if (walk_args(args, nargs, 6, "relay_frames", &masked, &max_frame, &max_message,
+                  &key_pos) < 0) {
         return NULL;
     }
     unsigned long long max_length = max_frame < max_message ? max_frame : max_message;
-    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    if (PyObject_GetBuffer(args[4], &keys, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&data);
+    if (walk_buffers(args, &data, &keys) < 0) {
         return NULL;
     }
     const unsigned char *source = data.buf;
@@ -528,28 +538,10 @@ relay_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     unsigned char *target = NULL;
     Py_ssize_t position = 0, key_pos, frames = 0;
 
-    if (nargs != 8) {
-        PyErr_Format(PyExc_TypeError, "relay_deflated() takes 8 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    int masked = PyObject_IsTrue(args[1]);
-    if (masked < 0) {
-        return NULL;
-    }
-    unsigned long long max_frame = PyLong_AsUnsignedLongLong(args[2]);
-    if (max_frame == (unsigned long long)-1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    unsigned long long max_message = PyLong_AsUnsignedLongLong(args[3]);
-    if (max_message == (unsigned long long)-1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    key_pos = PyLong_AsSsize_t(args[5]);
-    if (key_pos == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (key_pos < 0) {
-        PyErr_SetString(PyExc_ValueError, "relay_deflated() key_pos must not be negative");
+    int masked;
+    unsigned long long max_frame, max_message;
+    if (walk_args(args, nargs, 8, "relay_deflated", &masked, &max_frame, &max_message,
+                  &key_pos) < 0) {
         return NULL;
     }
     unsigned long long max_compressed = PyLong_AsUnsignedLongLong(args[7]);
@@ -581,13 +573,7 @@ relay_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     unsigned long long max_plain = max_frame < max_message ? max_frame : max_message;
     unsigned long long max_deflated = max_frame < max_compressed ? max_frame : max_compressed;
-    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
-        Py_XDECREF(decompress);
-        Py_XDECREF(eof_name);
-        return NULL;
-    }
-    if (PyObject_GetBuffer(args[4], &keys, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&data);
+    if (walk_buffers(args, &data, &keys) < 0) {
         Py_XDECREF(decompress);
         Py_XDECREF(eof_name);
         return NULL;
@@ -742,29 +728,10 @@ relay_frames_recorded(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     unsigned char *target = NULL;
     Py_ssize_t position = 0, key_pos, keep;
 
-    if (nargs != 7) {
-        PyErr_Format(PyExc_TypeError, "relay_frames_recorded() takes 7 arguments (%zd given)",
-                     nargs);
-        return NULL;
-    }
-    int masked = PyObject_IsTrue(args[1]);
-    if (masked < 0) {
-        return NULL;
-    }
-    unsigned long long max_frame = PyLong_AsUnsignedLongLong(args[2]);
-    if (max_frame == (unsigned long long)-1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    unsigned long long max_message = PyLong_AsUnsignedLongLong(args[3]);
-    if (max_message == (unsigned long long)-1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    key_pos = PyLong_AsSsize_t(args[5]);
-    if (key_pos == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (key_pos < 0) {
-        PyErr_SetString(PyExc_ValueError, "relay_frames_recorded() key_pos must not be negative");
+    int masked;
+    unsigned long long max_frame, max_message;
+    if (walk_args(args, nargs, 7, "relay_frames_recorded", &masked, &max_frame, &max_message,
+                  &key_pos) < 0) {
         return NULL;
     }
     keep = PyLong_AsSsize_t(args[6]);
@@ -772,11 +739,7 @@ relay_frames_recorded(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     unsigned long long max_length = max_frame < max_message ? max_frame : max_message;
-    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    if (PyObject_GetBuffer(args[4], &keys, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&data);
+    if (walk_buffers(args, &data, &keys) < 0) {
         return NULL;
     }
     records = PyList_New(0);
@@ -876,36 +839,14 @@ whole_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *frames = NULL, *result = NULL;
     Py_ssize_t position = 0, key_pos;
 
-    if (nargs != 6) {
-        PyErr_Format(PyExc_TypeError, "whole_frames() takes 6 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    int masked = PyObject_IsTrue(args[1]);
-    if (masked < 0) {
-        return NULL;
-    }
-    unsigned long long max_frame = PyLong_AsUnsignedLongLong(args[2]);
-    if (max_frame == (unsigned long long)-1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    unsigned long long max_message = PyLong_AsUnsignedLongLong(args[3]);
-    if (max_message == (unsigned long long)-1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    key_pos = PyLong_AsSsize_t(args[5]);
-    if (key_pos == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (key_pos < 0) {
-        PyErr_SetString(PyExc_ValueError, "whole_frames() key_pos must not be negative");
+    int masked;
+    unsigned long long max_frame, max_message;
+    if (walk_args(args, nargs, 6, "whole_frames", &masked, &max_frame, &max_message,
+                  &key_pos) < 0) {
         return NULL;
     }
     unsigned long long max_length = max_frame < max_message ? max_frame : max_message;
-    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    if (PyObject_GetBuffer(args[4], &keys, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&data);
+    if (walk_buffers(args, &data, &keys) < 0) {
         return NULL;
     }
     frames = PyList_New(0);
