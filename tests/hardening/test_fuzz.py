@@ -41,13 +41,8 @@ from wsproxy.exceptions import HttpError
 from wsproxy.sansio.bodies import body_framing
 from wsproxy.sansio.commands import Timer
 from wsproxy.sansio.deflate import DeflateParams, Inflater
-from wsproxy.sansio.endpoint import (
-    ControlFrame,
-    DataChunk,
-    Event,
-    FrameReader,
-    Violation,
-)
+from wsproxy.sansio.endpoint import FrameReader
+from wsproxy.sansio.events import ControlFrame, DataChunk, Event, Violation
 from wsproxy.sansio.frames import Opcode
 from wsproxy.sansio.handshake import check_client_request, is_upgrade_request
 from wsproxy.sansio.http11 import HeadParser, Limits, Request

@@ -16,15 +16,10 @@ import pytest
 from hypothesis import strategies as st
 
 from wsproxy.sansio import masking
-from wsproxy.sansio.endpoint import (
-    ControlFrame,
-    DataChunk,
-    Event,
-    FrameReader,
-    FrameWriter,
-    Violation,
-)
+from wsproxy.sansio.endpoint import FrameReader
+from wsproxy.sansio.events import ControlFrame, DataChunk, Event, Violation
 from wsproxy.sansio.frames import MAX_CONTROL_PAYLOAD, Opcode, serialize_close
+from wsproxy.sansio.framewriter import FrameWriter
 
 MIB = 1 << 20
 BIG = 64 * MIB  # limits high enough to stay out of the way

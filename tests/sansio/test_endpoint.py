@@ -26,16 +26,8 @@ from tests.sansio.conftest import (
     split,
 )
 from wsproxy.sansio.deflate import DeflateParams, Inflater
-from wsproxy.sansio.endpoint import (
-    JOIN_LIMIT,
-    ControlFrame,
-    DataChunk,
-    Event,
-    FrameReader,
-    FrameWriter,
-    Violation,
-    clear_preview,
-)
+from wsproxy.sansio.endpoint import FrameReader
+from wsproxy.sansio.events import ControlFrame, DataChunk, Event, Violation, clear_preview
 from wsproxy.sansio.frames import (
     FIN,
     MASK,
@@ -47,6 +39,7 @@ from wsproxy.sansio.frames import (
     serialize_close,
     serialize_header,
 )
+from wsproxy.sansio.framewriter import JOIN_LIMIT, FrameWriter
 
 KEY = bytes.fromhex("37fa213d")
 TEXT, BINARY, CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION

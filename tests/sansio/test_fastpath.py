@@ -32,7 +32,8 @@ from tests.sansio.conftest import (
 )
 from tests.sansio.driver import Driven
 from wsproxy.sansio import endpoint, fastpath
-from wsproxy.sansio.endpoint import FrameReader, Violation
+from wsproxy.sansio.endpoint import FrameReader
+from wsproxy.sansio.events import Violation
 from wsproxy.sansio.frames import Opcode, apply_mask
 from wsproxy.sansio.items import Message
 from wsproxy.sansio.legs import Side

@@ -8,7 +8,8 @@ import pytest
 
 from tests.sansio.conftest import BIG
 from wsproxy.sansio.deflate import DeflateParams
-from wsproxy.sansio.endpoint import FrameReader, FrameWriter
+from wsproxy.sansio.endpoint import FrameReader
+from wsproxy.sansio.framewriter import FrameWriter
 from wsproxy.sansio.legs import (
     TRANSITIONS,
     CloseFrame,

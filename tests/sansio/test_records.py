@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from wsproxy.sansio import records
-from wsproxy.sansio.endpoint import DataChunk
+from wsproxy.sansio.events import DataChunk
 from wsproxy.sansio.frames import Opcode
 from wsproxy.sansio.legs import Side
 from wsproxy.sansio.records import PREVIEW, FrameRecord, Joiner, StreamRecorder, utf8_boundary

@@ -28,7 +28,8 @@ from tests.sansio.conftest import (
 from tests.sansio.driver import Driven
 from wsproxy.sansio import records as relay_module
 from wsproxy.sansio.deflate import DeflateParams, Inflater
-from wsproxy.sansio.endpoint import DataChunk, FrameReader
+from wsproxy.sansio.endpoint import FrameReader
+from wsproxy.sansio.events import DataChunk
 from wsproxy.sansio.frames import RSV1, Opcode, apply_mask, serialize_close
 from wsproxy.sansio.legs import Leg
 from wsproxy.sansio.relay import (

@@ -30,7 +30,8 @@ from wsproxy.sansio.commands import (
     Timer,
 )
 from wsproxy.sansio.deflate import DeflateParams, Deflater, Inflater
-from wsproxy.sansio.endpoint import ControlFrame, DataChunk, FrameReader, Violation
+from wsproxy.sansio.endpoint import FrameReader
+from wsproxy.sansio.events import ControlFrame, DataChunk, Violation
 from wsproxy.sansio.frames import RSV1, Opcode, serialize_close
 from wsproxy.sansio.hookseam import EVENT_COST, HOOK_BACKLOG
 from wsproxy.sansio.items import FrameEvent, Message

@@ -14,7 +14,8 @@ from tests.sansio.conftest import BIG, Wire, client_bytes, reader, server_bytes
 from wsproxy.sansio.commands import Command, Send
 from wsproxy.sansio.commands import Wire as WireBytes
 from wsproxy.sansio.deflate import DeflateParams
-from wsproxy.sansio.endpoint import ControlFrame, DataChunk, FrameReader, Violation
+from wsproxy.sansio.endpoint import FrameReader
+from wsproxy.sansio.events import ControlFrame, DataChunk, Violation
 from wsproxy.sansio.fastpath import MaskKeys
 from wsproxy.sansio.frames import RSV1, Opcode
 from wsproxy.sansio.relay import STREAM_THRESHOLD, Relay, RelayConfig, Side

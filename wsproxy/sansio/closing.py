@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wsproxy.sansio.endpoint import ControlFrame, Violation
+from wsproxy.sansio.events import ControlFrame, Violation
 from wsproxy.sansio.frames import CloseCode, Opcode, serialize_close
 from wsproxy.sansio.legs import CloseFrame, Leg, LegEvent, Side
 

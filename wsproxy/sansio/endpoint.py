@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from wsproxy.sansio.commands import Wire
 from wsproxy.sansio.errors import ProtocolError
+from wsproxy.sansio.events import ControlFrame, DataChunk, Event, Violation
 from wsproxy.sansio.fastpath import (
     MASK_KEYS,
     Buffer,
@@ -29,21 +29,23 @@ from wsproxy.sansio.fastpath import (
     relay_frames_recorded,
     whole_frames,
 )
+from wsproxy.sansio.framechecks import (
+    check_control_frame,
+    check_utf8,
+    new_utf8_decoder,
+    payload_length,
+)
 from wsproxy.sansio.frames import (
     FIN,
     KNOWN_OPCODES,
     MASK,
-    MAX_CONTROL_PAYLOAD,
     RSV1,
     RSV2,
     RSV3,
     CloseCode,
     Opcode,
     apply_mask,
-    new_mask_key,
     parse_close,
-    serialize_close,
-    serialize_header,
 )
 
 # RFC 7692 7.2.2: what a receiver appends to a message's payload before inflating it.
@@ -79,59 +81,6 @@ class MessageInflater(Protocol):
 # ``pending`` set, so a caller that handles the events before asking for more streams even a
 # highly compressed message instead of holding it whole (issue 10).
 INFLATE_BUDGET = 1024 * 1024
-
-
-@dataclass(slots=True)
-class DataChunk:
-    """A piece of a data frame's payload, as it arrived.
-
-    ``data`` is the unmasked payload as on the wire (still compressed if the message is);
-    ``content`` is the same piece decompressed (the same object when not compressed).
-    A frame that arrived whole is a single chunk with ``frame_start`` and ``frame_end`` set.
-    """
-
-    opcode: int
-    message_opcode: int
-    fin: bool
-    rsv: int
-    frame_length: int
-    data: bytes
-    content: bytes
-    frame_start: bool
-    frame_end: bool
-    compressed: bool
-    # Set when ``data`` is still masked (``FrameReader.keep_binary_masked``): the key and the
-    # position of ``data`` in its frame. ``content`` is then masked too; see ``preview``.
-    mask_key: bytes = b""
-    mask_offset: int = 0
-
-    @property
-    def message_end(self) -> bool:
-        return self.fin and self.frame_end
-
-
-@dataclass(slots=True)
-class ControlFrame:
-    """A whole close, ping or pong frame; a close carries its parsed code and reason."""
-
-    opcode: int
-    payload: bytes
-    close_code: int | None = None
-    close_reason: str = ""
-
-
-@dataclass(slots=True)
-class Violation:
-    """The peer broke the protocol; it must be closed with ``code``."""
-
-    code: int
-    reason: str
-
-
-Event = DataChunk | ControlFrame | Violation
-
-# Output up to this size is joined into one write; beyond it, copying costs more than a write.
-JOIN_LIMIT = 64 * 1024
 
 
 class FrameReader:
@@ -511,7 +460,7 @@ class FrameReader:
             if self.masked:
                 raise ProtocolError("unmasked frame from the client", CloseCode.PROTOCOL_ERROR)
             raise ProtocolError("masked frame from the server", CloseCode.PROTOCOL_ERROR)
-        size, length = _payload_length(buffer, position, available, second & 0x7F)
+        size, length = payload_length(buffer, position, available, second & 0x7F)
         if size < 0:
             return -1
         if self.masked:
@@ -521,7 +470,7 @@ class FrameReader:
             size += 4
         fin = bool(first & FIN)
         if opcode >= 0x8:
-            _check_control_frame(fin, rsv, length)
+            check_control_frame(fin, rsv, length)
         else:
             self._start_data_frame(opcode, fin, rsv, length)
         self._opcode = opcode
@@ -547,7 +496,7 @@ class FrameReader:
             self._message_opcode = opcode
             self._message_size = 0
             self._compressed = bool(rsv)
-            self._utf8 = _new_utf8_decoder() if opcode == Opcode.TEXT else None
+            self._utf8 = new_utf8_decoder() if opcode == Opcode.TEXT else None
         if length > self.max_frame_size:
             raise ProtocolError(
                 f"frame of {length} bytes over the limit of {self.max_frame_size}",
@@ -630,7 +579,7 @@ class FrameReader:
         assert message_opcode is not None
         message_end = frame_end and self._fin
         if self._utf8 is not None:
-            _check_utf8(self._utf8, content, message_end)
+            check_utf8(self._utf8, content, message_end)
         chunk = DataChunk(
             self._opcode,
             message_opcode,
@@ -657,151 +606,3 @@ class FrameReader:
             code, reason = parse_close(payload)
             return ControlFrame(self._opcode, payload, code, reason)
         return ControlFrame(self._opcode, payload)
-
-
-def _new_utf8_decoder() -> codecs.IncrementalDecoder:
-    return codecs.getincrementaldecoder("utf-8")("strict")
-
-
-def _check_utf8(decoder: codecs.IncrementalDecoder, content: bytes, final: bool) -> None:
-    """Fail on the first invalid byte, even when a code point is split across fragments.
-
-    CPython's decoder already rejects most impossible prefixes at once (``F4 90``, ``E0 80``),
-    but holds ``ED A0``-``ED BF`` (a UTF-16 surrogate, never valid) until a third byte comes;
-    that one case is checked by hand so the connection fails as early as RFC 6455 8.1 wants.
-    """
-    try:
-        decoder.decode(content, final)
-    except UnicodeDecodeError:
-        raise ProtocolError("invalid UTF-8 in a text message", CloseCode.INVALID_PAYLOAD) from None
-    pending = decoder.getstate()[0]
-    if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
-        raise ProtocolError("invalid UTF-8 in a text message", CloseCode.INVALID_PAYLOAD)
-
-
-def _payload_length(buffer: Wire, position: int, available: int, short: int) -> tuple[int, int]:
-    """(header size before any mask key, payload length) from the 7-bit length ``short``
-    (RFC 6455 5.2); (-1, 0) while the extended length has not all arrived."""
-    if short < 126:
-        return 2, short
-    size = 4 if short == 126 else 10
-    if available < size:
-        return -1, 0
-    length = int.from_bytes(buffer[position + 2 : position + size], "big")
-    if size == 10 and length >> 63:
-        raise ProtocolError("64-bit length with its top bit set", CloseCode.PROTOCOL_ERROR)
-    if length < (126 if size == 4 else 65536):
-        raise ProtocolError("length not in its shortest form", CloseCode.PROTOCOL_ERROR)
-    return size, length
-
-
-def _check_control_frame(fin: bool, rsv: int, length: int) -> None:
-    """RFC 6455 5.5: control frames are never fragmented, carry at most 125 bytes and no RSV."""
-    if not fin:
-        raise ProtocolError("fragmented control frame", CloseCode.PROTOCOL_ERROR)
-    if length > MAX_CONTROL_PAYLOAD:
-        raise ProtocolError(f"control frame of {length} bytes (max 125)", CloseCode.PROTOCOL_ERROR)
-    if rsv:
-        raise ProtocolError("RSV1 set on a control frame", CloseCode.PROTOCOL_ERROR)
-
-
-def _xor_keys(a: bytes, b: bytes) -> bytes:
-    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(4, "big")
-
-
-def clear_preview(chunk: DataChunk, size: int = 64) -> bytes:
-    """The first bytes of a chunk's content, unmasked if it is still masked."""
-    if chunk.mask_key:
-        return apply_mask(chunk.data[:size], chunk.mask_key, chunk.mask_offset)
-    return chunk.content[:size]
-
-
-class FrameWriter:
-    """Serializes the frames we send one peer; masks with a fresh key when the peer is a server.
-
-    Output accumulates until ``data_to_send`` takes it, so one event loop turn becomes one write.
-    """
-
-    __slots__ = ("_key", "_offset", "_output", "bytes_sent", "mask")
-
-    def __init__(self, *, mask: bool) -> None:
-        self.mask = mask
-        self.bytes_sent = 0
-        self._output: list[Wire] = []
-        self._key = b""
-        self._offset = 0
-
-    def send_frame(
-        self, opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, masked_with: bytes = b""
-    ) -> None:
-        """A whole frame; ``masked_with`` is the key ``payload`` is still masked with, if any."""
-        if self.mask:
-            key = new_mask_key()
-            self._output.append(serialize_header(opcode, fin, rsv, len(payload), key))
-            if payload:
-                # Masking is XOR: re-masking a masked payload is one pass with both keys XORed.
-                combined = _xor_keys(key, masked_with) if masked_with else key
-                self._output.append(apply_mask(payload, combined))
-        else:
-            self._output.append(serialize_header(opcode, fin, rsv, len(payload)))
-            if payload:
-                self._output.append(payload)
-
-    def send_raw(self, frames: Wire) -> None:
-        """Frames already serialized (the fast path's), as they are."""
-        self._output.append(frames)
-
-    def take_single(self) -> Wire | None:
-        """The output when it is one piece, taken (and counted as sent); None otherwise."""
-        if len(self._output) != 1:
-            return None
-        piece = self._output.pop()
-        self.bytes_sent += len(piece)
-        return piece
-
-    def start_frame(self, opcode: int, fin: bool, rsv: int, length: int) -> None:
-        """The header of a frame whose payload follows in pieces (``send_payload``)."""
-        key = new_mask_key() if self.mask else None
-        self._output.append(serialize_header(opcode, fin, rsv, length, key))
-        self._key = key or b""
-        self._offset = 0
-
-    def send_payload(self, piece: bytes, masked_with: bytes = b"") -> None:
-        """A piece of the current frame; ``masked_with`` is the key ``piece`` is masked with."""
-        if piece:
-            self._output.append(self.payload_out(piece, masked_with))
-
-    def payload_out(self, piece: Wire, masked_with: bytes = b"") -> Wire:
-        """What a piece of the current frame goes out as (masked with this frame's key when
-        the peer is a server), for a caller that writes it itself; ``send_payload`` queues it."""
-        if not self.mask:
-            return piece
-        key = _xor_keys(self._key, masked_with) if masked_with else self._key
-        out = apply_mask(piece, key, self._offset)
-        self._offset += len(piece)
-        return out
-
-    def send_close(self, code: int | None, reason: str = "") -> None:
-        self.send_frame(Opcode.CLOSE, serialize_close(code, reason))
-
-    @property
-    def has_output(self) -> bool:
-        return bool(self._output)
-
-    def data_to_send(self) -> bytes:
-        if not self._output:
-            return b""
-        data = b"".join(self._output)
-        self._output.clear()
-        self.bytes_sent += len(data)
-        return data
-
-    def chunks_to_send(self) -> list[Wire]:
-        """Like ``data_to_send``, without joining: large payloads are written without a copy."""
-        output = self._output
-        if len(output) > 1 and sum(map(len, output)) <= JOIN_LIMIT:
-            output = [b"".join(output)]
-        self._output = []
-        for piece in output:
-            self.bytes_sent += len(piece)
-        return output

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from wsproxy.sansio.endpoint import ControlFrame, DataChunk, Event, Violation
+from wsproxy.sansio.events import ControlFrame, DataChunk, Event, Violation
 from wsproxy.sansio.frames import Opcode
 from wsproxy.sansio.items import FrameEvent, Message, whole_message
 from wsproxy.sansio.legs import Collected, Leg, Side

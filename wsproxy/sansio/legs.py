@@ -26,7 +26,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from wsproxy.sansio.deflate import DeflateParams, Deflater
-from wsproxy.sansio.endpoint import ControlFrame, Event, FrameReader, FrameWriter, Violation
+from wsproxy.sansio.endpoint import FrameReader
+from wsproxy.sansio.events import ControlFrame, Event, Violation
+from wsproxy.sansio.framewriter import FrameWriter
 from wsproxy.sansio.items import FrameEvent, Message
 from wsproxy.sansio.records import Joiner, StreamRecorder
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from wsproxy.sansio.endpoint import DataChunk, clear_preview
+from wsproxy.sansio.events import DataChunk, clear_preview
 from wsproxy.sansio.frames import Opcode
 
 if TYPE_CHECKING:

@@ -50,15 +50,10 @@ from wsproxy.sansio.commands import (
     Wire,
 )
 from wsproxy.sansio.deflate import DeflateParams, Deflater, Inflater
-from wsproxy.sansio.endpoint import (
-    ControlFrame,
-    DataChunk,
-    Event,
-    FrameReader,
-    FrameWriter,
-    Violation,
-)
+from wsproxy.sansio.endpoint import FrameReader
+from wsproxy.sansio.events import ControlFrame, DataChunk, Event, Violation
 from wsproxy.sansio.frames import RSV1, CloseCode, Opcode, serialize_close
+from wsproxy.sansio.framewriter import FrameWriter
 from wsproxy.sansio.hookseam import HOOK_BACKLOG, HookSeam, OutFrame
 from wsproxy.sansio.items import FrameEvent, Message
 from wsproxy.sansio.legs import Leg, LegEvent, LegState, Side
