@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 
 from wsproxy.modes import (
@@ -85,4 +86,19 @@ def size(text: str) -> int:
     value = parse_size(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (must be more than 0)")
+    return value
+
+
+def parse_workers(text: str) -> int:
+    """``--workers``: a count of at least 1, or ``auto`` (one per core)."""
+    if text.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"not a number of workers: {text!r} (1 or more, or auto: one per core)"
+        )
     return value

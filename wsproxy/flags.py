@@ -19,6 +19,7 @@ from wsproxy.argtypes import (
     count_or_zero,
     parse_mode,
     parse_port,
+    parse_workers,
     seconds,
     seconds_or_zero,
     size,
@@ -42,7 +43,6 @@ from wsproxy.modes import (
 )
 from wsproxy.options import Options
 from wsproxy.subcommands import subcommands_help
-from wsproxy.workers import parse_workers
 
 if TYPE_CHECKING:
     from wsproxy.scripts import ScriptHost

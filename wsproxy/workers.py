@@ -20,7 +20,6 @@ SIGINT/SIGTERM, which it forwards as SIGTERM (each worker closes its WebSockets 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -33,7 +32,6 @@ from typing import NamedTuple
 __all__ = [
     "WorkerIdentity",
     "ignore_late_signals",
-    "parse_workers",
     "report_ready",
     "supervise",
     "watch_supervisor",
@@ -60,21 +58,6 @@ class WorkerIdentity(NamedTuple):
     # These names shadow tuple's methods index() and count(): the fields are what is read.
     index: int  # type: ignore[assignment]  # 1..count
     count: int  # type: ignore[assignment]
-
-
-def parse_workers(text: str) -> int:
-    """``--workers``: a count of at least 1, or ``auto`` (one per core)."""
-    if text.strip().lower() == "auto":
-        return os.cpu_count() or 1
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f"not a number of workers: {text!r} (1 or more, or auto: one per core)"
-        )
-    return value
 
 
 def worker_identity() -> WorkerIdentity | None:

@@ -24,6 +24,10 @@ NOT_NEEDED = (
     "prometheus_client",
     "aiohttp",
     "yaml",
+    "wsproxy.proxy.socks",  # SOCKS5 and transparent mode: loaded by their listeners only
+    "wsproxy.sansio.socks5",
+    "wsproxy.proxy.transparent",
+    "wsproxy.sansio.origdst",
 )
 
 

@@ -27,9 +27,10 @@ from tests.harness import (
     child_pids,
     wait_until,
 )
+from wsproxy.argtypes import parse_workers
 from wsproxy.workermetrics import merge_expositions
 from wsproxy.workerplan import worker_capture_path, workers_unsupported
-from wsproxy.workers import exit_text, parse_workers, without_workers_flag
+from wsproxy.workers import exit_text, without_workers_flag
 
 pytestmark = [
     pytest.mark.timeout(90),

@@ -26,8 +26,6 @@ from wsproxy.proxy.peer import Peer
 from wsproxy.proxy.pool import UpstreamPool
 from wsproxy.proxy.request_loop import RequestLoop
 from wsproxy.proxy.session import WebSocketSession
-from wsproxy.proxy.socks import HandOver, Socks5Front
-from wsproxy.proxy.transparent import Redirected
 from wsproxy.proxy.turns import HandshakeTurns
 from wsproxy.proxy.upstream import Connector, Upstream
 from wsproxy.proxy.websocket import Capture, WebSockets
@@ -36,6 +34,8 @@ from wsproxy.sansio.targets import host_port
 
 if TYPE_CHECKING:
     from wsproxy.metrics import Metrics
+    from wsproxy.proxy.socks import HandOver, Socks5Front
+    from wsproxy.proxy.transparent import Redirected
     from wsproxy.tls.ca import CertAuthority
 
 __all__ = ["BindError", "Capture", "Front", "ProxyServer", "Upstream", "WsproxyError"]
@@ -65,9 +65,15 @@ class Front:
             metrics=server.metrics,
         )
         self.upstreams = Connector(options, server.addresses)
-        # In a SOCKS5 tunnel the first request takes the connection its CONNECT opened.
-        handover = HandOver(self.upstreams)
-        open_upstream = handover.open if socks else self.upstreams.open
+        # In a SOCKS5 tunnel the first request takes the connection its CONNECT opened. SOCKS
+        # and transparent mode are loaded by their own listeners only (a lean start).
+        handover: HandOver | None = None
+        open_upstream = self.upstreams.open
+        if socks:
+            from wsproxy.proxy.socks import HandOver
+
+            handover = HandOver(self.upstreams)
+            open_upstream = handover.open
         # Plain HTTP reuses upstream connections; WebSockets and tunnels open their own.
         self.pool = UpstreamPool(
             open_upstream,
@@ -97,8 +103,17 @@ class Front:
             plain=self.plain,
             websockets=self.websockets,
         )
-        self.socks = Socks5Front(options, access, self.requests.tunnels, handover, server.addresses)
-        self.redirected = Redirected(options, self.requests.tunnels, server.addresses)
+        self.socks: Socks5Front | None = None
+        self.redirected: Redirected | None = None
+        if handover is not None:
+            from wsproxy.proxy.socks import Socks5Front
+
+            tunnels = self.requests.tunnels
+            self.socks = Socks5Front(options, access, tunnels, handover, server.addresses)
+        elif isinstance(options.mode, Transparent):
+            from wsproxy.proxy.transparent import Redirected
+
+            self.redirected = Redirected(options, self.requests.tunnels, server.addresses)
 
     def where(self) -> str:
         """The listening address as a log line names it."""
@@ -108,9 +123,9 @@ class Front:
         mode = self.options.mode
         if isinstance(mode, Regular | Reverse | UpstreamProxy):
             await self.requests.serve(peer, conn_id)
-        elif isinstance(mode, Socks5):
+        elif self.socks is not None:
             await self.socks.serve(peer, conn_id)
-        elif isinstance(mode, Transparent):
+        elif self.redirected is not None:
             await self.redirected.serve(peer, conn_id)
         else:
             raise HttpError(501, f"{mode} mode is not built yet")
