@@ -11,13 +11,11 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from tests.harness import StartProxy
 from tests.test_cli_errors import check, run
 from wsproxy.exceptions import ConfigError
-from wsproxy.flags import build_parser, mitmproxy_spellings, options_from_args, parser_flags
+from wsproxy.flags import build_parser, options_from_args
 from wsproxy.mitmoptions import (
     ALREADY,
     FLAGS,
@@ -25,6 +23,7 @@ from wsproxy.mitmoptions import (
     UNSUPPORTED,
     lookup,
     names,
+    parser_flags,
     translate,
 )
 from wsproxy.proxy.access import AccessPolicy
@@ -250,21 +249,3 @@ async def test_accepted_values_start_the_proxy_and_say_why(start_proxy: StartPro
     assert "--set upstream_cert=false: wsproxy does not look up the upstream certificate" in log
     assert "--set http2=false: wsproxy speaks HTTP/1.1 only" in log
     assert "--no-rawtcp: inside a tunnel wsproxy speaks HTTP or TLS" in log
-
-
-@given(
-    st.lists(
-        st.sampled_from(sorted(OURS))
-        | st.sampled_from(sorted(FLAGS))
-        | st.sampled_from(["--set", "--set=flow_detail=3", "--", "x", "-", "-7", "--bogus=1"])
-        | st.text(max_size=6),
-        max_size=8,
-    )
-)
-def test_the_translator_is_skipped_only_where_it_would_change_nothing(argv: list[str]) -> None:
-    """The CLI loads mitmoptions only when ``argv`` may need it: any other command line comes
-    out of ``translate`` unchanged and without notes."""
-    if mitmproxy_spellings(argv, OURS):
-        return
-    translation = translate(argv, OURS)
-    assert translation.argv == argv and not translation.notes

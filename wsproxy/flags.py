@@ -32,6 +32,7 @@ from wsproxy.eventloop import (
     versions_text,
 )
 from wsproxy.exceptions import ConfigError
+from wsproxy.mitmoptions import parser_flags, translate
 from wsproxy.modes import (
     Listen,
     ModeError,
@@ -506,39 +507,15 @@ def _filter(flag: str, text: str | None, *, url_regex: bool = False) -> str | No
 def parse_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace | None:
     """The flags, mitmproxy's spellings translated (notes logged once logging is set up);
     None when ``--help-plugins`` printed its text and there is nothing to run."""
-    argv, ours = list(argv), parser_flags(parser)
-    notes: list[str] = []
-    if mitmproxy_spellings(argv, ours):  # the translator is loaded only then (a lean start)
-        from wsproxy.mitmoptions import translate
-
-        translation = translate(argv, ours)
-        argv, notes = translation.argv, translation.notes
-    args = parser.parse_args(argv)
+    translation = translate(list(argv), parser_flags(parser))
+    args = parser.parse_args(translation.argv)
     if args.help_plugins:
         from wsproxy.scripts import help_text
 
         print(help_text(args.script), end="")
         return None
-    args.translation_notes = notes
+    args.translation_notes = translation.notes
     return args
-
-
-def parser_flags(parser: argparse.ArgumentParser) -> set[str]:
-    """Every option string ``parser`` defines."""
-    return {flag for action in parser._actions for flag in action.option_strings}
-
-
-def mitmproxy_spellings(argv: Sequence[str], ours: set[str]) -> bool:
-    """Whether ``argv`` may hold something ``mitmoptions.translate`` rewrites: a ``--set``,
-    or an option that is not one of ours (mitmproxy's own flags are among those)."""
-    for token in argv:
-        if token == "--":
-            return False
-        if token == "--set" or token.startswith("--set="):
-            return True
-        if token.startswith("-") and token.partition("=")[0] not in ours and token not in ours:
-            return True
-    return False
 
 
 def script_host(args: argparse.Namespace) -> ScriptHost | None:
