@@ -24,6 +24,7 @@ from tests.sansio.conftest import (
     Wire,
     assemble,
     client_bytes,
+    require_extension,
     server_bytes,
     split,
 )
@@ -204,15 +205,14 @@ def test_plain_frames_are_checked_as_relay_frames_checks_them(relay: RelayDeflat
 
 
 def test_the_c_one_wants_bytes_back() -> None:
-    if fastpath.relay_deflated_c is None:
-        pytest.skip("wsproxy.sansio._speedups is not built")
+    relay_deflated_c = require_extension(fastpath.relay_deflated_c)
     data = server_bytes(Wire(TEXT, compressed([b"x"])[0], rsv=RSV1))
 
     def not_bytes(payload: bytes) -> Any:
         return bytearray(payload)
 
     with pytest.raises(TypeError, match="must return bytes"):
-        fastpath.relay_deflated_c(data, False, BIG, BIG, KEYS, 0, not_bytes, BIG)
+        relay_deflated_c(data, False, BIG, BIG, KEYS, 0, not_bytes, BIG)
 
 
 # --- Inflater.inflate_message --------------------------------------------------------------------
@@ -461,9 +461,7 @@ def test_without_context_takeover_the_fast_path_calls_inflate_message() -> None:
 
 
 def test_the_c_one_checks_the_direct_form() -> None:
-    c = fastpath.relay_deflated_c
-    if c is None:
-        pytest.skip("wsproxy.sansio._speedups is not built")
+    c = require_extension(fastpath.relay_deflated_c)
     decoder = zlib.decompressobj(wbits=-15)
     with pytest.raises(TypeError, match="callable or"):
         c(b"", False, BIG, BIG, KEYS, 0, (decoder, b"not a bytearray", bytes), BIG)  # type: ignore[arg-type]
