@@ -253,6 +253,7 @@ def test_malformed_request_heads(data: bytes) -> None:
     [
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "TLS handshake"),
         (b"\x16\x03\x01\x00\x0a\x01\x00", "TLS handshake"),  # a line end inside it
+        (b"\x16\x03\x01 a b\x0a\x01\x00", "TLS handshake"),  # three "words" before it
         (b"\x05\x01\x00\r\n\r\n", "SOCKS5 greeting"),
         (b"\x04\x01\x00\x50\x7f\x00\x00\x01\x00", "SOCKS4"),
     ],

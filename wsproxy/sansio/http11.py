@@ -400,10 +400,13 @@ class HeadParser:
             return version.decode(), status.decode(), (reason or b"").decode("latin-1")
         match = _REQUEST_LINE_RE.fullmatch(line)
         if match is None:
+            foreign = _foreign_protocol(line)
+            if foreign is not None:  # before the other checks: its bytes may look like anything
+                raise self._error(foreign)
             parts = line.split(b" ")
             if len(parts) == 3 and _VERSION_RE.fullmatch(parts[2]) is None:
                 raise self._error(f"unknown HTTP version: {parts[2][:20]!r}")
-            raise self._error(_foreign_protocol(line) or f"malformed request line: {line[:60]!r}")
+            raise self._error(f"malformed request line: {line[:60]!r}")
         method, target, version = match.groups()
         return method.decode(), target.decode("latin-1"), version.decode()
 
