@@ -23,13 +23,12 @@ from wsproxy.mitmoptions import (
     UNSUPPORTED,
     lookup,
     names,
-    parser_flags,
     translate,
 )
 from wsproxy.proxy.access import AccessPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
-OURS = parser_flags(build_parser())
+OURS = build_parser().option_strings
 
 
 def flags(*argv: str) -> list[str]:
@@ -249,3 +248,13 @@ async def test_accepted_values_start_the_proxy_and_say_why(start_proxy: StartPro
     assert "--set upstream_cert=false: wsproxy does not look up the upstream certificate" in log
     assert "--set http2=false: wsproxy speaks HTTP/1.1 only" in log
     assert "--no-rawtcp: inside a tunnel wsproxy speaks HTTP or TLS" in log
+
+
+def test_the_parser_knows_every_flag_it_defines_groups_and_help_included() -> None:
+    from wsproxy.web.cli import build_web_parser
+
+    web = build_web_parser().option_strings
+    assert {"-h", "--help", "--web-port", "--web-host", "--listen-port", "-p"} <= web
+    assert "--web-port" not in OURS  # plain wsproxy has no UI
+    assert "--listen-port" in OURS
+    assert translate(["--web-port", "9000"], web).argv == ["--web-port", "9000"]

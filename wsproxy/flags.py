@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from wsproxy.argtypes import (
     count,
@@ -32,7 +32,7 @@ from wsproxy.eventloop import (
     versions_text,
 )
 from wsproxy.exceptions import ConfigError
-from wsproxy.mitmoptions import parser_flags, translate
+from wsproxy.mitmoptions import translate
 from wsproxy.modes import (
     Listen,
     ModeError,
@@ -49,9 +49,41 @@ if TYPE_CHECKING:
 log = logging.getLogger("wsproxy")
 
 
-def build_parser() -> argparse.ArgumentParser:
+class FlagGroup:
+    """A titled group of ``parser``'s flags in its help whose option strings the parser
+    still knows."""
+
+    def __init__(self, parser: FlagParser, title: str) -> None:
+        self._parser = parser
+        self._group = parser.add_argument_group(title)
+
+    def add_argument(self, *names: str, **kwargs: Any) -> argparse.Action:
+        action = self._group.add_argument(*names, **kwargs)
+        self._parser.option_strings.update(action.option_strings)
+        return action
+
+
+class FlagParser(argparse.ArgumentParser):
+    """An ArgumentParser that keeps every option string it defines: the translation of
+    mitmproxy's spellings must know which flags are wsproxy's own, and argparse lists them
+    only in private attributes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.option_strings: set[str] = set()
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *names: str, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*names, **kwargs)
+        self.option_strings.update(action.option_strings)
+        return action
+
+    def flag_group(self, title: str) -> FlagGroup:
+        return FlagGroup(self, title)
+
+
+def build_parser() -> FlagParser:
     defaults = Options()
-    parser = argparse.ArgumentParser(
+    parser = FlagParser(
         prog="wsproxy",
         description="A man-in-the-middle proxy to see, log, rewrite and block WebSocket traffic.",
         epilog=subcommands_help(),
@@ -504,10 +536,10 @@ def _filter(flag: str, text: str | None, *, url_regex: bool = False) -> str | No
     return text
 
 
-def parse_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace | None:
+def parse_flags(parser: FlagParser, argv: Sequence[str]) -> argparse.Namespace | None:
     """The flags, mitmproxy's spellings translated (notes logged once logging is set up);
     None when ``--help-plugins`` printed its text and there is nothing to run."""
-    translation = translate(list(argv), parser_flags(parser))
+    translation = translate(list(argv), parser.option_strings)
     args = parser.parse_args(translation.argv)
     if args.help_plugins:
         from wsproxy.scripts import help_text

@@ -18,14 +18,13 @@ Repeating a single-valued option keeps the last value, as repeating a flag does.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from wsproxy.exceptions import ConfigError
 
-__all__ = ["CoreOption", "Translation", "lookup", "names", "parser_flags", "translate"]
+__all__ = ["CoreOption", "Translation", "lookup", "names", "translate"]
 
 Kind = Literal["bool", "str", "int", "list"]
 Value = bool | int | str | None
@@ -412,11 +411,6 @@ def _dedicated_flags(ours: set[str]) -> dict[str, tuple[CoreOption, str | None]]
         if flag not in ours:
             flags[flag] = (entry, fixed)
     return flags
-
-
-def parser_flags(parser: argparse.ArgumentParser) -> set[str]:
-    """Every option string ``parser`` defines."""
-    return {flag for action in parser._actions for flag in action.option_strings}
 
 
 def translate(argv: Sequence[str], ours: set[str]) -> Translation:

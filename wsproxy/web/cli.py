@@ -23,7 +23,14 @@ from wsproxy.argtypes import count, parse_port, parse_size
 from wsproxy.cli import guarded
 from wsproxy.eventloop import run as run_loop
 from wsproxy.exceptions import ConfigError, StartupError, os_error_text
-from wsproxy.flags import build_parser, checked_loop, options_from_args, parse_flags, script_host
+from wsproxy.flags import (
+    FlagParser,
+    build_parser,
+    checked_loop,
+    options_from_args,
+    parse_flags,
+    script_host,
+)
 from wsproxy.runner import run_proxy, setup_logging, signal_event
 from wsproxy.web.limits import CONTENT_BUDGET, HISTORY
 from wsproxy.web.live import LiveState
@@ -44,14 +51,14 @@ log = logging.getLogger("wsproxy")
 PROG = "wsproxy-web"
 
 
-def build_web_parser() -> argparse.ArgumentParser:
+def build_web_parser() -> FlagParser:
     parser = build_parser()
     parser.prog = PROG
     parser.description = (
         "wsproxy with a web UI: see every WebSocket live, pause and edit messages at "
         "breakpoints, compose, close; or show a capture (-r FILE)."
     )
-    web = parser.add_argument_group("web UI")
+    web = parser.flag_group("web UI")
     add = web.add_argument
     add("--web-host", default="127.0.0.1", help="address of the web UI (127.0.0.1)")
     add("--web-port", type=parse_port, default=8081, help="port of the web UI (8081; 0: any)")
