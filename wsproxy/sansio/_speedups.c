@@ -330,6 +330,24 @@ walk_buffers(PyObject *const *args, Py_buffer *data, Py_buffer *keys)
     return 0;
 }
 
+/* The out bytes a walk returns: the unmasked frames cut to the `position` bytes it took; None
+ * when it took nothing or the frames go on as they came (no mask to take off). 0, or -1 with an
+ * exception set and *out cleared. */
+static int
+finish_out(PyObject **out, int masked, Py_ssize_t position, Py_ssize_t size)
+{
+    if (!masked || position == 0) {
+        PyObject *unused = *out;
+        *out = Py_NewRef(Py_None);
+        Py_XDECREF(unused);
+        return 0;
+    }
+    if (position < size && _PyBytes_Resize(out, position) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
 /* Where the payload of the frame at data[0:available] starts and how long it is; 0 when the
  * frame is not one the fast path relays (or not all there), which the general reader then
  * handles. `rsv` is the RSV bits the frame must have: 0, or RSV1 (0x40) for a compressed one. */
@@ -444,17 +462,8 @@ relay_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         position += header + (Py_ssize_t)length;
         frames++;
     }
-    if (masked) {
-        if (position == 0) {
-            Py_CLEAR(out);
-            out = Py_NewRef(Py_None);
-        }
-        else if (position < data.len && _PyBytes_Resize(&out, position) < 0) {
-            goto done;
-        }
-    }
-    else {
-        out = Py_NewRef(Py_None);
+    if (finish_out(&out, masked, position, data.len) < 0) {
+        goto done;
     }
     result = Py_BuildValue("nNnn", position, out, frames, key_pos);
     out = NULL;
@@ -690,17 +699,8 @@ relay_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             break; /* the decoder was replaced: the caller asks for the new one */
         }
     }
-    if (masked) {
-        if (position == 0) {
-            Py_CLEAR(out);
-            out = Py_NewRef(Py_None);
-        }
-        else if (position < data.len && _PyBytes_Resize(&out, position) < 0) {
-            goto done;
-        }
-    }
-    else {
-        out = Py_NewRef(Py_None);
+    if (finish_out(&out, masked, position, data.len) < 0) {
+        goto done;
     }
     result = Py_BuildValue("nNnnN", position, out, frames, key_pos,
                            error != NULL ? error : Py_NewRef(Py_None));
@@ -804,17 +804,8 @@ relay_frames_recorded(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         position += header + (Py_ssize_t)length;
     }
-    if (masked) {
-        if (position == 0) {
-            Py_CLEAR(out);
-            out = Py_NewRef(Py_None);
-        }
-        else if (position < data.len && _PyBytes_Resize(&out, position) < 0) {
-            goto done;
-        }
-    }
-    else {
-        out = Py_NewRef(Py_None);
+    if (finish_out(&out, masked, position, data.len) < 0) {
+        goto done;
     }
     result = Py_BuildValue("nNnN", position, out, key_pos, records);
     out = NULL;
