@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from wsproxy.sansio.frames import Opcode
+from wsproxy.sansio.frames import RSV1, Opcode
 
 
 class MessageCodec(Protocol):
@@ -212,6 +212,18 @@ def whole_message(
     return message
 
 
+def whole_compressed_message(
+    from_client: bool, opcode: int, content: bytes, wire: bytes, unchanged_frame: bytes
+) -> Message:
+    """``whole_message`` for a message of one final compressed frame (RSV1), ``wire`` its
+    payload as received (without the tail), as ``Message(..., compressed=True,
+    wire_frames=[(True, RSV1, wire)])`` builds it."""
+    message = whole_message(from_client, opcode, content, unchanged_frame)
+    message.compressed = True
+    message.wire_frames = [(True, RSV1, wire)]
+    return message
+
+
 _new = object.__new__
 # What ``Message.wire_frames`` holds for a message of one frame, final, RSV bits clear, its
 # payload the message's content (so not kept twice).
@@ -295,4 +307,4 @@ class FrameEvent(_Verdict):
         return f"FrameEvent({self.direction}, {name}, fin={self.fin}, {self._payload[:40]!r})"
 
 
-__all__ = ["FrameEvent", "Message", "whole_message"]
+__all__ = ["FrameEvent", "Message", "whole_compressed_message", "whole_message"]

@@ -202,9 +202,8 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
             and not source.backlog
             and source.state is LegState.OPEN
         ):
-            end, whole = source.reader.take_whole(data)
-            if whole:
-                self._queue_whole(source, target, whole)
+            end = self._take_whole(source, target, data)
+            if end:
                 if end == len(data):
                     return self._take()
                 data = data[end:]
@@ -216,6 +215,20 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
                 # handled, forwarded and recorded before the next is inflated.
                 self._handle(source, target, reader.receive_data(b""))
         return self._take()
+
+    def _take_whole(self, source: Leg, target: Leg, data: bytes) -> int:
+        """The run of whole one-frame messages at the start of ``data`` (compressed ones too,
+        with permessage-deflate), queued for the message hooks; where the rest starts."""
+        reader = source.reader
+        if reader.inflater is None:
+            end, whole = reader.take_whole(data)
+            if whole:
+                self._queue_whole(source, target, whole)
+            return end
+        end, deflated = reader.take_whole_deflated(data)
+        if deflated:
+            self._queue_whole_deflated(source, target, deflated)
+        return end
 
     def receive_eof(self, side: Side, reason: str = "") -> list[Command]:
         """``side``'s peer closed or reset its TCP connection."""
