@@ -353,7 +353,12 @@ def parse_rule(raw: Any, number: int) -> Rule:
     if direction not in ("client", "server", "both"):
         raise RuleError(f"direction is client, server or both, not {direction!r}")
     opcode = raw.get("opcode", "text")
-    opcodes = {"text": (Opcode.TEXT,), "binary": (Opcode.BINARY,), "any": tuple(Opcode)}
+    # Plain ints: a message's opcode is looked up in them for every message.
+    opcodes = {
+        "text": (int(Opcode.TEXT),),
+        "binary": (int(Opcode.BINARY),),
+        "any": tuple(int(opcode) for opcode in Opcode),
+    }
     if opcode not in opcodes:
         raise RuleError(f"opcode is text, binary or any, not {opcode!r}")
     match = _regex(raw, "match")

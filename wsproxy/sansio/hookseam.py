@@ -315,7 +315,11 @@ class HookSeam:
                     payload = wire if compressed else message._content
                     writer.send_frame(message._opcode, payload, True, rsv)
             elif compressed:
-                if message.modified_by is not None and source.context_takeover:
+                if (
+                    not source.recompress
+                    and message.modified_by is not None
+                    and source.context_takeover
+                ):
                     self._start_recompressing(source)
                 deflater = source.deflater
                 if deflater is None:

@@ -267,7 +267,20 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
         right here (the shell now has it, as a ``RunHooks`` would have given it) rather than
         in a command. The commands wait for ``take``, which the shell calls when it stops:
         one batch for all the items a read brought, not one per item."""
-        source = self._hooks_done(side)
+        if side is Side.CLIENT:
+            source, target = self.client, self.server
+        else:
+            source, target = self.server, self.client
+        item = source.pending
+        if type(item) is Message:
+            # _hooks_done, written out for a message: this runs for every one.
+            source.pending = None
+            source.hooks_running = False
+            self._after_message(source, target, item)
+            if source.backlog:
+                self._drain(source, target)
+        else:
+            self._hooks_done(side)
         item = source.pending
         if item is None or source.hooks_running:
             return None
