@@ -66,6 +66,10 @@ TLS_BENCH = BENCH_DIR / "tls_bench.py"
 # wsproxy with one feature on, measured in the scenarios marked `features` only (pipe1, deflate,
 # deflate-off): each is quoted relative to quiet wsproxy (the issue's "features cost little").
 FEATURE_TARGETS = ("wsproxy-v", "wsproxy-log", "wsproxy-capture", "wsproxy-rewrite")
+# The rewrite target run from the --baseline checkout: the hooked path before and after a change,
+# side by side (not in --targets all: it needs a baseline).
+BASE_REWRITE = "wsproxy-base-rewrite"
+REWRITE_TARGETS = ("wsproxy-rewrite", BASE_REWRITE)
 ALL_TARGETS = (
     "direct",
     "relay",
@@ -78,6 +82,7 @@ ALL_TARGETS = (
     "wsproxy-asyncio",
     "wsproxy-base",
     *FEATURE_TARGETS,
+    BASE_REWRITE,
 )
 DEFAULT_TARGETS = "direct,relay,mitmproxy,nginx,mockttp,wsproxy"
 EVERY_TARGET = "direct,relay,mitmproxy,nginx,mockttp,wsproxy,wsproxy-w2," + ",".join(
@@ -305,11 +310,19 @@ def make_targets(names: list[str], echo_port: int, opts: Options) -> list[Target
                 cfg = {"port": port, "upstream": f"ws://{HOST}:{echo_port}"}
                 t.cmd = [opts.node, str(MOCKTTP), json.dumps(cfg)]
             targets.append(t)
-        elif name in ("wsproxy", "wsproxy-base", "wsproxy-w2", "wsproxy-asyncio", *FEATURE_TARGETS):
+        elif name in (
+            "wsproxy",
+            "wsproxy-base",
+            "wsproxy-w2",
+            "wsproxy-asyncio",
+            *FEATURE_TARGETS,
+            BASE_REWRITE,
+        ):
             cmd = [sys.executable, "-m", "wsproxy", "--mode", f"reverse:ws://{HOST}:{echo_port}"]
             cmd += ["-p", str(port), *feature_args(name, opts), *shlex.split(opts.wsproxy_args)]
-            where = opts.baseline if name == "wsproxy-base" else REPO_DIR
-            t = Target(name, cmd, port, opts.logdir, cwd=where, feature=name in FEATURE_TARGETS)
+            where = opts.baseline if name in ("wsproxy-base", BASE_REWRITE) else REPO_DIR
+            feature = name in FEATURE_TARGETS or name == BASE_REWRITE
+            t = Target(name, cmd, port, opts.logdir, cwd=where, feature=feature)
             if where is None:
                 t.available, t.reason = False, "no --baseline DIR given"
             targets.append(t)
@@ -326,7 +339,7 @@ def feature_args(name: str, opts: Options) -> list[str]:
         return ["-q", "-s", "log", "--set", f"log_file={opts.logdir / 'log-plugin.txt'}"]
     if name == "wsproxy-capture":
         return ["-q", "-w", str(opts.logdir / "capture.jsonl")]
-    if name == "wsproxy-rewrite":
+    if name in REWRITE_TARGETS:
         rules = opts.logdir / "rewrite-rules.json"
         rules.write_text(json.dumps({"rules": [REWRITE_RULE]}) + "\n")
         return ["-q", "-s", "rewrite", "--set", f"rewrite_rules={rules}"]
@@ -591,7 +604,7 @@ class Loadgen:
 
 async def check_echo(target: Target, opts: Options) -> None:
     cfg = {"url": target.url, "compress": opts.compress, "timeout": 20}
-    cfg["rewritten"] = target.name == "wsproxy-rewrite"  # its rule changes each text message
+    cfg["rewritten"] = target.name in REWRITE_TARGETS  # its rule changes each text message
     async with Loadgen(opts, "check", cfg) as lg:
         await lg.event("done", 25)
 
@@ -605,7 +618,7 @@ async def run_pipeline(
     path = cfg.pop("path", "")  # the raw peers' echo answers on /raw
     cfg.update(
         url=target.url + path,
-        rewritten=target.name == "wsproxy-rewrite",  # rawpipe checks the rule's change
+        rewritten=target.name in REWRITE_TARGETS,  # rawpipe checks the rule's change
         # The raw pair (deflate, deflate-off) is compressed or not by design, --compress or not.
         compress=bool(scen.cfg.get("compress"))
         if scen.mode == "rawpipe"

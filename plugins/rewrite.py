@@ -157,13 +157,17 @@ class Rule:
         if not message.is_text:
             return self._apply_bytes(message)
         text = message.text
-        if self.match is not None and not self.match.search(text):
-            return False
         if self.action == "replace":
             assert self.match is not None
-            message.text = self.match.sub(self.replace, text)
-        else:
-            message.text = self.value
+            # One pass: subn counts the matches search would have looked for first.
+            changed, count = self.match.subn(self.replace, text)
+            if not count:
+                return False
+            message.text = changed
+            return True
+        if self.match is not None and not self.match.search(text):
+            return False
+        message.text = self.value
         return True
 
     def _apply_decoded(self, message: Message) -> bool:
@@ -349,7 +353,12 @@ def parse_rule(raw: Any, number: int) -> Rule:
     if direction not in ("client", "server", "both"):
         raise RuleError(f"direction is client, server or both, not {direction!r}")
     opcode = raw.get("opcode", "text")
-    opcodes = {"text": (Opcode.TEXT,), "binary": (Opcode.BINARY,), "any": tuple(Opcode)}
+    # Plain ints: a message's opcode is looked up in them for every message.
+    opcodes = {
+        "text": (int(Opcode.TEXT),),
+        "binary": (int(Opcode.BINARY),),
+        "any": tuple(int(opcode) for opcode in Opcode),
+    }
     if opcode not in opcodes:
         raise RuleError(f"opcode is text, binary or any, not {opcode!r}")
     match = _regex(raw, "match")
@@ -454,6 +463,10 @@ class FlowState:
     hits: Counter[str] = field(default_factory=Counter)
     # Rules whose filter asks each message (its flow part answered "it depends"), by name.
     selections: dict[str, Selection] = field(default_factory=dict)
+    # ``rules`` that can apply to a message from the client, from the server: most rules
+    # name one direction, so the other's messages go through none (asked for every message).
+    client_rules: tuple[Rule, ...] = ()
+    server_rules: tuple[Rule, ...] = ()
 
     @classmethod
     def of(cls, flow: Flow, rules: list[Rule]) -> FlowState:
@@ -467,6 +480,8 @@ class FlowState:
             if selection is not None and selection.verdict is None:
                 state.selections[rule.name] = selection
             state.rules.append(rule)
+        state.client_rules = tuple(r for r in state.rules if r.direction != "server")
+        state.server_rules = tuple(r for r in state.rules if r.direction != "client")
         return state
 
     def selects(self, rule: Rule, message: Message) -> bool:
@@ -498,7 +513,14 @@ class Rewrite:
             # host and path are known for good once the first message comes
             state = FlowState.of(flow, self.rules)
             flow.metadata["rewrite"] = state
-        for rule in state.rules:
+        rules = state.client_rules if message.from_client else state.server_rules
+        if not state.selections:
+            for rule in rules:
+                if rule.apply(message):
+                    state.hits[rule.name] += 1
+                    self.hits[rule.name] += 1
+            return
+        for rule in rules:
             if state.selects(rule, message) and rule.apply(message):
                 state.hits[rule.name] += 1
                 self.hits[rule.name] += 1

@@ -16,6 +16,7 @@ from websockets.asyncio.client import connect
 from tests.harness import ROOT, StartProxy, WsUpstream, wait_until
 from tests.plugins.conftest import PluginProxy, StartCli, plugin_module
 from wsproxy.exceptions import ConfigError
+from wsproxy.model import Message
 
 Load = Callable[[str], Any]
 
@@ -332,3 +333,27 @@ async def test_graphql_variable(
     await exchange(proxy.port, [init, json.dumps(subscribe)], "/graphql")
     assert ws_echo.received[0] == init
     assert json.loads(ws_echo.received[1])["payload"]["variables"] == {"room": "lobby"}
+
+
+@pytest.mark.parametrize(
+    ("rule", "text", "expected"),
+    [
+        ({"match": "^.", "replace": "X"}, "hello", "Xello"),
+        ({"match": "x*", "replace": "-"}, "ab", "-a-b-"),  # empty matches count as matches
+        ({"match": "z", "replace": "-"}, "ab", None),  # no match: no hit, no change
+        ({"match": "^a", "content": "new"}, "ab", "new"),
+        ({"match": "^z", "content": "new"}, "ab", None),
+    ],
+)
+def test_a_text_rule_hits_exactly_when_its_regex_matches(
+    load_plugin: Load, tmp_path: Path, rule: dict[str, str], text: str, expected: str | None
+) -> None:
+    plugin = rewrite_with(load_plugin, tmp_path, [{"direction": "client", **rule}])
+    flow = SimpleNamespace(metadata={}, request=SimpleNamespace(host="example.com", path="/"))
+    from_server = Message(False, 1, text.encode())
+    plugin.message(flow, from_server)  # a client rule: never asked about the server's
+    assert from_server.modified_by is None and not plugin.hits
+    message = Message(True, 1, text.encode())
+    plugin.message(flow, message)
+    assert (message.text if message.modified else None) == expected
+    assert plugin.hits["rule 1"] == (expected is not None)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wsproxy.sansio.frames import Opcode
-from wsproxy.sansio.items import FrameEvent, Message, whole_message
+from wsproxy.sansio.frames import RSV1, Opcode
+from wsproxy.sansio.items import FrameEvent, Message, whole_compressed_message, whole_message
 
 TEXT, BINARY, CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION
 CLOSE, PING, PONG = Opcode.CLOSE, Opcode.PING, Opcode.PONG
@@ -37,6 +37,26 @@ def test_a_whole_message_is_what_the_constructor_builds(from_client: bool, opcod
     assert whole.fragment_sizes is not built.fragment_sizes  # each message its own lists
     whole.text = "changed"
     assert (whole.modified_by, whole.original_content) == ("plugin", content)
+
+
+@pytest.mark.parametrize(("from_client", "opcode"), [(True, TEXT), (False, BINARY)])
+def test_a_whole_compressed_message_is_what_the_constructor_builds(
+    from_client: bool, opcode: int
+) -> None:
+    content, wire, frame = b"hello", b"\xcaH\xcd\xc9\xc9\x07\x00", b"\xc1\x07..."
+    built = Message(from_client, opcode, content, compressed=True, wire_frames=[(True, RSV1, wire)])
+    built._unchanged_frame = frame
+    whole = whole_compressed_message(from_client, opcode, content, wire, frame)
+    slots = [*Message.__slots__, "_actor", "dropped_by", "modified_by"]
+    assert {name: getattr(whole, name) for name in slots} == {
+        name: getattr(built, name) for name in slots
+    }
+    whole.text = "changed"
+    assert (whole.modified_by, whole.content, whole.original_content) == (
+        "plugin",
+        b"changed",
+        content,
+    )
 
 
 def test_setting_the_same_content_changes_nothing() -> None:

@@ -410,17 +410,20 @@ class WebSocketSession:
         chain = self.chain
         assert chain is not None
         flow = self.flow
-        while (item := relay.hooks_done_next(side)) is not None:
+        next_item = relay.hooks_done_next
+        inline = chain.inline
+        run_message = chain.message_inline
+        while (item := next_item(side)) is not None:
             codec = self._hook_codec
             if (
                 type(item) is Message
                 and codec is not None
                 and not item.injected
-                and chain.inline("message")
+                and inline("message")  # asked per item: a hook may reload the chain
             ):
                 item.timestamp = now
                 item._codec = codec
-                chain.message_inline(flow, item)
+                run_message(flow, item)
             elif not self._start_hooks(side, item, now):
                 break
         self._dispatch(relay.take())

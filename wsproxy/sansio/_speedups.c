@@ -921,6 +921,212 @@ done:
     return result;
 }
 
+/* whole_deflated(data, masked, max_frame, max_message, keys, key_pos, inflate, max_compressed):
+ * whole_frames for permessage-deflate, the frames relay_deflated takes (inflated the same way)
+ * for plugins to read. Returns (end, frames, key_pos, error), frames a list of (opcode, content,
+ * wire, out): wire the compressed payload in the clear without the RFC 7692 tail (None for a
+ * frame sent uncompressed), out the frame as it came, re-masked with a fresh key when masked;
+ * error as relay_deflated's. */
+static PyObject *
+whole_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer data, keys;
+    PyObject *frames = NULL, *result = NULL, *error = NULL;
+    Py_ssize_t position = 0, key_pos;
+
+    int masked;
+    unsigned long long max_frame, max_message;
+    if (walk_args(args, nargs, 8, "whole_deflated", &masked, &max_frame, &max_message,
+                  &key_pos) < 0) {
+        return NULL;
+    }
+    unsigned long long max_compressed = PyLong_AsUnsignedLongLong(args[7]);
+    if (max_compressed == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *inflate = args[6], *decoder = NULL, *window = NULL, *after_final = NULL;
+    PyObject *decompress = NULL, *eof_name = NULL;
+    int direct = PyTuple_Check(inflate);
+    if (direct) {
+        if (PyTuple_GET_SIZE(inflate) != 3 || !PyByteArray_Check(PyTuple_GET_ITEM(inflate, 1))) {
+            PyErr_SetString(PyExc_TypeError,
+                            "whole_deflated() inflate must be a callable or "
+                            "(decoder, window bytearray, after_final)");
+            return NULL;
+        }
+        decoder = PyTuple_GET_ITEM(inflate, 0);
+        window = PyTuple_GET_ITEM(inflate, 1);
+        after_final = PyTuple_GET_ITEM(inflate, 2);
+        decompress = PyObject_GetAttrString(decoder, "decompress");
+        eof_name = PyUnicode_InternFromString("eof");
+        if (decompress == NULL || eof_name == NULL) {
+            Py_XDECREF(decompress);
+            Py_XDECREF(eof_name);
+            return NULL;
+        }
+    }
+    unsigned long long max_plain = max_frame < max_message ? max_frame : max_message;
+    unsigned long long max_deflated = max_frame < max_compressed ? max_frame : max_compressed;
+    if (walk_buffers(args, &data, &keys) < 0) {
+        Py_XDECREF(decompress);
+        Py_XDECREF(eof_name);
+        return NULL;
+    }
+    frames = PyList_New(0);
+    if (frames == NULL) {
+        goto done;
+    }
+    const unsigned char *source = data.buf;
+    const unsigned char *key_block = keys.buf;
+    for (;;) {
+        Py_ssize_t header;
+        unsigned long long length;
+        if (data.len - position < 2) {
+            break;
+        }
+        const unsigned char *frame = source + position;
+        unsigned char first = frame[0];
+        int compressed = first == 0xC1 || first == 0xC2;
+        if (!simple_frame(frame, data.len - position, masked,
+                          compressed ? max_deflated : max_plain, compressed ? 0x40 : 0, &header,
+                          &length)) {
+            break;
+        }
+        if (masked && key_pos + 4 > keys.len) {
+            break; /* out of fresh keys: before anything is inflated */
+        }
+        const unsigned char *payload = frame + header;
+        unsigned char opcode = first & 0x0F;
+        Py_ssize_t size = header + (Py_ssize_t)length;
+        /* The payload in the clear, in a new object (never a shared one-byte bytes: with
+         * data, PyBytes_FromStringAndSize may return one, which must not be written). */
+        PyObject *clear_object = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
+        if (clear_object == NULL) {
+            goto done;
+        }
+        unsigned char *clear = (unsigned char *)PyBytes_AS_STRING(clear_object);
+        if (masked) {
+            xor_copy(clear, payload, (Py_ssize_t)length, payload - 4);
+        }
+        else {
+            memcpy(clear, payload, (size_t)length);
+        }
+        PyObject *content, *wire;
+        int ended = 0; /* a BFINAL block: after_final finishes it, and the run stops */
+        if (compressed) {
+            PyObject *input = PyBytes_FromStringAndSize(NULL, length ? (Py_ssize_t)length + 4 : 0);
+            if (input == NULL) {
+                Py_DECREF(clear_object);
+                goto done;
+            }
+            if (length) {
+                unsigned char *in = (unsigned char *)PyBytes_AS_STRING(input);
+                memcpy(in, clear, (size_t)length);
+                memcpy(in + length, "\x00\x00\xff\xff", 4);
+            }
+            content = PyObject_CallOneArg(direct ? decompress : inflate, input);
+            Py_DECREF(input);
+            if (content != NULL && direct) {
+                ended = eof_or_keep(decoder, eof_name, window, &content, after_final);
+                if (ended < 0) {
+                    Py_CLEAR(content);
+                }
+            }
+            if (content == NULL) {
+                Py_DECREF(clear_object);
+                PyObject *type, *value, *traceback;
+                PyErr_Fetch(&type, &value, &traceback);
+                PyErr_NormalizeException(&type, &value, &traceback);
+                if (traceback != NULL && value != NULL) {
+                    PyException_SetTraceback(value, traceback);
+                }
+                Py_XDECREF(type);
+                Py_XDECREF(traceback);
+                error = value != NULL ? value : Py_NewRef(Py_None);
+                break;
+            }
+            if (!PyBytes_Check(content)) {
+                Py_DECREF(content);
+                Py_DECREF(clear_object);
+                PyErr_SetString(PyExc_TypeError, "whole_deflated() inflate must return bytes");
+                goto done;
+            }
+            Py_ssize_t inflated = PyBytes_GET_SIZE(content);
+            if ((unsigned long long)inflated > max_message) {
+                Py_DECREF(content);
+                Py_DECREF(clear_object);
+                error = Py_BuildValue("(iN)", 1009,
+                                      PyUnicode_FromFormat("message inflates beyond %llu bytes",
+                                                           max_message));
+                if (error == NULL) {
+                    goto done;
+                }
+                break;
+            }
+            if (opcode == 0x1 &&
+                !valid_utf8((const unsigned char *)PyBytes_AS_STRING(content), inflated)) {
+                Py_DECREF(content);
+                Py_DECREF(clear_object);
+                error = Py_BuildValue("(is)", 1007, UTF8_REASON);
+                if (error == NULL) {
+                    goto done;
+                }
+                break;
+            }
+            wire = clear_object;
+        }
+        else {
+            if (opcode == 0x1 && !valid_utf8(clear, (Py_ssize_t)length)) {
+                Py_DECREF(clear_object);
+                break;
+            }
+            content = clear_object;
+            wire = Py_NewRef(Py_None);
+        }
+        PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+        if (out == NULL) {
+            Py_DECREF(content);
+            Py_DECREF(wire);
+            goto done;
+        }
+        unsigned char *target = (unsigned char *)PyBytes_AS_STRING(out);
+        if (masked) {
+            memcpy(target, frame, header - 4);
+            memcpy(target + header - 4, key_block + key_pos, 4);
+            xor_copy(target + header, clear, (Py_ssize_t)length, key_block + key_pos);
+            key_pos += 4;
+        }
+        else {
+            memcpy(target, frame, (size_t)size);
+        }
+        PyObject *item = Py_BuildValue("(iNNN)", (int)opcode, content, wire, out);
+        if (item == NULL) {
+            goto done;
+        }
+        int appended = PyList_Append(frames, item);
+        Py_DECREF(item);
+        if (appended < 0) {
+            goto done;
+        }
+        position += size;
+        if (ended) {
+            break; /* the decoder was replaced: the caller asks for the new one */
+        }
+    }
+    result = Py_BuildValue("nNnN", position, frames, key_pos,
+                           error != NULL ? error : Py_NewRef(Py_None));
+    frames = NULL;
+    error = NULL;
+done:
+    Py_XDECREF(decompress);
+    Py_XDECREF(eof_name);
+    Py_XDECREF(frames);
+    Py_XDECREF(error);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&data);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"mask", (PyCFunction)(void (*)(void))mask, METH_FASTCALL,
      "mask(buffer, key, offset=0, /)\n--\n\n"
@@ -954,6 +1160,13 @@ static PyMethodDef methods[] = {
      "The frames relay_frames would take at the start of `data`, for plugins to read:\n"
      "returns (end, frames, key_pos), frames a list of (opcode, payload, out) per frame,\n"
      "payload in the clear, out the frame for the other peer (re-masked when masked)."},
+    {"whole_deflated", (PyCFunction)(void (*)(void))whole_deflated, METH_FASTCALL,
+     "whole_deflated(data, masked, max_frame, max_message, keys, key_pos, inflate,\n"
+     "               max_compressed, /)\n--\n\n"
+     "The frames relay_deflated would take, for plugins to read: returns (end, frames,\n"
+     "key_pos, error), frames a list of (opcode, content, wire, out) per frame, content\n"
+     "inflated, wire the compressed payload in the clear (None when not compressed), out the\n"
+     "frame for the other peer (re-masked when masked)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -46,3 +46,19 @@ def relay_deflated(
     max_compressed: int,
     /,
 ) -> tuple[int, bytes | None, int, int, tuple[int, str] | BaseException | None]: ...
+def whole_deflated(
+    data: bytes | bytearray | memoryview,
+    masked: bool,
+    max_frame: int,
+    max_message: int,
+    keys: bytes,
+    key_pos: int,
+    inflate: _Inflate,
+    max_compressed: int,
+    /,
+) -> tuple[
+    int,
+    list[tuple[int, bytes, bytes | None, bytes]],
+    int,
+    tuple[int, str] | BaseException | None,
+]: ...

@@ -24,9 +24,11 @@ from wsproxy.sansio.fastpath import (
     MASK_KEYS,
     Buffer,
     Inflate,
+    WholeDeflatedFrame,
     relay_deflated,
     relay_frames,
     relay_frames_recorded,
+    whole_deflated,
     whole_frames,
 )
 from wsproxy.sansio.framechecks import (
@@ -52,7 +54,13 @@ from wsproxy.sansio.frames import (
 _TAIL = b"\x00\x00\xff\xff"
 
 # What one fast-path run finds besides its bytes: a count of frames, or their records.
-_Found = TypeVar("_Found", int, list[tuple[int, int, bytes]], list[tuple[int, bytes, bytes]])
+_Found = TypeVar(
+    "_Found",
+    int,
+    list[tuple[int, int, bytes]],
+    list[tuple[int, bytes, bytes]],
+    list[WholeDeflatedFrame],
+)
 
 
 class MessageInflater(Protocol):
@@ -251,6 +259,42 @@ class FrameReader:
             return end, None, position, frames
 
         end, _, frames = self._with_keys(data, run)
+        return end, frames
+
+    def take_whole_deflated(self, data: bytes) -> tuple[int, list[WholeDeflatedFrame]]:
+        """``take_whole`` for a connection with permessage-deflate (``fastpath.whole_deflated``):
+        whole compressed one-frame messages too, inflated by ``inflater`` (its context carries
+        on), as ``(end, frames)``, one ``(opcode, content, wire, out)`` per frame. When one of
+        them fails (invalid DEFLATE data or UTF-8, a limit), the reader is failed there and
+        the next ``receive_data`` reports it, as after ``take_deflated``."""
+        inflater = self.inflater
+        if inflater is None or not self._at_rest:
+            return 0, []
+        limits = self.max_frame_size, self.max_message_size
+        most = inflater.most_compressed()
+        errors: list[tuple[int, str] | BaseException] = []
+
+        def run(
+            view: Buffer, block: bytes, position: int
+        ) -> tuple[int, None, int, list[WholeDeflatedFrame]]:
+            if errors:
+                return 0, None, position, []  # stopped for good at the failed frame
+            inflate = inflater.fast_inflate()  # anew: a BFINAL block replaces the decoder
+            end, frames, position, error = whole_deflated(
+                view, self.masked, *limits, block, position, inflate, most
+            )
+            if error is not None:
+                errors.append(error)
+            return end, None, position, frames
+
+        end, _, frames = self._with_keys(data, run)
+        if errors:
+            error = errors[0]
+            if isinstance(error, BaseException):
+                failure = inflater.failure(error)
+                error = failure.code, failure.reason
+            self.failed = Violation(*error)
+            self._unreported = True
         return end, frames
 
     def take_payload(self, data: Wire) -> tuple[Wire, bytes, int, bool, bool] | None:

@@ -50,6 +50,14 @@ frames, key_pos, error)``; ``error`` is None, or what stopped the run at ``data[
 ``inflate`` was fed that frame, so the connection must fail with it: the exception inflating
 raised, ``(1007, reason)`` for a content that is not UTF-8, or ``(1009, reason)`` for one over
 ``max_message`` (which a right ``max_compressed`` rules out).
+
+``whole_deflated(data, masked, max_frame, max_message, keys, key_pos, inflate, max_compressed)``
+is ``whole_frames`` for a connection with permessage-deflate: the frames ``relay_deflated``
+would take, inflated the same way, for plugins to read. It returns ``(end, frames, key_pos,
+error)``, ``frames`` one ``(opcode, content, wire, out)`` per frame: ``content`` in the clear
+(inflated), ``wire`` the compressed payload in the clear without the tail (None for a frame
+that was not compressed), ``out`` the frame as it came, re-masked when ``masked``; ``error`` as
+``relay_deflated``'s, the frames before it taken.
 """
 
 from __future__ import annotations
@@ -76,6 +84,12 @@ Inflate = Callable[[bytes], bytes] | tuple["zlib._Decompress", bytearray, Callab
 RelayDeflated = Callable[
     [Buffer, bool, int, int, bytes, int, Inflate, int],
     tuple[int, bytes | None, int, int, tuple[int, str] | BaseException | None],
+]
+# One message of whole_deflated: (opcode, content, compressed payload or None, out).
+WholeDeflatedFrame = tuple[int, bytes, bytes | None, bytes]
+WholeDeflated = Callable[
+    [Buffer, bool, int, int, bytes, int, Inflate, int],
+    tuple[int, list[WholeDeflatedFrame], int, tuple[int, str] | BaseException | None],
 ]
 
 _SIMPLE_FIRST_BYTES = (0x81, 0x82)  # FIN, no RSV bits, text or binary
@@ -255,6 +269,70 @@ def relay_deflated_py(
     return position, b"".join(out), frames, key_pos, error
 
 
+def whole_deflated_py(
+    data: Buffer,
+    masked: bool,
+    max_frame: int,
+    max_message: int,
+    keys: bytes,
+    key_pos: int,
+    inflate: Inflate,
+    max_compressed: int,
+) -> tuple[int, list[WholeDeflatedFrame], int, tuple[int, str] | BaseException | None]:
+    """The pure-Python twin of ``_speedups.whole_deflated`` (see the module doc)."""
+    if key_pos < 0:
+        raise ValueError("whole_deflated() key_pos must not be negative")
+    data = bytes(data)
+    limits = min(max_frame, max_message), min(max_frame, max_compressed)
+    position = 0
+    frames: list[WholeDeflatedFrame] = []
+    error: tuple[int, str] | BaseException | None = None
+    while position < len(data):
+        compressed = data[position] in _COMPRESSED_FIRST_BYTES
+        bounds = _simple_frame(data, position, masked, limits[compressed], compressed)
+        if bounds is None:
+            break
+        start, end = bounds
+        if masked and key_pos + 4 > len(keys):
+            break
+        body = bytearray(data[start:end])
+        if masked:
+            masking.mask(body, data[start - 4 : start], 0)
+        opcode = data[position] & 0x0F
+        clear = bytes(body)
+        ended = False
+        wire: bytes | None = None
+        if compressed:
+            try:
+                content, ended = _inflate(inflate, clear + _TAIL if clear else b"")
+            except Exception as exc:  # the caller fails the connection with it
+                error = exc
+                break
+            if len(content) > max_message:  # ruled out by max_compressed; the limit holds
+                error = (1009, f"message inflates beyond {max_message} bytes")
+                break
+            if opcode == 0x1 and not _valid_utf8(content):
+                error = UTF8_ERROR
+                break
+            wire = clear
+        else:
+            if opcode == 0x1 and not _valid_utf8(clear):
+                break
+            content = clear
+        if masked:
+            key = keys[key_pos : key_pos + 4]
+            masking.mask(body, key, 0)
+            key_pos += 4
+            out = data[position : start - 4] + key + bytes(body)
+        else:
+            out = data[position:end]
+        frames.append((opcode, content, wire, out))
+        position = end
+        if ended:
+            break  # the decoder was replaced: the caller asks for the new one
+    return position, frames, key_pos, error
+
+
 def _inflate(inflate: Inflate, data: bytes) -> tuple[bytes, bool]:
     """A message's content through ``inflate``, and whether a BFINAL block ended it."""
     if not isinstance(inflate, tuple):
@@ -344,6 +422,15 @@ except ImportError:  # pragma: no cover - built without a compiler (as the one a
     whole_frames_c = None
 
 whole_frames: WholeFrames = whole_frames_c if whole_frames_c is not None else whole_frames_py
+whole_deflated_c: WholeDeflated | None
+try:
+    from wsproxy.sansio._speedups import whole_deflated as whole_deflated_c
+except ImportError:  # pragma: no cover - built without a compiler (as the one above)
+    whole_deflated_c = None
+
+whole_deflated: WholeDeflated = (
+    whole_deflated_c if whole_deflated_c is not None else whole_deflated_py
+)
 IMPLEMENTATION = "c" if relay_frames_c is not None else "python"
 
 

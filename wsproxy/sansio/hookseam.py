@@ -14,9 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from wsproxy.sansio.deflate import Deflater
 from wsproxy.sansio.events import ControlFrame, DataChunk, Event, Violation
-from wsproxy.sansio.frames import Opcode
-from wsproxy.sansio.items import FrameEvent, Message, whole_message
+from wsproxy.sansio.fastpath import WholeDeflatedFrame
+from wsproxy.sansio.frames import RSV1, Opcode
+from wsproxy.sansio.items import FrameEvent, Message, whole_compressed_message, whole_message
 from wsproxy.sansio.legs import Collected, Leg, Side
 from wsproxy.sansio.records import FrameRecord, whole_record
 
@@ -109,6 +111,25 @@ class HookSeam:
         cost = 0
         for opcode, content, out in frames:
             backlog.append(whole_message(from_client, opcode, content, out))
+            cost += len(content)
+        source.frames += len(frames)
+        source.backlog_bytes += cost + EVENT_COST * len(frames)
+        self._drain(source, target)
+
+    def _queue_whole_deflated(
+        self, source: Leg, target: Leg, frames: list[WholeDeflatedFrame]
+    ) -> None:
+        """``_queue_whole`` for a connection with permessage-deflate
+        (``FrameReader.take_whole_deflated``): a compressed frame becomes a compressed message
+        whose one frame is its payload as received, as ``_collect`` would build it."""
+        from_client = source.side is Side.CLIENT
+        backlog = source.backlog
+        cost = 0
+        for opcode, content, wire, out in frames:
+            if wire is None:
+                backlog.append(whole_message(from_client, opcode, content, out))
+            else:
+                backlog.append(whole_compressed_message(from_client, opcode, content, wire, out))
             cost += len(content)
         source.frames += len(frames)
         source.backlog_bytes += cost + EVENT_COST * len(frames)
@@ -274,20 +295,42 @@ class HookSeam:
     def _after_message(self, source: Leg, target: Leg, message: Message) -> None:
         wire_frames = message.wire_frames
         if (
-            message.modified_by is None
-            and message.dropped_by is None
+            message.dropped_by is None
             and len(wire_frames) == 1
-            and not (message.compressed or message.injected or source.want_frames)
+            and not (message.injected or source.want_frames or self._records)
             and target.can_send
-            and not self._records
         ):
-            # The usual verdict: unchanged, one frame (so a final one), uncompressed, nothing
-            # recording. What the general path below and ``_emit`` do for it, in short.
+            # The usual verdicts: a message of one frame (so a final one), forwarded changed
+            # or not, nothing recording. What the general path below and ``_emit`` do for it,
+            # in short.
             source.messages += 1
-            if message._unchanged_frame:
-                target.writer.send_raw(message._unchanged_frame)
+            writer = target.writer
+            compressed = message.compressed
+            if message.modified_by is None and not (compressed and source.recompress):
+                # Unchanged, and its bytes still fit the receiver's window: as it came.
+                if message._unchanged_frame:
+                    writer.send_raw(message._unchanged_frame)
+                else:
+                    _, rsv, wire = wire_frames[0]
+                    payload = wire if compressed else message._content
+                    writer.send_frame(message._opcode, payload, True, rsv)
+            elif compressed:
+                if (
+                    not source.recompress
+                    and message.modified_by is not None
+                    and source.context_takeover
+                ):
+                    self._start_recompressing(source)
+                deflater = source.deflater
+                if deflater is None:
+                    assert source.deflate_params is not None
+                    deflater = source.deflater = Deflater(
+                        source.deflate_params, source.side is Side.CLIENT
+                    )
+                payload = deflater.compress_piece(message._content, True)
+                writer.send_frame(message._opcode, payload, True, RSV1)
             else:
-                target.writer.send_frame(message.opcode, message.content, True, wire_frames[0][1])
+                writer.send_frame(message._opcode, message._content, True, 0)
             self._message_out(target)
             return
         if message.injected:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from wsproxy.sansio.frames import Opcode
+from wsproxy.sansio.frames import RSV1, Opcode
 
 
 class MessageCodec(Protocol):
@@ -159,7 +159,7 @@ class Message(_Verdict):
 
     @property
     def is_text(self) -> bool:
-        return self._opcode == Opcode.TEXT
+        return self._opcode == _TEXT
 
     @property
     def content(self) -> bytes:
@@ -178,7 +178,11 @@ class Message(_Verdict):
 
     @text.setter
     def text(self, value: str) -> None:
-        self.content = value.encode("utf-8")
+        # The content setter, written out for a str: plugins set text on every message.
+        data = value.encode("utf-8")
+        if data != self._content:
+            self._content = data
+            self._touch()
 
     def __repr__(self) -> str:
         return f"Message({self.direction}, {Opcode(self._opcode).name}, {self._content[:40]!r})"
@@ -212,7 +216,35 @@ def whole_message(
     return message
 
 
+def whole_compressed_message(
+    from_client: bool, opcode: int, content: bytes, wire: bytes, unchanged_frame: bytes
+) -> Message:
+    """``whole_message`` for a message of one final compressed frame (RSV1), ``wire`` its
+    payload as received (without the tail), as ``Message(..., compressed=True,
+    wire_frames=[(True, RSV1, wire)])`` builds it."""
+    message = _new(Message)
+    message._actor = None
+    message.dropped_by = None
+    message.modified_by = None
+    message.from_client = from_client
+    message._opcode = opcode
+    message._content = content
+    message.compressed = True
+    message.fragment_sizes = [len(content)]
+    message.timestamp = 0.0
+    message.injected = False
+    message.original_content = content
+    message.original_opcode = opcode
+    message.wire_frames = [(True, RSV1, wire)]
+    message._unchanged_frame = unchanged_frame
+    message._codec = None
+    message._decoded = None
+    message._decoded_from = None
+    return message
+
+
 _new = object.__new__
+_TEXT = int(Opcode.TEXT)  # a plain int compares faster than the enum member
 # What ``Message.wire_frames`` holds for a message of one frame, final, RSV bits clear, its
 # payload the message's content (so not kept twice).
 _WHOLE_FRAME = (True, 0, b"")
@@ -295,4 +327,4 @@ class FrameEvent(_Verdict):
         return f"FrameEvent({self.direction}, {name}, fin={self.fin}, {self._payload[:40]!r})"
 
 
-__all__ = ["FrameEvent", "Message", "whole_message"]
+__all__ = ["FrameEvent", "Message", "whole_compressed_message", "whole_message"]

@@ -202,9 +202,8 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
             and not source.backlog
             and source.state is LegState.OPEN
         ):
-            end, whole = source.reader.take_whole(data)
-            if whole:
-                self._queue_whole(source, target, whole)
+            end = self._take_whole(source, target, data)
+            if end:
                 if end == len(data):
                     return self._take()
                 data = data[end:]
@@ -216,6 +215,20 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
                 # handled, forwarded and recorded before the next is inflated.
                 self._handle(source, target, reader.receive_data(b""))
         return self._take()
+
+    def _take_whole(self, source: Leg, target: Leg, data: bytes) -> int:
+        """The run of whole one-frame messages at the start of ``data`` (compressed ones too,
+        with permessage-deflate), queued for the message hooks; where the rest starts."""
+        reader = source.reader
+        if reader.inflater is None:
+            end, whole = reader.take_whole(data)
+            if whole:
+                self._queue_whole(source, target, whole)
+            return end
+        end, deflated = reader.take_whole_deflated(data)
+        if deflated:
+            self._queue_whole_deflated(source, target, deflated)
+        return end
 
     def receive_eof(self, side: Side, reason: str = "") -> list[Command]:
         """``side``'s peer closed or reset its TCP connection."""
@@ -254,7 +267,20 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
         right here (the shell now has it, as a ``RunHooks`` would have given it) rather than
         in a command. The commands wait for ``take``, which the shell calls when it stops:
         one batch for all the items a read brought, not one per item."""
-        source = self._hooks_done(side)
+        if side is Side.CLIENT:
+            source, target = self.client, self.server
+        else:
+            source, target = self.server, self.client
+        item = source.pending
+        if type(item) is Message:
+            # _hooks_done, written out for a message: this runs for every one.
+            source.pending = None
+            source.hooks_running = False
+            self._after_message(source, target, item)
+            if source.backlog:
+                self._drain(source, target)
+        else:
+            self._hooks_done(side)
         item = source.pending
         if item is None or source.hooks_running:
             return None
