@@ -496,6 +496,35 @@ def test_a_held_message_lets_pings_through_and_the_other_direction_flow() -> Non
     assert b.done(CLIENT) == [Sent(SERVER, Wire(TEXT, b"second"))]
 
 
+def test_pings_with_nothing_held_go_on_in_the_order_they_came() -> None:
+    """Autobahn 2.10: ten pings in one read, pongs expected in order."""
+    b = Book(want_messages=True)
+    pings = [Wire(PING, str(n).encode()) for n in range(10)]
+    assert b.client(*pings) == [Sent(SERVER, *pings)]
+
+
+def test_no_ping_after_a_close_goes_ahead_of_it() -> None:
+    """RFC 6455 5.5.1: what the peer sends after its close frame does not count, in the same
+    read or a later one, even while the close waits behind a held message (Autobahn 7.1.3)."""
+    b = Book(want_messages=True)
+    assert b.client(Wire(TEXT, b"last"), close(1000, "done"), Wire(PING, b"after")) == [
+        b.hooks(CLIENT)
+    ]
+    assert b.client(Wire(PONG, b"later")) == []
+    assert b.done(CLIENT) == [
+        Sent(SERVER, Wire(TEXT, b"last"), close(1000, "done")),
+        StartTimer(Timer.CLOSE_SERVER, TIMEOUT),
+    ]
+
+
+def test_a_close_with_nothing_held_is_read_at_once_and_nothing_after_it_goes() -> None:
+    b = Book(want_messages=True)
+    assert b.client(Wire(PING, b"p"), close(1000, "done"), Wire(PING, b"after")) == [
+        Sent(SERVER, Wire(PING, b"p"), close(1000, "done")),
+        StartTimer(Timer.CLOSE_SERVER, TIMEOUT),
+    ]
+
+
 def test_a_ping_behind_a_held_message_goes_to_the_frame_hooks_in_turn() -> None:
     """With frame hooks a ping is an item of its own: it waits its turn."""
     b = Book(want_frames=True)

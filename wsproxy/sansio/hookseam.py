@@ -82,21 +82,21 @@ class HookSeam:
 
     def _queue(self, source: Leg, target: Leg, events: list[Event]) -> None:
         """Events from a hooked peer: into its backlog, except the pings and pongs that
-        would only wait behind an item the hooks hold."""
-        busy = source.pending is not None or source.backlog
+        would only wait behind an item the hooks hold. Those go on at once, in the order they
+        came; none after the peer's close frame (RFC 6455 5.5.1: nothing after it counts), which
+        waits in the backlog like any other event until its turn."""
+        # Pings and pongs wait only when frame hooks read them, or once the peer has closed.
+        ahead = not (source.want_frames or source.close_queued or source.close_received)
         for event in events:
-            if (
-                busy
-                and type(event) is ControlFrame
-                and event.opcode != Opcode.CLOSE
-                and not source.want_frames
-                and not source.close_received
-            ):
-                self._on_control(source, target, event)
-                continue
+            if type(event) is ControlFrame:
+                if event.opcode == Opcode.CLOSE:
+                    source.close_queued = True
+                    ahead = False
+                elif ahead:
+                    self._on_control(source, target, event)
+                    continue
             source.backlog.append(event)
             source.backlog_bytes += _cost(event)
-            busy = True
         self._drain(source, target)
 
     def _queue_whole(

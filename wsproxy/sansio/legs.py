@@ -139,6 +139,7 @@ class Leg:
     backlog: deque[Event | Message] = field(default_factory=deque)
     backlog_bytes: int = 0
     backlog_paused: bool = False
+    close_queued: bool = False  # the peer's close frame waits in the backlog
     pending_control: ControlFrame | None = None
     frame_content: Joiner = field(default_factory=lambda: Joiner())
     frame_wire: list[bytes] = field(default_factory=list)
