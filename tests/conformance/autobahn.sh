@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the Autobahn|Testsuite fuzzing client through wsproxy in front of a websockets echo
-# server, in reverse mode and in regular (HTTP proxy) mode, and fails unless every case is OK
-# or INFORMATIONAL: no FAILED and no NON-STRICT.
+# server, in reverse mode and in regular (HTTP proxy) mode, then in reverse mode through the
+# plugin chain (the log plugin reading every message, then every frame: the hooked relay path),
+# and fails unless every case is OK or INFORMATIONAL: no FAILED and no NON-STRICT.
 # CASES defaults to the CI set: sections 1-7, 9 and 10 whole, and a subset of the
 # permessage-deflate sections 12 and 13 (every parameter set, small and mid sizes; all 216
 # cases take about 17 minutes here). Run everything by hand with CASES='*'.
@@ -44,13 +45,19 @@ wait_port() {  # port, pid, log: until the port accepts; fails with the log if t
   echo "autobahn: port $1 never opened (see $3)" >&2; return 1
 }
 
-ECHO=$(free_port); REV=$(free_port); REG=$(free_port)
+ECHO=$(free_port); REV=$(free_port); REG=$(free_port); MSG=$(free_port); FRM=$(free_port)
 "$PY" tests/conformance/echo_server.py "$ECHO" > "$OUT/echo.log" 2>&1 & pids+=($!)
 wait_port "$ECHO" $! "$OUT/echo.log"
 "$PY" -m wsproxy -q --confdir "$OUT/conf" -p "$REV" --mode "reverse:ws://127.0.0.1:$ECHO" > "$OUT/reverse.log" 2>&1 & pids+=($!)
 wait_port "$REV" $! "$OUT/reverse.log"
 "$PY" -m wsproxy -q --confdir "$OUT/conf" -p "$REG" > "$OUT/regular.log" 2>&1 & pids+=($!)
 wait_port "$REG" $! "$OUT/regular.log"
+"$PY" -m wsproxy -q --confdir "$OUT/conf" -p "$MSG" --mode "reverse:ws://127.0.0.1:$ECHO" \
+  -s log --set log_file="$OUT/messages-plugin.log" > "$OUT/messages.log" 2>&1 & pids+=($!)
+wait_port "$MSG" $! "$OUT/messages.log"
+"$PY" -m wsproxy -q --confdir "$OUT/conf" -p "$FRM" --mode "reverse:ws://127.0.0.1:$ECHO" \
+  -s log --set log_frames=true --set log_file="$OUT/frames-plugin.log" > "$OUT/frames.log" 2>&1 & pids+=($!)
+wait_port "$FRM" $! "$OUT/frames.log"
 
 status=0
 check() {  # name, summary-file
@@ -62,5 +69,9 @@ bash "$AUTOBAHN" run "ws://127.0.0.1:$REV" "$CASES" "$OUT/ab-reverse" > "$OUT/re
 check "reverse mode" "$OUT/reverse.txt"
 PROXY="127.0.0.1:$REG" bash "$AUTOBAHN" run "ws://127.0.0.1:$ECHO" "$CASES" "$OUT/ab-regular" > "$OUT/regular.txt" 2>&1 || status=1
 check "regular mode" "$OUT/regular.txt"
-if grep -l Traceback "$OUT"/reverse.log "$OUT"/regular.log; then echo "a traceback reached the proxy's console"; status=1; fi
+bash "$AUTOBAHN" run "ws://127.0.0.1:$MSG" "$CASES" "$OUT/ab-messages" > "$OUT/messages.txt" 2>&1 || status=1
+check "message hooks" "$OUT/messages.txt"
+bash "$AUTOBAHN" run "ws://127.0.0.1:$FRM" "$CASES" "$OUT/ab-frames" > "$OUT/frames.txt" 2>&1 || status=1
+check "frame hooks" "$OUT/frames.txt"
+if grep -l Traceback "$OUT"/reverse.log "$OUT"/regular.log "$OUT"/messages.log "$OUT"/frames.log; then echo "a traceback reached the proxy's console"; status=1; fi
 exit $status
