@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -49,13 +51,48 @@ if TYPE_CHECKING:
 log = logging.getLogger("wsproxy")
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter (the epilog's lines stay lines), as wide as argparse makes it,
+    without the ``import shutil`` argparse runs for the width: with bz2 and lzma it is half a
+    megabyte of a running proxy's resident memory, for a terminal size."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        if width is None:
+            width = _terminal_columns() - 2  # as argparse: shutil.get_terminal_size() - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _terminal_columns() -> int:
+    """The columns ``shutil.get_terminal_size()`` reports: $COLUMNS, else stdout's terminal,
+    else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    stdout = sys.__stdout__
+    if columns > 0:
+        return columns
+    if stdout is None:
+        return 80
+    try:
+        return os.get_terminal_size(stdout.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):  # closed, detached, or not a terminal
+        return 80
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = Options()
     parser = argparse.ArgumentParser(
         prog="wsproxy",
         description="A man-in-the-middle proxy to see, log, rewrite and block WebSocket traffic.",
         epilog=subcommands_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog's lines stay lines
+        formatter_class=_HelpFormatter,
     )
     add = parser.add_argument
     add("--listen-host", default=defaults.listen_host, help="address to listen on (127.0.0.1)")
