@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import contextlib
 import json
 import os
@@ -258,6 +259,15 @@ class Target:
             self.proc = None
 
 
+def compile_bytecode(checkout: Path) -> None:
+    """Compile a wsproxy checkout's modules to bytecode, as installing it does: run from a
+    checkout under PYTHONDONTWRITEBYTECODE (or read-only), the proxy would compile every module
+    at each start, which costs it 0.7 MiB of RSS (the compiler's garbage) that an installed
+    wsproxy does not carry. compileall writes whatever that variable says; it is a no-op when
+    the files are up to date."""
+    compileall.compile_dir(checkout / "wsproxy", quiet=1)
+
+
 def make_targets(names: list[str], echo_port: int, opts: Options) -> list[Target]:
     targets = []
     for name in names:
@@ -325,6 +335,8 @@ def make_targets(names: list[str], echo_port: int, opts: Options) -> list[Target
             t = Target(name, cmd, port, opts.logdir, cwd=where, feature=feature)
             if where is None:
                 t.available, t.reason = False, "no --baseline DIR given"
+            else:
+                compile_bytecode(where)
             targets.append(t)
         else:
             raise SystemExit(f"unknown target {name!r}; choose from {','.join(ALL_TARGETS)}")

@@ -63,14 +63,42 @@ class FlagGroup:
         return action
 
 
+class _CheckingFormatter(argparse.HelpFormatter):
+    """The formatter argparse makes for every flag added, only to check its metavar: of a
+    fixed width, where argparse's own would ``import shutil`` (with bz2 and lzma, half a
+    megabyte of a running proxy's resident memory) for the terminal's width."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        super().__init__(prog, indent_increment, max_help_position, 78 if width is None else width)
+
+
 class FlagParser(argparse.ArgumentParser):
     """An ArgumentParser that keeps every option string it defines: the translation of
     mitmproxy's spellings must know which flags are wsproxy's own, and argparse lists them
-    only in private attributes."""
+    only in private attributes. Its help and usage are laid out by ``formatter_class`` as
+    given, for the terminal's width; until one is shown, a fixed-width formatter checks the
+    flags (no terminal is read to start a proxy)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         self.option_strings: set[str] = set()
-        super().__init__(*args, **kwargs)
+        self._shown_with: type[argparse.HelpFormatter] = kwargs.pop(
+            "formatter_class", argparse.HelpFormatter
+        )
+        super().__init__(formatter_class=_CheckingFormatter, **kwargs)
+
+    def format_usage(self) -> str:
+        self.formatter_class = self._shown_with
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self.formatter_class = self._shown_with
+        return super().format_help()
 
     def add_argument(self, *names: str, **kwargs: Any) -> argparse.Action:
         action = super().add_argument(*names, **kwargs)

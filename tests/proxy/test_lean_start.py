@@ -28,6 +28,7 @@ NOT_NEEDED = (
     "wsproxy.sansio.socks5",
     "wsproxy.proxy.transparent",
     "wsproxy.sansio.origdst",
+    "shutil",  # with bz2 and lzma: argparse reads the terminal's width through it (flags.py)
 )
 
 

@@ -107,6 +107,25 @@ def test_a_read_inside_a_payload_goes_on_with_no_events_and_no_copy(side: Side) 
     assert frames_read(side is CLIENT, out) == frames
 
 
+def test_a_read_across_two_streamed_frames_goes_on_as_views_of_that_read() -> None:
+    # The end of one frame, the next one's header and the start of its payload: a server's
+    # payload bytes go on as views of the read itself, never of a copy of its rest.
+    quiet = relay()
+    frames = [Wire(BINARY, os.urandom(BIG_FRAME)), Wire(BINARY, os.urandom(BIG_FRAME))]
+    wire = server_bytes(*frames)
+    split = 1000
+    out = sent_to(CLIENT, quiet.receive_fast(SERVER, wire[:split]))
+    across = wire[split : len(wire) - 1000]
+    commands = quiet.receive_fast(SERVER, across)
+    assert isinstance(commands, list) and len(commands) == 1 and isinstance(commands[0], Send)
+    payloads = [chunk for chunk in commands[0].chunks if len(chunk) > 14]  # not the header
+    assert len(payloads) == 2
+    assert all(isinstance(chunk, memoryview) and chunk.obj is across for chunk in payloads)
+    out += sent_to(CLIENT, commands)
+    out += sent_to(CLIENT, quiet.receive_fast(SERVER, wire[len(wire) - 1000 :]))
+    assert frames_read(False, out) == frames
+
+
 def test_what_is_injected_while_a_payload_streams_follows_its_frame() -> None:
     quiet = relay()
     frames = [Wire(BINARY, os.urandom(BIG_FRAME))]
