@@ -1057,7 +1057,10 @@ async def run_tls_connect(opts: Options) -> tuple[dict[str, Any] | None, str]:
     cached leaf) and nginx (TLS terminated, TLS upstream, the same key types); its JSON."""
     out = opts.logdir / "tls_bench.json"
     duration = opts.duration if opts.duration is not None else (1.5 if opts.quick else 4.0)
-    cmd = [sys.executable, str(TLS_BENCH), "--proxies", "wsproxy,nginx", "--connections-only"]
+    proxies = "wsproxy,nginx" if opts.baseline is None else "wsproxy,wsproxy-base,nginx"
+    cmd = [sys.executable, str(TLS_BENCH), "--proxies", proxies, "--connections-only"]
+    if opts.baseline is not None:  # --baseline: that checkout's wsproxy beside this one's
+        cmd += ["--baseline", str(opts.baseline)]
     cmd += ["-r", str(opts.repeats), "--duration", str(duration), "--warmup", str(opts.warmup)]
     cmd += ["--json", str(out)]
     if opts.wsproxy_args:

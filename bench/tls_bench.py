@@ -195,11 +195,12 @@ class Proxy:
     proc: asyncio.subprocess.Process | None = None
     # nginx: a reverse proxy, not an HTTP proxy; clients connect to these (ws, wss) ports
     reverse_ports: tuple[int, int] | None = None
+    cwd: Path = REPO_DIR  # wsproxy-base: the other checkout, whose wsproxy ``-m`` then runs
 
     async def start(self) -> None:
         with open(self.logfile, "ab") as lf:
             lf.write(f"\n=== {shlex.join(self.cmd)}\n".encode())
-            self.proc = await bench.spawn(self.cmd, stdout=lf, stderr=lf, cwd=REPO_DIR)
+            self.proc = await bench.spawn(self.cmd, stdout=lf, stderr=lf, cwd=self.cwd)
         await wait_port(self.port, 30, self.proc)
         for _ in range(100):  # the CA files are written before listening; be sure anyway
             if self.cafile.exists():
@@ -247,12 +248,19 @@ async def start_echo(tmp: Path) -> Env:
     return Env(tmp, ca_file, proc, int(ev["tls_port"]), int(ev["ws_port"]))
 
 
-def make_proxies(env: Env, names: list[str], wsproxy_args: str) -> list[Proxy]:
+def make_proxies(
+    env: Env, names: list[str], wsproxy_args: str, baseline: Path | None = None
+) -> list[Proxy]:
     out = []
     for name in names:
         port = free_port()
         conf = env.tmp / f"{name}-conf"
-        if name == "wsproxy":
+        cwd = REPO_DIR
+        if name == "wsproxy-base":
+            if baseline is None:
+                raise SystemExit("wsproxy-base needs --baseline DIR (another wsproxy checkout)")
+            cwd = baseline
+        if name in ("wsproxy", "wsproxy-base"):
             cmd = [sys.executable, "-m", "wsproxy", "-p", str(port), "-q"]
             cmd += ["--confdir", str(conf), "--upstream-ca", str(env.ca_file)]
             cmd += shlex.split(wsproxy_args)
@@ -268,7 +276,8 @@ def make_proxies(env: Env, names: list[str], wsproxy_args: str) -> list[Proxy]:
             continue
         else:
             raise SystemExit(f"unknown proxy {name!r}")
-        out.append(Proxy(name, cmd, port, conf / "mitmproxy-ca-cert.pem", env.tmp / f"{name}.log"))
+        cafile = conf / "mitmproxy-ca-cert.pem"
+        out.append(Proxy(name, cmd, port, cafile, env.tmp / f"{name}.log", cwd=cwd))
     return out
 
 
@@ -516,7 +525,8 @@ async def amain(args: argparse.Namespace) -> int:
     try:
         env = await start_echo(tmp)
         log(f"echo server: wss on {env.tls_port}, ws on {env.ws_port}; logs in {tmp}")
-        proxies = make_proxies(env, [p for p in args.proxies.split(",") if p], args.wsproxy_args)
+        names = [p for p in args.proxies.split(",") if p]
+        proxies = make_proxies(env, names, args.wsproxy_args, args.baseline)
         for p in proxies:
             await p.start()
             log(f"{p.name}: listening on {p.port} (pid {p.proc.pid if p.proc else '?'})")
@@ -673,7 +683,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=4, help="connections at a time (4)")
     ap.add_argument("--clients", type=int, default=2, help="client processes (2)")
     ap.add_argument("--hosts", type=int, default=50, help="new host names in part (b) (50)")
-    ap.add_argument("--proxies", default="wsproxy,mitmproxy", help="from wsproxy,mitmproxy,nginx")
+    ap.add_argument(
+        "--proxies",
+        default="wsproxy,mitmproxy",
+        help="from wsproxy,mitmproxy,nginx,wsproxy-base (the --baseline checkout)",
+    )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="another wsproxy checkout, run as the proxy wsproxy-base (its own code beside "
+        "this one's, in the same run)",
+    )
     ap.add_argument(
         "--connections-only", action="store_true", help="part (a) only (bench.py connect-tls)"
     )

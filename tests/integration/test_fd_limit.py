@@ -85,7 +85,11 @@ async def test_out_of_file_descriptors_warns_once_per_burst(start_proxy: StartPr
     assert "EMFILE" in warnings[0]
     again = [line for line in log.splitlines() if AGAIN in line]
     failed = [int(line.split(AGAIN + " (")[1].split()[0]) for line in again]
-    assert all(n > 1 for n in failed), again  # many failed accepts, one warning each burst
+    # One warning for each burst, however many accepts failed in it: the proxy accepts one
+    # connection per wake-up, so those the clients closed free their descriptors before the
+    # next accept, and a burst may end after its first failure (the fake clock's unit test,
+    # tests/proxy/test_accept.py, holds the many-failures case).
+    assert all(n >= 1 for n in failed), again
     assert "Traceback" not in log  # the harness checks the whole log again at teardown
 
 

@@ -107,21 +107,23 @@ class Acceptor:
             sock.close()
 
     def _accept(self, sock: socket.socket) -> None:
-        """Every connection waiting (up to a backlog's worth per wake-up, as asyncio)."""
-        for _ in range(BACKLOG):
-            try:
-                conn, _ = sock.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                return
-            except OSError as error:
-                if error.errno not in OUT_OF_RESOURCE:
-                    raise
-                self._out_of_resource(sock, error)
-                return
-            conn.setblocking(False)
-            task = self._loop.create_task(self._connect(conn))
-            self._starting.add(task)
-            task.add_done_callback(self._starting.discard)
+        """One connection per wake-up, as nginx without ``multi_accept``: the loop watches
+        the listening socket level-triggered, so the next one waiting wakes it again at its
+        next turn. Accepting on until ``accept`` fails (asyncio's way) costs every wake-up
+        that finds one connection (the usual case) a second system call and an exception."""
+        try:
+            conn, _ = sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        except OSError as error:
+            if error.errno not in OUT_OF_RESOURCE:
+                raise
+            self._out_of_resource(sock, error)
+            return
+        conn.setblocking(False)
+        task = self._loop.create_task(self._connect(conn))
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
 
     async def _connect(self, conn: socket.socket) -> None:
         try:

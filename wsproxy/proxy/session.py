@@ -499,6 +499,11 @@ class WebSocketSession:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        # The peers' callbacks are this session's bound methods: dropped, the peers and the
+        # session are freed when the last reference goes, not left to the cycle collector.
+        for peer in (self.client, self.server):
+            peer.on_data = peer.on_eof = None
+            peer.on_pause_writing = peer.on_resume_writing = None
         if not self.done.done():
             self.done.set_result(None)
 

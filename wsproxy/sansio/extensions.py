@@ -23,6 +23,8 @@ _BARE_TOKEN_RE = re.compile(_TOKEN)
 
 
 def _split_outside_quotes(text: str, sep: str) -> list[str]:
+    if '"' not in text:  # no quoted string (what browsers send): nothing hides a separator
+        return text.split(sep)
     parts: list[str] = []
     current: list[str] = []
     quoted = escaped = False
