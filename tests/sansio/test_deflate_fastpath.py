@@ -30,7 +30,7 @@ from tests.sansio.conftest import (
 )
 from tests.sansio.driver import Driven
 from wsproxy.exceptions import ProtocolError
-from wsproxy.sansio import endpoint, fastpath
+from wsproxy.sansio import fastpath, takes
 from wsproxy.sansio.deflate import INFLATE_PIECE, DeflateParams, Deflater, Inflater
 from wsproxy.sansio.endpoint import FrameReader
 from wsproxy.sansio.frames import RSV1, Opcode
@@ -362,7 +362,7 @@ def test_a_quiet_relay_takes_compressed_messages_on_the_fast_path(
         calls.append(result[2])
         return result
 
-    monkeypatch.setattr(endpoint, "relay_deflated", counting)
+    monkeypatch.setattr(takes, "relay_deflated", counting)
     messages = [b"one message", b"one message again", b"and a third"]
     wire = client_bytes(*(Wire(TEXT, p, rsv=RSV1) for p in compressed(messages)))
     to_server, _, relay = _relayed([(Side.CLIENT, wire)], False)

@@ -31,7 +31,7 @@ from tests.sansio.conftest import (
     split,
 )
 from tests.sansio.driver import Driven
-from wsproxy.sansio import endpoint, fastpath
+from wsproxy.sansio import endpoint, fastpath, takes
 from wsproxy.sansio.endpoint import FrameReader
 from wsproxy.sansio.events import Violation
 from wsproxy.sansio.frames import Opcode, apply_mask
@@ -210,7 +210,7 @@ def test_the_reader_draws_a_new_key_block_in_the_middle_of_a_run(
 ) -> None:
     keys = fastpath.MaskKeys()
     keys.position = len(keys.block) - 8  # two keys left
-    monkeypatch.setattr(endpoint, "MASK_KEYS", keys)
+    monkeypatch.setattr(takes, "MASK_KEYS", keys)
     frames = [Wire(BINARY, bytes([n]) * n) for n in range(7)]
     data = client_bytes(*frames)
     reader = FrameReader(masked=True, max_frame_size=BIG, max_message_size=BIG)
@@ -255,8 +255,8 @@ def _relayed(
     recorded: RelayFramesRecorded = _takes_nothing,
     **config: Any,
 ) -> tuple[bytes, bytes, Driven]:
-    monkeypatch.setattr(endpoint, "relay_frames", impl)
-    monkeypatch.setattr(endpoint, "relay_frames_recorded", recorded)
+    monkeypatch.setattr(takes, "relay_frames", impl)
+    monkeypatch.setattr(takes, "relay_frames_recorded", recorded)
     relay = Driven(RelayConfig(max_frame_size=BIG, max_message_size=BIG, records=records, **config))
     to_server, to_client = b"", b""
     for side, piece in pieces:
@@ -441,7 +441,7 @@ def test_the_recording_reader_draws_a_new_key_block_in_the_middle_of_a_run(
 ) -> None:
     keys = fastpath.MaskKeys()
     keys.position = len(keys.block) - 8  # two keys left
-    monkeypatch.setattr(endpoint, "MASK_KEYS", keys)
+    monkeypatch.setattr(takes, "MASK_KEYS", keys)
     frames = [Wire(BINARY, bytes([n]) * n) for n in range(7)]
     data = client_bytes(*frames)
     reader = FrameReader(masked=True, max_frame_size=BIG, max_message_size=BIG)
@@ -541,7 +541,7 @@ def test_the_reader_takes_whole_frames_only_between_messages(
 ) -> None:
     keys = fastpath.MaskKeys()
     keys.position = len(keys.block) - 8  # two keys left: a new block in the middle of the run
-    monkeypatch.setattr(endpoint, "MASK_KEYS", keys)
+    monkeypatch.setattr(takes, "MASK_KEYS", keys)
     frames = [Wire(BINARY, bytes([n]) * n) for n in range(7)]
     data = client_bytes(*frames)
     reader = FrameReader(masked=True, max_frame_size=BIG, max_message_size=BIG)
@@ -616,7 +616,7 @@ def test_message_hooks_see_the_same_with_and_without_it(
     for whole in (fastpath.whole_frames, None):
         with pytest.MonkeyPatch.context() as patch:
             if whole is None:
-                patch.setattr(endpoint, "whole_frames", lambda d, m, f, x, k, p: (0, [], p))
+                patch.setattr(takes, "whole_frames", lambda d, m, f, x, k, p: (0, [], p))
             relay = _Hooks(config, _change_odd)
             for side, piece in pieces:
                 relay.receive(side, piece)

@@ -37,7 +37,7 @@ from tests.sansio.test_deflate_fastpath import (
 )
 from tests.sansio.test_fastpath import _Hooks
 from wsproxy.exceptions import ProtocolError
-from wsproxy.sansio import endpoint, fastpath
+from wsproxy.sansio import fastpath, takes
 from wsproxy.sansio.deflate import DeflateParams, Inflater
 from wsproxy.sansio.endpoint import FrameReader
 from wsproxy.sansio.frames import RSV1, Opcode
@@ -247,7 +247,7 @@ def test_hooks_see_and_send_what_the_general_path_does(takeover: bool, data: st.
         with pytest.MonkeyPatch.context() as patch:
             if not fast:
                 patch.setattr(
-                    endpoint, "whole_deflated", lambda d, m, f, x, k, p, i, c: (0, [], p, None)
+                    takes, "whole_deflated", lambda d, m, f, x, k, p, i, c: (0, [], p, None)
                 )
             relay = _Hooks(config, _rewrite)
             for side, piece in pieces:
@@ -289,3 +289,24 @@ def test_a_rewritten_stream_reads_back_with_the_receivers_context() -> None:
     assert contents == [b"heLLo one!", b"hello two!", b"heLLo three!", b"hello four"]
     assert relay.leg(Side.CLIENT).recompress
     assert relay.notes == [(Side.CLIENT, "a message was changed: recompressing from now on")]
+
+
+@pytest.mark.parametrize("take", ["take_deflated", "take_whole_deflated"])
+def test_a_failure_ends_the_run_with_the_key_for_its_frame_unused(
+    take: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bad frame was to take the block's last key: the run ends there, with no new block
+    drawn to walk on, and the failure is reported once, where it was."""
+    keys = fastpath.MaskKeys()
+    keys.position = len(keys.block) - 8  # two keys left
+    monkeypatch.setattr(takes, "MASK_KEYS", keys)
+    reader = FrameReader(masked=True, max_frame_size=BIG, max_message_size=BIG)
+    reader.inflater = Inflater(DEFAULTS, True, BIG)
+    good = client_bytes(Wire(TEXT, compressed([b"fine"])[0], rsv=RSV1))
+    bad = client_bytes(Wire(TEXT, b"\xff\xff", rsv=RSV1))
+    after = client_bytes(Wire(TEXT, b"never"))
+    result = getattr(reader, take)(good + bad + after)
+    assert result[0] == len(good)
+    assert keys.position == len(keys.block) - 4
+    events = reader.receive_data(bad + after)
+    assert len(events) == 1 and getattr(events[0], "code", None) == 1007

@@ -22,13 +22,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from wsproxy import logformat, loglines
+from wsproxy import logformat
 from wsproxy.capture.sink import CaptureSink
 from wsproxy.decoders.base import Hints
 from wsproxy.decoders.connection import DECODE_LIMIT, ConnectionDecoding, StreamDecoding
 from wsproxy.model import Flow, FrameEvent, Message
 from wsproxy.options import Options
 from wsproxy.plugins import PluginChain
+from wsproxy.proxy.framelog import FrameLog
 from wsproxy.proxy.peer import Peer
 from wsproxy.sansio.commands import (
     AbortTransport,
@@ -103,16 +104,14 @@ class WebSocketSession:
         # Decoding costs nothing until asked for: -v with decoding (the log decodes every
         # message it shows, so it needs whole payloads), or a plugin reading message.decoded
         # (``_codec``, built at the first message hook, chooses its decoder on first read).
-        self._log_decoding: StreamDecoding | None = None
         self._hook_codec: ConnectionDecoding | None = None
         # --view-filter: the flow's frame lines all (verdict True), none, or one by one.
-        self.view = view if view is not None and view.verdict is None else None
+        view_each = view if view is not None and view.verdict is None else None
         logging_frames = options.verbosity > 0 and (view is None or view.verdict is not False)
         decode_log = logging_frames and options.decode and options.preview_length > 0
         # The log and the capture take a dispatch's records as one run (``_flush_runs``).
         self._log_run: list[FrameRecord] = []
         self._capture_run: list[FrameRecord] = []
-        self._log_heads: dict[tuple[Side, int, bool, int, bool], str] = {}
         if logging_frames:
             self._observers.append(self._log_run.append)
         if self.capture is not None:
@@ -130,7 +129,7 @@ class WebSocketSession:
                 # for the log's decoding.
                 full_payloads=self.capture is not None
                 or decode_log
-                or (self.view is not None and self.view.bound.needs_payload),
+                or (view_each is not None and view_each.bound.needs_payload),
                 # Without a capture, whole payloads are for the log's decoding and the view
                 # filter: past the decoders' limit a preview does (memory stays bounded).
                 full_payload_limit=None if self.capture is not None else DECODE_LIMIT,
@@ -139,9 +138,13 @@ class WebSocketSession:
                 preview_size=logformat.preview_bytes(options.preview_length),
             )
         )
-        if decode_log:
-            self._log_decoding = StreamDecoding(self.hints)
-        self._log_preview_size = logformat.preview_bytes(options.preview_length)
+        self._frame_log = FrameLog(
+            conn_id,
+            options.preview_length,
+            view_each,
+            StreamDecoding(self.hints) if decode_log else None,
+            self._log_event,
+        )
         if flow is not None:
             flow._injector = self.inject
             flow._closer = self.close
@@ -516,97 +519,11 @@ class WebSocketSession:
         run = self._log_run
         if run:
             try:
-                self._log_frames(run)
+                self._frame_log.lines(run)
             finally:
                 run.clear()
         if self._capture_run:
             self._capture_flush()
-
-    def _log_frames(self, records: list[FrameRecord]) -> None:
-        """The ``-v`` lines of a run of records, as ``_log_frame`` writes each: one call per
-        run and a line head made once per direction and kind, unless a decoder or a view
-        filter looks at each record."""
-        decoding = self._log_decoding
-        if decoding is not None and decoding.decoding.gave_up:
-            self._log_decoding = decoding = None  # as in _log_frame
-        if decoding is not None or self.view is not None:
-            for record in records:
-                self._log_frame(record)
-            return
-        width = self.options.preview_length
-        size = self._log_preview_size
-        heads = self._log_heads
-        preview = logformat.preview
-        lines = []
-        for r in records:
-            if r.offset:
-                continue  # a later piece of a frame recorded in pieces: logged with its first
-            key = (r.side, r.opcode, r.fin, r.rsv, r.compressed)
-            head = heads.get(key)
-            if head is None:
-                flags = logformat.frame_flags(fin=r.fin, rsv=r.rsv, compressed=r.compressed)
-                from_client = r.side is Side.CLIENT
-                head = heads[key] = logformat.frame_line_head(from_client, r.opcode, flags)
-            if not width:
-                lines.append(f"{head}{r.length}")
-                continue
-            data = r.payload
-            if len(data) > size:
-                data = data[:size]  # the whole payload when a capture listens too
-            kind = r.message_opcode if r.opcode == 0 else r.opcode
-            shown = preview(data, kind, width, partial=len(data) >= size)
-            lines.append(f"{head}{r.length} {shown}")
-        loglines.info_tagged(log, self.conn_id, lines)
-
-    def _log_frame(self, record: FrameRecord) -> None:
-        decoding = self._log_decoding
-        summary = None
-        if decoding is not None and decoding.decoding.gave_up:
-            # No decoder fits this connection, and none ever will: no more joining either.
-            self._log_decoding = decoding = None
-        if decoding is not None and record.opcode < _CLOSE:
-            try:
-                decoded = decoding.frame(
-                    record.payload,
-                    from_client=record.side is Side.CLIENT,
-                    text=record.message_opcode == Opcode.TEXT,
-                    last=record.fin and not record.more,
-                    whole=record.verdict == "injected",
-                )
-            except Exception as error:  # a decoder's bug must not end the connection
-                self._log_decoding = decoded = None
-                self._log_event(record.side, f"decoding stopped: {type(error).__name__}: {error}")
-            if decoded is not None:
-                summary = logformat.decoded_preview(decoded.summary, self.options.preview_length)
-                if record.offset:  # its frame's line went with its first piece
-                    side = "client -> server" if record.side is Side.CLIENT else "server -> client"
-                    loglines.info(log, "[%s] %s message: %s", self.conn_id, side, summary)
-        if record.offset:
-            return  # a later piece of a frame recorded in pieces: logged with its first
-        if self.view is not None and not self.view.keeps_record(record):
-            return
-        width = self.options.preview_length
-        size = self._log_preview_size
-        data = record.payload
-        if len(data) > size:
-            data = data[:size]  # the whole payload when a capture listens too
-        if summary is not None:
-            shown = summary
-        elif width:
-            kind = logformat.payload_kind(record.opcode, record.message_opcode)
-            shown = logformat.preview(data, kind, width, partial=len(data) >= size)
-        else:
-            shown = ""
-        flags = logformat.frame_flags(fin=record.fin, rsv=record.rsv, compressed=record.compressed)
-        line = logformat.frame_line(
-            from_client=record.side is Side.CLIENT,
-            opcode=record.opcode,
-            flags=flags,
-            length=record.length,
-            shown=shown,
-        )
-        shown_line = line if width else line[:-1]  # no preview, no " "
-        loglines.info(log, "[%s] %s", self.conn_id, shown_line)
 
     def _capture_flush(self) -> None:
         """Hand the records gathered since the last flush to the capture, as one run stamped
@@ -633,9 +550,6 @@ class WebSocketSession:
 
     def _log_event(self, side: Side, message: str) -> None:
         log.info("[%s] %s: %s", self.conn_id, side.value, message)
-
-
-_CLOSE = int(Opcode.CLOSE)  # data opcodes are below it (a plain int compares faster)
 
 
 def _flow_hints(flow: Flow | None) -> Hints:

@@ -14,23 +14,12 @@ never as an exception.
 from __future__ import annotations
 
 import codecs
-from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from wsproxy.sansio.commands import Wire
 from wsproxy.sansio.errors import ProtocolError
 from wsproxy.sansio.events import ControlFrame, DataChunk, Event, Violation
-from wsproxy.sansio.fastpath import (
-    MASK_KEYS,
-    Buffer,
-    Inflate,
-    WholeDeflatedFrame,
-    relay_deflated,
-    relay_frames,
-    relay_frames_recorded,
-    whole_deflated,
-    whole_frames,
-)
+from wsproxy.sansio.fastpath import Inflate
 from wsproxy.sansio.framechecks import (
     check_control_frame,
     check_utf8,
@@ -49,18 +38,10 @@ from wsproxy.sansio.frames import (
     apply_mask,
     parse_close,
 )
+from wsproxy.sansio.takes import FastTakes
 
 # RFC 7692 7.2.2: what a receiver appends to a message's payload before inflating it.
 _TAIL = b"\x00\x00\xff\xff"
-
-# What one fast-path run finds besides its bytes: a count of frames, or their records.
-_Found = TypeVar(
-    "_Found",
-    int,
-    list[tuple[int, int, bytes]],
-    list[tuple[int, bytes, bytes]],
-    list[WholeDeflatedFrame],
-)
 
 
 class MessageInflater(Protocol):
@@ -91,7 +72,7 @@ class MessageInflater(Protocol):
 INFLATE_BUDGET = 1024 * 1024
 
 
-class FrameReader:
+class FrameReader(FastTakes):
     """Parses the frames one peer sends, with all the state RFC 6455 section 5 needs.
 
     ``masked`` says whether this peer must mask (it is a client). Limits follow the flags
@@ -114,10 +95,7 @@ class FrameReader:
         "_opcode",
         "_remaining",
         "_rsv",
-        "_unreported",
         "_utf8",
-        "bytes_received",
-        "failed",
         "inflater",
         "keep_binary_masked",
         "masked",
@@ -164,138 +142,6 @@ class FrameReader:
     @property
     def in_message(self) -> bool:
         return self._message_opcode is not None
-
-    def take_simple(self, data: Wire) -> tuple[int, bytes | None, int]:
-        """The fast path (``fastpath.relay_frames``) over the start of ``data``, when this
-        reader is between messages with nothing held: ``(end, out, frames)``, where ``out``
-        is ``data[:end]`` re-masked with fresh keys (a client's frames) or None (a server's,
-        which go on as they are). The rest, from ``end``, is for ``receive_data``."""
-        if not self._at_rest:
-            return 0, None, 0
-        # One call, no closure: this runs for every read of small messages (see _with_keys).
-        keys = MASK_KEYS
-        end, out, frames, keys.position = relay_frames(
-            data, self.masked, self.max_frame_size, self.max_message_size, keys.block, keys.position
-        )
-        if self.masked and end < len(data) and keys.position + 4 > len(keys.block):
-            return self._go_on(data, end, out, frames, self._simple_run)
-        self.bytes_received += end
-        return end, out, frames
-
-    def _simple_run(
-        self, view: Buffer, block: bytes, position: int
-    ) -> tuple[int, bytes | None, int, int]:
-        end, out, frames, position = relay_frames(
-            view, self.masked, self.max_frame_size, self.max_message_size, block, position
-        )
-        return end, out, position, frames
-
-    def take_deflated(self, data: bytes) -> tuple[int, bytes | None, int]:
-        """``take_simple`` for a connection with permessage-deflate
-        (``fastpath.relay_deflated``): whole compressed messages too, inflated by
-        ``inflater`` (its context carries on) and forwarded as they came. When one of them
-        fails (invalid DEFLATE data or UTF-8, a limit), the reader is failed there and the
-        next ``receive_data`` reports it."""
-        inflater = self.inflater
-        if inflater is None or not self._at_rest:
-            return 0, None, 0
-        limits = self.max_frame_size, self.max_message_size
-        most = inflater.most_compressed()
-        errors: list[tuple[int, str] | BaseException] = []
-
-        def run(view: Buffer, block: bytes, position: int) -> tuple[int, bytes | None, int, int]:
-            if errors:
-                return 0, None, position, 0  # stopped for good at the failed frame
-            inflate = inflater.fast_inflate()  # anew: a BFINAL block replaces the decoder
-            end, out, frames, position, error = relay_deflated(
-                view, self.masked, *limits, block, position, inflate, most
-            )
-            if error is not None:
-                errors.append(error)
-            return end, out, position, frames
-
-        result = self._with_keys(data, run)
-        if errors:
-            error = errors[0]
-            if isinstance(error, BaseException):
-                failure = inflater.failure(error)
-                error = failure.code, failure.reason
-            self.failed = Violation(*error)
-            self._unreported = True
-        return result
-
-    def take_simple_recorded(
-        self, data: bytes, keep: int
-    ) -> tuple[int, bytes | None, list[tuple[int, int, bytes]]]:
-        """``take_simple`` for a relay that records its frames
-        (``fastpath.relay_frames_recorded``): ``(end, out, frames)``, ``frames`` one
-        ``(opcode, length, payload)`` per frame, ``payload`` its first ``keep`` bytes in the
-        clear (all of it when ``keep`` is negative)."""
-        if not self._at_rest:
-            return 0, None, []
-        limits = self.max_frame_size, self.max_message_size
-
-        def run(
-            view: Buffer, block: bytes, position: int
-        ) -> tuple[int, bytes | None, int, list[tuple[int, int, bytes]]]:
-            return relay_frames_recorded(view, self.masked, *limits, block, position, keep)
-
-        return self._with_keys(data, run)
-
-    def take_whole(self, data: bytes) -> tuple[int, list[tuple[int, bytes, bytes]]]:
-        """For a relay whose plugins read every message (``fastpath.whole_frames``): the run
-        of simple frames at the start of ``data``, when this reader is between messages with
-        nothing held, as ``(end, frames)``, one ``(opcode, content, out)`` per frame, ``out``
-        the frame for the other peer if unchanged. The rest, from ``end``, is for
-        ``receive_data``."""
-        if not self._at_rest:
-            return 0, []
-        limits = self.masked, self.max_frame_size, self.max_message_size
-
-        def run(
-            view: Buffer, block: bytes, position: int
-        ) -> tuple[int, None, int, list[tuple[int, bytes, bytes]]]:
-            end, frames, position = whole_frames(view, *limits, block, position)
-            return end, None, position, frames
-
-        end, _, frames = self._with_keys(data, run)
-        return end, frames
-
-    def take_whole_deflated(self, data: bytes) -> tuple[int, list[WholeDeflatedFrame]]:
-        """``take_whole`` for a connection with permessage-deflate (``fastpath.whole_deflated``):
-        whole compressed one-frame messages too, inflated by ``inflater`` (its context carries
-        on), as ``(end, frames)``, one ``(opcode, content, wire, out)`` per frame. When one of
-        them fails (invalid DEFLATE data or UTF-8, a limit), the reader is failed there and
-        the next ``receive_data`` reports it, as after ``take_deflated``."""
-        inflater = self.inflater
-        if inflater is None or not self._at_rest:
-            return 0, []
-        limits = self.max_frame_size, self.max_message_size
-        most = inflater.most_compressed()
-        errors: list[tuple[int, str] | BaseException] = []
-
-        def run(
-            view: Buffer, block: bytes, position: int
-        ) -> tuple[int, None, int, list[WholeDeflatedFrame]]:
-            if errors:
-                return 0, None, position, []  # stopped for good at the failed frame
-            inflate = inflater.fast_inflate()  # anew: a BFINAL block replaces the decoder
-            end, frames, position, error = whole_deflated(
-                view, self.masked, *limits, block, position, inflate, most
-            )
-            if error is not None:
-                errors.append(error)
-            return end, None, position, frames
-
-        end, _, frames = self._with_keys(data, run)
-        if errors:
-            error = errors[0]
-            if isinstance(error, BaseException):
-                failure = inflater.failure(error)
-                error = failure.code, failure.reason
-            self.failed = Violation(*error)
-            self._unreported = True
-        return end, frames
 
     def take_payload(self, data: Wire) -> tuple[Wire, bytes, int, bool, bool] | None:
         """The shortcut for a binary frame streamed through untouched: inside its payload,
@@ -364,44 +210,6 @@ class FrameReader:
             or self._inflating is not None
             or self.failed is not None
         )
-
-    def _with_keys(
-        self,
-        data: bytes,
-        run: Callable[[Buffer, bytes, int], tuple[int, bytes | None, int, _Found]],
-    ) -> tuple[int, bytes | None, _Found]:
-        """One fast-path ``run`` over ``data`` with the shared mask keys (``run`` returns
-        ``(end, out, key position, found)``); when the keys run out in the middle of a run, a
-        new block and on from there, the ``found`` of each call added up."""
-        keys = MASK_KEYS
-        end, out, keys.position, found = run(data, keys.block, keys.position)
-        return self._go_on(data, end, out, found, run)
-
-    def _go_on(
-        self,
-        data: Wire,
-        end: int,
-        out: bytes | None,
-        found: _Found,
-        run: Callable[[Buffer, bytes, int], tuple[int, bytes | None, int, _Found]],
-    ) -> tuple[int, bytes | None, _Found]:
-        """After the first ``run`` over ``data``: on with new key blocks while the keys ran out
-        before the run's end, then the total."""
-        keys = MASK_KEYS
-        if self.masked and end < len(data) and keys.position + 4 > len(keys.block):
-            pieces = [out] if out is not None else []
-            while end < len(data) and keys.position + 4 > len(keys.block):
-                keys.refill()
-                more, out, keys.position, also = run(
-                    memoryview(data)[end:], keys.block, keys.position
-                )
-                if out is not None:
-                    pieces.append(out)
-                end += more
-                found += also
-            out = b"".join(pieces) if pieces else None
-        self.bytes_received += end
-        return end, out, found
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes from the peer; returns the events they complete.
