@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the Autobahn|Testsuite fuzzing client through wsproxy in front of a websockets echo
-# server, in reverse mode and in regular (HTTP proxy) mode, then in reverse mode through the
-# plugin chain (the log plugin reading every message, then every frame: the hooked relay path),
-# and fails unless every case is OK or INFORMATIONAL: no FAILED and no NON-STRICT.
+# server, once along each of the relay's paths: reverse mode, quiet (the fast path); regular
+# (HTTP proxy) mode with -v and a -w capture (every frame recorded); reverse mode through the
+# log plugin reading every message (plain hooks); and wsproxy-web with the log plugin reading
+# every frame (frame hooks, and the UI's breakpoints as async message hooks). It fails unless
+# every case is OK or INFORMATIONAL: no FAILED and no NON-STRICT.
 # CASES defaults to the CI set: sections 1-7, 9 and 10 whole, and a subset of the
 # permessage-deflate sections 12 and 13 (every parameter set, small and mid sizes; all 216
 # cases take about 17 minutes here). Run everything by hand with CASES='*'.
@@ -32,7 +34,12 @@ fi
 bash "$AUTOBAHN" build || { echo "autobahn: building the suite failed (see above)" >&2; exit 1; }
 OUT="$(mktemp -d)"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+# The logs and the capture stay for a look when a run failed; they go when all passed.
+cleanup() {
+  local rc=$?
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  if [ "$rc" = 0 ]; then rm -rf "$OUT"; else echo "autobahn: logs in $OUT" >&2; fi
+}
 trap cleanup EXIT
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -50,12 +57,12 @@ ECHO=$(free_port); REV=$(free_port); REG=$(free_port); MSG=$(free_port); FRM=$(f
 wait_port "$ECHO" $! "$OUT/echo.log"
 "$PY" -m wsproxy -q --confdir "$OUT/conf" -p "$REV" --mode "reverse:ws://127.0.0.1:$ECHO" > "$OUT/reverse.log" 2>&1 & pids+=($!)
 wait_port "$REV" $! "$OUT/reverse.log"
-"$PY" -m wsproxy -q --confdir "$OUT/conf" -p "$REG" > "$OUT/regular.log" 2>&1 & pids+=($!)
+"$PY" -m wsproxy -v --confdir "$OUT/conf" -p "$REG" -w "$OUT/capture.jsonl" > "$OUT/regular.log" 2>&1 & pids+=($!)
 wait_port "$REG" $! "$OUT/regular.log"
 "$PY" -m wsproxy -q --confdir "$OUT/conf" -p "$MSG" --mode "reverse:ws://127.0.0.1:$ECHO" \
   -s log --set log_file="$OUT/messages-plugin.log" > "$OUT/messages.log" 2>&1 & pids+=($!)
 wait_port "$MSG" $! "$OUT/messages.log"
-"$PY" -m wsproxy -q --confdir "$OUT/conf" -p "$FRM" --mode "reverse:ws://127.0.0.1:$ECHO" \
+"$PY" -m wsproxy.web -q --web-port 0 --confdir "$OUT/conf" -p "$FRM" --mode "reverse:ws://127.0.0.1:$ECHO" \
   -s log --set log_frames=true --set log_file="$OUT/frames-plugin.log" > "$OUT/frames.log" 2>&1 & pids+=($!)
 wait_port "$FRM" $! "$OUT/frames.log"
 
@@ -68,10 +75,10 @@ check() {  # name, summary-file
 bash "$AUTOBAHN" run "ws://127.0.0.1:$REV" "$CASES" "$OUT/ab-reverse" > "$OUT/reverse.txt" 2>&1 || status=1
 check "reverse mode" "$OUT/reverse.txt"
 PROXY="127.0.0.1:$REG" bash "$AUTOBAHN" run "ws://127.0.0.1:$ECHO" "$CASES" "$OUT/ab-regular" > "$OUT/regular.txt" 2>&1 || status=1
-check "regular mode" "$OUT/regular.txt"
+check "regular mode, -v -w" "$OUT/regular.txt"
 bash "$AUTOBAHN" run "ws://127.0.0.1:$MSG" "$CASES" "$OUT/ab-messages" > "$OUT/messages.txt" 2>&1 || status=1
 check "message hooks" "$OUT/messages.txt"
 bash "$AUTOBAHN" run "ws://127.0.0.1:$FRM" "$CASES" "$OUT/ab-frames" > "$OUT/frames.txt" 2>&1 || status=1
-check "frame hooks" "$OUT/frames.txt"
+check "wsproxy-web, frame hooks" "$OUT/frames.txt"
 if grep -l Traceback "$OUT"/reverse.log "$OUT"/regular.log "$OUT"/messages.log "$OUT"/frames.log; then echo "a traceback reached the proxy's console"; status=1; fi
 exit $status

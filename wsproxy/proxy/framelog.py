@@ -9,7 +9,6 @@ frames it does not keep.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from wsproxy import logformat, loglines
@@ -34,14 +33,12 @@ class FrameLog:
         width: int,
         view: Selection | None,
         decoding: StreamDecoding | None,
-        on_event: Callable[[Side, str], None],
     ) -> None:
         self.conn_id = conn_id
         self._width = width  # --preview-length: characters shown; 0 shows none
         self._preview_size = logformat.preview_bytes(width)
         self._view = view  # a view filter that decides record by record
         self._decoding = decoding
-        self._on_event = on_event  # a line about the connection (a decoder that stopped)
         self._heads: dict[tuple[Side, int, bool, int, bool], str] = {}
 
     def lines(self, records: list[FrameRecord]) -> None:
@@ -97,7 +94,13 @@ class FrameLog:
                 )
             except Exception as error:  # a decoder's bug must not end the connection
                 self._decoding = decoded = None
-                self._on_event(record.side, f"decoding stopped: {type(error).__name__}: {error}")
+                log.info(
+                    "[%s] %s: decoding stopped: %s: %s",
+                    self.conn_id,
+                    record.side.value,
+                    type(error).__name__,
+                    error,
+                )
             if decoded is not None:
                 summary = logformat.decoded_preview(decoded.summary, self._width)
                 if record.offset:  # its frame's line went with its first piece

@@ -143,7 +143,6 @@ class WebSocketSession:
             options.preview_length,
             view_each,
             StreamDecoding(self.hints) if decode_log else None,
-            self._log_event,
         )
         if flow is not None:
             flow._injector = self.inject
