@@ -222,24 +222,9 @@ def whole_compressed_message(
     """``whole_message`` for a message of one final compressed frame (RSV1), ``wire`` its
     payload as received (without the tail), as ``Message(..., compressed=True,
     wire_frames=[(True, RSV1, wire)])`` builds it."""
-    message = _new(Message)
-    message._actor = None
-    message.dropped_by = None
-    message.modified_by = None
-    message.from_client = from_client
-    message._opcode = opcode
-    message._content = content
+    message = whole_message(from_client, opcode, content, unchanged_frame)
     message.compressed = True
-    message.fragment_sizes = [len(content)]
-    message.timestamp = 0.0
-    message.injected = False
-    message.original_content = content
-    message.original_opcode = opcode
     message.wire_frames = [(True, RSV1, wire)]
-    message._unchanged_frame = unchanged_frame
-    message._codec = None
-    message._decoded = None
-    message._decoded_from = None
     return message
 
 
