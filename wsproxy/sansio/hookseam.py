@@ -80,6 +80,117 @@ class HookSeam:
 
         def _message_out(self, target: Leg) -> None: ...
 
+        client: Leg
+        server: Leg
+
+        def leg(self, side: Side) -> Leg: ...
+
+        def _take(self) -> list[Command]: ...
+
+    # -- entry points of the hooks' shell ----------------------------------------------------
+
+    def hooks_done(self, side: Side) -> list[Command]:
+        """The chain is done with ``side``'s pending item: carry out its verdict, go on."""
+        self._hooks_done(side)
+        return self._take()
+
+    def hooks_done_next(self, side: Side) -> FrameEvent | Message | None:
+        """``hooks_done`` for a shell that runs plain-function hooks at once: the verdict is
+        carried out the same way, and the leg's next item, when one is ready, is handed over
+        right here (the shell now has it, as a ``RunHooks`` would have given it) rather than
+        in a command. The commands wait for ``take``, which the shell calls when it stops:
+        one batch for all the items a read brought, not one per item."""
+        if side is Side.CLIENT:
+            source, target = self.client, self.server
+        else:
+            source, target = self.server, self.client
+        item = source.pending
+        if type(item) is Message:
+            # _hooks_done, written out for a message: this runs for every one.
+            source.pending = None
+            source.hooks_running = False
+            self._after_message(source, target, item)
+            if source.backlog:
+                self._drain(source, target)
+        else:
+            self._hooks_done(side)
+        item = source.pending
+        if item is None or source.hooks_running:
+            return None
+        source.hooks_running = True
+        return item
+
+    def _hooks_done(self, side: Side) -> Leg:
+        if side is Side.CLIENT:
+            source, target = self.client, self.server
+        else:
+            source, target = self.server, self.client
+        item = source.pending
+        source.pending = None
+        source.hooks_running = False
+        if isinstance(item, Message):
+            self._after_message(source, target, item)
+        elif isinstance(item, FrameEvent):
+            self._after_frame(source, target, item)
+        if source.backlog:
+            self._drain(source, target)
+        return source
+
+    def inject_refusal(self, to_side: Side) -> str | None:
+        """Why a message injected towards ``to_side``'s peer would not be sent, or None: that
+        peer is closing, or the hooks already hold more than ``HOOK_BACKLOG`` bytes in its
+        direction (an addon injecting in answer to every injected message must not grow the
+        proxy's memory)."""
+        target = self.leg(to_side)
+        if not target.can_send:
+            return f"the {to_side.value} is closing"
+        source = self.leg(to_side.other)
+        if source.want_messages and source.backlog_bytes > HOOK_BACKLOG:
+            waiting = HOOK_BACKLOG // 1024
+            return f"more than {waiting} KiB wait for the plugins towards the {to_side.value}"
+        return None
+
+    def inject(self, to_side: Side, opcode: int, payload: bytes) -> list[Command]:
+        """A plugin's new message towards ``to_side``'s peer; sent uncompressed, which
+        permessage-deflate allows and which leaves the receiver's window untouched. With
+        message hooks it first goes through them (``Message.injected``), after what the other
+        peer sent before. Nothing is sent (and nothing returned) when ``inject_refusal``
+        gives a reason."""
+        if self.inject_refusal(to_side) is not None:
+            return []
+        target = self.leg(to_side)
+        source = self.leg(to_side.other)
+        if source.want_messages:
+            message = Message(to_side is Side.SERVER, opcode, payload, injected=True)
+            self._queue_injected(source, target, message)
+            return self._take()
+        if target.out_open or target.mid_frame_out:
+            # Between a message's fragments, or inside a streamed frame's payload: it waits.
+            target.inject_queue.append((opcode, payload))
+        else:
+            target.writer.send_frame(opcode, payload)
+        if self._records:
+            # Recorded as a frame from the other side (the direction it travels), injected.
+            record = whole_record(to_side.other, opcode, payload, "injected")
+            self._record(record)
+        return self._take()
+
+    def _take_whole(self, source: Leg, target: Leg, data: bytes) -> int:
+        """The run of whole one-frame messages at the start of ``data`` (compressed ones too,
+        with permessage-deflate), queued for the message hooks; where the rest starts."""
+        reader = source.reader
+        if reader.inflater is None:
+            end, whole = reader.take_whole(data)
+            if whole:
+                self._queue_whole(source, target, whole)
+            return end
+        end, deflated = reader.take_whole_deflated(data)
+        if deflated:
+            self._queue_whole_deflated(source, target, deflated)
+        return end
+
+    # -- the backlog ------------------------------------------------------------------------
+
     def _queue(self, source: Leg, target: Leg, events: list[Event]) -> None:
         """Events from a hooked peer: into its backlog, except the pings and pongs that
         would only wait behind an item the hooks hold. Those go on at once, in the order they
