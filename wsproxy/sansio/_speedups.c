@@ -474,17 +474,6 @@ done:
     return result;
 }
 
-/* relay_deflated(data, masked, max_frame, max_message, keys, key_pos, inflate, max_compressed):
- * relay_frames for a connection with permessage-deflate (the contract is in fastpath.py). Besides
- * the simple frames it relays whole, final, compressed text and binary frames (RSV1 set) of at
- * most `max_compressed` bytes: their payload, unmasked, with the four tail bytes of RFC 7692
- * 7.2.2 appended (b"" for an empty payload), goes to `inflate`, which keeps the running
- * context and returns the message's content; a text message's content must be UTF-8. The
- * compressed bytes are forwarded as they came (client frames re-masked): nothing is
- * recompressed. Returns (end, out, frames, key_pos, error): error is None, or what stopped the
- * run at data[end:] after `inflate` was already fed that frame: the exception `inflate` raised,
- * or (1007, reason) for a content that is not UTF-8. The caller must then fail the connection
- * with it: the inflater's context has moved past that frame. */
 static const char UTF8_REASON[] = "invalid UTF-8 in a text message";
 
 /* After decoder.decompress gave *content: 1 when the decoder reached a BFINAL block, *content
@@ -539,6 +528,146 @@ eof_or_keep(PyObject *decoder, PyObject *eof_name, PyObject *window, PyObject **
     return 0;
 }
 
+/* How a walk inflates compressed payloads: through a callable, or straight through a
+ * decoder's own decompress, keeping its window (the (decoder, window, after_final) tuple). */
+typedef struct {
+    const char *name; /* the walk's, for its error messages */
+    PyObject *inflate; /* the callable (borrowed), when not direct */
+    PyObject *decoder, *window, *after_final; /* borrowed, when direct */
+    PyObject *decompress, *eof_name; /* owned, when direct: looked up once a walk */
+    int direct;
+    unsigned long long max_message;
+} Inflating;
+
+/* The two walks over compressed frames take (data, masked, max_frame, max_message, keys,
+ * key_pos, inflate, max_compressed): the common arguments, then how to inflate. */
+static int
+inflating_args(PyObject *const *args, Py_ssize_t nargs, const char *name, int *masked,
+               unsigned long long *max_plain, unsigned long long *max_deflated,
+               Py_ssize_t *key_pos, Inflating *run)
+{
+    unsigned long long max_frame, max_message;
+    memset(run, 0, sizeof(*run));
+    run->name = name;
+    if (walk_args(args, nargs, 8, name, masked, &max_frame, &max_message, key_pos) < 0) {
+        return -1;
+    }
+    unsigned long long max_compressed = PyLong_AsUnsignedLongLong(args[7]);
+    if (max_compressed == (unsigned long long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *max_plain = max_frame < max_message ? max_frame : max_message;
+    *max_deflated = max_frame < max_compressed ? max_frame : max_compressed;
+    run->max_message = max_message;
+    PyObject *inflate = args[6];
+    run->inflate = inflate;
+    run->direct = PyTuple_Check(inflate);
+    if (!run->direct) {
+        return 0;
+    }
+    if (PyTuple_GET_SIZE(inflate) != 3 || !PyByteArray_Check(PyTuple_GET_ITEM(inflate, 1))) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() inflate must be a callable or "
+                     "(decoder, window bytearray, after_final)",
+                     name);
+        return -1;
+    }
+    run->decoder = PyTuple_GET_ITEM(inflate, 0);
+    run->window = PyTuple_GET_ITEM(inflate, 1);
+    run->after_final = PyTuple_GET_ITEM(inflate, 2);
+    run->decompress = PyObject_GetAttrString(run->decoder, "decompress");
+    run->eof_name = PyUnicode_InternFromString("eof");
+    if (run->decompress == NULL || run->eof_name == NULL) {
+        Py_CLEAR(run->decompress);
+        Py_CLEAR(run->eof_name);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+inflating_end(Inflating *run)
+{
+    Py_CLEAR(run->decompress);
+    Py_CLEAR(run->eof_name);
+}
+
+/* One compressed payload (in the clear, without the RFC 7692 tail) inflated and checked:
+ * 0 with *content (a new reference) and *ended (a BFINAL block: the walk stops after this
+ * frame, the decoder having been replaced); 1 when the connection fails, *error then the
+ * exception inflating raised or (code, reason) for a message over max_message (1009) or
+ * invalid UTF-8 in a text message (1007); -1 with a Python exception, the walk's own
+ * failure. */
+static int
+inflate_checked(Inflating *run, const unsigned char *clear, unsigned long long length,
+                int text, PyObject **content, int *ended, PyObject **error)
+{
+    *ended = 0;
+    PyObject *input = PyBytes_FromStringAndSize(NULL, length ? (Py_ssize_t)length + 4 : 0);
+    if (input == NULL) {
+        return -1;
+    }
+    if (length) {
+        unsigned char *in = (unsigned char *)PyBytes_AS_STRING(input);
+        memcpy(in, clear, (size_t)length);
+        memcpy(in + length, "\x00\x00\xff\xff", 4);
+    }
+    PyObject *inflated = PyObject_CallOneArg(run->direct ? run->decompress : run->inflate,
+                                             input);
+    Py_DECREF(input);
+    if (inflated != NULL && run->direct) {
+        *ended = eof_or_keep(run->decoder, run->eof_name, run->window, &inflated,
+                             run->after_final);
+        if (*ended < 0) {
+            Py_CLEAR(inflated);
+        }
+    }
+    if (inflated == NULL) {
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        PyErr_NormalizeException(&type, &value, &traceback);
+        if (traceback != NULL && value != NULL) {
+            PyException_SetTraceback(value, traceback);
+        }
+        Py_XDECREF(type);
+        Py_XDECREF(traceback);
+        *error = value != NULL ? value : Py_NewRef(Py_None);
+        return 1;
+    }
+    if (!PyBytes_Check(inflated)) {
+        Py_DECREF(inflated);
+        PyErr_Format(PyExc_TypeError, "%s() inflate must return bytes", run->name);
+        return -1;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(inflated);
+    if ((unsigned long long)size > run->max_message) {
+        /* max_compressed rules this out; should a caller pass more, the limit holds. */
+        Py_DECREF(inflated);
+        *error = Py_BuildValue("(iN)", 1009,
+                               PyUnicode_FromFormat("message inflates beyond %llu bytes",
+                                                    run->max_message));
+        return *error == NULL ? -1 : 1;
+    }
+    if (text && !valid_utf8((const unsigned char *)PyBytes_AS_STRING(inflated), size)) {
+        Py_DECREF(inflated);
+        *error = Py_BuildValue("(is)", 1007, UTF8_REASON);
+        return *error == NULL ? -1 : 1;
+    }
+    *content = inflated;
+    return 0;
+}
+
+/* relay_deflated(data, masked, max_frame, max_message, keys, key_pos, inflate, max_compressed):
+ * relay_frames for a connection with permessage-deflate (the contract is in fastpath.py). Besides
+ * the simple frames it relays whole, final, compressed text and binary frames (RSV1 set) of at
+ * most `max_compressed` bytes: their payload, unmasked, with the four tail bytes of RFC 7692
+ * 7.2.2 appended (b"" for an empty payload), goes to `inflate`, which keeps the running
+ * context and returns the message's content; a text message's content must be UTF-8. The
+ * compressed bytes are forwarded as they came (client frames re-masked): nothing is
+ * recompressed. Returns (end, out, frames, key_pos, error): error is None, or what stopped the
+ * run at data[end:] after `inflate` was already fed that frame: the exception `inflate` raised,
+ * or (1007, reason) for a content that is not UTF-8. The caller must then fail the connection
+ * with it: the inflater's context has moved past that frame. */
 static PyObject *
 relay_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -546,45 +675,15 @@ relay_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *out = NULL, *result = NULL, *error = NULL;
     unsigned char *target = NULL;
     Py_ssize_t position = 0, key_pos, frames = 0;
-
     int masked;
-    unsigned long long max_frame, max_message;
-    if (walk_args(args, nargs, 8, "relay_deflated", &masked, &max_frame, &max_message,
-                  &key_pos) < 0) {
+    unsigned long long max_plain, max_deflated;
+    Inflating run;
+    if (inflating_args(args, nargs, "relay_deflated", &masked, &max_plain, &max_deflated,
+                       &key_pos, &run) < 0) {
         return NULL;
     }
-    unsigned long long max_compressed = PyLong_AsUnsignedLongLong(args[7]);
-    if (max_compressed == (unsigned long long)-1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    PyObject *inflate = args[6], *decoder = NULL, *window = NULL, *after_final = NULL;
-    PyObject *decompress = NULL, *eof_name = NULL;
-    int direct = PyTuple_Check(inflate);
-    int stop_after = 0;
-    if (direct) {
-        if (PyTuple_GET_SIZE(inflate) != 3 || !PyByteArray_Check(PyTuple_GET_ITEM(inflate, 1))) {
-            PyErr_SetString(PyExc_TypeError,
-                            "relay_deflated() inflate must be a callable or "
-                            "(decoder, window bytearray, after_final)");
-            return NULL;
-        }
-        decoder = PyTuple_GET_ITEM(inflate, 0);
-        window = PyTuple_GET_ITEM(inflate, 1);
-        after_final = PyTuple_GET_ITEM(inflate, 2);
-        /* Looked up once a run: decoder.decompress, and the name of decoder.eof. */
-        decompress = PyObject_GetAttrString(decoder, "decompress");
-        eof_name = PyUnicode_InternFromString("eof");
-        if (decompress == NULL || eof_name == NULL) {
-            Py_XDECREF(decompress);
-            Py_XDECREF(eof_name);
-            return NULL;
-        }
-    }
-    unsigned long long max_plain = max_frame < max_message ? max_frame : max_message;
-    unsigned long long max_deflated = max_frame < max_compressed ? max_frame : max_compressed;
     if (walk_buffers(args, &data, &keys) < 0) {
-        Py_XDECREF(decompress);
-        Py_XDECREF(eof_name);
+        inflating_end(&run);
         return NULL;
     }
     const unsigned char *source = data.buf;
@@ -624,66 +723,17 @@ relay_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             xor_in_place(body, (Py_ssize_t)length, payload - 4);
             clear = body;
         }
+        int ended = 0;
         if (compressed) {
-            PyObject *input = PyBytes_FromStringAndSize(NULL, length ? (Py_ssize_t)length + 4 : 0);
-            if (input == NULL) {
+            PyObject *content;
+            int failed = inflate_checked(&run, clear, length, text, &content, &ended, &error);
+            if (failed < 0) {
                 goto done;
             }
-            if (length) {
-                unsigned char *in = (unsigned char *)PyBytes_AS_STRING(input);
-                memcpy(in, clear, (size_t)length);
-                memcpy(in + length, "\x00\x00\xff\xff", 4);
-            }
-            PyObject *content = PyObject_CallOneArg(direct ? decompress : inflate, input);
-            Py_DECREF(input);
-            int ended = 0; /* a BFINAL block: after_final finishes it, and the run stops */
-            if (content != NULL && direct) {
-                ended = eof_or_keep(decoder, eof_name, window, &content, after_final);
-                if (ended < 0) {
-                    Py_CLEAR(content);
-                }
-            }
-            if (content == NULL) {
-                PyObject *type, *value, *traceback;
-                PyErr_Fetch(&type, &value, &traceback);
-                PyErr_NormalizeException(&type, &value, &traceback);
-                if (traceback != NULL && value != NULL) {
-                    PyException_SetTraceback(value, traceback);
-                }
-                Py_XDECREF(type);
-                Py_XDECREF(traceback);
-                error = value != NULL ? value : Py_NewRef(Py_None);
+            if (failed) {
                 break;
             }
-            if (!PyBytes_Check(content)) {
-                Py_DECREF(content);
-                PyErr_SetString(PyExc_TypeError, "relay_deflated() inflate must return bytes");
-                goto done;
-            }
-            Py_ssize_t size = PyBytes_GET_SIZE(content);
-            int valid = !text || valid_utf8((const unsigned char *)PyBytes_AS_STRING(content),
-                                            size);
             Py_DECREF(content);
-            if ((unsigned long long)size > max_message) {
-                /* max_compressed rules this out; should a caller pass more, the limit holds. */
-                error = Py_BuildValue("(iN)", 1009,
-                                      PyUnicode_FromFormat("message inflates beyond %llu bytes",
-                                                           max_message));
-                if (error == NULL) {
-                    goto done;
-                }
-                break;
-            }
-            if (!valid) {
-                error = Py_BuildValue("(is)", 1007, UTF8_REASON);
-                if (error == NULL) {
-                    goto done;
-                }
-                break;
-            }
-            if (ended) {
-                stop_after = 1;
-            }
         }
         else if (text && !valid_utf8(clear, (Py_ssize_t)length)) {
             break;
@@ -695,7 +745,7 @@ relay_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         position += header + (Py_ssize_t)length;
         frames++;
-        if (stop_after) {
+        if (ended) {
             break; /* the decoder was replaced: the caller asks for the new one */
         }
     }
@@ -707,8 +757,7 @@ relay_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     out = NULL;
     error = NULL;
 done:
-    Py_XDECREF(decompress);
-    Py_XDECREF(eof_name);
+    inflating_end(&run);
     Py_XDECREF(out);
     Py_XDECREF(error);
     PyBuffer_Release(&keys);
@@ -933,43 +982,15 @@ whole_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_buffer data, keys;
     PyObject *frames = NULL, *result = NULL, *error = NULL;
     Py_ssize_t position = 0, key_pos;
-
     int masked;
-    unsigned long long max_frame, max_message;
-    if (walk_args(args, nargs, 8, "whole_deflated", &masked, &max_frame, &max_message,
-                  &key_pos) < 0) {
+    unsigned long long max_plain, max_deflated;
+    Inflating run;
+    if (inflating_args(args, nargs, "whole_deflated", &masked, &max_plain, &max_deflated,
+                       &key_pos, &run) < 0) {
         return NULL;
     }
-    unsigned long long max_compressed = PyLong_AsUnsignedLongLong(args[7]);
-    if (max_compressed == (unsigned long long)-1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    PyObject *inflate = args[6], *decoder = NULL, *window = NULL, *after_final = NULL;
-    PyObject *decompress = NULL, *eof_name = NULL;
-    int direct = PyTuple_Check(inflate);
-    if (direct) {
-        if (PyTuple_GET_SIZE(inflate) != 3 || !PyByteArray_Check(PyTuple_GET_ITEM(inflate, 1))) {
-            PyErr_SetString(PyExc_TypeError,
-                            "whole_deflated() inflate must be a callable or "
-                            "(decoder, window bytearray, after_final)");
-            return NULL;
-        }
-        decoder = PyTuple_GET_ITEM(inflate, 0);
-        window = PyTuple_GET_ITEM(inflate, 1);
-        after_final = PyTuple_GET_ITEM(inflate, 2);
-        decompress = PyObject_GetAttrString(decoder, "decompress");
-        eof_name = PyUnicode_InternFromString("eof");
-        if (decompress == NULL || eof_name == NULL) {
-            Py_XDECREF(decompress);
-            Py_XDECREF(eof_name);
-            return NULL;
-        }
-    }
-    unsigned long long max_plain = max_frame < max_message ? max_frame : max_message;
-    unsigned long long max_deflated = max_frame < max_compressed ? max_frame : max_compressed;
     if (walk_buffers(args, &data, &keys) < 0) {
-        Py_XDECREF(decompress);
-        Py_XDECREF(eof_name);
+        inflating_end(&run);
         return NULL;
     }
     frames = PyList_New(0);
@@ -1012,63 +1033,13 @@ whole_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             memcpy(clear, payload, (size_t)length);
         }
         PyObject *content, *wire;
-        int ended = 0; /* a BFINAL block: after_final finishes it, and the run stops */
+        int ended = 0;
         if (compressed) {
-            PyObject *input = PyBytes_FromStringAndSize(NULL, length ? (Py_ssize_t)length + 4 : 0);
-            if (input == NULL) {
+            int failed = inflate_checked(&run, clear, length, opcode == 0x1, &content, &ended,
+                                         &error);
+            if (failed) {
                 Py_DECREF(clear_object);
-                goto done;
-            }
-            if (length) {
-                unsigned char *in = (unsigned char *)PyBytes_AS_STRING(input);
-                memcpy(in, clear, (size_t)length);
-                memcpy(in + length, "\x00\x00\xff\xff", 4);
-            }
-            content = PyObject_CallOneArg(direct ? decompress : inflate, input);
-            Py_DECREF(input);
-            if (content != NULL && direct) {
-                ended = eof_or_keep(decoder, eof_name, window, &content, after_final);
-                if (ended < 0) {
-                    Py_CLEAR(content);
-                }
-            }
-            if (content == NULL) {
-                Py_DECREF(clear_object);
-                PyObject *type, *value, *traceback;
-                PyErr_Fetch(&type, &value, &traceback);
-                PyErr_NormalizeException(&type, &value, &traceback);
-                if (traceback != NULL && value != NULL) {
-                    PyException_SetTraceback(value, traceback);
-                }
-                Py_XDECREF(type);
-                Py_XDECREF(traceback);
-                error = value != NULL ? value : Py_NewRef(Py_None);
-                break;
-            }
-            if (!PyBytes_Check(content)) {
-                Py_DECREF(content);
-                Py_DECREF(clear_object);
-                PyErr_SetString(PyExc_TypeError, "whole_deflated() inflate must return bytes");
-                goto done;
-            }
-            Py_ssize_t inflated = PyBytes_GET_SIZE(content);
-            if ((unsigned long long)inflated > max_message) {
-                Py_DECREF(content);
-                Py_DECREF(clear_object);
-                error = Py_BuildValue("(iN)", 1009,
-                                      PyUnicode_FromFormat("message inflates beyond %llu bytes",
-                                                           max_message));
-                if (error == NULL) {
-                    goto done;
-                }
-                break;
-            }
-            if (opcode == 0x1 &&
-                !valid_utf8((const unsigned char *)PyBytes_AS_STRING(content), inflated)) {
-                Py_DECREF(content);
-                Py_DECREF(clear_object);
-                error = Py_BuildValue("(is)", 1007, UTF8_REASON);
-                if (error == NULL) {
+                if (failed < 0) {
                     goto done;
                 }
                 break;
@@ -1118,8 +1089,7 @@ whole_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     frames = NULL;
     error = NULL;
 done:
-    Py_XDECREF(decompress);
-    Py_XDECREF(eof_name);
+    inflating_end(&run);
     Py_XDECREF(frames);
     Py_XDECREF(error);
     PyBuffer_Release(&keys);

@@ -230,28 +230,17 @@ def relay_deflated_py(
     error: tuple[int, str] | BaseException | None = None
     while position < len(data):
         compressed = data[position] in _COMPRESSED_FIRST_BYTES
-        bounds = _simple_frame(data, position, masked, limits[compressed], compressed)
-        if bounds is None:
+        frame = _deflated_frame(
+            data, position, masked, limits[compressed], compressed, keys, key_pos
+        )
+        if frame is None:
             break
-        start, end = bounds
-        if masked and key_pos + 4 > len(keys):
-            break
-        body = bytearray(data[start:end])
-        if masked:
-            masking.mask(body, data[start - 4 : start], 0)
+        start, end, body = frame
         text = data[position] & 0x0F == 0x1
         ended = False
         if compressed:
-            try:
-                content, ended = _inflate(inflate, bytes(body) + _TAIL if body else b"")
-            except Exception as exc:  # the caller fails the connection with it
-                error = exc
-                break
-            if len(content) > max_message:  # ruled out by max_compressed; the limit holds
-                error = (1009, f"message inflates beyond {max_message} bytes")
-                break
-            if text and not _valid_utf8(content):
-                error = UTF8_ERROR
+            _, ended, error = _inflate_checked(inflate, bytes(body), text, max_message)
+            if error is not None:
                 break
         elif text and not _valid_utf8(body):
             break
@@ -289,30 +278,19 @@ def whole_deflated_py(
     error: tuple[int, str] | BaseException | None = None
     while position < len(data):
         compressed = data[position] in _COMPRESSED_FIRST_BYTES
-        bounds = _simple_frame(data, position, masked, limits[compressed], compressed)
-        if bounds is None:
+        frame = _deflated_frame(
+            data, position, masked, limits[compressed], compressed, keys, key_pos
+        )
+        if frame is None:
             break
-        start, end = bounds
-        if masked and key_pos + 4 > len(keys):
-            break
-        body = bytearray(data[start:end])
-        if masked:
-            masking.mask(body, data[start - 4 : start], 0)
+        start, end, body = frame
         opcode = data[position] & 0x0F
         clear = bytes(body)
         ended = False
         wire: bytes | None = None
         if compressed:
-            try:
-                content, ended = _inflate(inflate, clear + _TAIL if clear else b"")
-            except Exception as exc:  # the caller fails the connection with it
-                error = exc
-                break
-            if len(content) > max_message:  # ruled out by max_compressed; the limit holds
-                error = (1009, f"message inflates beyond {max_message} bytes")
-                break
-            if opcode == 0x1 and not _valid_utf8(content):
-                error = UTF8_ERROR
+            content, ended, error = _inflate_checked(inflate, clear, opcode == 0x1, max_message)
+            if error is not None:
                 break
             wire = clear
         else:
@@ -331,6 +309,47 @@ def whole_deflated_py(
         if ended:
             break  # the decoder was replaced: the caller asks for the new one
     return position, frames, key_pos, error
+
+
+def _deflated_frame(
+    data: bytes,
+    position: int,
+    masked: bool,
+    limit: int,
+    compressed: bool,
+    keys: bytes,
+    key_pos: int,
+) -> tuple[int, int, bytearray] | None:
+    """The next frame of a walk over compressed frames: where its payload starts and ends,
+    and the payload in the clear; None where the walk stops (not a whole simple frame, or out
+    of fresh keys before anything is inflated)."""
+    bounds = _simple_frame(data, position, masked, limit, compressed)
+    if bounds is None:
+        return None
+    start, end = bounds
+    if masked and key_pos + 4 > len(keys):
+        return None
+    body = bytearray(data[start:end])
+    if masked:
+        masking.mask(body, data[start - 4 : start], 0)
+    return start, end, body
+
+
+def _inflate_checked(
+    inflate: Inflate, clear: bytes, text: bool, max_message: int
+) -> tuple[bytes, bool, tuple[int, str] | BaseException | None]:
+    """One compressed payload (in the clear, without the RFC 7692 tail) inflated and checked:
+    its content, whether a BFINAL block ended it, and what fails the connection, if anything
+    (the exception inflating raised, or a close code and reason)."""
+    try:
+        content, ended = _inflate(inflate, clear + _TAIL if clear else b"")
+    except Exception as exc:  # the caller fails the connection with it
+        return b"", False, exc
+    if len(content) > max_message:  # ruled out by max_compressed; the limit holds
+        return b"", False, (1009, f"message inflates beyond {max_message} bytes")
+    if text and not _valid_utf8(content):
+        return b"", False, UTF8_ERROR
+    return content, ended, None
 
 
 def _inflate(inflate: Inflate, data: bytes) -> tuple[bytes, bool]:
