@@ -216,7 +216,8 @@ class Peer(asyncio.Protocol):
     # -- writing ----------------------------------------------------------------------------
 
     def write(self, data: bytes | memoryview) -> None:
-        if self.transport is None or self.transport.is_closing():
+        transport = self.transport
+        if transport is None or transport.is_closing():
             return
         self.bytes_out += len(data)
         if self.tls is not None:
@@ -225,7 +226,7 @@ class Peer(asyncio.Protocol):
             except ssl.SSLError as error:
                 self._fail(error)
                 return
-        self.transport.write(data)
+        transport.write(data)
 
     def write_chunks(self, chunks: Sequence[bytes | memoryview]) -> None:
         """Several pieces in one system call where the transport gathers them without a copy

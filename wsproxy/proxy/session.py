@@ -177,9 +177,10 @@ class WebSocketSession:
 
     def start(self, client_leftover: bytes, server_leftover: bytes) -> None:
         """Switch both peers into relay mode; the leftovers are frames read with the heads."""
+        receivers = {side: self._receiver(side) for side in (Side.CLIENT, Side.SERVER)}
         for side in (Side.CLIENT, Side.SERVER):
             peer = self.peer(side)
-            peer.on_data = functools.partial(self._receive, side)
+            peer.on_data = receivers[side]
             peer.on_eof = functools.partial(self._eof, side)
             peer.on_pause_writing = functools.partial(self._hold, side.other, Hold.WRITER_FULL)
             peer.on_resume_writing = functools.partial(self._release, side.other, Hold.WRITER_FULL)
@@ -187,7 +188,7 @@ class WebSocketSession:
             peer = self.peer(side)
             buffered = leftover + peer.take_buffer()
             if buffered:
-                self._receive(side, buffered)
+                receivers[side](buffered)
             if peer.at_eof or peer.closed.done():
                 self._eof(side, "connection closed")
         self._schedule_idle_check()
@@ -227,16 +228,27 @@ class WebSocketSession:
 
     # -- events in ---------------------------------------------------------------------------
 
-    def _receive(self, side: Side, data: bytes) -> None:
-        self._last_activity = self.loop.time()
-        result = self.relay.receive_fast(side, data)
-        if isinstance(result, list):
-            self._dispatch(result)
-        elif self._dispatching:
-            self._queue.append(Send(side.other, [result]))
-        else:
-            # The fast path: nothing records these frames (so no capture waits to sync).
-            (self.server if side is Side.CLIENT else self.client).write(result)
+    def _receiver(self, side: Side) -> Callable[[bytes], None]:
+        """What ``side``'s peer calls with each read: the relay's fast path, and when it
+        returns bytes for the other peer, one write. The side, the other peer and the bound
+        methods are looked up once, here: this runs for every read."""
+        receive_fast = self.relay.receive_fast
+        clock = self.loop.time
+        other = side.other
+        target = self.peer(other)
+
+        def receive(data: bytes) -> None:
+            self._last_activity = clock()
+            result = receive_fast(side, data)
+            if isinstance(result, list):
+                self._dispatch(result)
+            elif self._dispatching:
+                self._queue.append(Send(other, [result]))
+            else:
+                # The fast path: nothing records these frames (so no capture waits to sync).
+                target.write(result)
+
+        return receive
 
     def _eof(self, side: Side, reason: str) -> None:
         if side in self._closing:

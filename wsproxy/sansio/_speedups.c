@@ -403,6 +403,29 @@ simple_frame(const unsigned char *data, Py_ssize_t available, int masked,
     return 1;
 }
 
+/* The tuple (position, out, frames, key_pos), taking over the reference to `out` (also on
+ * failure): what Py_BuildValue("nNnn") makes, without parsing a format on every read. */
+static PyObject *
+walk_result(Py_ssize_t position, PyObject *out, Py_ssize_t frames, Py_ssize_t key_pos)
+{
+    PyObject *result = PyTuple_New(4);
+    PyObject *items[3] = {PyLong_FromSsize_t(position), PyLong_FromSsize_t(frames),
+                          PyLong_FromSsize_t(key_pos)};
+    if (result == NULL || items[0] == NULL || items[1] == NULL || items[2] == NULL) {
+        Py_XDECREF(result);
+        Py_XDECREF(items[0]);
+        Py_XDECREF(items[1]);
+        Py_XDECREF(items[2]);
+        Py_DECREF(out);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, items[0]);
+    PyTuple_SET_ITEM(result, 1, out);
+    PyTuple_SET_ITEM(result, 2, items[1]);
+    PyTuple_SET_ITEM(result, 3, items[2]);
+    return result;
+}
+
 static PyObject *
 relay_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -465,7 +488,7 @@ relay_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (finish_out(&out, masked, position, data.len) < 0) {
         goto done;
     }
-    result = Py_BuildValue("nNnn", position, out, frames, key_pos);
+    result = walk_result(position, out, frames, key_pos);
     out = NULL;
 done:
     Py_XDECREF(out);

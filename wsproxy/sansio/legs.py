@@ -111,9 +111,11 @@ class Leg:
     state: LegState = LegState.OPEN
     # Answers about ``state``, kept beside it by ``change`` because the relay asks them for
     # every frame: may a frame still go to this peer (RFC 6455 5.5.1: nothing after our
-    # close)? Is the transport up, and not yet to be closed by the proxy?
+    # close)? Is the transport up, and not yet to be closed by the proxy? Is the leg still
+    # OPEN (a plain attribute: an Enum member is looked up through its metaclass)?
     can_send: bool = field(init=False)
     live: bool = field(init=False)
+    is_open: bool = field(init=False)
     received: CloseFrame | None = None  # the peer's close frame
     sent: CloseFrame | None = None  # ours
     violation: Violation | None = None
@@ -158,6 +160,7 @@ class Leg:
     def __post_init__(self) -> None:
         self.can_send = self.state in _SENDABLE
         self.live = self.state in _LIVE
+        self.is_open = self.state is LegState.OPEN
 
     def change(self, event: LegEvent) -> bool:
         """Apply ``event``; True when the transport is now to be closed or aborted (the
@@ -170,6 +173,7 @@ class Leg:
         self.state = new
         self.can_send = new in _SENDABLE
         self.live = new in _LIVE
+        self.is_open = new is LegState.OPEN
         return was_live and not self.live
 
     @property

@@ -70,6 +70,8 @@ from wsproxy.sansio.shortcuts import STREAM_THRESHOLD, Shortcuts
 # echo server answers on loopback within milliseconds; the delay only runs after an error.
 ERROR_GRACE = 0.25
 
+_CLIENT = Side.CLIENT  # a module global: read for every read, where Side.CLIENT costs more
+
 _CLOSE_TIMER = {Side.CLIENT: Timer.CLOSE_CLIENT, Side.SERVER: Timer.CLOSE_SERVER}
 
 
@@ -160,23 +162,14 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
         fast path (whole simple frames, or a piece of a large binary frame streaming through;
         nothing recording or inspecting them) and makes one piece, just the bytes for the
         other peer; otherwise ``receive``'s commands."""
-        if side is Side.CLIENT:
+        if side is _CLIENT:
             source, target = self.client, self.server
         else:
             source, target = self.server, self.client
-        if (
-            self._recorded
-            and source.state is LegState.OPEN
-            and target.state is LegState.OPEN
-            and not (target.out_open or target.mid_frame_out)
-        ):
-            data = self._relay_recorded(source, target, data)
-            if not data:
-                return self._take()
-        wire: Wire = data
-        if self._quiet and source.state is LegState.OPEN and target.state is LegState.OPEN:
-            writer = target.writer
-            if not (target.out_open or target.mid_frame_out):
+        if self._quiet:
+            # The quiet relay's read of small messages, written to ask the least: this runs
+            # for every read (flags, no Enum members: those are looked up through EnumType).
+            if source.is_open and target.is_open and not (target.out_open or target.mid_frame_out):
                 reader = source.reader
                 if reader.inflater is None:
                     end, out, frames = reader.take_simple(data)
@@ -186,22 +179,38 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
                     source.frames += frames
                     source.messages += frames
                     if end == len(data):  # the usual read of small messages
-                        out = data if out is None else out
-                        writer.bytes_sent += len(out)
+                        if out is None:
+                            out = data
+                        target.writer.bytes_sent += len(out)
                         return out
-                    writer.send_raw(memoryview(data)[:end] if out is None else out)
-                    wire = memoryview(data)[end:]
+                    target.writer.send_raw(memoryview(data)[:end] if out is None else out)
+                    return self._quiet_rest(source, target, memoryview(data)[end:])
+            return self._quiet_rest(source, target, data)
+        if (
+            self._recorded
+            and source.is_open
+            and target.is_open
+            and not (target.out_open or target.mid_frame_out)
+        ):
+            data = self._relay_recorded(source, target, data)
+            if not data:
+                return self._take()
+        return self._general(source, target, data)
+
+    def _quiet_rest(self, source: Leg, target: Leg, wire: Wire) -> Wire | list[Command]:
+        """The quiet relay's read past its run of simple frames: a piece of a large binary
+        frame streams through, the rest goes to the general reader."""
+        if source.is_open and target.is_open:
             wire = self._stream_quiet(source, target, wire)
             if not wire:
-                single = writer.take_single()
+                single = target.writer.take_single()
                 return self._take() if single is None else single
-            data = bytes(wire)
-        if (
-            self._whole
-            and source.pending is None
-            and not source.backlog
-            and source.state is LegState.OPEN
-        ):
+        return self._general(source, target, bytes(wire))
+
+    def _general(self, source: Leg, target: Leg, data: bytes) -> list[Command]:
+        """What no fast path took, read by the general reader (message hooks alone take runs
+        of whole messages first)."""
+        if self._whole and source.pending is None and not source.backlog and source.is_open:
             end = self._take_whole(source, target, data)
             if end:
                 if end == len(data):

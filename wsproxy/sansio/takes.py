@@ -50,6 +50,10 @@ class FastTakes:
     failed: Violation | None
 
     if TYPE_CHECKING:
+        _in_frame: bool
+        _buffer: bytearray
+        _message_opcode: int | None
+        _inflating: tuple[bytes, bool, bool] | None
         masked: bool
         max_frame_size: int
         max_message_size: int
@@ -63,14 +67,22 @@ class FastTakes:
         reader is between messages with nothing held: ``(end, out, frames)``, where ``out``
         is ``data[:end]`` re-masked with fresh keys (a client's frames) or None (a server's,
         which go on as they are). The rest, from ``end``, is for ``receive_data``."""
-        if not self._at_rest:
+        # ``_at_rest`` written out, one call, no closure: this runs for every read of small
+        # messages (see _with_keys).
+        if (
+            self._in_frame
+            or self._buffer
+            or self._message_opcode is not None
+            or self._inflating is not None
+            or self.failed is not None
+        ):
             return 0, None, 0
-        # One call, no closure: this runs for every read of small messages (see _with_keys).
         keys = MASK_KEYS
+        masked = self.masked
         end, out, frames, keys.position = relay_frames(
-            data, self.masked, self.max_frame_size, self.max_message_size, keys.block, keys.position
+            data, masked, self.max_frame_size, self.max_message_size, keys.block, keys.position
         )
-        if self.masked and end < len(data) and keys.position + 4 > len(keys.block):
+        if masked and end < len(data) and keys.position + 4 > len(keys.block):
             return self._go_on(data, end, out, frames, self._simple_run)
         self.bytes_received += end
         return end, out, frames
