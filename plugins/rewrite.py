@@ -507,6 +507,15 @@ class Rewrite:
     def message(self) -> Callable[[Flow, Message], None] | None:
         return self._message if self.rules else None
 
+    @property
+    def message_directions(self) -> frozenset[str]:
+        """The peers whose messages a rule can change (``PluginChain``: the other peer's
+        frames then skip the chain)."""
+        sides = {"client", "server"}
+        return frozenset(
+            side for side in sides if any(rule.direction in (side, "both") for rule in self.rules)
+        )
+
     def _message(self, flow: Flow, message: Message) -> None:
         state = flow.metadata.get("rewrite")
         if not isinstance(state, FlowState):

@@ -135,6 +135,11 @@ class WebSocketSession:
                 full_payload_limit=None if self.capture is not None else DECODE_LIMIT,
                 want_frames=chain is not None and chain.wants_frames,
                 want_messages=chain is not None and chain.wants_messages,
+                message_sides=frozenset(
+                    side
+                    for side in Side
+                    if chain is not None and chain.wants_messages_from(side.value)
+                ),
                 preview_size=logformat.preview_bytes(options.preview_length),
             )
         )
