@@ -128,6 +128,8 @@ class PluginChain:
             hook: all(not inspect.iscoroutinefunction(fn) for _, fn in hooks)
             for hook, hooks in self._hooks.items()
         }
+        # inline("message") as a plain attribute: the shell asks it for every message.
+        self.messages_inline = self._inline["message"]
 
     @property
     def wants_frames(self) -> bool:

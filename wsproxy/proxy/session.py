@@ -418,7 +418,6 @@ class WebSocketSession:
         assert chain is not None
         flow = self.flow
         next_item = relay.hooks_done_next
-        inline = chain.inline
         run_message = chain.message_inline
         while (item := next_item(side)) is not None:
             codec = self._hook_codec
@@ -426,7 +425,7 @@ class WebSocketSession:
                 type(item) is Message
                 and codec is not None
                 and not item.injected
-                and inline("message")  # asked per item: a hook may reload the chain
+                and chain.messages_inline  # asked per item: a hook may reload the chain
             ):
                 item.timestamp = now
                 item._codec = codec

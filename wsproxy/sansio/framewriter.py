@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from wsproxy.sansio import masking
 from wsproxy.sansio.commands import Wire
+from wsproxy.sansio.fastpath import MASK_KEYS
 from wsproxy.sansio.frames import (
     FIN,
     MASK,
@@ -39,7 +40,13 @@ class FrameWriter:
     ) -> None:
         """A whole frame; ``masked_with`` is the key ``payload`` is still masked with, if any."""
         if self.mask:
-            key = new_mask_key()
+            keys = MASK_KEYS  # new_mask_key and MaskKeys.take, written out
+            start = keys.position
+            if start + 4 > len(keys.block):
+                keys.refill()
+                start = 0
+            keys.position = start + 4
+            key = keys.block[start : start + 4]
             length = len(payload)
             if length < 126 and not masked_with:
                 # The usual frame of a message a plugin changed: header, key and payload

@@ -182,7 +182,8 @@ class Message(_Verdict):
         data = value.encode("utf-8")
         if data != self._content:
             self._content = data
-            self._touch()
+            if self.modified_by is None:  # _touch, written out
+                self.modified_by = self._actor or "plugin"
 
     def __repr__(self) -> str:
         return f"Message({self.direction}, {Opcode(self._opcode).name}, {self._content[:40]!r})"
@@ -222,9 +223,25 @@ def whole_compressed_message(
     """``whole_message`` for a message of one final compressed frame (RSV1), ``wire`` its
     payload as received (without the tail), as ``Message(..., compressed=True,
     wire_frames=[(True, RSV1, wire)])`` builds it."""
-    message = whole_message(from_client, opcode, content, unchanged_frame)
+    # whole_message, written out (one call per message, not two).
+    message = _new(Message)
+    message._actor = None
+    message.dropped_by = None
+    message.modified_by = None
+    message.from_client = from_client
+    message._opcode = opcode
+    message._content = content
     message.compressed = True
+    message.fragment_sizes = [len(content)]
+    message.timestamp = 0.0
+    message.injected = False
+    message.original_content = content
+    message.original_opcode = opcode
     message.wire_frames = [(True, RSV1, wire)]
+    message._unchanged_frame = unchanged_frame
+    message._codec = None
+    message._decoded = None
+    message._decoded_from = None
     return message
 
 
