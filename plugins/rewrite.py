@@ -79,7 +79,9 @@ two actions) stops the proxy at start with ``ConfigError`` naming the file, the 
 problem.
 
 Cost: the plugin asks for messages only when rules are loaded (the ``message`` hook reads as
-``None`` otherwise). A changed message in a compressed stream makes the proxy recompress that
+``None`` otherwise), and only from the peers its rules name (``message_directions``): with
+client rules alone, the server's messages take the proxy's quiet path unless another plugin
+reads them. A changed message in a compressed stream makes the proxy recompress that
 direction from then on (with context takeover).
 """
 
