@@ -79,7 +79,9 @@ two actions) stops the proxy at start with ``ConfigError`` naming the file, the 
 problem.
 
 Cost: the plugin asks for messages only when rules are loaded (the ``message`` hook reads as
-``None`` otherwise). A changed message in a compressed stream makes the proxy recompress that
+``None`` otherwise), and only from the peers its rules name (``message_directions``): with
+client rules alone, the server's messages take the proxy's quiet path unless another plugin
+reads them. A changed message in a compressed stream makes the proxy recompress that
 direction from then on (with context takeover).
 """
 
@@ -134,6 +136,19 @@ class Rule:
     # Regexes on the decoded message's fields (DECODED_KEYS), and a path into its value.
     decoded: tuple[tuple[str, re.Pattern[str]], ...] = ()
     value_path: list[PathPart] | None = None
+    # A regex replace on text messages and nothing else: the rule most files hold, which
+    # ``Rewrite`` runs itself (one ``subn``) rather than through ``apply``.
+    plain: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.plain = (
+            self.action == "replace"
+            and self.match is not None
+            and self.opcodes == (int(Opcode.TEXT),)
+            and self.json_path is None
+            and not self.decoded
+            and self.value_path is None
+        )
 
     def applies_to(self, flow: Flow) -> bool:
         return (self.host is None or bool(self.host.search(flow.request.host))) and (
@@ -507,6 +522,15 @@ class Rewrite:
     def message(self) -> Callable[[Flow, Message], None] | None:
         return self._message if self.rules else None
 
+    @property
+    def message_directions(self) -> frozenset[str]:
+        """The peers whose messages a rule can change (``PluginChain``: the other peer's
+        frames then skip the chain)."""
+        sides = {"client", "server"}
+        return frozenset(
+            side for side in sides if any(rule.direction in (side, "both") for rule in self.rules)
+        )
+
     def _message(self, flow: Flow, message: Message) -> None:
         state = flow.metadata.get("rewrite")
         if not isinstance(state, FlowState):
@@ -516,9 +540,21 @@ class Rewrite:
         rules = state.client_rules if message.from_client else state.server_rules
         if not state.selections:
             for rule in rules:
-                if rule.apply(message):
-                    state.hits[rule.name] += 1
-                    self.hits[rule.name] += 1
+                if rule.plain:
+                    # Rule.apply for a plain rule, written out (this runs for every message):
+                    # ``rules`` holds only the rules for this direction.
+                    if not message.is_text:
+                        continue
+                    match = rule.match
+                    assert match is not None
+                    changed, count = match.subn(rule.replace, message.text)
+                    if not count:
+                        continue
+                    message.text = changed
+                elif not rule.apply(message):
+                    continue
+                state.hits[rule.name] += 1
+                self.hits[rule.name] += 1
             return
         for rule in rules:
             if state.selects(rule, message) and rule.apply(message):

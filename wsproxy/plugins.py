@@ -21,6 +21,12 @@ once at load and again whenever they change. ``wsproxy --help-plugins`` lists th
 A plugin dropped a message (or frame): the plugins after it do not see it, except those with
 ``sees_dropped = True`` (the mitmproxy addon adapter: mitmproxy runs every addon's hook).
 
+A plugin whose ``message`` hook needs the messages of one peer only says so with
+``message_directions`` (``{"client"}`` or ``{"server"}``; read when a WebSocket opens): when no
+message hook wants a peer's messages, that peer's frames skip the chain and take the proxy's
+quiet path (with permessage-deflate, they are then neither inflated for the chain nor held).
+A plugin without it gets both.
+
 The chain never lets a plugin take the proxy down: a hook that raises is logged once (per
 plugin and hook) with its traceback, whatever it changed is undone, and the item continues
 through the rest of the chain unchanged.
@@ -31,7 +37,7 @@ from __future__ import annotations
 import inspect
 import logging
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +76,15 @@ __all__ = ["HOOKS", "Option", "PluginChain", "plugin_name"]
 def _sees_dropped(hook: Callable[..., Any]) -> bool:
     """Whether the plugin of this hook method wants items an earlier plugin dropped."""
     return bool(getattr(getattr(hook, "__self__", None), "sees_dropped", False))
+
+
+_BOTH = frozenset(("client", "server"))
+
+
+def _message_directions(hook: Callable[..., Any]) -> Collection[str]:
+    """The directions the plugin of this message hook reads (``message_directions``)."""
+    directions = getattr(getattr(hook, "__self__", None), "message_directions", None)
+    return _BOTH if directions is None else directions
 
 
 def _plain(result: object) -> None:
@@ -113,6 +128,8 @@ class PluginChain:
             hook: all(not inspect.iscoroutinefunction(fn) for _, fn in hooks)
             for hook, hooks in self._hooks.items()
         }
+        # inline("message") as a plain attribute: the shell asks it for every message.
+        self.messages_inline = self._inline["message"]
 
     @property
     def wants_frames(self) -> bool:
@@ -121,6 +138,11 @@ class PluginChain:
     @property
     def wants_messages(self) -> bool:
         return bool(self._hooks["message"])
+
+    def wants_messages_from(self, direction: str) -> bool:
+        """Whether a message hook reads the messages ``direction`` (``client`` or ``server``)
+        sends: one whose plugin has no ``message_directions``, or one that names it."""
+        return any(direction in _message_directions(hook) for _, hook in self._hooks["message"])
 
     def has(self, hook: str) -> bool:
         return bool(self._hooks.get(hook))

@@ -2,8 +2,10 @@
 # Runs the Autobahn|Testsuite fuzzing client through wsproxy in front of a websockets echo
 # server, once along each of the relay's paths: reverse mode, quiet (the fast path); regular
 # (HTTP proxy) mode with -v and a -w capture (every frame recorded); reverse mode through the
-# log plugin reading every message (plain hooks); and wsproxy-web with the log plugin reading
-# every frame (frame hooks, and the UI's breakpoints as async message hooks). It fails unless
+# log plugin reading every message (plain hooks); wsproxy-web with the log plugin reading
+# every frame (frame hooks, and the UI's breakpoints as async message hooks); and reverse mode
+# with a rewrite rule for the client's messages only (the client's through the hooks, the
+# server's the quiet way; the rule matches nothing the suite sends). It fails unless
 # every case is OK or INFORMATIONAL: no FAILED and no NON-STRICT.
 # CASES defaults to the CI set: sections 1-7, 9 and 10 whole, and a subset of the
 # permessage-deflate sections 12 and 13 (every parameter set, small and mid sizes; all 216
@@ -53,6 +55,7 @@ wait_port() {  # port, pid, log: until the port accepts; fails with the log if t
 }
 
 ECHO=$(free_port); REV=$(free_port); REG=$(free_port); MSG=$(free_port); FRM=$(free_port)
+ONE=$(free_port)
 "$PY" tests/conformance/echo_server.py "$ECHO" > "$OUT/echo.log" 2>&1 & pids+=($!)
 wait_port "$ECHO" $! "$OUT/echo.log"
 "$PY" -m wsproxy -q --confdir "$OUT/conf" -p "$REV" --mode "reverse:ws://127.0.0.1:$ECHO" > "$OUT/reverse.log" 2>&1 & pids+=($!)
@@ -65,6 +68,10 @@ wait_port "$MSG" $! "$OUT/messages.log"
 "$PY" -m wsproxy.web -q --web-port 0 --confdir "$OUT/conf" -p "$FRM" --mode "reverse:ws://127.0.0.1:$ECHO" \
   -s log --set log_frames=true --set log_file="$OUT/frames-plugin.log" > "$OUT/frames.log" 2>&1 & pids+=($!)
 wait_port "$FRM" $! "$OUT/frames.log"
+echo '{"rules": [{"direction": "client", "match": "^wsproxy-never$", "replace": "x"}]}' > "$OUT/rules.json"
+"$PY" -m wsproxy -q --confdir "$OUT/conf" -p "$ONE" --mode "reverse:ws://127.0.0.1:$ECHO" \
+  -s rewrite --set rewrite_rules="$OUT/rules.json" > "$OUT/one-side.log" 2>&1 & pids+=($!)
+wait_port "$ONE" $! "$OUT/one-side.log"
 
 status=0
 check() {  # name, summary-file
@@ -80,5 +87,7 @@ bash "$AUTOBAHN" run "ws://127.0.0.1:$MSG" "$CASES" "$OUT/ab-messages" > "$OUT/m
 check "message hooks" "$OUT/messages.txt"
 bash "$AUTOBAHN" run "ws://127.0.0.1:$FRM" "$CASES" "$OUT/ab-frames" > "$OUT/frames.txt" 2>&1 || status=1
 check "wsproxy-web, frame hooks" "$OUT/frames.txt"
-if grep -l Traceback "$OUT"/reverse.log "$OUT"/regular.log "$OUT"/messages.log "$OUT"/frames.log; then echo "a traceback reached the proxy's console"; status=1; fi
+bash "$AUTOBAHN" run "ws://127.0.0.1:$ONE" "$CASES" "$OUT/ab-one-side" > "$OUT/one-side.txt" 2>&1 || status=1
+check "client message hooks only" "$OUT/one-side.txt"
+if grep -l Traceback "$OUT"/reverse.log "$OUT"/regular.log "$OUT"/messages.log "$OUT"/frames.log "$OUT"/one-side.log; then echo "a traceback reached the proxy's console"; status=1; fi
 exit $status

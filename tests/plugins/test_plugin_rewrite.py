@@ -17,6 +17,7 @@ from tests.harness import ROOT, StartProxy, WsUpstream, wait_until
 from tests.plugins.conftest import PluginProxy, StartCli, plugin_module
 from wsproxy.exceptions import ConfigError
 from wsproxy.model import Message
+from wsproxy.plugins import PluginChain
 
 Load = Callable[[str], Any]
 
@@ -357,3 +358,63 @@ def test_a_text_rule_hits_exactly_when_its_regex_matches(
     plugin.message(flow, message)
     assert (message.text if message.modified else None) == expected
     assert plugin.hits["rule 1"] == (expected is not None)
+
+
+@pytest.mark.parametrize(
+    ("directions", "expected"),
+    [
+        (["client"], {"client"}),
+        (["server", "server"], {"server"}),
+        (["client", "server"], {"client", "server"}),
+        (["both"], {"client", "server"}),
+    ],
+)
+def test_the_plugin_asks_for_the_messages_its_rules_can_change(
+    load_plugin: Load, tmp_path: Path, directions: list[str], expected: set[str]
+) -> None:
+    rules = [{"direction": d, "match": "a", "replace": "b"} for d in directions]
+    plugin = rewrite_with(load_plugin, tmp_path, rules)
+    assert plugin.message_directions == expected
+    chain = PluginChain([plugin])
+    assert [chain.wants_messages_from(d) for d in ("client", "server")] == [
+        "client" in expected,
+        "server" in expected,
+    ]
+    # A plugin that does not say gets every message, so then both peers' go through the chain.
+    everyone = SimpleNamespace(message=lambda flow, message: None)
+    chain = PluginChain([plugin, everyone])
+    assert chain.wants_messages_from("client") and chain.wants_messages_from("server")
+    assert not PluginChain([]).wants_messages_from("client")
+
+
+async def test_a_client_rule_leaves_the_servers_compressed_frames_alone(
+    load_plugin: Load,
+    ws_echo: WsUpstream,
+    plugin_proxy: PluginProxy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the client's messages go through the chain; the echo of a changed message comes
+    back as the server compressed it, with the server's later messages intact."""
+    plugin = rewrite_with(
+        load_plugin, tmp_path, [{"direction": "client", "match": "^m", "replace": "M"}]
+    )
+    seen: list[bool] = []
+    run = PluginChain.message_inline
+
+    def message_inline(chain: PluginChain, flow: Any, message: Message) -> None:
+        seen.append(message.from_client)
+        run(chain, flow, message)
+
+    monkeypatch.setattr(PluginChain, "message_inline", message_inline)
+    proxy = await plugin_proxy(plugin)
+    sent = [f"message {i} " + "repeated payload " * 20 for i in range(50)]
+    async with connect(f"ws://127.0.0.1:{proxy.port}/", proxy=None) as ws:
+        assert ws.protocol.extensions and ws.protocol.extensions[0].name == "permessage-deflate"
+        for message in sent:
+            await ws.send(message)
+        answers = [await ws.recv() for _ in sent]
+    expected = ["M" + text[1:] for text in sent]
+    assert ws_echo.received == expected
+    assert answers == expected
+    assert seen == [True] * len(sent)

@@ -135,6 +135,11 @@ class WebSocketSession:
                 full_payload_limit=None if self.capture is not None else DECODE_LIMIT,
                 want_frames=chain is not None and chain.wants_frames,
                 want_messages=chain is not None and chain.wants_messages,
+                message_sides=frozenset(
+                    side
+                    for side in Side
+                    if chain is not None and chain.wants_messages_from(side.value)
+                ),
                 preview_size=logformat.preview_bytes(options.preview_length),
             )
         )
@@ -425,7 +430,6 @@ class WebSocketSession:
         assert chain is not None
         flow = self.flow
         next_item = relay.hooks_done_next
-        inline = chain.inline
         run_message = chain.message_inline
         while (item := next_item(side)) is not None:
             codec = self._hook_codec
@@ -433,7 +437,7 @@ class WebSocketSession:
                 type(item) is Message
                 and codec is not None
                 and not item.injected
-                and inline("message")  # asked per item: a hook may reload the chain
+                and chain.messages_inline  # asked per item: a hook may reload the chain
             ):
                 item.timestamp = now
                 item._codec = codec

@@ -3,8 +3,12 @@ server (RFC 6455 section 5.3), gathered until the shell takes them for one write
 
 from __future__ import annotations
 
+from wsproxy.sansio import masking
 from wsproxy.sansio.commands import Wire
+from wsproxy.sansio.fastpath import MASK_KEYS
 from wsproxy.sansio.frames import (
+    FIN,
+    MASK,
     Opcode,
     apply_mask,
     new_mask_key,
@@ -36,8 +40,22 @@ class FrameWriter:
     ) -> None:
         """A whole frame; ``masked_with`` is the key ``payload`` is still masked with, if any."""
         if self.mask:
-            key = new_mask_key()
-            self._output.append(serialize_header(opcode, fin, rsv, len(payload), key))
+            keys = MASK_KEYS  # new_mask_key and MaskKeys.take, written out
+            start = keys.position
+            if start + 4 > len(keys.block):
+                keys.refill()
+                start = 0
+            keys.position = start + 4
+            key = keys.block[start : start + 4]
+            length = len(payload)
+            if length < 126 and not masked_with:
+                # The usual frame of a message a plugin changed: header, key and payload
+                # masked in one piece, serialize_header and apply_mask written out.
+                first = (FIN | rsv | opcode) if fin else (rsv | opcode)
+                head = bytes((first, MASK | length)) + key
+                self._output.append(head + masking.mask_copy(payload, key, 0) if length else head)
+                return
+            self._output.append(serialize_header(opcode, fin, rsv, length, key))
             if payload:
                 # Masking is XOR: re-masking a masked payload is one pass with both keys XORed.
                 combined = _xor_keys(key, masked_with) if masked_with else key

@@ -110,7 +110,17 @@ class HookSeam:
             source.pending = None
             source.hooks_running = False
             self._after_message(source, target, item)
-            if source.backlog:
+            backlog = source.backlog
+            if backlog:
+                event = backlog[0]
+                if type(event) is Message and source.received is None:
+                    # The next message the read brought: _drain's first case, written out,
+                    # and it goes to the shell at once.
+                    backlog.popleft()
+                    source.backlog_bytes -= len(event._content) + EVENT_COST
+                    source.pending = event
+                    source.hooks_running = True
+                    return event
                 self._drain(source, target)
         else:
             self._hooks_done(side)
@@ -442,7 +452,10 @@ class HookSeam:
                 writer.send_frame(message._opcode, payload, True, RSV1)
             else:
                 writer.send_frame(message._opcode, message._content, True, 0)
-            self._message_out(target)
+            if target.inject_queue:
+                self._message_out(target)
+            else:
+                target.out_open = False  # _message_out with nothing injected waiting
             return
         if message.injected:
             self._after_injected(source, target, message)

@@ -182,7 +182,8 @@ class Message(_Verdict):
         data = value.encode("utf-8")
         if data != self._content:
             self._content = data
-            self._touch()
+            if self.modified_by is None:  # _touch, written out
+                self.modified_by = self._actor or "plugin"
 
     def __repr__(self) -> str:
         return f"Message({self.direction}, {Opcode(self._opcode).name}, {self._content[:40]!r})"

@@ -135,6 +135,11 @@ class Leg:
     # -- the plugin chain (only when a plugin asks for frames or messages from this peer) --
     want_frames: bool = False
     want_messages: bool = False
+    # Which shortcuts this peer's frames take (set by the relay from what records or hooks
+    # them): the quiet ones, the recording ones, or whole messages for the message hooks.
+    quiet: bool = True
+    recorded: bool = False
+    whole: bool = False
     pending: FrameEvent | Message | None = None
     hooks_running: bool = False  # the shell has ``pending`` and will call hooks_done
     # What the peer sent after ``pending``, and messages injected towards the other peer.

@@ -87,6 +87,9 @@ class RelayConfig:
     full_payloads: bool = False  # ... and wants whole contents (a capture), not previews
     want_frames: bool = False  # the plugin chain has frame hooks
     want_messages: bool = False  # ... message hooks
+    # The peers whose messages the message hooks read (``PluginChain.wants_messages_from``):
+    # the other peer's frames take the quiet shortcuts, as with no message hook at all.
+    message_sides: frozenset[Side] = frozenset(Side)
     preview_size: int = PREVIEW  # bytes of content each record keeps without full_payloads
     # With full_payloads: pieces of a frame that start past this offset keep a preview only.
     # The log's decoding wants whole messages up to its own limit and no more; a capture
@@ -102,15 +105,7 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
         self.client = self._leg(Side.CLIENT, config)
         self.server = self._leg(Side.SERVER, config)
         self._records = config.records
-        self._hooked = config.want_frames or config.want_messages
-        # Nothing records or inspects frames: runs of simple frames take the fast path.
-        self._quiet = not (self._records or self._hooked)
-        # Frames recorded, none inspected: runs of simple frames take the fast path too, and
-        # their records are made from what it returns (``_relay_recorded``).
-        self._recorded = self._records and not self._hooked
-        # Message hooks alone: runs of simple frames become messages with no reader events
-        # in between (``_queue_whole``).
-        self._whole = config.want_messages and not config.want_frames
+        self._hooked = self.client.hooked or self.server.hooked
         # Of each such frame's content, what its record keeps: all (-1), or a preview.
         self._keep = -1 if config.full_payloads else config.preview_size
         self._full = config.full_payloads
@@ -135,7 +130,15 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
             leg.deflate_params = config.deflate
             reader.inflater = Inflater(config.deflate, from_client, config.max_message_size)
         leg.want_frames = config.want_frames
-        leg.want_messages = config.want_messages
+        leg.want_messages = config.want_messages and side in config.message_sides
+        hooked = leg.hooked
+        # Nothing records or inspects this peer's frames: runs of simple frames take the fast
+        # path. Recorded, not inspected: the fast path too, with records made from what it
+        # returns (``_relay_recorded``). Message hooks alone: runs of simple frames become
+        # messages with no reader events in between (``_queue_whole``).
+        leg.quiet = not (config.records or hooked)
+        leg.recorded = config.records and not hooked
+        leg.whole = leg.want_messages and not leg.want_frames
         leg.recorder.preview_size = config.preview_size
         # Binary payloads nobody reads stay masked: re-masked with one XOR of the two keys.
         reader.keep_binary_masked = not leg.hooked and not config.full_payloads
@@ -166,7 +169,7 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
             source, target = self.client, self.server
         else:
             source, target = self.server, self.client
-        if self._quiet:
+        if source.quiet:
             # The quiet relay's read of small messages, written to ask the least: this runs
             # for every read (flags, no Enum members: those are looked up through EnumType).
             if source.is_open and target.is_open and not (target.out_open or target.mid_frame_out):
@@ -187,7 +190,7 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
                     return self._quiet_rest(source, target, memoryview(data)[end:])
             return self._quiet_rest(source, target, data)
         if (
-            self._recorded
+            source.recorded
             and source.is_open
             and target.is_open
             and not (target.out_open or target.mid_frame_out)
@@ -210,7 +213,7 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
     def _general(self, source: Leg, target: Leg, data: bytes) -> list[Command]:
         """What no fast path took, read by the general reader (message hooks alone take runs
         of whole messages first)."""
-        if self._whole and source.pending is None and not source.backlog and source.is_open:
+        if source.whole and source.pending is None and not source.backlog and source.is_open:
             end = self._take_whole(source, target, data)
             if end:
                 if end == len(data):
@@ -357,7 +360,7 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
     # -- frames -----------------------------------------------------------------------------
 
     def _handle(self, source: Leg, target: Leg, events: list[Event]) -> None:
-        if self._hooked:
+        if source.hooked:
             self._queue(source, target, events)
             return
         for event in events:
