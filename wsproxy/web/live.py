@@ -345,7 +345,9 @@ class LiveState:
         """An event from elsewhere (the breakpoints' pause, resume, rule list)."""
         if not self.subscribers:
             return
-        if len(self._pending) < MAX_PENDING:
+        if event.get("type") == "dropped_events":
+            self._overflow += event["count"]  # a worker's: one count with this batch's own
+        elif len(self._pending) < MAX_PENDING:
             self._pending.append(event)
         else:
             self._overflow += 1

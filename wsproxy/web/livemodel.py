@@ -252,7 +252,10 @@ class Subscriber:
         self.queue: deque[tuple[str, int]] = deque()  # (encoded batch, events in it)
         self.queued_bytes = 0
         self.ready = asyncio.Event()
-        self.dropped = 0  # events thrown away since the last dropped_events
+        # Events thrown away since the page last took its queue: the count the queued
+        # dropped_events batch carries, so a later overflow that clears the queue (that batch
+        # with it) carries it on.
+        self.dropped = 0
 
     def push(self, batch: str, events: int) -> None:
         if self.queued_bytes + len(batch) > SUBSCRIBER_QUEUE:
@@ -263,8 +266,6 @@ class Subscriber:
                 {"type": "batch", "events": [{"type": "dropped_events", "count": self.dropped}]}
             )
             events = 0
-        else:
-            self.dropped = 0
         self.queue.append((batch, events))
         self.queued_bytes += len(batch)
         self.ready.set()
@@ -273,5 +274,6 @@ class Subscriber:
         batches = [batch for batch, _ in self.queue]
         self.queue.clear()
         self.queued_bytes = 0
+        self.dropped = 0  # its dropped_events batch, if any, is among these
         self.ready.clear()
         return batches
