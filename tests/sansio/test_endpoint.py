@@ -26,7 +26,7 @@ from tests.sansio.conftest import (
     split,
 )
 from wsproxy.sansio.deflate import DeflateParams, Inflater
-from wsproxy.sansio.endpoint import FrameReader
+from wsproxy.sansio.endpoint import EVENT_COST, READ_BUDGET, FrameReader
 from wsproxy.sansio.events import ControlFrame, DataChunk, Event, Violation, clear_preview
 from wsproxy.sansio.frames import (
     FIN,
@@ -906,3 +906,38 @@ def test_chunks_to_send_and_data_to_send_agree() -> None:
     assert b"".join(one.chunks_to_send()) == data
     assert one.bytes_sent == two.bytes_sent == len(data)
     assert parse(data, masked=False) == sent
+
+
+# --- READ_BUDGET: one call passes on a bounded batch ------------------------------------------
+
+
+@pytest.mark.parametrize("payload", [b"", b"tiny", bytes(300)])
+def test_a_read_of_many_small_frames_comes_out_in_bounded_batches(payload: bytes) -> None:
+    """Thousands of small frames (empty ones and pings too) in one read: each call passes on
+    events holding at most READ_BUDGET (contents and EVENT_COST each), keeps the rest with
+    ``pending`` set, and the batches together are the events of the whole read, in order."""
+    frames = [Wire(Opcode.BINARY, payload), Wire(Opcode.PING, b"p")] * 6000
+    data = server_bytes(*frames)
+    reader = FrameReader(masked=False, max_frame_size=MIB, max_message_size=MIB)
+    batches = [reader.receive_data(data)]
+    while reader.pending:
+        batches.append(reader.receive_data(b""))
+    assert len(batches) > 2
+    for batch in batches:
+        held = sum((len(e.content) if isinstance(e, DataChunk) else 0) + EVENT_COST for e in batch)
+        assert held < READ_BUDGET + EVENT_COST + len(payload)
+    events = [e for batch in batches for e in batch]
+    assert len(events) == len(frames)
+    assert [e.opcode for e in events] == [f.opcode for f in frames]
+    assert reader.bytes_received == len(data) and not reader.in_message
+
+
+def test_held_bytes_are_parsed_before_what_comes_next() -> None:
+    reader = FrameReader(masked=False, max_frame_size=MIB, max_message_size=MIB)
+    reader.hold(server_bytes(Wire(Opcode.TEXT, b"first"), Wire(Opcode.TEXT, b"sec", fin=False)))
+    assert reader.pending and reader.bytes_received == 7 + 5
+    events = reader.receive_data(server_bytes(Wire(Opcode.CONTINUATION, b"ond")))
+    assert [e.content for e in events if isinstance(e, DataChunk)] == [b"first", b"sec", b"ond"]
+    assert not reader.pending
+    reader.hold(b"")  # nothing kept: nothing pending
+    assert not reader.pending

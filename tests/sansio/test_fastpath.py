@@ -464,13 +464,30 @@ WHOLE_IMPLEMENTATIONS = both_builds(fastpath.whole_frames_c, fastpath.whole_fram
 
 
 @pytest.mark.parametrize("whole", WHOLE_IMPLEMENTATIONS)
+@pytest.mark.parametrize("masked", [True, False])
+def test_whole_frames_stop_once_their_budget_is_spent(
+    whole: fastpath.WholeFrames, masked: bool
+) -> None:
+    """Each frame counts its content and FRAME_COST: a budget of two empty frames and a bit
+    takes three (the walk stops after the frame that spends it), and at least one always."""
+    data = (client_bytes if masked else server_bytes)(*[Wire(BINARY, b"")] * 8)
+    cost = fastpath.FRAME_COST
+    end, got, key_pos = whole(data, masked, BIG, BIG, KEYS, 0, 2 * cost + 1)
+    assert (len(got), end, key_pos) == (3, 3 * len(data) // 8, 12 * masked)
+    assert len(whole(data, masked, BIG, BIG, KEYS, 0, 1)[1]) == 1
+    content = [Wire(TEXT, b"a" * 100)] * 4
+    data = (client_bytes if masked else server_bytes)(*content)
+    assert len(whole(data, masked, BIG, BIG, KEYS, 0, 2 * (100 + cost))[1]) == 2
+
+
+@pytest.mark.parametrize("whole", WHOLE_IMPLEMENTATIONS)
 def test_whole_frames_come_in_the_clear_with_the_frame_that_forwards_them(
     whole: fastpath.WholeFrames,
 ) -> None:
     frames = [Wire(TEXT, b"hello"), Wire(BINARY, bytes(range(200))), Wire(TEXT, b"")]
     for masked, make in ((True, client_bytes), (False, server_bytes)):
         data = make(*frames, Wire(PING, b"stop"))
-        end, got, key_pos = whole(data, masked, BIG, BIG, KEYS, 0)
+        end, got, key_pos = whole(data, masked, BIG, BIG, KEYS, 0, BIG)
         assert [(opcode, content) for opcode, content, _ in got] == [
             (f.opcode, f.payload) for f in frames
         ]
@@ -487,16 +504,16 @@ def test_whole_frames_come_in_the_clear_with_the_frame_that_forwards_them(
 @pytest.mark.parametrize("whole", WHOLE_IMPLEMENTATIONS)
 def test_whole_frames_stop_where_the_plain_ones_do(whole: fastpath.WholeFrames) -> None:
     with pytest.raises(ValueError):
-        whole(b"", True, BIG, BIG, KEYS, -4)
+        whole(b"", True, BIG, BIG, KEYS, -4, BIG)
     data = client_bytes(Wire(TEXT, b"ok"), Wire(TEXT, b"\xff"))
-    assert [content for _, content, _ in whole(data, True, BIG, BIG, KEYS, 0)[1]] == [b"ok"]
-    assert whole(server_bytes(Wire(TEXT, b"\xff")), False, BIG, BIG, KEYS, 0) == (0, [], 0)
+    assert [content for _, content, _ in whole(data, True, BIG, BIG, KEYS, 0, BIG)[1]] == [b"ok"]
+    assert whole(server_bytes(Wire(TEXT, b"\xff")), False, BIG, BIG, KEYS, 0, BIG) == (0, [], 0)
     # Out of keys: the run stops, nothing of the next frame is taken.
     data = client_bytes(Wire(TEXT, b"a"), Wire(TEXT, b"b"))
-    end, got, key_pos = whole(data, True, BIG, BIG, KEYS, len(KEYS) - 4)
+    end, got, key_pos = whole(data, True, BIG, BIG, KEYS, len(KEYS) - 4, BIG)
     assert ([content for _, content, _ in got], key_pos) == ([b"a"], len(KEYS))
     assert end == len(client_bytes(Wire(TEXT, b"a")))
-    assert whole(data, True, BIG, BIG, KEYS, len(KEYS)) == (0, [], len(KEYS))
+    assert whole(data, True, BIG, BIG, KEYS, len(KEYS), BIG) == (0, [], len(KEYS))
 
 
 @pytest.mark.parametrize("whole", WHOLE_IMPLEMENTATIONS)
@@ -504,9 +521,9 @@ def test_whole_frames_never_write_into_shared_objects(whole: fastpath.WholeFrame
     """CPython shares its one-byte bytes objects: unmasking into one would change b"x" for
     the whole process."""
     data = b"\x81\x81" + b"\x07\x07\x07\x07" + bytes([ord("x") ^ 7])
-    _, got, _ = whole(data, True, BIG, BIG, KEYS, 0)
+    _, got, _ = whole(data, True, BIG, BIG, KEYS, 0, BIG)
     assert got[0][1] == b"x" and bytes([120]) == b"x"
-    assert [content for _, content, _ in whole(data, True, BIG, BIG, KEYS, 0)[1]] == [b"x"]
+    assert [content for _, content, _ in whole(data, True, BIG, BIG, KEYS, 0, BIG)[1]] == [b"x"]
 
 
 @settings(max_examples=400, deadline=None)
@@ -521,8 +538,8 @@ def test_whole_frames_is_the_plain_walk_with_contents(
     data: bytes, masked: bool, key_pos: int
 ) -> None:
     whole_frames_c = require_extension(fastpath.whole_frames_c)
-    got = whole_frames_c(data, masked, 300, 200, KEYS, key_pos)
-    assert got == fastpath.whole_frames_py(data, masked, 300, 200, KEYS, key_pos)
+    got = whole_frames_c(data, masked, 300, 200, KEYS, key_pos, BIG)
+    assert got == fastpath.whole_frames_py(data, masked, 300, 200, KEYS, key_pos, BIG)
     end, frames, new_pos = got
     plain_end, plain_out, count, plain_pos = fastpath.relay_frames_py(
         data, masked, 300, 200, KEYS, key_pos
@@ -545,7 +562,7 @@ def test_the_reader_takes_whole_frames_only_between_messages(
     frames = [Wire(BINARY, bytes([n]) * n) for n in range(7)]
     data = client_bytes(*frames)
     reader = FrameReader(masked=True, max_frame_size=BIG, max_message_size=BIG)
-    end, got = reader.take_whole(data)
+    end, got = reader.take_whole(data, 1 << 30)
     assert end == len(data) == reader.bytes_received
     assert [(opcode, content) for opcode, content, _ in got] == [
         (BINARY, f.payload) for f in frames
@@ -554,7 +571,7 @@ def test_the_reader_takes_whole_frames_only_between_messages(
     assert keys.position == 5 * 4
     held = FrameReader(masked=False, max_frame_size=BIG, max_message_size=BIG)
     held.receive_data(server_bytes(Wire(TEXT, b"a", fin=False)))
-    assert held.take_whole(server_bytes(Wire(CONT, b"b"))) == (0, [])
+    assert held.take_whole(server_bytes(Wire(CONT, b"b")), 1 << 30) == (0, [])
 
 
 class _Hooks(Driven):
@@ -616,7 +633,7 @@ def test_message_hooks_see_the_same_with_and_without_it(
     for whole in (fastpath.whole_frames, None):
         with pytest.MonkeyPatch.context() as patch:
             if whole is None:
-                patch.setattr(takes, "whole_frames", lambda d, m, f, x, k, p: (0, [], p))
+                patch.setattr(takes, "whole_frames", lambda d, m, f, x, k, p, b: (0, [], p))
             relay = _Hooks(config, _change_odd)
             for side, piece in pieces:
                 relay.receive(side, piece)

@@ -965,6 +965,76 @@ def test_an_unchanged_compressed_message_goes_as_it_came() -> None:
     assert b.peers[SERVER].messages == [b"Hello", b"Hello, Hello"]
 
 
+def test_compressed_frames_waiting_behind_a_held_one_count_what_they_inflate_to() -> None:
+    """A 64 KiB message of one repeated byte is some 100 bytes on the wire: the backlog counts
+    the 64 KiB its piece holds once inflated, so reading pauses after about 16 of them, not
+    after thousands."""
+    b = Book(want_frames=True, want_messages=True, deflate=DeflateParams())
+    content = b"x" * 65536
+    payloads = deflated(*[content] * 40)
+    assert len(payloads[1]) < 200
+    assert b.client(Wire(TEXT, payloads[0], rsv=RSV1)) != []  # held by the frame hooks
+    for sent, payload in enumerate(payloads[1:], 1):  # noqa: B007 (read after the loop)
+        if b.client(Wire(TEXT, payload, rsv=RSV1)) == [PauseReading(CLIENT)]:
+            break
+    else:
+        raise AssertionError("never paused")
+    assert sent * len(content) <= HOOK_BACKLOG + len(content)
+    assert b.leg(CLIENT).backlog_bytes > HOOK_BACKLOG
+
+
+@pytest.mark.parametrize("want_frames", [True, False])
+def test_one_read_of_tiny_compressed_frames_waits_as_a_bounded_backlog(want_frames: bool) -> None:
+    """3,000 messages of 1 KB are some 10 bytes each under context takeover: one read of all
+    of them inflates to 3 MB. The relay parses no more of it than the backlog holds, keeps the
+    rest as bytes, and reads on as the hooks catch up (frame hooks: the general reader;
+    message hooks alone: the whole-message walk); every message arrives, in order."""
+    b = Book(want_frames=want_frames, want_messages=True, deflate=DeflateParams())
+    contents = [b"%05d" % n + b"x" * 1019 for n in range(3000)]
+    payloads = deflated(*contents)
+    assert sum(len(p) for p in payloads) < 40_000
+    data = client_bytes(*(Wire(TEXT, p, rsv=RSV1) for p in payloads))
+    out = b.receive(CLIENT, data)
+    assert PauseReading(CLIENT) in out
+    leg = b.leg(CLIENT)
+    assert leg.backlog_bytes < 2 * HOOK_BACKLOG + 64 * 1024  # not 3000 * (1 KB + EVENT_COST)
+    assert leg.reader.pending
+    while leg.pending is not None:
+        b.done(CLIENT)
+    assert b.peers[SERVER].messages == contents
+    assert not leg.reader.pending
+
+
+def test_the_end_of_a_peer_reads_what_its_full_backlog_kept_first() -> None:
+    """A TCP close the shell read with the rest: the bytes before it are parsed at once (one
+    read's worth), as they were before the backlog filled, and the end is handled after them."""
+    b = Book(want_messages=True, deflate=DeflateParams())
+    payloads = deflated(*[b"z" * 1024] * 3000)
+    data = client_bytes(*(Wire(TEXT, p, rsv=RSV1) for p in payloads))
+    b.receive(CLIENT, data)
+    reader = b.leg(CLIENT).reader
+    assert reader.pending
+    b.eof(CLIENT)
+    assert not reader.pending and reader.bytes_received == len(data)
+    assert not reader._buffer
+
+
+def test_bytes_a_full_backlog_kept_are_read_before_the_next_read() -> None:
+    b = Book(want_messages=True, deflate=DeflateParams())
+    contents = [b"%05d" % n + b"y" * 2000 for n in range(2000)]
+    payloads = deflated(*contents)
+    first = client_bytes(*(Wire(TEXT, p, rsv=RSV1) for p in payloads[:1500]))
+    second = client_bytes(*(Wire(TEXT, p, rsv=RSV1) for p in payloads[1500:]))
+    assert PauseReading(CLIENT) in b.receive(CLIENT, first)
+    b.receive(CLIENT, second)  # a read the shell had before it paused: kept behind the first
+    resumed = False
+    while b.leg(CLIENT).pending is not None:
+        resumed |= ResumeReading(CLIENT) in b.done(CLIENT)
+    assert resumed
+    assert b.peers[SERVER].messages == contents
+    assert b.leg(CLIENT).reader.bytes_received == len(first) + len(second)
+
+
 def test_a_compressed_message_changed_by_a_hook_is_compressed_by_the_proxy_from_then_on() -> None:
     """Under context takeover the server's window now lacks what the client compressed
     against: this message and every later one are compressed by the proxy."""

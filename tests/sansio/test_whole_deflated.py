@@ -62,7 +62,7 @@ def test_messages_come_inflated_with_their_wire_and_frame(
     frames = [Wire(TEXT, p, rsv=RSV1) for p in payloads] + [Wire(BINARY, b"plain")]
     data = (client_bytes if masked else server_bytes)(*frames)
     inflate = spy(from_client=masked)
-    end, got, key_pos, error = whole(data, masked, BIG, BIG, KEYS, 8, inflate, 1000)
+    end, got, key_pos, error = whole(data, masked, BIG, BIG, KEYS, 8, inflate, 1000, BIG)
     assert (end, key_pos, error) == (len(data), 8 + 20 * masked, None)
     assert [(o, c, w) for o, c, w, _ in got] == [
         *((TEXT, m, p) for m, p in zip(MESSAGES, payloads, strict=True)),
@@ -89,7 +89,7 @@ def test_it_takes_what_relay_deflated_takes(
     relayed = Inflater(DEFAULTS, masked, limit)
     most = inflater.most_compressed()
     end, frames, keys_at, error = whole(
-        wire, masked, BIG, limit, KEYS, key_pos, inflater.fast_inflate(), most
+        wire, masked, BIG, limit, KEYS, key_pos, inflater.fast_inflate(), most, BIG
     )
     r_end, r_out, r_count, r_keys_at, r_error = fastpath.relay_deflated(
         wire, masked, BIG, limit, KEYS, key_pos, relayed.fast_inflate(), most
@@ -110,7 +110,17 @@ def test_the_two_builds_agree(masked: bool, data: st.DataObject) -> None:
     c = require_extension(fastpath.whole_deflated_c)
     wire, _ = _stream(data.draw, masked)
     got = [
-        impl(wire, masked, BIG, 200, KEYS, 0, Inflater(DEFAULTS, masked, 200).fast_inflate(), 100)
+        impl(
+            wire,
+            masked,
+            BIG,
+            200,
+            KEYS,
+            0,
+            Inflater(DEFAULTS, masked, 200).fast_inflate(),
+            100,
+            BIG,
+        )
         for impl in (c, fastpath.whole_deflated_py)
     ]
     (c_end, c_frames, c_keys, c_error), (p_end, p_frames, p_keys, p_error) = got
@@ -120,41 +130,59 @@ def test_the_two_builds_agree(masked: bool, data: st.DataObject) -> None:
 
 
 @pytest.mark.parametrize("whole", IMPLEMENTATIONS)
+def test_the_budget_counts_what_frames_inflate_to(whole: WholeDeflated) -> None:
+    """Ten 4 KiB messages of some 10 bytes each under context takeover: a budget of 8 KiB
+    stops after the second, by what they inflate to, not by their bytes on the wire."""
+    contents = [b"%d" % n + b"q" * 4095 for n in range(10)]
+    data = server_bytes(*(Wire(TEXT, p, rsv=RSV1) for p in compressed(contents)))
+    assert len(data) < 4096
+    inflater = Inflater(DEFAULTS, False, BIG)
+    end, frames, _, error = whole(
+        data, False, BIG, BIG, KEYS, 0, inflater.fast_inflate(), BIG, 8192
+    )
+    assert ([f[1] for f in frames], error) == (contents[:2], None)
+    rest = whole(data[end:], False, BIG, BIG, KEYS, 0, inflater.fast_inflate(), BIG, BIG)
+    assert [f[1] for f in rest[1]] == contents[2:]
+
+
+@pytest.mark.parametrize("whole", IMPLEMENTATIONS)
 def test_failures_stop_the_run_at_their_frame(whole: WholeDeflated) -> None:
     good = server_bytes(Wire(TEXT, compressed([b"fine"])[0], rsv=RSV1))
     bad_deflate = server_bytes(Wire(TEXT, b"\xff\xff\xff", rsv=RSV1))
-    end, frames, _, error = whole(good + bad_deflate, False, BIG, BIG, KEYS, 0, spy(False), BIG)
+    end, frames, _, error = whole(
+        good + bad_deflate, False, BIG, BIG, KEYS, 0, spy(False), BIG, BIG
+    )
     assert (end, [f[1] for f in frames]) == (len(good), [b"fine"])
     assert isinstance(error, ProtocolError) and error.code == 1007
     bad_text = compressed([b"ok", b"\xed\xa0\x80"])
     data = server_bytes(*(Wire(TEXT, p, rsv=RSV1) for p in bad_text))
-    end, frames, _, error = whole(data, False, BIG, BIG, KEYS, 0, spy(False), BIG)
+    end, frames, _, error = whole(data, False, BIG, BIG, KEYS, 0, spy(False), BIG, BIG)
     assert (len(frames), error) == (1, (1007, "invalid UTF-8 in a text message"))
     packed = compressed([b"a" * 50])[0]
     big = server_bytes(Wire(BINARY, packed, rsv=RSV1))
-    assert whole(big, False, BIG, 49, KEYS, 0, spy(False), BIG)[1:] == (
+    assert whole(big, False, BIG, 49, KEYS, 0, spy(False), BIG, BIG)[1:] == (
         [],
         0,
         (1009, "message inflates beyond 49 bytes"),
     )
     # Plain frames stop as whole_frames stops (the general reader reports them), no error.
-    assert whole(server_bytes(Wire(TEXT, b"\xff")), False, BIG, BIG, KEYS, 0, spy(), BIG) == (
+    assert whole(server_bytes(Wire(TEXT, b"\xff")), False, BIG, BIG, KEYS, 0, spy(), BIG, BIG) == (
         0,
         [],
         0,
         None,
     )
     with pytest.raises(ValueError, match="key_pos"):
-        whole(good, False, BIG, BIG, KEYS, -1, spy(False), BIG)
+        whole(good, False, BIG, BIG, KEYS, -1, spy(False), BIG, BIG)
 
 
 @pytest.mark.parametrize("whole", IMPLEMENTATIONS)
 def test_the_run_stops_out_of_keys_and_before_anything_else(whole: WholeDeflated) -> None:
     data = client_bytes(*(Wire(TEXT, p, rsv=RSV1) for p in compressed([b"one", b"two"])))
-    end, frames, key_pos, _ = whole(data, True, BIG, BIG, KEYS, 60, spy(), BIG)
+    end, frames, key_pos, _ = whole(data, True, BIG, BIG, KEYS, 60, spy(), BIG, BIG)
     assert (len(frames), key_pos) == (1, 64) and end < len(data)
     fragment = client_bytes(Wire(TEXT, b"\xf2\x48\xcd", fin=False, rsv=RSV1), Wire(PING, b"p"))
-    assert whole(fragment, True, BIG, BIG, KEYS, 0, spy(), BIG) == (0, [], 0, None)
+    assert whole(fragment, True, BIG, BIG, KEYS, 0, spy(), BIG, BIG) == (0, [], 0, None)
 
 
 @pytest.mark.parametrize("whole", IMPLEMENTATIONS)
@@ -166,10 +194,10 @@ def test_the_direct_form_stops_after_a_final_block(whole: WholeDeflated) -> None
     head = server_bytes(Wire(TEXT, ended, rsv=RSV1))
     data = head + server_bytes(Wire(TEXT, second, rsv=RSV1))
     inflater = Inflater(DEFAULTS, False, BIG)
-    end, frames, _, error = whole(data, False, BIG, BIG, KEYS, 0, inflater.fast_inflate(), BIG)
+    end, frames, _, error = whole(data, False, BIG, BIG, KEYS, 0, inflater.fast_inflate(), BIG, BIG)
     assert (end, [f[1] for f in frames], error) == (len(head), [b"shared window text"], None)
     rest = data[len(head) :]
-    _, frames, _, _ = whole(rest, False, BIG, BIG, KEYS, 0, inflater.fast_inflate(), BIG)
+    _, frames, _, _ = whole(rest, False, BIG, BIG, KEYS, 0, inflater.fast_inflate(), BIG, BIG)
     assert [f[1] for f in frames] == [b"shared window text!"]
 
 
@@ -177,8 +205,8 @@ def test_the_c_one_checks_its_arguments() -> None:
     c = require_extension(fastpath.whole_deflated_c)
     decoder = zlib.decompressobj(wbits=-15)
     with pytest.raises(TypeError, match="callable or"):
-        c(b"", False, BIG, BIG, KEYS, 0, (decoder, b"not a bytearray", bytes), BIG)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="8 arguments"):
+        c(b"", False, BIG, BIG, KEYS, 0, (decoder, b"not a bytearray", bytes), BIG, BIG)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="9 arguments"):
         c(b"", False, BIG, BIG, KEYS, 0, bytes)  # type: ignore[call-arg]
     data = server_bytes(Wire(TEXT, compressed([b"x"])[0], rsv=RSV1))
 
@@ -186,7 +214,7 @@ def test_the_c_one_checks_its_arguments() -> None:
         return bytearray(payload)
 
     with pytest.raises(TypeError, match="must return bytes"):
-        c(data, False, BIG, BIG, KEYS, 0, not_bytes, BIG)
+        c(data, False, BIG, BIG, KEYS, 0, not_bytes, BIG, BIG)
 
 
 # --- in the reader and the relay -----------------------------------------------------------------
@@ -194,16 +222,16 @@ def test_the_c_one_checks_its_arguments() -> None:
 
 def test_the_reader_takes_them_only_between_messages_and_reports_a_failure_once() -> None:
     reader = FrameReader(masked=False, max_frame_size=BIG, max_message_size=BIG)
-    assert reader.take_whole_deflated(b"\xc1\x00") == (0, [])  # no inflater: nothing
+    assert reader.take_whole_deflated(b"\xc1\x00", 1 << 30) == (0, [])  # no inflater: nothing
     reader.inflater = Inflater(DEFAULTS, False, BIG)
     good = server_bytes(Wire(TEXT, compressed([b"fine"])[0], rsv=RSV1))
     bad = server_bytes(Wire(TEXT, b"\xff\xff", rsv=RSV1))
-    end, frames = reader.take_whole_deflated(good + bad)
+    end, frames = reader.take_whole_deflated(good + bad, 1 << 30)
     assert (end, [f[1] for f in frames]) == (len(good), [b"fine"])
     events = reader.receive_data(bad)
     assert len(events) == 1 and getattr(events[0], "code", None) == 1007
     assert reader.receive_data(b"more") == []
-    assert reader.take_whole_deflated(good) == (0, [])  # failed: no more fast path
+    assert reader.take_whole_deflated(good, 1 << 30) == (0, [])  # failed: no more fast path
 
 
 def _rewrite(message: Message) -> None:
@@ -247,7 +275,7 @@ def test_hooks_see_and_send_what_the_general_path_does(takeover: bool, data: st.
         with pytest.MonkeyPatch.context() as patch:
             if not fast:
                 patch.setattr(
-                    takes, "whole_deflated", lambda d, m, f, x, k, p, i, c: (0, [], p, None)
+                    takes, "whole_deflated", lambda d, m, f, x, k, p, i, c, b: (0, [], p, None)
                 )
             relay = _Hooks(config, _rewrite)
             for side, piece in pieces:
@@ -305,7 +333,8 @@ def test_a_failure_ends_the_run_with_the_key_for_its_frame_unused(
     good = client_bytes(Wire(TEXT, compressed([b"fine"])[0], rsv=RSV1))
     bad = client_bytes(Wire(TEXT, b"\xff\xff", rsv=RSV1))
     after = client_bytes(Wire(TEXT, b"never"))
-    result = getattr(reader, take)(good + bad + after)
+    budget = () if take == "take_deflated" else (1 << 30,)
+    result = getattr(reader, take)(good + bad + after, *budget)
     assert result[0] == len(good)
     assert keys.position == len(keys.block) - 4
     events = reader.receive_data(bad + after)

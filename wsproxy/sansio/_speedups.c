@@ -562,17 +562,30 @@ typedef struct {
     unsigned long long max_message;
 } Inflating;
 
-/* The two walks over compressed frames take (data, masked, max_frame, max_message, keys,
- * key_pos, inflate, max_compressed): the common arguments, then how to inflate. */
+/* The budget argument of the two walks that hand frames to the hooks: they stop after the
+ * frame that brings what they took (each frame's content and FRAME_COST) to `budget` bytes, so
+ * one read of tiny frames cannot become hundreds of thousands of objects at once. */
+#define FRAME_COST 256 /* as fastpath.FRAME_COST */
+
 static int
-inflating_args(PyObject *const *args, Py_ssize_t nargs, const char *name, int *masked,
-               unsigned long long *max_plain, unsigned long long *max_deflated,
+budget_arg(PyObject *arg, Py_ssize_t *budget)
+{
+    *budget = PyLong_AsSsize_t(arg);
+    return *budget == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* The two walks over compressed frames take (data, masked, max_frame, max_message, keys,
+ * key_pos, inflate, max_compressed): the common arguments, then how to inflate (whole_deflated
+ * a budget after them: `expected` counts it). */
+static int
+inflating_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t expected, const char *name,
+               int *masked, unsigned long long *max_plain, unsigned long long *max_deflated,
                Py_ssize_t *key_pos, Inflating *run)
 {
     unsigned long long max_frame, max_message;
     memset(run, 0, sizeof(*run));
     run->name = name;
-    if (walk_args(args, nargs, 8, name, masked, &max_frame, &max_message, key_pos) < 0) {
+    if (walk_args(args, nargs, expected, name, masked, &max_frame, &max_message, key_pos) < 0) {
         return -1;
     }
     unsigned long long max_compressed = PyLong_AsUnsignedLongLong(args[7]);
@@ -701,7 +714,7 @@ relay_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int masked;
     unsigned long long max_plain, max_deflated;
     Inflating run;
-    if (inflating_args(args, nargs, "relay_deflated", &masked, &max_plain, &max_deflated,
+    if (inflating_args(args, nargs, 8, "relay_deflated", &masked, &max_plain, &max_deflated,
                        &key_pos, &run) < 0) {
         return NULL;
     }
@@ -890,7 +903,7 @@ done:
     return result;
 }
 
-/* whole_frames(data, masked, max_frame, max_message, keys, key_pos): the frames relay_frames
+/* whole_frames(data, masked, max_frame, max_message, keys, key_pos, budget): the frames relay_frames
  * would take at the start of `data`, for a relay whose plugins read every message: returns
  * (end, frames, key_pos), frames a list with one (opcode, payload, out) tuple per frame,
  * payload in the clear and out the frame as it goes to the other peer if the plugins leave it
@@ -904,8 +917,10 @@ whole_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
     int masked;
     unsigned long long max_frame, max_message;
-    if (walk_args(args, nargs, 6, "whole_frames", &masked, &max_frame, &max_message,
-                  &key_pos) < 0) {
+    Py_ssize_t budget;
+    if (walk_args(args, nargs, 7, "whole_frames", &masked, &max_frame, &max_message,
+                  &key_pos) < 0 ||
+        budget_arg(args[6], &budget) < 0) {
         return NULL;
     }
     unsigned long long max_length = max_frame < max_message ? max_frame : max_message;
@@ -983,6 +998,10 @@ whole_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             key_pos += 4;
         }
         position += size;
+        budget -= (Py_ssize_t)length + FRAME_COST;
+        if (budget <= 0) {
+            break;
+        }
     }
     result = Py_BuildValue("nNn", position, frames, key_pos);
     frames = NULL;
@@ -993,8 +1012,8 @@ done:
     return result;
 }
 
-/* whole_deflated(data, masked, max_frame, max_message, keys, key_pos, inflate, max_compressed):
- * whole_frames for permessage-deflate, the frames relay_deflated takes (inflated the same way)
+/* whole_deflated(data, masked, max_frame, max_message, keys, key_pos, inflate, max_compressed,
+ * budget): whole_frames for permessage-deflate, the frames relay_deflated takes (inflated the same way)
  * for plugins to read. Returns (end, frames, key_pos, error), frames a list of (opcode, content,
  * wire, out): wire the compressed payload in the clear without the RFC 7692 tail (None for a
  * frame sent uncompressed), out the frame as it came, re-masked with a fresh key when masked;
@@ -1008,8 +1027,13 @@ whole_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int masked;
     unsigned long long max_plain, max_deflated;
     Inflating run;
-    if (inflating_args(args, nargs, "whole_deflated", &masked, &max_plain, &max_deflated,
+    Py_ssize_t budget;
+    if (inflating_args(args, nargs, 9, "whole_deflated", &masked, &max_plain, &max_deflated,
                        &key_pos, &run) < 0) {
+        return NULL;
+    }
+    if (budget_arg(args[8], &budget) < 0) {
+        inflating_end(&run);
         return NULL;
     }
     if (walk_buffers(args, &data, &keys) < 0) {
@@ -1093,6 +1117,7 @@ whole_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         else {
             memcpy(target, frame, (size_t)size);
         }
+        budget -= (PyBytes_Check(content) ? PyBytes_GET_SIZE(content) : 0) + FRAME_COST;
         PyObject *item = Py_BuildValue("(iNNN)", (int)opcode, content, wire, out);
         if (item == NULL) {
             goto done;
@@ -1105,6 +1130,9 @@ whole_deflated(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         position += size;
         if (ended) {
             break; /* the decoder was replaced: the caller asks for the new one */
+        }
+        if (budget <= 0) {
+            break;
         }
     }
     result = Py_BuildValue("nNnN", position, frames, key_pos,
@@ -1149,17 +1177,19 @@ static PyMethodDef methods[] = {
      "(opcode, length, payload) per frame, payload its first `keep` bytes in the clear (all\n"
      "when keep is negative)."},
     {"whole_frames", (PyCFunction)(void (*)(void))whole_frames, METH_FASTCALL,
-     "whole_frames(data, masked, max_frame, max_message, keys, key_pos, /)\n--\n\n"
+     "whole_frames(data, masked, max_frame, max_message, keys, key_pos, budget, /)\n--\n\n"
      "The frames relay_frames would take at the start of `data`, for plugins to read:\n"
      "returns (end, frames, key_pos), frames a list of (opcode, payload, out) per frame,\n"
-     "payload in the clear, out the frame for the other peer (re-masked when masked)."},
+     "payload in the clear, out the frame for the other peer (re-masked when masked); it stops\n"
+     "once the payloads and 256 bytes per frame reach `budget`."},
     {"whole_deflated", (PyCFunction)(void (*)(void))whole_deflated, METH_FASTCALL,
      "whole_deflated(data, masked, max_frame, max_message, keys, key_pos, inflate,\n"
-     "               max_compressed, /)\n--\n\n"
+     "               max_compressed, budget, /)\n--\n\n"
      "The frames relay_deflated would take, for plugins to read: returns (end, frames,\n"
      "key_pos, error), frames a list of (opcode, content, wire, out) per frame, content\n"
      "inflated, wire the compressed payload in the clear (None when not compressed), out the\n"
-     "frame for the other peer (re-masked when masked)."},
+     "frame for the other peer (re-masked when masked); it stops once the contents and 256\n"
+     "bytes per frame reach `budget`."},
     {NULL, NULL, 0, NULL},
 };
 

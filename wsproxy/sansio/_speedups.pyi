@@ -33,6 +33,7 @@ def whole_frames(
     max_message: int,
     keys: bytes,
     key_pos: int,
+    budget: int,
     /,
 ) -> tuple[int, list[tuple[int, bytes, bytes]], int]: ...
 def relay_deflated(
@@ -55,6 +56,7 @@ def whole_deflated(
     key_pos: int,
     inflate: _Inflate,
     max_compressed: int,
+    budget: int,
     /,
 ) -> tuple[
     int,

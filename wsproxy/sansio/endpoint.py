@@ -65,11 +65,14 @@ class MessageInflater(Protocol):
     def failure(self, error: BaseException) -> ProtocolError: ...
 
 
-# A compressed piece may inflate to far more than it is (1032 times at most, RFC 1951): one
-# call of receive_data passes on at most this much inflated content, then stops with
-# ``pending`` set, so a caller that handles the events before asking for more streams even a
-# highly compressed message instead of holding it whole (issue 10).
-INFLATE_BUDGET = 1024 * 1024
+# A compressed piece may inflate to far more than it is (1032 times at most, RFC 1951), and a
+# read of tiny frames makes many events: one call of receive_data passes on at most this much
+# (the content of its events, and EVENT_COST each), then stops with ``pending`` set and the
+# rest kept, so a caller that handles the events before asking for more streams even a highly
+# compressed message instead of holding it whole (issue 10), and holds a read of thousands of
+# 9-byte compressed frames as a mebibyte at a time, not as the hundred it inflates to.
+READ_BUDGET = 1024 * 1024
+EVENT_COST = 256  # what an event costs against READ_BUDGET besides its content
 
 
 class FrameReader(FastTakes):
@@ -136,7 +139,7 @@ class FrameReader(FastTakes):
         # A compressed piece whose inflated content is still coming: the piece, and whether it
         # ended its frame and message; its last content chunk carries all three.
         self._inflating: tuple[bytes, bool, bool] | None = None
-        # receive_data stopped early (INFLATE_BUDGET): call it again, with b"" if need be.
+        # receive_data stopped early (READ_BUDGET): call it again, with b"" if need be.
         self.pending = False
 
     @property
@@ -216,10 +219,10 @@ class FrameReader(FastTakes):
 
         The bytes are parsed where they are: only an incomplete header or control frame is
         kept for the next call, so the payload of a large frame is never copied into a buffer.
-        When a compressed frame inflates to more than ``INFLATE_BUDGET``, the call stops there
-        with ``pending`` set and keeps the rest: the caller handles the events, then calls
-        again (``receive_data(b"")`` if nothing new came) until ``pending`` is unset.
-        """
+        Once its events hold ``READ_BUDGET`` (a compressed frame that inflates to a lot, or
+        thousands of small frames), the call stops there with ``pending`` set and keeps the
+        rest: the caller handles the events, then calls again (``receive_data(b"")`` if nothing
+        new came) until ``pending`` is unset; ``hold`` keeps bytes for such a later call."""
         if self.failed is not None:
             if not self._unreported:
                 return []
@@ -245,6 +248,14 @@ class FrameReader(FastTakes):
             self._buffer += data[position:]
         return events
 
+    def hold(self, data: bytes) -> None:
+        """Keep ``data`` unparsed for a later ``receive_data`` (``pending`` set): a caller whose
+        events wait (a relay's hooks behind) reads no more of them yet."""
+        if data:
+            self.bytes_received += len(data)
+            self._buffer += data
+            self.pending = True
+
     def _resume_inflating(self, data: bytes, events: list[Event]) -> bool:
         """Go on with a frame that inflated past its budget; False when parsing waits."""
         if not self._inflate_more(events):
@@ -257,6 +268,7 @@ class FrameReader(FastTakes):
         """Parse ``data`` into ``events``; returns where the unparsed rest starts."""
         size = len(data)
         position = 0
+        produced = 0  # against READ_BUDGET
         while True:
             if not self._in_frame:
                 header_end = self._parse_header(data, position)
@@ -269,12 +281,21 @@ class FrameReader(FastTakes):
                         break  # parsed again, header included, when the rest arrives
                     events.append(self._control(data[header_end:end]))
                     position = end
+                    produced += EVENT_COST
+                    if produced >= READ_BUDGET:
+                        self.pending = True  # the rest waits until these events are handled
+                        break
                     continue
                 position = header_end
                 self._in_frame = True
                 if self._length == 0:
-                    events.append(self._chunk(b"", True, True))
+                    chunk = self._chunk(b"", True, True)
+                    events.append(chunk)
                     self._in_frame = False
+                    produced += len(chunk.content) + EVENT_COST
+                    if produced >= READ_BUDGET:
+                        self.pending = True
+                        break
                     continue
             available = size - position
             if available == 0:
@@ -287,10 +308,12 @@ class FrameReader(FastTakes):
             frame_start = self._remaining == self._length
             self._remaining -= take
             frame_end = self._remaining == 0
-            events.append(self._chunk(piece, frame_start, frame_end))
+            chunk = self._chunk(piece, frame_start, frame_end)
+            events.append(chunk)
             if frame_end:
                 self._in_frame = False
-            if self._inflating is not None:
+            produced += len(chunk.content) + EVENT_COST
+            if self._inflating is not None or produced >= READ_BUDGET:
                 self.pending = True  # the rest waits until these events are handled
                 break
         return position
@@ -405,7 +428,7 @@ class FrameReader(FastTakes):
         assert self.inflater is not None and self._inflating is not None
         piece, frame_end, message_end = self._inflating
         produced = 0
-        while produced < INFLATE_BUDGET:
+        while produced < READ_BUDGET:
             content = self.inflater.resume()
             last = not self.inflater.pending
             if last and message_end:

@@ -26,12 +26,14 @@ payload)`` per frame relayed, ``payload`` the first ``keep`` bytes of its conten
 (all of it when ``keep`` is negative). The records are built from that alone, with no reader
 events in between.
 
-``whole_frames(data, masked, max_frame, max_message, keys, key_pos)`` is the same walk for a
-relay whose plugins read every message: it returns ``(end, frames, key_pos)``, ``frames`` one
-``(opcode, payload, out)`` per frame, ``payload`` its content in the clear and ``out`` the frame
-as it goes to the other peer if the plugins leave it unchanged (re-masked with a fresh key when
-``masked``, else as it came); each frame becomes one message for the hooks, with no reader
-events in between.
+``whole_frames(data, masked, max_frame, max_message, keys, key_pos, budget)`` is the same walk
+for a relay whose plugins read every message: it returns ``(end, frames, key_pos)``, ``frames``
+one ``(opcode, payload, out)`` per frame, ``payload`` its content in the clear and ``out`` the
+frame as it goes to the other peer if the plugins leave it unchanged (re-masked with a fresh key
+when ``masked``, else as it came); each frame becomes one message for the hooks, with no reader
+events in between. It stops after the frame that brings what it took (each frame's content and
+``FRAME_COST``) to ``budget`` bytes: the hooks' backlog is bounded by what it holds, and one read
+of tiny frames would otherwise become a hundred thousand messages at once.
 
 ``relay_deflated(data, masked, max_frame, max_message, keys, key_pos, inflate, max_compressed)``
 is ``relay_frames`` for a connection with permessage-deflate (RFC 7692): it also relays whole,
@@ -51,8 +53,9 @@ frames, key_pos, error)``; ``error`` is None, or what stopped the run at ``data[
 raised, ``(1007, reason)`` for a content that is not UTF-8, or ``(1009, reason)`` for one over
 ``max_message`` (which a right ``max_compressed`` rules out).
 
-``whole_deflated(data, masked, max_frame, max_message, keys, key_pos, inflate, max_compressed)``
-is ``whole_frames`` for a connection with permessage-deflate: the frames ``relay_deflated``
+``whole_deflated(data, masked, max_frame, max_message, keys, key_pos, inflate, max_compressed,
+budget)`` is ``whole_frames`` for a connection with permessage-deflate (the budget counting
+inflated contents, where a 9-byte frame can stand for a kilobyte): the frames ``relay_deflated``
 would take, inflated the same way, for plugins to read. It returns ``(end, frames, key_pos,
 error)``, ``frames`` one ``(opcode, content, wire, out)`` per frame: ``content`` in the clear
 (inflated), ``wire`` the compressed payload in the clear without the tail (None for a frame
@@ -75,7 +78,7 @@ RelayFramesRecorded = Callable[
     tuple[int, bytes | None, int, list[tuple[int, int, bytes]]],
 ]
 WholeFrames = Callable[
-    [Buffer, bool, int, int, bytes, int], tuple[int, list[tuple[int, bytes, bytes]], int]
+    [Buffer, bool, int, int, bytes, int, int], tuple[int, list[tuple[int, bytes, bytes]], int]
 ]
 
 # inflate: a callable (payload and tail -> content), or for context takeover the decoder, its
@@ -88,7 +91,7 @@ RelayDeflated = Callable[
 # One message of whole_deflated: (opcode, content, compressed payload or None, out).
 WholeDeflatedFrame = tuple[int, bytes, bytes | None, bytes]
 WholeDeflated = Callable[
-    [Buffer, bool, int, int, bytes, int, Inflate, int],
+    [Buffer, bool, int, int, bytes, int, Inflate, int, int],
     tuple[int, list[WholeDeflatedFrame], int, tuple[int, str] | BaseException | None],
 ]
 
@@ -96,6 +99,9 @@ _SIMPLE_FIRST_BYTES = (0x81, 0x82)  # FIN, no RSV bits, text or binary
 _COMPRESSED_FIRST_BYTES = (0xC1, 0xC2)  # the same with RSV1: permessage-deflate
 _TAIL = b"\x00\x00\xff\xff"  # RFC 7692 7.2.2
 UTF8_ERROR = (1007, "invalid UTF-8 in a text message")
+# What a frame the whole walks take counts against their budget besides its content: the
+# objects that will hold it (as FRAME_COST in _speedups.c).
+FRAME_COST = 256
 
 
 def relay_frames_py(
@@ -175,7 +181,13 @@ def relay_frames_recorded_py(
 
 
 def whole_frames_py(
-    data: Buffer, masked: bool, max_frame: int, max_message: int, keys: bytes, key_pos: int
+    data: Buffer,
+    masked: bool,
+    max_frame: int,
+    max_message: int,
+    keys: bytes,
+    key_pos: int,
+    budget: int,
 ) -> tuple[int, list[tuple[int, bytes, bytes]], int]:
     """The pure-Python twin of ``_speedups.whole_frames`` (see the module doc)."""
     if key_pos < 0:
@@ -206,6 +218,9 @@ def whole_frames_py(
             out = data[position:end]
         frames.append((opcode, clear, out))
         position = end
+        budget -= len(clear) + FRAME_COST
+        if budget <= 0:
+            break
     return position, frames, key_pos
 
 
@@ -267,6 +282,7 @@ def whole_deflated_py(
     key_pos: int,
     inflate: Inflate,
     max_compressed: int,
+    budget: int,
 ) -> tuple[int, list[WholeDeflatedFrame], int, tuple[int, str] | BaseException | None]:
     """The pure-Python twin of ``_speedups.whole_deflated`` (see the module doc)."""
     if key_pos < 0:
@@ -306,8 +322,9 @@ def whole_deflated_py(
             out = data[position:end]
         frames.append((opcode, content, wire, out))
         position = end
-        if ended:
-            break  # the decoder was replaced: the caller asks for the new one
+        budget -= len(content) + FRAME_COST
+        if ended or budget <= 0:
+            break  # ended: the decoder was replaced, the caller asks for the new one
     return position, frames, key_pos, error
 
 

@@ -187,14 +187,15 @@ class HookSeam:
 
     def _take_whole(self, source: Leg, target: Leg, data: bytes) -> int:
         """The run of whole one-frame messages at the start of ``data`` (compressed ones too,
-        with permessage-deflate), queued for the message hooks; where the rest starts."""
+        with permessage-deflate), queued for the message hooks, as much as the backlog holds;
+        where the rest starts."""
         reader = source.reader
         if reader.inflater is None:
-            end, whole = reader.take_whole(data)
+            end, whole = reader.take_whole(data, HOOK_BACKLOG)
             if whole:
                 self._queue_whole(source, target, whole)
             return end
-        end, deflated = reader.take_whole_deflated(data)
+        end, deflated = reader.take_whole_deflated(data, HOOK_BACKLOG)
         if deflated:
             self._queue_whole_deflated(source, target, deflated)
         return end
@@ -533,9 +534,15 @@ class HookSeam:
 
 
 def _cost(event: Event | Message) -> int:
-    """What ``event`` counts against ``HOOK_BACKLOG``: its bytes and ``EVENT_COST``."""
+    """What ``event`` counts against ``HOOK_BACKLOG``: the bytes it holds and ``EVENT_COST``.
+    A compressed piece holds its inflated content besides the wire bytes, and the content is
+    what can be a thousand times larger."""
     if type(event) is DataChunk:
-        return len(event.data) + EVENT_COST
+        data = event.data
+        content = event.content
+        if content is data:
+            return len(data) + EVENT_COST
+        return len(data) + len(content) + EVENT_COST
     if type(event) is Message:
         return len(event.content) + EVENT_COST
     return EVENT_COST

@@ -31,6 +31,7 @@ abort a transport, arm a timer, run hooks, stop or resume reading).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from wsproxy.sansio.closing import CloseHandshake
@@ -220,18 +221,27 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
                     return self._take()
                 data = data[end:]
         if not source.gone:
-            reader = source.reader
-            self._handle(source, target, reader.receive_data(data))
-            while reader.pending:
-                # A compressed frame that inflates to a lot comes out in batches: each is
-                # handled, forwarded and recorded before the next is inflated.
-                self._handle(source, target, reader.receive_data(b""))
+            if source.hooked and source.backlog_bytes > HOOK_BACKLOG:
+                source.reader.hold(data)  # parsed once the hooks catch up (_take)
+            else:
+                self._handle(source, target, source.reader.receive_data(data))
+                self._read_on(source, target, HOOK_BACKLOG)
         return self._take()
+
+    def _read_on(self, source: Leg, target: Leg, backlog: int) -> None:
+        """What the reader kept (``READ_BUDGET``) comes out in batches: each is handled,
+        forwarded and recorded before the next is parsed; for hooked legs only while no more
+        than ``backlog`` bytes wait in the backlog, the rest when it has drained."""
+        reader = source.reader
+        while reader.pending and not (source.hooked and source.backlog_bytes > backlog):
+            self._handle(source, target, reader.receive_data(b""))
 
     def receive_eof(self, side: Side, reason: str = "") -> list[Command]:
         """``side``'s peer closed or reset its TCP connection."""
         source = self.leg(side)
         if not source.gone:
+            # What came before the end is read first, however much waits (one read's worth).
+            self._read_on(source, self.leg(side.other), sys.maxsize)
             self._peer_gone(source, reason)
         return self._take()
 
@@ -285,9 +295,16 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
 
     def _take(self) -> list[Command]:
         """The commands of this entry point, in the order the module doc gives."""
+        client, server = self.client, self.server
+        if self._hooked:
+            # Bytes a hooked peer's reader kept while its backlog was full, once it has half
+            # drained (as reading resumes).
+            if client.reader.pending and not client.gone:
+                self._read_on(client, server, HOOK_BACKLOG // 2)
+            if server.reader.pending and not server.gone:
+                self._read_on(server, client, HOOK_BACKLOG // 2)
         out = self._out
         self._out = []
-        client, server = self.client, self.server
         if client.writer.has_output:
             out.append(Send(Side.CLIENT, client.writer.chunks_to_send()))
         if server.writer.has_output:

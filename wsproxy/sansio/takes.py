@@ -142,12 +142,13 @@ class FastTakes:
 
         return self._with_keys(data, run)
 
-    def take_whole(self, data: bytes) -> tuple[int, list[tuple[int, bytes, bytes]]]:
+    def take_whole(self, data: bytes, budget: int) -> tuple[int, list[tuple[int, bytes, bytes]]]:
         """For a relay whose plugins read every message (``fastpath.whole_frames``): the run
         of simple frames at the start of ``data``, when this reader is between messages with
         nothing held, as ``(end, frames)``, one ``(opcode, content, out)`` per frame, ``out``
-        the frame for the other peer if unchanged. The rest, from ``end``, is for
-        ``receive_data``."""
+        the frame for the other peer if unchanged; about ``budget`` bytes of them at most
+        (twice that where the mask keys ran out at the same frame). The rest, from ``end``, is
+        for ``receive_data``."""
         if not self._at_rest:
             return 0, []
         limits = self.masked, self.max_frame_size, self.max_message_size
@@ -155,13 +156,13 @@ class FastTakes:
         def run(
             view: Buffer, block: bytes, position: int
         ) -> tuple[int, None, int, list[tuple[int, bytes, bytes]]]:
-            end, frames, position = whole_frames(view, *limits, block, position)
+            end, frames, position = whole_frames(view, *limits, block, position, budget)
             return end, None, position, frames
 
         end, _, frames = self._with_keys(data, run)
         return end, frames
 
-    def take_whole_deflated(self, data: bytes) -> tuple[int, list[WholeDeflatedFrame]]:
+    def take_whole_deflated(self, data: bytes, budget: int) -> tuple[int, list[WholeDeflatedFrame]]:
         """``take_whole`` for a connection with permessage-deflate (``fastpath.whole_deflated``):
         whole compressed one-frame messages too, inflated by ``inflater`` (its context carries
         on), as ``(end, frames)``, one ``(opcode, content, wire, out)`` per frame. When one of
@@ -179,7 +180,7 @@ class FastTakes:
         ) -> tuple[int, None, int, list[WholeDeflatedFrame]]:
             inflate = inflater.fast_inflate()  # anew: a BFINAL block replaces the decoder
             end, frames, position, error = whole_deflated(
-                view, self.masked, *limits, block, position, inflate, most
+                view, self.masked, *limits, block, position, inflate, most, budget
             )
             if error is not None:
                 errors.append(error)
