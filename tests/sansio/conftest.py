@@ -69,6 +69,7 @@ def require_extension(c: Callable[..., Any] | None) -> Callable[..., Any]:
 
 
 MASKERS = both_builds(masking.mask_c, masking.mask_py)
+MASK_COPIERS = both_builds(masking.mask_copy_c, masking.mask_copy_py)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.sansio.conftest import MASKERS, Wire, parse
+from tests.sansio.conftest import MASK_COPIERS, Wire, parse
 from wsproxy.exceptions import ProtocolError
 from wsproxy.sansio import masking
 from wsproxy.sansio.frames import (
@@ -26,7 +26,7 @@ from wsproxy.sansio.frames import (
     serialize_frame,
     serialize_header,
 )
-from wsproxy.sansio.masking import Masker
+from wsproxy.sansio.masking import MaskCopier
 
 KEY = bytes.fromhex("37fa213d")
 
@@ -141,28 +141,29 @@ def test_serialize_frame_masked_empty_payload() -> None:
 # --- masking ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=MASKERS)
-def masker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Masker:
-    """apply_mask over each implementation (test_masking.py tests them directly)."""
-    mask: Masker = request.param
-    monkeypatch.setattr(masking, "mask", mask)
-    return mask
+@pytest.fixture(params=MASK_COPIERS)
+def masker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> MaskCopier:
+    """apply_mask over each implementation of the XOR it calls, ``masking.mask_copy``
+    (test_masking.py tests them directly)."""
+    copier: MaskCopier = request.param
+    monkeypatch.setattr(masking, "mask_copy", copier)
+    return copier
 
 
-def test_apply_mask_rfc_vector_and_inverse(masker: Masker) -> None:
+def test_apply_mask_rfc_vector_and_inverse(masker: MaskCopier) -> None:
     assert apply_mask(b"Hello", KEY) == bytes.fromhex("7f9f4d5158")
     assert apply_mask(bytes.fromhex("7f9f4d5158"), KEY) == b"Hello"
     assert apply_mask(b"", KEY) == b""
     assert apply_mask(bytearray(b"Hello"), KEY) == apply_mask(memoryview(b"Hello"), KEY)
 
 
-def test_apply_mask_leaves_its_input_alone(masker: Masker) -> None:
+def test_apply_mask_leaves_its_input_alone(masker: MaskCopier) -> None:
     data = bytearray(b"Hello")
     assert apply_mask(data, KEY, 1) == bytes(b ^ KEY[(i + 1) % 4] for i, b in enumerate(data))
     assert data == b"Hello"
 
 
-def test_apply_mask_at_every_split_point(masker: Masker) -> None:
+def test_apply_mask_at_every_split_point(masker: MaskCopier) -> None:
     payload = bytes(range(37))
     whole = apply_mask(payload, KEY)
     for split in range(len(payload) + 1):
@@ -171,17 +172,17 @@ def test_apply_mask_at_every_split_point(masker: Masker) -> None:
         assert head + tail == whole, split
 
 
-@pytest.mark.parametrize("mask", MASKERS)
+@pytest.mark.parametrize("copier", MASK_COPIERS)
 @given(
     payload=st.binary(max_size=300),
     key=st.binary(min_size=4, max_size=4),
     cuts=st.lists(st.integers(0, 300), max_size=8),
 )
 def test_apply_mask_in_pieces_equals_whole(
-    mask: Masker, payload: bytes, key: bytes, cuts: list[int]
+    copier: MaskCopier, payload: bytes, key: bytes, cuts: list[int]
 ) -> None:
     with pytest.MonkeyPatch.context() as patch:  # a fixture would outlive hypothesis examples
-        patch.setattr(masking, "mask", mask)
+        patch.setattr(masking, "mask_copy", copier)
         bounds = sorted({0, len(payload), *(c for c in cuts if c <= len(payload))})
         pieces = [apply_mask(payload[a:b], key, a) for a, b in itertools.pairwise(bounds)]
         assert b"".join(pieces) == apply_mask(payload, key)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.sansio.conftest import IN_CI, MASKERS, both_builds, require_extension
+from tests.sansio.conftest import IN_CI, MASK_COPIERS, MASKERS, require_extension
 from wsproxy.sansio import frames, masking
 from wsproxy.sansio.masking import CHUNK, MaskCopier, Masker
 
@@ -207,10 +207,7 @@ def test_prefers_the_extension_when_built() -> None:
     assert masking.IMPLEMENTATION == "c"
 
 
-COPIERS = both_builds(masking.mask_copy_c, masking.mask_copy_py)
-
-
-@pytest.mark.parametrize("mask_copy", COPIERS)
+@pytest.mark.parametrize("mask_copy", MASK_COPIERS)
 @pytest.mark.parametrize("offset", [0, 1, 2, 3, 5])
 @pytest.mark.parametrize("size", [0, 1, 3, 7, 8, 31, 32, 33, 65, 4097, 70_000])
 def test_mask_copy_is_a_masked_copy(mask_copy: MaskCopier, size: int, offset: int) -> None:
@@ -222,7 +219,7 @@ def test_mask_copy_is_a_masked_copy(mask_copy: MaskCopier, size: int, offset: in
     assert data == payload(size)  # the source is left alone
 
 
-@pytest.mark.parametrize("mask_copy", COPIERS)
+@pytest.mark.parametrize("mask_copy", MASK_COPIERS)
 def test_mask_copy_refuses_bad_arguments(mask_copy: MaskCopier) -> None:
     with pytest.raises(ValueError):
         mask_copy(b"abc", b"key", 0)
