@@ -26,8 +26,9 @@ from tests.sansio.conftest import (
     split,
 )
 from wsproxy.sansio.deflate import DeflateParams, Inflater
-from wsproxy.sansio.endpoint import EVENT_COST, READ_BUDGET, FrameReader
+from wsproxy.sansio.endpoint import READ_BUDGET, FrameReader
 from wsproxy.sansio.events import ControlFrame, DataChunk, Event, Violation, clear_preview
+from wsproxy.sansio.fastpath import EVENT_COST
 from wsproxy.sansio.frames import (
     FIN,
     MASK,

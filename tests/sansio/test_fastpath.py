@@ -468,10 +468,10 @@ WHOLE_IMPLEMENTATIONS = both_builds(fastpath.whole_frames_c, fastpath.whole_fram
 def test_whole_frames_stop_once_their_budget_is_spent(
     whole: fastpath.WholeFrames, masked: bool
 ) -> None:
-    """Each frame counts its content and FRAME_COST: a budget of two empty frames and a bit
+    """Each frame counts its content and EVENT_COST: a budget of two empty frames and a bit
     takes three (the walk stops after the frame that spends it), and at least one always."""
     data = (client_bytes if masked else server_bytes)(*[Wire(BINARY, b"")] * 8)
-    cost = fastpath.FRAME_COST
+    cost = fastpath.EVENT_COST
     end, got, key_pos = whole(data, masked, BIG, BIG, KEYS, 0, 2 * cost + 1)
     assert (len(got), end, key_pos) == (3, 3 * len(data) // 8, 12 * masked)
     assert len(whole(data, masked, BIG, BIG, KEYS, 0, 1)[1]) == 1

@@ -32,8 +32,9 @@ from wsproxy.sansio.commands import (
 from wsproxy.sansio.deflate import DeflateParams, Deflater, Inflater
 from wsproxy.sansio.endpoint import FrameReader
 from wsproxy.sansio.events import ControlFrame, DataChunk, Violation
+from wsproxy.sansio.fastpath import EVENT_COST
 from wsproxy.sansio.frames import RSV1, Opcode, serialize_close
-from wsproxy.sansio.hookseam import EVENT_COST, HOOK_BACKLOG
+from wsproxy.sansio.hookseam import HOOK_BACKLOG
 from wsproxy.sansio.items import FrameEvent, Message
 from wsproxy.sansio.legs import LegState
 from wsproxy.sansio.relay import (

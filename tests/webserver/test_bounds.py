@@ -72,7 +72,7 @@ async def test_100000_messages_through_one_connection_stay_bounded(start_web: An
         updates = await ui.updates()
         # With permessage-deflate these 1 KB messages are some 9 bytes on the wire: the
         # backlog behind the breakpoints' async hook counts events and what they inflate to
-        # (sansio/hookseam.py EVENT_COST), and a read is parsed a mebibyte of that at a time
+        # (sansio/fastpath.py EVENT_COST), and a read is parsed a mebibyte of that at a time
         # (sansio/endpoint.py READ_BUDGET); else 1 MiB of them would inflate to some 120 MB.
         proxy = f"http://{HOST}:{proc.port}"
         async with connect(f"{up.url}/", proxy=proxy) as ws:

@@ -565,7 +565,7 @@ typedef struct {
 /* The budget argument of the two walks that hand frames to the hooks: they stop after the
  * frame that brings what they took (each frame's content and FRAME_COST) to `budget` bytes, so
  * one read of tiny frames cannot become hundreds of thousands of objects at once. */
-#define FRAME_COST 256 /* as fastpath.FRAME_COST */
+#define FRAME_COST 256 /* as fastpath.EVENT_COST */
 
 static int
 budget_arg(PyObject *arg, Py_ssize_t *budget)

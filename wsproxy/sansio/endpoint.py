@@ -19,7 +19,7 @@ from typing import Protocol
 from wsproxy.sansio.commands import Wire
 from wsproxy.sansio.errors import ProtocolError
 from wsproxy.sansio.events import ControlFrame, DataChunk, Event, Violation
-from wsproxy.sansio.fastpath import Inflate
+from wsproxy.sansio.fastpath import EVENT_COST, Inflate
 from wsproxy.sansio.framechecks import (
     check_control_frame,
     check_utf8,
@@ -72,7 +72,6 @@ class MessageInflater(Protocol):
 # compressed message instead of holding it whole (issue 10), and holds a read of thousands of
 # 9-byte compressed frames as a mebibyte at a time, not as the hundred it inflates to.
 READ_BUDGET = 1024 * 1024
-EVENT_COST = 256  # what an event costs against READ_BUDGET besides its content
 
 
 class FrameReader(FastTakes):

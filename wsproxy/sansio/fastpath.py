@@ -32,7 +32,7 @@ one ``(opcode, payload, out)`` per frame, ``payload`` its content in the clear a
 frame as it goes to the other peer if the plugins leave it unchanged (re-masked with a fresh key
 when ``masked``, else as it came); each frame becomes one message for the hooks, with no reader
 events in between. It stops after the frame that brings what it took (each frame's content and
-``FRAME_COST``) to ``budget`` bytes: the hooks' backlog is bounded by what it holds, and one read
+``EVENT_COST``) to ``budget`` bytes: the hooks' backlog is bounded by what it holds, and one read
 of tiny frames would otherwise become a hundred thousand messages at once.
 
 ``relay_deflated(data, masked, max_frame, max_message, keys, key_pos, inflate, max_compressed)``
@@ -99,9 +99,11 @@ _SIMPLE_FIRST_BYTES = (0x81, 0x82)  # FIN, no RSV bits, text or binary
 _COMPRESSED_FIRST_BYTES = (0xC1, 0xC2)  # the same with RSV1: permessage-deflate
 _TAIL = b"\x00\x00\xff\xff"  # RFC 7692 7.2.2
 UTF8_ERROR = (1007, "invalid UTF-8 in a text message")
-# What a frame the whole walks take counts against their budget besides its content: the
-# objects that will hold it (as FRAME_COST in _speedups.c).
-FRAME_COST = 256
+# What one event or frame counts against a bound besides its content: the objects that hold
+# it, and what it becomes when its turn comes (a compressed 9-byte frame can inflate to a
+# kilobyte message). The whole walks' budget (FRAME_COST in _speedups.c), the reader's
+# READ_BUDGET and the hooks' backlog (HOOK_BACKLOG) all count it.
+EVENT_COST = 256
 
 
 def relay_frames_py(
@@ -218,7 +220,7 @@ def whole_frames_py(
             out = data[position:end]
         frames.append((opcode, clear, out))
         position = end
-        budget -= len(clear) + FRAME_COST
+        budget -= len(clear) + EVENT_COST
         if budget <= 0:
             break
     return position, frames, key_pos
@@ -322,7 +324,7 @@ def whole_deflated_py(
             out = data[position:end]
         frames.append((opcode, content, wire, out))
         position = end
-        budget -= len(content) + FRAME_COST
+        budget -= len(content) + EVENT_COST
         if ended or budget <= 0:
             break  # ended: the decoder was replaced, the caller asks for the new one
     return position, frames, key_pos, error

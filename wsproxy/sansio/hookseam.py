@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from wsproxy.sansio.deflate import Deflater
 from wsproxy.sansio.events import ControlFrame, DataChunk, Event, Violation
-from wsproxy.sansio.fastpath import WholeDeflatedFrame
+from wsproxy.sansio.fastpath import EVENT_COST, WholeDeflatedFrame
 from wsproxy.sansio.frames import RSV1, Opcode
 from wsproxy.sansio.items import FrameEvent, Message, whole_compressed_message, whole_message
 from wsproxy.sansio.legs import Collected, Leg, Side
@@ -28,11 +28,9 @@ if TYPE_CHECKING:
 # Bytes from one peer that may wait behind an item the hooks hold before the shell stops
 # reading that peer (its kernel buffers then slow the sender): about 1 MiB per connection.
 HOOK_BACKLOG = 1024 * 1024
-# What an event in the backlog costs beyond its bytes: the objects that hold it, and what it
-# becomes when its turn comes (a compressed 9-byte frame can inflate to a kilobyte message).
-# Counting it bounds the backlog by events too, not by wire bytes alone: at most about
-# HOOK_BACKLOG / EVENT_COST (4,096) tiny events wait behind a held item.
-EVENT_COST = 256
+# Each event in the backlog counts EVENT_COST besides its bytes, so the backlog is bounded by
+# events too, not by wire bytes alone: at most about HOOK_BACKLOG / EVENT_COST (4,096) tiny
+# events wait behind a held item.
 
 
 @dataclass(slots=True)
