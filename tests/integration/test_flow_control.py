@@ -3,6 +3,8 @@
 * Backpressure: a fast sender and a slow reader. The sender is slowed down to the reader's
   pace (it can only be ahead by what the sockets' buffers hold), and the proxy's memory stays
   bounded however much goes through: it streams, it never queues what the reader cannot take.
+  Each runs with ``-v`` (frames recorded) and without (the quiet path, which writes views of
+  the read buffer: what a transport keeps of one must not change under it).
 * RFC 6455 4.1: one upgrade in CONNECTING per (client address, upstream host, port); others
   wait their turn as long as their client stays; the handshake timeout starts with the turn.
 """
@@ -210,12 +212,13 @@ async def flood() -> AsyncIterator[Flood]:
         yield state
 
 
+@pytest.mark.parametrize("verbose", [True, False], ids=["recorded", "quiet"])
 async def test_server_to_slow_client(
-    start_proxy: StartProxy, flood: Flood, raw_client: RawClient
+    start_proxy: StartProxy, flood: Flood, raw_client: RawClient, verbose: bool
 ) -> None:
     """200 MiB from a websockets upstream as fast as it can to a client reading 1.25 MiB/s:
     the upstream's sends block, and the proxy's memory does not grow with what is sent."""
-    proxy = await start_proxy()
+    proxy = await start_proxy(verbose=verbose)
     conn = await raw_ws(raw_client, proxy, flood.port, "/flood")
     memory = Memory(proxy.proc.pid)
     total = flood.count * len(flood.block)
@@ -245,8 +248,9 @@ async def test_server_to_slow_client(
     assert_bounded(memory, total)
 
 
+@pytest.mark.parametrize("verbose", [True, False], ids=["recorded", "quiet"])
 async def test_client_to_slow_server(
-    start_proxy: StartProxy, raw_server: RawServerFactory, raw_client: RawClient
+    start_proxy: StartProxy, raw_server: RawServerFactory, raw_client: RawClient, verbose: bool
 ) -> None:
     """200 MiB from a client writing as fast as it can to an upstream reading 1.25 MiB/s."""
     block, count = os.urandom(MiB), 200
@@ -264,7 +268,7 @@ async def test_client_to_slow_server(
         await finish_close_as_server(conn)
 
     upstream = await raw_server(slow_upstream)
-    proxy = await start_proxy()
+    proxy = await start_proxy(verbose=verbose)
     conn = await raw_ws(raw_client, proxy, upstream.port, "/slow")
     memory = Memory(proxy.proc.pid)
     frame = wsraw.encode_frame(OP_BINARY, block, mask=True)
@@ -293,8 +297,9 @@ async def test_client_to_slow_server(
     assert_bounded(memory, total)
 
 
+@pytest.mark.parametrize("verbose", [True, False], ids=["recorded", "quiet"])
 async def test_one_100_mib_frame_to_slow_server(
-    start_proxy: StartProxy, raw_server: RawServerFactory, raw_client: RawClient
+    start_proxy: StartProxy, raw_server: RawServerFactory, raw_client: RawClient, verbose: bool
 ) -> None:
     """A single 100 MiB frame (one message) to a slow upstream: streamed, never held whole."""
     block, blocks = os.urandom(MiB), 100
@@ -308,7 +313,9 @@ async def test_one_100_mib_frame_to_slow_server(
         await finish_close_as_server(conn)
 
     upstream = await raw_server(slow_upstream)
-    proxy = await start_proxy("--max-frame-size", "128MiB", "--max-message-size", "128MiB")
+    proxy = await start_proxy(
+        "--max-frame-size", "128MiB", "--max-message-size", "128MiB", verbose=verbose
+    )
     conn = await raw_ws(raw_client, proxy, upstream.port, "/big")
     memory = Memory(proxy.proc.pid)
     key = os.urandom(4)
