@@ -53,3 +53,20 @@ def test_a_workers_dropped_count_joins_the_batch_count() -> None:
     state.push({"type": "dropped_events", "count": 40})
     state.flush()
     assert _counted(subscriber.take()) == (MAX_PENDING, 45)
+
+
+def test_a_batch_with_an_overflow_notice_counts_what_it_stands_for_when_dropped() -> None:
+    """A batch that carries the UI's own dropped_events, then dropped by a page's full queue:
+    the page's notice counts the events that notice stood for, not one."""
+    state = LiveState()
+    subscriber = Subscriber()
+    state.subscribers.add(subscriber)
+    pushed = 0
+    for _ in range(12):
+        for _event in range(MAX_PENDING + 300):  # 300 over: a dropped_events of 300 in each batch
+            state.push({"type": "pause", "pad": "p" * (SUBSCRIBER_QUEUE // MAX_PENDING // 3)})
+            pushed += 1
+        state.flush()
+    seen, dropped = _counted(subscriber.take())
+    assert dropped > 300  # the page's queue overflowed too
+    assert seen + dropped == pushed

@@ -377,6 +377,9 @@ class LiveState:
                 events.append({"type": "msg", "conn": item.conn.id, "msg": item.to_dict()})
             else:
                 events.append(item)
+        # What the batch stands for, should a page's queue drop it: its events, with the
+        # overflow notice counted as the events it stands for.
+        weight = len(events) + self._overflow
         if self._overflow:
             events.append({"type": "dropped_events", "count": self._overflow})
         self._pending.clear()
@@ -386,7 +389,7 @@ class LiveState:
             return
         batch = json.dumps({"type": "batch", "events": events}, separators=(",", ":"))
         for subscriber in self.subscribers:
-            subscriber.push(batch, len(events))
+            subscriber.push(batch, weight)
 
     def hello(self) -> dict[str, Any]:
         return {

@@ -258,6 +258,9 @@ class Subscriber:
         self.dropped = 0
 
     def push(self, batch: str, events: int) -> None:
+        """Queue ``batch``, which stands for ``events`` events (a dropped_events in it counts
+        as the events it says were dropped); over the queue's bound, replace the queue with
+        one dropped_events for all it held and this batch."""
         if self.queued_bytes + len(batch) > SUBSCRIBER_QUEUE:
             self.dropped += events + sum(count for _, count in self.queue)
             self.queue.clear()
