@@ -3,8 +3,8 @@
 * Backpressure: a fast sender and a slow reader. The sender is slowed down to the reader's
   pace (it can only be ahead by what the sockets' buffers hold), and the proxy's memory stays
   bounded however much goes through: it streams, it never queues what the reader cannot take.
-  Each runs with ``-v`` (frames recorded) and without (the quiet path, which writes views of
-  the read buffer: what a transport keeps of one must not change under it).
+  Each runs with ``-v`` (frames recorded, the general path) and without (the quiet path,
+  where payloads stream through as views of each read).
 * RFC 6455 4.1: one upgrade in CONNECTING per (client address, upstream host, port); others
   wait their turn as long as their client stays; the handshake timeout starts with the turn.
 """

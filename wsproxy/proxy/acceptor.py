@@ -36,7 +36,7 @@ class Acceptor:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        factory: Callable[[], asyncio.BaseProtocol],
+        factory: Callable[[], asyncio.Protocol],
         sockets: list[socket.socket],
         watch: AcceptWatch,
     ) -> None:
@@ -51,7 +51,7 @@ class Acceptor:
     @classmethod
     async def bind(
         cls,
-        factory: Callable[[], asyncio.BaseProtocol],
+        factory: Callable[[], asyncio.Protocol],
         host: str,
         port: int,
         watch: AcceptWatch,
@@ -151,7 +151,7 @@ class Acceptor:
 
 
 async def listen(
-    factory: Callable[[], asyncio.BaseProtocol],
+    factory: Callable[[], asyncio.Protocol],
     host: str | None,
     port: int,
     watch: AcceptWatch,

@@ -4,16 +4,6 @@ A peer has two modes. During the HTTP phase the handshake code awaits ``read()``
 WebSocket is established, ``on_data`` is set and every chunk goes straight to the relay from
 ``data_received``, with no task switch per frame (this is the hot path).
 
-Reads go into one buffer per thread (``ReadBuffer``), not into a new bytes object each: the
-loop (uvloop or asyncio) calls ``get_buffer`` and ``buffer_updated`` (``BufferedProtocol``),
-which saves copying every byte once more and allocating a piece per read (1 MiB messages
-come as four 256 KiB reads). What ``on_data`` gets is then a writable view of that buffer,
-valid until the call returns: the relay writes it on, or copies what it keeps. A transport
-may keep what it was given to write (uvloop and Python 3.12's asyncio keep the unsent rest
-as a view), so ``write`` hands a view over only to a transport with nothing waiting, and when
-some of it stays unsent the thread's buffer is left to that transport and the next read
-gets a new one.
-
 TLS is done over memory BIOs (``wsproxy.tls.memory``) rather than with ``loop.start_tls``:
 after a CONNECT the proxy must look at the first bytes to tell a TLS ClientHello from plain
 HTTP, and bytes it has read cannot be handed back to asyncio's own TLS layer.
@@ -24,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from typing import cast
 
@@ -34,25 +23,6 @@ from wsproxy.tls.memory import TLSLayer
 # what a client sends ahead (after its upgrade request, say) waits in the kernel's socket
 # buffers and slows the sender through TCP flow control instead of growing the proxy.
 BUFFER_LIMIT = 512 * 1024
-# One read's most: what uvloop reads at once into its own buffer, a quarter of a 1 MiB message.
-READ_SIZE = 256 * 1024
-
-
-class ReadBuffer(threading.local):
-    """The buffer every peer of a thread reads into: the loop runs one callback at a time, so
-    one read is handled before the next fills it. ``lend`` gives the current one away (to a
-    transport that keeps a view of it) and makes a new one."""
-
-    def __init__(self) -> None:
-        self.array = bytearray(READ_SIZE)
-        self.view = memoryview(self.array)
-
-    def lend(self) -> None:
-        self.array = bytearray(READ_SIZE)
-        self.view = memoryview(self.array)
-
-
-READS = ReadBuffer()
 
 
 def _gathers(transport: asyncio.BaseTransport) -> bool:
@@ -60,7 +30,7 @@ def _gathers(transport: asyncio.BaseTransport) -> bool:
     return sys.version_info >= (3, 12) or type(transport).__module__.startswith("uvloop")
 
 
-class Peer(asyncio.BufferedProtocol):
+class Peer(asyncio.Protocol):
     """A TCP connection with a read buffer for the HTTP phase and callbacks for the relay."""
 
     def __init__(self) -> None:
@@ -82,8 +52,7 @@ class Peer(asyncio.BufferedProtocol):
         self.bytes_out = 0  # plaintext bytes written so far: tells whether an answer began
         self._request_mark = 0
         # Relay mode callbacks.
-        # Called with each read: a view of ``READS``, valid until it returns (module doc).
-        self.on_data: Callable[[bytes | memoryview], None] | None = None
+        self.on_data: Callable[[bytes], None] | None = None
         self.on_eof: Callable[[str], None] | None = None
         self.on_pause_writing: Callable[[], None] | None = None
         self.on_resume_writing: Callable[[], None] | None = None
@@ -98,19 +67,7 @@ class Peer(asyncio.BufferedProtocol):
         if peername:
             self.address = (str(peername[0]), int(peername[1]))
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return READS.view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        on_data = self.on_data
-        if on_data is not None and self.tls is None:
-            on_data(READS.view[:nbytes])  # the relay's read: data_received's last branch
-        else:
-            self.data_received(READS.view[:nbytes])
-
-    def data_received(self, data: bytes | memoryview) -> None:
-        """Bytes read (a view of ``READS`` when they come from the loop): TLS copies them into
-        its memory BIO, the HTTP phase into ``_buffer``, the relay what it keeps."""
+    def data_received(self, data: bytes) -> None:
         if self.tls is not None:
             was_done = self.tls.handshake_done
             try:
@@ -269,14 +226,6 @@ class Peer(asyncio.BufferedProtocol):
             except ssl.SSLError as error:
                 self._fail(error)
                 return
-        elif type(data) is memoryview and data.obj is READS.array:
-            if transport.get_write_buffer_size():
-                data = bytes(data)  # it would wait behind what waits: a copy waits instead
-            else:
-                transport.write(data)
-                if transport.get_write_buffer_size():
-                    READS.lend()  # the transport keeps a view of the unsent rest
-                return
         transport.write(data)
 
     def write_chunks(self, chunks: Sequence[bytes | memoryview]) -> None:
@@ -288,14 +237,7 @@ class Peer(asyncio.BufferedProtocol):
             if transport.is_closing():
                 return
             self.bytes_out += sum(map(len, chunks))
-            array = READS.array
-            lent = any(type(chunk) is memoryview and chunk.obj is array for chunk in chunks)
-            if lent and transport.get_write_buffer_size():  # as in write
-                chunks = [bytes(chunk) if type(chunk) is memoryview else chunk for chunk in chunks]
-                lent = False
             transport.writelines(chunks)
-            if lent and transport.get_write_buffer_size():
-                READS.lend()
             return
         for chunk in chunks:
             self.write(chunk)

@@ -233,7 +233,7 @@ class WebSocketSession:
 
     # -- events in ---------------------------------------------------------------------------
 
-    def _receiver(self, side: Side) -> Callable[[Wire], None]:
+    def _receiver(self, side: Side) -> Callable[[bytes], None]:
         """What ``side``'s peer calls with each read: the relay's fast path, and when it
         returns bytes for the other peer, one write. The side, the other peer and the bound
         methods are looked up once, here: this runs for every read."""
@@ -242,7 +242,7 @@ class WebSocketSession:
         other = side.other
         target = self.peer(other)
 
-        def receive(data: Wire) -> None:
+        def receive(data: bytes) -> None:
             self._last_activity = clock()
             result = receive_fast(side, data)
             if isinstance(result, list):
@@ -574,5 +574,5 @@ def _flow_hints(flow: Flow | None) -> Hints:
     return Hints(subprotocol=flow.subprotocol, path=flow.request.path)
 
 
-def _discard(data: Wire) -> None:
+def _discard(data: bytes) -> None:
     """What a peer still sends while we linger after closing it is read and ignored."""

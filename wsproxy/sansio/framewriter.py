@@ -89,20 +89,13 @@ class FrameWriter:
         if piece:
             self._output.append(self.payload_out(piece, masked_with))
 
-    def payload_out(self, piece: Wire, masked_with: bytes = b"", *, lent: bool = False) -> Wire:
+    def payload_out(self, piece: Wire, masked_with: bytes = b"") -> Wire:
         """What a piece of the current frame goes out as (masked with this frame's key when
-        the peer is a server), for a caller that writes it itself; ``send_payload`` queues it.
-        ``lent``: ``piece`` is a writable view the caller will not read again (the shell's
-        read buffer), masked in place instead of copied."""
+        the peer is a server), for a caller that writes it itself; ``send_payload`` queues it."""
         if not self.mask:
             return piece
         key = _xor_keys(self._key, masked_with) if masked_with else self._key
-        out: Wire
-        if lent and isinstance(piece, memoryview):
-            masking.mask(piece, key, self._offset)
-            out = piece
-        else:
-            out = apply_mask(piece, key, self._offset)
+        out = apply_mask(piece, key, self._offset)
         self._offset += len(piece)
         return out
 

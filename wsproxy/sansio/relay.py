@@ -154,15 +154,14 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
 
     # -- entry points -----------------------------------------------------------------------
 
-    def receive(self, side: Side, data: Wire) -> list[Command]:
-        """Bytes arrived from ``side``'s peer. A writable memoryview is lent for this call
-        only: the relay may change it (re-masking in place) and copies what it keeps."""
+    def receive(self, side: Side, data: bytes) -> list[Command]:
+        """Bytes arrived from ``side``'s peer."""
         result = self.receive_fast(side, data)
         if isinstance(result, list):
             return result
         return [Send(side.other, [result])]
 
-    def receive_fast(self, side: Side, data: Wire) -> Wire | list[Command]:
+    def receive_fast(self, side: Side, data: bytes) -> Wire | list[Command]:
         """``receive`` for a shell that can write bytes itself: when all of ``data`` took the
         fast path (whole simple frames, or a piece of a large binary frame streaming through;
         nothing recording or inspecting them) and makes one piece, just the bytes for the
@@ -184,14 +183,13 @@ class Relay(CloseHandshake, HookSeam, Shortcuts):
                     source.frames += frames
                     source.messages += frames
                     if end == len(data):  # the usual read of small messages
-                        wire = data if out is None else out
-                        target.writer.bytes_sent += len(wire)
-                        return wire
+                        if out is None:
+                            out = data
+                        target.writer.bytes_sent += len(out)
+                        return out
                     target.writer.send_raw(memoryview(data)[:end] if out is None else out)
                     return self._quiet_rest(source, target, memoryview(data)[end:])
             return self._quiet_rest(source, target, data)
-        if type(data) is memoryview:
-            data = bytes(data)  # readers and hooks keep what they read
         if (
             source.recorded
             and source.is_open

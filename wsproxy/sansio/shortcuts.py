@@ -44,8 +44,7 @@ class Shortcuts:
                 if taken is None:
                     break  # text, checked as it streams
                 piece, key, _, frame_end, fin = taken
-                lent = type(piece) is memoryview and not piece.readonly  # receive's loan
-                writer.send_raw(writer.payload_out(piece, key, lent=lent))
+                writer.send_raw(writer.payload_out(piece, key))
                 data = _after(data, len(piece))
                 if frame_end:
                     target.mid_frame_out = False

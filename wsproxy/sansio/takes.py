@@ -95,7 +95,7 @@ class FastTakes:
         )
         return end, out, position, frames
 
-    def take_deflated(self, data: Wire) -> tuple[int, bytes | None, int]:
+    def take_deflated(self, data: bytes) -> tuple[int, bytes | None, int]:
         """``take_simple`` for a connection with permessage-deflate
         (``fastpath.relay_deflated``): whole compressed messages too, inflated by
         ``inflater`` (its context carries on) and forwarded as they came. When one of them
@@ -193,7 +193,7 @@ class FastTakes:
 
     def _with_keys(
         self,
-        data: Wire,
+        data: bytes,
         run: Callable[[Buffer, bytes, int], tuple[int, bytes | None, int, _Found]],
     ) -> tuple[int, bytes | None, _Found]:
         """One fast-path ``run`` over ``data`` with the shared mask keys (``run`` returns

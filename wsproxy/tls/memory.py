@@ -48,7 +48,7 @@ class TLSLayer:
         self.handshake_done = False
         self.closed = False
 
-    def feed(self, data: bytes | memoryview) -> bytes:
+    def feed(self, data: bytes) -> bytes:
         """Take ciphertext; return the plaintext it completes. Raises ssl.SSLError."""
         if data:
             self.incoming.write(data)
