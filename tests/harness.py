@@ -1057,6 +1057,16 @@ async def aiohttp_upstream(
         await server.wait_closed()
 
 
+def aiohttp_ws_via(
+    session: aiohttp.ClientSession, url: str, proxy_url: str, *, compress: int
+) -> Any:
+    """aiohttp's WebSocket to ``url`` with the proxy as its HTTP proxy (``GET ws://...``, no
+    CONNECT for ws://): no size limit, no automatic pong, ``compress`` its deflate window."""
+    return session.ws_connect(
+        url, proxy=proxy_url, max_msg_size=0, compress=compress, autoping=False
+    )
+
+
 RawHandler = Callable[[RawConnection], Awaitable[None]]
 
 

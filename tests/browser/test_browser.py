@@ -171,14 +171,20 @@ class Run:
 
 
 async def run_page(
-    servers: Servers, upstream_ca_file: Path, tmp_path: Path, *, socks5: bool = False
+    servers: Servers,
+    upstream_ca_file: Path,
+    tmp_path: Path,
+    *,
+    socks5: bool = False,
+    verbose: bool = True,
 ) -> Run:
     """Chromium, trusting only wsproxy's CA, opens the test page through a fresh proxy
-    (``socks5``: a ``--mode socks5`` one, as ``--proxy-server=socks5://``)."""
+    (``socks5``: a ``--mode socks5`` one, as ``--proxy-server=socks5://``; ``verbose``: at
+    -v, frames recorded, else quiet, the way a user runs it by default)."""
     chromium_bin, certutil = browser_tools()
     mode = ["--mode", "socks5"] if socks5 else []
     args = [*mode, "--upstream-ca", str(upstream_ca_file)]
-    proxy = await launch(args, tmp_path / "confdir", tmp_path)
+    proxy = await launch(args, tmp_path / "confdir", tmp_path, verbose=verbose)
     proxy_url = f"socks5://{HOST}:{proxy.port}" if socks5 else proxy.url
     chromium: Chromium | None = None
     try:
@@ -270,6 +276,22 @@ async def test_chromium_echoes_over_ws_and_wss_through_wsproxy(
     assert "Traceback" not in log, log
     assert code == 0, f"the proxy exited with {code}\n{log}"
     print(f"page, ws and wss round trips took {run.elapsed:.2f} s")
+
+
+async def test_chromium_echoes_through_a_quiet_proxy(
+    servers: Servers, upstream_ca_file: Path, tmp_path: Path
+) -> None:
+    """Without -v nothing records frames: Chromium's messages (permessage-deflate, over ws
+    and wss) take the quiet relay's shortcuts, and every one comes back as it was sent."""
+    run = await run_page(servers, upstream_ca_file, tmp_path, verbose=False)
+    sent = run.result["sent"]
+    assert len(sent) == 3 and len(sent[2]) == BIG
+    assert run.result[servers.ws_url] == sent, run.log[-3000:]
+    assert run.result[servers.wss_url] == sent, run.log[-3000:]
+    assert servers.ws_paths == ["/echo", "/echo"]
+    assert "client -> server" not in run.log  # quiet indeed: no frame lines
+    assert "Traceback" not in run.log, run.log
+    assert run.code == 0, f"the proxy exited with {run.code}\n{run.log}"
 
 
 async def test_chromium_through_socks5_mode(

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.harness import AioServer, ProxyProcess, StartProxy, WsUpstream
+from tests.harness import AioServer, ProxyProcess, StartProxy, WsUpstream, aiohttp_ws_via
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -117,13 +117,7 @@ async def test_absolute_form_every_size(
     proxy = await quiet_proxy(start_proxy)
     async with (
         aiohttp.ClientSession() as session,
-        session.ws_connect(
-            f"{aiohttp_server.ws_url}/ws",
-            proxy=proxy.url,
-            max_msg_size=0,
-            compress=compress,
-            autoping=False,
-        ) as ws,
+        aiohttp_ws_via(session, f"{aiohttp_server.ws_url}/ws", proxy.url, compress=compress) as ws,
     ):
         for size in SIZES:
             data = os.urandom(size)

@@ -24,6 +24,7 @@ from tests.harness import (
     StartProxy,
     StartWsEcho,
     WsUpstream,
+    aiohttp_ws_via,
 )
 from tests.integration import wsraw
 from tests.integration.wsraw import OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawConnection
@@ -95,13 +96,7 @@ async def test_absolute_path_echoes_every_size(
     """aiohttp sends ``GET ws://host:port/path`` to an HTTP proxy (no CONNECT for ws://)."""
     async with (
         aiohttp.ClientSession() as session,
-        session.ws_connect(
-            f"{aiohttp_server.ws_url}/ws",
-            proxy=proxy.url,
-            max_msg_size=0,
-            compress=compress,
-            autoping=False,
-        ) as ws,
+        aiohttp_ws_via(session, f"{aiohttp_server.ws_url}/ws", proxy.url, compress=compress) as ws,
     ):
         if compress:
             assert "permessage-deflate" in ws._response.headers.get("Sec-WebSocket-Extensions", "")
