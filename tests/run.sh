@@ -8,17 +8,17 @@ cd "$(dirname "$0")/.."
 ROOT="$PWD"
 PY="${PYTHON:-python3}"
 
-# System packages (Debian names): Chromium and certutil for the browser tests (tests/browser
-# runs it by hand; tests/web drives it with Playwright from the test extra, never a browser
-# of Playwright's own); iproute2,
-# iptables and nftables for the transparent-mode tests in network namespaces; curl for the
-# SOCKS5 tests; tinyproxy (the binary alone, no service) as a next proxy for the upstream-mode
-# tests; mosquitto (an MQTT broker with a websockets listener) for the MQTT decoder's
-# real-peer test; haproxy (run by the test, never as a service) as the TCP balancer in front
-# of two --proxy-protocol instances. Only what is missing is installed.
+# System packages (Debian names): Chromium, Firefox ESR and certutil for the browser tests
+# (tests/browser runs both by hand; tests/web drives Chromium with Playwright from the test
+# extra, never a browser of Playwright's own); iproute2, iptables and nftables for the
+# transparent-mode tests in network namespaces; curl for the SOCKS5 tests; tinyproxy (the
+# binary alone, no service) as a next proxy for the upstream-mode tests; mosquitto (an MQTT
+# broker with a websockets listener) for the MQTT decoder's real-peer test; haproxy (run by
+# the test, never as a service) as the TCP balancer in front of two --proxy-protocol
+# instances. Only what is missing is installed.
 missing=()
-for pair in chromium:chromium certutil:libnss3-tools ip:iproute2 iptables:iptables \
-  ip6tables:iptables nft:nftables curl:curl tinyproxy:tinyproxy-bin \
+for pair in chromium:chromium firefox-esr:firefox-esr certutil:libnss3-tools ip:iproute2 \
+  iptables:iptables ip6tables:iptables nft:nftables curl:curl tinyproxy:tinyproxy-bin \
   mosquitto:mosquitto haproxy:haproxy; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done

@@ -12,20 +12,14 @@ they are missing, except with ``CI=true``, where it fails instead.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
-import ssl
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
 
 import pytest
-import trustme
-from aiohttp import web
 
 from tests.browser.harness import (
     HOST,
@@ -34,131 +28,17 @@ from tests.browser.harness import (
     browser_tools,
     make_nssdb,
 )
-from tests.harness import WsUpstream, launch, ws_upstream
+from tests.browser.pages import (
+    BIG,
+    REPORT_TIMEOUT,
+    Servers,
+    conn_id_of,
+    frame_lines,
+    requested,
+)
+from tests.harness import launch
 
 pytestmark = pytest.mark.timeout(120)
-
-BIG = 70_000  # needs the 64-bit extended payload length
-REPORT_TIMEOUT = 60.0
-
-PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>wsproxy browser test</title></head>
-<body><pre id="out">running</pre>
-<script>
-"use strict";
-const params = new URLSearchParams(location.search);
-const token = params.get("token");
-const messages = [token + " hello", token + " \\u00fcn\\u00efc\\u00f6d\\u00e9 \\u2713"];
-messages.push((token + " big ").padEnd(Number(params.get("big")), "B"));
-
-function roundTrip(url) {
-  return new Promise((resolve) => {
-    const got = [];
-    const finish = (value) => { clearTimeout(timer); resolve(value); };
-    const timer = setTimeout(() => finish("timeout; got " + JSON.stringify(got)), 20000);
-    let ws;
-    try { ws = new WebSocket(url); } catch (e) { finish("exception: " + e); return; }
-    ws.onopen = () => { for (const m of messages) ws.send(m); };
-    ws.onmessage = (event) => {
-      got.push(event.data);
-      if (got.length === messages.length) { ws.close(1000); finish(got); }
-    };
-    ws.onerror = () => finish("error event (handshake or TLS failed?)");
-    ws.onclose = (e) => finish("closed early: " + e.code + "; got " + JSON.stringify(got));
-  });
-}
-
-(async () => {
-  const results = {sent: messages};
-  for (const url of params.getAll("ws")) results[url] = await roundTrip(url);
-  const body = JSON.stringify(results);
-  document.getElementById("out").textContent = body;
-  await fetch("/report", {method: "POST", body: body});
-})();
-</script></body></html>
-"""
-
-
-@dataclass
-class Servers:
-    page_port: int = 0
-    ws_port: int = 0
-    wss_port: int = 0
-    reports: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
-    echoes: list[WsUpstream] = field(default_factory=list)  # the ws:// and wss:// ones
-
-    @property
-    def ws_paths(self) -> list[str]:
-        return [path for echo in self.echoes for path in echo.paths]
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{HOST}:{self.ws_port}/echo"
-
-    @property
-    def wss_url(self) -> str:
-        return f"wss://{HOST}:{self.wss_port}/echo"
-
-    def page_url(self, token: str) -> str:
-        query = urlencode(
-            [("token", token), ("big", str(BIG)), ("ws", self.ws_url), ("ws", self.wss_url)]
-        )
-        return f"https://{HOST}:{self.page_port}/?{query}"
-
-
-@pytest.fixture
-async def servers(upstream_ca: trustme.CA) -> AsyncIterator[Servers]:
-    """The https page server (aiohttp), a ws:// echo and a wss:// echo (websockets)."""
-    state = Servers()
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    upstream_ca.issue_cert(HOST, "localhost").configure_cert(tls)
-
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text=PAGE, content_type="text/html", charset="utf-8")
-
-    async def report(request: web.Request) -> web.Response:
-        state.reports.put_nowait(json.loads(await request.text()))
-        return web.Response(text="thanks")
-
-    async def nothing(request: web.Request) -> web.Response:
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    app.router.add_post("/report", report)
-    app.router.add_get("/favicon.ico", nothing)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, HOST, 0, ssl_context=tls)
-    await site.start()
-    assert isinstance(site._server, asyncio.Server)
-    state.page_port = int(site._server.sockets[0].getsockname()[1])
-
-    try:
-        async with (
-            ws_upstream(max_size=2**24) as ws_echo,
-            ws_upstream(ssl=tls, max_size=2**24) as wss_echo,
-        ):
-            state.echoes = [ws_echo, wss_echo]
-            state.ws_port, state.wss_port = ws_echo.port, wss_echo.port
-            yield state
-    finally:
-        await runner.cleanup()
-
-
-def frame_lines(log: str, conn_id: str, arrow: str, text: str) -> list[str]:
-    """Log lines of connection ``conn_id`` in direction ``arrow`` previewing ``text``."""
-    prefix = f"[{conn_id}] {arrow} "
-    start = text[:40]
-    return [line for line in log.splitlines() if prefix in line and start in line]
-
-
-def conn_id_of(log: str, request: str) -> str:
-    """The ``cN`` of the connection whose request line logged ``request``."""
-    for line in log.splitlines():
-        if request in line and "] " in line:
-            return line.split("[", 1)[1].split("]", 1)[0]
-    raise AssertionError(f"{request!r} not in the proxy log\n{log}")
 
 
 @dataclass
@@ -210,22 +90,6 @@ async def run_page(
             chromium.stop()
         code = await proxy.stop()
     return Run(result, token, proxy.stderr(), code, elapsed)
-
-
-REQUEST_LINE = re.compile(r"^\S+ \[c\d+\] \S+ ([A-Z]+) (\S+)$")
-
-
-def requested(log: str) -> list[tuple[str, str, int | None]]:
-    """(method, host, port) of every CONNECT and request line in the proxy's log."""
-    out = []
-    for line in log.splitlines():
-        match = REQUEST_LINE.match(line)
-        if match is None:
-            continue
-        method, target = match.groups()
-        parts = urlsplit(target if method != "CONNECT" else f"//{target}")
-        out.append((method, parts.hostname or "", parts.port))
-    return out
 
 
 async def test_chromium_sends_nothing_but_the_test_page(
