@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import compileall
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -74,6 +75,7 @@ REWRITE_TARGETS = ("wsproxy-rewrite", BASE_REWRITE)
 ALL_TARGETS = (
     "direct",
     "relay",
+    "relay-uvloop",
     "relay-streams",
     "mitmproxy",
     "nginx",
@@ -95,6 +97,7 @@ RATIO_TARGETS = ("wsproxy", "wsproxy-base", "mitmproxy")  # ratio columns X/rela
 # generator sends (so, compressed, the proxy inflates and deflates every one), length unchanged.
 REWRITE_RULE = {"direction": "client", "match": "^.", "replace": "X"}
 NGINX_WORKER_NOTE = "nginx: one worker, proxy_buffering off, 64 KiB proxy buffers"
+UVLOOP_MISSING = "uvloop is not installed (pip install '.[fast]')"
 
 
 def log(msg: str) -> None:
@@ -275,10 +278,15 @@ def make_targets(names: list[str], echo_port: int, opts: Options) -> list[Target
             targets.append(Target("direct", None, echo_port, opts.logdir))
             continue
         port = free_port()
-        if name in ("relay", "relay-streams"):
+        if name in ("relay", "relay-uvloop", "relay-streams"):
             cmd = [sys.executable, str(RELAY), "-p", str(port), "--upstream", f"{HOST}:{echo_port}"]
             cmd += ["--impl", "streams" if name == "relay-streams" else "protocol"]
-            targets.append(Target(name, cmd, port, opts.logdir))
+            t = Target(name, cmd, port, opts.logdir)
+            if name == "relay-uvloop":
+                t.cmd = [*cmd, "--loop", "uvloop"]
+                if importlib.util.find_spec("uvloop") is None:
+                    t.available, t.reason = False, UVLOOP_MISSING
+            targets.append(t)
         elif name == "mitmproxy":
             mitmdump = find_mitmdump()
             t = Target(name, None, port, opts.logdir)

@@ -5,8 +5,9 @@
 Listens on 127.0.0.1:PORT; for every accepted connection it opens one connection to
 the fixed upstream and copies bytes both ways, nothing more: no parsing, no
 buffering beyond what the transports hold, flow control by pausing the reading side
-when the writing side's buffer is full, half-close passed on. All on the default
-asyncio event loop.
+when the writing side's buffer is full, half-close passed on. On asyncio's own event
+loop, or with --loop uvloop on uvloop's (wsproxy's default loop when it is installed):
+the floor for a Python proxy on the loop wsproxy runs on.
 
 --impl protocol (default) uses asyncio protocols and transports: the cheapest
 pure-asyncio path. --impl streams uses StreamReader/StreamWriter with one copy task
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from typing import cast
 
 
 class _Half(asyncio.Protocol):
@@ -44,8 +46,8 @@ class _Half(asyncio.Protocol):
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport; uvloop's only implement asyncio.Transport's methods.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer
@@ -174,8 +176,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", "-p", type=int, required=True, help="port to listen on")
     ap.add_argument("--upstream", required=True, help="HOST:PORT to relay to")
     ap.add_argument("--impl", choices=["protocol", "streams"], default="protocol")
+    ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     args = ap.parse_args(argv)
-    asyncio.run(serve(args.host, args.port, _parse_hostport(args.upstream), args.impl))
+    relay = serve(args.host, args.port, _parse_hostport(args.upstream), args.impl)
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(relay)
+    else:
+        asyncio.run(relay)
     return 0
 
 
