@@ -78,19 +78,24 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def browser_tools() -> tuple[str, str]:
-    """Paths of chromium and certutil. Missing tools skip the test, except in CI, where the
-    test must run: there they fail it."""
-    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium")
+def _browser_and_certutil(name: str, browser: str | None, hint: str) -> tuple[str, str]:
+    """``browser`` (its path, or None when not found) and certutil's. Missing tools skip the
+    test, except in CI, where the test must run: there they fail it."""
     certutil = shutil.which("certutil")
-    missing = [name for name, path in (("chromium", chromium), ("certutil", certutil)) if not path]
+    missing = [tool for tool, path in ((name, browser), ("certutil", certutil)) if not path]
     if missing:
-        message = f"{' and '.join(missing)} not found: install them with `{INSTALL_HINT}`"
+        message = f"{' and '.join(missing)} not found: install them with `{hint}`"
         if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and the browser test cannot run: {message}")
+            pytest.fail(f"CI=true and the {name} test cannot run: {message}")
         pytest.skip(message)
-    assert chromium is not None and certutil is not None
-    return chromium, certutil
+    assert browser is not None and certutil is not None
+    return browser, certutil
+
+
+def browser_tools() -> tuple[str, str]:
+    """Paths of chromium and certutil (``_browser_and_certutil``)."""
+    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium")
+    return _browser_and_certutil("chromium", chromium, INSTALL_HINT)
 
 
 def make_nssdb(certutil: str, home: Path, ca_pem: Path) -> None:
@@ -259,17 +264,9 @@ FIREFOX_PREFS: dict[str, bool | int | str] = {
 
 
 def firefox_tools() -> tuple[str, str]:
-    """Paths of firefox and certutil; missing ones skip the test, or fail it under CI=true."""
+    """Paths of firefox and certutil (``_browser_and_certutil``)."""
     firefox = os.environ.get("FIREFOX") or shutil.which("firefox-esr") or shutil.which("firefox")
-    certutil = shutil.which("certutil")
-    missing = [name for name, path in (("firefox", firefox), ("certutil", certutil)) if not path]
-    if missing:
-        message = f"{' and '.join(missing)} not found: install them with `{FIREFOX_HINT}`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and the Firefox test cannot run: {message}")
-        pytest.skip(message)
-    assert firefox is not None and certutil is not None
-    return firefox, certutil
+    return _browser_and_certutil("firefox", firefox, FIREFOX_HINT)
 
 
 def firefox_pac(proxy: str, hosts: list[str]) -> str:

@@ -16,6 +16,7 @@ from urllib.parse import urlencode, urlsplit
 import trustme
 from aiohttp import web
 
+from tests.browser.harness import TEST_HOSTS
 from tests.harness import HOST, WsUpstream, ws_upstream
 
 BIG = 70_000  # needs the 64-bit extended payload length
@@ -155,3 +156,51 @@ def requested(log: str) -> list[tuple[str, str, int | None]]:
         parts = urlsplit(target if method != "CONNECT" else f"//{target}")
         out.append((method, parts.hostname or "", parts.port))
     return out
+
+
+def assert_echoed(result: dict[str, Any], token: str, log: str, servers: Servers) -> None:
+    """The page sent its three messages and got each back, in order, over ws:// and wss://,
+    both echoes reached at /echo."""
+    sent = result["sent"]
+    assert sent[0] == f"{token} hello"
+    assert sent[1] == f"{token} ünïcödé ✓"
+    assert len(sent) == 3 and len(sent[2]) == BIG
+    assert result[servers.ws_url] == sent, log[-3000:]
+    assert result[servers.wss_url] == sent, log[-3000:]
+    assert servers.ws_paths == ["/echo", "/echo"]
+
+
+def assert_frames_logged(log: str, servers: Servers, sent: list[str]) -> None:
+    """The proxy's -v log shows every message both ways on the ws:// and the wss://
+    connection: the frames went through it."""
+    for url in (servers.ws_url, servers.wss_url):
+        conn_id = conn_id_of(log, f"GET {url}")
+        for text in sent:
+            for arrow in ("client -> server", "server -> client"):
+                assert frame_lines(log, conn_id, arrow, text), (
+                    f"{url}: no {arrow} frame for {text[:40]!r}\n{log}"
+                )
+
+
+def assert_only_test_requests(log: str, servers: Servers) -> None:
+    """Every CONNECT and request the proxy logged is the test's: none of the browser's own,
+    and no failed lookup or connection."""
+    ours = {servers.page_port, servers.ws_port, servers.wss_port}
+    seen = requested(log)
+    assert ("CONNECT", HOST, servers.page_port) in seen, log
+    foreign = [r for r in seen if r[1] not in TEST_HOSTS or r[2] not in ours]
+    assert foreign == [], log
+    assert "cannot connect to" not in log, log
+
+
+def assert_socks5_tunnels(log: str, servers: Servers) -> None:
+    """In --mode socks5, the tunnels are the test's three (the page and both echoes)."""
+    tunnels = set(re.findall(r"SOCKS5 CONNECT (\S+)", log))
+    ours = {f"{HOST}:{port}" for port in (servers.page_port, servers.ws_port, servers.wss_port)}
+    assert tunnels == ours, log
+
+
+def assert_proxy_clean(log: str, code: int) -> None:
+    """No traceback in the proxy's log, and a clean exit."""
+    assert "Traceback" not in log, log
+    assert code == 0, f"the proxy exited with {code}\n{log}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,18 +22,18 @@ import pytest
 
 from tests.browser.harness import (
     HOST,
-    TEST_HOSTS,
     Chromium,
     browser_tools,
     make_nssdb,
 )
 from tests.browser.pages import (
-    BIG,
     REPORT_TIMEOUT,
     Servers,
-    conn_id_of,
-    frame_lines,
-    requested,
+    assert_echoed,
+    assert_frames_logged,
+    assert_only_test_requests,
+    assert_proxy_clean,
+    assert_socks5_tunnels,
 )
 from tests.harness import launch
 
@@ -99,12 +98,7 @@ async def test_chromium_sends_nothing_but_the_test_page(
     Chromium's own (no updates, sign-in, time sync, safe browsing, metrics...), and no name
     but the test's is looked up, by Chromium or by the proxy."""
     run = await run_page(servers, upstream_ca_file, tmp_path)
-    ours = {servers.page_port, servers.ws_port, servers.wss_port}
-    seen = requested(run.log)
-    assert ("CONNECT", HOST, servers.page_port) in seen, run.log
-    foreign = [r for r in seen if r[1] not in TEST_HOSTS or r[2] not in ours]
-    assert foreign == [], run.log
-    assert "cannot connect to" not in run.log, run.log  # no failed lookup or connection
+    assert_only_test_requests(run.log, servers)
     assert run.code == 0, run.log
 
 
@@ -112,33 +106,16 @@ async def test_chromium_echoes_over_ws_and_wss_through_wsproxy(
     servers: Servers, upstream_ca_file: Path, tmp_path: Path
 ) -> None:
     run = await run_page(servers, upstream_ca_file, tmp_path)
-    result, token, log, code = run.result, run.token, run.log, run.code
-
-    sent = result["sent"]
-    assert sent[0] == f"{token} hello"
-    assert sent[1] == f"{token} ünïcödé ✓"
-    assert len(sent[2]) == BIG
-    # Every message came back, in order, over both transports.
-    assert result[servers.ws_url] == sent, log[-3000:]
-    assert result[servers.wss_url] == sent, log[-3000:]
-    assert servers.ws_paths == ["/echo", "/echo"]
-
+    log, sent = run.log, run.result["sent"]
+    assert_echoed(run.result, run.token, log, servers)
     # Everything went through the proxy: the page, the report, both WebSockets.
     assert f"CONNECT {HOST}:{servers.page_port}" in log
     assert f"GET https://{HOST}:{servers.page_port}/?" in log
     assert f"POST https://{HOST}:{servers.page_port}/report" in log
-    for url in (servers.ws_url, servers.wss_url):
-        conn_id = conn_id_of(log, f"GET {url}")
-        for text in sent:
-            for arrow in ("client -> server", "server -> client"):
-                assert frame_lines(log, conn_id, arrow, text), (
-                    f"{url}: no {arrow} frame for {text[:40]!r}\n{log}"
-                )
+    assert_frames_logged(log, servers, sent)
     for text in sent:
         assert sum(text[:40] in line for line in log.splitlines()) >= 4, text[:40]
-
-    assert "Traceback" not in log, log
-    assert code == 0, f"the proxy exited with {code}\n{log}"
+    assert_proxy_clean(log, run.code)
     print(f"page, ws and wss round trips took {run.elapsed:.2f} s")
 
 
@@ -148,14 +125,9 @@ async def test_chromium_echoes_through_a_quiet_proxy(
     """Without -v nothing records frames: Chromium's messages (permessage-deflate, over ws
     and wss) take the quiet relay's shortcuts, and every one comes back as it was sent."""
     run = await run_page(servers, upstream_ca_file, tmp_path, verbose=False)
-    sent = run.result["sent"]
-    assert len(sent) == 3 and len(sent[2]) == BIG
-    assert run.result[servers.ws_url] == sent, run.log[-3000:]
-    assert run.result[servers.wss_url] == sent, run.log[-3000:]
-    assert servers.ws_paths == ["/echo", "/echo"]
+    assert_echoed(run.result, run.token, run.log, servers)
     assert "client -> server" not in run.log  # quiet indeed: no frame lines
-    assert "Traceback" not in run.log, run.log
-    assert run.code == 0, f"the proxy exited with {run.code}\n{run.log}"
+    assert_proxy_clean(run.log, run.code)
 
 
 async def test_chromium_through_socks5_mode(
@@ -165,19 +137,8 @@ async def test_chromium_through_socks5_mode(
     IP addresses, and the resolver rules keep anything else from being looked up); the page
     over https and both WebSockets go through SOCKS5 tunnels, TLS intercepted inside."""
     run = await run_page(servers, upstream_ca_file, tmp_path, socks5=True)
-    result, log = run.result, run.log
-    sent = result["sent"]
-    assert result[servers.ws_url] == sent, log[-3000:]
-    assert result[servers.wss_url] == sent, log[-3000:]
-    assert servers.ws_paths == ["/echo", "/echo"]
-    tunnels = re.findall(r"SOCKS5 CONNECT (\S+)", log)
-    ours = {f"{HOST}:{port}" for port in (servers.page_port, servers.ws_port, servers.wss_port)}
-    assert set(tunnels) == ours, log  # every tunnel is the test's: nothing of Chromium's own
-    assert f"GET https://{HOST}:{servers.page_port}/?" in log
-    for url in (servers.ws_url, servers.wss_url):
-        conn_id = conn_id_of(log, f"GET {url}")
-        for text in sent:
-            assert frame_lines(log, conn_id, "client -> server", text), f"{url}\n{log}"
-            assert frame_lines(log, conn_id, "server -> client", text), f"{url}\n{log}"
-    assert "Traceback" not in log, log
-    assert run.code == 0, log
+    assert_echoed(run.result, run.token, run.log, servers)
+    assert_socks5_tunnels(run.log, servers)  # every tunnel is the test's: none of Chromium's
+    assert f"GET https://{HOST}:{servers.page_port}/?" in run.log
+    assert_frames_logged(run.log, servers, run.result["sent"])
+    assert_proxy_clean(run.log, run.code)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,14 @@ from tests.browser.harness import (
     make_firefox_profile,
 )
 from tests.browser.pages import (
-    BIG,
     REPORT_TIMEOUT,
     Servers,
+    assert_echoed,
+    assert_frames_logged,
+    assert_only_test_requests,
+    assert_proxy_clean,
+    assert_socks5_tunnels,
     conn_id_of,
-    frame_lines,
-    requested,
 )
 from tests.harness import HOST, launch
 
@@ -88,25 +89,12 @@ async def run_firefox(
     return FirefoxRun(result, token, proxy.stderr(), code)
 
 
-def assert_echoed(run: FirefoxRun, servers: Servers) -> None:
-    """Every message came back, in order, over ws:// and wss://, both through the proxy."""
-    sent = run.result["sent"]
-    assert sent[0] == f"{run.token} hello"
-    assert sent[1] == f"{run.token} ünïcödé ✓"
-    assert len(sent[2]) == BIG
-    assert run.result[servers.ws_url] == sent, run.log[-3000:]
-    assert run.result[servers.wss_url] == sent, run.log[-3000:]
-    assert servers.ws_paths == ["/echo", "/echo"]
-    assert "Traceback" not in run.log, run.log
-    assert run.code == 0, f"the proxy exited with {run.code}\n{run.log}"
-
-
 async def test_firefox_echoes_over_ws_and_wss_through_wsproxy(
     servers: Servers, upstream_ca_file: Path, tmp_path: Path
 ) -> None:
     run = await run_firefox(servers, upstream_ca_file, tmp_path)
-    assert_echoed(run, servers)
     log = run.log
+    assert_echoed(run.result, run.token, log, servers)
     assert f"CONNECT {HOST}:{servers.page_port}" in log
     assert f"GET https://{HOST}:{servers.page_port}/?" in log
     assert f"POST https://{HOST}:{servers.page_port}/report" in log
@@ -114,11 +102,8 @@ async def test_firefox_echoes_over_ws_and_wss_through_wsproxy(
         conn_id = conn_id_of(log, f"GET {url}")
         opened = [line for line in log.splitlines() if f"[{conn_id}] WebSocket open" in line]
         assert opened and "permessage-deflate" in opened[0], log  # Firefox's offer, accepted
-        for text in run.result["sent"]:
-            for arrow in ("client -> server", "server -> client"):
-                assert frame_lines(log, conn_id, arrow, text), (
-                    f"{url}: no {arrow} frame for {text[:40]!r}\n{log}"
-                )
+    assert_frames_logged(log, servers, run.result["sent"])
+    assert_proxy_clean(log, run.code)
 
 
 async def test_firefox_sends_nothing_but_the_test_page(
@@ -127,12 +112,7 @@ async def test_firefox_sends_nothing_but_the_test_page(
     """With the profile's prefs and auto-config, every request the proxy sees is the test's,
     and no name is looked up by the proxy."""
     run = await run_firefox(servers, upstream_ca_file, tmp_path)
-    ours = {servers.page_port, servers.ws_port, servers.wss_port}
-    seen = requested(run.log)
-    assert ("CONNECT", HOST, servers.page_port) in seen, run.log
-    foreign = [r for r in seen if r[1] not in TEST_HOSTS or r[2] not in ours]
-    assert foreign == [], run.log
-    assert "cannot connect to" not in run.log, run.log
+    assert_only_test_requests(run.log, servers)
     assert run.code == 0, run.log
 
 
@@ -142,8 +122,9 @@ async def test_firefox_echoes_through_a_quiet_proxy(
     """The way a user runs it by default: no frame lines, the quiet relay's shortcuts, every
     compressed message back as it was sent."""
     run = await run_firefox(servers, upstream_ca_file, tmp_path, verbose=False)
-    assert_echoed(run, servers)
+    assert_echoed(run.result, run.token, run.log, servers)
     assert "client -> server" not in run.log
+    assert_proxy_clean(run.log, run.code)
 
 
 async def test_firefox_through_socks5_mode(
@@ -152,11 +133,7 @@ async def test_firefox_through_socks5_mode(
     """``SOCKS5`` in the auto-config: the page and both WebSockets go through SOCKS5 tunnels
     (Firefox sends the address, no name), TLS intercepted inside."""
     run = await run_firefox(servers, upstream_ca_file, tmp_path, socks5=True)
-    assert_echoed(run, servers)
-    tunnels = set(re.findall(r"SOCKS5 CONNECT (\S+)", run.log))
-    ours = {f"{HOST}:{port}" for port in (servers.page_port, servers.ws_port, servers.wss_port)}
-    assert tunnels == ours, run.log
-    for url in (servers.ws_url, servers.wss_url):
-        conn_id = conn_id_of(run.log, f"GET {url}")
-        for text in run.result["sent"]:
-            assert frame_lines(run.log, conn_id, "client -> server", text), f"{url}\n{run.log}"
+    assert_echoed(run.result, run.token, run.log, servers)
+    assert_socks5_tunnels(run.log, servers)
+    assert_frames_logged(run.log, servers, run.result["sent"])
+    assert_proxy_clean(run.log, run.code)
