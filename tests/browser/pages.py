@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import ssl
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import trustme
 from aiohttp import web
 
-from tests.browser.harness import TEST_HOSTS
-from tests.harness import HOST, WsUpstream, ws_upstream
+from tests.browser.harness import TEST_HOSTS, BrowserProcess
+from tests.harness import HOST, ProxyProcess, WsUpstream, launch, ws_upstream
 
 BIG = 70_000  # needs the 64-bit extended payload length
 REPORT_TIMEOUT = 60.0  # seconds for the page to report back
@@ -125,6 +128,56 @@ async def serve_pages(upstream_ca: trustme.CA) -> AsyncIterator[Servers]:
             yield state
     finally:
         await runner.cleanup()
+
+
+@dataclass
+class Run:
+    result: dict[str, Any]  # what the page reported
+    token: str
+    log: str  # the proxy's
+    code: int  # the proxy's exit code
+    elapsed: float  # from the browser's start to the report
+
+
+# Starts a browser on the page URL through the running proxy (the page's token is in the URL).
+StartBrowser = Callable[[ProxyProcess, str], BrowserProcess]
+
+
+async def run_through_proxy(
+    servers: Servers,
+    upstream_ca_file: Path,
+    tmp_path: Path,
+    start: StartBrowser,
+    *,
+    socks5: bool = False,
+    verbose: bool = True,
+) -> Run:
+    """A fresh proxy (``socks5``: a ``--mode socks5`` one; ``verbose``: at -v, frames
+    recorded, else quiet, the way a user runs it by default), a browser ``start`` opens on
+    the test page once the proxy wrote its CA, and what the page reported; the browser and
+    the proxy are stopped on every path."""
+    mode = ["--mode", "socks5"] if socks5 else []
+    args = [*mode, "--upstream-ca", str(upstream_ca_file)]
+    proxy = await launch(args, tmp_path / "confdir", tmp_path, verbose=verbose)
+    browser: BrowserProcess | None = None
+    try:
+        assert proxy.ca_cert.is_file(), f"no CA at {proxy.ca_cert}\n{proxy.stderr()}"
+        token = os.urandom(4).hex()
+        started = time.monotonic()
+        browser = start(proxy, servers.page_url(token))
+        try:
+            result = await asyncio.wait_for(servers.reports.get(), REPORT_TIMEOUT)
+        except TimeoutError:
+            raise AssertionError(
+                f"the page never reported back\n--- proxy ---\n{proxy.stderr()}"
+                f"\n--- browser ---\n{browser.log()[-3000:]}"
+            ) from None
+        elapsed = time.monotonic() - started
+    finally:
+        if browser is not None:
+            browser.stop()
+        code = await proxy.stop()
+    return Run(result, token, proxy.stderr(), code, elapsed)
 
 
 def frame_lines(log: str, conn_id: str, arrow: str, text: str) -> list[str]:

@@ -11,12 +11,7 @@ they are missing, except with ``CI=true``, where it fails instead.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,26 +22,18 @@ from tests.browser.harness import (
     make_nssdb,
 )
 from tests.browser.pages import (
-    REPORT_TIMEOUT,
+    Run,
     Servers,
     assert_echoed,
     assert_frames_logged,
     assert_only_test_requests,
     assert_proxy_clean,
     assert_socks5_tunnels,
+    run_through_proxy,
 )
-from tests.harness import launch
+from tests.harness import ProxyProcess
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@dataclass
-class Run:
-    result: dict[str, Any]
-    token: str
-    log: str  # the proxy's, at -v
-    code: int  # the proxy's exit code
-    elapsed: float
 
 
 async def run_page(
@@ -58,37 +45,18 @@ async def run_page(
     verbose: bool = True,
 ) -> Run:
     """Chromium, trusting only wsproxy's CA, opens the test page through a fresh proxy
-    (``socks5``: a ``--mode socks5`` one, as ``--proxy-server=socks5://``; ``verbose``: at
-    -v, frames recorded, else quiet, the way a user runs it by default)."""
+    (``run_through_proxy``; ``socks5``: as ``--proxy-server=socks5://``)."""
     chromium_bin, certutil = browser_tools()
-    mode = ["--mode", "socks5"] if socks5 else []
-    args = [*mode, "--upstream-ca", str(upstream_ca_file)]
-    proxy = await launch(args, tmp_path / "confdir", tmp_path, verbose=verbose)
-    proxy_url = f"socks5://{HOST}:{proxy.port}" if socks5 else proxy.url
-    chromium: Chromium | None = None
-    try:
-        assert proxy.ca_cert.is_file(), f"no CA at {proxy.ca_cert}\n{proxy.stderr()}"
-        home = tmp_path / "home"
-        make_nssdb(certutil, home, proxy.ca_cert)  # only after the proxy wrote its CA
+    home = tmp_path / "home"
 
-        token = os.urandom(4).hex()
-        started = time.monotonic()
-        chromium = Chromium(
-            chromium_bin, servers.page_url(token), proxy_url, home, tmp_path / "profile"
-        )
-        try:
-            result = await asyncio.wait_for(servers.reports.get(), REPORT_TIMEOUT)
-        except TimeoutError:
-            raise AssertionError(
-                f"the page never reported back\n--- proxy ---\n{proxy.stderr()}"
-                f"\n--- chromium ---\n{chromium.log()[-3000:]}"
-            ) from None
-        elapsed = time.monotonic() - started
-    finally:
-        if chromium is not None:
-            chromium.stop()
-        code = await proxy.stop()
-    return Run(result, token, proxy.stderr(), code, elapsed)
+    def start(proxy: ProxyProcess, url: str) -> Chromium:
+        make_nssdb(certutil, home, proxy.ca_cert)
+        proxy_url = f"socks5://{HOST}:{proxy.port}" if socks5 else proxy.url
+        return Chromium(chromium_bin, url, proxy_url, home, tmp_path / "profile")
+
+    return await run_through_proxy(
+        servers, upstream_ca_file, tmp_path, start, socks5=socks5, verbose=verbose
+    )
 
 
 async def test_chromium_sends_nothing_but_the_test_page(

@@ -14,11 +14,7 @@ when they are missing, except with ``CI=true``, where it fails instead.
 
 from __future__ import annotations
 
-import asyncio
-import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -30,7 +26,7 @@ from tests.browser.harness import (
     make_firefox_profile,
 )
 from tests.browser.pages import (
-    REPORT_TIMEOUT,
+    Run,
     Servers,
     assert_echoed,
     assert_frames_logged,
@@ -38,18 +34,11 @@ from tests.browser.pages import (
     assert_proxy_clean,
     assert_socks5_tunnels,
     conn_id_of,
+    run_through_proxy,
 )
-from tests.harness import HOST, launch
+from tests.harness import HOST, ProxyProcess
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@dataclass
-class FirefoxRun:
-    result: dict[str, Any]
-    token: str
-    log: str  # the proxy's
-    code: int  # the proxy's exit code
 
 
 async def run_firefox(
@@ -59,34 +48,21 @@ async def run_firefox(
     *,
     socks5: bool = False,
     verbose: bool = True,
-) -> FirefoxRun:
-    """Firefox opens the test page through a fresh proxy (``socks5``: a ``--mode socks5`` one;
-    ``verbose``: at -v, frames recorded, else quiet) and the page reports back."""
+) -> Run:
+    """Firefox opens the test page through a fresh proxy (``run_through_proxy``; ``socks5``:
+    ``SOCKS5`` in the auto-config)."""
     firefox_bin, certutil = firefox_tools()
-    mode = ["--mode", "socks5"] if socks5 else []
-    args = [*mode, "--upstream-ca", str(upstream_ca_file)]
-    proxy = await launch(args, tmp_path / "confdir", tmp_path, verbose=verbose)
-    firefox: Firefox | None = None
-    try:
-        assert proxy.ca_cert.is_file(), f"no CA at {proxy.ca_cert}\n{proxy.stderr()}"
+
+    def start(proxy: ProxyProcess, url: str) -> Firefox:
         kind = "SOCKS5" if socks5 else "PROXY"
         profile = tmp_path / "profile"
         pac = firefox_pac(f"{kind} {HOST}:{proxy.port}", TEST_HOSTS)
         make_firefox_profile(certutil, profile, proxy.ca_cert, pac)
-        token = os.urandom(4).hex()
-        firefox = Firefox(firefox_bin, servers.page_url(token), tmp_path / "home", profile)
-        try:
-            result = await asyncio.wait_for(servers.reports.get(), REPORT_TIMEOUT)
-        except TimeoutError:
-            raise AssertionError(
-                f"the page never reported back\n--- proxy ---\n{proxy.stderr()}"
-                f"\n--- firefox ---\n{firefox.log()[-3000:]}"
-            ) from None
-    finally:
-        if firefox is not None:
-            firefox.stop()
-        code = await proxy.stop()
-    return FirefoxRun(result, token, proxy.stderr(), code)
+        return Firefox(firefox_bin, url, tmp_path / "home", profile)
+
+    return await run_through_proxy(
+        servers, upstream_ca_file, tmp_path, start, socks5=socks5, verbose=verbose
+    )
 
 
 async def test_firefox_echoes_over_ws_and_wss_through_wsproxy(
