@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ from _common import (  # bench/_common.py; also what tls_bench.py reaches as ben
     wait_port,
     write_nginx_conf,
 )
+from _perf import KINDS, PERF_MISSING, PerfRecording, find_perf  # bench/_perf.py
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -545,6 +547,7 @@ class Options:
     start_timeout: float
     verbose: bool
     baseline: Path | None = None  # the checkout the wsproxy-base target runs
+    perf: str | None = None  # --perf: the perf binary that splits the proxy's CPU by kind
 
     def duration_of(self, s: Scenario) -> float:
         if self.duration is not None:
@@ -622,6 +625,40 @@ class Loadgen:
         return cpu_seconds([self.proc.pid])
 
 
+@contextlib.asynccontextmanager
+async def perf_split(
+    target: Target, opts: Options, pids: list[int]
+) -> AsyncIterator[dict[str, float]]:
+    """With --perf: ``perf record`` of the proxy around the block; the dict it yields is
+    filled, when the block ends, with each kind's share of the samples (bench/_perf.py)."""
+    split: dict[str, float] = {}
+    if opts.perf is None or not pids:
+        yield split
+        return
+    data = opts.logdir / f"perf-{target.name}.data"
+    recording = PerfRecording(opts.perf, pids, data, opts.logdir / "perf.log")
+    await recording.start()
+    try:
+        yield split
+    except BaseException:
+        await recording.abort()
+        raise
+    split.update(await recording.stop())
+
+
+def split_key(kind: str) -> str:
+    return "split_" + kind.replace(" ", "_")
+
+
+def add_split(out: dict[str, Any], split: dict[str, float], scen: Scenario) -> None:
+    """The scenario's CPU figure per operation, cut by kind of code (keys ``split_KIND``)."""
+    per_op = out.get(_throughput_and_cpu(scen)[1][0])
+    if not split or per_op is None:
+        return
+    for kind, share in split.items():
+        out[split_key(kind)] = per_op * share
+
+
 async def check_echo(target: Target, opts: Options) -> None:
     cfg = {"url": target.url, "compress": opts.compress, "timeout": 20}
     cfg["rewritten"] = target.name in REWRITE_TARGETS  # its rule changes each text message
@@ -656,15 +693,16 @@ async def run_pipeline(
         hwm_ok = reset_hwm(pids)
         sampler = RssSampler(pids)
         sampler.start()
-        cpu0, lg0, echo0 = cpu_seconds(pids), lg.cpu(), cpu_seconds([echo_pid])
-        t0 = time.monotonic()
-        await lg.go()
-        try:
-            res = await lg.event("done", duration + drain + 30)
-        finally:
-            await sampler.stop()
-        wall = time.monotonic() - t0
-        cpu1, lg1, echo1 = cpu_seconds(pids), lg.cpu(), cpu_seconds([echo_pid])
+        async with perf_split(target, opts, pids) as split:
+            cpu0, lg0, echo0 = cpu_seconds(pids), lg.cpu(), cpu_seconds([echo_pid])
+            t0 = time.monotonic()
+            await lg.go()
+            try:
+                res = await lg.event("done", duration + drain + 30)
+            finally:
+                await sampler.stop()
+            wall = time.monotonic() - t0
+            cpu1, lg1, echo1 = cpu_seconds(pids), lg.cpu(), cpu_seconds([echo_pid])
         peak_kib = max(sampler.peak_kib, hwm_kib(pids) if hwm_ok else 0)
 
     rts = res["roundTrips"]
@@ -692,6 +730,7 @@ async def run_pipeline(
     if "latency" in res:
         lat = res["latency"]
         out.update(p50_us=lat["p50"], p99_us=lat["p99"], mean_us=lat["mean"], max_us=lat["max"])
+    add_split(out, split, scen)
     return out
 
 
@@ -712,12 +751,13 @@ async def run_connect(
         pids = target.pids()
         if target.cmd is not None and not pids:
             raise RuntimeError(f"{target.name} is not running")
-        cpu0, lg0, echo0 = cpu_seconds(pids), lg.cpu(), cpu_seconds([echo_pid])
-        t0 = time.monotonic()
-        await lg.go()
-        res = await lg.event("done", duration + 60)
-        wall = time.monotonic() - t0
-        cpu1, lg1, echo1 = cpu_seconds(pids), lg.cpu(), cpu_seconds([echo_pid])
+        async with perf_split(target, opts, pids) as split:
+            cpu0, lg0, echo0 = cpu_seconds(pids), lg.cpu(), cpu_seconds([echo_pid])
+            t0 = time.monotonic()
+            await lg.go()
+            res = await lg.event("done", duration + 60)
+            wall = time.monotonic() - t0
+            cpu1, lg1, echo1 = cpu_seconds(pids), lg.cpu(), cpu_seconds([echo_pid])
     n = res["connections"]
     if n <= 0:
         raise RuntimeError(f"no connection completed: {res.get('lastError')}")
@@ -737,6 +777,7 @@ async def run_connect(
         out.update(
             cpu_us_per_conn=(cpu1 - cpu0) / n * 1e6, proxy_cpu_pct=100 * (cpu1 - cpu0) / wall
         )
+    add_split(out, split, scen)
     return out
 
 
@@ -851,6 +892,24 @@ def build_table(
             for r in ratio_cols:
                 a, b = meds.get(r), meds.get("relay")
                 row.append(f"{a / b:.1f}x" if is_cpu and a is not None and b else "")
+            rows.append(row)
+    return rows
+
+
+def split_table(
+    results: dict[str, dict[str, Any]], scen_names: list[str], targets: list[Target]
+) -> list[list[str]]:
+    """--perf: each scenario's CPU per operation cut by kind of code (medians)."""
+    names = [t.name for t in targets if t.cmd is not None]
+    rows = [["scenario", "CPU per operation in", *names]]
+    for sname in scen_names:
+        scen = SCENARIOS[sname]
+        if scen.mode == "idle":
+            continue
+        unit = _throughput_and_cpu(scen)[1][1].removeprefix("proxy CPU ")
+        for i, kind in enumerate(KINDS):
+            row = [sname if i == 0 else "", f"{kind}, {unit}"]
+            row += [fmt(_median(results, sname, tn, split_key(kind))) for tn in names]
             rows.append(row)
     return rows
 
@@ -1287,6 +1346,13 @@ async def amain(args: argparse.Namespace, opts: Options) -> int:
         w2 = next(t for t in targets if t.name == "wsproxy-w2")
         if not w2.available:
             print(f"wsproxy-w2 n/a: {w2.reason.splitlines()[0]}")
+    splits = split_table(results, scen_names, targets) if opts.perf else []
+    if splits:
+        print(
+            "\nwhere the proxy CPU goes (--perf: perf record at 999 Hz during each measurement, "
+            "by kind of code; see bench/_perf.py)"
+        )
+        print(render(splits, left=2))
     verdicts = targets_summary(results, tls_doc)
     print("\nissue 16 targets (wsproxy against the anchors, medians of this run):")
     print(render(verdicts, left=1))
@@ -1314,6 +1380,7 @@ async def amain(args: argparse.Namespace, opts: Options) -> int:
             "table": table,
             "workers": workers,
             "anchor_ratios": ratios,
+            "perf_split": splits,
             "issue16": verdicts,
             "connect_tls": tls_doc,
         }
@@ -1362,6 +1429,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--node", default=shutil.which("node") or "node", help="node executable")
     ap.add_argument("--start-timeout", type=float, default=30, help="seconds for a target to start")
     ap.add_argument("--keep-logs", action="store_true", help="keep the temporary log directory")
+    ap.add_argument(
+        "--perf",
+        action="store_true",
+        help="also split each proxy's CPU per operation by kind of code (kernel, interpreter, "
+        "event loop, native) with perf record",
+    )
     ap.add_argument("-v", "--verbose", action="store_true")
     argv = list(sys.argv[1:] if argv is None else argv)
     # Let `--wsproxy-args "--flag x"` work: argparse would take "--flag x" for an option.
@@ -1379,6 +1452,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.repeats < 1:
         ap.error("--repeats must be >= 1")
+    perf = find_perf() if args.perf else None
+    if args.perf and perf is None:
+        print(PERF_MISSING, file=sys.stderr)
+        return 2
 
     raise_nofile(4 * args.idle_conns + 1024)
     logdir = Path(tempfile.mkdtemp(prefix="wsproxy-bench-"))
@@ -1394,6 +1471,7 @@ def main(argv: list[str] | None = None) -> int:
         start_timeout=args.start_timeout,
         verbose=args.verbose,
         baseline=args.baseline,
+        perf=perf,
     )
     rc = 130
     try:
