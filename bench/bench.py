@@ -1444,6 +1444,10 @@ def main(argv: list[str] | None = None) -> int:
             break
     args = ap.parse_args(argv)
 
+    perf = find_perf() if args.perf else None
+    if args.perf and perf is None:
+        print(PERF_MISSING, file=sys.stderr)
+        return 2
     if not (BENCH_DIR / "node_modules" / "ws").is_dir():
         print(NODE_MISSING, file=sys.stderr)
         return 2
@@ -1452,10 +1456,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.repeats < 1:
         ap.error("--repeats must be >= 1")
-    perf = find_perf() if args.perf else None
-    if args.perf and perf is None:
-        print(PERF_MISSING, file=sys.stderr)
-        return 2
 
     raise_nofile(4 * args.idle_conns + 1024)
     logdir = Path(tempfile.mkdtemp(prefix="wsproxy-bench-"))
