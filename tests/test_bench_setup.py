@@ -18,12 +18,10 @@ import pytest
 from tests.harness import ROOT, hiding_source, proxy_free_env
 
 
-def test_a_missing_python_peer_is_one_line_with_the_install_command(tmp_path: Path) -> None:
-    (tmp_path / "sitecustomize.py").write_text(hiding_source("websockets"))
-    env = proxy_free_env()
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)])
-    result = subprocess.run(
-        [sys.executable, "bench/capture_bench.py"],
+def run_bench(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A bench script run from the repository root, as the README says, with ``env``."""
+    return subprocess.run(
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -31,6 +29,13 @@ def test_a_missing_python_peer_is_one_line_with_the_install_command(tmp_path: Pa
         env=env,
         stdin=subprocess.DEVNULL,
     )
+
+
+def test_a_missing_python_peer_is_one_line_with_the_install_command(tmp_path: Path) -> None:
+    (tmp_path / "sitecustomize.py").write_text(hiding_source("websockets"))
+    env = proxy_free_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)])
+    result = run_bench(["bench/capture_bench.py"], env)
     assert result.returncode == 2, result.stderr  # a missing set-up, as bench.py
     assert result.stderr.splitlines() == [
         f"bench/capture_bench.py needs websockets, not installed for {sys.executable}: run "
@@ -41,15 +46,7 @@ def test_a_missing_python_peer_is_one_line_with_the_install_command(tmp_path: Pa
 def test_perf_missing_is_one_line_with_the_install_command(tmp_path: Path) -> None:
     env = proxy_free_env()
     env["PATH"] = str(tmp_path)  # no perf (nor anything else) on it
-    result = subprocess.run(
-        [sys.executable, "bench/bench.py", "--perf"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_bench(["bench/bench.py", "--perf"], env)
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [bench_perf().PERF_MISSING]
 
